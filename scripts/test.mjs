@@ -1,0 +1,28 @@
+// `npm test`: build what the tests drive (the CLI, the renderer), run every Vitest test, and close
+// with the plain line `N passed, N failed` that CI reads.
+import { spawnSync } from 'node:child_process';
+import { readFileSync, mkdirSync } from 'node:fs';
+
+const run = (cmd, args) => spawnSync(cmd, args, { stdio: 'inherit', shell: false });
+for (const script of ['build:cli', 'build:renderer']) {
+  const r = run('npm', ['run', '--silent', script]);
+  if (r.status !== 0) {
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  }
+}
+mkdirSync('test-results', { recursive: true });
+const extra = process.argv.slice(2);
+const r = run('npx', ['vitest', 'run', '--reporter=default', '--reporter=json', '--outputFile.json=test-results/vitest.json', ...extra]);
+let passed = 0;
+let failed = 0;
+try {
+  const report = JSON.parse(readFileSync('test-results/vitest.json', 'utf8'));
+  passed = report.numPassedTests;
+  failed = report.numFailedTests + (report.numRuntimeErrorTestSuites ?? 0);
+  for (const f of report.testResults ?? []) if (f.status === 'failed' && (f.assertionResults ?? []).length === 0) failed++;
+} catch {
+  failed = Math.max(failed, 1);
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(r.status === 0 && failed === 0 ? 0 : 1);
