@@ -1,0 +1,4 @@
+// Electron main process (placeholder while the shell is built).
+import { app } from 'electron';
+
+void app.whenReady();
