@@ -15,6 +15,12 @@ export interface PositionalIO {
   size(): Promise<number>;
   truncate(size: number): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Optional: a writer announces a named point of its update sequence (QEMU blkdebug event names,
+   * e.g. 'l2_alloc_write'). Plain backends ignore it; the recording backend logs it and the fault
+   * backend arms its rules on it. Wrappers pass it on to the backend they wrap.
+   */
+  event?(name: string): void;
 }
 
 export class ReadOnlyError extends Error {
