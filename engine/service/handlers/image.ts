@@ -1,0 +1,65 @@
+// image.open, image.close, image.overview, bytes.read, guest.locate.
+import { dirname } from 'node:path';
+import { Qcow2Image } from '../../image/qcow2-image.js';
+import { FileIO } from '../../io/file-io.js';
+import { GUEST_STATE_NAMES } from '../../check/roles.js';
+import { ContractError } from '../errors.js';
+import type { HandlerContext, HandlerTable } from '../handler.js';
+import type { Session } from '../session.js';
+import { buildOverview } from '../overview.js';
+import { locateGuestCluster } from '../locate.js';
+
+async function overviewOf(s: Session, ctx: HandlerContext) {
+  const may = ctx.host.mayRead ? ctx.host.mayRead.bind(ctx.host) : async () => true;
+  return buildOverview(s.image, s.path, may);
+}
+
+export const handlers: HandlerTable = {
+  'image.open': async (args, ctx) => {
+    const { path, name, location } = await ctx.host.resolve(args.ref);
+    const io = await FileIO.open(path);
+    let image: Qcow2Image;
+    try {
+      image = await Qcow2Image.open(io, { checkMode: true });
+    } catch (e) {
+      await io.close();
+      throw e;
+    }
+    const session = ctx.sessions.add({ path, name, io, image });
+    const recent = ctx.host.recent.touch(path, name, location ?? (ctx.host.kind === 'electron' ? dirname(path) : undefined));
+    const overview = await overviewOf(session, ctx);
+    overview.name = name;
+    return { handle: session.handle, name, overview, recentId: recent.id };
+  },
+  'image.close': async (args, ctx) => {
+    await ctx.sessions.close(args.handle);
+    return { ok: true };
+  },
+  'image.overview': async (args, ctx) => {
+    const s = ctx.sessions.get(args.handle);
+    const ov = await overviewOf(s, ctx);
+    ov.name = s.name;
+    return ov;
+  },
+  'bytes.read': async (args, ctx) => {
+    const s = ctx.sessions.get(args.handle);
+    const fileSize = await s.io.size();
+    if (args.offset > fileSize)
+      throw new ContractError('invalid-argument', `offset ${args.offset} is past the end of the file (${fileSize} bytes)`, { field: 'args.offset', value: String(args.offset) });
+    const bytes = await s.io.read(args.offset, Math.min(args.length, fileSize - args.offset));
+    return { offset: args.offset, bytes, fileSize };
+  },
+  'guest.locate': async (args, ctx) => {
+    const s = ctx.sessions.get(args.handle);
+    const guestClusters = Math.ceil(s.image.virtualSize / s.image.clusterSize);
+    if (args.guestCluster >= guestClusters)
+      throw new ContractError('invalid-argument', `guest cluster ${args.guestCluster} is past the virtual disk (${guestClusters} clusters)`, { field: 'args.guestCluster', value: String(args.guestCluster) });
+    const loc = await locateGuestCluster(s.image, args.guestCluster);
+    const mapped = s.check?.guestMap?.[args.guestCluster];
+    if (mapped !== undefined) {
+      loc.state = mapped;
+      loc.stateName = GUEST_STATE_NAMES[mapped] ?? `state ${mapped}`;
+    }
+    return loc;
+  },
+};
