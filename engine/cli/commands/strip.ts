@@ -1,8 +1,32 @@
 import type { Command } from 'commander';
+import { stripFile, type StripResult } from '../../strip/strip.js';
+import { META_KIND_LABELS, type MetaKind } from '../../strip/metadata-map.js';
+import { formatBytes } from '../../report/format-units.js';
 
-// Placeholder: the 'strip' command is being built (see the issue tracker).
 export function register(program: Command): void {
-  program.command('strip').description('(not yet available)').allowUnknownOption().action(() => {
-    throw new Error("'strip' is not implemented yet");
-  });
+  program
+    .command('strip')
+    .description('write a metadata-only copy of IMAGE to OUT (guest data replaced by zeros, sparse) to send to support')
+    .argument('<image>', 'the qcow2 image to strip (only read)')
+    .argument('<out>', 'the copy to write (must not exist unless --force)')
+    .option('--force', 'replace OUT if it already exists')
+    .option('--output <format>', 'human or json', 'human')
+    .action(async (image: string, out: string, o: { force?: boolean; output: string }) => {
+      if (o.output !== 'human' && o.output !== 'json') throw new Error(`--output must be human or json, not '${o.output}'`);
+      const r = await stripFile(image, out, { force: o.force === true });
+      process.stdout.write(o.output === 'json' ? `${JSON.stringify({ image, out, ...r }, null, 2)}\n` : human(image, out, r));
+    });
+}
+
+function human(image: string, out: string, r: StripResult): string {
+  const lines = [`Wrote ${out}: a metadata-only copy of ${image}.`];
+  lines.push(`Kept ${formatBytes(r.keptBytes)} of metadata at the same offsets; file length ${r.fileSize} bytes as before; every guest data cluster now reads as zeros.`);
+  if (r.headerRefusal) lines.push(`The header is refused (${r.headerRefusal}), so only the header was kept.`);
+  for (const [kind, s] of Object.entries(r.structures) as Array<[MetaKind, { count: number; bytes: number }]>)
+    lines.push(`  ${META_KIND_LABELS[kind]}: ${s.count} (${formatBytes(s.bytes)})`);
+  if (r.notes.length) {
+    lines.push('Notes:');
+    for (const n of r.notes) lines.push(`  - ${n}`);
+  }
+  return `${lines.join('\n')}\n`;
 }
