@@ -80,6 +80,8 @@ export interface CheckResult {
   counters: QemuCounters;
   /** Set when the check could not complete (QEMU's "Check failed: ..."), with its reason. */
   failed?: string;
+  /** The failure is one QEMU reports while opening the image ("Could not open '<file>': <reason>"). */
+  failedAtOpen?: boolean;
   anomalies: Anomaly[];
   /** Host clusters examined (ceil(file size / cluster size), grown by references past EOF). */
   hostClusters: number;

@@ -9,6 +9,8 @@ import { Qcow2FormatError } from '../errors.js';
 export interface OpenOptions {
   /** Open as the checker does: tolerate a missing refcount table and an invalid snapshot table. */
   checkMode?: boolean;
+  /** Read an active L1 table that starts past end of file as zeros (as QEMU does) instead of refusing. */
+  zeroFillPastEof?: boolean;
 }
 
 /**
@@ -40,9 +42,10 @@ export class Qcow2Image {
     const header = decodeHeader(first.subarray(0, Math.min(first.length, clusterSizeHint(first))), opts);
     const geo = geometry(header);
     const l1Bytes = header.l1Size * C.L1_ENTRY_SIZE;
-    if (header.l1Size > 0 && header.l1TableOffset >= fileSize)
+    if (header.l1Size > 0 && header.l1TableOffset >= fileSize && !opts.zeroFillPastEof)
       throw new Qcow2FormatError('Could not read L1 table: beyond end of file', 'header.l1_table_offset', header.l1TableOffset);
-    const l1 = l1Bytes ? await readPadded(io, header.l1TableOffset, l1Bytes) : new Uint8Array(0);
+    const l1 = !l1Bytes ? new Uint8Array(0)
+      : header.l1TableOffset >= fileSize ? new Uint8Array(l1Bytes) : await readPadded(io, header.l1TableOffset, l1Bytes);
     const rtBytes = header.refcountTableClusters * geo.clusterSize;
     const reftable = rtBytes && header.refcountTableOffset < fileSize
       ? await readPadded(io, header.refcountTableOffset, rtBytes)

@@ -1,8 +1,125 @@
+// `qcow2-doctor check`: qemu-img check's flags, streams, texts and exit codes, plus our anomalies
+// in the JSON output. Repairs (-r and friends) are handed to the repair engine.
 import type { Command } from 'commander';
+import { FileIO } from '../../io/file-io.js';
+import { Qcow2FormatError } from '../../errors.js';
+import { checkImage, openForCheck } from '../../check/index.js';
+import type { RepairMode } from '../../check/types.js';
+import { QCOW2_MAGIC } from '../../format/constants.js';
+import { u32 } from '../../format/bytes.js';
+import { humanSummary, qemuJson } from '../../report/qemu-text.js';
+import { writeReportFile } from '../../report/write-report.js';
+import { runRepairCommand } from './repair-options.js';
 
-// Placeholder: the 'check' command is being built (see the issue tracker).
+interface CheckFlags {
+  output: string;
+  format?: string;
+  quiet?: boolean;
+  forceShare?: boolean;
+  repair?: string;
+  dryRun?: boolean;
+  journal?: string | boolean;
+  outputImage?: string;
+  report?: string;
+  cache?: string;
+}
+
+/** Buffered line writer for millions of per-problem lines. */
+class LineSink {
+  private buf = '';
+  constructor(private readonly fd: 1 | 2) {}
+  line(s: string): void {
+    this.buf += `${s}\n`;
+    if (this.buf.length > 1 << 16) this.flush();
+  }
+  flush(): void {
+    if (!this.buf) return;
+    (this.fd === 1 ? process.stdout : process.stderr).write(this.buf);
+    this.buf = '';
+  }
+}
+
+const fail = (text: string, code = 1): number => {
+  process.stderr.write(`qcow2-doctor: ${text}\n`);
+  return code;
+};
+
+export async function runCheck(file: string, o: CheckFlags): Promise<number> {
+  if (o.output !== 'human' && o.output !== 'json') return fail('--output must be used with human or json as argument.');
+  if (o.repair !== undefined && o.repair !== 'leaks' && o.repair !== 'all')
+    return fail(`Unknown option value for -r (expecting 'leaks' or 'all'): ${o.repair}`);
+  const wantsRepair = o.repair !== undefined || o.dryRun || o.journal !== undefined || o.outputImage !== undefined;
+  if (wantsRepair) {
+    const args: Parameters<typeof runRepairCommand>[0] = {
+      image: file, output: o.output, quiet: !!o.quiet, forceShare: !!o.forceShare, dryRun: !!o.dryRun,
+    };
+    if (o.repair) args.mode = o.repair as RepairMode;
+    if (o.journal !== undefined && o.journal !== true) args.journal = o.journal;
+    if (o.outputImage !== undefined) args.outputImage = o.outputImage;
+    if (o.report !== undefined) args.report = o.report;
+    return runRepairCommand(args);
+  }
+  if (o.format !== undefined && o.format !== 'qcow2') {
+    if (o.format === 'raw') return fail('This image format does not support checks', 63);
+    return fail(`Could not open '${file}': Unknown driver '${o.format}'`);
+  }
+  let io: FileIO;
+  try {
+    io = await FileIO.open(file);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const reason = err.code === 'ENOENT' ? 'No such file or directory' : err.code === 'EACCES' ? 'Permission denied' : err.message;
+    return fail(`Could not open '${file}': Could not open '${file}': ${reason}`);
+  }
+  try {
+    const head = await io.read(0, 8);
+    const isQcow2 = head.length >= 8 && u32(head, 0) === QCOW2_MAGIC && u32(head, 4) >= 2;
+    if (!isQcow2 && o.format === undefined) return fail('This image format does not support checks', 63);
+    let image;
+    try {
+      image = await openForCheck(io);
+    } catch (e) {
+      if (e instanceof Qcow2FormatError) return fail(`Could not open '${file}': ${e.message}`);
+      throw e;
+    }
+    const err = new LineSink(2);
+    const result = await checkImage(image, {
+      onMessage: (line) => err.line(line.startsWith('qemu-img: ') ? `qcow2-doctor: ${line.slice(10)}` : line),
+    });
+    err.flush();
+    if (result.failed !== undefined) {
+      return result.failedAtOpen ? fail(`Could not open '${file}': ${result.failed}`) : fail(`Check failed: ${result.failed}`);
+    }
+    const c = result.counters;
+    if (!o.quiet) {
+      if (o.output === 'json') process.stdout.write(qemuJson(file, c, result.anomalies));
+      else process.stdout.write(humanSummary(c));
+    }
+    if (o.report !== undefined) await writeReportFile(o.report, { ...result, filename: file }, image);
+    if (c.checkErrors) return fail('Check failed');
+    return c.corruptions ? 2 : c.leaks ? 3 : 0;
+  } finally {
+    await io.close();
+  }
+}
+
 export function register(program: Command): void {
-  program.command('check').description('(not yet available)').allowUnknownOption().action(() => {
-    throw new Error("'check' is not implemented yet");
-  });
+  program.command('check')
+    .description("check an image for inconsistencies, as 'qemu-img check' does (plus plain-language findings)")
+    .argument('<image>', 'qcow2 image file')
+    .option('--output <format>', "'human' or 'json'", 'human')
+    .option('-f <format>', 'image format (only qcow2 is checked)')
+    .option('-q, --quiet', 'print nothing on stdout')
+    .option('-U, --force-share', 'open even if another process uses the image (checking is read-only anyway)')
+    .option('-T, --cache <mode>', 'accepted for qemu-img compatibility; ignored')
+    .option('-r, --repair <mode>', "repair: 'leaks' or 'all'")
+    .option('--dry-run', 'with -r: show what would be repaired, change nothing')
+    .option('--journal <file>', 'with -r: where to keep the undo journal')
+    .option('--no-journal', 'with -r: keep no undo journal')
+    .option('--output-image <copy>', 'with -r: repair a copy, leave the original untouched')
+    .option('--report <file>', 'also write a report file')
+    .action(async (image: string, opts: CheckFlags & { f?: string }) => {
+      if (opts.f !== undefined) opts.format = opts.f;
+      process.exitCode = await runCheck(image, opts);
+    });
 }

@@ -1,0 +1,951 @@
+// The analysis step of the checker: QEMU's calculate_refcounts + compare_refcounts +
+// check_oflag_copied (qemu-img check without -r), in QEMU's order and with QEMU's messages, but
+// reading every table once in large sorted reads. The result is the raw material for the QEMU
+// report (engine/report/qemu-text.ts), for our anomalies, and for the repair planner.
+import * as C from '../format/constants.js';
+import { hex64, u32 } from '../format/bytes.js';
+import type { Qcow2Image } from '../image/qcow2-image.js';
+import { CancelledError } from '../errors.js';
+import { readPadded } from '../io/positional-io.js';
+import { AnomalyCollector } from './anomalies.js';
+import { bitmapsActive, BitmapError, loadBitmapDirectory, loadBitmapTable, type BitmapDirectory } from './bitmaps.js';
+import { readRanges } from './batch-reader.js';
+import { msg } from './messages.js';
+import { createRefArray, MAX_IMRT_BYTES, refArrayBytesPerEntry, refArrayMax, type RefArray } from './refcount-array.js';
+import { LOOKUP_FAILED, RefcountLookup } from './refcount-lookup.js';
+import { GuestState, HostRole } from './roles.js';
+import { precheckSnapshotTable, type CheckedSnapshot } from './snapshot-table.js';
+import type { Anomaly, CheckOptions, QemuCounters } from './types.js';
+
+/** Where a per-entry finding sits, exactly, for the repair planner and the app. */
+export interface EntryFinding {
+  /** Same names as the anomaly kinds (see ANOMALY_KINDS). */
+  kind: string;
+  /** Which table holds the entry: 'l1', 'l2', 'snapshot-l1', 'snapshot-l2', 'reftable', 'snapshot-table', ... */
+  table?: string;
+  /** Host offset of that table. */
+  tableOffset?: number;
+  /** Index of the entry in the table (L1 index, L2 index, reftable index, snapshot index). */
+  index?: number;
+  /** The entry's 64-bit value in hex (no 0x), as QEMU prints it. */
+  entry?: string;
+  /** Guest offset the entry maps (active L2 entries; snapshot L2 entries map the snapshot's view). */
+  guestOffset?: number;
+  /** Snapshot id when the entry is reached from a snapshot's L1. */
+  snapshotId?: string;
+  /** Host byte range concerned (data offset, region past EOF, ...). */
+  offset?: number;
+  size?: number;
+  /** On-disk refcount involved (COPIED findings). */
+  refcount?: number;
+}
+
+/** The analysis of one image. Stable API for the repair engineer (issue 5): extend, don't change. */
+export interface Analysis {
+  clusterSize: number;
+  fileSize: number;
+  /** ceil(fileSize / clusterSize). */
+  fileClusters: number;
+  /** QEMU's nb_clusters after the walk: the range compared (file clusters, grown by references < 1 cluster past EOF). */
+  nbClusters: number;
+  /** References found per host cluster (QEMU's IMRT), at the image's refcount width semantics. */
+  references: RefArray;
+  /** Largest value a counter can hold (refcount overflow threshold). */
+  refcountMax: number;
+  /** QEMU's counters for a check without repair (corruptions/leaks/check errors, stats, end offset). */
+  counters: QemuCounters;
+  /** QEMU's "rebuild" flag: the refcount structure itself is broken (refcount 0 with references, bad reftable entries). */
+  rebuild: boolean;
+  /** Per-entry findings with exact locations (capped at MAX_FINDINGS; `findingsDropped` counts the rest). */
+  findings: EntryFinding[];
+  findingsDropped: number;
+  /** Snapshots as the pre-check read them. */
+  snapshots: CheckedSnapshot[];
+  /** QEMU's snapshots_size (unpadded end of the last entry). */
+  snapshotTableSize: number;
+  bitmaps?: BitmapDirectory;
+  /** Last cluster with a non-zero refcount or reference, -1 if none. */
+  highestCluster: number;
+  /** QEMU's "Check failed: <reason>" (the check stopped early); counters are partial then. */
+  failed?: string;
+  /** The failure is one QEMU reports while opening ("Could not open ...: <reason>"). */
+  failedAtOpen?: boolean;
+  anomalies: Anomaly[];
+  roleMap?: Uint8Array;
+  guestMap?: Uint8Array;
+  /** Messages in QEMU's order, as printed (also streamed through opts.onMessage). Capped. */
+  messages: string[];
+}
+
+const MAX_FINDINGS = 100000;
+const MAX_KEPT_MESSAGES = 10000;
+/** Bytes of tables read per batch (bounds memory; large enough for long sequential reads). */
+const BATCH_BYTES = 32 * 1024 * 1024;
+const TWO32 = 0x1_0000_0000;
+
+/** A check failure that stops the walk (QEMU returns -errno). */
+class Abort extends Error {
+  constructor(readonly reason: string, readonly atOpen = false) {
+    super(reason);
+  }
+}
+
+export async function analyzeImage(image: Qcow2Image, opts: CheckOptions = {}): Promise<Analysis> {
+  return new Analyzer(image, opts).run();
+}
+
+class Analyzer {
+  private readonly cs: number;
+  private readonly cb: number;
+  private readonly fileSize: number;
+  private readonly fileClusters: number;
+  private readonly ext: boolean;
+  private readonly dataFile: boolean;
+  private ref!: RefArray;
+  private refMax: number;
+  private maxK = -1;
+  private readonly c: QemuCounters = {
+    checkErrors: 0, corruptions: 0, leaks: 0, corruptionsFixed: 0, leaksFixed: 0, imageEndOffset: 0,
+    totalClusters: 0, allocatedClusters: 0, fragmentedClusters: 0, compressedClusters: 0,
+  };
+  private rebuild = false;
+  private readonly findings: EntryFinding[] = [];
+  private findingsDropped = 0;
+  private readonly messages: string[] = [];
+  private readonly an = new AnomalyCollector();
+  private copiedSet!: Uint8Array;
+  private copiedClear!: Uint8Array;
+  private copiedReplay = false;
+  private roleMap?: Uint8Array;
+  private guestMap?: Uint8Array;
+  private readonly zeros: Uint8Array;
+  private snapshots: CheckedSnapshot[] = [];
+  private snapshotTableSize = 0;
+  private bitmapDir?: BitmapDirectory;
+  private workTotal = 1;
+  private workDone = 0;
+  private readonly lookup: RefcountLookup;
+  private signalled = false;
+  /** Metadata clusters claimed so far (for the metadata-overlap warning): cluster → role. */
+  private readonly metaRoles = new Map<number, number>();
+  private readonly guestClusters: number;
+
+  constructor(private readonly image: Qcow2Image, private readonly opts: CheckOptions) {
+    this.cs = image.clusterSize;
+    this.cb = image.geo.clusterBits;
+    this.fileSize = image.fileSize;
+    this.fileClusters = Math.ceil(this.fileSize / this.cs);
+    this.ext = image.geo.extendedL2;
+    this.dataFile = image.hasExternalData;
+    this.refMax = refArrayMax(image.geo.refcountOrder);
+    this.zeros = new Uint8Array(this.cs);
+    this.guestClusters = Math.ceil(image.virtualSize / this.cs);
+    this.lookup = new RefcountLookup(image);
+    this.lookup.onUnaligned = (rtIndex, off) => {
+      if (this.signalled) return;
+      this.signalled = true;
+      this.say(msg.refblockSignal(off.toString(16), rtIndex));
+    };
+  }
+
+  async run(): Promise<Analysis> {
+    const img = this.image;
+    let failed: string | undefined;
+    let failedAtOpen = false;
+    try {
+      this.c.totalClusters = this.guestClusters;
+      await this.openBitmaps();
+      await this.snapshotPrecheck();
+      if (this.fileClusters > 0x7fffffff) {
+        this.c.checkErrors++;
+        throw new Abort('File too large');
+      }
+      const entries = this.fileClusters + 2;
+      if (entries * refArrayBytesPerEntry(img.geo.refcountOrder) > MAX_IMRT_BYTES) {
+        this.c.checkErrors++;
+        throw new Abort('Cannot allocate memory');
+      }
+      this.ref = createRefArray(img.geo.refcountOrder, entries);
+      this.copiedSet = new Uint8Array(Math.ceil(entries / 8));
+      this.copiedClear = new Uint8Array(Math.ceil(entries / 8));
+      if (this.opts.roleMap) this.roleMap = new Uint8Array(entries);
+      if (this.opts.guestMap) {
+        this.guestMap = new Uint8Array(this.guestClusters);
+        if (img.header.backingFileOffset !== 0) this.guestMap.fill(GuestState.Backing);
+      }
+      this.estimateWork();
+      await this.calculateRefcounts();
+      await this.compareRefcounts();
+      await this.checkOflagCopied();
+      this.c.imageEndOffset = (this.highest + 1) * this.cs;
+      this.extraHeaderFindings();
+    } catch (e) {
+      if (e instanceof Abort) {
+        failed = e.reason;
+        failedAtOpen = e.atOpen;
+      } else throw e;
+    }
+    this.progress(1, 'done');
+    const a: Analysis = {
+      clusterSize: this.cs, fileSize: this.fileSize, fileClusters: this.fileClusters,
+      nbClusters: this.nbClusters(), references: this.ref ?? new Uint8Array(0), refcountMax: this.refMax,
+      counters: this.c, rebuild: this.rebuild, findings: this.findings, findingsDropped: this.findingsDropped,
+      snapshots: this.snapshots, snapshotTableSize: this.snapshotTableSize, highestCluster: this.highest,
+      anomalies: this.an.finish(), messages: this.messages,
+    };
+    if (this.bitmapDir) a.bitmaps = this.bitmapDir;
+    if (failed !== undefined) a.failed = failed;
+    if (failedAtOpen) a.failedAtOpen = true;
+    if (this.roleMap) a.roleMap = this.roleMap;
+    if (this.guestMap) a.guestMap = this.guestMap;
+    return a;
+  }
+
+  // ---- plumbing ----------------------------------------------------------------------------
+
+  private say(line: string): void {
+    if (this.messages.length < MAX_KEPT_MESSAGES) this.messages.push(line);
+    this.opts.onMessage?.(line);
+  }
+
+  private find(f: EntryFinding): void {
+    if (this.findings.length < MAX_FINDINGS) this.findings.push(f);
+    else this.findingsDropped++;
+  }
+
+  private nbClusters(): number {
+    return Math.max(this.fileClusters, this.maxK + 1);
+  }
+
+  private checkCancel(): void {
+    if (this.opts.cancel?.isCancelled) throw new CancelledError();
+  }
+
+  private progress(fraction: number, stage: string): void {
+    this.opts.onProgress?.({ fraction: Math.min(1, fraction), stage });
+  }
+
+  private work(units: number, stage: string): void {
+    this.workDone += units;
+    this.progress(this.workDone / this.workTotal, stage);
+  }
+
+  /** Units: one per L2 table to read, one per refcount block, one per L1 entry batch. */
+  private estimateWork(): void {
+    let n = 0;
+    const l1 = this.image.l1;
+    for (let i = 0; i < l1.length; i += 8) if (u32(l1, i) !== 0 || u32(l1, i + 4) !== 0) n++;
+    n *= 1 + this.snapshots.length; // snapshots mostly share the active tables' shape
+    n += Math.ceil(this.fileClusters / this.image.geo.refcountBlockEntries);
+    this.workTotal = Math.max(1, n);
+  }
+
+  // ---- counting references (QEMU's qcow2_inc_refcounts_imrt) --------------------------------
+
+  private high = -1;
+  private get highest(): number {
+    return this.high;
+  }
+
+  private incCluster(k: number, role: number): void {
+    const v = this.ref[k]!;
+    if (v >= this.refMax) {
+      const line = msg.overflow((k * this.cs).toString(16));
+      this.say(line);
+      this.say(msg.overflowHint());
+      this.c.corruptions++;
+      this.find({ kind: 'refcount-overflow', offset: k * this.cs });
+      this.an.add('refcount-overflow', { cluster: k, qemuMessage: line });
+    } else {
+      this.ref[k] = v + 1;
+    }
+    if (k > this.maxK) this.maxK = k;
+    if (this.roleMap) this.setRole(k, role);
+  }
+
+  private setRole(k: number, role: number): void {
+    const rm = this.roleMap!;
+    const old = rm[k]!;
+    if (old === HostRole.Free || old === role) rm[k] = role;
+    else if ((old === HostRole.L2 && role === HostRole.SnapshotL2) || (old === HostRole.Data && role === HostRole.SnapshotData)) return;
+    else rm[k] = HostRole.Corrupt;
+  }
+
+  /**
+   * Count [offset, offset+size): QEMU's EOF guard, then +1 on every cluster touched.
+   * `offHex` is the offset as QEMU prints it, when the number may be imprecise (> 2^53).
+   */
+  private incRange(offset: number, size: number, role: number, what: EntryFinding, offHex?: string): boolean {
+    if (size <= 0) return true;
+    if (offset + size - this.fileSize >= this.cs) {
+      const line = msg.beyondEof(offHex ?? offset.toString(16), size.toString(16));
+      this.say(line);
+      this.c.corruptions++;
+      this.find({ ...what, kind: 'beyond-eof', offset, size });
+      this.an.add('beyond-eof', { qemuMessage: line, referrer: referrerOf(what) });
+      this.an.cut();
+      return false;
+    }
+    const first = Math.floor(offset / this.cs);
+    const last = Math.floor((offset + size - 1) / this.cs);
+    for (let k = first; k <= last; k++) this.incCluster(k, role);
+    return true;
+  }
+
+  private claimMeta(offset: number, size: number, role: number, what: string): void {
+    if (size <= 0 || offset >= this.fileSize) return;
+    const first = Math.floor(offset / this.cs);
+    const last = Math.min(Math.floor((offset + size - 1) / this.cs), this.fileClusters);
+    for (let k = first; k <= last; k++) {
+      const old = this.metaRoles.get(k);
+      if (old === undefined) this.metaRoles.set(k, role);
+      else if (old !== role && !(old === HostRole.L2 && role === HostRole.SnapshotL2)) {
+        this.an.add('metadata-overlap', { cluster: k, referrer: { kind: what } });
+      }
+    }
+  }
+
+  // ---- QEMU's calculate_refcounts ---------------------------------------------------------
+
+  private async calculateRefcounts(): Promise<void> {
+    const img = this.image;
+    const h = img.header;
+    // 1. header
+    this.incRange(0, this.cs, HostRole.Header, { kind: 'header', table: 'header' });
+    this.claimMeta(0, this.cs, HostRole.Header, 'header');
+    // 2. active L1
+    await this.checkL1(h.l1TableOffset, h.l1Size, true, undefined);
+    // 3. snapshots
+    if (this.dataFile && this.snapshots.length) {
+      const line = msg.snapshotsWithDataFile(this.snapshots.length);
+      this.say(line);
+      this.c.corruptions++;
+      this.find({ kind: 'snapshots-with-data-file' });
+      this.an.add('snapshots-with-data-file', { qemuMessage: line });
+    }
+    for (const sn of this.snapshots) {
+      if (sn.l1TableOffset % this.cs !== 0) {
+        const line = msg.snapshotL1Unaligned(sn.id, sn.name, sn.l1TableOffset.toString(16));
+        this.say(line);
+        this.c.corruptions++;
+        this.find({ kind: 'snapshot-l1-unaligned', table: 'snapshot-table', tableOffset: sn.entryOffset, index: sn.index, snapshotId: sn.id, offset: sn.l1TableOffset });
+        this.an.add('snapshot-l1-unaligned', { qemuMessage: line, referrer: { kind: 'snapshot-table', index: sn.index, snapshotId: sn.id } });
+        this.an.cut();
+        continue;
+      }
+      if (sn.l1Size > C.QCOW_MAX_L1_SIZE / C.L1_ENTRY_SIZE) {
+        const line = msg.snapshotL1TooLarge(sn.id, sn.name, sn.l1Size);
+        this.say(line);
+        this.c.corruptions++;
+        this.find({ kind: 'snapshot-l1-too-large', table: 'snapshot-table', tableOffset: sn.entryOffset, index: sn.index, snapshotId: sn.id, size: sn.l1Size });
+        this.an.add('snapshot-l1-too-large', { qemuMessage: line, referrer: { kind: 'snapshot-table', index: sn.index, snapshotId: sn.id } });
+        this.an.cut();
+        continue;
+      }
+      if (sn.diskSize !== undefined && sn.diskSize !== img.virtualSize)
+        this.an.add('snapshot-disk-size', { referrer: { kind: 'snapshot-table', index: sn.index, snapshotId: sn.id } });
+      await this.checkL1(sn.l1TableOffset, sn.l1Size, false, sn);
+    }
+    // 4. snapshot table
+    this.incRange(h.snapshotsOffset, this.snapshotTableSize, HostRole.SnapshotTable, { kind: 'snapshot-table', table: 'header' });
+    this.claimMeta(h.snapshotsOffset, this.snapshotTableSize, HostRole.SnapshotTable, 'snapshot table');
+    // 5. refcount table
+    const rtBytes = h.refcountTableClusters * this.cs;
+    this.incRange(h.refcountTableOffset, rtBytes, HostRole.RefcountTable, { kind: 'reftable', table: 'header' });
+    this.claimMeta(h.refcountTableOffset, rtBytes, HostRole.RefcountTable, 'refcount table');
+    // 6. encryption header
+    if (h.crypto && h.crypto.length) {
+      this.incRange(h.crypto.offset, h.crypto.length, HostRole.CryptoHeader, { kind: 'crypto-header', table: 'header' });
+      this.claimMeta(h.crypto.offset, h.crypto.length, HostRole.CryptoHeader, 'encryption header');
+    }
+    // 7. bitmaps
+    await this.checkBitmaps();
+    // 8. refcount blocks
+    this.checkRefblocks();
+  }
+
+  /** QEMU's check_refcounts_l1 (+ check_refcounts_l2 for every table), batched reads. */
+  private async checkL1(l1Offset: number, l1Size: number, active: boolean, sn: CheckedSnapshot | undefined): Promise<void> {
+    if (l1Size === 0) return;
+    const l1Bytes = l1Size * C.L1_ENTRY_SIZE;
+    const l1Role = active ? HostRole.L1 : HostRole.SnapshotL1;
+    this.incRange(l1Offset, l1Bytes, l1Role, { kind: active ? 'l1' : 'snapshot-l1', table: active ? 'header' : 'snapshot-table', snapshotId: sn?.id });
+    this.claimMeta(l1Offset, l1Bytes, l1Role, active ? 'active L1 table' : 'snapshot L1 table');
+    const l1 = active ? this.image.l1
+      : l1Offset >= this.fileSize ? new Uint8Array(l1Bytes) : await readPadded(this.image.io, l1Offset, l1Bytes);
+    const tableName = active ? 'l1' : 'snapshot-l1';
+    const l2Role = active ? HostRole.L2 : HostRole.SnapshotL2;
+    const perBatch = Math.max(1, Math.floor(BATCH_BYTES / this.cs));
+    let i = 0;
+    while (i < l1Size) {
+      this.checkCancel();
+      // Gather the next batch of L2 tables in L1 order, read them sorted, then walk in L1 order.
+      const batch: number[] = [];
+      const offsets: number[] = [];
+      let j = i;
+      for (; j < l1Size && batch.length < perBatch; j++) {
+        const hi = u32(l1, 8 * j);
+        const lo = u32(l1, 8 * j + 4);
+        if (hi === 0 && lo === 0) continue;
+        batch.push(j);
+        offsets.push((hi & C.L1E_OFFSET_MASK_HI) * TWO32 + ((lo & C.L1E_OFFSET_MASK_LO) >>> 0));
+      }
+      const tables = await readRanges(this.image.io, this.fileSize, offsets, this.cs, this.zeros);
+      for (let b = 0; b < batch.length; b++) {
+        const idx = batch[b]!;
+        const hi = u32(l1, 8 * idx);
+        const lo = u32(l1, 8 * idx + 4);
+        const where: EntryFinding = { kind: '', table: tableName, tableOffset: l1Offset, index: idx, entry: hex64(hi, lo), snapshotId: sn?.id };
+        if ((hi & C.L1E_RESERVED_MASK_HI) !== 0 || (lo & C.L1E_RESERVED_MASK_LO) !== 0) {
+          const line = msg.l1Reserved(hex64(hi, lo));
+          this.say(line);
+          this.c.corruptions++;
+          this.find({ ...where, kind: 'l1-reserved-bits' });
+          this.an.add('l1-reserved-bits', { qemuMessage: line, referrer: referrerOf(where) });
+          this.an.cut();
+        }
+        const l2Off = offsets[b]!;
+        this.incRange(l2Off, this.cs, l2Role, where);
+        this.claimMeta(l2Off, this.cs, l2Role, active ? 'active L2 table' : 'snapshot L2 table');
+        if (l2Off % this.cs !== 0) {
+          const line = msg.l2TableUnaligned(l2Off.toString(16));
+          this.say(line);
+          this.c.corruptions++;
+          this.find({ ...where, kind: 'l2-table-unaligned', offset: l2Off });
+          this.an.add('l2-table-unaligned', { qemuMessage: line, referrer: referrerOf(where) });
+          this.an.cut();
+        }
+        if (active && l2Off !== 0) this.markCopied(Math.floor(l2Off / this.cs), (hi & C.OFLAG_COPIED_HI) !== 0);
+        this.checkL2(tables.get(l2Off)!, l2Off, active, idx, sn, active && l2Off !== 0);
+      }
+      this.work(batch.length, active ? 'active L2 tables' : 'snapshot L2 tables');
+      i = j;
+    }
+  }
+
+  private markCopied(k: number, copied: boolean): void {
+    if (k >= this.fileClusters) {
+      this.copiedReplay = true;
+      return;
+    }
+    const bits = copied ? this.copiedSet : this.copiedClear;
+    bits[k >>> 3] = bits[k >>> 3]! | (1 << (k & 7));
+  }
+
+  /** QEMU's check_refcounts_l2: the hot loop over one table's entries. */
+  private checkL2(buf: Uint8Array, l2Off: number, active: boolean, l1Index: number, sn: CheckedSnapshot | undefined,
+    copiedCheck: boolean): void {
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const geo = this.image.geo;
+    const n = geo.l2Entries;
+    const step = geo.l2EntrySize;
+    const ext = this.ext;
+    const dataFile = this.dataFile;
+    const cs = this.cs;
+    const fileSize = this.fileSize;
+    const v2 = this.image.header.version === 2;
+    const gm = active ? this.guestMap : undefined;
+    const guestBase = l1Index * n;
+    const role = active ? HostRole.Data : HostRole.SnapshotData;
+    const ref = this.ref;
+    const refMax = this.refMax;
+    const rm = this.roleMap;
+    let nextContig = 0;
+    for (let i = 0; i < n; i++) {
+      const p = i * step;
+      let hi = dv.getUint32(p);
+      const lo = dv.getUint32(p + 4);
+      let bhi = 0;
+      let blo = 0;
+      if (ext) {
+        bhi = dv.getUint32(p + 8);
+        blo = dv.getUint32(p + 12);
+      }
+      if ((hi | lo | blo) === 0) {
+        if (gm && bhi !== 0 && guestBase + i < gm.length) gm[guestBase + i] = GuestState.Zero;
+        continue; // unallocated (bitmap at most has zero bits)
+      }
+      if (hi & C.OFLAG_COMPRESSED_HI) {
+        this.compressedEntry(hi, lo, bhi, blo, i, l2Off, active, l1Index, sn);
+        if (gm && guestBase + i < gm.length) gm[guestBase + i] = GuestState.Compressed;
+        continue;
+      }
+      if ((hi & C.L2E_STD_RESERVED_MASK_HI) !== 0 || (lo & C.L2E_STD_RESERVED_MASK_LO) !== 0) {
+        const line = msg.l2Reserved(hex64(hi, lo));
+        this.say(line);
+        this.c.corruptions++;
+        this.entryFinding('l2-reserved-bits', line, hi, lo, i, l2Off, active, l1Index, sn);
+      }
+      const hasOff = (hi & C.L2E_OFFSET_MASK_HI) !== 0 || (lo & C.L2E_OFFSET_MASK_LO) !== 0;
+      if (!ext && (lo & C.OFLAG_ZERO_LO)) {
+        if (v2) this.an.add('v2-zero-flag', { referrer: { kind: active ? 'l2' : 'snapshot-l2', table: l2Off, index: i, guestOffset: (guestBase + i) * cs, snapshotId: sn?.id } });
+        if (gm && guestBase + i < gm.length) gm[guestBase + i] = GuestState.Zero;
+        if (!hasOff) continue; // ZERO_PLAIN
+      } else if (!hasOff) {
+        if (!(dataFile && (hi & C.OFLAG_COPIED_HI))) {
+          // UNALLOCATED
+          if (ext && blo !== 0) {
+            const line = msg.unallocatedWithBitmap();
+            this.say(line);
+            this.c.corruptions++;
+            this.entryFinding('unallocated-with-bitmap', line, hi, lo, i, l2Off, active, l1Index, sn);
+            if (gm && guestBase + i < gm.length) gm[guestBase + i] = GuestState.Invalid;
+          } else if (gm && bhi !== 0 && guestBase + i < gm.length) gm[guestBase + i] = GuestState.Zero;
+          continue;
+        }
+      }
+      // NORMAL or ZERO_ALLOC
+      const off = (hi & C.L2E_OFFSET_MASK_HI) * TWO32 + ((lo & C.L2E_OFFSET_MASK_LO) >>> 0);
+      if (ext && (bhi & blo) !== 0) {
+        const line = msg.corruptedSubclusterBitmap(off.toString(16));
+        this.say(line);
+        this.c.corruptions++;
+        this.entryFinding('subcluster-bitmap-corrupt', line, hi, lo, i, l2Off, active, l1Index, sn);
+      }
+      const unaligned = off % cs !== 0;
+      if (unaligned) {
+        this.c.corruptions++;
+        const containsData = ext ? blo !== 0 : (lo & C.OFLAG_ZERO_LO) === 0;
+        const line = containsData ? msg.dataUnaligned(off.toString(16)) : msg.preallocUnaligned(off.toString(16));
+        this.say(line);
+        this.entryFinding(containsData ? 'data-unaligned' : 'prealloc-unaligned', line, hi, lo, i, l2Off, active, l1Index, sn);
+      }
+      if (active) {
+        this.c.allocatedClusters++;
+        if (nextContig !== 0 && off !== nextContig) this.c.fragmentedClusters++;
+        nextContig = off + cs;
+        if (gm && guestBase + i < gm.length && !(!ext && (lo & C.OFLAG_ZERO_LO))) {
+          gm[guestBase + i] = !ext ? GuestState.Data
+            : (bhi & blo) !== 0 ? GuestState.Invalid
+              : blo === 0xffffffff ? GuestState.Data
+                : blo === 0 && bhi === 0xffffffff ? GuestState.Zero : GuestState.Partial;
+        }
+      }
+      if (dataFile) {
+        if (copiedCheck && !(hi & C.OFLAG_COPIED_HI)) this.copiedReplay = true;
+        if (active && off !== (guestBase + i) * cs)
+          this.an.add('external-data-mismatch', { referrer: { kind: 'l2', table: l2Off, index: i, guestOffset: (guestBase + i) * cs } });
+        continue;
+      }
+      // Count [off, off+cs): inlined fast path of incRange for the common aligned case.
+      if (off >= fileSize) {
+        hi = hi >>> 0;
+        this.incRange(off, cs, role, this.where(hi, lo, i, l2Off, active, l1Index, sn));
+      } else if (!unaligned && !rm) {
+        const k = off / cs;
+        const v = ref[k]!;
+        if (v >= refMax) this.incCluster(k, role);
+        else ref[k] = v + 1;
+        if (k > this.maxK) this.maxK = k;
+      } else {
+        this.incRange(off, cs, role, this.where(hi, lo, i, l2Off, active, l1Index, sn));
+      }
+      if (copiedCheck) this.markCopied(Math.floor(off / cs), (hi & C.OFLAG_COPIED_HI) !== 0);
+    }
+  }
+
+  private compressedEntry(hi: number, lo: number, bhi: number, blo: number, i: number, l2Off: number, active: boolean,
+    l1Index: number, sn: CheckedSnapshot | undefined): void {
+    const geo = this.image.geo;
+    const hiBits = geo.csizeShift - 32; // offset bits held in hi
+    if (hi & C.OFLAG_COPIED_HI) {
+      const line = msg.compressedCopied(hex64(hi & (2 ** hiBits - 1), lo));
+      this.say(line);
+      this.c.corruptions++;
+      this.entryFinding('compressed-copied', line, hi, lo, i, l2Off, active, l1Index, sn);
+      hi = (hi & ~C.OFLAG_COPIED_HI) >>> 0;
+    }
+    if (this.dataFile) {
+      const line = msg.compressedWithDataFile(i, hex64(hi, lo));
+      this.say(line);
+      this.c.corruptions++;
+      this.entryFinding('compressed-with-data-file', line, hi, lo, i, l2Off, active, l1Index, sn);
+      return;
+    }
+    if (bhi !== 0 || blo !== 0) {
+      const line = msg.compressedWithBitmap(i, hex64(hi, lo));
+      this.say(line);
+      this.c.corruptions++;
+      this.entryFinding('compressed-with-bitmap', line, hi, lo, i, l2Off, active, l1Index, sn);
+      return;
+    }
+    const offHi = hi & (2 ** hiBits - 1);
+    const offset = offHi * TWO32 + lo;
+    const sectors = (Math.floor((hi & 0x3fffffff) / 2 ** hiBits) & geo.csizeMask) + 1;
+    const size = sectors * C.SECTOR_SIZE - (lo & (C.SECTOR_SIZE - 1));
+    this.incRange(offset, size, HostRole.Compressed, this.where(hi, lo, i, l2Off, active, l1Index, sn), hex64(offHi, lo));
+    if (active) {
+      this.c.allocatedClusters++;
+      this.c.compressedClusters++;
+      this.c.fragmentedClusters++;
+    }
+  }
+
+  private where(hi: number, lo: number, i: number, l2Off: number, active: boolean, l1Index: number,
+    sn: CheckedSnapshot | undefined): EntryFinding {
+    const f: EntryFinding = { kind: '', table: active ? 'l2' : 'snapshot-l2', tableOffset: l2Off, index: i, entry: hex64(hi, lo),
+      guestOffset: (l1Index * this.image.geo.l2Entries + i) * this.cs };
+    if (sn) f.snapshotId = sn.id;
+    return f;
+  }
+
+  private entryFinding(kind: string, line: string, hi: number, lo: number, i: number, l2Off: number, active: boolean,
+    l1Index: number, sn: CheckedSnapshot | undefined): void {
+    const w = this.where(hi, lo, i, l2Off, active, l1Index, sn);
+    w.kind = kind;
+    this.find(w);
+    this.an.add(kind, { qemuMessage: line, referrer: referrerOf(w) });
+    this.an.cut();
+  }
+
+  private async checkBitmaps(): Promise<void> {
+    const dir = this.bitmapDir;
+    if (!dir) return;
+    this.incRange(dir.offset, dir.size, HostRole.BitmapDirectory, { kind: 'bitmap-directory', table: 'header' });
+    this.claimMeta(dir.offset, dir.size, HostRole.BitmapDirectory, 'bitmap directory');
+    const names = new Set<string>();
+    for (const bm of dir.bitmaps) {
+      if (names.has(bm.name)) this.an.add('bitmap-duplicate-name', { referrer: { kind: 'bitmap-directory', table: bm.entryOffset } });
+      names.add(bm.name);
+      this.incRange(bm.tableOffset, bm.tableSize * 8, HostRole.BitmapTable, { kind: 'bitmap-table', table: 'bitmap-directory', tableOffset: bm.entryOffset });
+      this.claimMeta(bm.tableOffset, bm.tableSize * 8, HostRole.BitmapTable, 'bitmap table');
+      let t: Uint8Array;
+      try {
+        t = await loadBitmapTable(this.image, bm);
+      } catch (e) {
+        if (!(e instanceof BitmapError)) throw e;
+        this.c.corruptions++;
+        throw new Abort('Invalid argument');
+      }
+      for (let i = 0; i < bm.tableSize; i++) {
+        const hi = u32(t, 8 * i);
+        const lo = u32(t, 8 * i + 4);
+        const off = (hi & C.BME_OFFSET_MASK_HI) * TWO32 + ((lo & C.BME_OFFSET_MASK_LO) >>> 0);
+        if (off === 0) continue;
+        this.incRange(off, this.cs, HostRole.BitmapData, { kind: 'bitmap-data', table: 'bitmap-table', tableOffset: bm.tableOffset, index: i });
+        this.claimMeta(off, this.cs, HostRole.BitmapData, 'bitmap data');
+      }
+    }
+  }
+
+  /** QEMU's check_refblocks. */
+  private checkRefblocks(): void {
+    const rt = this.image.reftable;
+    const n = rt.length / 8;
+    for (let i = 0; i < n; i++) {
+      const hi = u32(rt, 8 * i);
+      const lo = u32(rt, 8 * i + 4);
+      if (hi === 0 && lo === 0) continue;
+      const where: EntryFinding = { kind: '', table: 'reftable', tableOffset: this.image.header.refcountTableOffset, index: i, entry: hex64(hi, lo) };
+      const offset = hi * TWO32 + ((lo & C.REFT_OFFSET_MASK_LO) >>> 0);
+      if (lo & C.REFT_RESERVED_MASK_LO) {
+        const line = msg.reftableReserved(i);
+        this.say(line);
+        this.c.corruptions++;
+        this.rebuild = true;
+        this.find({ ...where, kind: 'reftable-reserved-bits' });
+        this.an.add('reftable-reserved-bits', { qemuMessage: line, referrer: referrerOf(where) });
+        this.an.cut();
+        continue;
+      }
+      if (offset % this.cs !== 0) {
+        const line = msg.refblockUnaligned(i);
+        this.say(line);
+        this.c.corruptions++;
+        this.rebuild = true;
+        this.find({ ...where, kind: 'refblock-unaligned', offset });
+        this.an.add('refblock-unaligned', { qemuMessage: line, referrer: referrerOf(where) });
+        this.an.cut();
+        continue;
+      }
+      const cluster = offset / this.cs;
+      if (cluster >= this.nbClusters()) {
+        const line = msg.refblockOutside(i);
+        this.say(line);
+        this.c.corruptions++;
+        this.find({ ...where, kind: 'refblock-outside', offset });
+        this.an.add('refblock-outside', { qemuMessage: line, referrer: referrerOf(where) });
+        this.an.cut();
+        continue;
+      }
+      if (offset !== 0) {
+        this.incRange(offset, this.cs, HostRole.RefcountBlock, where);
+        this.claimMeta(offset, this.cs, HostRole.RefcountBlock, 'refcount block');
+        const v = this.ref[cluster]!;
+        if (v !== 1) {
+          const line = msg.refblockRefcount(i, v);
+          this.say(line);
+          this.c.corruptions++;
+          this.rebuild = true;
+          this.find({ ...where, kind: 'refblock-shared', offset, refcount: v });
+          this.an.add('refblock-shared', { cluster, references: v, qemuMessage: line, referrer: referrerOf(where) });
+          this.an.cut();
+        }
+      }
+    }
+  }
+
+  // ---- QEMU's compare_refcounts (streaming the refcount blocks once) ------------------------
+
+  private async compareRefcounts(): Promise<void> {
+    const geo = this.image.geo;
+    const E = geo.refcountBlockEntries;
+    const order = geo.refcountOrder;
+    const nb = this.nbClusters();
+    const ref = this.ref;
+    const rcBuf = new Float64Array(E);
+    const rtEntries = this.image.reftable.length / 8;
+    const blocksNeeded = Math.ceil(nb / E);
+    const perBatch = Math.max(1, Math.floor(BATCH_BYTES / this.cs));
+    let copiedMismatch = false;
+    const rm = this.roleMap;
+    for (let r0 = 0; r0 < blocksNeeded; r0 += perBatch) {
+      this.checkCancel();
+      const r1 = Math.min(blocksNeeded, r0 + perBatch);
+      const offsets: number[] = [];
+      for (let r = r0; r < r1; r++) {
+        const off = this.lookup.blockOffset(r);
+        if (off !== 0 && off % this.cs === 0) offsets.push(off);
+      }
+      const blocks = await readRanges(this.image.io, this.fileSize, offsets, this.cs, this.zeros);
+      for (let r = r0; r < r1; r++) {
+        const base = r * E;
+        const end = Math.min(nb, base + E);
+        const off = r < rtEntries ? this.lookup.blockOffset(r) : 0;
+        if (off !== 0 && off % this.cs !== 0) {
+          // Every lookup through this entry fails (QEMU: -EIO, a check error per cluster).
+          this.lookup.onUnaligned?.(r, off);
+          for (let k = base; k < end; k++) {
+            const line = msg.cantGetRefcount(k);
+            this.say(line);
+            this.c.checkErrors++;
+            this.an.add('refcount-unreadable', { cluster: k, qemuMessage: line });
+          }
+          continue;
+        }
+        if (off === 0) rcBuf.fill(0);
+        else decodeBlock(blocks.get(off)!, order, rcBuf, end - base);
+        for (let k = base; k < end; k++) {
+          const rc = rcBuf[k - base]!;
+          const rf = ref[k]!;
+          if (rc !== 0 || rf !== 0) {
+            this.high = k;
+            if (rc !== rf) this.mismatch(k, rc, rf);
+            else if (rm && rc > 0 && rm[k] === HostRole.Free) rm[k] = HostRole.Corrupt;
+          }
+        }
+        // COPIED: which flagged references disagree with the on-disk refcount of their cluster?
+        const setBits = this.copiedSet;
+        const clearBits = this.copiedClear;
+        for (let byte = base >>> 3; byte <= (end - 1) >>> 3 && !copiedMismatch; byte++) {
+          const s = setBits[byte]!;
+          const cl = clearBits[byte]!;
+          if ((s | cl) === 0) continue;
+          for (let bit = 0; bit < 8; bit++) {
+            const k = byte * 8 + bit;
+            if (k < base || k >= end) continue;
+            const rc = rcBuf[k - base]!;
+            if (((s >> bit) & 1 && rc !== 1) || ((cl >> bit) & 1 && rc === 1)) {
+              copiedMismatch = true;
+              break;
+            }
+          }
+        }
+        this.work(1, 'refcount blocks');
+      }
+    }
+    if (copiedMismatch) this.copiedReplay = true;
+    await this.refcountsBeyondEof(nb);
+  }
+
+  private mismatch(k: number, rc: number, rf: number): void {
+    if (rc === 0) this.rebuild = true;
+    const line = msg.refcountMismatch(k, rc, rf);
+    this.say(line);
+    if (rc < rf) {
+      this.c.corruptions++;
+      this.an.add(rc === 0 ? 'refcount-zero-referenced' : 'refcount-too-low', { cluster: k, refcount: rc, references: rf, qemuMessage: line });
+    } else {
+      this.c.leaks++;
+      this.an.add('leaked-cluster', { cluster: k, refcount: rc, references: rf, qemuMessage: line });
+      if (this.roleMap && rf === 0) this.roleMap[k] = HostRole.Leaked;
+    }
+    if (this.roleMap && rc < rf && this.roleMap[k] !== HostRole.Free) this.roleMap[k] = HostRole.Corrupt;
+  }
+
+  /** Beyond QEMU: non-zero refcounts for clusters past the compared range (QEMU never looks). */
+  private async refcountsBeyondEof(nb: number): Promise<void> {
+    const geo = this.image.geo;
+    const E = geo.refcountBlockEntries;
+    const rtEntries = this.image.reftable.length / 8;
+    const rcBuf = new Float64Array(E);
+    let budget = 64; // blocks examined at most: cheap, bounded
+    for (let r = Math.floor(nb / E); r < rtEntries && budget > 0; r++) {
+      const off = this.lookup.blockOffset(r);
+      if (off === 0 || off % this.cs !== 0 || off >= this.fileSize) continue;
+      budget--;
+      const block = await readPadded(this.image.io, off, this.cs);
+      decodeBlock(block, geo.refcountOrder, rcBuf, E);
+      for (let j = 0; j < E; j++) {
+        const k = r * E + j;
+        if (k < nb) continue;
+        if (rcBuf[j] !== 0) {
+          this.an.add('refcount-beyond-eof', { cluster: k, refcount: rcBuf[j]!, references: 0 });
+          if (this.roleMap && k < this.roleMap.length) this.roleMap[k] = HostRole.BeyondEof;
+        }
+      }
+    }
+  }
+
+  // ---- QEMU's check_oflag_copied (only re-walked when the first pass saw a disagreement) -----
+
+  private async checkOflagCopied(): Promise<void> {
+    if (!this.copiedReplay) return;
+    const l1 = this.image.l1;
+    const n = l1.length / 8;
+    const perBatch = Math.max(1, Math.floor(BATCH_BYTES / this.cs));
+    const geo = this.image.geo;
+    for (let i = 0; i < n;) {
+      this.checkCancel();
+      const batch: number[] = [];
+      const offsets: number[] = [];
+      let j = i;
+      for (; j < n && batch.length < perBatch; j++) {
+        const hi = u32(l1, 8 * j);
+        const lo = u32(l1, 8 * j + 4);
+        const off = (hi & C.L1E_OFFSET_MASK_HI) * TWO32 + ((lo & C.L1E_OFFSET_MASK_LO) >>> 0);
+        if (off === 0) continue;
+        batch.push(j);
+        offsets.push(off);
+      }
+      const tables = await readRanges(this.image.io, this.fileSize, offsets, this.cs, this.zeros);
+      for (let b = 0; b < batch.length; b++) {
+        const idx = batch[b]!;
+        const hi = u32(l1, 8 * idx);
+        const lo = u32(l1, 8 * idx + 4);
+        const l2Off = offsets[b]!;
+        const rc = await this.lookup.get(Math.floor(l2Off / this.cs));
+        if (rc !== LOOKUP_FAILED && (rc === 1) !== ((hi & C.OFLAG_COPIED_HI) !== 0)) {
+          const line = msg.copiedL2(idx, hex64(hi, lo), rc);
+          this.say(line);
+          this.c.corruptions++;
+          const w: EntryFinding = { kind: 'copied-l1', table: 'l1', tableOffset: this.image.header.l1TableOffset, index: idx, entry: hex64(hi, lo), refcount: rc };
+          this.find(w);
+          this.an.add('copied-l1', { cluster: Math.floor(l2Off / this.cs), refcount: rc, qemuMessage: line, referrer: referrerOf(w) });
+          this.an.cut();
+        }
+        const buf = tables.get(l2Off)!;
+        const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+        for (let e = 0; e < geo.l2Entries; e++) {
+          const p = e * geo.l2EntrySize;
+          const ehi = dv.getUint32(p);
+          const elo = dv.getUint32(p + 4);
+          if ((ehi | elo) === 0 || (ehi & C.OFLAG_COMPRESSED_HI)) continue;
+          const hasOff = (ehi & C.L2E_OFFSET_MASK_HI) !== 0 || (elo & C.L2E_OFFSET_MASK_LO) !== 0;
+          const normal = (!this.ext && (elo & C.OFLAG_ZERO_LO)) ? hasOff : hasOff || (this.dataFile && (ehi & C.OFLAG_COPIED_HI) !== 0);
+          if (!normal) continue;
+          const off = (ehi & C.L2E_OFFSET_MASK_HI) * TWO32 + ((elo & C.L2E_OFFSET_MASK_LO) >>> 0);
+          const erc = this.dataFile ? 1 : await this.lookup.get(Math.floor(off / this.cs));
+          if (erc === LOOKUP_FAILED) continue;
+          if ((erc === 1) !== ((ehi & C.OFLAG_COPIED_HI) !== 0)) {
+            const line = msg.copiedData(hex64(ehi, elo), erc);
+            this.say(line);
+            this.c.corruptions++;
+            const w = this.where(ehi, elo, e, l2Off, true, idx, undefined);
+            w.kind = 'copied-l2';
+            w.refcount = erc;
+            this.find(w);
+            this.an.add('copied-l2', { cluster: Math.floor(off / this.cs), refcount: erc, qemuMessage: line, referrer: referrerOf(w) });
+            this.an.cut();
+          }
+        }
+      }
+      i = j;
+    }
+  }
+
+  // ---- before the walk: bitmaps as QEMU loads them at open, the snapshot-table pre-check ----
+
+  private async openBitmaps(): Promise<void> {
+    const img = this.image;
+    if (img.header.bitmaps && !bitmapsActive(img)) {
+      this.an.add('bitmaps-inconsistent');
+      return;
+    }
+    if (!bitmapsActive(img)) return;
+    try {
+      this.bitmapDir = await loadBitmapDirectory(img);
+      // QEMU loads the tables of bitmaps not marked in-use while opening.
+      for (const bm of this.bitmapDir.bitmaps) if ((bm.flags & C.BME_FLAG_IN_USE) === 0) await loadBitmapTable(img, bm);
+    } catch (e) {
+      if (!(e instanceof BitmapError)) throw e;
+      this.c.checkErrors++;
+      throw new Abort(e.reason, true);
+    }
+  }
+
+  private async snapshotPrecheck(): Promise<void> {
+    const img = this.image;
+    const header = await readPadded(img.io, 0, 72);
+    const p = await precheckSnapshotTable(img.io, this.fileSize, header, this.cs, img.header.version);
+    for (const l of p.lines) this.say(l.program ? `qemu-img: ${l.text}` : l.text);
+    this.c.corruptions += p.corruptions;
+    this.c.checkErrors += p.checkErrors;
+    for (const s of p.snapshots) {
+      if (s.extraDataSize < C.SNAPSHOT_EXTRA_V3_MIN && img.header.version >= 3) {
+        this.find({ kind: 'snapshot-incomplete', table: 'snapshot-table', tableOffset: s.entryOffset, index: s.index, snapshotId: s.id });
+        this.an.add('snapshot-incomplete', { qemuMessage: msg.snapshotIncomplete(s.index), referrer: { kind: 'snapshot-table', index: s.index, snapshotId: s.id } });
+        this.an.cut();
+      }
+    }
+    if (p.failed) throw new Abort(p.failed);
+    this.snapshots = p.snapshots;
+    this.snapshotTableSize = p.tableSize;
+  }
+
+  private extraHeaderFindings(): void {
+    if (this.image.isDirty) this.an.add('dirty-bit');
+    if (this.image.isCorrupt) this.an.add('corrupt-bit');
+  }
+}
+
+function referrerOf(w: EntryFinding): { kind: string; table?: number; index?: number; guestOffset?: number; snapshotId?: string } {
+  const r: { kind: string; table?: number; index?: number; guestOffset?: number; snapshotId?: string } = { kind: w.table ?? w.kind };
+  if (w.tableOffset !== undefined) r.table = w.tableOffset;
+  if (w.index !== undefined) r.index = w.index;
+  if (w.guestOffset !== undefined) r.guestOffset = w.guestOffset;
+  if (w.snapshotId !== undefined) r.snapshotId = w.snapshotId;
+  return r;
+}
+
+/** Decode the first `count` refcounts of a refcount block into `out`. */
+export function decodeBlock(b: Uint8Array, order: number, out: Float64Array, count: number): void {
+  switch (order) {
+    case 4:
+      for (let j = 0; j < count; j++) out[j] = (b[2 * j]! << 8) | b[2 * j + 1]!;
+      return;
+    case 3:
+      for (let j = 0; j < count; j++) out[j] = b[j]!;
+      return;
+    case 5:
+      for (let j = 0; j < count; j++) {
+        const o = 4 * j;
+        out[j] = ((b[o]! << 24) >>> 0) + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!);
+      }
+      return;
+    case 6:
+      for (let j = 0; j < count; j++) {
+        const o = 8 * j;
+        const hi = ((b[o]! << 24) >>> 0) + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!);
+        const lo = ((b[o + 4]! << 24) >>> 0) + ((b[o + 5]! << 16) | (b[o + 6]! << 8) | b[o + 7]!);
+        out[j] = hi * TWO32 + lo;
+      }
+      return;
+    default: {
+      const bits = 1 << order;
+      const per = 8 >>> order;
+      const mask = (1 << bits) - 1;
+      for (let j = 0; j < count; j++) out[j] = (b[Math.floor(j / per)]! >>> (bits * (j % per))) & mask;
+    }
+  }
+}
