@@ -152,3 +152,32 @@ export const L2_ENTRY_SIZE_STD = 8;
 export const L2_ENTRY_SIZE_EXT = 16;
 export const L1_ENTRY_SIZE = 8;
 export const REFTABLE_ENTRY_SIZE = 8;
+
+/** LUKS v1 header inside an encrypted qcow2 (crypt_method 2); QEMU: crypto/block-luks.c. */
+export const LUKS_MAGIC = [0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe] as const; // "LUKS" 0xBA 0xBE
+export const LUKS_VERSION = 1;
+export const LUKS_HEADER_SIZE = 592;
+export const LUKS_KEY_SLOTS = 8;
+export const LUKS_KEY_SLOT_SIZE = 48;
+export const LUKS_KEY_SLOT_ENABLED = 0x00ac71f3;
+export const LUKS_KEY_SLOT_DISABLED = 0x0000dead;
+export const LUKS_SECTOR_SIZE = 512;
+/** Key material starts at least this far into the LUKS area. */
+export const LUKS_KEY_SLOT_OFFSET = 4096;
+/** Byte offsets of the LUKS header fields (all big-endian). */
+export const LUKS = {
+  magic: 0,
+  version: 6,
+  cipherName: 8,
+  cipherMode: 40,
+  hashSpec: 72,
+  payloadOffset: 104,
+  keyBytes: 108,
+  masterKeyDigest: 112,
+  masterKeySalt: 132,
+  masterKeyIterations: 164,
+  uuid: 168,
+  keySlots: 208,
+} as const;
+export const LUKS_STRING_LEN = 32;
+export const LUKS_UUID_LEN = 40;
