@@ -1,0 +1,43 @@
+// Repair-on-open of a dirty image (lazy refcounts, not closed cleanly): its refcounts may lag
+// behind its references, so recount every reference and rewrite each refcount block that differs.
+// The dirty bit stays set until this is durable, so a crash here just means doing it again.
+import { Qcow2Image } from '../image/qcow2-image.js';
+import { getRefcount, maxRefcount, setRefcount } from '../format/refcount.js';
+import { readPadded } from '../io/positional-io.js';
+import { walkReferences } from './references.js';
+import { WriteError } from './write-error.js';
+import type { Qcow2Writer } from './writer.js';
+
+export async function rebuildRefcountsInPlace(w: Qcow2Writer): Promise<void> {
+  const img = await Qcow2Image.open(w.io, { checkMode: true });
+  const walk = await walkReferences(img);
+  if (walk.problems.length > 0)
+    throw new WriteError('repairing the dirty image', `metadata is damaged, run a check first: ${walk.problems[0]}`);
+  const E = w.geo.refcountBlockEntries;
+  const cs = w.clusterSize;
+  const order = w.geo.refcountOrder;
+  const max = maxRefcount(order);
+  const covered = new Set<number>();
+  for (let i = 0; i < w.alloc.reftableEntries; i++) {
+    const off = w.alloc.refblockOffset(i);
+    if (off === 0) continue;
+    covered.add(i);
+    const old = await readPadded(w.io, off, cs);
+    const next = new Uint8Array(cs);
+    for (let k = 0; k < E; k++) {
+      const r = walk.refs.get(i * E + k) ?? 0;
+      if (r > max) throw new WriteError('repairing the dirty image', `cluster ${i * E + k} has ${r} references, more than refcount_bits allows`);
+      if (r) setRefcount(next, k, order, r);
+    }
+    let same = true;
+    for (let k = 0; k < E && same; k++) if (getRefcount(old, k, order) !== getRefcount(next, k, order)) same = false;
+    if (!same) {
+      w.event('refblock_update_part');
+      await w.io.write(off, next);
+    }
+  }
+  for (const c of walk.refs.keys()) {
+    if (!covered.has(Math.floor(c / E)))
+      throw new WriteError('repairing the dirty image', `cluster ${c} is referenced but no refcount block covers it`);
+  }
+}

@@ -1,0 +1,655 @@
+// The ordered write path: guest writes, zero writes, discards, compressed writes, L1 growth and
+// resize on an opened qcow2 image. Order rules (qcow2.md §5.1), enforced by the table caches'
+// dependencies and a few explicit barriers, never by a flush per update:
+//   allocate before reference · fill before link · data before mapping · unreference before free ·
+//   reuse a freed cluster only after the removal is durable.
+// On any I/O error the writer drops its in-memory state and reloads it from disk (which, by the
+// rules above, is consistent: at worst leaks), then reports the error as a WriteError.
+import * as C from '../format/constants.js';
+import { putU32, putU64, u32 } from '../format/bytes.js';
+import type { Geometry, Qcow2Header } from '../format/header.js';
+import { ClusterType, classifyL2, decodeCompressed, encodeCompressed, l1Offset, l2Offset } from '../format/l2-entry.js';
+import { Qcow2Image } from '../image/qcow2-image.js';
+import { readPadded, type PositionalIO } from '../io/positional-io.js';
+import { Qcow2FormatError } from '../errors.js';
+import { Allocator, type AllocatorHost } from './allocator.js';
+import { TableCache, type WriteOrdering } from './table-cache.js';
+import { compressCluster, decompressCluster } from './compress.js';
+import { WriteError } from './write-error.js';
+import { rebuildRefcountsInPlace } from './dirty-repair.js';
+
+/** Guest contents of a backing image (read-only), for unallocated clusters and copy-on-write. */
+export interface GuestReader {
+  readonly virtualSize: number;
+  read(offset: number, length: number): Promise<Uint8Array>;
+}
+
+export interface WriterOptions {
+  ordering?: WriteOrdering;
+  /** Only read guest data; every write method refuses. */
+  readOnly?: boolean;
+  /** The backing image's guest contents (when the image has a backing file). */
+  backing?: GuestReader;
+  /** Tables kept per cache (L2 tables, refcount blocks). Default 256. */
+  cacheTables?: number;
+  /**
+   * Lazy refcounts: refcount updates stay in memory until close, the dirty bit marks the image
+   * meanwhile. Default: on when the image has the lazy-refcounts compatible bit.
+   */
+  lazyRefcounts?: boolean;
+}
+
+/** Counters of what the writer did (the lab and the bench read them). */
+export interface WriterStats {
+  /** Flushes issued (ordering barriers plus guest flushes). */
+  flushes: number;
+  /** Guest writes that needed a new cluster. */
+  allocatingWrites: number;
+  guestWrites: number;
+}
+
+export class Qcow2Writer implements AllocatorHost {
+  readonly refCache: TableCache;
+  readonly l2Cache: TableCache;
+  readonly alloc: Allocator;
+  readonly ordering: WriteOrdering;
+  readonly stats: WriterStats = { flushes: 0, allocatingWrites: 0, guestWrites: 0 };
+  barriers = 0;
+  /** Active L1 table (raw big-endian), l1Size entries. */
+  l1: Uint8Array;
+  private queue: Promise<unknown> = Promise.resolve();
+  private broken: string | null = null;
+  /** Next free byte for compressed data (0: none); in-memory only. */
+  private freeByteOffset = 0;
+  /** Lazy refcounts in effect, and whether the dirty bit is set on disk. */
+  readonly lazy: boolean;
+  private dirtyOnDisk = false;
+  private lastDecompressed: { off: number; data: Uint8Array } | null = null;
+
+  private constructor(
+    readonly io: PositionalIO,
+    public header: Qcow2Header,
+    readonly geo: Geometry,
+    l1: Uint8Array,
+    reftable: Uint8Array,
+    fileSize: number,
+    private readonly opts: WriterOptions,
+  ) {
+    this.ordering = opts.ordering ?? 'ordered';
+    this.l1 = l1;
+    const cap = Math.max(4, opts.cacheTables ?? 256);
+    this.refCache = new TableCache('refcount', this, geo.clusterSize, cap, 'refblock_load', 'refblock_update_part');
+    this.l2Cache = new TableCache('l2', this, geo.clusterSize, cap, 'l2_load', 'l2_update');
+    this.alloc = new Allocator(this, reftable, header.refcountTableOffset, fileSize);
+    this.alloc.onReftableMoved = (off, clusters) => {
+      this.header.refcountTableOffset = off;
+      this.header.refcountTableClusters = clusters;
+    };
+    this.lazy = opts.lazyRefcounts ?? (header.compatibleFeatures & C.COMPAT_LAZY_REFCOUNTS) !== 0n;
+    this.dirtyOnDisk = (header.incompatibleFeatures & C.INCOMPAT_DIRTY) !== 0n;
+  }
+
+  /**
+   * Open an image for writing (or, with readOnly, for guest reads). Refuses what this writer does
+   * not maintain. A dirty image (lazy refcounts, not closed cleanly) is repaired first, as QEMU
+   * does on a read-write open.
+   */
+  static async open(io: PositionalIO, opts: WriterOptions = {}): Promise<Qcow2Writer> {
+    const img = await Qcow2Image.open(io);
+    const h = img.header;
+    const refuse = (what: string, field: string, value: string | number | bigint): never => {
+      throw new Qcow2FormatError(`cannot write: ${what}`, field, value);
+    };
+    if (!opts.readOnly) {
+      if (io.readOnly) refuse('the file is opened read-only', 'io', io.name);
+      if (h.cryptMethod !== C.CRYPT_NONE) refuse('encrypted images are not supported', 'header.crypt_method', h.cryptMethod);
+      if (img.geo.extendedL2) refuse('extended L2 entries are not supported', 'header.incompatible_features', `0x${h.incompatibleFeatures.toString(16)}`);
+      if (img.hasExternalData) refuse('external data files are not supported', 'header.incompatible_features', `0x${h.incompatibleFeatures.toString(16)}`);
+      if (img.isCorrupt) refuse('the image is marked corrupt; check and repair it first', 'header.incompatible_features', `0x${h.incompatibleFeatures.toString(16)}`);
+      if ((h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) !== 0n) refuse('images with persistent bitmaps are not supported', 'header.autoclear_features', `0x${h.autoclearFeatures.toString(16)}`);
+      if ((h.autoclearFeatures & ~C.AUTOCLEAR_KNOWN_MASK) !== 0n) refuse('unknown autoclear features', 'header.autoclear_features', `0x${h.autoclearFeatures.toString(16)}`);
+      if (h.backingFile && !opts.backing) refuse(`the backing file must be supplied (${h.backingFile})`, 'header.backing_file', h.backingFile);
+    }
+    const w = new Qcow2Writer(io, h, img.geo, img.l1.slice(), img.reftable.slice(), img.fileSize, opts);
+    if (!opts.readOnly && w.dirtyOnDisk) await w.repairDirty();
+    return w;
+  }
+
+  get clusterSize(): number {
+    return this.geo.clusterSize;
+  }
+
+  get virtualSize(): number {
+    return this.header.size;
+  }
+
+  // ---- CacheHost / AllocatorHost ----
+
+  event(name: string): void {
+    this.io.event?.(name);
+  }
+
+  async barrier(): Promise<void> {
+    if (this.ordering === 'unordered') return;
+    this.event('flush_to_disk');
+    await this.io.flush();
+    this.barriers++;
+    this.stats.flushes++;
+  }
+
+  onClusterFreed(cluster: number): void {
+    const off = cluster * this.clusterSize;
+    this.l2Cache.discard(off);
+    this.refCache.discard(off);
+    if (this.freeByteOffset && Math.floor(this.freeByteOffset / this.clusterSize) === cluster) this.freeByteOffset = 0;
+    if (this.lastDecompressed && Math.floor(this.lastDecompressed.off / this.clusterSize) === cluster) this.lastDecompressed = null;
+  }
+
+  // ---- serialisation and error handling ----
+
+  /** Run one operation at a time; on failure reload from disk and report. */
+  async run<T>(operation: string, fn: () => Promise<T>, writes = true): Promise<T> {
+    const job = this.queue.then(async () => {
+      if (this.broken) throw new WriteError(operation, `the writer is unusable: ${this.broken}`, { usage: true });
+      if (writes && this.opts.readOnly) throw new WriteError(operation, 'opened read-only', { usage: true });
+      try {
+        return await fn();
+      } catch (e) {
+        if (e instanceof WriteError && e.usage) throw e;
+        try {
+          await this.reload();
+        } catch (e2) {
+          this.broken = `reload after failure failed: ${e2 instanceof Error ? e2.message : String(e2)}`;
+        }
+        if (e instanceof WriteError) throw new WriteError(operation, e.message, { cause: e });
+        throw new WriteError(operation, e instanceof Error ? e.message : String(e), { cause: e });
+      }
+    });
+    this.queue = job.catch(() => undefined);
+    return job;
+  }
+
+  /** Back out every in-memory change: forget caches and state, re-read them from disk. */
+  private async reload(): Promise<void> {
+    this.refCache.clear();
+    this.l2Cache.clear();
+    this.freeByteOffset = 0;
+    this.lastDecompressed = null;
+    const img = await Qcow2Image.open(this.io);
+    this.header = img.header;
+    this.l1 = img.l1.slice();
+    this.alloc.reset(img.reftable.slice(), img.header.refcountTableOffset, img.fileSize);
+    this.dirtyOnDisk = img.isDirty;
+  }
+
+  // ---- L1 / L2 helpers ----
+
+  l1Entry(i: number): [number, number] {
+    return [u32(this.l1, i * 8), u32(this.l1, i * 8 + 4)];
+  }
+
+  setL1Entry(i: number, hi: number, lo: number): void {
+    putU32(this.l1, i * 8, hi);
+    putU32(this.l1, i * 8 + 4, lo);
+  }
+
+  /** Write one L1 entry (8 bytes, inside one sector: atomic) and make it durable. */
+  async writeL1Entry(i: number): Promise<void> {
+    await this.markDirtyIfLazy();
+    this.event('l1_update');
+    await this.io.write(this.header.l1TableOffset + i * 8, this.l1.slice(i * 8, i * 8 + 8));
+    await this.barrier();
+  }
+
+  /** Write the whole active L1 table and make it durable. */
+  async writeL1Table(): Promise<void> {
+    await this.markDirtyIfLazy();
+    this.event('l1_update');
+    await this.io.write(this.header.l1TableOffset, this.l1);
+    await this.barrier();
+  }
+
+  /** The L2 entry mapping guest cluster `gc`, or null when no L2 table covers it. */
+  private async lookup(gc: number): Promise<{ l2off: number; index: number; hi: number; lo: number } | null> {
+    const l1i = Math.floor(gc / this.geo.l2Entries);
+    if (l1i >= this.header.l1Size) return null;
+    const [h1, l1lo] = this.l1Entry(l1i);
+    const l2off = l1Offset(h1, l1lo);
+    if (l2off === 0) return null;
+    const index = gc % this.geo.l2Entries;
+    const l2 = await this.l2Cache.get(l2off);
+    return { l2off, index, hi: u32(l2, index * 8), lo: u32(l2, index * 8 + 4) };
+  }
+
+  /**
+   * An L2 table for L1 index `l1i` that may be modified in place (COPIED): allocate a new one, or
+   * copy a shared one (L2 COW). Order: refcount durable → table durable → L1 entry durable → only
+   * then the old table's refcount drops.
+   */
+  private async l2ForWrite(l1i: number): Promise<number> {
+    if (l1i >= this.header.l1Size) throw new WriteError('L2 lookup', `L1 index ${l1i} beyond l1_size ${this.header.l1Size}`);
+    const [hi, lo] = this.l1Entry(l1i);
+    const old = l1Offset(hi, lo);
+    if (old !== 0 && (hi & C.OFLAG_COPIED_HI) !== 0) return old;
+    const cs = this.clusterSize;
+    const off = (await this.alloc.alloc(1)) * cs;
+    if (off === 0) throw new WriteError('L2 allocation', 'Preventing invalid allocation of L2 table at offset 0');
+    let table: Uint8Array;
+    if (old !== 0) {
+      this.event('l2_alloc_cow_read');
+      table = (await this.l2Cache.get(old)).slice();
+    } else {
+      table = new Uint8Array(cs);
+    }
+    await this.refCache.flush(); // allocate before reference
+    await this.l2Cache.put(off, table);
+    this.event('l2_alloc_write');
+    await this.l2Cache.flush(); // fill before link
+    this.setL1Entry(l1i, (C.OFLAG_COPIED_HI | Math.floor(off / 0x1_0000_0000)) >>> 0, off >>> 0);
+    await this.writeL1Entry(l1i);
+    if (old !== 0) await this.alloc.free(old / cs, 1); // unreference (durable) before free
+    return off;
+  }
+
+  /** Set an L2 entry in the cache (the table is writable). */
+  private async setL2Entry(l2off: number, index: number, hi: number, lo: number): Promise<void> {
+    await this.markDirtyIfLazy();
+    const l2 = await this.l2Cache.get(l2off);
+    putU32(l2, index * 8, hi);
+    putU32(l2, index * 8 + 4, lo);
+    await this.l2Cache.markDirty(l2off);
+  }
+
+  /** Drop the references an old L2 entry held (after the entry was replaced in the L2 cache). */
+  private async releaseEntry(hi: number, lo: number): Promise<void> {
+    const t = classifyL2(hi, lo, false, false);
+    const cs = this.clusterSize;
+    if (t !== ClusterType.Normal && t !== ClusterType.ZeroAlloc && t !== ClusterType.Compressed) return;
+    // Unreference before free: the refcount drop may reach the disk only after the L2 update.
+    if (!this.lazy) await this.refCache.setDependency(this.l2Cache);
+    if (t === ClusterType.Compressed) {
+      const d = decodeCompressed(hi, lo, this.geo);
+      const first = Math.floor(d.offset / cs);
+      const last = Math.floor((d.offset + d.size - 1) / cs);
+      await this.alloc.free(first, last - first + 1);
+    } else {
+      await this.alloc.free(l2Offset(hi, lo) / cs, 1);
+    }
+  }
+
+  /** Guest contents of one whole cluster given its L2 entry. */
+  private async clusterContents(gc: number, hi: number, lo: number): Promise<Uint8Array> {
+    const cs = this.clusterSize;
+    const t = classifyL2(hi, lo, false, false);
+    switch (t) {
+      case ClusterType.Normal:
+        return readPadded(this.io, l2Offset(hi, lo), cs);
+      case ClusterType.Compressed: {
+        const d = decodeCompressed(hi, lo, this.geo);
+        if (this.lastDecompressed?.off === d.offset) return this.lastDecompressed.data.slice();
+        this.event('read_compressed');
+        const stored = await readPadded(this.io, d.offset, d.size);
+        const data = decompressCluster(stored, cs, this.header.compressionType);
+        this.lastDecompressed = { off: d.offset, data };
+        return data.slice();
+      }
+      case ClusterType.ZeroPlain:
+      case ClusterType.ZeroAlloc:
+        return new Uint8Array(cs);
+      default:
+        return this.backingCluster(gc);
+    }
+  }
+
+  private async backingCluster(gc: number): Promise<Uint8Array> {
+    const cs = this.clusterSize;
+    const out = new Uint8Array(cs);
+    const b = this.opts.backing;
+    const start = gc * cs;
+    if (b && start < b.virtualSize) out.set((await b.read(start, Math.min(cs, b.virtualSize - start))).subarray(0, cs));
+    return out;
+  }
+
+  // ---- guest reads ----
+
+  /** Read guest bytes (zeros past the virtual size are not returned: the range is clipped). */
+  read(offset: number, length: number): Promise<Uint8Array> {
+    return this.run(`guest read at 0x${offset.toString(16)}`, () => this.readNow(offset, length), false);
+  }
+
+  private async readNow(offset: number, length: number): Promise<Uint8Array> {
+    const end = Math.min(offset + length, this.header.size);
+    const out = new Uint8Array(Math.max(0, end - offset));
+    const cs = this.clusterSize;
+    let pos = offset;
+    while (pos < end) {
+      const gc = Math.floor(pos / cs);
+      const inC = pos - gc * cs;
+      const n = Math.min(cs - inC, end - pos);
+      const e = await this.lookup(gc);
+      const t = e ? classifyL2(e.hi, e.lo, false, false) : ClusterType.Unallocated;
+      if (e && t === ClusterType.Normal) {
+        this.event('read_aio');
+        out.set(await readPadded(this.io, l2Offset(e.hi, e.lo) + inC, n), pos - offset);
+      } else if (e && t !== ClusterType.Unallocated) {
+        out.set((await this.clusterContents(gc, e.hi, e.lo)).subarray(inC, inC + n), pos - offset);
+      } else {
+        out.set((await this.backingCluster(gc)).subarray(inC, inC + n), pos - offset);
+      }
+      pos += n;
+    }
+    return out;
+  }
+
+  // ---- guest writes ----
+
+  /** Write guest bytes. Whole-cluster-aligned data goes straight to a new cluster; partial clusters COW. */
+  write(offset: number, data: Uint8Array): Promise<void> {
+    return this.run(`guest write at 0x${offset.toString(16)}`, async () => {
+      this.checkRange(offset, data.length);
+      const cs = this.clusterSize;
+      let pos = 0;
+      while (pos < data.length) {
+        const g = offset + pos;
+        const gc = Math.floor(g / cs);
+        const inC = g - gc * cs;
+        const n = Math.min(cs - inC, data.length - pos);
+        await this.writeInCluster(gc, inC, data.subarray(pos, pos + n));
+        pos += n;
+      }
+      this.stats.guestWrites++;
+    });
+  }
+
+  private checkRange(offset: number, length: number): void {
+    if (offset < 0 || length < 0 || offset + length > this.header.size)
+      throw new WriteError(`guest range 0x${offset.toString(16)}+${length}`, `beyond the virtual size ${this.header.size}`, { usage: true });
+  }
+
+  private async writeInCluster(gc: number, inC: number, data: Uint8Array): Promise<void> {
+    const cs = this.clusterSize;
+    const l1i = Math.floor(gc / this.geo.l2Entries);
+    const index = gc % this.geo.l2Entries;
+    const l2off = await this.l2ForWrite(l1i);
+    const l2 = await this.l2Cache.get(l2off);
+    const hi = u32(l2, index * 8);
+    const lo = u32(l2, index * 8 + 4);
+    const t = classifyL2(hi, lo, false, false);
+    if (t === ClusterType.Normal && (hi & C.OFLAG_COPIED_HI) !== 0) {
+      // Ours alone: overwrite in place, no metadata change.
+      this.event('write_aio');
+      await this.io.write(l2Offset(hi, lo) + inC, data);
+      return;
+    }
+    // Allocate a new cluster, fill it completely (COW of the old contents), then map it.
+    const nc = await this.alloc.alloc(1);
+    this.stats.allocatingWrites++;
+    let buf: Uint8Array;
+    if (inC === 0 && data.length === cs) {
+      buf = data;
+    } else {
+      this.event('cow_read');
+      buf = await this.clusterContents(gc, hi, lo);
+      buf.set(data, inC);
+      this.event('cow_write');
+    }
+    this.event('write_aio');
+    await this.io.write(nc * cs, buf);
+    await this.linkCluster(l2off, index, (C.OFLAG_COPIED_HI | Math.floor((nc * cs) / 0x1_0000_0000)) >>> 0, (nc * cs) >>> 0, hi, lo);
+  }
+
+  /**
+   * Point an L2 entry at freshly written data: the data must be durable before the entry (flush
+   * dependency), the new refcount before the entry (cache dependency); then the old target is
+   * released (its refcount drop ordered after the entry).
+   */
+  private async linkCluster(l2off: number, index: number, hi: number, lo: number, oldHi: number, oldLo: number): Promise<void> {
+    this.l2Cache.setDependsOnFlush();
+    if (!this.lazy) await this.l2Cache.setDependency(this.refCache);
+    await this.setL2Entry(l2off, index, hi, lo);
+    await this.releaseEntry(oldHi, oldLo);
+  }
+
+  /**
+   * Zero a range. Whole clusters become zero entries (v3) or unallocated (v2 without backing);
+   * partial clusters are written with zeros.
+   */
+  writeZeroes(offset: number, length: number): Promise<void> {
+    return this.run(`zero write at 0x${offset.toString(16)}`, async () => {
+      this.checkRange(offset, length);
+      const v3 = this.header.version === 3;
+      await this.eachCluster(offset, length, async (gc, inC, n) => {
+        if (n < this.clusterSize || (!v3 && this.opts.backing)) {
+          await this.writeInCluster(gc, inC, new Uint8Array(n));
+          return;
+        }
+        await this.replaceWholeCluster(gc, v3 ? 0 : 0, v3 ? C.OFLAG_ZERO_LO : 0);
+      });
+    });
+  }
+
+  /**
+   * Discard whole clusters in a range (partial clusters are left alone, as QEMU does): they read
+   * as zeros afterwards (as the backing file's contents when there is a backing file and the image is v2).
+   */
+  discard(offset: number, length: number): Promise<void> {
+    return this.run(`discard at 0x${offset.toString(16)}`, async () => {
+      this.checkRange(offset, length);
+      const zeroFlag = this.opts.backing && this.header.version === 3 ? C.OFLAG_ZERO_LO : 0;
+      await this.eachCluster(offset, length, async (gc, _inC, n) => {
+        if (n < this.clusterSize) return;
+        await this.replaceWholeCluster(gc, 0, zeroFlag);
+      });
+    });
+  }
+
+  private async eachCluster(offset: number, length: number, fn: (gc: number, inC: number, n: number) => Promise<void>): Promise<void> {
+    const cs = this.clusterSize;
+    let pos = offset;
+    const end = offset + length;
+    while (pos < end) {
+      const gc = Math.floor(pos / cs);
+      const inC = pos - gc * cs;
+      const n = Math.min(cs - inC, end - pos);
+      await fn(gc, inC, n);
+      pos += n;
+    }
+  }
+
+  /** Replace a whole cluster's entry by a data-less one (hi, lo) and release what it held. */
+  private async replaceWholeCluster(gc: number, hi: number, lo: number): Promise<void> {
+    const cur = await this.lookup(gc);
+    if (!cur && hi === 0 && lo === 0) return; // nothing mapped, nothing to drop
+    if (cur && cur.hi === hi && cur.lo === lo) return;
+    const l1i = Math.floor(gc / this.geo.l2Entries);
+    const index = gc % this.geo.l2Entries;
+    const l2off = await this.l2ForWrite(l1i);
+    const l2 = await this.l2Cache.get(l2off);
+    const oldHi = u32(l2, index * 8);
+    const oldLo = u32(l2, index * 8 + 4);
+    await this.setL2Entry(l2off, index, hi, lo);
+    await this.releaseEntry(oldHi, oldLo);
+  }
+
+  /**
+   * Write one whole guest cluster compressed (raw deflate). Falls back to a normal write when it
+   * does not shrink or the image uses zstd. Compressed streams start on a sector boundary, packed
+   * into partly used clusters (each use counts one reference on the host cluster, as in QEMU).
+   */
+  writeCompressed(offset: number, data: Uint8Array): Promise<void> {
+    return this.run(`compressed write at 0x${offset.toString(16)}`, async () => {
+      const cs = this.clusterSize;
+      if (offset % cs !== 0) throw new WriteError('compressed write', `offset 0x${offset.toString(16)} is not cluster aligned`, { usage: true });
+      if (data.length !== cs && offset + data.length !== this.header.size)
+        throw new WriteError('compressed write', `length ${data.length} is not one cluster`, { usage: true });
+      this.checkRange(offset, data.length);
+      const full = new Uint8Array(cs);
+      full.set(data);
+      const z = this.header.compressionType === C.COMPRESSION_ZLIB ? compressCluster(full) : null;
+      const gc = offset / cs;
+      if (!z || z.length >= cs - C.SECTOR_SIZE) {
+        await this.writeInCluster(gc, 0, full);
+        return;
+      }
+      const sectors = Math.ceil(z.length / C.SECTOR_SIZE);
+      const bytes = sectors * C.SECTOR_SIZE;
+      const l1i = Math.floor(gc / this.geo.l2Entries);
+      const index = gc % this.geo.l2Entries;
+      const l2off = await this.l2ForWrite(l1i);
+      const host = await this.allocBytes(bytes);
+      this.stats.allocatingWrites++;
+      const padded = new Uint8Array(bytes);
+      padded.set(z);
+      this.event('write_compressed');
+      await this.io.write(host, padded);
+      const l2 = await this.l2Cache.get(l2off);
+      const oldHi = u32(l2, index * 8);
+      const oldLo = u32(l2, index * 8 + 4);
+      const [hi, lo] = encodeCompressed(host, sectors, this.geo);
+      this.event('l2_update_compressed');
+      await this.linkCluster(l2off, index, hi, lo, oldHi, oldLo);
+    });
+  }
+
+  /** Sub-cluster allocation for compressed data (refcount +1 on the host cluster per use). */
+  private async allocBytes(bytes: number): Promise<number> {
+    const cs = this.clusterSize;
+    this.event('cluster_alloc_bytes');
+    const fb = this.freeByteOffset;
+    if (fb !== 0 && (fb % cs) + bytes <= cs) {
+      await this.alloc.change(Math.floor(fb / cs), +1);
+      this.freeByteOffset = (fb + bytes) % cs === 0 ? 0 : fb + bytes;
+      return fb;
+    }
+    const c = await this.alloc.alloc(1);
+    const off = c * cs;
+    this.freeByteOffset = bytes === cs ? 0 : off + bytes;
+    return off;
+  }
+
+  // ---- L1 growth and resize ----
+
+  /**
+   * Grow the virtual disk (shrinking is refused). Grows the L1 table first when needed, then
+   * writes the new size (8 bytes at header offset 24) and makes it durable.
+   */
+  resize(newSize: number): Promise<void> {
+    return this.run(`resize to ${newSize}`, async () => {
+      if (newSize % C.SECTOR_SIZE !== 0) throw new WriteError('resize', `size ${newSize} is not a multiple of 512`, { usage: true });
+      if (newSize < this.header.size) throw new WriteError('resize', `shrinking (${this.header.size} -> ${newSize}) is not supported`, { usage: true });
+      const need = Math.ceil(newSize / this.geo.l1Coverage);
+      if (need > this.header.l1Size) await this.growL1(need);
+      const b = new Uint8Array(8);
+      putU64(b, 0, newSize);
+      this.event('header_update');
+      await this.io.write(C.HDR.size, b);
+      await this.barrier();
+      this.header.size = newSize;
+    });
+  }
+
+  /**
+   * Grow the active L1 table to `entries`: allocate, make the refcounts durable, write the new
+   * table durably, switch the header (12 bytes at offset 36, one sector), then free the old table.
+   */
+  async growL1(entries: number): Promise<void> {
+    const cs = this.clusterSize;
+    if (entries * 8 > C.QCOW_MAX_L1_SIZE) throw new WriteError('L1 growth', `L1 table would exceed ${C.QCOW_MAX_L1_SIZE} bytes`);
+    const clusters = Math.ceil((entries * 8) / cs);
+    this.event('l1_grow_alloc_table');
+    const start = await this.alloc.alloc(clusters);
+    await this.refCache.flush();
+    const table = new Uint8Array(clusters * cs);
+    table.set(this.l1);
+    this.event('l1_grow_write_table');
+    await this.io.write(start * cs, table);
+    await this.barrier();
+    const sw = new Uint8Array(12);
+    putU32(sw, 0, entries);
+    putU64(sw, 4, start * cs);
+    this.event('l1_grow_activate_table');
+    await this.io.write(C.HDR.l1Size, sw);
+    await this.barrier();
+    const oldOff = this.header.l1TableOffset;
+    const oldClusters = Math.ceil((this.header.l1Size * 8) / cs);
+    this.l1 = table.slice(0, entries * 8);
+    this.header.l1Size = entries;
+    this.header.l1TableOffset = start * cs;
+    if (oldOff !== 0 && oldClusters > 0) await this.alloc.free(oldOff / cs, oldClusters);
+  }
+
+  // ---- flush, close, lazy refcounts ----
+
+  /**
+   * Guest flush: write back L2 tables (after their dependencies), then refcount blocks (unless
+   * lazy), then one flush. Everything acknowledged before is durable afterwards, and clusters freed
+   * before may be reused.
+   */
+  flush(): Promise<void> {
+    return this.run('flush', () => this.flushNow());
+  }
+
+  private async flushNow(): Promise<void> {
+    await this.l2Cache.writeBack();
+    if (!this.lazy || !this.dirtyOnDisk) await this.refCache.writeBack();
+    this.event('flush_to_disk');
+    await this.io.flush();
+    this.barriers++;
+    this.stats.flushes++;
+    this.alloc.releaseQuarantine();
+  }
+
+  /** Flush everything; with lazy refcounts also write the refcounts and clear the dirty bit. */
+  close(): Promise<void> {
+    return this.run('close', async () => {
+      if (this.opts.readOnly) return;
+      await this.flushNow();
+      if (this.dirtyOnDisk) {
+        await this.refCache.writeBack();
+        await this.barrier();
+        await this.setDirtyBit(false);
+      }
+    }, false);
+  }
+
+  /** Under lazy refcounts, set the dirty bit (durably) before the first metadata change. */
+  async markDirtyIfLazy(): Promise<void> {
+    if (!this.lazy || this.dirtyOnDisk) return;
+    await this.setDirtyBit(true);
+  }
+
+  private async setDirtyBit(on: boolean): Promise<void> {
+    const f = on ? this.header.incompatibleFeatures | C.INCOMPAT_DIRTY : this.header.incompatibleFeatures & ~C.INCOMPAT_DIRTY;
+    const b = new Uint8Array(8);
+    putU64(b, 0, f);
+    this.event('header_update');
+    await this.io.write(C.HDR.incompatibleFeatures, b);
+    // The bit must be durable before metadata relies on it (set) / after refcounts are (clear).
+    if (this.ordering === 'unordered') await this.io.flush(); else await this.barrier();
+    this.header.incompatibleFeatures = f;
+    this.dirtyOnDisk = on;
+  }
+
+  /** Repair-on-open of a dirty image: recount every reference, rewrite the refcounts, clear the bit. */
+  private async repairDirty(): Promise<void> {
+    await rebuildRefcountsInPlace(this);
+    this.refCache.clear();
+    await this.barrier();
+    await this.setDirtyBit(false);
+  }
+
+  /** Is the dirty bit currently set on disk? */
+  get dirty(): boolean {
+    return this.dirtyOnDisk;
+  }
+
+  /** Flush caches for operations that need memory and disk to agree first (snapshots). */
+  async flushAllNow(): Promise<void> {
+    await this.flushNow();
+  }
+
+  /** Expose reload for the snapshot module's error handling. */
+  get options(): Readonly<WriterOptions> {
+    return this.opts;
+  }
+}

@@ -1,0 +1,37 @@
+import { it, expect } from 'vitest';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { FileIO } from '../../engine/io/file-io.js';
+import { createImage } from '../../engine/write/create.js';
+import { Qcow2Writer } from '../../engine/write/writer.js';
+import { qemuCheck, qemuImg, tempDir } from '../helpers/qemu.js';
+
+it('smoke', async () => {
+  const t = tempDir();
+  const f = join(t.dir, 'a.qcow2');
+  const io = await FileIO.open(f, { create: true });
+  await createImage(io, { size: 4 << 20, clusterBits: 12 });
+  const w = await Qcow2Writer.open(io);
+  await w.write(0, new Uint8Array(8192).fill(0x11));
+  await w.write(1000, new Uint8Array(3000).fill(0x22));
+  await w.write(3 << 20, new Uint8Array(100000).fill(0x33));
+  await w.writeCompressed(1 << 20, new Uint8Array(4096).fill(0x44));
+  await w.writeCompressed(2 << 20, new Uint8Array(4096).fill(0x45));
+  await w.writeZeroes(4096, 4096);
+  await w.discard(3 << 20, 8192);
+  await w.resize(8 << 20);
+  await w.write(7 << 20, new Uint8Array(512).fill(0x55));
+  await w.close();
+  await io.close();
+  const c = qemuCheck(f);
+  console.log(c.stdout, c.stderr);
+  expect(c.status).toBe(0);
+  qemuImg('convert', '-O', 'raw', f, join(t.dir, 'a.raw'));
+  const raw = readFileSync(join(t.dir, 'a.raw'));
+  const exp = Buffer.alloc(8 << 20);
+  exp.fill(0x11, 0, 8192); exp.fill(0x22, 1000, 4000); exp.fill(0x33, 3 << 20, (3 << 20) + 100000);
+  exp.fill(0x44, 1 << 20, (1 << 20) + 4096); exp.fill(0x45, 2 << 20, (2 << 20) + 4096);
+  exp.fill(0, 4096, 8192); exp.fill(0, 3 << 20, (3 << 20) + 8192); exp.fill(0x55, 7 << 20, (7 << 20) + 512);
+  expect(raw.equals(exp)).toBe(true);
+  t.cleanup();
+});
