@@ -15,6 +15,8 @@ export interface Session {
   io: PositionalIO;
   image: Qcow2Image;
   check?: CheckResult;
+  /** References the checker counted per host cluster (QEMU's IMRT), from the last check. */
+  references?: ArrayLike<number>;
   /** Counts per HostRole / GuestState of `check`'s maps. */
   hostLegend?: number[];
   guestLegend?: number[];

@@ -24,7 +24,7 @@ const typeName = (v: unknown): TypeName | undefined => {
 const align8 = (n: number): number => (n + 7) & ~7;
 
 /** Encode a message: a string (JSON) or a Uint8Array (binary frame). */
-export function encodeMessage(msg: unknown): string | Uint8Array {
+export function encodeMessage(msg: unknown): string | Uint8Array<ArrayBuffer> {
   const bins: AnyTyped[] = [];
   const json = JSON.stringify(msg, function (this: unknown, _key, value: unknown) {
     // JSON.stringify hands typed arrays to the replacer before serialising them.

@@ -1,5 +1,5 @@
 // check.run (progress + cancel), anomalies.list, anomalies.ranges.
-import { checkImage } from '../../check/index.js';
+import { analyzeImage, toCheckResult } from '../../check/index.js';
 import { GUEST_STATE_NAMES, HOST_ROLE_COUNT } from '../../check/roles.js';
 import type { Anomaly, Severity } from '../../check/types.js';
 import type { AnomalyPage, CheckSummary } from '../contract.js';
@@ -42,14 +42,17 @@ export const handlers: HandlerTable = {
   'check.run': async (args, ctx) => {
     const s = ctx.sessions.get(args.handle);
     if (ctx.host.testCheckDelayMs) await testDelay(ctx.host.testCheckDelayMs, ctx);
-    const result = await checkImage(s.image, {
+    const t0 = performance.now();
+    const analysis = await analyzeImage(s.image, {
       roleMap: args.roleMap ?? true,
       guestMap: args.guestMap ?? true,
       onProgress: ctx.progress,
       cancel: ctx.cancel,
     });
     ctx.cancel.throwIfCancelled();
+    const result = toCheckResult(s.name, analysis, (performance.now() - t0) / 1000);
     s.check = result;
+    s.references = analysis.references;
     s.cache.clear();
     s.hostLegend = legendOf(result.roleMap, HOST_ROLE_COUNT);
     s.guestLegend = legendOf(result.guestMap, GUEST_STATE_COUNT);

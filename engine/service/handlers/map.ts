@@ -40,7 +40,7 @@ export const handlers: HandlerTable = {
       role,
       roleName: HOST_ROLE_NAMES[role] ?? `role ${role}`,
       refcount,
-      references: complete ? referrers.length : null,
+      references: s.references && args.cluster < s.references.length ? s.references[args.cluster]! : complete && s.check ? referrers.length : null,
       referrers: referrers.slice(0, 200),
       anomalies,
       beyondEof: args.cluster * cs >= s.image.fileSize,

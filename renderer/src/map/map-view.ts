@@ -1,0 +1,354 @@
+/**
+ * Draws a cluster map on a <canvas> from a Pyramid: continuous zoom (wheel, +/-), pan (drag,
+ * arrows), hover and click (cell index), selection, anomaly overlay. Each frame writes one
+ * ImageData of the canvas' size, sampling the pyramid level whose cells are ≈ one pixel, so a
+ * frame costs O(pixels) whatever the number of clusters. No DOM node per cluster.
+ */
+import { EMPTY, type Pyramid } from './pyramid.js';
+import { rgba32, UNKNOWN_COLOR, type Palette } from './palette.js';
+
+export interface MapViewEvents {
+  hover(cell: number | null): void;
+  select(cell: number): void;
+  /** Fired after each frame with its drawing time (ms), for the bench. */
+  frame?(ms: number): void;
+}
+
+const BG = rgba32('#14161a');
+const MAX_PX_PER_CELL = 96;
+
+export class MapView {
+  private ctx: CanvasRenderingContext2D;
+  private image: ImageData | null = null;
+  private colors = new Uint32Array(256);
+  private overlayColors = new Uint32Array(256);
+  /** Device pixels per cell. */
+  scale = 1;
+  /** Top-left corner of the view, in cells. */
+  ox = 0;
+  oy = 0;
+  hovered: number | null = null;
+  selected: number | null = null;
+  private overlay: Pyramid | null = null;
+  private raf = 0;
+  private dpr = 1;
+  private drag: { x: number; y: number; ox: number; oy: number; moved: boolean } | null = null;
+  private resizeObs: ResizeObserver;
+  private disposed = false;
+
+  constructor(
+    private readonly canvas: HTMLCanvasElement,
+    private pyramid: Pyramid,
+    palette: Palette,
+    private readonly events: MapViewEvents,
+  ) {
+    const ctx = canvas.getContext('2d', { alpha: false });
+    if (!ctx) throw new Error('canvas 2D context unavailable');
+    this.ctx = ctx;
+    this.setPalette(palette);
+    this.overlayColors[3] = rgba32('#8ab4ff');
+    this.overlayColors[4] = rgba32('#ffe08a');
+    this.overlayColors[5] = rgba32('#ffd32a');
+    this.overlayColors[6] = rgba32('#ff3b30');
+    canvas.addEventListener('wheel', this.onWheel, { passive: false });
+    canvas.addEventListener('pointerdown', this.onDown);
+    canvas.addEventListener('pointermove', this.onMove);
+    canvas.addEventListener('pointerup', this.onUp);
+    canvas.addEventListener('pointerleave', this.onLeave);
+    canvas.addEventListener('keydown', this.onKey);
+    this.resizeObs = new ResizeObserver(() => this.resize());
+    this.resizeObs.observe(canvas);
+    this.resize();
+    this.fit();
+  }
+
+  setPalette(p: Palette): void {
+    this.colors.fill(rgba32(UNKNOWN_COLOR));
+    this.colors[EMPTY] = BG;
+    for (let rank = 1; rank < 256; rank++) {
+      const code = this.pyramid.codeOfRank[rank]!;
+      if (rank === 1 && code === 255) continue;
+      const css = p.colors[code];
+      if (css && p.priority.includes(code)) this.colors[rank] = rgba32(css);
+    }
+    this.invalidate();
+  }
+
+  setOverlay(o: Pyramid | null): void {
+    this.overlay = o;
+    this.invalidate();
+  }
+
+  /** Canvas size in device pixels follows its CSS size. */
+  resize(): void {
+    this.dpr = globalThis.devicePixelRatio || 1;
+    const w = Math.max(1, Math.round(this.canvas.clientWidth * this.dpr));
+    const h = Math.max(1, Math.round(this.canvas.clientHeight * this.dpr));
+    if (w !== this.canvas.width || h !== this.canvas.height) {
+      const first = this.image === null;
+      this.canvas.width = w;
+      this.canvas.height = h;
+      this.image = this.ctx.createImageData(w, h);
+      if (first) this.fit();
+    }
+    this.invalidate();
+  }
+
+  /** Whole map in view. */
+  fit(): void {
+    const { cols, rows } = this.pyramid;
+    const w = this.canvas.width;
+    const h = this.canvas.height;
+    this.scale = Math.min(w / cols, h / rows, MAX_PX_PER_CELL);
+    this.ox = -(w / this.scale - cols) / 2;
+    this.oy = -(h / this.scale - rows) / 2;
+    this.invalidate();
+  }
+
+  private minScale(): number {
+    const { cols, rows } = this.pyramid;
+    return Math.min(this.canvas.width / cols, this.canvas.height / rows, 1) / 4;
+  }
+
+  /** Zoom by `factor` keeping the device-pixel point (px, py) fixed. */
+  zoomAt(factor: number, px: number, py: number): void {
+    const s = Math.min(MAX_PX_PER_CELL, Math.max(this.minScale(), this.scale * factor));
+    const cx = this.ox + px / this.scale;
+    const cy = this.oy + py / this.scale;
+    this.scale = s;
+    this.ox = cx - px / s;
+    this.oy = cy - py / s;
+    this.invalidate();
+  }
+
+  panBy(dxPx: number, dyPx: number): void {
+    this.ox -= dxPx / this.scale;
+    this.oy -= dyPx / this.scale;
+    this.invalidate();
+  }
+
+  /** Center a cell and zoom so it is at least `minPx` device pixels wide. */
+  reveal(cell: number, minPx = 12): void {
+    const { cols } = this.pyramid;
+    if (this.scale < minPx) this.scale = minPx;
+    const x = cell % cols;
+    const y = Math.floor(cell / cols);
+    this.ox = x + 0.5 - this.canvas.width / this.scale / 2;
+    this.oy = y + 0.5 - this.canvas.height / this.scale / 2;
+    this.invalidate();
+  }
+
+  /** Cell under a CSS-pixel point of the canvas, or null. */
+  cellAt(cssX: number, cssY: number): number | null {
+    const x = Math.floor(this.ox + (cssX * this.dpr) / this.scale);
+    const y = Math.floor(this.oy + (cssY * this.dpr) / this.scale);
+    if (x < 0 || y < 0 || x >= this.pyramid.cols || y >= this.pyramid.rows) return null;
+    const i = y * this.pyramid.cols + x;
+    return i < this.pyramid.count ? i : null;
+  }
+
+  /** CSS-pixel centre of a cell (tests and tooltips). */
+  cellCenter(cell: number): { x: number; y: number } {
+    const x = cell % this.pyramid.cols;
+    const y = Math.floor(cell / this.pyramid.cols);
+    return { x: ((x + 0.5 - this.ox) * this.scale) / this.dpr, y: ((y + 0.5 - this.oy) * this.scale) / this.dpr };
+  }
+
+  setSelected(cell: number | null): void {
+    this.selected = cell;
+    this.invalidate();
+  }
+
+  invalidate(): void {
+    if (this.disposed || this.raf) return;
+    this.raf = requestAnimationFrame(() => {
+      this.raf = 0;
+      this.draw();
+    });
+  }
+
+  /** Draw one frame now. */
+  draw(): void {
+    const img = this.image;
+    if (!img || this.disposed) return;
+    const t0 = performance.now();
+    const W = img.width;
+    const H = img.height;
+    const out = new Uint32Array(img.data.buffer);
+    const s = this.scale;
+    // Level whose cell is at least ~one device pixel.
+    let L = 0;
+    while (L + 1 < this.pyramid.levels.length && s * 2 ** (L + 1) <= 1) L++;
+    const lvl = this.pyramid.levels[L]!;
+    const ov = this.overlay?.levels[L];
+    const k = 2 ** L;
+    const colsL = lvl.cols;
+    const rowsL = lvl.rows;
+    // Per-column level index (or -1), and whether the column is on a cell border (grid at high zoom).
+    const colIdx = new Int32Array(W);
+    const colEdge = new Uint8Array(W);
+    const grid = s >= 8;
+    for (let x = 0; x < W; x++) {
+      const c = this.ox + (x + 0.5) / s;
+      const lx = Math.floor(c / k);
+      colIdx[x] = lx >= 0 && lx < colsL ? lx : -1;
+      if (grid) colEdge[x] = Math.floor(this.ox + x / s) !== Math.floor(this.ox + (x + 1) / s) ? 1 : 0;
+    }
+    const colors = this.colors;
+    const ocolors = this.overlayColors;
+    const data = lvl.data;
+    const odata = ov?.data;
+    for (let y = 0; y < H; y++) {
+      const r = this.oy + (y + 0.5) / s;
+      const ly = Math.floor(r / k);
+      const rowOut = y * W;
+      if (ly < 0 || ly >= rowsL) {
+        out.fill(BG, rowOut, rowOut + W);
+        continue;
+      }
+      const base = ly * colsL;
+      const rowEdge = grid && Math.floor(this.oy + y / s) !== Math.floor(this.oy + (y + 1) / s);
+      for (let x = 0; x < W; x++) {
+        const lx = colIdx[x]!;
+        if (lx < 0) {
+          out[rowOut + x] = BG;
+          continue;
+        }
+        const idx = base + lx;
+        let c = colors[data[idx]!]!;
+        // Anomalies: diagonal stripes in the severity colour (visible at every zoom level).
+        if (odata) {
+          const o = odata[idx]!;
+          if (o >= 3 && ((x + y) & 7) < 3) c = ocolors[o]!;
+        }
+        if (grid && (rowEdge || colEdge[x])) c = darken(c);
+        out[rowOut + x] = c;
+      }
+    }
+    this.ctx.putImageData(img, 0, 0);
+    this.strokeCell(this.hovered, 'rgba(255,255,255,0.9)', 1);
+    this.strokeCell(this.selected, '#ffffff', 2);
+    this.events.frame?.(performance.now() - t0);
+  }
+
+  private strokeCell(cell: number | null, color: string, width: number): void {
+    if (cell === null) return;
+    const cols = this.pyramid.cols;
+    const x = (cell % cols - this.ox) * this.scale;
+    const y = (Math.floor(cell / cols) - this.oy) * this.scale;
+    const sz = Math.max(this.scale, 6);
+    const pad = (sz - this.scale) / 2;
+    this.ctx.lineWidth = width * this.dpr;
+    this.ctx.strokeStyle = color;
+    this.ctx.strokeRect(x - pad, y - pad, sz, sz);
+  }
+
+  private onWheel = (e: WheelEvent): void => {
+    e.preventDefault();
+    const r = this.canvas.getBoundingClientRect();
+    const factor = Math.exp(-e.deltaY * (e.deltaMode === 1 ? 0.05 : 0.0015));
+    this.zoomAt(factor, (e.clientX - r.left) * this.dpr, (e.clientY - r.top) * this.dpr);
+  };
+
+  private onDown = (e: PointerEvent): void => {
+    this.canvas.focus();
+    this.drag = { x: e.clientX, y: e.clientY, ox: this.ox, oy: this.oy, moved: false };
+    this.canvas.setPointerCapture?.(e.pointerId);
+  };
+
+  private onMove = (e: PointerEvent): void => {
+    const r = this.canvas.getBoundingClientRect();
+    if (this.drag) {
+      const dx = e.clientX - this.drag.x;
+      const dy = e.clientY - this.drag.y;
+      if (Math.abs(dx) + Math.abs(dy) > 3) this.drag.moved = true;
+      if (this.drag.moved) {
+        this.ox = this.drag.ox - (dx * this.dpr) / this.scale;
+        this.oy = this.drag.oy - (dy * this.dpr) / this.scale;
+        this.invalidate();
+        return;
+      }
+    }
+    const cell = this.cellAt(e.clientX - r.left, e.clientY - r.top);
+    if (cell !== this.hovered) {
+      this.hovered = cell;
+      this.invalidate();
+      this.events.hover(cell);
+    }
+  };
+
+  private onUp = (e: PointerEvent): void => {
+    const d = this.drag;
+    this.drag = null;
+    if (d && !d.moved) {
+      const r = this.canvas.getBoundingClientRect();
+      const cell = this.cellAt(e.clientX - r.left, e.clientY - r.top);
+      if (cell !== null) {
+        this.setSelected(cell);
+        this.events.select(cell);
+      }
+    }
+  };
+
+  private onLeave = (): void => {
+    if (this.hovered !== null) {
+      this.hovered = null;
+      this.invalidate();
+      this.events.hover(null);
+    }
+  };
+
+  /** Keyboard: arrows move the selection (Shift: pan), +/- zoom, 0 fits, Home/End first/last cluster. */
+  private onKey = (e: KeyboardEvent): void => {
+    const cols = this.pyramid.cols;
+    const n = this.pyramid.count;
+    const step = (d: number): void => {
+      const cur = this.selected ?? 0;
+      const next = Math.max(0, Math.min(n - 1, cur + d));
+      this.setSelected(next);
+      this.keepVisible(next);
+      this.events.select(next);
+    };
+    const panPx = 60 * this.dpr;
+    switch (e.key) {
+      case 'ArrowLeft': e.shiftKey ? this.panBy(panPx, 0) : step(-1); break;
+      case 'ArrowRight': e.shiftKey ? this.panBy(-panPx, 0) : step(1); break;
+      case 'ArrowUp': e.shiftKey ? this.panBy(0, panPx) : step(-cols); break;
+      case 'ArrowDown': e.shiftKey ? this.panBy(0, -panPx) : step(cols); break;
+      case 'Home': step(-n); break;
+      case 'End': step(n); break;
+      case '+': case '=': this.zoomAt(1.25, this.canvas.width / 2, this.canvas.height / 2); break;
+      case '-': case '_': this.zoomAt(0.8, this.canvas.width / 2, this.canvas.height / 2); break;
+      case '0': this.fit(); break;
+      default: return;
+    }
+    e.preventDefault();
+  };
+
+  private keepVisible(cell: number): void {
+    const c = this.cellCenter(cell);
+    const w = this.canvas.clientWidth;
+    const h = this.canvas.clientHeight;
+    if (c.x < 0 || c.y < 0 || c.x > w || c.y > h) this.reveal(cell, this.scale);
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    if (this.raf) cancelAnimationFrame(this.raf);
+    this.resizeObs.disconnect();
+    this.canvas.removeEventListener('wheel', this.onWheel);
+    this.canvas.removeEventListener('pointerdown', this.onDown);
+    this.canvas.removeEventListener('pointermove', this.onMove);
+    this.canvas.removeEventListener('pointerup', this.onUp);
+    this.canvas.removeEventListener('pointerleave', this.onLeave);
+    this.canvas.removeEventListener('keydown', this.onKey);
+  }
+}
+
+/** Darken a packed ABGR colour by about 35% (cell borders). */
+function darken(c: number): number {
+  const r = (c & 0xff) * 0.65;
+  const g = ((c >>> 8) & 0xff) * 0.65;
+  const b = ((c >>> 16) & 0xff) * 0.65;
+  return ((0xff << 24) | (b << 16) | (g << 8) | r) >>> 0;
+}

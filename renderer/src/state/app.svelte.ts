@@ -1,0 +1,154 @@
+/**
+ * The app's state (Svelte 5 runes) and the actions every view uses: open an image, run the
+ * check with progress and cancel, load the maps, report errors without leaving a broken screen.
+ */
+import type {
+  AnomalyRanges, CheckSummary, FileRef, GuestMap, Hello, HostMap, Method, ArgsOf, OpenedImage, ResultOf,
+} from '../../../engine/service/contract.js';
+import { ContractError } from '../../../engine/service/contract.js';
+import { connect, type Client } from '../client/client.js';
+
+export interface Job {
+  label: string;
+  fraction: number;
+  stage: string;
+  controller: AbortController;
+}
+
+class AppState {
+  client: Client;
+  host: 'electron' | 'browser';
+  hello = $state<Hello | null>(null);
+  image = $state<OpenedImage | null>(null);
+  check = $state<CheckSummary | null>(null);
+  hostMap = $state.raw<HostMap | null>(null);
+  guestMap = $state.raw<GuestMap | null>(null);
+  anomalyRanges = $state.raw<AnomalyRanges | null>(null);
+  job = $state<Job | null>(null);
+  error = $state<string | null>(null);
+  notice = $state<string | null>(null);
+  view = $state('files');
+  /** Host cluster to show in the host map (set by the guest map's "show in host file"). */
+  focusHostCluster = $state<number | null>(null);
+  connected = $state(false);
+
+  constructor() {
+    const c = connect();
+    this.client = c.client;
+    this.host = c.host;
+    this.client.onNotice((n) => {
+      if (n.kind === 'opened') void this.adopt(n.image);
+      else if (n.kind === 'error') this.error = n.error.message;
+      else if (n.kind === 'menu') {
+        if (n.command === 'open') void this.open({ kind: 'dialog' });
+        else if (n.command === 'close') void this.closeImage();
+        else if (n.command === 'view' && n.view) this.view = n.view;
+      }
+    });
+  }
+
+  async start(): Promise<void> {
+    try {
+      await this.client.ready;
+      this.connected = true;
+      this.hello = await this.client.call('app.hello', {});
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  /** A call whose error is shown to the user (and rethrown as undefined). */
+  async call<M extends Method>(method: M, args: ArgsOf<M>): Promise<ResultOf<M> | undefined> {
+    try {
+      return await this.client.call(method, args);
+    } catch (e) {
+      this.fail(e);
+      return undefined;
+    }
+  }
+
+  fail(e: unknown): void {
+    if (e instanceof ContractError && e.code === 'cancelled') {
+      this.notice = 'Cancelled.';
+      return;
+    }
+    this.error = e instanceof Error ? e.message : String(e);
+  }
+
+  async open(ref: FileRef): Promise<void> {
+    this.error = null;
+    this.notice = null;
+    try {
+      const opened = await this.client.call('image.open', { ref });
+      await this.adopt(opened);
+    } catch (e) {
+      // The dialog was dismissed: not an error.
+      if (e instanceof ContractError && e.code === 'cancelled' && ref.kind === 'dialog') return;
+      this.fail(e);
+    }
+  }
+
+  private async adopt(opened: OpenedImage): Promise<void> {
+    const previous = this.image;
+    this.image = opened;
+    this.check = null;
+    this.hostMap = null;
+    this.guestMap = null;
+    this.anomalyRanges = null;
+    this.focusHostCluster = null;
+    this.view = 'overview';
+    if (previous && previous.handle !== opened.handle) void this.client.call('image.close', { handle: previous.handle }).catch(() => undefined);
+    await this.runCheck();
+  }
+
+  async runCheck(): Promise<void> {
+    const image = this.image;
+    if (!image || this.job) return;
+    const controller = new AbortController();
+    this.job = { label: `Checking ${image.name}`, fraction: 0, stage: 'starting', controller };
+    try {
+      const check = await this.client.call('check.run', { handle: image.handle }, {
+        signal: controller.signal,
+        onProgress: (p) => {
+          if (this.job) {
+            this.job.fraction = p.fraction;
+            this.job.stage = p.stage;
+          }
+        },
+      });
+      if (this.image?.handle !== image.handle) return;
+      const [hostMap, guestMap, ranges] = await Promise.all([
+        this.client.call('map.host', { handle: image.handle }),
+        this.client.call('map.guest', { handle: image.handle }).catch(() => null),
+        this.client.call('anomalies.ranges', { handle: image.handle }),
+      ]);
+      this.hostMap = hostMap;
+      this.guestMap = guestMap;
+      this.anomalyRanges = ranges;
+      this.check = check;
+    } catch (e) {
+      this.fail(e);
+    } finally {
+      this.job = null;
+    }
+  }
+
+  cancelJob(): void {
+    this.job?.controller.abort();
+  }
+
+  async closeImage(): Promise<void> {
+    const img = this.image;
+    if (!img) return;
+    this.cancelJob();
+    this.image = null;
+    this.check = null;
+    this.hostMap = null;
+    this.guestMap = null;
+    this.anomalyRanges = null;
+    this.view = 'files';
+    await this.client.call('image.close', { handle: img.handle }).catch(() => undefined);
+  }
+}
+
+export const app = new AppState();
