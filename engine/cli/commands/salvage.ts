@@ -1,8 +1,85 @@
 import type { Command } from 'commander';
+import { writeFile } from 'node:fs/promises';
+import { salvageImage } from '../../salvage/salvage.js';
+import { formatSalvageReport } from '../../salvage/report-text.js';
+import { CancelToken, type ProgressSink } from '../../service/progress.js';
+import { CancelledError } from '../../errors.js';
 
-// Placeholder: the 'salvage' command is being built (see the issue tracker).
+/** `qcow2-doctor salvage IMAGE OUT`: recover the guest disk(s) of a badly damaged image into new files. */
 export function register(program: Command): void {
-  program.command('salvage').description('(not yet available)').allowUnknownOption().action(() => {
-    throw new Error("'salvage' is not implemented yet");
-  });
+  program
+    .command('salvage')
+    .description('recover the guest data of a damaged image into a new file (never modifies IMAGE)')
+    .argument('<image>', 'the damaged qcow2 file (opened read-only)')
+    .argument('[out]', 'output file (omit with --dry-run)')
+    .option('-f, --format <fmt>', 'output format: raw (sparse) or qcow2', 'raw')
+    .option('--snapshot <id|name|all>', "export a snapshot's disk instead of the active one; 'all' exports every disk (OUT.snapshot-ID)")
+    .option('--report <file>', 'write the JSON report to FILE')
+    .option('--json', 'print the JSON report instead of the human one')
+    .option('--resume <statefile>', 'save scan progress to STATEFILE and resume from it (Ctrl-C stops and saves)')
+    .option('--cluster-size <bytes>', 'cluster size, when the header is lost and you know it')
+    .option('--virtual-size <bytes>', 'virtual disk size, when the header is lost and you know it')
+    .option('--backing <file>', 'backing file to use (default: the one the header names)')
+    .option('--no-backing', 'ignore any backing file (unallocated clusters read as zeros)')
+    .option('--dry-run', 'scan and report only; write no output')
+    .action(async (image: string, out: string | undefined, o: Record<string, string | boolean | undefined>) => {
+      const format = String(o.format);
+      if (format !== 'raw' && format !== 'qcow2') throw new Error(`--format must be raw or qcow2 (got ${format})`);
+      if (!out && !o.dryRun) throw new Error('missing OUT (or use --dry-run)');
+      const num = (name: string, v: unknown): number | undefined => {
+        if (v === undefined) return undefined;
+        const n = Number(v);
+        if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer (got ${String(v)})`);
+        return n;
+      };
+      const cancel = new CancelToken();
+      const onSigint = (): void => cancel.cancel();
+      process.once('SIGINT', onSigint);
+      try {
+        const report = await salvageImage(image, o.dryRun ? undefined : out, {
+          format, snapshot: o.snapshot as string | undefined, resumeState: o.resume as string | undefined,
+          clusterSize: num('cluster-size', o.clusterSize), virtualSize: num('virtual-size', o.virtualSize),
+          backing: typeof o.backing === 'string' ? o.backing : undefined, noBacking: o.backing === false,
+          progress: progressBar(), cancel,
+        });
+        clearBar();
+        if (o.report) await writeFile(String(o.report), JSON.stringify(report, null, 2) + '\n');
+        process.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : formatSalvageReport(report));
+        const lost = report.views.some((v) => v.bytes.lost > 0);
+        process.exitCode = lost ? 2 : 0;
+      } catch (e) {
+        clearBar();
+        if (e instanceof CancelledError) {
+          process.stderr.write(o.resume ? `qcow2-doctor: scan stopped; run the same command again to resume from ${String(o.resume)}\n`
+            : 'qcow2-doctor: salvage cancelled (use --resume STATEFILE to be able to continue a scan)\n');
+          process.exitCode = 130;
+          return;
+        }
+        throw e;
+      } finally {
+        process.removeListener('SIGINT', onSigint);
+      }
+    });
+}
+
+let barShown = false;
+
+/** A one-line progress bar on a TTY (stderr); nothing otherwise. */
+function progressBar(): ProgressSink | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  let last = 0;
+  return (e) => {
+    const now = Date.now();
+    if (now - last < 100 && e.fraction < 1) return;
+    last = now;
+    const width = 30;
+    const filled = Math.round(e.fraction * width);
+    process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(e.fraction * 100).toFixed(1).padStart(5)}% ${e.stage.padEnd(24)}`);
+    barShown = true;
+  };
+}
+
+function clearBar(): void {
+  if (barShown) process.stderr.write('\r\x1b[K');
+  barShown = false;
 }

@@ -1,0 +1,139 @@
+// What can still be learnt from cluster 0, and the cluster size when cluster 0 says nothing.
+import * as C from '../format/constants.js';
+import { u32, u64 } from '../format/bytes.js';
+import { decodeHeader, type Qcow2Header } from '../format/header.js';
+import type { PositionalIO } from '../io/positional-io.js';
+
+/** Header fields the salvage may use, each present only when it passed a sanity check. */
+export interface HeaderHints {
+  /** The header decoded and validated as QEMU would (check mode). */
+  intact: boolean;
+  /** Why the strict decode failed (QEMU's wording), when it did. */
+  damage?: string;
+  magicOk: boolean;
+  version?: number;
+  clusterBits?: number;
+  size?: number;
+  l1Offset?: number;
+  l1Size?: number;
+  refcountTableOffset?: number;
+  refcountTableClusters?: number;
+  refcountOrder?: number;
+  nbSnapshots?: number;
+  snapshotsOffset?: number;
+  compressionType?: number;
+  extendedL2?: boolean;
+  backingFile?: string;
+  backingFormat?: string;
+}
+
+const MAX_VIRTUAL_SIZE = 2 ** 53;
+
+/** Read cluster 0 strictly, and if that fails, field by field with plausibility checks. */
+export function readHeaderHints(buf: Uint8Array, fileSize: number): HeaderHints {
+  try {
+    const h: Qcow2Header = decodeHeader(buf, { checkMode: true });
+    return {
+      intact: true, magicOk: true, version: h.version, clusterBits: h.clusterBits, size: h.size,
+      l1Offset: h.l1TableOffset, l1Size: h.l1Size, refcountTableOffset: h.refcountTableOffset,
+      refcountTableClusters: h.refcountTableClusters, refcountOrder: h.refcountOrder, nbSnapshots: h.nbSnapshots,
+      snapshotsOffset: h.snapshotsOffset, compressionType: h.compressionType,
+      extendedL2: (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n, backingFile: h.backingFile, backingFormat: h.backingFormat,
+    };
+  } catch (e) {
+    const hints: HeaderHints = { intact: false, magicOk: false, damage: e instanceof Error ? e.message : String(e) };
+    if (buf.length < C.HEADER_V2_LENGTH) return hints;
+    hints.magicOk = u32(buf, 0) === C.QCOW2_MAGIC;
+    const version = u32(buf, C.HDR.version);
+    // Without the magic or a known version, the other fields are probably not a header either.
+    if (!hints.magicOk && version !== 2 && version !== 3) return hints;
+    if (version === 2 || version === 3) hints.version = version;
+    const cb = u32(buf, C.HDR.clusterBits);
+    if (cb >= C.MIN_CLUSTER_BITS && cb <= C.MAX_CLUSTER_BITS) hints.clusterBits = cb;
+    const size = u64(buf, C.HDR.size);
+    if (size > 0 && size < MAX_VIRTUAL_SIZE && size % 512 === 0) hints.size = size;
+    const cs = hints.clusterBits !== undefined ? 2 ** hints.clusterBits : 512;
+    const aligned = (o: number): boolean => o > 0 && o % cs === 0 && o < Math.max(fileSize, 1) * 4;
+    const l1Off = u64(buf, C.HDR.l1TableOffset);
+    const l1Size = u32(buf, C.HDR.l1Size);
+    if (aligned(l1Off) && l1Size > 0 && l1Size <= C.QCOW_MAX_L1_SIZE / 8) { hints.l1Offset = l1Off; hints.l1Size = l1Size; }
+    const rtOff = u64(buf, C.HDR.refcountTableOffset);
+    const rtCl = u32(buf, C.HDR.refcountTableClusters);
+    if (aligned(rtOff) && rtCl > 0 && rtCl * cs <= C.QCOW_MAX_REFTABLE_SIZE) {
+      hints.refcountTableOffset = rtOff;
+      hints.refcountTableClusters = rtCl;
+    }
+    const nbs = u32(buf, C.HDR.nbSnapshots);
+    const so = u64(buf, C.HDR.snapshotsOffset);
+    if (nbs > 0 && nbs <= C.QCOW_MAX_SNAPSHOTS && aligned(so)) { hints.nbSnapshots = nbs; hints.snapshotsOffset = so; }
+    if (version === 3 && buf.length >= C.HEADER_V3_MIN_LENGTH) {
+      const ro = u32(buf, C.HDR.refcountOrder);
+      if (ro <= C.MAX_REFCOUNT_ORDER) hints.refcountOrder = ro;
+      const incompat = u32(buf, C.HDR.incompatibleFeatures + 4);
+      if (u32(buf, C.HDR.incompatibleFeatures) === 0 && incompat < 0x20) hints.extendedL2 = (incompat & 0x10) !== 0;
+      const hl = u32(buf, C.HDR.headerLength);
+      if (hl > C.HDR.compressionType && hl <= cs) {
+        const ct = buf[C.HDR.compressionType]!;
+        if (ct <= C.COMPRESSION_ZSTD) hints.compressionType = ct;
+      }
+    } else if (version === 2) hints.refcountOrder = 4;
+    const bfo = u64(buf, C.HDR.backingFileOffset);
+    const bfs = u32(buf, C.HDR.backingFileSize);
+    if (bfo > 0 && bfs > 0 && bfs <= C.MAX_BACKING_FILE_NAME && bfo + bfs <= Math.min(cs, buf.length)) {
+      const name = new TextDecoder('utf-8', { fatal: false }).decode(buf.subarray(bfo, bfo + bfs));
+      if (/^[\x20-\x7e\u00a0-\uffff]+$/.test(name)) hints.backingFile = name;
+    }
+    return hints;
+  }
+}
+
+/**
+ * Infer cluster_bits from the offsets stored in pointer tables found in the first `limit` bytes:
+ * every L1/L2/refcount-table entry holds a cluster-aligned offset, and with more than a handful of
+ * them some are odd multiples of the cluster size, so the smallest alignment that is not rare is
+ * the cluster size. Scans 512-byte sectors (the smallest cluster size), large sequential reads.
+ */
+export async function inferClusterBits(io: PositionalIO, fileSize: number, limit = 256 * 1024 * 1024): Promise<{ clusterBits: number; evidence: number } | undefined> {
+  const hist = new Array<number>(64).fill(0);
+  const chunk = 4 * 1024 * 1024;
+  const end = Math.min(fileSize, limit);
+  const targetLimit = Math.max(fileSize, 1) * 4;
+  for (let pos = 0; pos < end; pos += chunk) {
+    const buf = await io.read(pos, Math.min(chunk, end - pos));
+    for (let s = 0; s + 512 <= buf.length; s += 512) sectorOffsets(buf, s, targetLimit, hist);
+  }
+  let total = 0;
+  for (let t = 9; t < 64; t++) total += hist[t]!;
+  if (total === 0) return undefined;
+  let below = 0;
+  for (let t = 9; t <= C.MAX_CLUSTER_BITS; t++) {
+    if (hist[t]! > 0 && below + hist[t]! > total * 0.02) return { clusterBits: t, evidence: total };
+    below += hist[t]!;
+  }
+  return { clusterBits: C.MAX_CLUSTER_BITS, evidence: total };
+}
+
+/** If the 512-byte sector looks like a run of table entries, add each offset's alignment to hist. */
+function sectorOffsets(buf: Uint8Array, s: number, targetLimit: number, hist: number[]): void {
+  let n = 0;
+  const tz: number[] = [];
+  for (let p = s; p < s + 512; p += 8) {
+    const hi = u32(buf, p);
+    const lo = u32(buf, p + 4);
+    if (hi === 0 && lo === 0) continue;
+    if (hi & C.OFLAG_COMPRESSED_HI) return; // compressed descriptors carry unaligned offsets; skip the sector
+    if ((hi & C.L2E_STD_RESERVED_MASK_HI) !== 0 || (lo & 0x1ff) !== 0) return;
+    const off = (hi & C.L2E_OFFSET_MASK_HI) * 0x1_0000_0000 + lo;
+    if (off === 0 || off >= targetLimit) return;
+    tz.push(trailingZeros(off));
+    n++;
+  }
+  if (n < 1) return;
+  for (const t of tz) hist[Math.min(t, 63)]!++;
+}
+
+function trailingZeros(v: number): number {
+  let t = 0;
+  while (v % 2 === 0 && t < 63) { v /= 2; t++; }
+  return t;
+}

@@ -1,0 +1,285 @@
+// Reading a reconstructed guest disk: walk the placed L2 tables in guest order, read data clusters
+// (coalescing contiguous host runs into large reads), decompress compressed ones, fill unallocated
+// ranges from the backing disk, and account for every guest byte (recovered, zero, backing, lost).
+import * as C from '../format/constants.js';
+import { u32 } from '../format/bytes.js';
+import { classifyL2, ClusterType, decodeCompressed, l2Offset } from '../format/l2-entry.js';
+import type { Geometry } from '../format/header.js';
+import type { PositionalIO } from '../io/positional-io.js';
+import { CancelToken, type ProgressSink } from '../service/progress.js';
+import { decompressCluster } from './decompress.js';
+import type { GuestView, LostRange, Reconstruction, ViewReport } from './types.js';
+
+/** A guest disk that unallocated clusters read from. `missing`: named but not found. */
+export interface BackingDisk {
+  name: string;
+  missing: boolean;
+  size: number;
+  read(offset: number, length: number): Promise<Uint8Array>;
+}
+
+/** Receives the guest disk cluster by cluster, in increasing order; null = reads as zeros. */
+export type ClusterSink = (guestCluster: number, data: Uint8Array | null) => Promise<void>;
+
+const MAX_RUN = 8 * 1024 * 1024;
+const MAX_LOST_RANGES = 10_000;
+
+export class ViewReader {
+  readonly cs: number;
+  readonly l2Entries: number;
+  private readonly step: number;
+  private readonly geo: Geometry;
+  private l2Cache = new Map<number, Uint8Array>();
+
+  constructor(
+    private readonly io: PositionalIO,
+    private readonly fileSize: number,
+    private readonly recon: Reconstruction,
+    readonly view: GuestView,
+    private readonly backing?: BackingDisk,
+  ) {
+    this.cs = recon.clusterSize;
+    this.step = recon.extendedL2 ? C.L2_ENTRY_SIZE_EXT : C.L2_ENTRY_SIZE_STD;
+    this.l2Entries = this.cs / this.step;
+    this.geo = {
+      clusterBits: recon.clusterBits, clusterSize: this.cs, extendedL2: recon.extendedL2, l2EntrySize: this.step,
+      l2Entries: this.l2Entries, l2Bits: Math.log2(this.l2Entries), refcountOrder: 4, refcountBits: 16,
+      refcountBlockEntries: 0, refcountBlockBits: 0, l1EntriesNeeded: 0, l1Coverage: this.cs * this.l2Entries,
+      subclusterSize: recon.extendedL2 ? this.cs / C.SUBCLUSTERS_PER_CLUSTER : this.cs,
+      csizeShift: 62 - (recon.clusterBits - 8), csizeMask: 2 ** (recon.clusterBits - 8) - 1,
+    };
+  }
+
+  get size(): number {
+    return this.view.virtualSize;
+  }
+
+  /** Stream the whole disk into `sink` and return what was recovered, lost and guessed. */
+  async export(sink: ClusterSink, progress?: ProgressSink, cancel: CancelToken = CancelToken.none): Promise<ViewReport> {
+    const v = this.view;
+    const acc = new Accounting(v.virtualSize);
+    const l1Count = Math.ceil(Math.ceil(v.virtualSize / this.cs) / this.l2Entries);
+    for (let i = 0; i < l1Count; i++) {
+      cancel.throwIfCancelled();
+      progress?.({ fraction: i / Math.max(1, l1Count), stage: `writing ${v.kind === 'active' ? 'active disk' : `snapshot ${v.id}`}` });
+      await this.emitIndex(i, sink, acc);
+    }
+    progress?.({ fraction: 1, stage: 'done' });
+    const placedL2 = [...v.l2.values()].sort((a, b) => a.l1Index - b.l1Index);
+    const bytes = acc.bytes;
+    return {
+      kind: v.kind, id: v.id, name: v.name, virtualSize: v.virtualSize, l1Source: v.l1Source, l1Offset: v.l1Offset,
+      l2Tables: placedL2, bytes, lost: acc.lost,
+      confidence: bytes.recovered === 0 ? 1 : 1 - bytes.guessed / bytes.recovered,
+    };
+  }
+
+  /** The guest clusters under L1 index i, in order. */
+  private async emitIndex(i: number, sink: ClusterSink, acc: Accounting, jFrom = 0, jTo = this.l2Entries): Promise<void> {
+    const v = this.view;
+    const cs = this.cs;
+    const bytes = acc.bytes;
+    const totalClusters = Math.ceil(v.virtualSize / cs);
+    const clusterBytes = (g: number): number => Math.min(cs, v.virtualSize - g * cs);
+    const g0 = i * this.l2Entries;
+    const n = Math.min(jTo, totalClusters - g0);
+    if (n <= jFrom) return;
+    const place = v.l2.get(i);
+    if (!place) {
+      const l = v.lostL2.find((x) => x.l1Index === i);
+      if (l) {
+        acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, l.reason);
+        for (let j = jFrom; j < n; j++) await sink(g0 + j, null);
+      } else await this.emitUnallocated(g0 + jFrom, n - jFrom, sink, acc);
+      return;
+    }
+    const guessed = place.confidence < 1;
+    const l2 = await this.readL2(place.host);
+    let j = jFrom;
+    while (j < n) {
+      const g = g0 + j;
+      const hi = u32(l2, j * this.step);
+      const lo = u32(l2, j * this.step + 4);
+      const type = classifyL2(hi, lo, this.recon.extendedL2, false);
+      if (this.recon.extendedL2 && type !== ClusterType.Compressed) {
+        await this.emitExtended(g, l2, j, clusterBytes(g), sink, acc, guessed);
+        j++;
+        continue;
+      }
+      if (type === ClusterType.Unallocated) {
+        let k = j + 1;
+        while (k < n && u32(l2, k * this.step) === 0 && u32(l2, k * this.step + 4) === 0) k++;
+        await this.emitUnallocated(g, k - j, sink, acc);
+        j = k;
+        continue;
+      }
+      if (type === ClusterType.ZeroPlain || type === ClusterType.ZeroAlloc) {
+        await sink(g, null);
+        bytes.zero += clusterBytes(g);
+        j++;
+        continue;
+      }
+      if (type === ClusterType.Compressed) {
+        const d = decodeCompressed(hi, lo, this.geo);
+        const data = d.offset < this.fileSize
+          ? decompressCluster(await this.io.read(d.offset, Math.min(d.size, this.fileSize - d.offset)), cs, this.recon.compressionType)
+          : undefined;
+        if (data) {
+          await sink(g, isAllZero(data) ? null : data);
+          bytes.recovered += clusterBytes(g);
+          bytes.compressed += clusterBytes(g);
+          if (guessed) bytes.guessed += clusterBytes(g);
+        } else {
+          await sink(g, null);
+          acc.addLost(g * cs, g * cs + cs, d.offset + d.size > this.fileSize ? 'compressed cluster beyond end of file (truncated)' : `compressed cluster at 0x${d.offset.toString(16)} does not decompress`);
+        }
+        j++;
+        continue;
+      }
+      // Normal: coalesce host-contiguous clusters into one read.
+      const host = l2Offset(hi, lo);
+      let k = j + 1;
+      while (k < n && (k - j) * cs < MAX_RUN) {
+        const h2 = u32(l2, k * this.step);
+        const l22 = u32(l2, k * this.step + 4);
+        if (classifyL2(h2, l22, false, false) !== ClusterType.Normal || l2Offset(h2, l22) !== host + (k - j) * cs) break;
+        k++;
+      }
+      const runBytes = (k - j) * cs;
+      const avail = Math.max(0, Math.min(runBytes, this.fileSize - host));
+      const data = avail > 0 && host % cs === 0 ? await this.io.read(host, avail) : new Uint8Array(0);
+      for (let r = 0; r < k - j; r++) {
+        const gg = g + r;
+        const piece = data.subarray(r * cs, r * cs + cs);
+        const want = clusterBytes(gg);
+        if (host % cs !== 0) {
+          await sink(gg, null);
+          acc.addLost(gg * cs, gg * cs + cs, 'L2 entry has a misaligned offset');
+        } else if (piece.length >= want) {
+          await sink(gg, isAllZero(piece) ? null : piece);
+          bytes.recovered += want;
+          if (guessed) bytes.guessed += want;
+        } else {
+          // Cut by the end of the file: what precedes the cut is real, the rest is lost.
+          await sink(gg, piece.length && !isAllZero(piece) ? padCluster(piece, cs) : null);
+          bytes.recovered += piece.length;
+          if (guessed) bytes.guessed += piece.length;
+          acc.addLost(gg * cs + piece.length, gg * cs + cs, 'data cluster beyond end of file (truncated)');
+        }
+      }
+      j = k;
+    }
+  }
+
+  /** Unallocated clusters: the backing disk's content, or zeros. */
+  private async emitUnallocated(g0: number, n: number, sink: ClusterSink, acc: Accounting): Promise<void> {
+    const cs = this.cs;
+    const size = this.view.virtualSize;
+    for (let k = 0; k < n;) {
+      const run = Math.min(n - k, Math.max(1, MAX_RUN / cs));
+      const start = (g0 + k) * cs;
+      const len = Math.min(run * cs, size - start);
+      if (this.backing && !this.backing.missing) {
+        const data = await this.backing.read(start, len);
+        for (let r = 0; r < run; r++) {
+          const piece = data.subarray(r * cs, r * cs + cs);
+          await sink(g0 + k + r, isAllZero(piece) ? null : padCluster(piece, cs));
+        }
+        acc.bytes.backing += len;
+      } else {
+        for (let r = 0; r < run; r++) await sink(g0 + k + r, null);
+        if (this.backing?.missing) acc.bytes.backingMissing += len;
+        else acc.bytes.zero += len;
+      }
+      k += run;
+    }
+  }
+
+  private async emitExtended(g: number, l2: Uint8Array, j: number, want: number, sink: ClusterSink,
+    acc: Accounting, guessed: boolean): Promise<void> {
+    const bytes = acc.bytes;
+    const cs = this.cs;
+    const hi = u32(l2, j * this.step);
+    const lo = u32(l2, j * this.step + 4);
+    const zeroBits = u32(l2, j * this.step + 8);
+    const allocBits = u32(l2, j * this.step + 12);
+    const host = l2Offset(hi, lo);
+    const sub = cs / C.SUBCLUSTERS_PER_CLUSTER;
+    const out = new Uint8Array(cs);
+    const data = host > 0 && host < this.fileSize ? await this.io.read(host, cs) : new Uint8Array(0);
+    const backing = this.backing && !this.backing.missing ? await this.backing.read(g * cs, cs) : undefined;
+    for (let s = 0; s < C.SUBCLUSTERS_PER_CLUSTER; s++) {
+      const a = s * sub;
+      if (a >= want) break;
+      const b = Math.min(a + sub, want);
+      if ((allocBits >>> s) & 1) {
+        if (data.length >= b) { out.set(data.subarray(a, b), a); bytes.recovered += b - a; if (guessed) bytes.guessed += b - a; }
+        else acc.addLost(g * cs + a, g * cs + b, 'data cluster beyond end of file (truncated)');
+      } else if ((zeroBits >>> s) & 1) bytes.zero += b - a;
+      else if (backing) { out.set(backing.subarray(a, b), a); bytes.backing += b - a; }
+      else if (this.backing?.missing) bytes.backingMissing += b - a;
+      else bytes.zero += b - a;
+    }
+    await sink(g, isAllZero(out) ? null : out);
+  }
+
+  private async readL2(host: number): Promise<Uint8Array> {
+    let b = this.l2Cache.get(host);
+    if (b) return b;
+    b = new Uint8Array(this.cs);
+    b.set(await this.io.read(host, this.cs));
+    if (this.l2Cache.size > 64) this.l2Cache.clear();
+    this.l2Cache.set(host, b);
+    return b;
+  }
+
+  /** Random guest reads (this disk as the backing of an overlay), one L1 range at a time. */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    const end = Math.min(offset + length, this.view.virtualSize);
+    if (end <= offset) return out;
+    const cs = this.cs;
+    const first = Math.floor(offset / cs);
+    const last = Math.floor((end - 1) / cs);
+    const acc = new Accounting(this.view.virtualSize);
+    const sink: ClusterSink = async (g, d) => {
+      if (g < first || g > last || !d) return;
+      const cStart = g * cs;
+      const from = Math.max(cStart, offset);
+      const to = Math.min(cStart + cs, end);
+      out.set(d.subarray(from - cStart, to - cStart), from - offset);
+    };
+    const E = this.l2Entries;
+    for (let i = Math.floor(first / E); i <= Math.floor(last / E); i++)
+      await this.emitIndex(i, sink, acc, Math.max(0, first - i * E), Math.min(E, last - i * E + 1));
+    return out;
+  }
+}
+
+/** Byte accounting of one export. */
+class Accounting {
+  bytes = { recovered: 0, compressed: 0, zero: 0, backing: 0, backingMissing: 0, lost: 0, guessed: 0 };
+  lost: LostRange[] = [];
+  constructor(private readonly size: number) {}
+
+  addLost(start: number, end: number, reason: string): void {
+    end = Math.min(end, this.size);
+    if (end <= start) return;
+    this.bytes.lost += end - start;
+    const last = this.lost[this.lost.length - 1];
+    if (last && last.end === start && last.reason === reason) last.end = end;
+    else if (this.lost.length < MAX_LOST_RANGES) this.lost.push({ start, end, reason });
+  }
+}
+
+export function isAllZero(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+function padCluster(piece: Uint8Array, cs: number): Uint8Array {
+  if (piece.length === cs) return piece;
+  const out = new Uint8Array(cs);
+  out.set(piece);
+  return out;
+}

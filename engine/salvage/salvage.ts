@@ -1,0 +1,272 @@
+// The salvage, end to end: read what survives of the header, settle the cluster size, scan the
+// file (resumable), reconstruct the mappings, and write each requested guest disk to a new file.
+// The damaged image is only ever opened read-only.
+import { existsSync } from 'node:fs';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
+import * as C from '../format/constants.js';
+import { FileIO } from '../io/file-io.js';
+import type { PositionalIO } from '../io/positional-io.js';
+import { CancelToken, type ProgressSink } from '../service/progress.js';
+import { inferClusterBits, readHeaderHints, type HeaderHints } from './geometry-guess.js';
+import { scanImage, type ScanFindings, type ScanGeometry } from './scan.js';
+import { reconstruct } from './reconstruct.js';
+import { ViewReader, type BackingDisk } from './guest-view.js';
+import { Qcow2SequentialWriter } from './qcow2-output.js';
+import { CLASS_NAMES } from './classify.js';
+import type { GuestView, Reconstruction, SalvageReport, ViewReport } from './types.js';
+
+export interface SalvageOptions {
+  format?: 'raw' | 'qcow2';
+  /** 'all', a snapshot ID or name; default: the active disk. */
+  snapshot?: string;
+  /** Overrides when the user knows better than the damaged file. */
+  clusterSize?: number;
+  virtualSize?: number;
+  /** Backing file to use (default: the name the header records, relative to the image). */
+  backing?: string;
+  /** Do not read any backing file: unallocated clusters read as zeros. */
+  noBacking?: boolean;
+  /** Path of a scan state file: resumed from if present, saved periodically and on cancel. */
+  resumeState?: string;
+  progress?: ProgressSink;
+  cancel?: CancelToken;
+  /** Backing chain depth (internal). */
+  depth?: number;
+}
+
+export interface Analysis {
+  hints: HeaderHints;
+  findings: ScanFindings;
+  recon: Reconstruction;
+  fileSize: number;
+}
+
+const STATE_KIND = 'qcow2-doctor-salvage-scan';
+
+/** Scan and reconstruct without writing anything. */
+export async function analyzeImage(io: PositionalIO, opts: SalvageOptions = {}): Promise<Analysis> {
+  const fileSize = await io.size();
+  const first = await io.read(0, 2 * 1024 * 1024);
+  const hints = readHeaderHints(first, fileSize);
+  let clusterBits: number;
+  let source: 'header' | 'inferred' | 'user';
+  if (opts.clusterSize) {
+    clusterBits = Math.log2(opts.clusterSize);
+    if (!Number.isInteger(clusterBits) || clusterBits < C.MIN_CLUSTER_BITS || clusterBits > C.MAX_CLUSTER_BITS)
+      throw new Error(`--cluster-size must be a power of two from 512 to 2097152 (got ${opts.clusterSize})`);
+    source = 'user';
+  } else if (hints.intact && hints.clusterBits !== undefined) {
+    clusterBits = hints.clusterBits;
+    source = 'header';
+  } else {
+    const inferred = await inferClusterBits(io, fileSize);
+    if (hints.clusterBits !== undefined && (!inferred || inferred.evidence < 8 || inferred.clusterBits === hints.clusterBits)) {
+      clusterBits = hints.clusterBits;
+      source = 'header';
+    } else {
+      clusterBits = inferred?.clusterBits ?? 16;
+      source = 'inferred';
+    }
+  }
+  const geometry: ScanGeometry = { clusterBits, refcountOrder: hints.refcountOrder ?? 4, extendedL2: hints.extendedL2 ?? false };
+  const resume = opts.resumeState ? await loadState(opts.resumeState, io.name, fileSize, geometry) : undefined;
+  const findings = resume?.complete ? resume : await scanImage(io, geometry, {
+    progress: opts.progress, cancel: opts.cancel, resumeFrom: resume,
+    checkpoint: opts.resumeState ? (f) => saveState(opts.resumeState!, io.name, f) : undefined,
+  });
+  if (opts.resumeState) await saveState(opts.resumeState, io.name, findings);
+  const recon = await reconstruct(io, hints, findings, { clusterBitsSource: source, virtualSize: opts.virtualSize });
+  return { hints, findings, recon, fileSize };
+}
+
+/** Salvage IMAGE into OUT (and OUT.snapshot-ID files with --snapshot all); never writes IMAGE. */
+export async function salvageImage(imagePath: string, outPath: string | undefined, opts: SalvageOptions = {}): Promise<SalvageReport> {
+  const io = await FileIO.open(imagePath);
+  try {
+    const a = await analyzeImage(io, opts);
+    const { recon } = a;
+    const backing = opts.noBacking ? undefined : await openBacking(imagePath, recon, opts);
+    const views = selectViews(recon.views, opts.snapshot);
+    const reports: ViewReport[] = [];
+    for (const v of views) {
+      const reader = new ViewReader(io, a.fileSize, recon, v, backing?.disk);
+      const target = outPath ? outputName(outPath, v, views.length > 1) : undefined;
+      const r = target ? await writeView(reader, target, opts) : await reader.export(async () => {}, undefined, opts.cancel);
+      if (target) { r.output = target; r.format = opts.format ?? 'raw'; }
+      reports.push(r);
+    }
+    // Views not exported are still listed (without byte counts of an export).
+    return buildReport(imagePath, a, reports, backing);
+  } finally {
+    await io.close();
+  }
+}
+
+function selectViews(views: GuestView[], which?: string): GuestView[] {
+  if (!which) return views.filter((v) => v.kind === 'active');
+  if (which === 'all') return views;
+  const v = views.find((x) => x.kind === 'snapshot' && x.id === which) ?? views.find((x) => x.kind === 'snapshot' && x.name === which);
+  if (!v) {
+    const known = views.filter((x) => x.kind === 'snapshot').map((x) => `${x.id} (${x.name})`).join(', ') || 'none found';
+    throw new Error(`snapshot '${which}' not found among the recovered snapshots: ${known}`);
+  }
+  return [v];
+}
+
+function outputName(out: string, v: GuestView, many: boolean): string {
+  if (!many || v.kind === 'active') return out;
+  const ext = extname(out);
+  const safe = v.id.replace(/[^A-Za-z0-9._-]/g, '_');
+  return ext ? `${out.slice(0, -ext.length)}.snapshot-${safe}${ext}` : `${out}.snapshot-${safe}`;
+}
+
+async function writeView(reader: ViewReader, target: string, opts: SalvageOptions): Promise<ViewReport> {
+  const partial = `${target}.partial`;
+  const out = await FileIO.open(partial, { create: true });
+  try {
+    const cs = reader.cs;
+    const size = reader.size;
+    let report: ViewReport;
+    if ((opts.format ?? 'raw') === 'qcow2') {
+      const w = new Qcow2SequentialWriter(out, Math.log2(cs), size);
+      report = await reader.export((g, d) => w.put(g, d), opts.progress, opts.cancel);
+      await w.finish();
+    } else {
+      // Raw: sparse; contiguous clusters are gathered into large writes.
+      let runStart = -1;
+      let run: Uint8Array[] = [];
+      const flush = async (): Promise<void> => {
+        if (!run.length) return;
+        const buf = new Uint8Array(run.length * cs);
+        run.forEach((c, k) => buf.set(c, k * cs));
+        const off = runStart * cs;
+        await out.write(off, buf.subarray(0, Math.min(buf.length, size - off)));
+        run = [];
+      };
+      report = await reader.export(async (g, d) => {
+        if (!d) { await flush(); return; }
+        if (run.length && (runStart + run.length !== g || run.length * cs >= 8 * 1024 * 1024)) await flush();
+        if (!run.length) runStart = g;
+        run.push(d.length === cs ? d.slice() : padTo(d, cs));
+      }, opts.progress, opts.cancel);
+      await flush();
+      await out.truncate(size);
+      await out.flush();
+    }
+    await out.close();
+    await rename(partial, target);
+    return report;
+  } catch (e) {
+    await out.close().catch(() => {});
+    await rm(partial, { force: true });
+    throw e;
+  }
+}
+
+function padTo(d: Uint8Array, n: number): Uint8Array {
+  const o = new Uint8Array(n);
+  o.set(d);
+  return o;
+}
+
+interface OpenedBacking {
+  file: string;
+  format?: string;
+  disk: BackingDisk;
+  report?: SalvageReport;
+}
+
+/** The backing disk: a raw file, or a qcow2 file salvaged the same way (it may be damaged too). */
+async function openBacking(imagePath: string, recon: Reconstruction, opts: SalvageOptions): Promise<OpenedBacking | undefined> {
+  const name = opts.backing ?? recon.backingFile;
+  if (!name) return undefined;
+  const depth = (opts.depth ?? 0) + 1;
+  const file = opts.backing ? resolve(name) : isAbsolute(name) ? name : join(dirname(resolve(imagePath)), name);
+  const missing = (): OpenedBacking => ({
+    file, format: recon.backingFormat,
+    disk: { name: file, missing: true, size: 0, read: async (_o, l) => new Uint8Array(l) },
+  });
+  if (!existsSync(file) || depth > C.MAX_BACKING_CHAIN_DEPTH) return missing();
+  const io = await FileIO.open(file);
+  const head = await io.read(0, 4);
+  const isQcow2 = head.length === 4 && ((head[0]! << 24) | (head[1]! << 16) | (head[2]! << 8) | head[3]!) >>> 0 === C.QCOW2_MAGIC;
+  if (recon.backingFormat === 'raw' || (!isQcow2 && recon.backingFormat !== 'qcow2')) {
+    const size = await io.size();
+    return {
+      file, format: 'raw',
+      disk: {
+        name: file, missing: false, size,
+        read: async (o, l) => { const b = new Uint8Array(l); if (o < size) b.set(await io.read(o, Math.min(l, size - o))); return b; },
+      },
+    };
+  }
+  // A qcow2 backing file: analyse it like the overlay; its own backing chain recursively.
+  const sub = await analyzeImage(io, { depth });
+  const subBacking = await openBacking(file, sub.recon, { depth });
+  const view = sub.recon.views.find((v) => v.kind === 'active')!;
+  const reader = new ViewReader(io, sub.fileSize, sub.recon, view, subBacking?.disk);
+  const report = buildReport(file, sub, [], subBacking);
+  return {
+    file, format: 'qcow2', report,
+    disk: {
+      name: file, missing: false, size: view.virtualSize,
+      read: (o, l) => reader.read(o, l),
+    },
+  };
+}
+
+function buildReport(image: string, a: Analysis, views: ViewReport[], backing?: OpenedBacking): SalvageReport {
+  const { recon, findings } = a;
+  const counts: Record<string, number> = {};
+  CLASS_NAMES.forEach((n, i) => { counts[n] = findings.counts[i] ?? 0; });
+  return {
+    image, fileSize: a.fileSize,
+    clusterSize: recon.clusterSize, clusterSizeSource: recon.clusterSizeSource,
+    virtualSize: recon.virtualSize, virtualSizeSource: recon.virtualSizeSource,
+    extendedL2: recon.extendedL2,
+    compression: recon.compressionType === undefined ? 'detected per cluster' : recon.compressionType === C.COMPRESSION_ZSTD ? 'zstd' : 'zlib',
+    header: recon.structures.header, headerDamage: recon.structures.headerDamage,
+    backing: backing ? { file: backing.file, format: backing.format, found: !backing.disk.missing, report: backing.report } : undefined,
+    scan: { clusters: findings.counts.reduce((x, y) => x + y, 0), complete: findings.complete, counts, capped: findings.capped },
+    structures: recon.structures,
+    views,
+    guesses: recon.guesses,
+    warnings: recon.warnings,
+  };
+}
+
+// ---- resumable scan state ----
+
+interface StateFile {
+  kind: string;
+  version: 1;
+  image: string;
+  fileSize: number;
+  mtimeMs: number;
+  findings: ScanFindings;
+}
+
+async function saveState(path: string, image: string, findings: ScanFindings): Promise<void> {
+  const st = await stat(image);
+  const s: StateFile = { kind: STATE_KIND, version: 1, image: resolve(image), fileSize: findings.fileSize, mtimeMs: st.mtimeMs, findings };
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, JSON.stringify(s));
+  await rename(tmp, path);
+}
+
+async function loadState(path: string, image: string, fileSize: number, geometry: ScanGeometry): Promise<ScanFindings | undefined> {
+  if (!existsSync(path)) return undefined;
+  let s: StateFile;
+  try {
+    s = JSON.parse(await readFile(path, 'utf8')) as StateFile;
+  } catch {
+    throw new Error(`scan state ${path} is not readable JSON (delete it to start over)`);
+  }
+  const st = await stat(image);
+  if (s.kind !== STATE_KIND || s.version !== 1) throw new Error(`${path} is not a salvage scan state (kind = ${String(s.kind)})`);
+  if (s.fileSize !== fileSize || s.mtimeMs !== st.mtimeMs || basename(s.image) !== basename(image))
+    throw new Error(`scan state ${path} belongs to another file or the image changed since (size ${s.fileSize}, now ${fileSize}); delete it to start over`);
+  if (s.findings.geometry.clusterBits !== geometry.clusterBits) return undefined;
+  return s.findings;
+}

@@ -1,0 +1,119 @@
+// The salvage's data model: what reconstruction found and what the report says.
+
+/** Where one L2 table sits in the guest disk, and how sure we are. */
+export interface L2Placement {
+  l1Index: number;
+  /** Host offset of the L2 table. */
+  host: number;
+  /** l1: an L1 entry points at it; snapshot-match: shares data with a snapshot's L2 at that index;
+   * inherited: the active disk still shares the newest snapshot's L2; ordering: host-order guess. */
+  source: 'l1' | 'snapshot-match' | 'inherited' | 'ordering';
+  /** 0..1. 1 = read from surviving metadata. */
+  confidence: number;
+}
+
+export interface LostL2 {
+  l1Index: number;
+  /** Where the L1 entry pointed (0 when the entry itself is unreadable). */
+  host: number;
+  reason: string;
+}
+
+/** One disk that can be exported: the active disk or one internal snapshot. */
+export interface GuestView {
+  kind: 'active' | 'snapshot';
+  /** "active" or the snapshot's ID. */
+  id: string;
+  name: string;
+  virtualSize: number;
+  /** Where its L1 came from. */
+  l1Source: 'header' | 'scan' | 'snapshot-table' | 'none';
+  l1Offset?: number;
+  /** Placements by L1 index (sparse). */
+  l2: Map<number, L2Placement>;
+  lostL2: LostL2[];
+}
+
+export interface Reconstruction {
+  clusterBits: number;
+  clusterSize: number;
+  clusterSizeSource: 'header' | 'inferred' | 'user';
+  extendedL2: boolean;
+  /** undefined: unknown, detected per stream (zstd frames carry a magic). */
+  compressionType?: number;
+  virtualSize: number;
+  virtualSizeSource: 'header' | 'header-damaged' | 'snapshot-table' | 'guessed' | 'user';
+  backingFile?: string;
+  backingFormat?: string;
+  views: GuestView[];
+  structures: {
+    header: 'intact' | 'damaged' | 'missing';
+    headerDamage?: string;
+    activeL1?: { offset: number; source: 'header' | 'scan'; state: 'valid' | 'damaged' | 'lost' };
+    snapshotTable?: { offset: number; source: 'header' | 'scan'; entries: number };
+    l1Tables: number[];
+    l2Tables: number;
+    refcountTables: number[];
+    refcountBlocks: number;
+    /** L2-like tables used by no view (stale copies, or guest data that looks like a table). */
+    unusedL2Tables: number[];
+  };
+  guesses: string[];
+  warnings: string[];
+}
+
+export interface LostRange {
+  start: number;
+  end: number;
+  reason: string;
+}
+
+export interface ViewReport {
+  kind: 'active' | 'snapshot';
+  id: string;
+  name: string;
+  virtualSize: number;
+  l1Source: string;
+  l1Offset?: number;
+  output?: string;
+  format?: 'raw' | 'qcow2';
+  l2Tables: L2Placement[];
+  bytes: {
+    /** Guest bytes read from data clusters of this image. */
+    recovered: number;
+    /** Of which through compressed clusters. */
+    compressed: number;
+    /** Guest bytes that are zero by the metadata (unallocated without backing, zero flag). */
+    zero: number;
+    /** Guest bytes taken from the backing file. */
+    backing: number;
+    /** Guest bytes that should come from a backing file that is missing (written as zeros). */
+    backingMissing: number;
+    /** Guest bytes lost (written as zeros). */
+    lost: number;
+    /** Recovered bytes whose position was guessed (placements with confidence < 1). */
+    guessed: number;
+  };
+  lost: LostRange[];
+  /** Fraction of recovered bytes placed from surviving metadata. */
+  confidence: number;
+}
+
+export interface SalvageReport {
+  image: string;
+  fileSize: number;
+  clusterSize: number;
+  clusterSizeSource: string;
+  virtualSize: number;
+  virtualSizeSource: string;
+  extendedL2: boolean;
+  compression: string;
+  header: string;
+  headerDamage?: string;
+  backing?: { file: string; format?: string; found: boolean; report?: SalvageReport };
+  scan: { clusters: number; complete: boolean; counts: Record<string, number>; capped: boolean };
+  structures: Reconstruction['structures'];
+  views: ViewReport[];
+  guesses: string[];
+  warnings: string[];
+}
