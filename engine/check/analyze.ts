@@ -64,7 +64,7 @@ export interface Analysis {
   /** QEMU's snapshots_size (unpadded end of the last entry). */
   snapshotTableSize: number;
   bitmaps?: BitmapDirectory;
-  /** Last cluster with a non-zero refcount or reference, -1 if none. */
+  /** Last cluster with a non-zero refcount or reference (0 if none, as in QEMU). */
   highestCluster: number;
   /** QEMU's "Check failed: <reason>" (the check stopped early); counters are partial then. */
   failed?: string;
@@ -242,7 +242,8 @@ class Analyzer {
 
   // ---- counting references (QEMU's qcow2_inc_refcounts_imrt) --------------------------------
 
-  private high = -1;
+  /** QEMU's highest_cluster starts at 0 (so an image whose refcounts are all unreadable ends at 1 cluster). */
+  private high = 0;
   private get highest(): number {
     return this.high;
   }
@@ -615,6 +616,7 @@ class Analyzer {
       } catch (e) {
         if (!(e instanceof BitmapError)) throw e;
         this.c.corruptions++;
+        this.an.add('bitmap-invalid', { referrer: { kind: 'bitmap-directory', table: bm.entryOffset } });
         throw new Abort('Invalid argument');
       }
       for (let i = 0; i < bm.tableSize; i++) {
@@ -880,6 +882,7 @@ class Analyzer {
     } catch (e) {
       if (!(e instanceof BitmapError)) throw e;
       this.c.checkErrors++;
+      this.an.add('bitmap-invalid', { referrer: { kind: e.field } });
       throw new Abort(e.reason, true);
     }
   }

@@ -38,6 +38,7 @@ export const ANOMALY_KINDS: Record<string, KindInfo> = {
   'copied-l1': { severity: 'error', explanation: 'A top-level entry says its table may be written in place, but the use count disagrees.', fix: 'Set or clear the flag to match the use count.' },
   'copied-l2': { severity: 'error', explanation: 'A mapping entry says its block may be written in place, but the use count disagrees.', fix: 'Set or clear the flag to match the use count.' },
   'refcount-unreadable': { severity: 'error', explanation: 'The use count of this block cannot be read because the block that holds it is misplaced.', fix: 'Rebuild the reference counts.' },
+  'bitmap-invalid': { severity: 'error', explanation: 'A persistent bitmap (the record of changed blocks used by backups) is damaged, so QEMU refuses to check or open the image.', fix: 'Remove the damaged bitmap (qemu-img bitmap --remove); the next backup must then be a full one.' },
   'v2-zero-flag': { severity: 'warning', beyondQemu: true, explanation: 'A version-2 image uses the zero flag, which only version 3 understands: reading this part fails in QEMU.', fix: 'Write real zeros there, or upgrade the image to version 3.' },
   'refcount-beyond-eof': { severity: 'warning', beyondQemu: true, explanation: 'Blocks past the end of the file are marked as in use.', fix: 'Mark them free.' },
   'compressed-undecodable': { severity: 'warning', beyondQemu: true, explanation: 'A compressed block cannot be decompressed, so reading it fails.', fix: 'No automatic fix: that part of the disk must be restored from elsewhere.' },
