@@ -2,7 +2,7 @@
 // QEMU: block/qcow2-bitmap.c). Decoding applies QEMU's own constraints with QEMU's wording, since
 // QEMU refuses to open an image whose directory breaks them (even for checking).
 import * as C from './constants.js';
-import { u16, u32, u64, utf8 } from './bytes.js';
+import { hex64, u16, u32, u64, utf8 } from './bytes.js';
 import { Qcow2FormatError } from '../errors.js';
 
 export interface BitmapDirEntry {
@@ -139,7 +139,7 @@ export function decodeBitmapTable(buf: Uint8Array, clusterSize: number, bitmapNa
     const why = tableEntryViolation(hi, lo, clusterSize);
     if (why)
       fail(`Could not read bitmap_table table from image for bitmap '${bitmapName}': Invalid argument`,
-        `bitmap '${bitmapName}'.table[${i / 8}]`, `0x${hi.toString(16)}${lo.toString(16).padStart(8, '0')} (${why})`);
+        `bitmap '${bitmapName}'.table[${i / 8}]`, `0x${hex64(hi, lo)} (${why})`);
     out.push({ offset: (hi & C.BME_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & C.BME_OFFSET_MASK_LO) >>> 0), allOnes: (lo & C.BME_ALL_ONES_LO) !== 0 });
   }
   return out;

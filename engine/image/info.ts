@@ -175,6 +175,7 @@ async function readBitmapInfo(img: Qcow2Image, warnings: string[]): Promise<Bitm
     warnings.push(h.version === 2
       ? 'This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent'
       : 'a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent');
+    warnings.push('Some clusters may be leaked, run \'qcow2-doctor check\' on the image file to see them.');
     return undefined;
   }
   const b = h.bitmaps;
