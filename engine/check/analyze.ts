@@ -144,7 +144,7 @@ class Analyzer {
     this.lookup.onUnaligned = (rtIndex, off) => {
       if (this.signalled) return;
       this.signalled = true;
-      this.say(msg.refblockSignal(off.toString(16), rtIndex));
+      this.say(msg.refblockSignal(off, rtIndex));
     };
   }
 

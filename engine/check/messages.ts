@@ -31,8 +31,8 @@ export const msg = {
   refblockRefcount: (i: number, rc: number) => `ERROR refcount block ${i} refcount=${rc}`,
   refcountMismatch: (cluster: number, refcount: number, reference: number) =>
     `${refcount < reference ? 'ERROR' : 'Leaked'} cluster ${cluster} refcount=${refcount} reference=${reference}`,
-  refblockSignal: (offHex: string, index: number) =>
-    `qcow2: Image is corrupt: Refblock offset 0x${offHex} unaligned (reftable index: 0x${index.toString(16)}); further non-fatal corruption events will be suppressed`,
+  refblockSignal: (offset: number, index: number) =>
+    `qcow2: Image is corrupt: Refblock offset ${hexAlt(offset)} unaligned (reftable index: ${hexAlt(index)}); further non-fatal corruption events will be suppressed`,
   cantGetRefcount: (cluster: number) => `Can't get refcount for cluster ${cluster}: Input/output error`,
   copiedL2: (l1Index: number, entryHex: string, rc: number) =>
     `ERROR OFLAG_COPIED L2 cluster: l1_index=${l1Index} l1_entry=${entryHex} refcount=${rc}`,
