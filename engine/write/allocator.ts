@@ -79,7 +79,8 @@ export class Allocator {
     setRefcount(block, i, order, v);
     if (delta < 0) this.host.event('cluster_free');
     if (v === 0) {
-      this.quarantine.add(cluster);
+      // Unordered (negative control): reuse at once, as a writer without this rule would.
+      if (this.host.ordering !== 'unordered') this.quarantine.add(cluster);
       this.host.onClusterFreed(cluster);
     }
     await this.host.refCache.markDirty(off);

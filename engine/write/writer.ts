@@ -625,7 +625,7 @@ export class Qcow2Writer implements AllocatorHost {
     this.event('header_update');
     await this.io.write(C.HDR.incompatibleFeatures, b);
     // The bit must be durable before metadata relies on it (set) / after refcounts are (clear).
-    if (this.ordering === 'unordered') await this.io.flush(); else await this.barrier();
+    await this.barrier();
     this.header.incompatibleFeatures = f;
     this.dirtyOnDisk = on;
   }
