@@ -1,4 +1,4 @@
-// Electron main process (placeholder while the shell is built).
-import { app } from 'electron';
+// Electron main entry (built to out/main/index.js by electron-vite).
+import { startApp } from './app.js';
 
-void app.whenReady();
+startApp();

@@ -396,6 +396,8 @@ export interface NoticeMessage {
   notice: Notice;
 }
 export type Notice =
+  /** Open this image (a file association, Open Recent in the menu, the first-run sample). */
+  | { kind: 'open'; ref: FileRef }
   | { kind: 'opened'; image: OpenedImage }
   | { kind: 'menu'; command: 'open' | 'close' | 'about' | 'view'; view?: string }
   | { kind: 'error'; error: WireError };

@@ -6,14 +6,15 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFile, readdir, realpath, stat } from 'node:fs/promises';
-import { extname, join, resolve, sep, basename } from 'node:path';
+import { readFile, realpath, stat } from 'node:fs/promises';
+import { extname, resolve, sep, basename } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import type { ServerMessage } from './contract.js';
 import { decodeMessage, encodeMessage } from './wire.js';
 import { RecentStore } from './recent.js';
 import { RootResolver } from './root-resolver.js';
+import { listSamples } from './samples.js';
 import { Service } from './service.js';
 import type { ServiceHost } from './handler.js';
 
@@ -49,17 +50,6 @@ export const SERVE_CSP = "default-src 'none'; script-src 'self'; style-src 'self
 
 /** Incoming WebSocket messages are small requests; refuse anything larger. */
 const MAX_CLIENT_MESSAGE = 1024 * 1024;
-
-export async function listSamples(dir: string | undefined): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  if (!dir) return out;
-  try {
-    for (const n of (await readdir(dir)).sort()) if (/\.(qcow2|qcow)$/.test(n)) out.set(n, await realpath(join(dir, n)));
-  } catch {
-    // No samples bundled.
-  }
-  return out;
-}
 
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const resolver = await RootResolver.create(opts.root);

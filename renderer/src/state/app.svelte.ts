@@ -37,7 +37,8 @@ class AppState {
     this.client = c.client;
     this.host = c.host;
     this.client.onNotice((n) => {
-      if (n.kind === 'opened') void this.adopt(n.image);
+      if (n.kind === 'open') void this.open(n.ref);
+      else if (n.kind === 'opened') void this.adopt(n.image);
       else if (n.kind === 'error') this.error = n.error.message;
       else if (n.kind === 'menu') {
         if (n.command === 'open') void this.open({ kind: 'dialog' });
