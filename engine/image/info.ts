@@ -58,7 +58,8 @@ export interface ImageInfo {
   dirtyFlag: boolean;
   /** Bytes allocated on the host file system (st_blocks * 512); unknown for in-memory images. */
   actualSize?: number;
-  virtualSize: number;
+  /** Exact: a bigint when the header holds more than a number can (hostile images). */
+  virtualSize: number | bigint;
   clusterSize?: number;
   encrypted?: boolean;
   backingFilename?: string;
@@ -95,7 +96,7 @@ export async function qcow2ImageInfo(img: Qcow2Image, opts: InfoOptions): Promis
     filename: opts.filename,
     format: 'qcow2',
     dirtyFlag: h.version === 3 && img.isDirty,
-    virtualSize: h.size,
+    virtualSize: h.size <= Number.MAX_SAFE_INTEGER ? h.size : u64n(await readPadded(img.io, C.HDR.size, 8), 0),
     clusterSize: img.clusterSize,
     warnings,
   };
