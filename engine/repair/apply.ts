@@ -14,6 +14,8 @@ export interface ApplyOptions {
   cancel?: CancelToken;
   /** Called after each flush barrier (the crash lab and tests use it to look at intermediate states). */
   onBarrier?: (phase: string) => Promise<void> | void;
+  /** Called before a phase runs; returning false skips it (used to clear the corrupt bit only after a clean re-check). */
+  beforePhase?: (phase: string) => Promise<boolean> | boolean;
 }
 
 export class StaleImageError extends Error {
@@ -29,13 +31,15 @@ function same(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-export async function applyPlan(io: PositionalIO, plan: RepairPlan, opts: ApplyOptions = {}): Promise<{ writes: number; bytes: number }> {
+export async function applyPlan(io: PositionalIO, plan: RepairPlan, opts: ApplyOptions = {}): Promise<{ writes: number; bytes: number; skipped: string[] }> {
+  const skipped: string[] = [];
   opts.cancel?.throwIfCancelled();
   const total = plan.steps.reduce((n, s) => n + s.writes.length, 0) || 1;
   let done = 0;
   let bytes = 0;
   for (const step of plan.steps) {
     if (step.writes.length === 0 && step.growTo === undefined) continue;
+    if (opts.beforePhase && !(await opts.beforePhase(step.phase))) { skipped.push(step.phase); continue; }
     if (step.growTo !== undefined && (await io.size()) < step.growTo) await io.truncate(step.growTo);
     for (const w of step.writes) {
       const cur = await readPadded(io, w.offset, w.oldBytes.length);
@@ -51,5 +55,5 @@ export async function applyPlan(io: PositionalIO, plan: RepairPlan, opts: ApplyO
     await io.flush();
     await opts.onBarrier?.(step.phase);
   }
-  return { writes: done, bytes };
+  return { writes: done, bytes, skipped };
 }

@@ -12,7 +12,7 @@
 import * as C from '../format/constants.js';
 import { hex64, putU32, putU64, u32 } from '../format/bytes.js';
 import { ClusterType, classifyL2, decodeCompressed, l2Offset } from '../format/l2-entry.js';
-import { setRefcount } from '../format/refcount.js';
+import { maxRefcount, setRefcount } from '../format/refcount.js';
 import { encodeSnapshotEntry } from '../format/snapshot.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
 import type { PositionalIO } from '../io/positional-io.js';
@@ -26,7 +26,17 @@ export interface PlanOptions {
   mode: 'leaks' | 'all';
   /** Name shown in the plan (usually the path). */
   name?: string;
+  /**
+   * The checker's anomalies for the same image: problems we have no safe repair for (subcluster
+   * bitmaps, snapshots with an external data file, invalid bitmaps, ...) become refusals, which also
+   * stops the plan from freeing or lowering anything.
+   */
+  anomalies?: Array<{ kind: string; explanation: string }>;
 }
+
+/** Checker anomaly kinds with no repair here (and none in QEMU). */
+const UNREPAIRABLE_KINDS = new Set(['compressed-with-data-file', 'compressed-with-bitmap', 'subcluster-bitmap-corrupt',
+  'unallocated-with-bitmap', 'snapshots-with-data-file', 'bitmap-invalid']);
 
 interface Copy {
   kind: 'data' | 'l2';
@@ -34,6 +44,8 @@ interface Copy {
   to: number;
   entries: number[];
   why: string;
+  /** The bytes written to the new cluster (an L2 copy has its COPIED flags cleared: its data is now shared). */
+  content?: Uint8Array;
 }
 
 const u64be = (hi: number, lo: number): Uint8Array => {
@@ -46,7 +58,7 @@ const u64be = (hi: number, lo: number): Uint8Array => {
 export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<RepairPlan> {
   const all = opts.mode === 'all';
   const len0 = await io.size();
-  const img0 = await Qcow2Image.open(io, { checkMode: true });
+  const img0 = await Qcow2Image.open(io, { checkMode: true, zeroFillPastEof: true });
   const h = img0.header;
   const cs = img0.clusterSize;
   const geo = img0.geo;
@@ -93,7 +105,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
       case 'l2-prealloc-unaligned': {
         if (!all) break;
         const off = l2Offset(b.hi, b.lo);
-        entryFix.set(b.entry, { hi: 0, lo: 1, why: `${where(b)}: preallocated zero cluster at unaligned ${at(off)} becomes a plain zero cluster` });
+        entryFix.set(b.entry, { hi: 0, lo: geo.extendedL2 ? 0 : 1, why: `${where(b)}: preallocated zero cluster at unaligned ${at(off)} becomes a plain zero cluster` });
         fixes.push({ kind: b.kind, counts: 'corruption',
           qemuLine: `Repairing offset=${off.toString(16)}: Preallocated cluster is not properly aligned; L2 entry corrupted.`,
           text: `${where(b)}: unaligned preallocated zero cluster turned into a plain zero cluster (reads stay zero)` });
@@ -114,14 +126,24 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
       case 'l1-into-metadata':
         relinkNeeded.push(b);
         break;
+      case 'l1-zero-offset': {
+        if (!all) break;
+        entryFix.set(b.entry, { hi: 0, lo: 0, why: `${where(b)}: flags without an offset (${hex64(b.hi, b.lo)}) cleared; the range already reads as unallocated` });
+        fixes.push({ kind: b.kind, counts: 'corruption', differsFromQemu: true,
+          text: `${where(b)} held flags but no offset (${hex64(b.hi, b.lo)}); cleared — QEMU reads that range as unallocated already, but its check counts cluster 0 as an L2 table` });
+        corruptionsFixed++;
+        break;
+      }
+      case 'l1-table-beyond-eof':
+        refusals.push({ kind: b.kind, what: `${b.active ? 'the active' : `snapshot ${b.snapshotId ?? '?'}'s`} L1 table at ${at(b.table)} lies past the end of the file`,
+          decide: 'where the L1 table really is (leaked clusters that look like its L1/L2 tables are kept); restore header.l1_table_offset by hand' });
+        break;
       case 'l2-data-unaligned':
-        for (const c of b.qemuClusters) keep.add(c);
         refusals.push({ kind: b.kind, what: `${where(b)} maps guest data to unaligned host offset ${at(l2Offset(b.hi, b.lo))}`,
           decide: 'which cluster the data really is in (QEMU would count the two clusters it straddles); restore the entry by hand or clear it (that range then reads as zeros/backing)' });
         break;
       case 'l2-beyond-eof':
       case 'l2-compressed-beyond-eof':
-        keepAllLeaks = true;
         refusals.push({ kind: b.kind, what: `${where(b)} points past the end of the file (${hex64(b.hi, b.lo)})`,
           decide: 'whether a leaked cluster is the data it lost (leaked clusters are kept), or to clear the entry (that range then reads as zeros/backing)' });
         break;
@@ -151,11 +173,19 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
         text: `${where(b)} pointed to ${at(l1off(b))} (${b.kind.replace('l1-', '').replace(/-/g, ' ')}); re-linked to the orphaned L2 table at ${at(off)}, which still looks valid and whose data clusters nothing else uses — QEMU would free that table and its data` });
       corruptionsFixed++;
     } else {
-      keepAllLeaks = true;
-      for (const x of relinkNeeded)
+      for (const x of relinkNeeded) {
+        if (all && cands.length === 0 && x.kind === 'l1-into-metadata') {
+          // The target is provably another structure, not an L2 table, and no lost table exists.
+          entryFix.set(x.entry, { hi: 0, lo: 0, why: `${where(x)}: pointed into the ${w0.metadata.get(Math.floor(l1off(x) / cs))}; cleared` });
+          fixes.push({ kind: 'l1-cleared', counts: 'corruption', differsFromQemu: true,
+            text: `${where(x)} pointed into the ${w0.metadata.get(Math.floor(l1off(x) / cs))} at ${at(l1off(x))}, which is not an L2 table, and no orphaned L2 table exists; the entry was cleared (that guest range now reads as unallocated — it never mapped real data)` });
+          corruptionsFixed++;
+          continue;
+        }
         refusals.push({ kind: x.kind, what: `${where(x)} points to ${at(l1off(x))} (${x.kind.replace('l1-', '').replace(/-/g, ' ')})`,
           decide: cands.length ? `which orphaned L2 table it should point to (candidates: ${cands.map((c) => at(c * cs)).join(', ')}); leaked clusters are kept`
             : 'no orphaned L2 table was found: clear the entry (its guest range then reads as zeros/backing) if that is acceptable' });
+      }
     }
   }
 
@@ -213,7 +243,8 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   // --- 5. allocation of new clusters --------------------------------------------------------------
   const dirty = (h.incompatibleFeatures & C.INCOMPAT_DIRTY) !== 0n;
   const badRefblocks = w0.refblocks.filter((r) => r.status !== 'ok');
-  let rebuild = badRefblocks.length > 0 || dirty;
+  // The walk is authoritative, so a dirty (lazy-refcount) image is rebuilt only if its counts need it.
+  let rebuild = badRefblocks.length > 0;
   const L0 = w0.refs.length;
   for (let c = 0; c < L0 && !rebuild; c++) if (w0.refs[c]! > 0 && w0.onDisk[c] === 0) rebuild = true;
   const covered = (c: number): boolean => {
@@ -265,7 +296,9 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   const ov = new OverlayIO(io, len0);
   for (const [entry, v] of entryFix) await ov.write(entry, u64be(v.hi, v.lo));
   for (const cp of copies) {
-    await ov.write(cp.to * cs, await readPadded(io, cp.from * cs, cs));
+    cp.content = await readPadded(ov, cp.from * cs, cs);
+    if (cp.kind === 'l2') cp.content = stripCopied(cp.content, img0);
+    await ov.write(cp.to * cs, cp.content);
     for (const e of cp.entries) {
       const cur = await readPadded(ov, e, 8);
       const hi = ((u32(cur, 0) & ~C.L2E_OFFSET_MASK_HI) | Math.floor((cp.to * cs) / 0x1_0000_0000)) >>> 0;
@@ -284,10 +317,16 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
     putU64(snapHeader, 4, snapStart * cs);
     await ov.write(C.HDR.nbSnapshots, snapHeader);
   }
-  const img1 = await Qcow2Image.open(ov, { checkMode: true });
+  const img1 = await Qcow2Image.open(ov, { checkMode: true, zeroFillPastEof: true });
   const w1 = await walkReferences(img1);
 
   // --- 7. target refcounts ------------------------------------------------------------------------
+  for (const a of opts.anomalies ?? []) {
+    if (!UNREPAIRABLE_KINDS.has(a.kind) || refusals.some((r) => r.kind === a.kind)) continue;
+    refusals.push({ kind: a.kind, what: a.explanation, decide: 'no safe automatic repair exists (QEMU has none either); decide by hand' });
+  }
+  // Anything refused may still need clusters we cannot see: then nothing is freed or lowered at all.
+  const protectAll = refusals.length > 0 || keepAllLeaks;
   const L = Math.max(w1.refs.length, L0);
   const T = new Float64Array(L);
   for (let c = 0; c < L; c++) T[c] = w1.refs[c] ?? 0;
@@ -296,13 +335,20 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   for (let c = 0; c < L; c++) {
     const d = onDisk(c);
     const origLeak = d > 0 && (w0.refs[c] ?? 0) === 0;
-    if ((keep.has(c) || reserved.has(c) || (keepAllLeaks && origLeak)) && d > T[c]!) {
+    if ((keep.has(c) || protectAll) && d > T[c]!) {
       T[c] = d;
       if (origLeak) keptLeaks++;
     }
   }
   if (keptLeaks) fixes.push({ kind: 'leaks-kept', counts: 'none', differsFromQemu: true,
-    text: `${keptLeaks} leaked cluster(s) kept (not freed) because an unresolved problem above may still need them` });
+    text: `${keptLeaks} leaked cluster(s) kept and no refcount lowered, because an unresolved problem may still need them (QEMU would free them)` });
+  const maxRc = maxRefcount(geo.refcountOrder);
+  for (let c = 0; c < L; c++) {
+    if (T[c]! <= maxRc) continue;
+    refusals.push({ kind: 'refcount-overflow', what: `cluster ${c} needs refcount ${T[c]}, more than ${geo.refcountBits}-bit refcounts hold`,
+      decide: 'widen the refcounts (qemu-img amend -o refcount_bits=16) and repair again' });
+    T[c] = onDisk(c);
+  }
   // -r leaks only lowers.
   if (!all) for (let c = 0; c < L; c++) if (onDisk(c) < T[c]!) T[c] = onDisk(c);
 
@@ -391,7 +437,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   };
 
   // COPIED flags from the final counts, on the final tables.
-  const copiedWrites = await planCopied(img1, w1, F, R, entryFix, all || expectClean);
+  const copiedWrites = await planCopied(img1, w1, F, R, entryFix, all || expectClean, !protectAll);
 
   // Message lines and counters for the refcount comparison (QEMU's wording).
   for (let c = 0; c < Math.max(L0, 0); c++) {
@@ -414,7 +460,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   // Phase by phase.
   for (const w of copiedWrites.clear) await pb.write('clear-copied', w.entry, u64be(w.hi, w.lo), w.structure, w.why);
   if (!rebuild) await refcountLines('raise', onDisk, (c) => R[c]!);
-  for (const cp of copies) await pb.write('data', cp.to * cs, await readPadded(io, cp.from * cs, cs), 'data-copy', `copy of cluster ${cp.from} (${cp.why})`);
+  for (const cp of copies) await pb.write('data', cp.to * cs, cp.content!, cp.kind === 'l2' ? 'l2-table' : 'data-copy', `copy of cluster ${cp.from} (${cp.why})`);
   if (newSnapTable) {
     const padded = new Uint8Array(snapClusters * cs);
     padded.set(newSnapTable);
@@ -422,7 +468,9 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   }
   for (const [entry, v] of entryFix) {
     const fin = copiedWrites.relinkValue.get(entry) ?? v;
-    await pb.write('relink', entry, u64be(fin.hi, fin.lo), entry < cs ? 'header' : 'l2-entry', v.why);
+    const inL1 = (entry >= h.l1TableOffset && entry < h.l1TableOffset + h.l1Size * 8)
+      || w0.snapshots.some((s) => entry >= s.l1TableOffset && entry < s.l1TableOffset + s.l1Size * 8);
+    await pb.write('relink', entry, u64be(fin.hi, fin.lo), inL1 ? 'l1-entry' : 'l2-entry', v.why);
   }
   if (newSnapTable) await pb.write('relink', C.HDR.nbSnapshots, snapHeader, 'header', 'switch to the rewritten snapshot table (12 bytes)');
   if (!rebuild) await refcountLines('lower', (c) => R[c]!, (c) => F[c]!);
@@ -452,6 +500,18 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
 }
 
 // --- helpers -------------------------------------------------------------------------------------
+
+/** An L2 table copy: data clusters become shared with the original table, so no entry may keep COPIED. */
+function stripCopied(t: Uint8Array, img: Qcow2Image): Uint8Array {
+  const out = t.slice();
+  const step = img.geo.l2EntrySize;
+  for (let j = 0; j < img.geo.l2Entries; j++) {
+    const hi = u32(out, j * step);
+    if (hi & C.OFLAG_COMPRESSED_HI) continue;
+    putU32(out, j * step, (hi & ~C.OFLAG_COPIED_HI) >>> 0);
+  }
+  return out;
+}
 
 function l1off(b: BadEntry): number {
   return (b.hi & C.L1E_OFFSET_MASK_HI) * 0x1_0000_0000 + ((b.lo & C.L1E_OFFSET_MASK_LO) >>> 0);
@@ -613,7 +673,7 @@ interface EntryWrite {
  * the plan rewrites anyway get the right bit in that write when the refcount in force then allows it.
  */
 async function planCopied(img: Qcow2Image, w: RefWalk, F: Float64Array, R: Float64Array,
-  entryFix: Map<number, { hi: number; lo: number; why: string }>, allowed: boolean): Promise<{
+  entryFix: Map<number, { hi: number; lo: number; why: string }>, allowed: boolean, maySet: boolean): Promise<{
   clear: EntryWrite[]; set: EntryWrite[]; relinkValue: Map<number, { hi: number; lo: number; why: string }>; notes: FixNote[];
 }> {
   const cs = img.clusterSize;
@@ -634,7 +694,7 @@ async function planCopied(img: Qcow2Image, w: RefWalk, F: Float64Array, R: Float
       if (desired && !now) set.push({ entry, hi: withBit(true), lo, structure, why: `${label}: set OFLAG_COPIED (refcount now 1)` });
       return;
     }
-    if (!allowed || desired === has) return;
+    if (!allowed || desired === has || (desired && !maySet)) return;
     const line = structure === 'l1-entry'
       ? `Repairing OFLAG_COPIED L2 cluster: l1_index=${(entry - img.header.l1TableOffset) / 8} l1_entry=${hex64(hi, lo)} refcount=${fc(c)}`
       : `Repairing OFLAG_COPIED data cluster: l2_entry=${hex64(hi, lo)} refcount=${fc(c)}`;

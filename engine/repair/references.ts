@@ -31,7 +31,7 @@ export interface Ref {
 }
 
 export type BadKind =
-  | 'l1-unaligned' | 'l1-beyond-eof' | 'l1-into-metadata' | 'l1-reserved-bits'
+  | 'l1-unaligned' | 'l1-beyond-eof' | 'l1-into-metadata' | 'l1-reserved-bits' | 'l1-zero-offset' | 'l1-table-beyond-eof'
   | 'l2-reserved-bits' | 'l2-prealloc-unaligned' | 'l2-data-unaligned' | 'l2-beyond-eof'
   | 'l2-compressed-copied' | 'l2-compressed-beyond-eof' | 'l2-unsupported'
   | 'snapshot-l1-unaligned' | 'snapshot-l1-too-large' | 'snapshot-l1-beyond-eof';
@@ -200,7 +200,12 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
 
   const walkL1 = async (l1Off: number, l1Size: number, active: boolean, snapshotId?: string): Promise<void> => {
     if (l1Size === 0) return;
-    count(l1Off, l1Size * 8);
+    if (!count(l1Off, l1Size * 8)) {
+      // The table lies past the end of the file: never read zeros as "no mappings" and free what it held.
+      bad.push({ kind: 'l1-table-beyond-eof', entry: -1, hi: 0, lo: 0, active, table: l1Off, index: -1, qemuClusters: [],
+        ...(snapshotId !== undefined ? { snapshotId } : {}) });
+      return;
+    }
     const l1 = active ? img.l1 : await readPadded(img.io, l1Off, l1Size * 8);
     for (let i = 0; i < l1Size; i++) {
       const hi = u32(l1, i * 8);
@@ -211,6 +216,11 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
       const badBase = { entry, hi, lo, active, table: l1Off, index: i, ...(snapshotId !== undefined ? { snapshotId } : {}) };
       if ((hi & C.L1E_RESERVED_MASK_HI) || (lo & C.L1E_RESERVED_MASK_LO))
         bad.push({ kind: 'l1-reserved-bits', ...badBase, qemuClusters: [] });
+      if (off === 0) {
+        // Flags without an offset: QEMU's I/O treats the range as unallocated, its check counts cluster 0.
+        bad.push({ kind: 'l1-zero-offset', ...badBase, qemuClusters: [0] });
+        continue;
+      }
       if (off % cs !== 0) {
         const q = off < fileSize ? [cl(off), cl(off) + 1] : [];
         bad.push({ kind: 'l1-unaligned', ...badBase, qemuClusters: q });
@@ -251,9 +261,13 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
       const guest = l1Index * geo.l1Coverage + j * cs;
       const badBase = { entry, hi, lo, active, table: l2Off, index: j, ...(snapshotId !== undefined ? { snapshotId } : {}) };
       const type = classifyL2(hi, lo, geo.extendedL2, ext);
-      if (geo.extendedL2 && type !== ClusterType.Unallocated && type !== ClusterType.Normal) {
+      const bmZero = geo.extendedL2 ? u32(t, j * step + 8) : 0;
+      const bmAlloc = geo.extendedL2 ? u32(t, j * step + 12) : 0;
+      if (geo.extendedL2 && ((type === ClusterType.Compressed && (bmAlloc | bmZero) !== 0)
+        || (type === ClusterType.Unallocated && bmAlloc !== 0) || (type === ClusterType.Normal && (bmAlloc & bmZero) !== 0))) {
+        // Subcluster bitmap damage: QEMU cannot repair it and neither do we (no way to know the intended bits).
         bad.push({ kind: 'l2-unsupported', ...badBase, qemuClusters: [] });
-        continue;
+        if (type !== ClusterType.Normal) continue;
       }
       if (type === ClusterType.Compressed) {
         if (hi & C.OFLAG_COPIED_HI) bad.push({ kind: 'l2-compressed-copied', ...badBase, qemuClusters: [] });
@@ -271,7 +285,8 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
       const off = l2Offset(hi, lo);
       if (off % cs !== 0) {
         const q = off < fileSize ? [cl(off), cl(off) + 1] : [];
-        bad.push({ kind: type === ClusterType.ZeroAlloc ? 'l2-prealloc-unaligned' : 'l2-data-unaligned', ...badBase, qemuClusters: q });
+        const noData = type === ClusterType.ZeroAlloc || (geo.extendedL2 && bmAlloc === 0);
+        bad.push({ kind: noData ? 'l2-prealloc-unaligned' : 'l2-data-unaligned', ...badBase, qemuClusters: q });
         continue;
       }
       if (ext) continue;

@@ -1,0 +1,194 @@
+/**
+ * The repair engine's public API (the CLI's `check -r`, `undo`, and the app's recovery wizard):
+ *
+ *   const plan = await planRepairFile(path, 'all');          // dry run: what would change, nothing written
+ *   const out = await repairFile({ image: path, mode: 'all', onProgress });   // journal → ordered apply → verify
+ *   out.verify.counters                                        // the re-check after the repair
+ *   await undoRepair(out.journalPath!);                        // byte-for-byte back
+ *
+ * Every refusal (image in use, read-only, journal not writable, repair impossible in this mode) is a
+ * RepairRefusedError with a one-line message, thrown before anything is written.
+ */
+import { analyzeImage, type Analysis } from '../check/analyze.js';
+import type { RepairMode } from '../check/types.js';
+import { Qcow2Image } from '../image/qcow2-image.js';
+import { FileIO } from '../io/file-io.js';
+import type { PositionalIO } from '../io/positional-io.js';
+import type { CancelToken, ProgressSink } from '../service/progress.js';
+import { applyPlan } from './apply.js';
+import { copyImage, type CopyMethod } from './copy-image.js';
+import { defaultJournalPath, readJournal, undoFromJournal, writeJournal, type UndoResult } from './journal.js';
+import { allWrites, isEmptyPlan, type RepairPlan } from './plan.js';
+import { planRepair } from './planner.js';
+import { inUseReason, journalUnwritableReason, notWritableReason } from './refusals.js';
+
+export type { RepairPlan, PlannedWrite, PlanStep, Refusal, FixNote, Phase } from './plan.js';
+export { planToJson, planToText, PHASES } from './plan.js';
+export type { UndoResult } from './journal.js';
+export type { CopyMethod } from './copy-image.js';
+
+/** A refusal to touch the image: one line, nothing changed. */
+export class RepairRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RepairRefusedError';
+  }
+}
+
+export interface RepairRequest {
+  image: string;
+  mode: RepairMode;
+  /** Plan only; write nothing (no copy, no journal). */
+  dryRun?: boolean;
+  /** Undo journal path; false = none. Default: next to the image for in-place repairs, none for --output-image. */
+  journal?: string | false;
+  /** Repair a copy at this path (reflink if possible, else a sparse copy); the original is never opened for writing. */
+  outputImage?: string;
+  onProgress?: ProgressSink;
+  /** Honoured until the first write to the image. */
+  cancel?: CancelToken;
+  /** The checker's first-pass lines (QEMU's stderr lines), streamed. */
+  onMessage?: (line: string) => void;
+}
+
+export interface RepairOutcome {
+  plan: RepairPlan;
+  /** The file that was (or, for a dry run, would be) repaired. */
+  target: string;
+  /** The checker's analysis before the repair (QEMU's first pass). */
+  before: Analysis;
+  /** The re-check after the repair (absent for dry runs and refusals). */
+  after?: Analysis;
+  journalPath?: string;
+  copyMethod?: CopyMethod;
+  applied: boolean;
+  /** Phases skipped (the final header phase is skipped when the re-check still finds corruption). */
+  skippedPhases: string[];
+}
+
+async function analyze(io: PositionalIO, onMessage?: (l: string) => void): Promise<Analysis> {
+  const img = await Qcow2Image.open(io, { checkMode: true, zeroFillPastEof: true });
+  return analyzeImage(img, onMessage ? { onMessage } : {});
+}
+
+/** Dry run: the plan for `path` in `mode`. Opens read-only; writes nothing. */
+export async function planRepairFile(path: string, mode: RepairMode): Promise<RepairPlan> {
+  const io = await FileIO.open(path);
+  try {
+    const before = await analyze(io);
+    return await planFor(io, path, mode, before);
+  } finally {
+    await io.close();
+  }
+}
+
+async function planFor(io: PositionalIO, name: string, mode: RepairMode, before: Analysis): Promise<RepairPlan> {
+  const plan = await planRepair(io, { mode, name, anomalies: before.anomalies });
+  // QEMU's -r leaks stops when the refcount structure needs a rebuild; the checker's flag is QEMU's.
+  if (mode === 'leaks' && before.rebuild && plan.failed === undefined) {
+    return { ...plan, steps: [], failed: 'need to rebuild refcount structures', leaksFixed: 0, corruptionsFixed: 0 };
+  }
+  return plan;
+}
+
+/** Check a file read-only (the wizard's "verify" step). */
+export async function verifyFile(path: string): Promise<Analysis> {
+  const io = await FileIO.open(path);
+  try {
+    return await analyze(io);
+  } finally {
+    await io.close();
+  }
+}
+
+/**
+ * Plan, journal, apply in order, re-check. In place unless `outputImage`. Throws RepairRefusedError
+ * (nothing written) when the image is in use, read-only, or the journal cannot be written.
+ */
+export async function repairFile(req: RepairRequest): Promise<RepairOutcome> {
+  let target = req.image;
+  let copyMethod: CopyMethod | undefined;
+  if (!req.dryRun) {
+    if (req.outputImage === undefined) {
+      const reason = (await inUseReason(req.image)) ?? (await notWritableReason(req.image));
+      if (reason) throw new RepairRefusedError(reason);
+    }
+  }
+  const journalPath = req.dryRun ? undefined
+    : req.journal === false ? undefined
+      : req.journal ?? (req.outputImage === undefined ? defaultJournalPath(req.image) : undefined);
+  if (journalPath !== undefined) {
+    const reason = await journalUnwritableReason(journalPath);
+    if (reason) throw new RepairRefusedError(reason);
+  }
+  if (!req.dryRun && req.outputImage !== undefined) {
+    try {
+      copyMethod = await copyImage(req.image, req.outputImage);
+    } catch (e) {
+      throw new RepairRefusedError((e as Error).message);
+    }
+    target = req.outputImage;
+  }
+
+  const io = await FileIO.open(target, { write: !req.dryRun });
+  try {
+    const before = await analyze(io, req.onMessage);
+    if (before.failed !== undefined) {
+      return { plan: await failedPlan(io, target, req.mode, before.failed), target, before, applied: false, skippedPhases: [], ...(copyMethod ? { copyMethod } : {}) };
+    }
+    const plan = await planFor(io, target, req.mode, before);
+    const base = { plan, target, before, ...(copyMethod ? { copyMethod } : {}) };
+    if (req.dryRun || plan.failed !== undefined || isEmptyPlan(plan)) {
+      const after = !req.dryRun && plan.failed === undefined ? before : undefined;
+      return { ...base, ...(after ? { after } : {}), applied: false, skippedPhases: [] };
+    }
+    req.cancel?.throwIfCancelled();
+    if (journalPath !== undefined) {
+      try {
+        await writeJournal(journalPath, target, io, allWrites(plan));
+      } catch (e) {
+        throw new RepairRefusedError((e as Error).message);
+      }
+    }
+    let after: Analysis | undefined;
+    const res = await applyPlan(io, plan, {
+      ...(req.onProgress ? { onProgress: req.onProgress } : {}),
+      ...(req.cancel ? { cancel: req.cancel } : {}),
+      beforePhase: async (phase) => {
+        if (phase !== 'header') return true;
+        after = await analyze(io);
+        return after.counters.corruptions === 0 && after.counters.checkErrors === 0 && after.failed === undefined;
+      },
+    });
+    after ??= await analyze(io);
+    return { ...base, after, applied: true, skippedPhases: res.skipped, ...(journalPath !== undefined ? { journalPath } : {}) };
+  } finally {
+    await io.close();
+  }
+}
+
+async function failedPlan(io: PositionalIO, name: string, mode: RepairMode, reason: string): Promise<RepairPlan> {
+  const len = await io.size();
+  return {
+    image: name, mode, clusterSize: 0, originalLength: len, steps: [], fixes: [], refusals: [], rebuild: false,
+    expected: { remainingCorruptions: 0, remainingLeaks: 0, fileLength: len }, leaksFixed: 0, corruptionsFixed: 0, failed: reason,
+  };
+}
+
+/**
+ * Undo a repair from its journal: verifies the journal's checksums, refuses if the image holds
+ * bytes the repair never wrote (unless `force`), restores every region and the original length.
+ */
+export async function undoRepair(journalPath: string, opts: { image?: string; force?: boolean } = {}): Promise<UndoResult & { image: string }> {
+  const j = await readJournal(journalPath);
+  const image = opts.image ?? j.meta.image;
+  const reason = (await inUseReason(image).catch(() => undefined)) ?? (await notWritableReason(image));
+  if (reason) throw new RepairRefusedError(reason);
+  const io = await FileIO.open(image, { write: true });
+  try {
+    const r = await undoFromJournal(j, io, opts.force ? { force: true } : {});
+    return { ...r, image };
+  } finally {
+    await io.close();
+  }
+}
