@@ -1,6 +1,15 @@
-// The hand-over from `qcow2-doctor check` to the repair engine (issue 5).
-// PLACEHOLDER body: the repair work replaces `runRepairCommand`'s body; keep the signature.
+// The hand-over from `qcow2-doctor check` to the repair engine (issue 5): `check -r leaks|all`,
+// `--dry-run`, `--journal`, `--no-journal`, `--output-image`. Streams, texts and exit codes follow
+// `qemu-img check -r`; our own notes (journal path, deliberate differences, refused parts) go to
+// stderr prefixed "qcow2-doctor:".
 import type { RepairMode } from '../../check/types.js';
+import { toCheckResult } from '../../check/index.js';
+import { Qcow2FormatError } from '../../errors.js';
+import { FileIO } from '../../io/file-io.js';
+import { Qcow2Image } from '../../image/qcow2-image.js';
+import { humanSummary, qemuJson, qemuJsonObject, repairedBlock } from '../../report/qemu-text.js';
+import { writeReportFile } from '../../report/write-report.js';
+import { planToJson, planToText, repairFile, RepairRefusedError } from '../../repair/index.js';
 
 /**
  * Everything `qcow2-doctor check` was given when a repair was requested. The check command calls
@@ -29,9 +38,82 @@ export interface RepairCommandArgs {
   report?: string;
 }
 
+const say = (s: string): void => { process.stderr.write(`qcow2-doctor: ${s}\n`); };
+
 /** Run the repair and return the process exit code (QEMU's: 0 clean, 1 failed, 2 corruptions left, 3 leaks left). */
 export async function runRepairCommand(args: RepairCommandArgs): Promise<number> {
-  void args;
-  process.stderr.write('qcow2-doctor: repair is not available yet\n');
-  return 1;
+  const out = (s: string): void => { if (!args.quiet) process.stdout.write(s); };
+  if (args.forceShare && !args.dryRun) {
+    say('force-share=on can only be used with read-only images');
+    return 1;
+  }
+  const mode: RepairMode | undefined = args.mode ?? (args.dryRun ? 'all' : undefined);
+  if (mode === undefined) {
+    say('--journal, --no-journal and --output-image need -r leaks|all');
+    return 1;
+  }
+  let stderrBuf = '';
+  const flushErr = (): void => { if (stderrBuf) { process.stderr.write(stderrBuf); stderrBuf = ''; } };
+  let outcome;
+  try {
+    outcome = await repairFile({
+      image: args.image, mode, dryRun: args.dryRun,
+      ...(args.journal !== undefined ? { journal: args.journal } : {}),
+      ...(args.outputImage !== undefined ? { outputImage: args.outputImage } : {}),
+      onMessage: (line) => {
+        stderrBuf += `${line.startsWith('qemu-img: ') ? `qcow2-doctor: ${line.slice(10)}` : line}\n`;
+        if (stderrBuf.length > 1 << 16) flushErr();
+      },
+    });
+  } catch (e) {
+    flushErr();
+    if (e instanceof RepairRefusedError) { say(e.message); return 1; }
+    if (e instanceof Qcow2FormatError) { say(`Could not open '${args.image}': ${e.message}`); return 1; }
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') { say(`Could not open '${args.image}': No such file or directory`); return 1; }
+    throw e;
+  }
+  flushErr();
+  const { plan, before } = outcome;
+  const filename = args.outputImage ?? args.image;
+  if (before.failed !== undefined) {
+    say(before.failedAtOpen ? `Could not open '${filename}': ${before.failed}` : `Check failed: ${before.failed}`);
+    return 1;
+  }
+  if (args.dryRun) {
+    if (args.output === 'json') out(`${JSON.stringify({ plan: planToJson(plan), check: qemuJsonObject(filename, before.counters) }, null, 4)}\n`);
+    else out(`${planToText(plan).join('\n')}\n`);
+    if (plan.failed !== undefined) say(`-r ${mode} would fail: ${plan.failed}`);
+    const c = before.counters;
+    return c.checkErrors ? 1 : c.corruptions ? 2 : c.leaks ? 3 : 0;
+  }
+  if (plan.failed !== undefined) {
+    process.stderr.write(`ERROR ${plan.failed}\n`);
+    say('Check failed: Input/output error');
+    return 1;
+  }
+  for (const f of plan.fixes) if (f.qemuLine) process.stderr.write(`${f.qemuLine}\n`);
+  for (const f of plan.fixes) if (f.differsFromQemu) say(`note: ${f.text}`);
+  for (const r of plan.refusals) say(`not repaired: ${r.what} — ${r.decide}`);
+  if (outcome.copyMethod) say(`repaired a copy (${outcome.copyMethod}) at ${outcome.target}; ${args.image} is unchanged`);
+  if (outcome.journalPath) say(`undo journal: ${outcome.journalPath} (undo with: qcow2-doctor undo ${outcome.journalPath})`);
+  if (outcome.skippedPhases.includes('header')) say('the re-check still finds errors: the dirty/corrupt bits were left as they were');
+  const after = outcome.after ?? before;
+  const counters = { ...after.counters, leaksFixed: plan.leaksFixed, corruptionsFixed: plan.corruptionsFixed };
+  if (args.output === 'json') out(qemuJson(filename, counters, after.anomalies));
+  else {
+    if (counters.leaksFixed || counters.corruptionsFixed) out(repairedBlock(counters));
+    out(humanSummary(counters));
+  }
+  if (args.report !== undefined) {
+    const io = await FileIO.open(outcome.target);
+    try {
+      const img = await Qcow2Image.open(io, { checkMode: true, zeroFillPastEof: true });
+      await writeReportFile(args.report, toCheckResult(filename, { ...after, counters }, 0), img);
+    } finally {
+      await io.close();
+    }
+  }
+  if (counters.checkErrors) { say('Check failed'); return 1; }
+  return counters.corruptions ? 2 : counters.leaks ? 3 : 0;
 }
