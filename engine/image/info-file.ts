@@ -1,12 +1,12 @@
-// `info` on files: open read-only, probe the format as QEMU does (qcow2 magic, else raw), and with
-// a backing chain walk it layer by layer as qemu-img's collect_image_info_list does.
-import { realpath, stat } from 'node:fs/promises';
+// `info` on files: open read-only with the chain opener (format probed as QEMU does), and with a
+// backing chain walk it layer by layer as qemu-img's collect_image_info_list does, so that a
+// refusal names the layer it concerns.
+import { realpath } from 'node:fs/promises';
 import * as C from '../format/constants.js';
-import { u32 } from '../format/bytes.js';
-import { FileIO } from '../io/file-io.js';
 import { Qcow2FormatError } from '../errors.js';
-import { Qcow2Image } from './qcow2-image.js';
-import { qcow2ImageInfo, rawImageInfo, type ImageInfo } from './info.js';
+import { openChain, type ImageChain } from './backing-chain.js';
+import { localPath } from './paths.js';
+import { qcow2ImageInfo, rawImageInfo, type ImageInfo, type InfoOptions } from './info.js';
 
 export interface CollectInfoOptions {
   /** Follow backing files and report every layer. */
@@ -31,11 +31,11 @@ export async function collectImageInfo(filename: string, opts: CollectInfoOption
   let name: string | undefined = filename;
   let format = opts.format;
   while (name !== undefined) {
-    if (seenNames.has(name)) throw new Error(`Backing file '${name}' creates an infinite loop.`);
-    const real = await realpath(name).catch(() => name!);
-    if (seenPaths.has(real)) throw new Error(`Backing file '${name}' creates an infinite loop.`);
-    if (out.length > C.MAX_BACKING_CHAIN_DEPTH)
-      throw new Qcow2FormatError(`Backing chain is deeper than ${C.MAX_BACKING_CHAIN_DEPTH} images`, 'backing chain depth', out.length);
+    // QEMU's wording for a name seen before; the real path also catches other spellings of it.
+    const real = await realpath(localPath(name) ?? name).catch(() => name!);
+    if (seenNames.has(name) || seenPaths.has(real)) throw new Error(`Backing file '${name}' creates an infinite loop.`);
+    if (out.length >= C.MAX_BACKING_CHAIN_DEPTH)
+      throw new Qcow2FormatError(`Backing chain is deeper than ${C.MAX_BACKING_CHAIN_DEPTH} images`, 'backing chain depth', out.length + 1);
     seenNames.add(name);
     seenPaths.add(real);
     const info = await infoOfFile(name, format);
@@ -47,45 +47,30 @@ export async function collectImageInfo(filename: string, opts: CollectInfoOption
   return out;
 }
 
-/** Info of one file, opened read-only; refusals come back as InfoOpenError. */
+/**
+ * Info of one file, opened read-only through the chain opener (its probing, path handling and
+ * wording) without its backing file or data file; refusals of the image come back as InfoOpenError.
+ */
 export async function infoOfFile(filename: string, format?: string): Promise<ImageInfo> {
-  let io: FileIO;
+  if (format !== undefined && format !== 'qcow2' && format !== 'raw')
+    throw new InfoOpenError(filename, `Unsupported format '${format}' (qcow2 and raw only)`);
+  let chain: ImageChain;
   try {
-    io = await FileIO.open(filename);
-  } catch (err) {
-    throw new InfoOpenError(filename, systemReason(err), err);
-  }
-  try {
-    const actualSize = (await stat(filename)).blocks * 512;
-    const fmt = format ?? (await probeFormat(io));
-    if (fmt === 'raw') return await rawImageInfo(io, { filename, actualSize });
-    if (fmt !== 'qcow2') throw new InfoOpenError(filename, `Unsupported format '${fmt}' (qcow2 and raw only)`);
-    const img = await Qcow2Image.open(io);
-    return await qcow2ImageInfo(img, { filename, actualSize });
+    chain = await openChain(filename, { noBacking: true, noDataFile: true, ...(format ? { format } : {}) });
   } catch (err) {
     if (err instanceof Qcow2FormatError) throw new InfoOpenError(filename, err.message, err);
-    if (typeof (err as { code?: unknown }).code === 'string') throw new InfoOpenError(filename, systemReason(err), err);
+    throw err;
+  }
+  try {
+    const top = chain.top;
+    const opts: InfoOptions = { filename };
+    if (top.allocatedBytes !== undefined) opts.actualSize = top.allocatedBytes;
+    if (!top.image) return await rawImageInfo(top.io, opts);
+    return await qcow2ImageInfo(top.image, opts);
+  } catch (err) {
+    if (err instanceof Qcow2FormatError) throw new InfoOpenError(filename, err.message, err);
     throw err;
   } finally {
-    await io.close();
+    await chain.close();
   }
-}
-
-/** QEMU's probe among the formats we read: the qcow2 magic with version >= 2, else raw. */
-async function probeFormat(io: FileIO): Promise<'qcow2' | 'raw'> {
-  const head = await io.read(0, 8);
-  return head.length >= 8 && u32(head, 0) === C.QCOW2_MAGIC && u32(head, 4) >= 2 ? 'qcow2' : 'raw';
-}
-
-/** strerror-like text for a failed open (QEMU prints the C library's wording). */
-function systemReason(err: unknown): string {
-  const code = (err as { code?: string }).code;
-  const known: Record<string, string> = {
-    ENOENT: 'No such file or directory',
-    EACCES: 'Permission denied',
-    EISDIR: 'Is a directory',
-    ELOOP: 'Too many levels of symbolic links',
-    ENOTDIR: 'Not a directory',
-  };
-  return (code && known[code]) ?? (err instanceof Error ? err.message : String(err));
 }

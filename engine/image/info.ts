@@ -7,6 +7,7 @@ import { decodeLuksHeader, type LuksInfo } from '../format/luks.js';
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
 import { Qcow2FormatError } from '../errors.js';
 import type { Qcow2Image } from './qcow2-image.js';
+import { resolveRelativeTo } from './paths.js';
 
 export interface SnapshotInfo {
   id: string;
@@ -106,7 +107,7 @@ export async function qcow2ImageInfo(img: Qcow2Image, opts: InfoOptions): Promis
   const backing = h.backingFile === undefined ? '' : cString(h.backingFile);
   if (backing !== '') {
     info.backingFilename = backing;
-    info.fullBackingFilename = fullBackingFilename(opts.filename, backing);
+    info.fullBackingFilename = resolveRelativeTo(opts.filename, backing);
     const fmt = h.backingFormat === undefined ? '' : cString(h.backingFormat);
     if (fmt !== '') info.backingFilenameFormat = fmt;
   }
@@ -141,17 +142,6 @@ export async function rawImageInfo(io: PositionalIO, opts: InfoOptions): Promise
   const info: ImageInfo = { filename: opts.filename, format: 'raw', dirtyFlag: false, virtualSize: await io.size(), warnings: [] };
   if (opts.actualSize !== undefined) info.actualSize = opts.actualSize;
   return info;
-}
-
-/**
- * bdrv_make_absolute_filename: an absolute name or one with a protocol prefix is kept; otherwise
- * it is taken relative to the directory part of the image's name, as plain concatenation.
- */
-export function fullBackingFilename(imageName: string, backing: string): string {
-  const stop = backing.search(/[:/]/);
-  if (backing.startsWith('/') || (stop >= 0 && backing[stop] === ':')) return backing;
-  const slash = imageName.lastIndexOf('/');
-  return (slash >= 0 ? imageName.slice(0, slash + 1) : '') + backing;
 }
 
 async function readEncryptInfo(img: Qcow2Image): Promise<EncryptInfo | undefined> {
