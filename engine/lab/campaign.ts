@@ -290,13 +290,15 @@ export async function runCampaign(opts: CampaignOptions = {}): Promise<WorkloadR
   const ordering = opts.ordering ?? 'ordered';
   const seed = opts.seed ?? 1;
   const all = labWorkloads().filter((w) => !opts.workloads || opts.workloads.includes(w.name));
-  const perWorkloadMs = opts.budgetSeconds ? (opts.budgetSeconds * 1000) / Math.max(1, all.length) : Infinity;
+  const deadline = opts.budgetSeconds ? Date.now() + opts.budgetSeconds * 1000 : Infinity;
   const continueEvery = opts.continueEvery ?? 5;
   const dumpEvery = opts.dumpEvery ?? 25;
   if (opts.dumpDir) mkdirSync(opts.dumpDir, { recursive: true });
   const reports: WorkloadReport[] = [];
-  for (const wl of all) {
+  for (const [k, wl] of all.entries()) {
     const t0 = Date.now();
+    // Time left, shared by the workloads still to run (unused time passes on).
+    const perWorkloadMs = (deadline - t0) / (all.length - k);
     const rec = await recordWorkload(wl, ordering);
     let states = enumerateCrashStates(rec.log, { seed, subsetsPerEpoch: opts.subsetsPerEpoch ?? 8, tornPerEpoch: opts.tornPerEpoch ?? 4 });
     if (Number.isFinite(perWorkloadMs)) {
