@@ -1,8 +1,48 @@
+import { fstatSync } from 'node:fs';
 import type { Command } from 'commander';
+import { withChain } from '../../image/backing-chain.js';
+import { exportRaw } from '../../image/export.js';
+import { FileIO } from '../../io/file-io.js';
+import type { ProgressSink } from '../../service/progress.js';
 
-// Placeholder: the 'export' command is being built (see the issue tracker).
+// `qcow2-doctor export`: the guest disk (or an internal snapshot of it) as a raw file.
 export function register(program: Command): void {
-  program.command('export').description('(not yet available)').allowUnknownOption().action(() => {
-    throw new Error("'export' is not implemented yet");
-  });
+  program
+    .command('export')
+    .description('write the guest disk as a raw file, sparse where the guest reads zeros (read-only on IMAGE)')
+    .option('-s, --snapshot <id-or-name>', 'export an internal snapshot instead of the current state')
+    .argument('<image>', 'image file (its backing chain is read too)')
+    .argument('<out>', 'raw output file (created or overwritten)')
+    .addHelpText('after', '\nExamples:\n  qcow2-doctor export disk.qcow2 disk.raw\n  qcow2-doctor export --snapshot before-upgrade disk.qcow2 old.raw\n')
+    .action(async (image: string, outPath: string, o: { snapshot?: string }) => {
+      await withChain(image, {}, async (chain) => {
+        const out = await FileIO.open(outPath, { create: true });
+        try {
+          const dense = !fstatSync(out.fd).isFile();
+          const progress = process.stderr.isTTY ? progressBar() : undefined;
+          await exportRaw(chain, out, { snapshot: o.snapshot, dense, progress });
+          progress?.({ fraction: 1, stage: 'done' });
+          await out.flush();
+        } finally {
+          await out.close();
+        }
+      });
+    });
+}
+
+/** A one-line progress bar on stderr, redrawn at most every 100 ms. */
+function progressBar(): ProgressSink {
+  let last = -1;
+  let lastTime = 0;
+  return ({ fraction, stage }) => {
+    const pct = Math.floor(fraction * 100);
+    const now = Date.now();
+    const done = stage === 'done';
+    if (!done && (pct === last || now - lastTime < 100)) return;
+    last = pct;
+    lastTime = now;
+    const width = 40;
+    const filled = Math.round(fraction * width);
+    process.stderr.write(`\r    (${pct.toFixed(0).padStart(3)}.00/100%) [${'#'.repeat(filled)}${' '.repeat(width - filled)}]${done ? '\n' : ''}`);
+  };
 }
