@@ -88,48 +88,97 @@ export function readHeaderHints(buf: Uint8Array, fileSize: number): HeaderHints 
 }
 
 /**
- * Infer cluster_bits from the offsets stored in pointer tables found in the first `limit` bytes:
- * every L1/L2/refcount-table entry holds a cluster-aligned offset, and with more than a handful of
- * them some are odd multiples of the cluster size, so the smallest alignment that is not rare is
- * the cluster size. Scans 512-byte sectors (the smallest cluster size), large sequential reads.
+ * Infer cluster_bits when cluster 0 does not say it, from two independent clues in the first
+ * `limit` bytes (512-byte sectors, large sequential reads):
+ * - every L1/L2/refcount-table entry holds a cluster-aligned offset; with more than a handful,
+ *   some are odd multiples of the cluster size, so the smallest alignment that is not rare is an
+ *   upper bound of the cluster size (it can overshoot when few offsets survive);
+ * - refcount block 0 counts the clusters in use (16-bit ones from cluster 0 on), so the file size
+ *   (or the largest offset any table mentions, if the file was cut) divided by that count is the
+ *   cluster size.
  */
 export async function inferClusterBits(io: PositionalIO, fileSize: number, limit = 256 * 1024 * 1024): Promise<{ clusterBits: number; evidence: number } | undefined> {
   const hist = new Array<number>(64).fill(0);
   const chunk = 4 * 1024 * 1024;
   const end = Math.min(fileSize, limit);
   const targetLimit = Math.max(fileSize, 1) * 4;
+  const state = { maxOffset: 0, refblockOnes: 0, inRefblock: false, refblockDone: false };
   for (let pos = 0; pos < end; pos += chunk) {
     const buf = await io.read(pos, Math.min(chunk, end - pos));
-    for (let s = 0; s + 512 <= buf.length; s += 512) sectorOffsets(buf, s, targetLimit, hist);
+    for (let s = 0; s + 512 <= buf.length; s += 512) {
+      sectorOffsets(buf, s, targetLimit, hist, state);
+      refblockSector(buf, s, pos + s, state);
+    }
   }
   let total = 0;
   for (let t = 9; t < 64; t++) total += hist[t]!;
-  if (total === 0) return undefined;
+  let tzBits: number | undefined;
   let below = 0;
-  for (let t = 9; t <= C.MAX_CLUSTER_BITS; t++) {
-    if (hist[t]! > 0 && below + hist[t]! > total * 0.02) return { clusterBits: t, evidence: total };
+  for (let t = 9; t <= C.MAX_CLUSTER_BITS && total > 0; t++) {
+    if (hist[t]! > 0 && below + hist[t]! > total * 0.02) { tzBits = t; break; }
     below += hist[t]!;
   }
-  return { clusterBits: C.MAX_CLUSTER_BITS, evidence: total };
+  if (total > 0 && tzBits === undefined) tzBits = C.MAX_CLUSTER_BITS;
+  let rbBits: number | undefined;
+  if (state.refblockOnes > 0) {
+    const used = Math.max(fileSize, state.maxOffset);
+    const b = Math.round(Math.log2(used / state.refblockOnes));
+    if (b >= C.MIN_CLUSTER_BITS && b <= C.MAX_CLUSTER_BITS) rbBits = b;
+  }
+  if (rbBits !== undefined && (tzBits === undefined || rbBits <= tzBits)) return { clusterBits: rbBits, evidence: total + state.refblockOnes };
+  if (tzBits !== undefined) return { clusterBits: tzBits, evidence: total };
+  return undefined;
+}
+
+interface InferState {
+  maxOffset: number;
+  refblockOnes: number;
+  inRefblock: boolean;
+  refblockDone: boolean;
 }
 
 /** If the 512-byte sector looks like a run of table entries, add each offset's alignment to hist. */
-function sectorOffsets(buf: Uint8Array, s: number, targetLimit: number, hist: number[]): void {
-  let n = 0;
+function sectorOffsets(buf: Uint8Array, s: number, targetLimit: number, hist: number[], st: InferState): void {
   const tz: number[] = [];
+  let max = 0;
   for (let p = s; p < s + 512; p += 8) {
     const hi = u32(buf, p);
     const lo = u32(buf, p + 4);
     if (hi === 0 && lo === 0) continue;
-    if (hi & C.OFLAG_COMPRESSED_HI) return; // compressed descriptors carry unaligned offsets; skip the sector
-    if ((hi & C.L2E_STD_RESERVED_MASK_HI) !== 0 || (lo & 0x1ff) !== 0) return;
-    const off = (hi & C.L2E_OFFSET_MASK_HI) * 0x1_0000_0000 + lo;
-    if (off === 0 || off >= targetLimit) return;
+    if (hi & C.OFLAG_COMPRESSED_HI) {
+      if (hi & C.OFLAG_COPIED_HI) return;
+      continue; // compressed descriptors carry unaligned offsets
+    }
+    if ((hi & C.L2E_STD_RESERVED_MASK_HI) !== 0 || (lo & 0x1fe) !== 0) return;
+    const off = (hi & C.L2E_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & 0xfffffe00) >>> 0);
+    if (off >= targetLimit) return;
+    if (off === 0) continue; // zero-flag entry
     tz.push(trailingZeros(off));
-    n++;
+    if (off > max) max = off;
   }
-  if (n < 1) return;
   for (const t of tz) hist[Math.min(t, 63)]!++;
+  if (max > st.maxOffset) st.maxOffset = max;
+}
+
+/** The first refcount block (16-bit refcounts, cluster 0 in use): count its non-zero entries. */
+function refblockSector(buf: Uint8Array, s: number, fileOffset: number, st: InferState): void {
+  if (st.refblockDone || fileOffset === 0) return;
+  let ones = 0;
+  let zeros = 0;
+  for (let p = s; p < s + 512; p += 2) {
+    const v = (buf[p]! << 8) | buf[p + 1]!;
+    if (v === 0) zeros++;
+    else if (v <= 16) ones++;
+    else { if (st.inRefblock) st.refblockDone = true; return; }
+  }
+  if (!st.inRefblock) {
+    // A block starts with the header cluster's refcount (1) and has no hole before its last use.
+    if ((buf[s]! << 8 | buf[s + 1]!) !== 1 || ones < 2) return;
+    st.inRefblock = true;
+  }
+  if (ones === 0) { st.refblockDone = true; return; }
+  st.refblockOnes += ones;
+  if (zeros > 0) st.refblockDone = true;
 }
 
 function trailingZeros(v: number): number {

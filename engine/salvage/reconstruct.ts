@@ -49,7 +49,14 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
 
   // 1. Roles of the pointer tables, by what they point to.
   const role = new Map<number, Role>();
-  for (const t of findings.tables) role.set(t.offset, await tableRole(t));
+  // Tables that surviving metadata names keep the role it gives them, whatever they point to
+  // (an L1 whose L2 tables were all destroyed points only at garbage).
+  const named = new Map<number, Role>();
+  if (hints.intact && hints.l1Offset !== undefined && hints.l1Size !== undefined)
+    for (let o = hints.l1Offset; o < hints.l1Offset + hints.l1Size * 8; o += cs) named.set(o - (o % cs), 'l1');
+  if (hints.intact && hints.refcountTableOffset !== undefined)
+    for (let k = 0; k < (hints.refcountTableClusters ?? 1); k++) named.set(hints.refcountTableOffset + k * cs, 'reftable');
+  for (const t of findings.tables) role.set(t.offset, named.get(t.offset) ?? await tableRole(t));
   const l2Set = (o: number): boolean => role.get(o) === 'l2';
 
   // 2. Refcounts, when the structure survives: used only to tell live tables from stale copies.
@@ -60,6 +67,7 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
 
   // 4. Active L1.
   const snapL1s = new Set(snaps.list.map((s) => s.l1Offset));
+  for (const o of snapL1s) if (role.has(o)) role.set(o, 'l1');
   const active = await findActiveL1();
 
   // 5. Views from L1 tables.
@@ -413,7 +421,7 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
         activeView.l2.set(i, { l1Index: i, host: rest[k]!, source: 'ordering', confidence: conf });
       }
       if (n) guesses.push(`${n} L2 table(s) with no surviving L1 entry placed in host order into ${free.length} free L1 slot(s) (confidence ${conf})`);
-      if (rest.length > n) warnings.push(`${rest.length - n} orphan L2 table(s) could not be placed (no free L1 slot within the virtual size)`);
+      if (rest.length > n) warnings.push(`${rest.length - n} L2 table(s) referenced by no surviving L1 were not used (no free L1 slot in the active disk): they may belong to a lost snapshot`);
     }
     // c) Slots still empty that a snapshot maps: the active disk still shares the newest snapshot's table.
     if (activeState === 'lost' && snapViews.length) {

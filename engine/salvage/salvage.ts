@@ -83,10 +83,17 @@ export async function analyzeImage(io: PositionalIO, opts: SalvageOptions = {}):
 /** Salvage IMAGE into OUT (and OUT.snapshot-ID files with --snapshot all); never writes IMAGE. */
 export async function salvageImage(imagePath: string, outPath: string | undefined, opts: SalvageOptions = {}): Promise<SalvageReport> {
   const io = await FileIO.open(imagePath);
+  let backing: OpenedBacking | undefined;
   try {
     const a = await analyzeImage(io, opts);
     const { recon } = a;
-    const backing = opts.noBacking ? undefined : await openBacking(imagePath, recon, opts);
+    backing = opts.noBacking ? undefined : await openBacking(imagePath, recon, opts);
+    if (recon.virtualSizeSource === 'guessed' && backing && !backing.disk.missing && backing.disk.size > recon.virtualSize) {
+      // An overlay normally has its base's size: a better guess than the last mapped cluster.
+      for (const v of recon.views) if (v.virtualSize === recon.virtualSize) v.virtualSize = backing.disk.size;
+      recon.guesses.push(`virtual size taken from the backing file: ${backing.disk.size} bytes`);
+      recon.virtualSize = backing.disk.size;
+    }
     const views = selectViews(recon.views, opts.snapshot);
     const reports: ViewReport[] = [];
     for (const v of views) {
@@ -96,9 +103,9 @@ export async function salvageImage(imagePath: string, outPath: string | undefine
       if (target) { r.output = target; r.format = opts.format ?? 'raw'; }
       reports.push(r);
     }
-    // Views not exported are still listed (without byte counts of an export).
     return buildReport(imagePath, a, reports, backing);
   } finally {
+    await backing?.close();
     await io.close();
   }
 }
@@ -175,6 +182,8 @@ interface OpenedBacking {
   format?: string;
   disk: BackingDisk;
   report?: SalvageReport;
+  /** Close the backing file (and its own backing chain). */
+  close(): Promise<void>;
 }
 
 /** The backing disk: a raw file, or a qcow2 file salvaged the same way (it may be damaged too). */
@@ -184,7 +193,7 @@ async function openBacking(imagePath: string, recon: Reconstruction, opts: Salva
   const depth = (opts.depth ?? 0) + 1;
   const file = opts.backing ? resolve(name) : isAbsolute(name) ? name : join(dirname(resolve(imagePath)), name);
   const missing = (): OpenedBacking => ({
-    file, format: recon.backingFormat,
+    file, format: recon.backingFormat, close: async () => {},
     disk: { name: file, missing: true, size: 0, read: async (_o, l) => new Uint8Array(l) },
   });
   if (!existsSync(file) || depth > C.MAX_BACKING_CHAIN_DEPTH) return missing();
@@ -194,7 +203,7 @@ async function openBacking(imagePath: string, recon: Reconstruction, opts: Salva
   if (recon.backingFormat === 'raw' || (!isQcow2 && recon.backingFormat !== 'qcow2')) {
     const size = await io.size();
     return {
-      file, format: 'raw',
+      file, format: 'raw', close: () => io.close(),
       disk: {
         name: file, missing: false, size,
         read: async (o, l) => { const b = new Uint8Array(l); if (o < size) b.set(await io.read(o, Math.min(l, size - o))); return b; },
@@ -202,13 +211,21 @@ async function openBacking(imagePath: string, recon: Reconstruction, opts: Salva
     };
   }
   // A qcow2 backing file: analyse it like the overlay; its own backing chain recursively.
-  const sub = await analyzeImage(io, { depth });
-  const subBacking = await openBacking(file, sub.recon, { depth });
+  let sub: Analysis;
+  let subBacking: OpenedBacking | undefined;
+  try {
+    sub = await analyzeImage(io, { depth });
+    subBacking = await openBacking(file, sub.recon, { depth });
+  } catch (e) {
+    await io.close();
+    throw e;
+  }
   const view = sub.recon.views.find((v) => v.kind === 'active')!;
   const reader = new ViewReader(io, sub.fileSize, sub.recon, view, subBacking?.disk);
   const report = buildReport(file, sub, [], subBacking);
   return {
     file, format: 'qcow2', report,
+    close: async () => { await subBacking?.close(); await io.close(); },
     disk: {
       name: file, missing: false, size: view.virtualSize,
       read: (o, l) => reader.read(o, l),
