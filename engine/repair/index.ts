@@ -132,39 +132,69 @@ export async function repairFile(req: RepairRequest): Promise<RepairOutcome> {
 
   const io = await FileIO.open(target, { write: !req.dryRun });
   try {
-    const before = await analyze(io, req.onMessage);
-    if (before.failed !== undefined) {
-      return { plan: await failedPlan(io, target, req.mode, before.failed), target, before, applied: false, skippedPhases: [], ...(copyMethod ? { copyMethod } : {}) };
-    }
-    const plan = await planFor(io, target, req.mode, before);
-    const base = { plan, target, before, ...(copyMethod ? { copyMethod } : {}) };
-    if (req.dryRun || plan.failed !== undefined || isEmptyPlan(plan)) {
-      const after = !req.dryRun && plan.failed === undefined ? before : undefined;
-      return { ...base, ...(after ? { after } : {}), applied: false, skippedPhases: [] };
-    }
-    req.cancel?.throwIfCancelled();
-    if (journalPath !== undefined) {
-      try {
-        await writeJournal(journalPath, target, io, allWrites(plan));
-      } catch (e) {
-        throw new RepairRefusedError((e as Error).message);
-      }
-    }
-    let after: Analysis | undefined;
-    const res = await applyPlan(io, plan, {
+    const r = await repairIO(io, {
+      mode: req.mode, name: target,
+      ...(req.dryRun ? { dryRun: true } : {}),
+      ...(journalPath !== undefined ? { journal: { path: journalPath, imagePath: target } } : {}),
       ...(req.onProgress ? { onProgress: req.onProgress } : {}),
       ...(req.cancel ? { cancel: req.cancel } : {}),
-      beforePhase: async (phase) => {
-        if (phase !== 'header') return true;
-        after = await analyze(io);
-        return after.counters.corruptions === 0 && after.counters.checkErrors === 0 && after.failed === undefined;
-      },
+      ...(req.onMessage ? { onMessage: req.onMessage } : {}),
     });
-    after ??= await analyze(io);
-    return { ...base, after, applied: true, skippedPhases: res.skipped, ...(journalPath !== undefined ? { journalPath } : {}) };
+    return { ...r, target, ...(copyMethod ? { copyMethod } : {}) };
   } finally {
     await io.close();
   }
+}
+
+export interface RepairIOOptions {
+  mode: RepairMode;
+  name: string;
+  dryRun?: boolean;
+  /** Write the undo journal (for the file `imagePath`) before the first write. */
+  journal?: { path: string; imagePath: string };
+  onProgress?: ProgressSink;
+  cancel?: CancelToken;
+  onMessage?: (line: string) => void;
+  /** Passed to applyPlan (tests and the crash lab look at every barrier). */
+  onBarrier?: (phase: string) => Promise<void> | void;
+}
+
+/**
+ * The repair on any PositionalIO (a file, a memory buffer, the crash lab's recorder): first-pass
+ * analysis, plan, journal, ordered apply, re-check (the corrupt and dirty bits are cleared only if
+ * the re-check finds no corruption).
+ */
+export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Omit<RepairOutcome, 'target'>> {
+  const before = await analyze(io, o.onMessage);
+  if (before.failed !== undefined) {
+    return { plan: await failedPlan(io, o.name, o.mode, before.failed), before, applied: false, skippedPhases: [] };
+  }
+  const plan = await planFor(io, o.name, o.mode, before);
+  if (o.dryRun || plan.failed !== undefined || isEmptyPlan(plan)) {
+    const after = !o.dryRun && plan.failed === undefined ? before : undefined;
+    return { plan, before, ...(after ? { after } : {}), applied: false, skippedPhases: [] };
+  }
+  o.cancel?.throwIfCancelled();
+  if (o.journal !== undefined) {
+    try {
+      await writeJournal(o.journal.path, o.journal.imagePath, io, allWrites(plan));
+    } catch (e) {
+      throw new RepairRefusedError((e as Error).message);
+    }
+  }
+  let after: Analysis | undefined;
+  const res = await applyPlan(io, plan, {
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+    ...(o.cancel ? { cancel: o.cancel } : {}),
+    ...(o.onBarrier ? { onBarrier: o.onBarrier } : {}),
+    beforePhase: async (phase) => {
+      if (phase !== 'header') return true;
+      after = await analyze(io);
+      return after.counters.corruptions === 0 && after.counters.checkErrors === 0 && after.failed === undefined;
+    },
+  });
+  after ??= await analyze(io);
+  return { plan, before, after, applied: true, skippedPhases: res.skipped, ...(o.journal !== undefined ? { journalPath: o.journal.path } : {}) };
 }
 
 async function failedPlan(io: PositionalIO, name: string, mode: RepairMode, reason: string): Promise<RepairPlan> {
