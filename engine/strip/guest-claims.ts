@@ -20,8 +20,10 @@ export function scanL2ForClaims(
   claims: Map<number, string>,
 ): void {
   const cs = geo.clusterSize;
-  const claim = (first: number, last: number, who: string): void => {
-    for (let c = first; c <= last; c++) if (metaClusters.has(c) && !claims.has(c)) claims.set(c, who);
+  const claim = (first: number, last: number, entry: number): void => {
+    for (let c = first; c <= last; c++) {
+      if (metaClusters.has(c) && !claims.has(c)) claims.set(c, `L2 table ${hexOff(table)} entry ${entry}`);
+    }
   };
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   for (let i = 0, at = 0; at + 8 <= buf.length; i++, at += geo.l2EntrySize) {
@@ -29,14 +31,13 @@ export function scanL2ForClaims(
     const lo = view.getUint32(at + 4);
     if (hi === 0 && lo === 0) continue;
     const type = classifyL2(hi, lo, geo.extendedL2, externalData);
-    const who = `L2 table ${hexOff(table)} entry ${i}`;
     if (type === ClusterType.Compressed) {
       const d = decodeCompressed(hi, lo, geo);
-      if (d.offset < fileSize) claim(Math.floor(d.offset / cs), Math.floor((d.offset + d.size - 1) / cs), who);
+      if (d.offset < fileSize) claim(Math.floor(d.offset / cs), Math.floor((d.offset + d.size - 1) / cs), i);
     } else if ((type === ClusterType.Normal || type === ClusterType.ZeroAlloc) && !externalData) {
       const off = l2Offset(hi, lo);
       // An unaligned offset touches two clusters, as QEMU counts it.
-      if (off < fileSize) claim(Math.floor(off / cs), Math.floor((off + cs - 1) / cs), who);
+      if (off < fileSize) claim(Math.floor(off / cs), Math.floor((off + cs - 1) / cs), i);
     }
   }
 }
