@@ -169,7 +169,7 @@ export async function buildOverview(image: Qcow2Image, path: string, allowedBack
     { name: 'cluster_bits', value: String(h.clusterBits), note: `clusters of ${size(g.clusterSize)}` },
     { name: 'size', value: String(h.size), note: `virtual disk of ${size(h.size)}` },
     { name: 'crypt_method', value: String(h.cryptMethod), note: ['not encrypted', 'AES (legacy, insecure)', 'LUKS'][h.cryptMethod] ?? '' },
-    { name: 'l1_size', value: String(h.l1Size), note: `${g.l1EntriesNeeded} entries needed for the virtual size` },
+    { name: 'l1_size', value: String(h.l1Size), note: `${g.l1EntriesNeeded} ${g.l1EntriesNeeded === 1 ? 'entry' : 'entries'} needed for the virtual size` },
     { name: 'l1_table_offset', value: hexo(h.l1TableOffset) },
     { name: 'refcount_table_offset', value: hexo(h.refcountTableOffset) },
     { name: 'refcount_table_clusters', value: String(h.refcountTableClusters) },

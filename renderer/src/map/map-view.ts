@@ -15,6 +15,9 @@ export interface MapViewEvents {
 }
 
 const BG = rgba32('#14161a');
+
+/** Anomaly stripes by overlay rank: info, warning, leak, error. */
+export const OVERLAY_STRIPES: Record<number, string> = { 3: '#8ab4ff', 4: '#ff9f1a', 5: '#101010', 6: '#ffffff' };
 const MAX_PX_PER_CELL = 96;
 
 export class MapView {
@@ -46,10 +49,9 @@ export class MapView {
     if (!ctx) throw new Error('canvas 2D context unavailable');
     this.ctx = ctx;
     this.setPalette(palette);
-    this.overlayColors[3] = rgba32('#8ab4ff');
-    this.overlayColors[4] = rgba32('#ffe08a');
-    this.overlayColors[5] = rgba32('#ffd32a');
-    this.overlayColors[6] = rgba32('#ff3b30');
+    // Stripe colours by overlay rank (3 info, 4 warning, 5 leak, 6 error): chosen to contrast with
+    // every role colour, including the red of 'corrupt' and the yellow of 'leaked'.
+    for (const [rank, css] of Object.entries(OVERLAY_STRIPES)) this.overlayColors[Number(rank)] = rgba32(css);
     canvas.addEventListener('wheel', this.onWheel, { passive: false });
     canvas.addEventListener('pointerdown', this.onDown);
     canvas.addEventListener('pointermove', this.onMove);
