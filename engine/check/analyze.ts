@@ -9,7 +9,7 @@ import { CancelledError } from '../errors.js';
 import { readPadded } from '../io/positional-io.js';
 import { AnomalyCollector } from './anomalies.js';
 import { bitmapsActive, BitmapError, loadBitmapDirectory, loadBitmapTable, type BitmapDirectory } from './bitmaps.js';
-import { readRanges } from './batch-reader.js';
+import { BufferPool, pipeline, readRanges } from './batch-reader.js';
 import { msg } from './messages.js';
 import { createRefArray, MAX_IMRT_BYTES, refArrayBytesPerEntry, refArrayMax, type RefArray } from './refcount-array.js';
 import { LOOKUP_FAILED, RefcountLookup } from './refcount-lookup.js';
@@ -80,7 +80,7 @@ export interface Analysis {
 const MAX_FINDINGS = 100000;
 const MAX_KEPT_MESSAGES = 10000;
 /** Bytes of tables read per batch (bounds memory; large enough for long sequential reads). */
-const BATCH_BYTES = 32 * 1024 * 1024;
+const BATCH_BYTES = 8 * 1024 * 1024;
 const TWO32 = 0x1_0000_0000;
 
 /** A check failure that stops the walk (QEMU returns -errno). */
@@ -116,9 +116,12 @@ class Analyzer {
   private copiedSet!: Uint8Array;
   private copiedClear!: Uint8Array;
   private copiedReplay = false;
+  private anyCopiedClear = false;
   private roleMap?: Uint8Array;
   private guestMap?: Uint8Array;
   private readonly zeros: Uint8Array;
+  /** Two read arenas: one batch is walked while the next is read. */
+  private readonly pools: [BufferPool, BufferPool] = [new BufferPool(BATCH_BYTES), new BufferPool(BATCH_BYTES)];
   private snapshots: CheckedSnapshot[] = [];
   private snapshotTableSize = 0;
   private bitmapDir?: BitmapDirectory;
@@ -250,11 +253,14 @@ class Analyzer {
 
   private incCluster(k: number, role: number): void {
     const v = this.ref[k]!;
+    // A second reference to a cluster some active entry flags COPIED: that flag is wrong.
+    if (v !== 0 && (this.copiedSet[k >>> 3]! & (1 << (k & 7))) !== 0) this.copiedReplay = true;
     if (v >= this.refMax) {
       const line = msg.overflow((k * this.cs).toString(16));
       this.say(line);
       this.say(msg.overflowHint());
       this.c.corruptions++;
+      this.copiedReplay = true;
       this.find({ kind: 'refcount-overflow', offset: k * this.cs });
       this.an.add('refcount-overflow', { cluster: k, qemuMessage: line });
     } else {
@@ -378,20 +384,21 @@ class Analyzer {
     const l2Role = active ? HostRole.L2 : HostRole.SnapshotL2;
     const perBatch = Math.max(1, Math.floor(BATCH_BYTES / this.cs));
     let i = 0;
-    while (i < l1Size) {
-      this.checkCancel();
-      // Gather the next batch of L2 tables in L1 order, read them sorted, then walk in L1 order.
+    // Gather batches of L2 tables in L1 order; each is read sorted while the previous one is walked.
+    const nextBatch = (): { batch: number[]; offsets: number[] } | undefined => {
       const batch: number[] = [];
       const offsets: number[] = [];
-      let j = i;
-      for (; j < l1Size && batch.length < perBatch; j++) {
-        const hi = u32(l1, 8 * j);
-        const lo = u32(l1, 8 * j + 4);
+      for (; i < l1Size && batch.length < perBatch; i++) {
+        const hi = u32(l1, 8 * i);
+        const lo = u32(l1, 8 * i + 4);
         if (hi === 0 && lo === 0) continue;
-        batch.push(j);
+        batch.push(i);
         offsets.push((hi & C.L1E_OFFSET_MASK_HI) * TWO32 + ((lo & C.L1E_OFFSET_MASK_LO) >>> 0));
       }
-      const tables = await readRanges(this.image.io, this.fileSize, offsets, this.cs, this.zeros);
+      return batch.length ? { batch, offsets } : undefined;
+    };
+    await pipeline(this.image.io, this.fileSize, this.cs, this.zeros, this.pools, nextBatch, ({ batch, offsets }, tables) => {
+      this.checkCancel();
       for (let b = 0; b < batch.length; b++) {
         const idx = batch[b]!;
         const hi = u32(l1, 8 * idx);
@@ -420,129 +427,210 @@ class Analyzer {
         this.checkL2(tables.get(l2Off)!, l2Off, active, idx, sn, active && l2Off !== 0);
       }
       this.work(batch.length, active ? 'active L2 tables' : 'snapshot L2 tables');
-      i = j;
-    }
+    });
   }
 
+  /**
+   * Note an active entry's COPIED flag for cluster k (after its reference was counted). QEMU's
+   * check_oflag_copied compares the flag with the on-disk refcount; we only re-walk the active tables
+   * for it when this pass, the compare pass or the final scan saw a possible disagreement.
+   */
   private markCopied(k: number, copied: boolean): void {
     if (k >= this.fileClusters) {
       this.copiedReplay = true;
       return;
     }
-    const bits = copied ? this.copiedSet : this.copiedClear;
-    bits[k >>> 3] = bits[k >>> 3]! | (1 << (k & 7));
+    if (copied) {
+      if (this.ref[k] !== 1) this.copiedReplay = true;
+      this.copiedSet[k >>> 3] = this.copiedSet[k >>> 3]! | (1 << (k & 7));
+    } else {
+      this.copiedClear[k >>> 3] = this.copiedClear[k >>> 3]! | (1 << (k & 7));
+      this.anyCopiedClear = true;
+    }
   }
 
-  /** QEMU's check_refcounts_l2: the hot loop over one table's entries. */
+  /** Entries without COPIED are right only if the cluster is shared (refcount != 1). */
+  private scanCopiedClear(): void {
+    if (!this.anyCopiedClear || this.copiedReplay) return;
+    const bits = this.copiedClear;
+    for (let b = 0; b < bits.length; b++) {
+      const x = bits[b]!;
+      if (x === 0) continue;
+      for (let bit = 0; bit < 8; bit++) {
+        if ((x >> bit) & 1 && this.ref[b * 8 + bit] === 1) {
+          this.copiedReplay = true;
+          return;
+        }
+      }
+    }
+  }
+
+  // Per-table state shared by the fast loop and the general entry handler.
+  private l2NextContig = 0;
+  private l2Allocated = 0;
+  private l2Fragmented = 0;
+
+  /**
+   * QEMU's check_refcounts_l2 for one table. The loop handles the overwhelmingly common entry
+   * (standard, aligned, inside the file, no flags but COPIED) inline and hands everything else to
+   * `l2Entry`, which follows QEMU's logic step by step.
+   */
   private checkL2(buf: Uint8Array, l2Off: number, active: boolean, l1Index: number, sn: CheckedSnapshot | undefined,
     copiedCheck: boolean): void {
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const geo = this.image.geo;
     const n = geo.l2Entries;
-    const step = geo.l2EntrySize;
-    const ext = this.ext;
-    const dataFile = this.dataFile;
     const cs = this.cs;
-    const fileSize = this.fileSize;
-    const v2 = this.image.header.version === 2;
-    const gm = active ? this.guestMap : undefined;
-    const guestBase = l1Index * n;
-    const role = active ? HostRole.Data : HostRole.SnapshotData;
     const ref = this.ref;
     const refMax = this.refMax;
-    const rm = this.roleMap;
+    const setBits = this.copiedSet;
+    const cb = this.cb;
+    const hiMul = 2 ** (32 - cb);
+    const fileClusters = this.fileClusters;
+    // Anything in these bits leaves the fast path: compressed/reserved (hi), reserved/zero/unaligned (lo).
+    const rejectHi = (C.OFLAG_COMPRESSED_HI | C.L2E_STD_RESERVED_MASK_HI) >>> 0;
+    const rejectLo = (cs - 1) >>> 0;
+    const fast = !this.ext && !this.dataFile && !this.roleMap && !(active && this.guestMap) && this.image.header.version !== 2;
+    this.l2NextContig = 0;
+    this.l2Allocated = 0;
+    this.l2Fragmented = 0;
     let nextContig = 0;
+    let allocated = 0;
+    let fragmented = 0;
+    let replay = false;
     for (let i = 0; i < n; i++) {
-      const p = i * step;
-      let hi = dv.getUint32(p);
-      const lo = dv.getUint32(p + 4);
-      let bhi = 0;
-      let blo = 0;
-      if (ext) {
-        bhi = dv.getUint32(p + 8);
-        blo = dv.getUint32(p + 12);
-      }
-      if ((hi | lo | blo) === 0) {
-        if (gm && bhi !== 0 && guestBase + i < gm.length) gm[guestBase + i] = GuestState.Zero;
-        continue; // unallocated (bitmap at most has zero bits)
-      }
-      if (hi & C.OFLAG_COMPRESSED_HI) {
-        this.compressedEntry(hi, lo, bhi, blo, i, l2Off, active, l1Index, sn);
-        if (gm && guestBase + i < gm.length) gm[guestBase + i] = GuestState.Compressed;
+      if (!fast) {
+        this.l2Entry(dv, i, l2Off, active, l1Index, sn, copiedCheck);
         continue;
       }
-      if ((hi & C.L2E_STD_RESERVED_MASK_HI) !== 0 || (lo & C.L2E_STD_RESERVED_MASK_LO) !== 0) {
-        const line = msg.l2Reserved(hex64(hi, lo));
-        this.say(line);
-        this.c.corruptions++;
-        this.entryFinding('l2-reserved-bits', line, hi, lo, i, l2Off, active, l1Index, sn);
-      }
-      const hasOff = (hi & C.L2E_OFFSET_MASK_HI) !== 0 || (lo & C.L2E_OFFSET_MASK_LO) !== 0;
-      if (!ext && (lo & C.OFLAG_ZERO_LO)) {
-        if (v2) this.an.add('v2-zero-flag', { referrer: { kind: active ? 'l2' : 'snapshot-l2', table: l2Off, index: i, guestOffset: (guestBase + i) * cs, snapshotId: sn?.id } });
-        if (gm && guestBase + i < gm.length) gm[guestBase + i] = GuestState.Zero;
-        if (!hasOff) continue; // ZERO_PLAIN
-      } else if (!hasOff) {
-        if (!(dataFile && (hi & C.OFLAG_COPIED_HI))) {
-          // UNALLOCATED
-          if (ext && blo !== 0) {
-            const line = msg.unallocatedWithBitmap();
-            this.say(line);
-            this.c.corruptions++;
-            this.entryFinding('unallocated-with-bitmap', line, hi, lo, i, l2Off, active, l1Index, sn);
-            if (gm && guestBase + i < gm.length) gm[guestBase + i] = GuestState.Invalid;
-          } else if (gm && bhi !== 0 && guestBase + i < gm.length) gm[guestBase + i] = GuestState.Zero;
+      const hi = dv.getUint32(i * 8);
+      const lo = dv.getUint32(i * 8 + 4);
+      if ((hi | lo) === 0) continue;
+      if ((hi & rejectHi) === 0 && (lo & rejectLo) === 0) {
+        const k = (hi & C.L2E_OFFSET_MASK_HI) * hiMul + (lo >>> cb);
+        if (k !== 0 && k < fileClusters) {
+          if (active) {
+            const off = k * cs;
+            allocated++;
+            if (nextContig !== 0 && off !== nextContig) fragmented++;
+            nextContig = off + cs;
+          }
+          const v = ref[k]!;
+          const bit = 1 << (k & 7);
+          if (copiedCheck && (hi & C.OFLAG_COPIED_HI) !== 0) {
+            if (v !== 0) replay = true;
+            setBits[k >>> 3] = setBits[k >>> 3]! | bit;
+            if (v >= refMax) this.incCluster(k, HostRole.Data);
+            else ref[k] = v + 1;
+          } else {
+            if (v >= refMax || (v !== 0 && (setBits[k >>> 3]! & bit) !== 0)) this.incCluster(k, HostRole.Data);
+            else ref[k] = v + 1;
+            if (copiedCheck) this.markCopied(k, false);
+          }
           continue;
         }
       }
-      // NORMAL or ZERO_ALLOC
-      const off = (hi & C.L2E_OFFSET_MASK_HI) * TWO32 + ((lo & C.L2E_OFFSET_MASK_LO) >>> 0);
-      if (ext && (bhi & blo) !== 0) {
-        const line = msg.corruptedSubclusterBitmap(off.toString(16));
-        this.say(line);
-        this.c.corruptions++;
-        this.entryFinding('subcluster-bitmap-corrupt', line, hi, lo, i, l2Off, active, l1Index, sn);
-      }
-      const unaligned = off % cs !== 0;
-      if (unaligned) {
-        this.c.corruptions++;
-        const containsData = ext ? blo !== 0 : (lo & C.OFLAG_ZERO_LO) === 0;
-        const line = containsData ? msg.dataUnaligned(off.toString(16)) : msg.preallocUnaligned(off.toString(16));
-        this.say(line);
-        this.entryFinding(containsData ? 'data-unaligned' : 'prealloc-unaligned', line, hi, lo, i, l2Off, active, l1Index, sn);
-      }
-      if (active) {
-        this.c.allocatedClusters++;
-        if (nextContig !== 0 && off !== nextContig) this.c.fragmentedClusters++;
-        nextContig = off + cs;
-        if (gm && guestBase + i < gm.length && !(!ext && (lo & C.OFLAG_ZERO_LO))) {
-          gm[guestBase + i] = !ext ? GuestState.Data
-            : (bhi & blo) !== 0 ? GuestState.Invalid
-              : blo === 0xffffffff ? GuestState.Data
-                : blo === 0 && bhi === 0xffffffff ? GuestState.Zero : GuestState.Partial;
-        }
-      }
-      if (dataFile) {
-        if (copiedCheck && !(hi & C.OFLAG_COPIED_HI)) this.copiedReplay = true;
-        if (active && off !== (guestBase + i) * cs)
-          this.an.add('external-data-mismatch', { referrer: { kind: 'l2', table: l2Off, index: i, guestOffset: (guestBase + i) * cs } });
-        continue;
-      }
-      // Count [off, off+cs): inlined fast path of incRange for the common aligned case.
-      if (off >= fileSize) {
-        hi = hi >>> 0;
-        this.incRange(off, cs, role, this.where(hi, lo, i, l2Off, active, l1Index, sn));
-      } else if (!unaligned && !rm) {
-        const k = off / cs;
-        const v = ref[k]!;
-        if (v >= refMax) this.incCluster(k, role);
-        else ref[k] = v + 1;
-        if (k > this.maxK) this.maxK = k;
-      } else {
-        this.incRange(off, cs, role, this.where(hi, lo, i, l2Off, active, l1Index, sn));
-      }
-      if (copiedCheck) this.markCopied(Math.floor(off / cs), (hi & C.OFLAG_COPIED_HI) !== 0);
+      this.l2NextContig = nextContig;
+      this.l2Allocated = allocated;
+      this.l2Fragmented = fragmented;
+      this.l2Entry(dv, i, l2Off, active, l1Index, sn, copiedCheck);
+      nextContig = this.l2NextContig;
+      allocated = this.l2Allocated;
+      fragmented = this.l2Fragmented;
     }
+    if (replay) this.copiedReplay = true;
+    if (!fast) {
+      allocated = this.l2Allocated;
+      fragmented = this.l2Fragmented;
+    }
+    if (active) {
+      this.c.allocatedClusters += allocated;
+      this.c.fragmentedClusters += fragmented;
+    }
+  }
+
+  /** One L2 entry, general case: QEMU's check_refcounts_l2 loop body, plus our extra diagnostics. */
+  private l2Entry(dv: DataView, i: number, l2Off: number, active: boolean, l1Index: number, sn: CheckedSnapshot | undefined,
+    copiedCheck: boolean): void {
+    const geo = this.image.geo;
+    const p = i * geo.l2EntrySize;
+    const ext = this.ext;
+    const cs = this.cs;
+    const hi = dv.getUint32(p);
+    const lo = dv.getUint32(p + 4);
+    const bhi = ext ? dv.getUint32(p + 8) : 0;
+    const blo = ext ? dv.getUint32(p + 12) : 0;
+    const gm = active ? this.guestMap : undefined;
+    const g = l1Index * geo.l2Entries + i;
+    const inGuest = gm !== undefined && g < gm.length;
+    if ((hi | lo | blo) === 0) {
+      if (inGuest && bhi !== 0) gm[g] = GuestState.Zero;
+      return; // unallocated (the bitmap has at most zero bits)
+    }
+    if (hi & C.OFLAG_COMPRESSED_HI) {
+      this.compressedEntry(hi, lo, bhi, blo, i, l2Off, active, l1Index, sn);
+      if (inGuest) gm[g] = GuestState.Compressed;
+      return;
+    }
+    if ((hi & C.L2E_STD_RESERVED_MASK_HI) !== 0 || (lo & C.L2E_STD_RESERVED_MASK_LO) !== 0) {
+      const line = msg.l2Reserved(hex64(hi, lo));
+      this.say(line);
+      this.c.corruptions++;
+      this.entryFinding('l2-reserved-bits', line, hi, lo, i, l2Off, active, l1Index, sn);
+    }
+    const hasOff = (hi & C.L2E_OFFSET_MASK_HI) !== 0 || (lo & C.L2E_OFFSET_MASK_LO) !== 0;
+    const zeroFlag = !ext && (lo & C.OFLAG_ZERO_LO) !== 0;
+    if (zeroFlag) {
+      if (this.image.header.version === 2)
+        this.an.add('v2-zero-flag', { referrer: { kind: active ? 'l2' : 'snapshot-l2', table: l2Off, index: i, guestOffset: g * cs, snapshotId: sn?.id } });
+      if (inGuest) gm[g] = GuestState.Zero;
+      if (!hasOff) return; // ZERO_PLAIN
+    } else if (!hasOff && !(this.dataFile && (hi & C.OFLAG_COPIED_HI))) {
+      // UNALLOCATED
+      if (ext && blo !== 0) {
+        const line = msg.unallocatedWithBitmap();
+        this.say(line);
+        this.c.corruptions++;
+        this.entryFinding('unallocated-with-bitmap', line, hi, lo, i, l2Off, active, l1Index, sn);
+        if (inGuest) gm[g] = GuestState.Invalid;
+      } else if (inGuest && bhi !== 0) gm[g] = GuestState.Zero;
+      return;
+    }
+    // NORMAL or ZERO_ALLOC
+    const off = (hi & C.L2E_OFFSET_MASK_HI) * TWO32 + ((lo & C.L2E_OFFSET_MASK_LO) >>> 0);
+    if (ext && (bhi & blo) !== 0) {
+      const line = msg.corruptedSubclusterBitmap(off.toString(16));
+      this.say(line);
+      this.c.corruptions++;
+      this.entryFinding('subcluster-bitmap-corrupt', line, hi, lo, i, l2Off, active, l1Index, sn);
+    }
+    const unaligned = (lo & C.L2E_OFFSET_MASK_LO & (cs - 1)) !== 0;
+    if (unaligned) {
+      this.c.corruptions++;
+      const containsData = ext ? blo !== 0 : !zeroFlag;
+      const line = containsData ? msg.dataUnaligned(off.toString(16)) : msg.preallocUnaligned(off.toString(16));
+      this.say(line);
+      this.entryFinding(containsData ? 'data-unaligned' : 'prealloc-unaligned', line, hi, lo, i, l2Off, active, l1Index, sn);
+    }
+    if (active) {
+      this.l2Allocated++;
+      if (this.l2NextContig !== 0 && off !== this.l2NextContig) this.l2Fragmented++;
+      this.l2NextContig = off + cs;
+      if (inGuest && !zeroFlag) {
+        gm[g] = !ext ? GuestState.Data
+          : (bhi & blo) !== 0 ? GuestState.Invalid
+            : blo === 0xffffffff ? GuestState.Data
+              : blo === 0 && bhi === 0xffffffff ? GuestState.Zero : GuestState.Partial;
+      }
+    }
+    if (this.dataFile) {
+      if (copiedCheck && !(hi & C.OFLAG_COPIED_HI)) this.copiedReplay = true;
+      if (active && off !== g * cs)
+        this.an.add('external-data-mismatch', { referrer: { kind: 'l2', table: l2Off, index: i, guestOffset: g * cs } });
+      return;
+    }
+    this.incRange(off, cs, active ? HostRole.Data : HostRole.SnapshotData, this.where(hi, lo, i, l2Off, active, l1Index, sn));
+    if (copiedCheck) this.markCopied(Math.floor(off / cs), (hi & C.OFLAG_COPIED_HI) !== 0);
   }
 
   private compressedEntry(hi: number, lo: number, bhi: number, blo: number, i: number, l2Off: number, active: boolean,
@@ -699,18 +787,22 @@ class Analyzer {
     const rtEntries = this.image.reftable.length / 8;
     const blocksNeeded = Math.ceil(nb / E);
     const perBatch = Math.max(1, Math.floor(BATCH_BYTES / this.cs));
-    let copiedMismatch = false;
-    const rm = this.roleMap;
-    for (let r0 = 0; r0 < blocksNeeded; r0 += perBatch) {
-      this.checkCancel();
+    let r0 = 0;
+    const nextBatch = (): { r0: number; r1: number; offsets: number[] } | undefined => {
+      if (r0 >= blocksNeeded) return undefined;
       const r1 = Math.min(blocksNeeded, r0 + perBatch);
       const offsets: number[] = [];
       for (let r = r0; r < r1; r++) {
         const off = this.lookup.blockOffset(r);
         if (off !== 0 && off % this.cs === 0) offsets.push(off);
       }
-      const blocks = await readRanges(this.image.io, this.fileSize, offsets, this.cs, this.zeros);
-      for (let r = r0; r < r1; r++) {
+      const b = { r0, r1, offsets };
+      r0 = r1;
+      return b;
+    };
+    await pipeline(this.image.io, this.fileSize, this.cs, this.zeros, this.pools, nextBatch, ({ r0: first, r1: last }, blocks) => {
+      this.checkCancel();
+      for (let r = first; r < last; r++) {
         const base = r * E;
         const end = Math.min(nb, base + E);
         const off = r < rtEntries ? this.lookup.blockOffset(r) : 0;
@@ -725,43 +817,74 @@ class Analyzer {
           }
           continue;
         }
-        if (off === 0) rcBuf.fill(0);
-        else decodeBlock(blocks.get(off)!, order, rcBuf, end - base);
-        for (let k = base; k < end; k++) {
-          const rc = rcBuf[k - base]!;
-          const rf = ref[k]!;
-          if (rc !== 0 || rf !== 0) {
-            this.high = k;
-            if (rc !== rf) this.mismatch(k, rc, rf);
-            else if (rm && rc > 0 && rm[k] === HostRole.Free) rm[k] = HostRole.Corrupt;
-          }
-        }
-        // COPIED: which flagged references disagree with the on-disk refcount of their cluster?
-        const setBits = this.copiedSet;
-        const clearBits = this.copiedClear;
-        for (let byte = base >>> 3; byte <= (end - 1) >>> 3 && !copiedMismatch; byte++) {
-          const s = setBits[byte]!;
-          const cl = clearBits[byte]!;
-          if ((s | cl) === 0) continue;
-          for (let bit = 0; bit < 8; bit++) {
-            const k = byte * 8 + bit;
-            if (k < base || k >= end) continue;
+        const block = off === 0 ? this.zeros : blocks.get(off)!;
+        if (order === 4 && ref instanceof Uint16Array && block.byteOffset % 4 === 0 && base % 2 === 0) {
+          this.compareWords16(block, base, end);
+        } else {
+          decodeBlock(block, order, rcBuf, end - base);
+          for (let k = base; k < end; k++) {
             const rc = rcBuf[k - base]!;
-            if (((s >> bit) & 1 && rc !== 1) || ((cl >> bit) & 1 && rc === 1)) {
-              copiedMismatch = true;
-              break;
+            const rf = ref[k]!;
+            if (rc !== 0 || rf !== 0) {
+              this.high = k;
+              if (rc !== rf) this.mismatch(k, rc, rf);
             }
           }
         }
         this.work(1, 'refcount blocks');
       }
-    }
-    if (copiedMismatch) this.copiedReplay = true;
+    });
+    this.scanCopiedClear();
     await this.refcountsBeyondEof(nb);
+  }
+
+  /**
+   * Compare one 16-bit refcount block with the IMRT two clusters at a time: the block's big-endian
+   * pairs, byte-swapped within each half, equal the IMRT's native pair when both refcounts match.
+   */
+  private compareWords16(block: Uint8Array, base: number, end: number): void {
+    const ref = this.ref as Uint16Array;
+    const bw = new Uint32Array(block.buffer, block.byteOffset, block.byteLength >>> 2);
+    const rw = new Uint32Array(ref.buffer, ref.byteOffset + base * 2, (end - base) >>> 1);
+    const words = (end - base) >>> 1;
+    let high = -1;
+    for (let w = 0; w < words; w++) {
+      const x = bw[w]!;
+      const sw = (((x & 0x00ff00ff) << 8) | ((x >>> 8) & 0x00ff00ff)) >>> 0;
+      const y = rw[w]!;
+      if (sw === y) {
+        if (y !== 0) high = base + 2 * w + ((y >>> 16) !== 0 ? 1 : 0);
+        continue;
+      }
+      for (let h = 0; h < 2; h++) {
+        const k = base + 2 * w + h;
+        const rc = h === 0 ? sw & 0xffff : sw >>> 16;
+        const rf = h === 0 ? y & 0xffff : y >>> 16;
+        if (rc !== 0 || rf !== 0) {
+          high = k;
+          if (rc !== rf) this.mismatch(k, rc, rf);
+        }
+      }
+    }
+    if (high >= 0) this.high = high;
+    for (let k = base + 2 * words; k < end; k++) {
+      const rc = (block[2 * (k - base)]! << 8) | block[2 * (k - base) + 1]!;
+      const rf = ref[k]!;
+      if (rc !== 0 || rf !== 0) {
+        this.high = k;
+        if (rc !== rf) this.mismatch(k, rc, rf);
+      }
+    }
   }
 
   private mismatch(k: number, rc: number, rf: number): void {
     if (rc === 0) this.rebuild = true;
+    if (k < this.fileClusters) {
+      const bit = 1 << (k & 7);
+      if (((this.copiedSet[k >>> 3]! & bit) !== 0 && rc !== 1) || ((this.copiedClear[k >>> 3]! & bit) !== 0 && rc === 1))
+        this.copiedReplay = true;
+    }
+    if (this.roleMap && rc > 0 && rf > 0 && rc > rf && this.roleMap[k] === HostRole.Free) this.roleMap[k] = HostRole.Corrupt;
     const line = msg.refcountMismatch(k, rc, rf);
     this.say(line);
     if (rc < rf) {

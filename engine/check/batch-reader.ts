@@ -1,5 +1,8 @@
 // Reads many fixed-size tables (L2 tables, refcount blocks) with few large sequential reads:
-// offsets are sorted, adjacent ranges are merged into runs, and runs are read a few at a time.
+// offsets are sorted, adjacent ranges are merged into runs, and runs are read a few at a time
+// into reusable buffers (no garbage per batch).
+import { read as fsRead } from 'node:fs';
+import { FileIO } from '../io/file-io.js';
 import type { PositionalIO } from '../io/positional-io.js';
 
 /** Largest single read: big enough to stream, small enough to keep memory bounded. */
@@ -7,12 +10,74 @@ const MAX_RUN_BYTES = 8 * 1024 * 1024;
 /** Reads kept in flight at once. */
 const CONCURRENCY = 4;
 
+/** An arena for one batch's reads: carved sequentially, reset when the batch is done. */
+export class BufferPool {
+  private arena: Uint8Array | undefined;
+  private pos = 0;
+  constructor(private readonly size: number) {}
+
+  take(size: number): Uint8Array {
+    this.arena ??= new Uint8Array(this.size);
+    if (this.pos + size > this.arena.length) return new Uint8Array(size);
+    const b = this.arena.subarray(this.pos, this.pos + size);
+    this.pos += size;
+    return b;
+  }
+
+  release(): void {
+    this.pos = 0;
+  }
+}
+
+/**
+ * Process tables batch by batch while the next batch is being read (two arenas alternate).
+ * `nextBatch` returns the next batch's offsets (or undefined at the end); `handle` gets the bytes.
+ */
+export async function pipeline<B extends { offsets: number[] }>(io: PositionalIO, fileSize: number, length: number,
+  zeros: Uint8Array, pools: [BufferPool, BufferPool], nextBatch: () => B | undefined,
+  handle: (batch: B, tables: Map<number, Uint8Array>) => Promise<void> | void): Promise<void> {
+  let pi = 0;
+  let cur = nextBatch();
+  let curRead = cur ? readRanges(io, fileSize, cur.offsets, length, zeros, pools[0]) : undefined;
+  while (cur) {
+    const tables = await curRead!;
+    const nxt = nextBatch();
+    const nxtRead = nxt ? readRanges(io, fileSize, nxt.offsets, length, zeros, pools[1 - pi as 0 | 1]) : undefined;
+    try {
+      await handle(cur, tables);
+    } catch (e) {
+      nxtRead?.catch(() => undefined);
+      throw e;
+    }
+    pools[pi as 0 | 1].release();
+    cur = nxt;
+    curRead = nxtRead;
+    pi = 1 - pi;
+  }
+}
+
+function readInto(fd: number, buf: Uint8Array, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let done = 0;
+    const step = (): void => {
+      fsRead(fd, buf, done, buf.length - done, position + done, (err, n) => {
+        if (err) return reject(err);
+        done += n;
+        if (n === 0 || done === buf.length) resolve(done);
+        else step();
+      });
+    };
+    step();
+  });
+}
+
 /**
  * Read `length` bytes at each offset. Returns a map offset → bytes (zero-padded past end of file;
- * ranges wholly past end of file share one zero buffer, which callers must not modify).
+ * ranges wholly past end of file share one zero buffer, which callers must not modify). Bytes stay
+ * valid until `pool.release()`.
  */
 export async function readRanges(io: PositionalIO, fileSize: number, offsets: number[], length: number,
-  zeros: Uint8Array): Promise<Map<number, Uint8Array>> {
+  zeros: Uint8Array, pool?: BufferPool): Promise<Map<number, Uint8Array>> {
   const out = new Map<number, Uint8Array>();
   const sorted = Array.from(new Set(offsets)).sort((a, b) => a - b);
   const runs: Array<{ start: number; end: number; members: number[] }> = [];
@@ -29,14 +94,22 @@ export async function readRanges(io: PositionalIO, fileSize: number, offsets: nu
       runs.push({ start: off, end: off + length, members: [off] });
     }
   }
+  const fd = io instanceof FileIO ? io.fd : -1;
   for (let i = 0; i < runs.length; i += CONCURRENCY) {
     await Promise.all(runs.slice(i, i + CONCURRENCY).map(async (r) => {
       const want = r.end - r.start;
-      let buf = await io.read(r.start, want);
-      if (buf.length < want) {
-        const padded = new Uint8Array(want);
-        padded.set(buf);
-        buf = padded;
+      let buf: Uint8Array;
+      if (pool && fd >= 0) {
+        buf = pool.take(want);
+        const got = await readInto(fd, buf, r.start);
+        if (got < want) buf.fill(0, got);
+      } else {
+        buf = await io.read(r.start, want);
+        if (buf.length < want) {
+          const padded = new Uint8Array(want);
+          padded.set(buf);
+          buf = padded;
+        }
       }
       for (const m of r.members) out.set(m, buf.subarray(m - r.start, m - r.start + length));
     }));
