@@ -330,11 +330,32 @@ export interface TriageRow {
   verdict: 'clean' | 'leaks' | 'corrupt' | 'unreadable' | 'not-qcow2' | 'in-use';
   summary: string;
   counters?: QemuCounters;
+  /** Triage table columns (issue 7). */
+  dirty?: boolean;
+  corrupt?: boolean;
+  virtualSize?: number;
+  fileSize?: number;
+  backingChain?: string[];
+  /** Seconds the check took. */
+  elapsed?: number;
 }
 export interface RepairPlanResult { planId: string; steps: Array<{ title: string; detail: string; risk: 'none' | 'low' | 'high' }>; fixes: number; leaves: string[] }
 export interface RepairApplyResult { handle: string; name: string; journal?: string; counters: QemuCounters }
-export interface VerifyResult { ok: boolean; counters: QemuCounters; qemu?: { status: number; summary: string } }
-export interface LockStatus { locked: boolean; holder?: string; detail: string }
+export interface VerifyResult {
+  ok: boolean;
+  counters: QemuCounters;
+  qemu?: { status: number; summary: string };
+  /** Guest data of the repaired image compared with the image before the repair (issue 7). */
+  guestData?: { comparedBytes: number; differingBytes: number; detail: string };
+}
+export interface LockStatus {
+  locked: boolean;
+  holder?: string;
+  detail: string;
+  /** Bytes a repaired copy needs (the image's allocated size) and bytes free next to it (issue 7). */
+  spaceNeeded?: number;
+  spaceFree?: number;
+}
 export interface SavedOutput { name: string; bytes?: Uint8Array; mime?: string; size: number }
 export interface SalvageScanResult { recoverable: number; lost: number; summary: string }
 
