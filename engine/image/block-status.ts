@@ -5,6 +5,8 @@ import * as C from '../format/constants.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import type { ChainLayer, ImageChain } from './backing-chain.js';
 import { HostHoles } from './host-holes.js';
+import { localPath } from './paths.js';
+import { SeekProbe } from './seek-probe.js';
 import { Qcow2LayerMap, RawLayerMap, SegKind, type LayerMap } from './layer-map.js';
 import type { Qcow2Image } from './qcow2-image.js';
 
@@ -36,24 +38,36 @@ interface StatusLayer {
 const MAP_STEP = 1024 * 1024 * 1024;
 
 export class BlockStatus {
+  private probe: Promise<SeekProbe | undefined> | undefined;
+
   private constructor(private readonly layers: StatusLayer[]) {}
 
+  /** Block status over an opened chain; call close() afterwards (it may own a helper process). */
   static async open(chain: ImageChain): Promise<BlockStatus> {
     const layers: StatusLayer[] = [];
+    const bs = new BlockStatus(layers);
+    const getProbe = () => (bs.probe ??= SeekProbe.start());
+    const holesFor = (io: PositionalIO, allocated: number | undefined, name: string) =>
+      new HostHoles(io, allocated, localPath(name), getProbe);
     for (const l of chain.layers) {
       const holes = new Map<PositionalIO, HostHoles>();
+      holes.set(l.io, holesFor(l.io, l.allocatedBytes, l.filename));
       if (l.image) {
         const map = Qcow2LayerMap.active(l.image, l.dataFile?.io);
         const recurse = await detectMetadataPreallocation(l.image, l.allocatedBytes);
-        holes.set(l.io, new HostHoles(l.io, l.allocatedBytes));
-        if (l.dataFile) holes.set(l.dataFile.io, new HostHoles(l.dataFile.io, l.dataFile.allocatedBytes));
+        if (l.dataFile) holes.set(l.dataFile.io, holesFor(l.dataFile.io, l.dataFile.allocatedBytes, l.dataFile.filename));
         layers.push({ map, layer: l, recurse, encrypted: l.image.header.cryptMethod !== C.CRYPT_NONE, holes });
       } else {
-        holes.set(l.io, new HostHoles(l.io, l.allocatedBytes));
         layers.push({ map: new RawLayerMap(l.io, l.virtualSize), layer: l, recurse: false, encrypted: false, holes });
       }
     }
-    return new BlockStatus(layers);
+    return bs;
+  }
+
+  /** Stop the SEEK_DATA helper if one was started. */
+  async close(): Promise<void> {
+    const p = await this.probe;
+    p?.close();
   }
 
   get size(): number {
@@ -119,7 +133,9 @@ export class BlockStatus {
         if (st.offset >= fileSize) st.zero = true;
         else {
           const h = await l.holes.get(seg.file)!.status(st.offset, st.length);
-          if (h.eof && !h.hole) st.zero = true;
+          // block/io.c: a hole reaching EOF makes the whole range zero; otherwise the range is
+          // limited to the file's answer.
+          if (h.eof && h.hole) st.zero = true;
           else {
             st.length = h.length;
             if (h.hole) st.zero = true;

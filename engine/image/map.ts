@@ -22,24 +22,28 @@ export function mergeable(curr: MapEntry, next: MapEntry): boolean {
  */
 export async function mapEntries(chain: ImageChain, format: MapFormat = 'json'): Promise<MapEntry[]> {
   const bs = await BlockStatus.open(chain);
-  const out: MapEntry[] = [];
-  let curr: MapEntry | undefined;
-  for await (const next of bs.entries()) {
-    if (curr && mergeable(curr, next)) {
-      curr.length += next.length;
-      continue;
-    }
-    if (curr) {
-      out.push(curr);
-      if (format === 'human' && (!next.data || next.zero)) {
-        next.data = false;
-        next.zero = true;
+  try {
+    const out: MapEntry[] = [];
+    let curr: MapEntry | undefined;
+    for await (const next of bs.entries()) {
+      if (curr && mergeable(curr, next)) {
+        curr.length += next.length;
+        continue;
       }
+      if (curr) {
+        out.push(curr);
+        if (format === 'human' && (!next.data || next.zero)) {
+          next.data = false;
+          next.zero = true;
+        }
+      }
+      curr = next;
     }
-    curr = next;
+    if (curr) out.push(curr);
+    return out;
+  } finally {
+    await bs.close();
   }
-  if (curr) out.push(curr);
-  return out;
 }
 
 /** One entry as qemu-img prints it in JSON (field order and spacing included). */
