@@ -1,7 +1,7 @@
 // Seeded fuzzing of everything that reads an image: valid images made by qemu-img/qemu-io are
 // mutated (header fields, extensions, L1/L2/refcount tables, snapshot table, bitmap directory and
 // tables, LUKS header; boundary values, bit flips, zeroed or duplicated clusters, truncation) and
-// each case runs open + info (JSON and human) + reading the guest disk (and a snapshot) + the
+// each case runs open + info (JSON and human) + reading the guest disk (and a snapshot) + map + the
 // checker, in-process on read-only in-memory files. Every failure must be one of the engine's typed
 // errors; a case must not hang; memory must stay bounded. Deterministic: fixed seeds, fixed counts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import type { PositionalIO } from '../../engine/io/positional-io.js';
 import { CancelledError, Qcow2FormatError, UnreadableError } from '../../engine/errors.js';
 import { openChain } from '../../engine/image/backing-chain.js';
 import { GuestReader } from '../../engine/image/guest-reader.js';
+import { formatJson, mapEntries } from '../../engine/image/map.js';
 import { qcow2ImageInfo, rawImageInfo } from '../../engine/image/info.js';
 import { renderInfoHuman, renderInfoJson } from '../../engine/image/info-render.js';
 import { checkImage, openForCheck } from '../../engine/check/index.js';
@@ -102,12 +103,13 @@ interface Outcome {
   problems: string[];
   infoOk: boolean;
   readOk: boolean;
+  mapOk: boolean;
   checkOk: boolean;
 }
 
 /** Everything a user can do to an image without writing, on one (possibly damaged) set of files. */
 async function exercise(files: Map<string, Uint8Array>): Promise<Outcome> {
-  const out: Outcome = { problems: [], infoOk: false, readOk: false, checkOk: false };
+  const out: Outcome = { problems: [], infoOk: false, readOk: false, mapOk: false, checkOk: false };
   const openFile = async (p: string): Promise<PositionalIO> => {
     const b = files.get(p);
     if (!b) throw Object.assign(new Error(`ENOENT: no such file '${p}'`), { code: 'ENOENT' });
@@ -152,6 +154,15 @@ async function exercise(files: Map<string, Uint8Array>): Promise<Outcome> {
     }
   });
 
+  out.mapOk = await stage('map', async () => {
+    const chain = await openChain(TOP, { openFile });
+    try {
+      formatJson(await mapEntries(chain));
+    } finally {
+      await chain.close();
+    }
+  });
+
   out.checkOk = await stage('check', async () => {
     const image = await openForCheck(await openFile(TOP));
     await checkImage(image);
@@ -180,6 +191,7 @@ describe('fuzzing open, info, guest reads and the checker', () => {
       expect(o.infoOk, `${s.name} info`).toBe(true);
       expect(o.checkOk, `${s.name} check`).toBe(true);
       if (s.name !== 'luks') expect(o.readOk, `${s.name} read`).toBe(true);
+      expect(o.mapOk, `${s.name} map`).toBe(true);
     }
   });
 
@@ -187,7 +199,7 @@ describe('fuzzing open, info, guest reads and the checker', () => {
     const base = memory();
     let peak = base;
     const failures: string[] = [];
-    const tally = { cases: 0, infoOk: 0, readOk: 0, checkOk: 0, refusedAll: 0 };
+    const tally = { cases: 0, infoOk: 0, readOk: 0, mapOk: 0, checkOk: 0, refusedAll: 0 };
     for (const [si, s] of SEEDS.entries()) {
       const rand = prng(0x9e3779b9 ^ (si * 7919));
       const top = s.files.get(TOP)!;
@@ -213,8 +225,9 @@ describe('fuzzing open, info, guest reads and the checker', () => {
         tally.cases++;
         if (o.infoOk) tally.infoOk++;
         if (o.readOk) tally.readOk++;
+        if (o.mapOk) tally.mapOk++;
         if (o.checkOk) tally.checkOk++;
-        if (!o.infoOk && !o.readOk && !o.checkOk) tally.refusedAll++;
+        if (!o.infoOk && !o.readOk && !o.mapOk && !o.checkOk) tally.refusedAll++;
         for (const p of o.problems) failures.push(`${label}: ${p}`);
         if (c % 25 === 0) {
           peak = Math.max(peak, memory());
@@ -227,6 +240,7 @@ describe('fuzzing open, info, guest reads and the checker', () => {
     expect(tally.cases).toBeGreaterThan(2500);
     expect(tally.infoOk).toBeGreaterThan(tally.cases / 3);
     expect(tally.readOk).toBeGreaterThan(tally.cases / 4);
+    expect(tally.mapOk).toBeGreaterThan(tally.cases / 4);
     expect(tally.checkOk).toBeGreaterThan(tally.cases / 3);
     expect(tally.refusedAll).toBeGreaterThan(50);
   });
