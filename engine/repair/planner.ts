@@ -191,6 +191,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
 
   // --- 3. cross-links: copy the cluster so each referrer keeps its own data ----------------------
   const copies: Copy[] = [];
+  let forceRebuild = false;
   if (all) {
     const isData = (r: Ref): boolean => r.kind === 'l2' || r.kind === 'snap-l2';
     const seen = new Set<number>();
@@ -202,6 +203,9 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
       const meta = w0.metadata.get(c);
       if (meta !== undefined || (l1s.length && data.length)) {
         // Guest data mapped onto a metadata cluster (or onto an L2 table): the data referrers get a copy.
+        // A refcount block must then be replaced by a rebuilt structure rather than edited in place,
+        // or the bytes the guest reads would change under the repair (and differ after a crash).
+        if (meta === 'refcount block') forceRebuild = true;
         for (const g of groupByGuest(data))
           copies.push({ kind: 'data', from: c, to: -1, entries: g.map((r) => r.entry),
             why: `guest data at ${g.map((r) => at(r.guest)).join(', ')} shared cluster ${c} with the ${meta ?? 'L2 table'}` });
@@ -244,7 +248,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   const dirty = (h.incompatibleFeatures & C.INCOMPAT_DIRTY) !== 0n;
   const badRefblocks = w0.refblocks.filter((r) => r.status !== 'ok');
   // The walk is authoritative, so a dirty (lazy-refcount) image is rebuilt only if its counts need it.
-  let rebuild = badRefblocks.length > 0;
+  let rebuild = badRefblocks.length > 0 || forceRebuild;
   const L0 = w0.refs.length;
   for (let c = 0; c < L0 && !rebuild; c++) if (w0.refs[c]! > 0 && w0.onDisk[c] === 0) rebuild = true;
   const covered = (c: number): boolean => {

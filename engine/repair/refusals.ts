@@ -3,7 +3,7 @@
  * other process) holding a lock on it, a file we may not write, a journal we cannot create.
  * Each returns a one-line reason or undefined.
  */
-import { access, constants, readFile, stat } from 'node:fs/promises';
+import { access, constants, open, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** Linux dev_t → major/minor as /proc/locks prints them. */
@@ -60,7 +60,12 @@ export async function notWritableReason(path: string): Promise<string | undefine
   try {
     const st = await stat(path);
     if (!st.isFile()) return `refusing to write ${path}: not a regular file`;
+    // No write permission bit at all: the owner marked it read-only (even root honours that here).
+    if ((st.mode & 0o222) === 0) return `refusing to write ${path}: the file is read-only (mode ${(st.mode & 0o777).toString(8)})`;
     await access(path, constants.W_OK);
+    // A read-only mount or an immutable file only shows when opening for writing (nothing is written).
+    const fh = await open(path, 'r+');
+    await fh.close();
     return undefined;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
