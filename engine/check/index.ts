@@ -45,3 +45,6 @@ export async function checkFile(path: string, opts: CheckOptions = {}): Promise<
 export function openForCheck(io: FileIO | Parameters<typeof Qcow2Image.open>[0]): Promise<Qcow2Image> {
   return Qcow2Image.open(io, { checkMode: true, zeroFillPastEof: true });
 }
+export { checkInWorker } from "./worker-client.js";
+export { describeHostCluster } from './describe.js';
+export type { HostClusterInfo } from './describe.js';

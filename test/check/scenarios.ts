@@ -65,7 +65,7 @@ function cleanImage(name: string, size: number | string, options: Record<string,
 }
 
 /** Snapshot layout after `snapshotImage`: snapshot L1 at 0x70000, table at 0x80000, new active L2 at 0x90000. */
-function snapshotImage(dir: string, name: string): string {
+export function snapshotImage(dir: string, name: string): string {
   const f = baseImage(dir, `${name}.qcow2`);
   qemuImg('snapshot', '-c', 'snap1', f);
   qemuIo(f, ['write -P 0x22 0 64k']);

@@ -1,0 +1,152 @@
+// "What is this host cluster?" for the app's hover/click on the cluster map: its role, its on-disk
+// refcount, how many references the metadata holds to it, and every referrer (which table and entry,
+// guest offset, snapshot). Reads the metadata (never writes); pass the analysis when there is one.
+import * as C from '../format/constants.js';
+import { u32 } from '../format/bytes.js';
+import type { Qcow2Image } from '../image/qcow2-image.js';
+import { readPadded } from '../io/positional-io.js';
+import type { Analysis } from './analyze.js';
+import { bitmapsActive, loadBitmapDirectory, loadBitmapTable } from './bitmaps.js';
+import { pipeline, BufferPool } from './batch-reader.js';
+import { LOOKUP_FAILED, RefcountLookup } from './refcount-lookup.js';
+import { HOST_ROLE_NAMES, HostRole } from './roles.js';
+import { precheckSnapshotTable } from './snapshot-table.js';
+import type { Referrer } from './types.js';
+
+export interface HostClusterInfo {
+  cluster: number;
+  offset: number;
+  role: number;
+  roleName: string;
+  /** On-disk refcount; undefined when it cannot be read (misplaced refcount block). */
+  refcount?: number;
+  /** References the metadata holds to this cluster. */
+  references: number;
+  referrers: Referrer[];
+  /** More referrers exist than listed. */
+  referrersTruncated: boolean;
+  beyondEof: boolean;
+}
+
+const MAX_REFERRERS = 1000;
+const TWO32 = 0x1_0000_0000;
+
+export async function describeHostCluster(image: Qcow2Image, cluster: number, analysis?: Analysis): Promise<HostClusterInfo> {
+  const cs = image.clusterSize;
+  const start = cluster * cs;
+  const end = start + cs;
+  const referrers: Referrer[] = [];
+  let references = 0;
+  let truncated = false;
+  let role: number = HostRole.Free;
+  const hit = (r: Referrer, as: number): void => {
+    references++;
+    if (role === HostRole.Free) role = as;
+    else if (role !== as && !(role === HostRole.L2 && as === HostRole.SnapshotL2) && !(role === HostRole.Data && as === HostRole.SnapshotData)) role = HostRole.Corrupt;
+    if (referrers.length < MAX_REFERRERS) referrers.push(r);
+    else truncated = true;
+  };
+  /** Does [off, off+len) touch this cluster? (QEMU counts every cluster a range touches.) */
+  const touches = (off: number, len: number): boolean => len > 0 && off < end && off + len > start;
+  const h = image.header;
+
+  if (cluster === 0) hit({ kind: 'header' }, HostRole.Header);
+  const zeros = new Uint8Array(cs);
+  const pools: [BufferPool, BufferPool] = [new BufferPool(8 << 20), new BufferPool(8 << 20)];
+  const walkL1 = async (l1: Uint8Array, l1Offset: number, snapshotId: string | undefined): Promise<void> => {
+    const active = snapshotId === undefined;
+    if (touches(l1Offset, l1.length)) hit({ kind: active ? 'header' : 'snapshot-table', snapshotId }, active ? HostRole.L1 : HostRole.SnapshotL1);
+    const n = l1.length / 8;
+    let i = 0;
+    const perBatch = Math.max(1, Math.floor((8 << 20) / cs));
+    const next = (): { idx: number[]; offsets: number[] } | undefined => {
+      const idx: number[] = [];
+      const offsets: number[] = [];
+      for (; i < n && idx.length < perBatch; i++) {
+        const hi = u32(l1, 8 * i);
+        const lo = u32(l1, 8 * i + 4);
+        if (hi === 0 && lo === 0) continue;
+        idx.push(i);
+        offsets.push((hi & C.L1E_OFFSET_MASK_HI) * TWO32 + ((lo & C.L1E_OFFSET_MASK_LO) >>> 0));
+      }
+      return idx.length ? { idx, offsets } : undefined;
+    };
+    await pipeline(image.io, image.fileSize, cs, zeros, pools, next, ({ idx, offsets }, tables) => {
+      for (let b = 0; b < idx.length; b++) {
+        const l1Index = idx[b]!;
+        const l2Off = offsets[b]!;
+        if (touches(l2Off, cs)) hit({ kind: active ? 'l1' : 'snapshot-l1', table: l1Offset, index: l1Index, snapshotId }, active ? HostRole.L2 : HostRole.SnapshotL2);
+        const t = tables.get(l2Off)!;
+        const geo = image.geo;
+        for (let e = 0; e < geo.l2Entries; e++) {
+          const p = e * geo.l2EntrySize;
+          const hi = u32(t, p);
+          const lo = u32(t, p + 4);
+          if ((hi | lo) === 0) continue;
+          const r: Referrer = { kind: active ? 'l2' : 'snapshot-l2', table: l2Off, index: e, guestOffset: (l1Index * geo.l2Entries + e) * cs };
+          if (snapshotId !== undefined) r.snapshotId = snapshotId;
+          if (hi & C.OFLAG_COMPRESSED_HI) {
+            const hiBits = geo.csizeShift - 32;
+            const off = (hi & (2 ** hiBits - 1)) * TWO32 + lo;
+            const sectors = (Math.floor((hi & 0x3fffffff) / 2 ** hiBits) & geo.csizeMask) + 1;
+            if (!image.hasExternalData && touches(off, sectors * C.SECTOR_SIZE - (lo & 511))) hit(r, HostRole.Compressed);
+            continue;
+          }
+          const off = (hi & C.L2E_OFFSET_MASK_HI) * TWO32 + ((lo & C.L2E_OFFSET_MASK_LO) >>> 0);
+          if (off === 0 || image.hasExternalData) continue;
+          const zero = !geo.extendedL2 && (lo & C.OFLAG_ZERO_LO) !== 0;
+          if (touches(off, cs)) hit(r, zero ? HostRole.ZeroAlloc : active ? HostRole.Data : HostRole.SnapshotData);
+        }
+      }
+    });
+  };
+
+  await walkL1(image.l1, h.l1TableOffset, undefined);
+  const header = await readPadded(image.io, 0, 72);
+  const snaps = await precheckSnapshotTable(image.io, image.fileSize, header, cs, h.version);
+  for (const sn of snaps.snapshots) {
+    if (sn.l1TableOffset % cs !== 0 || sn.l1Size > C.QCOW_MAX_L1_SIZE / 8) continue;
+    const l1 = sn.l1TableOffset >= image.fileSize ? new Uint8Array(sn.l1Size * 8) : await readPadded(image.io, sn.l1TableOffset, sn.l1Size * 8);
+    await walkL1(l1, sn.l1TableOffset, sn.id);
+  }
+  if (touches(h.snapshotsOffset, snaps.tableSize)) hit({ kind: 'snapshot-table' }, HostRole.SnapshotTable);
+  if (touches(h.refcountTableOffset, h.refcountTableClusters * cs)) hit({ kind: 'refcount-table' }, HostRole.RefcountTable);
+  if (h.crypto && touches(h.crypto.offset, h.crypto.length)) hit({ kind: 'crypto-header' }, HostRole.CryptoHeader);
+  if (bitmapsActive(image)) {
+    try {
+      const dir = await loadBitmapDirectory(image);
+      if (touches(dir.offset, dir.size)) hit({ kind: 'bitmap-directory' }, HostRole.BitmapDirectory);
+      for (const bm of dir.bitmaps) {
+        if (touches(bm.tableOffset, bm.tableSize * 8)) hit({ kind: 'bitmap-directory', table: bm.entryOffset }, HostRole.BitmapTable);
+        const t = await loadBitmapTable(image, bm).catch(() => undefined);
+        if (!t) continue;
+        for (let i = 0; i < bm.tableSize; i++) {
+          const off = (u32(t, 8 * i) & C.BME_OFFSET_MASK_HI) * TWO32 + ((u32(t, 8 * i + 4) & C.BME_OFFSET_MASK_LO) >>> 0);
+          if (off !== 0 && touches(off, cs)) hit({ kind: 'bitmap-table', table: bm.tableOffset, index: i }, HostRole.BitmapData);
+        }
+      }
+    } catch {
+      // A broken directory: its clusters are reported by the check itself.
+    }
+  }
+  const rt = image.reftable;
+  for (let i = 0; i < rt.length / 8; i++) {
+    const hi = u32(rt, 8 * i);
+    const lo = u32(rt, 8 * i + 4);
+    if ((lo & C.REFT_RESERVED_MASK_LO) !== 0) continue;
+    const off = hi * TWO32 + ((lo & C.REFT_OFFSET_MASK_LO) >>> 0);
+    if (off !== 0 && off % cs === 0 && touches(off, cs)) hit({ kind: 'refcount-table', table: h.refcountTableOffset, index: i }, HostRole.RefcountBlock);
+  }
+
+  const rc = await new RefcountLookup(image).get(cluster);
+  const beyondEof = start >= image.fileSize;
+  if (analysis?.roleMap && cluster < analysis.roleMap.length) role = analysis.roleMap[cluster]!;
+  else if (role === HostRole.Free && rc !== LOOKUP_FAILED && rc > 0) role = beyondEof ? HostRole.BeyondEof : HostRole.Leaked;
+  else if (role === HostRole.Free && beyondEof) role = HostRole.BeyondEof;
+  const info: HostClusterInfo = {
+    cluster, offset: start, role, roleName: HOST_ROLE_NAMES[role] ?? 'unknown', references, referrers,
+    referrersTruncated: truncated, beyondEof,
+  };
+  if (rc !== LOOKUP_FAILED) info.refcount = rc;
+  return info;
+}

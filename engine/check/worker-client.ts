@@ -1,0 +1,52 @@
+// Run a check in a worker thread so a long check never blocks the caller (the app's engine host,
+// the service). Progress and QEMU's lines stream back; `opts.cancel` stops the worker between
+// batches; errors come back as the same typed errors checkFile throws.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { CancelledError, Qcow2FormatError } from '../errors.js';
+import type { CheckOptions, CheckResult } from './types.js';
+import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
+
+/** The compiled worker script (next to this file once built; from dist/ when running sources). */
+function workerScript(): URL {
+  const here = new URL('./check-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(here))) return here;
+  return new URL('../../dist/engine/check/check-worker.js', import.meta.url);
+}
+
+export function checkInWorker(path: string, opts: CheckOptions = {}): Promise<CheckResult> {
+  const req: WorkerRequest = {
+    path, roleMap: opts.roleMap, guestMap: opts.guestMap, wantMessages: !!opts.onMessage, wantProgress: !!opts.onProgress,
+  };
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(workerScript(), { workerData: req });
+    let settled = false;
+    const settle = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      fn();
+      void worker.terminate();
+    };
+    opts.cancel?.onCancel(() => worker.postMessage({ type: 'cancel' }));
+    worker.on('message', (m: WorkerReply) => {
+      switch (m.type) {
+        case 'lines':
+          for (const l of m.lines) opts.onMessage?.(l);
+          break;
+        case 'progress':
+          opts.onProgress?.(m.progress);
+          break;
+        case 'result':
+          settle(() => resolve(m.result));
+          break;
+        case 'error':
+          settle(() => reject(m.kind === 'format' ? new Qcow2FormatError(m.qemuReason!, m.field!, m.value!)
+            : m.kind === 'cancelled' ? new CancelledError() : new Error(m.message)));
+          break;
+      }
+    });
+    worker.on('error', (e) => settle(() => reject(e)));
+    worker.on('exit', (code) => settle(() => reject(new Error(`check worker exited with code ${code}`))));
+  });
+}

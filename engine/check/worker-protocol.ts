@@ -1,0 +1,17 @@
+// Messages between worker-client.ts and check-worker.ts.
+import type { ProgressEvent } from '../service/progress.js';
+import type { CheckResult } from './types.js';
+
+export interface WorkerRequest {
+  path: string;
+  roleMap?: boolean;
+  guestMap?: boolean;
+  wantMessages: boolean;
+  wantProgress: boolean;
+}
+
+export type WorkerReply =
+  | { type: 'lines'; lines: string[] }
+  | { type: 'progress'; progress: ProgressEvent }
+  | { type: 'result'; result: CheckResult }
+  | { type: 'error'; kind: 'format' | 'cancelled' | 'other'; message: string; qemuReason?: string; field?: string; value?: string };
