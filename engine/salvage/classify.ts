@@ -174,8 +174,11 @@ export function classifyCluster(buf: Uint8Array, off: number, clusterOffset: num
   if (((first >>> 24) | ((first >>> 8) & 0xff00) | ((first << 8) & 0xff0000) | ((first << 24) >>> 0)) >>> 0 === ZSTD_MAGIC)
     return { cls: ClusterClass.Zstd };
   // In extended-L2 images only L2 tables have 128-bit entries; L1 and refcount tables keep 64-bit ones.
-  const table = pointerTableSummary(buf, off, ctx, clusterOffset)
-    ?? (ctx.extendedL2 ? pointerTableSummary(buf, off, { ...ctx, extendedL2: false }, clusterOffset) : undefined);
+  // A cluster readable both ways is read with 64-bit entries (an L1 or refcount table, or an L2 table
+  // whose bitmaps are all zero); the role decided later says which.
+  const table = ctx.extendedL2
+    ? pointerTableSummary(buf, off, { ...ctx, extendedL2: false }, clusterOffset) ?? pointerTableSummary(buf, off, ctx, clusterOffset)
+    : pointerTableSummary(buf, off, ctx, clusterOffset);
   if (table) return { cls: ClusterClass.PointerTable, table };
   if (looksLikeSnapshotTable(buf, off, ctx)) return { cls: ClusterClass.SnapshotTable };
   if (looksLikeRefcountBlock(buf, off, ctx)) return { cls: ClusterClass.RefcountBlock };

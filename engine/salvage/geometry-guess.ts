@@ -3,6 +3,7 @@ import * as C from '../format/constants.js';
 import { u32, u64 } from '../format/bytes.js';
 import { decodeHeader, type Qcow2Header } from '../format/header.js';
 import type { PositionalIO } from '../io/positional-io.js';
+import { isZero, pointerTableSummary } from './classify.js';
 
 /** Header fields the salvage may use, each present only when it passed a sanity check. */
 export interface HeaderHints {
@@ -185,4 +186,32 @@ function trailingZeros(v: number): number {
   let t = 0;
   while (v % 2 === 0 && t < 63) { v /= 2; t++; }
   return t;
+}
+
+/**
+ * Extended L2 entries, when the header that says so is gone: L2 tables with 128-bit entries are
+ * table-like only when read as such (their bitmap words break the 64-bit reading), while tables
+ * of a standard image are not made table-like by the 128-bit reading. Counts both in the first
+ * `limit` bytes.
+ */
+export async function inferExtendedL2(io: PositionalIO, fileSize: number, clusterBits: number, limit = 64 * 1024 * 1024): Promise<boolean> {
+  const cs = 2 ** clusterBits;
+  if (clusterBits < C.MIN_EXTENDED_L2_CLUSTER_BITS) return false;
+  const base = { clusterSize: cs, fileSize, targetLimit: Math.max(fileSize * 4, fileSize + 2 ** 30), refcountOrder: 4 };
+  const std = { ...base, extendedL2: false };
+  const ext = { ...base, extendedL2: true };
+  let extOnly = 0, stdOnly = 0;
+  const end = Math.min(fileSize, limit);
+  const chunk = Math.max(cs, 4 * 1024 * 1024);
+  for (let pos = 0; pos < end; pos += chunk) {
+    const buf = await io.read(pos, Math.min(chunk, end - pos));
+    for (let o = 0; o + cs <= buf.length; o += cs) {
+      if (isZero(buf, o, cs)) continue;
+      const s = pointerTableSummary(buf, o, std, pos + o) !== undefined;
+      const e = pointerTableSummary(buf, o, ext, pos + o) !== undefined;
+      if (e && !s) extOnly++;
+      else if (s && !e) stdOnly++;
+    }
+  }
+  return extOnly > stdOnly;
 }

@@ -186,7 +186,7 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
 
   async function tableRole(t: PointerTableSummary): Promise<Role> {
     if (t.extended) return 'l2';
-    if (t.compressed > 0 || t.zeroFlag > 0) return extendedL2 ? 'l1' : 'l2';
+    if (t.compressed > 0 || t.zeroFlag > 0) return 'l2';
     const buf = await cache.get(t.offset);
     let total = 0, inTables = 0, inRb = 0;
     const others: number[] = [];
@@ -200,7 +200,6 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     }
     if (inRb * 2 >= total && t.copied === 0) return 'reftable';
     if (inTables * 2 > total) return 'l1';
-    if (extendedL2) return 'l1'; // 64-bit entries in an extended-L2 image: not an L2 table
     // An L1 whose L2 tables are empty (all entries zero) points at zero clusters.
     if (inTables > 0 && others.length <= 64) {
       let zeros = 0;
@@ -280,7 +279,9 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     const runs: Array<{ offset: number; clusters: number }> = [];
     for (const o of starts) {
       const last = runs[runs.length - 1];
-      if (last && last.offset + last.clusters * cs === o) last.clusters++;
+      const end = last ? last.offset + last.clusters * cs : -1;
+      // A sparse L1 spanning several clusters has all-zero clusters between its used ones.
+      if (last && o >= end && o - end <= 64 * cs && await allZero(end, o)) last.clusters = (o - last.offset) / cs + 1;
       else runs.push({ offset: o, clusters: 1 });
     }
     if (!runs.length) return undefined;
@@ -437,6 +438,11 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
       }
       if (inherited) guesses.push(`${inherited} L1 slot(s) of the active disk assumed unchanged since the newest snapshot`);
     }
+  }
+
+  async function allZero(from: number, to: number): Promise<boolean> {
+    for (let o = from; o < to; o += cs) if (!isZero(await cache.get(o), 0, cs)) return false;
+    return true;
   }
 
   function maxIndex(v: GuestView): number {

@@ -8,7 +8,7 @@ import * as C from '../format/constants.js';
 import { FileIO } from '../io/file-io.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import { CancelToken, type ProgressSink } from '../service/progress.js';
-import { inferClusterBits, readHeaderHints, type HeaderHints } from './geometry-guess.js';
+import { inferClusterBits, inferExtendedL2, readHeaderHints, type HeaderHints } from './geometry-guess.js';
 import { scanImage, type ScanFindings, type ScanGeometry } from './scan.js';
 import { reconstruct } from './reconstruct.js';
 import { ViewReader, type BackingDisk } from './guest-view.js';
@@ -69,7 +69,8 @@ export async function analyzeImage(io: PositionalIO, opts: SalvageOptions = {}):
       source = 'inferred';
     }
   }
-  const geometry: ScanGeometry = { clusterBits, refcountOrder: hints.refcountOrder ?? 4, extendedL2: hints.extendedL2 ?? false };
+  const extendedL2 = hints.extendedL2 ?? (hints.intact ? false : await inferExtendedL2(io, fileSize, clusterBits));
+  const geometry: ScanGeometry = { clusterBits, refcountOrder: hints.refcountOrder ?? 4, extendedL2 };
   const resume = opts.resumeState ? await loadState(opts.resumeState, io.name, fileSize, geometry) : undefined;
   const findings = resume?.complete ? resume : await scanImage(io, geometry, {
     progress: opts.progress, cancel: opts.cancel, resumeFrom: resume,

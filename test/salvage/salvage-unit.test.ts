@@ -1,0 +1,212 @@
+// Salvage pieces on their own: cluster-size and extended-L2 inference with the header gone, the
+// sequential qcow2 writer, stop-and-resume of the scan, damaged compressed streams, the CLI.
+import { afterAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { salvageImage } from '../../engine/salvage/salvage.js';
+import { Qcow2SequentialWriter } from '../../engine/salvage/qcow2-output.js';
+import { FileIO } from '../../engine/io/file-io.js';
+import { CancelToken } from '../../engine/service/progress.js';
+import { CancelledError } from '../../engine/errors.js';
+import { createQcow2, qemuCheck, qemuImg, qemuIo, readU64, run, sha256, tempDir, writeBytes } from '../helpers/qemu.js';
+
+const t = tempDir('q2d-salvage-unit-');
+afterAll(t.cleanup);
+const p = (n: string): string => join(t.dir, n);
+
+function ref(img: string, out: string): Buffer {
+  qemuImg('convert', '-f', 'qcow2', '-O', 'raw', img, out);
+  return readFileSync(out);
+}
+
+describe('salvage with the header destroyed', () => {
+  for (const cs of [512, 4096, 65536, 2 * 1024 * 1024]) {
+    it(`infers a ${cs}-byte cluster size and recovers every byte`, async () => {
+      const f = p(`cs${cs}.qcow2`);
+      createQcow2(f, '8M', { cluster_size: cs });
+      qemuIo(f, ['write -P 0x61 0 20k', 'write -P 0x62 3M 9k', 'write -P 0x63 6M 1k']);
+      const want = ref(f, p(`cs${cs}.ref`));
+      writeBytes(f, 0, new Uint8Array(Math.min(cs, 4096)));
+      const before = sha256(f);
+      const r = await salvageImage(f, p(`cs${cs}.out`), { virtualSize: 8 * 1024 * 1024 });
+      expect(r.header).toBe('missing');
+      expect(r.clusterSize).toBe(cs);
+      expect(r.clusterSizeSource).toBe('inferred');
+      expect(readFileSync(p(`cs${cs}.out`)).equals(want)).toBe(true);
+      expect(sha256(f)).toBe(before);
+    });
+  }
+
+  it('detects extended L2 entries from the tables themselves', async () => {
+    const f = p('ext.qcow2');
+    createQcow2(f, '16M', { cluster_size: 65536, extended_l2: true });
+    qemuIo(f, ['write -P 0x11 0 8k', 'write -P 0x12 100k 70k', 'write -c -P 0x13 1M 64k', 'write -z 2M 64k']);
+    const want = ref(f, p('ext.ref'));
+    writeBytes(f, 0, new Uint8Array(65536));
+    const r = await salvageImage(f, p('ext.out'), { virtualSize: 16 * 1024 * 1024 });
+    expect(r.extendedL2).toBe(true);
+    expect(readFileSync(p('ext.out')).equals(want)).toBe(true);
+  });
+
+  it('guesses the virtual size from the mapped data and says so', async () => {
+    const f = p('vs.qcow2');
+    createQcow2(f, '8M', { cluster_size: 4096 });
+    qemuIo(f, ['write -P 0x71 0 4k', 'write -P 0x72 2500k 4k']);
+    writeBytes(f, 0, new Uint8Array(4096));
+    const r = await salvageImage(f, p('vs.out'));
+    expect(r.virtualSizeSource).toBe('guessed');
+    expect(r.virtualSize).toBe(3 * 1024 * 1024);
+    expect(r.guesses.join('\n')).toMatch(/virtual size unknown/);
+    expect(statSync(p('vs.out')).size).toBe(3 * 1024 * 1024);
+  });
+});
+
+describe('the sequential qcow2 writer', () => {
+  it('writes an image qemu-img checks clean and reads back exactly (several L1 entries, two refcount blocks)', async () => {
+    const out = p('writer.qcow2');
+    const cs = 512;
+    const size = 1024 * 1024; // 2048 clusters, 32 L1 entries
+    const io = await FileIO.open(out, { create: true });
+    const w = new Qcow2SequentialWriter(io, 9, size);
+    const expected = new Uint8Array(size);
+    for (let g = 0; g < size / cs; g += 7) {
+      const d = new Uint8Array(cs).fill((g % 250) + 1);
+      await w.put(g, d);
+      expected.set(d, g * cs);
+    }
+    await w.finish();
+    await io.close();
+    const chk = qemuCheck(out);
+    expect(chk.status).toBe(0);
+    expect(chk.json?.['corruptions'] ?? 0).toBe(0);
+    expect(chk.json?.['leaks'] ?? 0).toBe(0);
+    expect(ref(out, p('writer.raw')).equals(Buffer.from(expected))).toBe(true);
+  });
+
+  it('refuses clusters out of order', async () => {
+    const io = await FileIO.open(p('order.qcow2'), { create: true });
+    const w = new Qcow2SequentialWriter(io, 16, 1 << 20);
+    await w.put(3, new Uint8Array(65536).fill(1));
+    await expect(w.put(2, new Uint8Array(65536))).rejects.toThrow('out of order');
+    await io.close();
+  });
+});
+
+describe('stop and resume', () => {
+  it('saves the scan position on cancel and continues from it', async () => {
+    const f = p('big.qcow2');
+    createQcow2(f, '64M', { cluster_size: 65536 });
+    qemuIo(f, ['write -P 0x21 0 12M', 'write -P 0x22 40M 8M']);
+    const want = ref(f, p('big.ref'));
+    writeBytes(f, 0x30000, new Uint8Array(8)); // L1 zeroed: the scan is needed
+    const state = p('big.state');
+    const cancel = new CancelToken();
+    let firstRun = 0;
+    await expect(salvageImage(f, p('big.out'), {
+      resumeState: state, cancel,
+      progress: (e) => { if (e.stage === 'scanning clusters') { firstRun = e.fraction; cancel.cancel(); } },
+    })).rejects.toThrow(CancelledError);
+    expect(existsSync(state)).toBe(true);
+    const saved = JSON.parse(readFileSync(state, 'utf8'));
+    expect(saved.findings.position).toBeGreaterThan(0);
+    expect(saved.findings.position).toBeLessThan(statSync(f).size);
+    expect(existsSync(p('big.out'))).toBe(false);
+    let resumedAt = -1;
+    const r = await salvageImage(f, p('big.out'), {
+      resumeState: state,
+      progress: (e) => { if (e.stage === 'scanning clusters' && resumedAt < 0) resumedAt = e.fraction; },
+    });
+    expect(resumedAt).toBeGreaterThan(firstRun); // the second run did not start over
+    expect(r.scan.complete).toBe(true);
+    expect(readFileSync(p('big.out')).equals(want)).toBe(true);
+  });
+
+  it('refuses a state file of another image', async () => {
+    const a = p('ra.qcow2');
+    const b = p('rb.qcow2');
+    createQcow2(a, '1M');
+    createQcow2(b, '2M');
+    qemuIo(b, ['write -P 1 0 256k']);
+    await salvageImage(a, undefined, { resumeState: p('r.state') });
+    await expect(salvageImage(b, undefined, { resumeState: p('r.state') })).rejects.toThrow(/belongs to another file/);
+  });
+});
+
+describe('damaged data', () => {
+  it('reports a compressed cluster that no longer decompresses as lost, and keeps the rest', async () => {
+    const f = p('cz.qcow2');
+    createQcow2(f, '4M', { cluster_size: 65536 });
+    qemuIo(f, ['write -P 0x31 0 64k', 'write -c -P 0x32 64k 64k', 'write -P 0x33 128k 64k']);
+    const want = ref(f, p('cz.ref'));
+    // L2 at 0x40000; entry 1 is the compressed descriptor: overwrite its stream with garbage.
+    const desc = readU64(f, 0x40000 + 8);
+    expect(desc & (1n << 62n)).not.toBe(0n);
+    const off = Number(desc & ((1n << 54n) - 1n));
+    writeBytes(f, off, new Uint8Array(64).fill(0xff));
+    const r = await salvageImage(f, p('cz.out'));
+    const v = r.views[0]!;
+    expect(v.lost).toEqual([{ start: 65536, end: 131072, reason: `compressed cluster at 0x${off.toString(16)} does not decompress` }]);
+    const got = readFileSync(p('cz.out'));
+    expect(got.subarray(0, 65536).equals(want.subarray(0, 65536))).toBe(true);
+    expect(got.subarray(131072).equals(want.subarray(131072))).toBe(true);
+    expect(got.subarray(65536, 131072).every((b) => b === 0)).toBe(true);
+  });
+
+  it('says so when the backing file is missing, and keeps the overlay\'s own data', async () => {
+    const base = p('mb-base.qcow2');
+    const top = p('mb-top.qcow2');
+    createQcow2(base, '4M');
+    qemuIo(base, ['write -P 0x41 0 1M']);
+    createQcow2(top, '4M', {}, { file: 'mb-base.qcow2', format: 'qcow2' });
+    qemuIo(top, ['write -P 0x42 128k 64k']);
+    run('mv', [base, `${base}.gone`]);
+    const r = await salvageImage(top, p('mb.out'));
+    expect(r.backing).toMatchObject({ found: false });
+    expect(r.views[0]!.bytes.backingMissing).toBeGreaterThan(0);
+    expect(r.views[0]!.bytes.recovered).toBe(65536);
+    const got = readFileSync(p('mb.out'));
+    expect(got.subarray(128 * 1024, 192 * 1024).every((b) => b === 0x42)).toBe(true);
+    expect(got.subarray(0, 128 * 1024).every((b) => b === 0)).toBe(true);
+  });
+});
+
+describe('qcow2-doctor salvage (CLI)', () => {
+  const cli = (...args: string[]) => run('node', ['bin/qcow2-doctor.js', 'salvage', ...args]);
+
+  it('salvages to qcow2 with a JSON report, by snapshot name, and never touches IMAGE', () => {
+    const f = p('cli.qcow2');
+    createQcow2(f, '8M', { cluster_size: 4096 });
+    qemuIo(f, ['write -P 0x51 0 64k']);
+    qemuImg('snapshot', '-c', 'before', f);
+    qemuIo(f, ['write -P 0x52 0 4k']);
+    const snapRef = p('cli-snap.ref');
+    qemuImg('convert', '-f', 'qcow2', '-O', 'raw', '-l', 'snapshot.name=before', f, snapRef);
+    writeBytes(f, 0x3000, new Uint8Array(32)); // L1 zeroed
+    const before = sha256(f);
+    const r = cli(f, p('cli.out.qcow2'), '-f', 'qcow2', '--snapshot', 'before', '--report', p('cli.json'));
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/Snapshot 1 \(before\)/);
+    expect(sha256(f)).toBe(before);
+    expect(qemuCheck(p('cli.out.qcow2')).status).toBe(0);
+    expect(ref(p('cli.out.qcow2'), p('cli.back')).equals(readFileSync(snapRef))).toBe(true);
+    const j = JSON.parse(readFileSync(p('cli.json'), 'utf8'));
+    expect(j.views[0].kind).toBe('snapshot');
+    expect(j.views[0].bytes.lost).toBe(0);
+  });
+
+  it('scans only with --dry-run, and refuses bad options in one line', () => {
+    const f = p('cli2.qcow2');
+    createQcow2(f, '1M');
+    const d = cli(f, '--dry-run');
+    expect(d.status).toBe(0);
+    expect(d.stdout).toMatch(/Active disk/);
+    const bad = cli(f, p('x.out'), '--format', 'vmdk');
+    expect(bad.status).toBe(1);
+    expect(bad.stderr.trim().split('\n')).toEqual(['qcow2-doctor: --format must be raw or qcow2 (got vmdk)']);
+    expect(existsSync(p('x.out'))).toBe(false);
+    const snap = cli(f, p('x.out'), '--snapshot', 'nope');
+    expect(snap.status).toBe(1);
+    expect(snap.stderr).toMatch(/snapshot 'nope' not found/);
+  });
+});
