@@ -63,7 +63,8 @@ export async function createImage(io: PositionalIO, opts: CreateOptions): Promis
   await io.truncate(0);
   await io.write(rtOff, rt);
   await io.write(rbOff, rb);
-  await io.write(l1Off, new Uint8Array(l1Clusters * cs));
+  // The L1 table as QEMU writes it: just its entries (the file ends there; the rest reads as zeros).
+  if (l1Size > 0) await io.write(l1Off, new Uint8Array(l1Size * 8));
   await io.flush();
   await io.write(0, encodeNewHeader({ version, cb, size: opts.size, l1Size, l1Off, rtOff, rtClusters, order, lazy: !!opts.lazyRefcounts, cs }));
   await io.flush();

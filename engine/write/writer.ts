@@ -12,6 +12,7 @@ import { ClusterType, classifyL2, decodeCompressed, encodeCompressed, l1Offset, 
 import { Qcow2Image } from '../image/qcow2-image.js';
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
 import { Qcow2FormatError } from '../errors.js';
+import { maxRefcount } from '../format/refcount.js';
 import { Allocator, type AllocatorHost } from './allocator.js';
 import { TableCache, type WriteOrdering } from './table-cache.js';
 import { compressCluster, decompressCluster } from './compress.js';
@@ -516,7 +517,8 @@ export class Qcow2Writer implements AllocatorHost {
     const cs = this.clusterSize;
     this.event('cluster_alloc_bytes');
     const fb = this.freeByteOffset;
-    if (fb !== 0 && (fb % cs) + bytes <= cs) {
+    // Pack into the partly used cluster unless its refcount is at the width's maximum.
+    if (fb !== 0 && (fb % cs) + bytes <= cs && (await this.alloc.refcount(Math.floor(fb / cs))) < maxRefcount(this.geo.refcountOrder)) {
       await this.alloc.change(Math.floor(fb / cs), +1);
       this.freeByteOffset = (fb + bytes) % cs === 0 ? 0 : fb + bytes;
       return fb;
