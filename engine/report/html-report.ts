@@ -83,7 +83,7 @@ export function renderHtmlReport(data: ReportData, map?: MapPicture): string {
 
   if (map) {
     out.push('<h2>Cluster map</h2><div class="map">',
-      `<p class="note">Each square is ${map.clustersPerCell === 1 ? 'one cluster' : `${map.clustersPerCell} clusters (showing the most telling one)`} of the file, in file order, left to right and top to bottom${data.repair?.applied && data.repair.target === img.path ? ', as the file is after the repair' : ''}.</p>`,
+      `<p class="note">Each square is ${map.clustersPerCell === 1 ? 'one cluster' : `${map.clustersPerCell} clusters (showing the most telling one)`} of the file, in file order, left to right and top to bottom.</p>`,
       `<img alt="Map of the image's clusters by role" width="${map.width}" height="${map.height}" src="${pngDataUrl(map.png)}">`,
       '<div class="legend">',
       ...map.legend.map((l) => `<span><span class="sw" style="background:${l.color}"></span>${esc(l.name)}: ${l.clusters}</span>`),

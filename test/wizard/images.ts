@@ -1,0 +1,50 @@
+// Damaged images for the recovery wizard, made with qemu-img/qemu-io at test time. Every image holds
+// guest data patterns that must survive the repair: 0x5a at 0..128k and 0xa5 at 1M..1M+64k.
+import { join } from 'node:path';
+import { createQcow2, patchU16, patchU64, qemuIo, run } from '../helpers/qemu.js';
+
+export const PATTERNS: Array<[number, string, string]> = [[0x5a, '0', '128k'], [0xa5, '1M', '64k']];
+
+function base(file: string, options: Record<string, string | number | boolean> = {}): string {
+  createQcow2(file, '64M', options);
+  qemuIo(file, PATTERNS.map(([p, off, len]) => `write -P 0x${p.toString(16)} ${off} ${len}`));
+  return file;
+}
+
+/** A cluster written at guest 2M, then its L2 entry cleared: the cluster is leaked (wasted space only). */
+export function makeLeaks(dir: string, name = 'leaks.qcow2'): string {
+  const f = base(join(dir, name));
+  qemuIo(f, ['write -P 0x33 2M 64k']);
+  patchU64(f, 0x40000 + 32 * 8, 0); // guest 2M: its cluster (8) is leaked; that range now reads zeros
+  return f;
+}
+
+/**
+ * Refcount errors: guest 64k's L2 entry pointed at guest 0's cluster (5; both hold 0x5a), so cluster
+ * 5 has refcount 1 but two references (an error) and cluster 6 is leaked.
+ */
+export function makeRefcountErrors(dir: string, name = 'refcount-errors.qcow2'): string {
+  const f = base(join(dir, name));
+  patchU64(f, 0x40008, 0x8000000000050000n);
+  return f;
+}
+
+/** Not closed cleanly with lazy refcounts: the dirty bit is set and refcounts are stale. */
+export function makeDirty(dir: string, name = 'dirty.qcow2'): string {
+  const f = join(dir, name);
+  createQcow2(f, '64M', { lazy_refcounts: true });
+  run('qemu-io', ['-f', 'qcow2', ...PATTERNS.flatMap(([p, off, len]) => ['-c', `write -P 0x${p.toString(16)} ${off} ${len}`]), '-c', 'sigraise 9', f]);
+  return f;
+}
+
+/** A cluster in use but counted free: only a rebuild of the refcount structure fixes it. */
+export function makeNeedsRebuild(dir: string, name = 'needs-rebuild.qcow2'): string {
+  const f = base(join(dir, name));
+  patchU16(f, 0x20000 + 6 * 2, 0); // data cluster 6 (guest 64k..128k): refcount 0, one reference
+  return f;
+}
+
+/** qemu-io reading back each pattern: throws when a byte differs. */
+export function assertPatterns(file: string): void {
+  qemuIo(file, PATTERNS.map(([p, off, len]) => `read -P 0x${p.toString(16)} ${off} ${len}`));
+}
