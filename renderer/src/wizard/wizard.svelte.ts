@@ -1,0 +1,293 @@
+/**
+ * The recovery wizard's state and actions (Svelte 5 runes), kept outside the components so the
+ * wizard survives switching to the map and back. Every step before "apply" can be gone back over;
+ * nothing is written before the user confirms the exact plan.
+ */
+import type {
+  Anomaly, AnomalyPage, CheckSummary, FileRef, LockStatus, OpenedImage, RepairApplyResult, RepairPlanResult, SavedOutput,
+  Severity, VerifyResult,
+} from '../../../engine/service/contract.js';
+import { ContractError } from '../../../engine/service/contract.js';
+import { plainVerdict, type PlainVerdict } from '../../../engine/report/verdict.js';
+import { kindTitle } from '../../../engine/report/kind-titles.js';
+import { app } from '../state/app.svelte.js';
+
+export type Step = 'choose' | 'safety' | 'diagnose' | 'explain' | 'action' | 'preview' | 'apply' | 'verify' | 'report';
+export const STEPS: Array<{ id: Step; title: string }> = [
+  { id: 'choose', title: 'Choose' }, { id: 'safety', title: 'Safety' }, { id: 'diagnose', title: 'Diagnose' },
+  { id: 'explain', title: 'Explain' }, { id: 'action', title: 'Choose a fix' }, { id: 'preview', title: 'Preview' },
+  { id: 'apply', title: 'Apply' }, { id: 'verify', title: 'Verify' }, { id: 'report', title: 'Report' },
+];
+
+export type Target = 'copy' | 'inPlace';
+export type Action = 'leaks' | 'all' | 'salvage';
+
+export interface KindGroup {
+  kind: string;
+  title: string;
+  severity: Severity;
+  records: number;
+  clusters: number;
+  explanation: string;
+  fix: string;
+  /** First host cluster of the first record, to centre the map on. */
+  firstCluster?: number;
+}
+
+export interface WizardJob {
+  label: string;
+  fraction: number;
+  stage: string;
+  /** Absent while the job must not be stopped (writing). */
+  controller?: AbortController;
+}
+
+class WizardState {
+  step = $state<Step>('choose');
+  image = $state<OpenedImage | null>(null);
+  lock = $state<LockStatus | null>(null);
+  target = $state<Target>('copy');
+  check = $state<CheckSummary | null>(null);
+  groups = $state<KindGroup[]>([]);
+  verdict = $state<PlainVerdict | null>(null);
+  action = $state<Action | null>(null);
+  plan = $state<RepairPlanResult | null>(null);
+  applied = $state<RepairApplyResult | null>(null);
+  verify = $state<VerifyResult | null>(null);
+  saved = $state<SavedOutput[]>([]);
+  undone = $state<string | null>(null);
+  salvage = $state<string | null>(null);
+  job = $state<WizardJob | null>(null);
+  error = $state<string | null>(null);
+
+  private fail(e: unknown): void {
+    this.error = e instanceof ContractError && e.code === 'cancelled' ? null : e instanceof Error ? e.message : String(e);
+  }
+
+  reset(): void {
+    this.step = 'choose';
+    this.image = null;
+    this.lock = null;
+    this.target = 'copy';
+    this.check = null;
+    this.groups = [];
+    this.verdict = null;
+    this.action = null;
+    this.plan = null;
+    this.applied = null;
+    this.verify = null;
+    this.saved = [];
+    this.undone = null;
+    this.salvage = null;
+    this.job = null;
+    this.error = null;
+  }
+
+  /** 1. Open the chosen image (read-only) and go to the safety step. */
+  async choose(ref: FileRef): Promise<void> {
+    this.error = null;
+    try {
+      const opened = await app.client.call('image.open', { ref });
+      this.reset();
+      this.image = opened;
+      this.step = 'safety';
+      await this.refreshLock();
+    } catch (e) {
+      if (!(e instanceof ContractError && e.code === 'cancelled' && ref.kind === 'dialog')) this.fail(e);
+    }
+  }
+
+  /** 2. Who holds the image, and the space a copy needs. */
+  async refreshLock(): Promise<void> {
+    if (!this.image) return;
+    try {
+      this.lock = await app.client.call('lock.status', { handle: this.image.handle });
+      if (this.lock.spaceFree !== undefined && this.lock.spaceNeeded !== undefined && this.lock.spaceFree < this.lock.spaceNeeded * 1.1)
+        this.target = 'inPlace';
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  /** Run a long request with the wizard's progress bar (and Cancel when `cancellable`). */
+  private async run<T>(label: string, cancellable: boolean, fn: (opts: { signal?: AbortSignal; onProgress: (p: { fraction: number; stage: string }) => void }) => Promise<T>): Promise<T | undefined> {
+    const controller = cancellable ? new AbortController() : undefined;
+    this.job = { label, fraction: 0, stage: 'starting', ...(controller ? { controller } : {}) };
+    this.error = null;
+    try {
+      return await fn({
+        ...(controller ? { signal: controller.signal } : {}),
+        onProgress: (p) => {
+          if (this.job) {
+            this.job.fraction = p.fraction;
+            this.job.stage = p.stage;
+          }
+        },
+      });
+    } catch (e) {
+      if (e instanceof ContractError && e.code === 'cancelled') this.error = null;
+      else this.fail(e);
+      return undefined;
+    } finally {
+      this.job = null;
+    }
+  }
+
+  cancel(): void {
+    this.job?.controller?.abort();
+  }
+
+  /** 3. The check, with progress and Cancel; then 4. the explanation. */
+  async diagnose(): Promise<void> {
+    const img = this.image;
+    if (!img) return;
+    this.step = 'diagnose';
+    const check = await this.run(`Checking ${img.name}`, true, (o) => app.client.call('check.run', { handle: img.handle }, o));
+    if (!check) return; // cancelled or failed: stay on the diagnose step (Retry / Back)
+    const page: AnomalyPage = await app.client.call('anomalies.list', { handle: img.handle, limit: 1000 });
+    const first = new Map<string, Anomaly>();
+    for (const a of page.items) if (!first.has(a.kind)) first.set(a.kind, a);
+    // Kinds whose records are not on the first page: fetch one example each.
+    for (const k of page.byKind) {
+      if (!first.has(k.kind)) {
+        const p = await app.client.call('anomalies.list', { handle: img.handle, kind: k.kind, limit: 1 });
+        if (p.items[0]) first.set(k.kind, p.items[0]);
+      }
+    }
+    this.groups = page.byKind.map((k) => {
+      const a = first.get(k.kind);
+      const g: KindGroup = {
+        kind: k.kind, title: kindTitle(k.kind), severity: k.severity, records: k.records, clusters: k.clusters || k.records,
+        explanation: a?.explanation ?? '', fix: a?.fix ?? '',
+      };
+      if (a?.firstCluster !== undefined) g.firstCluster = a.firstCluster;
+      return g;
+    });
+    const ov = img.overview;
+    const pseudo = page.byKind.map((k) => ({ kind: k.kind, count: k.clusters || k.records }) as Anomaly);
+    this.verdict = plainVerdict({
+      counters: check.counters, anomalies: pseudo, dirty: ov.dirty, corrupt: ov.corrupt, ...(check.failed !== undefined ? { failed: check.failed } : {}),
+    });
+    this.check = check;
+    await this.adoptIntoApp(img, check);
+    this.step = 'explain';
+  }
+
+  /** Let the map views show the wizard's image (findings link to the cluster map). */
+  private async adoptIntoApp(img: OpenedImage, check: CheckSummary): Promise<void> {
+    try {
+      const [hostMap, guestMap, ranges] = await Promise.all([
+        app.client.call('map.host', { handle: img.handle }),
+        app.client.call('map.guest', { handle: img.handle }).catch(() => null),
+        app.client.call('anomalies.ranges', { handle: img.handle }),
+      ]);
+      app.image = img;
+      app.check = check;
+      app.hostMap = hostMap;
+      app.guestMap = guestMap;
+      app.anomalyRanges = ranges;
+    } catch {
+      // The maps are a convenience here; the wizard goes on without them.
+    }
+  }
+
+  /** Centre the cluster map on a finding. */
+  showOnMap(cluster: number): void {
+    app.focusHostCluster = cluster;
+    app.view = 'host-map';
+  }
+
+  /** 5 → 6. Make the exact plan for the chosen repair. */
+  async preview(action: Action): Promise<void> {
+    const img = this.image;
+    if (!img) return;
+    this.action = action;
+    if (action === 'salvage') {
+      this.step = 'preview';
+      return;
+    }
+    const plan = await this.run('Planning the repair', false, () => app.client.call('repair.plan', { handle: img.handle, mode: action }));
+    if (!plan) return;
+    this.plan = plan;
+    this.step = 'preview';
+  }
+
+  /** 7. Apply: not cancellable once writing starts (the engine honours a cancel only before). */
+  async apply(): Promise<void> {
+    const img = this.image;
+    const plan = this.plan;
+    if (!img || !plan) return;
+    this.step = 'apply';
+    const target = this.target === 'copy'
+      ? { kind: 'copy' as const, save: { kind: 'sibling' as const } }
+      : { kind: 'inPlace' as const, journal: true };
+    const r = await this.run('Repairing', false, (o) => app.client.call('repair.apply', { handle: img.handle, planId: plan.planId, target }, o));
+    if (!r) return;
+    this.applied = r;
+    await this.verifyNow();
+  }
+
+  /** 8. A fresh check of the repaired image, QEMU's verdict, and the guest data compared. */
+  async verifyNow(): Promise<void> {
+    const r = this.applied;
+    if (!r) return;
+    this.step = 'verify';
+    const v = await this.run('Verifying the repaired image', true, (o) => app.client.call('repair.verify', { handle: r.handle }, o));
+    if (v) this.verify = v;
+  }
+
+  /** 9. Save the report next to the image (or download it in a browser). */
+  async saveReport(format: 'html' | 'json', inline: boolean): Promise<SavedOutput | undefined> {
+    const handle = this.applied?.handle ?? this.image?.handle;
+    if (!handle) return undefined;
+    try {
+      const out = await app.client.call('report.export', { handle, format, save: inline ? { kind: 'inline' } : { kind: 'sibling' } });
+      this.saved = [...this.saved, out];
+      return out;
+    } catch (e) {
+      this.fail(e);
+      return undefined;
+    }
+  }
+
+  async strip(): Promise<void> {
+    const handle = this.image?.handle;
+    if (!handle) return;
+    const out = await this.run('Writing a metadata-only copy', true, (o) => app.client.call('image.strip', { handle, what: [], save: { kind: 'sibling' } }, o));
+    if (out) this.saved = [...this.saved, out];
+  }
+
+  async undo(): Promise<void> {
+    const r = this.applied;
+    if (!r?.journal) return;
+    try {
+      const u = await app.client.call('repair.undo', { handle: r.handle });
+      this.undone = u.detail;
+      if (u.ok) this.applied = { ...r, journal: undefined } as RepairApplyResult;
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  async runSalvage(): Promise<void> {
+    const handle = this.image?.handle;
+    if (!handle) return;
+    const scan = await this.run('Scanning for guest data', true, (o) => app.client.call('salvage.scan', { handle }, o));
+    if (!scan) return;
+    const out = await this.run('Writing the recovered disk', true, (o) => app.client.call('salvage.export', { handle, save: { kind: 'sibling' }, format: 'qcow2' }, o));
+    if (out) {
+      this.saved = [...this.saved, out];
+      this.salvage = `${scan.summary} The recovered disk was written to ${out.name}.`;
+      this.step = 'report';
+    }
+  }
+
+  back(): void {
+    const order: Step[] = ['choose', 'safety', 'diagnose', 'explain', 'action', 'preview'];
+    const i = order.indexOf(this.step);
+    if (i > 0) this.step = order[i - 1] === 'diagnose' ? 'safety' : order[i - 1]!;
+    this.error = null;
+  }
+}
+
+export const wizard = new WizardState();
