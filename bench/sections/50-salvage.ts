@@ -194,6 +194,8 @@ export interface Damage {
   backing?: string;
   /** The backing file is removed before salvaging. */
   removeBacking?: boolean;
+  /** Salvage with --place-orphans (an L1 that looks intact but lost entries). */
+  placeOrphans?: boolean;
   /** Expected 100% of the guest data outside lostRanges. */
   expectFull: boolean;
   apply(file: string): void;
@@ -231,6 +233,18 @@ export function damagesFor(img: BuiltImage): Damage[] {
   out.push({ ...base, kind: 'header overwritten', where: 'first 4 KiB random', backing: overlay ? img.basePath : undefined, apply: (f) => writeAt(f, 0, garbage(Math.min(cs, 4096), 1)) });
   out.push({ ...base, kind: 'L1 zeroed', where: `0x${L.l1Offset.toString(16)}`, apply: (f) => writeAt(f, L.l1Offset, zeros(L.l1Size * 8)) });
   out.push({ ...base, kind: 'L1 overwritten', where: `0x${L.l1Offset.toString(16)} random`, apply: (f) => writeAt(f, L.l1Offset, garbage(L.l1Size * 8, 2)) });
+  const used = [...L.l2.keys()];
+  if (used.length >= 3) {
+    const hit = [used[1]!, used[used.length - 2]!];
+    out.push({
+      ...base, kind: 'L1 entries overwritten', where: `L1[${hit.join(', ')}] random`,
+      apply: (f) => { for (const [k, i] of hit.entries()) writeAt(f, L.l1Offset + i * 8, garbage(8, 10 + k)); },
+    });
+    out.push({
+      ...base, kind: 'L1 entry zeroed', where: `L1[${used[2]}] (--place-orphans)`, placeOrphans: true,
+      apply: (f) => writeAt(f, L.l1Offset + used[2]! * 8, zeros(8)),
+    });
+  }
   out.push({ ...base, kind: 'header + L1 zeroed', where: 'cluster 0 and L1', backing: overlay ? img.basePath : undefined, apply: (f) => { writeAt(f, 0, zeros(cs)); writeAt(f, L.l1Offset, zeros(L.l1Size * 8)); } });
   out.push({
     ...base, kind: 'refcounts zeroed', where: 'table + blocks',
@@ -338,7 +352,7 @@ export async function runScenario(dir: string, img: BuiltImage, d: Damage, n: nu
     d.apply(file);
     const before = hashFile(file);
     const out = `${work}.out.raw`;
-    const report = await salvageImage(file, out, { snapshot: img.snapRefs.size ? 'all' : undefined, backing: d.backing });
+    const report = await salvageImage(file, out, { snapshot: img.snapRefs.size ? 'all' : undefined, backing: d.backing, placeOrphans: d.placeOrphans });
     const L = img.layout;
     const result: ScenarioResult = {
       image: img.spec.name, damage: d.kind, where: d.where, report, expectFull: d.expectFull, lostRanges: d.lostRanges,
@@ -375,7 +389,7 @@ export async function runScenario(dir: string, img: BuiltImage, d: Damage, n: nu
     }
     if (opts.qcow2) {
       const q = `${work}.out.qcow2`;
-      await salvageImage(file, q, { format: 'qcow2', backing: d.backing });
+      await salvageImage(file, q, { format: 'qcow2', backing: d.backing, placeOrphans: d.placeOrphans });
       const chk = spawnSync('qemu-img', ['check', '-f', 'qcow2', '--output=json', q], { encoding: 'utf8' });
       const j = chk.stdout.trim() ? JSON.parse(chk.stdout) as Record<string, unknown> : {};
       const back = `${work}.back.raw`;

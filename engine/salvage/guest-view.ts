@@ -18,7 +18,8 @@ export interface BackingDisk {
   read(offset: number, length: number): Promise<Uint8Array>;
 }
 
-/** Receives the guest disk cluster by cluster, in increasing order; null = reads as zeros. */
+/** Receives the guest disk cluster by cluster, in increasing order; null, or a cluster never
+ * passed (long unallocated or lost ranges are skipped), reads as zeros. */
 export type ClusterSink = (guestCluster: number, data: Uint8Array | null) => Promise<void>;
 
 const MAX_RUN = 8 * 1024 * 1024;
@@ -89,7 +90,6 @@ export class ViewReader {
       const l = v.lostL2.find((x) => x.l1Index === i);
       if (l) {
         acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, l.reason);
-        for (let j = jFrom; j < n; j++) await sink(g0 + j, null);
       } else await this.emitUnallocated(g0 + jFrom, n - jFrom, sink, acc);
       return;
     }
@@ -187,7 +187,6 @@ export class ViewReader {
         }
         acc.bytes.backing += len;
       } else {
-        for (let r = 0; r < run; r++) await sink(g0 + k + r, null);
         if (this.backing?.missing) acc.bytes.backingMissing += len;
         else acc.bytes.zero += len;
       }

@@ -17,6 +17,8 @@ export interface ReconstructOptions {
   clusterBitsSource: 'header' | 'inferred' | 'user';
   /** The user knows the disk size. */
   virtualSize?: number;
+  /** Place unreferenced L2 tables even when the active L1 looks intact (lost entries that read as 0). */
+  placeOrphans?: boolean;
 }
 
 type Role = 'l1' | 'l2' | 'reftable';
@@ -124,13 +126,15 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
   orphans = await dropDataLookalikes(orphans, [activeView, ...snapViews.map((x) => x.view)]);
   const unused: number[] = [];
   const placeable: number[] = [];
+  // With an intact active L1, a zero entry means unallocated: an unreferenced table is a leak (an
+  // interrupted allocation) or a stale copy, and placing it would show data the guest never saw.
+  const l1Trusted = !!active && activeState === 'valid' && !opts.placeOrphans;
   for (const o of orphans) {
     const rc = probe ? await probe.refcount(o / cs) : undefined;
-    if (rc === 0) unused.push(o);
-    else if (rc !== undefined || activeState !== 'valid' || !active) placeable.push(o);
-    else unused.push(o);
+    if (rc === 0 || l1Trusted) unused.push(o);
+    else placeable.push(o);
   }
-  if (unused.length) guesses.push(`${unused.length} L2-like table(s) referenced by no L1 were left out (stale copies or leaked): ${unused.slice(0, 8).map(hx).join(', ')}${unused.length > 8 ? ', …' : ''}`);
+  if (unused.length) guesses.push(`${unused.length} L2-like table(s) referenced by no L1 were left out (${l1Trusted ? 'the active L1 is intact: leaked or stale; --place-orphans uses them' : 'refcount 0: stale copies'}): ${unused.slice(0, 8).map(hx).join(', ')}${unused.length > 8 ? ', …' : ''}`);
 
   // 7. Virtual size (needed to bound the L1 index range).
   let virtualSize = opts.virtualSize ?? 0;
@@ -410,32 +414,52 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     // b) The rest in host order (QEMU allocates L2 tables as the guest first touches each range).
     const rest = [...remaining].sort((a, b) => a - b);
     const snapCovered = (i: number): boolean => snapViews.some((sv) => sv.view.l2.has(i));
+    // Slots whose L1 entry is unreadable held a table: fill those first.
+    const damaged = activeView.lostL2.filter((l) => l.host === 0 && l.l1Index < slots).map((l) => l.l1Index).sort((a, b) => a - b);
     let free: number[] = [];
-    for (let i = 0; i < slots; i++) if (!taken(i) && !snapCovered(i)) free.push(i);
-    if (free.length < rest.length) { free = []; for (let i = 0; i < slots; i++) if (!taken(i)) free.push(i); }
+    if (damaged.length >= rest.length) free = damaged;
+    else {
+      for (let i = 0; i < slots; i++) if (!taken(i) && !snapCovered(i)) free.push(i);
+      if (free.length < rest.length) { free = []; for (let i = 0; i < slots; i++) if (!taken(i)) free.push(i); }
+    }
     if (rest.length) {
       const exact = free.length === rest.length;
       const conf = exact ? (rest.length === 1 ? 0.9 : 0.7) : 0.4;
       const n = Math.min(rest.length, free.length);
-      for (let k = 0; k < n; k++) {
-        const i = free[k]!;
-        activeView.l2.set(i, { l1Index: i, host: rest[k]!, source: 'ordering', confidence: conf });
+      if (exact) {
+        for (let k = 0; k < n; k++) activeView.l2.set(free[k]!, { l1Index: free[k]!, host: rest[k]!, source: 'ordering', confidence: conf });
+      } else {
+        // Keep guest order = host order around the tables already placed: each orphan goes to the
+        // first free slot after the slot of the table just before it in the file.
+        const open = new Set(free);
+        for (const h of rest.slice(0, n)) {
+          let after = -1, hostBefore = -1;
+          for (const q of activeView.l2.values()) if (q.host < h && q.host > hostBefore) { hostBefore = q.host; after = q.l1Index; }
+          const pick = free.find((i) => open.has(i) && i > after) ?? free.find((i) => open.has(i));
+          if (pick === undefined) break;
+          open.delete(pick);
+          activeView.l2.set(pick, { l1Index: pick, host: h, source: 'ordering', confidence: conf });
+        }
       }
+      activeView.lostL2 = activeView.lostL2.filter((l) => !activeView.l2.has(l.l1Index));
       if (n) guesses.push(`${n} L2 table(s) with no surviving L1 entry placed in host order into ${free.length} free L1 slot(s) (confidence ${conf})`);
       if (rest.length > n) warnings.push(`${rest.length - n} L2 table(s) referenced by no surviving L1 were not used (no free L1 slot in the active disk): they may belong to a lost snapshot`);
     }
     // c) Slots still empty that a snapshot maps: the active disk still shares the newest snapshot's table.
-    if (activeState === 'lost' && snapViews.length) {
+    // Only where the active L1 says nothing readable: all of it when lost, else its unreadable entries.
+    const unreadable = new Set(activeView.lostL2.filter((l) => l.host === 0).map((l) => l.l1Index));
+    if ((activeState === 'lost' || unreadable.size) && snapViews.length) {
       const newest = [...snapViews].sort((a, b) => b.info.date - a.info.date || b.info.order - a.info.order);
       let inherited = 0;
       for (let i = 0; i < slots; i++) {
-        if (taken(i)) continue;
+        if (activeView.l2.has(i) || (activeState !== 'lost' && !unreadable.has(i))) continue;
         const sv = newest.find((x) => x.view.l2.has(i));
         if (!sv) continue;
         const p = sv.view.l2.get(i)!;
         activeView.l2.set(i, { l1Index: i, host: p.host, source: 'inherited', confidence: 0.8 });
         inherited++;
       }
+      activeView.lostL2 = activeView.lostL2.filter((l) => !activeView.l2.has(l.l1Index));
       if (inherited) guesses.push(`${inherited} L1 slot(s) of the active disk assumed unchanged since the newest snapshot`);
     }
   }

@@ -25,6 +25,8 @@ export interface SalvageOptions {
   virtualSize?: number;
   /** Backing file to use (default: the name the header records, relative to the image). */
   backing?: string;
+  /** Place unreferenced L2 tables even when the active L1 looks intact. */
+  placeOrphans?: boolean;
   /** Do not read any backing file: unallocated clusters read as zeros. */
   noBacking?: boolean;
   /** Path of a scan state file: resumed from if present, saved periodically and on cancel. */
@@ -77,7 +79,7 @@ export async function analyzeImage(io: PositionalIO, opts: SalvageOptions = {}):
     checkpoint: opts.resumeState ? (f) => saveState(opts.resumeState!, io.name, f) : undefined,
   });
   if (opts.resumeState) await saveState(opts.resumeState, io.name, findings);
-  const recon = await reconstruct(io, hints, findings, { clusterBitsSource: source, virtualSize: opts.virtualSize });
+  const recon = await reconstruct(io, hints, findings, { clusterBitsSource: source, virtualSize: opts.virtualSize, placeOrphans: opts.placeOrphans });
   return { hints, findings, recon, fileSize };
 }
 

@@ -210,3 +210,42 @@ describe('qcow2-doctor salvage (CLI)', () => {
     expect(snap.stderr).toMatch(/snapshot 'nope' not found/);
   });
 });
+
+describe('placement guesses are reported as guesses', () => {
+  it('marks L2 tables placed by host order with a confidence below 1 when the slots are ambiguous', async () => {
+    const f = p('sparse.qcow2');
+    createQcow2(f, '1M', { cluster_size: 512 });
+    // 32 L1 slots of 32 KiB; only three used, so a zeroed L1 leaves 3 tables for 32 slots.
+    qemuIo(f, ['write -P 0x11 0 1k', 'write -P 0x12 160k 1k', 'write -P 0x13 300k 1k']);
+    const l1 = Number(readU64(f, 40));
+    writeBytes(f, l1, new Uint8Array(32 * 8));
+    const r = await salvageImage(f, p('sparse.out'));
+    const v = r.views[0]!;
+    expect(v.l2Tables).toHaveLength(3);
+    for (const t of v.l2Tables) {
+      expect(t.source).toBe('ordering');
+      expect(t.confidence).toBeLessThan(0.5);
+    }
+    expect(v.bytes.guessed).toBe(v.bytes.recovered);
+    expect(v.confidence).toBe(0);
+    expect(r.guesses.join('\n')).toMatch(/3 L2 table\(s\) with no surviving L1 entry placed in host order into 32 free L1 slot/);
+  });
+
+  it('leaves out an unreferenced L2 table when the active L1 is intact (a leak is not data)', async () => {
+    const f = p('leak.qcow2');
+    createQcow2(f, '1M', { cluster_size: 512 });
+    qemuIo(f, ['write -P 0x11 0 1k', 'write -P 0x12 160k 1k']);
+    const l1 = Number(readU64(f, 40));
+    writeBytes(f, l1 + 5 * 8, new Uint8Array(8)); // drop the entry of slot 5: its table is now unreferenced
+    const want = ref(f, p('leak.ref')); // what QEMU shows: slot 5 unallocated
+    const r = await salvageImage(f, p('leak.out'));
+    expect(r.structures.unusedL2Tables).toHaveLength(1);
+    expect(readFileSync(p('leak.out')).equals(want)).toBe(true);
+    // Asked to use it: it goes in the first free slot after its predecessor in the file, as a guess
+    // (31 free slots: the report says the position is uncertain).
+    const r2 = await salvageImage(f, p('leak2.out'), { placeOrphans: true });
+    const placed = r2.views[0]!.l2Tables.filter((t) => t.source === 'ordering');
+    expect(placed).toEqual([{ l1Index: 1, host: r.structures.unusedL2Tables[0], source: 'ordering', confidence: 0.4 }]);
+    expect(r2.views[0]!.bytes.guessed).toBe(1024);
+  });
+});
