@@ -10,6 +10,7 @@ import { readPadded } from '../io/positional-io.js';
 import { AnomalyCollector } from './anomalies.js';
 import { bitmapsActive, BitmapError, loadBitmapDirectory, loadBitmapTable, type BitmapDirectory } from './bitmaps.js';
 import { BufferPool, pipeline, readRanges } from './batch-reader.js';
+import { decodes, MAX_COMPRESSED_SAMPLES, type CompressedSample } from './compressed-sample.js';
 import { msg } from './messages.js';
 import { createRefArray, MAX_IMRT_BYTES, refArrayBytesPerEntry, refArrayMax, type RefArray } from './refcount-array.js';
 import { LOOKUP_FAILED, RefcountLookup } from './refcount-lookup.js';
@@ -117,6 +118,7 @@ class Analyzer {
   private copiedClear!: Uint8Array;
   private copiedReplay = false;
   private anyCopiedClear = false;
+  private readonly compressedSamples: CompressedSample[] = [];
   private roleMap?: Uint8Array;
   private guestMap?: Uint8Array;
   private readonly zeros: Uint8Array;
@@ -182,6 +184,7 @@ class Analyzer {
       await this.checkOflagCopied();
       this.c.imageEndOffset = (this.highest + 1) * this.cs;
       this.extraHeaderFindings();
+      await this.checkCompressedSamples();
     } catch (e) {
       if (e instanceof Abort) {
         failed = e.reason;
@@ -663,6 +666,8 @@ class Analyzer {
     const sectors = (Math.floor((hi & 0x3fffffff) / 2 ** hiBits) & geo.csizeMask) + 1;
     const size = sectors * C.SECTOR_SIZE - (lo & (C.SECTOR_SIZE - 1));
     this.incRange(offset, size, HostRole.Compressed, this.where(hi, lo, i, l2Off, active, l1Index, sn), hex64(offHi, lo));
+    if (active && this.compressedSamples.length < MAX_COMPRESSED_SAMPLES)
+      this.compressedSamples.push({ offset, size, l2Offset: l2Off, index: i, guestOffset: (l1Index * geo.l2Entries + i) * this.cs });
     if (active) {
       this.c.allocatedClusters++;
       this.c.compressedClusters++;
@@ -1027,6 +1032,14 @@ class Analyzer {
     if (p.failed) throw new Abort(p.failed);
     this.snapshots = p.snapshots;
     this.snapshotTableSize = p.tableSize;
+  }
+
+  /** Beyond QEMU: decode a sample of compressed clusters. */
+  private async checkCompressedSamples(): Promise<void> {
+    for (const smp of this.compressedSamples) {
+      if (!(await decodes(this.image, smp.offset, smp.size)))
+        this.an.add('compressed-undecodable', { cluster: Math.floor(smp.offset / this.cs), referrer: { kind: 'l2', table: smp.l2Offset, index: smp.index, guestOffset: smp.guestOffset } });
+    }
   }
 
   private extraHeaderFindings(): void {

@@ -264,6 +264,17 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
+    name: 'compressed-undecodable', ref: '§2.14 #8', qemuExit: 0, compareLines: true, extraKinds: ['compressed-undecodable'],
+    build(dir) {
+      const f = join(dir, 'compressed-undecodable.qcow2');
+      createQcow2(f, M64);
+      qemuIo(f, ['write -c -P 0x22 0 64k']);
+      const e = readU64(f, L2);
+      writeBytes(f, Number(e & ((1n << 54n) - 1n)), Buffer.alloc(64, 0xff));
+      return f;
+    },
+  },
+  {
     name: 'compressed-shared-cluster', ref: '§1.7', qemuExit: 0, compareLines: true, clean: true,
     build(dir) {
       const f = join(dir, 'compressed-shared-cluster.qcow2');

@@ -1,0 +1,136 @@
+// check vs `qemu-img check` on the same files: wall time (best of 3, alternating, page cache warm),
+// peak memory (max RSS from /usr/bin/time, else /proc VmHWM), and the engine's own time in-process
+// (without Node's start-up). Images: 1 TiB and 4 TiB with 64 KiB clusters and 16 TiB with 2 MiB
+// clusters (all preallocation=metadata), a 64 GiB image with fragmented random writes and 3
+// internal snapshots, and its compressed copy. Both tools must give the same verdict.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BenchContext } from '../main.js';
+import { checkFile } from '../../engine/check/index.js';
+
+export const title = 'check vs qemu-img check (wall time, peak memory)';
+
+const TIME = '/usr/bin/time';
+
+interface Sample {
+  ms: number;
+  rssKiB: number;
+  stdout: string;
+}
+
+/** Run a command, return wall time, max RSS and stdout (exit codes 0..3 are verdicts, not failures). */
+async function measure(cmd: string, args: string[]): Promise<Sample> {
+  const useTime = existsSync(TIME);
+  const argv = useTime ? [TIME, '-f', '__RSS__%M', cmd, ...args] : [cmd, ...args];
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let hwm = 0;
+    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    p.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    // Without /usr/bin/time: poll the child's VmHWM.
+    const timer = useTime ? undefined : setInterval(() => {
+      try {
+        const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p.pid}/status`, 'utf8'));
+        if (m) hwm = Math.max(hwm, Number(m[1]));
+      } catch { /* exited */ }
+    }, 5);
+    p.on('error', reject);
+    p.on('close', (code) => {
+      if (timer) clearInterval(timer);
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      const m = /__RSS__(\d+)/.exec(err);
+      if (code === null || code > 3) return reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.slice(0, 500)}`));
+      resolve({ ms, rssKiB: m ? Number(m[1]) : hwm, stdout: out });
+    });
+  });
+}
+
+function qemuIoScript(file: string, cmds: string[]): void {
+  // One qemu-io process reading commands from stdin (thousands of writes).
+  spawnSync('qemu-io', ['-f', 'qcow2', file], { input: `${cmds.join('\n')}\nquit\n`, stdio: ['pipe', 'ignore', 'inherit'] });
+}
+
+/** Deterministic pseudo-random generator (xorshift32). */
+function rng(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    return x / 0x1_0000_0000;
+  };
+}
+
+function buildFragmented(file: string): void {
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', file, '64G']);
+  const rand = rng(12345);
+  const cl = 64 * 1024;
+  const clusters = (64 * 1024 * 1024 * 1024) / cl;
+  const round = (n: number, pattern: number): string[] => {
+    const cmds: string[] = [];
+    for (let i = 0; i < n; i++) cmds.push(`write -P 0x${(pattern + (i % 7)).toString(16)} ${Math.floor(rand() * clusters) * cl} 16k`);
+    return cmds;
+  };
+  for (let s = 1; s <= 3; s++) {
+    qemuIoScript(file, round(6000, 0x10 * s));
+    execFileSync('qemu-img', ['snapshot', '-c', `snap${s}`, file]);
+  }
+  qemuIoScript(file, round(6000, 0x50));
+}
+
+const MiB = 1024;
+
+export async function run(ctx: BenchContext): Promise<void> {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const bin = join(here, '..', '..', '..', 'bin', 'qcow2-doctor.js');
+  const images: Array<{ label: string; file: string; build: () => void }> = [
+    { label: '1 TiB, 64 KiB clusters, preallocation=metadata', file: join(ctx.dir, 'check-1t.qcow2'),
+      build() { execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata', this.file, '1T']); } },
+    { label: '4 TiB, 64 KiB clusters, preallocation=metadata', file: join(ctx.dir, 'check-4t.qcow2'),
+      build() { execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata', this.file, '4T']); } },
+    { label: '16 TiB, 2 MiB clusters, preallocation=metadata', file: join(ctx.dir, 'check-16t.qcow2'),
+      build() { execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=2M,preallocation=metadata', this.file, '16T']); } },
+    { label: '64 GiB, 24000 random writes, 3 internal snapshots', file: join(ctx.dir, 'check-frag.qcow2'),
+      build() { buildFragmented(this.file); } },
+    { label: 'its compressed copy (qemu-img convert -c)', file: join(ctx.dir, 'check-frag-c.qcow2'),
+      build() { execFileSync('qemu-img', ['convert', '-c', '-O', 'qcow2', join(ctx.dir, 'check-frag.qcow2'), this.file]); } },
+  ];
+  ctx.log(`| image | file size | qemu-img check | qcow2-doctor check | ratio | engine only | qemu peak RSS | our peak RSS | same verdict |`);
+  ctx.log(`|---|---|---|---|---|---|---|---|---|`);
+  const ratios: number[] = [];
+  for (const img of images) {
+    const t0 = Date.now();
+    img.build();
+    const buildS = ((Date.now() - t0) / 1000).toFixed(1);
+    const qemu: Sample[] = [];
+    const ours: Sample[] = [];
+    await measure('qemu-img', ['check', '--output=json', img.file]); // warm the page cache
+    for (let i = 0; i < 3; i++) {
+      qemu.push(await measure('qemu-img', ['check', '--output=json', img.file]));
+      ours.push(await measure('node', [bin, 'check', '--output=json', img.file]));
+    }
+    const e0 = performance.now();
+    await checkFile(img.file);
+    const engineMs = performance.now() - e0;
+    const best = (a: Sample[]) => a.reduce((x, y) => (y.ms < x.ms ? y : x));
+    const q = best(qemu);
+    const o = best(ours);
+    const qj = JSON.parse(q.stdout) as Record<string, unknown>;
+    const oj = JSON.parse(o.stdout) as Record<string, unknown>;
+    delete oj.anomalies;
+    const same = JSON.stringify(qj) === JSON.stringify(oj);
+    const ratio = o.ms / q.ms;
+    ratios.push(ratio);
+    const size = statSync(img.file).size;
+    ctx.log(`| ${img.label} (built in ${buildS} s) | ${(size / 2 ** 30).toFixed(1)} GiB | ${q.ms.toFixed(0)} ms | ${o.ms.toFixed(0)} ms | ${ratio.toFixed(2)} | ${engineMs.toFixed(0)} ms | ${(Math.max(...qemu.map((s) => s.rssKiB)) / MiB).toFixed(0)} MiB | ${(Math.max(...ours.map((s) => s.rssKiB)) / MiB).toFixed(0)} MiB | ${same ? 'yes' : 'NO'} |`);
+  }
+  const node = await measure('node', ['-e', '0']);
+  ctx.log('');
+  ctx.log(`ratio = our wall time / qemu-img's (goal ≤ 0.25 on the large images); Node's own baseline: ${(node.rssKiB / MiB).toFixed(0)} MiB RSS, ${node.ms.toFixed(0)} ms start-up.`);
+  writeFileSync(join(ctx.dir, 'check-bench.done'), ratios.join(','));
+}
