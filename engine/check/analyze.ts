@@ -81,7 +81,7 @@ export interface Analysis {
 const MAX_FINDINGS = 100000;
 const MAX_KEPT_MESSAGES = 10000;
 /** Bytes of tables read per batch (bounds memory; large enough for long sequential reads). */
-const BATCH_BYTES = 8 * 1024 * 1024;
+const BATCH_BYTES = 4 * 1024 * 1024;
 const TWO32 = 0x1_0000_0000;
 
 /** A check failure that stops the walk (QEMU returns -errno). */
@@ -115,7 +115,9 @@ class Analyzer {
   private readonly messages: string[] = [];
   private readonly an = new AnomalyCollector();
   private copiedSet!: Uint8Array;
-  private copiedClear!: Uint8Array;
+  /** Allocated on the first active reference without COPIED (images without snapshots never need it). */
+  private copiedClear: Uint8Array = new Uint8Array(0);
+  private copiedEntries = 0;
   private copiedReplay = false;
   private anyCopiedClear = false;
   private readonly compressedSamples: CompressedSample[] = [];
@@ -172,7 +174,7 @@ class Analyzer {
       }
       this.ref = createRefArray(img.geo.refcountOrder, entries);
       this.copiedSet = new Uint8Array(Math.ceil(entries / 8));
-      this.copiedClear = new Uint8Array(Math.ceil(entries / 8));
+      this.copiedEntries = entries;
       if (this.opts.roleMap) this.roleMap = new Uint8Array(entries);
       if (this.opts.guestMap) {
         this.guestMap = new Uint8Array(this.guestClusters);
@@ -447,6 +449,7 @@ class Analyzer {
       if (this.ref[k] !== 1) this.copiedReplay = true;
       this.copiedSet[k >>> 3] = this.copiedSet[k >>> 3]! | (1 << (k & 7));
     } else {
+      if (!this.anyCopiedClear) this.copiedClear = new Uint8Array(Math.ceil(this.copiedEntries / 8));
       this.copiedClear[k >>> 3] = this.copiedClear[k >>> 3]! | (1 << (k & 7));
       this.anyCopiedClear = true;
     }
@@ -886,7 +889,7 @@ class Analyzer {
     if (rc === 0) this.rebuild = true;
     if (k < this.fileClusters) {
       const bit = 1 << (k & 7);
-      if (((this.copiedSet[k >>> 3]! & bit) !== 0 && rc !== 1) || ((this.copiedClear[k >>> 3]! & bit) !== 0 && rc === 1))
+      if (((this.copiedSet[k >>> 3]! & bit) !== 0 && rc !== 1) || (this.anyCopiedClear && (this.copiedClear[k >>> 3]! & bit) !== 0 && rc === 1))
         this.copiedReplay = true;
     }
     if (this.roleMap && rc > 0 && rf > 0 && rc > rf && this.roleMap[k] === HostRole.Free) this.roleMap[k] = HostRole.Corrupt;

@@ -6,7 +6,7 @@ import { FileIO } from '../io/file-io.js';
 import type { PositionalIO } from '../io/positional-io.js';
 
 /** Largest single read: big enough to stream, small enough to keep memory bounded. */
-const MAX_RUN_BYTES = 8 * 1024 * 1024;
+const MAX_RUN_BYTES = 4 * 1024 * 1024;
 /** Reads kept in flight at once. */
 const CONCURRENCY = 4;
 
