@@ -76,7 +76,8 @@ export const REQUESTS = {
   'map.guest': obj({ handle }),
   'anomalies.list': obj({ handle, offset: optional(uint()), limit: optional(uint(1000)), kind: optional(str({ max: 128 })), severity: optional(oneOf('error', 'leak', 'warning', 'info')) }),
   'anomalies.ranges': obj({ handle }),
-  'cluster.describe': obj({ handle, cluster: uint() }),
+  /** `referrers: false` skips the table scan (hover); the default finds who references the cluster (click). */
+  'cluster.describe': obj({ handle, cluster: uint(), referrers: optional(bool) }),
   'guest.locate': obj({ handle, guestCluster: uint() }),
   'bytes.read': obj({ handle, offset: uint(), length: uint(MAX_HEX_READ) }),
   // --- several images (issue 7: handlers/triage.ts)
@@ -292,6 +293,8 @@ export interface ClusterDescription {
   /** References the checker found (null when unknown: no check yet). */
   references: number | null;
   referrers: Referrer[];
+  /** False when the referrer scan was skipped or stopped at its byte budget (the list may be partial). */
+  referrersComplete: boolean;
   anomalies: Anomaly[];
   beyondEof: boolean;
 }

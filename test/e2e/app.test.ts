@@ -191,6 +191,9 @@ describe('the app in Chromium', () => {
     await expect.poll(() => page.getByTestId('insp-anomalies').textContent()).toContain(err.explanation);
     expect(await page.getByTestId('insp-references').textContent()).toBe('2');
     expect(await page.getByTestId('insp-refcount').textContent()).toBe('1');
+    // Both L2 entries that point at it are named (table, index, guest offset).
+    const refs = (await page.getByTestId('insp-referrers').locator('li').allTextContents()).map((x) => x.replace(/\s+/g, ' '));
+    expect(refs).toEqual([expect.stringMatching(/^l2 table 0x[0-9a-f]+ \[4\] guest 0x4000$/), expect.stringMatching(/^l2 table 0x[0-9a-f]+ \[5\] guest 0x5000$/)]);
     expect(await page.getByTestId('findings').textContent()).toContain(`Findings (${engine.anomalies.length})`);
     await shot(page, 'map-damaged');
     await page.close();

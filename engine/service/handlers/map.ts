@@ -4,6 +4,9 @@ import type { Anomaly } from '../../check/types.js';
 import { ContractError } from '../errors.js';
 import type { HandlerTable } from '../handler.js';
 import { findReferrers } from '../referrers.js';
+
+/** Bytes of tables a click may read to list referrers (about 1000 L2 tables of 64 KiB). */
+const REFERRER_BUDGET = 64 * 1024 * 1024;
 import { checkedSession } from './check.js';
 
 export const handlers: HandlerTable = {
@@ -30,7 +33,9 @@ export const handlers: HandlerTable = {
     } catch {
       refcount = null;
     }
-    const { referrers, complete } = await findReferrers(s.image, args.cluster, { cancel: ctx.cancel });
+    const { referrers, complete } = args.referrers === false
+      ? { referrers: [], complete: false }
+      : await findReferrers(s.image, args.cluster, { cancel: ctx.cancel, budget: REFERRER_BUDGET });
     const anomalies: Anomaly[] = (s.check?.anomalies ?? []).filter(
       (a) => a.firstCluster !== undefined && args.cluster >= a.firstCluster && args.cluster < a.firstCluster + Math.max(1, a.count),
     ).slice(0, 50);
@@ -42,6 +47,7 @@ export const handlers: HandlerTable = {
       refcount,
       references: s.references && args.cluster < s.references.length ? s.references[args.cluster]! : complete && s.check ? referrers.length : null,
       referrers: referrers.slice(0, 200),
+      referrersComplete: complete && referrers.length <= 200,
       anomalies,
       beyondEof: args.cluster * cs >= s.image.fileSize,
     };

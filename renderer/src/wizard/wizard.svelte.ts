@@ -233,7 +233,18 @@ class WizardState {
     if (!r) return;
     this.step = 'verify';
     const v = await this.run('Verifying the repaired image', true, (o) => app.client.call('repair.verify', { handle: r.handle }, o));
-    if (v) this.verify = v;
+    if (!v) return;
+    this.verify = v;
+    // The map views and the header now show the repaired image.
+    try {
+      const [overview, check] = await Promise.all([
+        app.client.call('image.overview', { handle: r.handle }),
+        app.client.call('check.run', { handle: r.handle }),
+      ]);
+      await this.adoptIntoApp({ handle: r.handle, name: r.name, overview }, check);
+    } catch {
+      // The verification above is what counts; the maps can be opened later.
+    }
   }
 
   /** 9. Save the report next to the image (or download it in a browser). */
