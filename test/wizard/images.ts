@@ -1,7 +1,7 @@
 // Damaged images for the recovery wizard, made with qemu-img/qemu-io at test time. Every image holds
 // guest data patterns that must survive the repair: 0x5a at 0..128k and 0xa5 at 1M..1M+64k.
 import { join } from 'node:path';
-import { createQcow2, patchU16, patchU64, qemuIo, run } from '../helpers/qemu.js';
+import { createQcow2, patchU16, patchU64, qemuIo, readBytes, readU64, run, writeBytes } from '../helpers/qemu.js';
 
 export const PATTERNS: Array<[number, string, string]> = [[0x5a, '0', '128k'], [0xa5, '1M', '64k']];
 
@@ -47,4 +47,19 @@ export function makeNeedsRebuild(dir: string, name = 'needs-rebuild.qcow2'): str
 /** qemu-io reading back each pattern: throws when a byte differs. */
 export function assertPatterns(file: string): void {
   qemuIo(file, PATTERNS.map(([p, off, len]) => `read -P 0x${p.toString(16)} ${off} ${len}`));
+}
+
+/** 4 KiB clusters, 16 MiB written, then every other L2 entry cleared: 2048 separate leaks. */
+export function makeManyLeaks(dir: string, name = 'many-leaks.qcow2'): string {
+  const f = join(dir, name);
+  createQcow2(f, '64M', { cluster_size: 4096 });
+  qemuIo(f, ['write -P 0x5a 0 16M']);
+  const l1 = Number(readU64(f, 40));
+  for (let i = 0; i < 8; i++) {
+    const l2 = Number(readU64(f, l1 + 8 * i) & 0x00fffffffffffe00n);
+    const table = readBytes(f, l2, 4096);
+    for (let j = 1; j < 512; j += 2) table.writeBigUInt64BE(0n, j * 8);
+    writeBytes(f, l2, table);
+  }
+  return f;
 }
