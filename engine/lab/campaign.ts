@@ -123,7 +123,7 @@ export async function recordWorkload(wl: Workload, ordering: WriteOrdering): Pro
   const baseModel = model.bytes.slice();
 
   const rec = new RecordingIO(new MemoryIO(base, `${wl.name}.qcow2`));
-  const w = await Qcow2Writer.open(rec, { ordering, lazyRefcounts: wl.lazyRefcounts ?? false });
+  const w = await Qcow2Writer.open(rec, { ordering, lazyRefcounts: wl.lazyRefcounts ?? false, ...(wl.cacheTables ? { cacheTables: wl.cacheTables } : {}) });
   const ops: OpRecord[] = [];
   const all = [...wl.ops, { op: 'flush' } as LabOp];
   for (let i = 0; i < all.length; i++) {

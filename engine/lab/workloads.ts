@@ -23,6 +23,8 @@ export interface Workload {
   ops: LabOp[];
   /** Open the image with lazy refcounts. */
   lazyRefcounts?: boolean;
+  /** Tables kept per cache (small values force evictions in the middle of operations). */
+  cacheTables?: number;
 }
 
 const K = 1024;
@@ -144,6 +146,15 @@ export function labWorkloads(): Workload[] {
       create: { size: 4 * M, clusterBits: 9, refcountOrder: 6 },
       setup: [w(0, 1920 * K), flush],
       ops: [w(1920 * K, 32 * K), flush, w(1952 * K, 64 * K), w(3 * M, 16 * K)],
+    },
+    {
+      name: 'cache-eviction',
+      // Four tables per cache and 512-byte clusters (32 KiB of guest per L2 table): L2 tables and
+      // refcount blocks are evicted, i.e. written back, in the middle of operations.
+      create: { size: 1 * M, clusterBits: 9, refcountOrder: 6 },
+      cacheTables: 4,
+      setup: [...writes(0, 8, 1 * K, 64 * K), flush],
+      ops: [...writes(16 * K, 12, 1 * K, 40 * K, 5), { op: 'discard', offset: 0, length: 1 * K }, w(700 * K, 3 * K), flush, ...writes(4 * K, 6, 512, 96 * K)],
     },
     {
       name: 'snapshots',
