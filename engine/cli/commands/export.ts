@@ -22,7 +22,7 @@ export function register(program: Command): void {
           const progress = process.stderr.isTTY ? progressBar() : undefined;
           await exportRaw(chain, out, { snapshot: o.snapshot, dense, progress });
           progress?.({ fraction: 1, stage: 'done' });
-          await out.flush();
+          // No fdatasync: like qemu-img convert, the output is left to the page cache.
         } finally {
           await out.close();
         }
