@@ -81,6 +81,8 @@ describe('safety: lock.status', () => {
     expect(s.locked).toBe(true);
     expect(s.holder).toContain(`qemu-io (pid ${q.pid}`);
     expect(s.detail).toContain('then check again');
+    const rows = await service.call('triage.scan', { refs: [{ kind: 'root', path: 'held.qcow2' }] });
+    expect(rows[0]).toMatchObject({ verdict: 'in-use', summary: 'in use by another program (a running VM?); as read now: 1 leaked cluster' });
     const plan = await service.call('repair.plan', { handle: h, mode: 'all' });
     const err = await service.call('repair.apply', { handle: h, planId: plan.planId, target: { kind: 'inPlace', journal: true } }).catch((e) => e);
     expect(err).toBeInstanceOf(ContractError);
