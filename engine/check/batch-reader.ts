@@ -10,15 +10,23 @@ const MAX_RUN_BYTES = 4 * 1024 * 1024;
 /** Reads kept in flight at once. */
 const CONCURRENCY = 4;
 
-/** An arena for one batch's reads: carved sequentially, reset when the batch is done. */
+/**
+ * An arena for one batch's reads: carved sequentially, reset when the batch is done. It starts
+ * small and grows up to `size`, so checking a tiny image costs no big allocation.
+ */
 export class BufferPool {
-  private arena: Uint8Array | undefined;
+  private arena: Uint8Array = new Uint8Array(0);
   private pos = 0;
   constructor(private readonly size: number) {}
 
   take(size: number): Uint8Array {
-    this.arena ??= new Uint8Array(this.size);
-    if (this.pos + size > this.arena.length) return new Uint8Array(size);
+    if (this.pos + size > this.arena.length) {
+      if (this.arena.length >= this.size) return new Uint8Array(size);
+      // Grow: earlier slices keep the old buffer alive until the batch is released.
+      this.arena = new Uint8Array(Math.min(this.size, Math.max(size, 2 * this.arena.length, 64 * 1024)));
+      this.pos = 0;
+      if (size > this.arena.length) return new Uint8Array(size);
+    }
     const b = this.arena.subarray(this.pos, this.pos + size);
     this.pos += size;
     return b;
