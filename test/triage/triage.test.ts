@@ -79,6 +79,16 @@ describe('triage of a folder of mixed images', () => {
     expect(run('node', ['bin/qcow2-doctor.js', 'triage', join(t.dir, 'clean.qcow2'), join(t.dir, 'leak.qcow2')]).status).toBe(3);
   });
 
+  it('never waits on a file that is not a regular file (a FIFO nobody writes to)', () => {
+    const fifo = join(t.dir, 'stuck.qcow2');
+    run('mkfifo', [fifo]);
+    const r = run('node', ['bin/qcow2-doctor.js', 'triage', '--output=json', fifo, t.dir]);
+    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rows[0]).toMatchObject({ path: fifo, verdict: 'unreadable', error: `Could not open '${fifo}': not a regular file` });
+    expect(rows.filter((x) => x.path === fifo)).toHaveLength(1); // the folder walk skips it
+    run('rm', ['-f', fifo]);
+  });
+
   it('reports an explicitly named missing file instead of stopping', () => {
     const r = run('node', ['bin/qcow2-doctor.js', 'triage', '--output=json', join(t.dir, 'nope.qcow2'), join(t.dir, 'clean.qcow2')]);
     const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
