@@ -59,11 +59,23 @@ export class ViewReader {
   async export(sink: ClusterSink, progress?: ProgressSink, cancel: CancelToken = CancelToken.none): Promise<ViewReport> {
     const v = this.view;
     const acc = new Accounting(v.virtualSize);
-    const l1Count = Math.ceil(Math.ceil(v.virtualSize / this.cs) / this.l2Entries);
+    const total = Math.max(1, Math.ceil(v.virtualSize / this.cs));
+    const l1Count = Math.ceil(total / this.l2Entries);
+    const stage = `writing ${v.kind === 'active' ? 'active disk' : `snapshot ${v.id}`}`;
+    let next = 0;
+    const step = Math.max(1, Math.floor(total / 200));
+    const tracked: ClusterSink = async (g, d) => {
+      if (g >= next) {
+        cancel.throwIfCancelled();
+        progress?.({ fraction: g / total, stage });
+        next = g + step;
+      }
+      await sink(g, d);
+    };
     for (let i = 0; i < l1Count; i++) {
       cancel.throwIfCancelled();
-      progress?.({ fraction: i / Math.max(1, l1Count), stage: `writing ${v.kind === 'active' ? 'active disk' : `snapshot ${v.id}`}` });
-      await this.emitIndex(i, sink, acc);
+      progress?.({ fraction: (i * this.l2Entries) / total, stage });
+      await this.emitIndex(i, progress ? tracked : sink, acc);
     }
     progress?.({ fraction: 1, stage: 'done' });
     const placedL2 = [...v.l2.values()].sort((a, b) => a.l1Index - b.l1Index);

@@ -143,25 +143,39 @@ async function writeView(reader: ViewReader, target: string, opts: SalvageOption
       report = await reader.export((g, d) => w.put(g, d), opts.progress, opts.cancel);
       await w.finish();
     } else {
-      // Raw: sparse; contiguous clusters are gathered into large writes.
+      // Raw: sparse; contiguous clusters are gathered into large writes. Clusters that are
+      // neighbours in the reader's buffer are joined without copying (the reader never reuses one).
       let runStart = -1;
-      let run: Uint8Array[] = [];
+      let clusters = 0;
+      let segs: Uint8Array[] = [];
       const flush = async (): Promise<void> => {
-        if (!run.length) return;
-        const buf = new Uint8Array(run.length * cs);
-        run.forEach((c, k) => buf.set(c, k * cs));
+        if (!clusters) return;
+        let buf: Uint8Array;
+        if (segs.length === 1) buf = segs[0]!;
+        else {
+          buf = new Uint8Array(clusters * cs);
+          let o = 0;
+          for (const sgm of segs) { buf.set(sgm, o); o += sgm.length; }
+        }
         const off = runStart * cs;
         await out.write(off, buf.subarray(0, Math.min(buf.length, size - off)));
-        run = [];
+        segs = [];
+        clusters = 0;
       };
       report = await reader.export(async (g, d) => {
         if (!d) { await flush(); return; }
-        if (run.length && (runStart + run.length !== g || run.length * cs >= 8 * 1024 * 1024)) await flush();
-        if (!run.length) runStart = g;
-        run.push(d.length === cs ? d.slice() : padTo(d, cs));
+        if (clusters && (runStart + clusters !== g || clusters * cs >= 8 * 1024 * 1024)) await flush();
+        if (!clusters) runStart = g;
+        const c = d.length === cs ? d : padTo(d, cs);
+        const last = segs[segs.length - 1];
+        if (last && last.buffer === c.buffer && last.byteOffset + last.length === c.byteOffset)
+          segs[segs.length - 1] = new Uint8Array(c.buffer, last.byteOffset, last.length + c.length);
+        else segs.push(c);
+        clusters++;
       }, opts.progress, opts.cancel);
       await flush();
       await out.truncate(size);
+      // Durable before it takes its final name: a crash never leaves a half-written OUT.
       await out.flush();
     }
     await out.close();
