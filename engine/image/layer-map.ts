@@ -257,7 +257,7 @@ export class Qcow2LayerMap implements LayerMap {
   }
 
   private invalidEntry(l2Offset: number, index: number): Qcow2FormatError {
-    return new Qcow2FormatError(`Invalid cluster entry found (L2 offset: ${hexAlt(l2Offset)}, L2 index: ${hexAlt(index)})`,
+    return new Qcow2FormatError(`Invalid cluster entry found  (L2 offset: ${hexAlt(l2Offset)}, L2 index: ${hexAlt(index)})`,
       `l2_table@${hexAlt(l2Offset)}[${index}]`, 'subcluster bitmap');
   }
 
