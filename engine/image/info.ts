@@ -139,7 +139,9 @@ export async function qcow2ImageInfo(img: Qcow2Image, opts: InfoOptions): Promis
 
 /** A raw image (a raw layer of a backing chain, or a file that is not qcow2): size only. */
 export async function rawImageInfo(io: PositionalIO, opts: InfoOptions): Promise<ImageInfo> {
-  const info: ImageInfo = { filename: opts.filename, format: 'raw', dirtyFlag: false, virtualSize: await io.size(), warnings: [] };
+  // QEMU counts a file's length in 512-byte sectors, rounding up.
+  const size = Math.ceil((await io.size()) / C.SECTOR_SIZE) * C.SECTOR_SIZE;
+  const info: ImageInfo = { filename: opts.filename, format: 'raw', dirtyFlag: false, virtualSize: size, warnings: [] };
   if (opts.actualSize !== undefined) info.actualSize = opts.actualSize;
   return info;
 }

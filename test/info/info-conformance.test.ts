@@ -171,11 +171,12 @@ describe('info output equals qemu-img info', () => {
 
   it('a file that is not qcow2 is reported as raw, as QEMU probes it', async () => {
     const p = f('plain.img');
-    writeFileSync(p, Buffer.alloc(3 * 65536, 7));
+    writeFileSync(p, Buffer.alloc(3 * 65536 + 100, 7)); // not a whole number of sectors
     for (const output of ['json', 'human'] as const) {
       const { qemu, ours } = await infoBoth(p, output);
       expect(ours).toBe(qemu);
     }
-    expect(readFileSync(p).length).toBe(3 * 65536);
+    expect(JSON.parse((await infoBoth(p, 'json')).ours)['virtual-size']).toBe(3 * 65536 + 512);
+    expect(readFileSync(p).length).toBe(3 * 65536 + 100);
   });
 });
