@@ -61,6 +61,12 @@ const IMAGES: Record<string, () => void> = {
     qemuImg('bitmap', '--add', '--disable', p, 'b2');
     qemuIo(p, ['write -P 8 0 1M']); // tracked by the enabled bitmaps, stored on close
   },
+  'escapes.qcow2': () => {
+    // Quote, backslash, tab and a control character; non-ASCII in a bitmap name (\uXXXX in JSON).
+    createQcow2(f('escapes.qcow2'), '8M');
+    qemuImg('snapshot', '-c', 'a"b\\c\td\u0001e', f('escapes.qcow2'));
+    qemuImg('bitmap', '--add', f('escapes.qcow2'), 'bé€𝄞');
+  },
   'datafile.qcow2': () => {
     createQcow2(f('datafile.qcow2'), '8M', { data_file: f('datafile.raw'), data_file_raw: true });
     qemuIo(f('datafile.qcow2'), ['write -P 9 0 1M']);
