@@ -195,6 +195,20 @@ describe('the CLI', () => {
     expect(qemu.stderr).toContain(`Backing file '${a}' creates an infinite loop.`);
   });
 
+  it('refuses a backing chain deeper than 16 layers in one line, exit 1', () => {
+    const d = join(t.dir, 'deep');
+    run('mkdir', ['-p', d]);
+    createQcow2(join(d, 'l0.qcow2'), '1M');
+    for (let i = 1; i <= 17; i++) createQcow2(join(d, `l${i}.qcow2`), '1M', {}, { file: `l${i - 1}.qcow2`, format: 'qcow2' });
+    const ok = run('node', ['bin/qcow2-doctor.js', 'info', '--backing-chain', '--output=json', join(d, 'l15.qcow2')]);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toHaveLength(16);
+    const deep = run('node', ['bin/qcow2-doctor.js', 'info', '--backing-chain', join(d, 'l17.qcow2')]);
+    expect(deep.status).toBe(1);
+    expect(deep.stdout).toBe('');
+    expect(deep.stderr).toBe('qcow2-doctor: Backing chain is deeper than 16 images (backing chain depth = 17)\n');
+  });
+
   it('prints the same JSON as qemu-img info', () => {
     const p = base('plain');
     const ours = run('node', ['bin/qcow2-doctor.js', 'info', '--output=json', p]);
