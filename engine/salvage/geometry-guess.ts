@@ -26,6 +26,10 @@ export interface HeaderHints {
   extendedL2?: boolean;
   backingFile?: string;
   backingFormat?: string;
+  /** Guest data encrypted (crypt_method), from an intact header. */
+  cryptMethod?: number;
+  /** Guest data in an external data file, from an intact header. */
+  externalDataFile?: boolean;
 }
 
 const MAX_VIRTUAL_SIZE = 2 ** 53;
@@ -40,6 +44,7 @@ export function readHeaderHints(buf: Uint8Array, fileSize: number): HeaderHints 
       refcountTableClusters: h.refcountTableClusters, refcountOrder: h.refcountOrder, nbSnapshots: h.nbSnapshots,
       snapshotsOffset: h.snapshotsOffset, compressionType: h.compressionType,
       extendedL2: (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n, backingFile: h.backingFile, backingFormat: h.backingFormat,
+      cryptMethod: h.cryptMethod, externalDataFile: (h.incompatibleFeatures & C.INCOMPAT_DATA_FILE) !== 0n,
     };
   } catch (e) {
     const hints: HeaderHints = { intact: false, magicOk: false, damage: e instanceof Error ? e.message : String(e) };

@@ -49,8 +49,12 @@ const STATE_KIND = 'qcow2-doctor-salvage-scan';
 /** Scan and reconstruct without writing anything. */
 export async function analyzeImage(io: PositionalIO, opts: SalvageOptions = {}): Promise<Analysis> {
   const fileSize = await io.size();
+  if (fileSize === 0) throw new Error(`${io.name}: empty file (file size = 0)`);
   const first = await io.read(0, 2 * 1024 * 1024);
   const hints = readHeaderHints(first, fileSize);
+  // Data that cannot be read from this file alone: refuse rather than export ciphertext or garbage.
+  if (hints.cryptMethod) throw new Error(`salvage cannot decrypt guest data (header.crypt_method = ${hints.cryptMethod})`);
+  if (hints.externalDataFile) throw new Error('salvage does not support images whose data lives in an external data file (header.incompatible_features bit 2)');
   let clusterBits: number;
   let source: 'header' | 'inferred' | 'user';
   if (opts.clusterSize) {
@@ -79,7 +83,11 @@ export async function analyzeImage(io: PositionalIO, opts: SalvageOptions = {}):
     checkpoint: opts.resumeState ? (f) => saveState(opts.resumeState!, io.name, f) : undefined,
   });
   if (opts.resumeState) await saveState(opts.resumeState, io.name, findings);
+  if (!hints.intact && findings.tables.length === 0)
+    throw new Error(`${io.name}: no qcow2 header and no qcow2 tables found (${findings.counts.reduce((a, b) => a + b, 0)} clusters scanned): not a qcow2 image, or nothing left to salvage`);
   const recon = await reconstruct(io, hints, findings, { clusterBitsSource: source, virtualSize: opts.virtualSize, placeOrphans: opts.placeOrphans });
+  if (!hints.intact && !hints.backingFile && !opts.backing && !opts.noBacking)
+    recon.warnings.push('the header is damaged: if this image had a backing file, its name is lost; pass --backing FILE (unallocated clusters were written as zeros)');
   return { hints, findings, recon, fileSize };
 }
 

@@ -1,7 +1,7 @@
 // Salvage pieces on their own: cluster-size and extended-L2 inference with the header gone, the
 // sequential qcow2 writer, stop-and-resume of the scan, damaged compressed streams, the CLI.
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { salvageImage } from '../../engine/salvage/salvage.js';
 import { Qcow2SequentialWriter } from '../../engine/salvage/qcow2-output.js';
@@ -247,5 +247,25 @@ describe('placement guesses are reported as guesses', () => {
     const placed = r2.views[0]!.l2Tables.filter((t) => t.source === 'ordering');
     expect(placed).toEqual([{ l1Index: 1, host: r.structures.unusedL2Tables[0], source: 'ordering', confidence: 0.4 }]);
     expect(r2.views[0]!.bytes.guessed).toBe(1024);
+  });
+});
+
+describe('what salvage refuses, in one line', () => {
+  it('a file with no qcow2 structure at all', async () => {
+    const f = p('plain.raw');
+    writeFileSync(f, new Uint8Array(256 * 1024).fill(0x5a));
+    await expect(salvageImage(f, p('plain.out'))).rejects.toThrow(/no qcow2 header and no qcow2 tables found \(4 clusters scanned\)/);
+    expect(existsSync(p('plain.out'))).toBe(false);
+  });
+
+  it('an encrypted image (the output would be ciphertext)', async () => {
+    const f = p('luks.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=pw', '-o', 'encrypt.format=luks,encrypt.key-secret=s0', f, '1M');
+    await expect(salvageImage(f, p('luks.out'))).rejects.toThrow('salvage cannot decrypt guest data (header.crypt_method = 2)');
+  });
+
+  it('an empty file', async () => {
+    writeFileSync(p('empty.qcow2'), '');
+    await expect(salvageImage(p('empty.qcow2'), p('empty.out'))).rejects.toThrow(/empty file/);
   });
 });
