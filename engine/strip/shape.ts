@@ -8,8 +8,9 @@ import type { MetaKind } from './metadata-map.js';
 
 /**
  * Kinds whose content is judged entry by entry: the tables reached through another table's entry.
- * The structures the header points at directly are kept as they are (the header is the most
- * trusted pointer, and reproducing what QEMU sees through it is the point of strip).
+ * The active L1 and the refcount table (named by the header, the most trusted pointer) are judged
+ * too, but only dropped on clear evidence (see strip.ts); the other header-named structures are
+ * kept as they are.
  */
 export const SHAPED: ReadonlySet<MetaKind> = new Set<MetaKind>(['snapshot-l1', 'l2', 'refcount-block', 'bitmap-table']);
 

@@ -39,6 +39,9 @@ export interface StripOptions {
 }
 
 const COPY_CHUNK = 4 << 20;
+/** Pointer tables the header names directly: judged by their content only on enough evidence. */
+const HEADER_TABLES: ReadonlySet<MetaKind> = new Set<MetaKind>(['l1', 'refcount-table']);
+const MIN_EVIDENCE = 4;
 
 /** Strip `src` into `dst` (an empty writable backend). */
 export async function stripIO(src: PositionalIO, dst: PositionalIO, opts: StripOptions = {}): Promise<StripResult> {
@@ -68,7 +71,7 @@ export async function stripIO(src: PositionalIO, dst: PositionalIO, opts: StripO
     const good = new Set<number>();
     const bad = new Map<number, string>();
     for (const r of map.ranges) {
-      if (!SHAPED.has(r.kind)) continue;
+      if (!SHAPED.has(r.kind) && !HEADER_TABLES.has(r.kind)) continue;
       for (let c = Math.floor(r.offset / cs); c * cs < r.offset + r.length; c++) {
         opts.cancel?.throwIfCancelled();
         const start = Math.max(r.offset, c * cs);
@@ -76,7 +79,9 @@ export async function stripIO(src: PositionalIO, dst: PositionalIO, opts: StripO
         if (r.kind === 'l2') scanL2ForClaims(bytes, start, geo, map.fileSize, external, metaClusters, claims);
         const firstCluster = r.index !== undefined ? r.index * geo.refcountBlockEntries : undefined;
         const shape = countMalformed(r.kind, bytes, { geo, fileSize: map.fileSize, nbSnapshots: header.nbSnapshots, firstCluster });
-        if (shape.malformed * 2 <= shape.nonzero) good.add(c);
+        // A table the header points at is trusted unless it clearly is none (enough entries, most malformed).
+        const looksWrong = shape.malformed * 2 > shape.nonzero && (!HEADER_TABLES.has(r.kind) || shape.nonzero >= MIN_EVIDENCE);
+        if (!looksWrong) good.add(c);
         else bad.set(c, `${shape.malformed} of ${shape.nonzero} entries malformed`);
       }
     }
@@ -85,7 +90,7 @@ export async function stripIO(src: PositionalIO, dst: PositionalIO, opts: StripO
       const why = bad.get(c);
       if (claimedBy === undefined && why === undefined) continue;
       const kinds = [...(kindsByCluster.get(c) ?? [])];
-      const kept = kinds.some((k) => !SHAPED.has(k) && k !== 'bitmap-data') || good.has(c)
+      const kept = kinds.some((k) => !SHAPED.has(k) && !HEADER_TABLES.has(k) && k !== 'bitmap-data') || good.has(c)
         || (kinds.includes('bitmap-data') && claimedBy === undefined && why === undefined);
       if (!kept) dropped.add(c);
       const conflict: StripConflict = { cluster: c, kinds, kept };
@@ -95,7 +100,7 @@ export async function stripIO(src: PositionalIO, dst: PositionalIO, opts: StripO
       const where = `cluster ${c} (${hexOff(c * cs)})`;
       const claim = claimedBy !== undefined ? ` and ${claimedBy} maps it as guest data` : '';
       map.notes.add(kept
-        ? `${where} holds the ${what}${claim}; it looks like metadata, so it was kept`
+        ? `${where} holds the ${what}${claim}; its content looks like that, so it was kept`
         : `${where} is pointed at as ${what}${claim}, but its content does not look like that (${why ?? 'not a table'}); zeroed to keep guest data out (findings about it will differ)`);
     }
   }

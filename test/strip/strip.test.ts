@@ -216,6 +216,16 @@ describe('strip: damaged images give the same findings', () => {
     expect(containsRun(out, 0x5a)).toBe(false);
   });
 
+  it('a header whose L1 pointer leads into guest data: those bytes are not copied', async () => {
+    const f = makeImage('l1-into-data.qcow2');
+    patchU64(f, 40, 0x50000n); // l1_table_offset -> data cluster 5 (0x5a)
+    patchU32(f, 36, 16); // l1_size: 16 entries of guest data
+    const out = `${f}.stripped`;
+    const r = await stripFile(f, out);
+    expect(r.conflicts).toEqual([{ cluster: 5, kinds: ['l1'], kept: false }]);
+    expect(containsRun(out, 0x5a, 16)).toBe(false);
+  });
+
   it('an unaligned L2 pointer: nothing is copied there, and strip says so', async () => {
     const f = makeImage('unaligned-l2.qcow2');
     patchU64(f, 0x30000, 0x8000000000050200n);
