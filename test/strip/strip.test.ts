@@ -236,6 +236,22 @@ describe('strip: damaged images give the same findings', () => {
   });
 });
 
+describe('strip: external data file', () => {
+  it('keeps the qcow2 metadata; the data file is not part of the copy', async () => {
+    const f = path('ext.qcow2');
+    const raw = `${f}.data`;
+    createQcow2(f, '16M', { data_file: raw });
+    qemuIo(f, ['write -P 0x5a 0 128k', 'write -P 0xa5 1M 64k']);
+    const out = `${f}.stripped`;
+    const r = await stripFile(f, out);
+    expect(r.conflicts).toEqual([]);
+    // QEMU opens the data file named in the header for both: same verdict.
+    expect(verdict(out)).toEqual(verdict(f));
+    expect(containsRun(out, 0x5a, 16)).toBe(false);
+    expect(statSync(out).size).toBe(statSync(f).size);
+  });
+});
+
 describe('strip: refusals', () => {
   it('a header QEMU refuses keeps only the header, and the refusal reproduces', async () => {
     const f = makeImage('badfeature.qcow2');
