@@ -269,3 +269,59 @@ describe('what salvage refuses, in one line', () => {
     await expect(salvageImage(p('empty.qcow2'), p('empty.out'))).rejects.toThrow(/empty file/);
   });
 });
+
+describe('chains and odd sizes', () => {
+  it('salvages a damaged base under an intact overlay', async () => {
+    const base = p('db-base.qcow2');
+    const top = p('db-top.qcow2');
+    createQcow2(base, '4M', { cluster_size: 4096 });
+    qemuIo(base, ['write -P 0x61 0 1M', 'write -P 0x62 3M 64k']);
+    createQcow2(top, '4M', { cluster_size: 4096 }, { file: 'db-base.qcow2', format: 'qcow2' });
+    qemuIo(top, ['write -P 0x63 512k 64k']);
+    const want = ref(top, p('db.ref'));
+    writeBytes(base, 0, new Uint8Array(4096)); // the base's header is gone
+    const r = await salvageImage(top, p('db.out'), { format: 'qcow2' });
+    expect(r.backing).toMatchObject({ found: true, format: 'qcow2' });
+    expect(r.backing!.report!.header).toBe('missing');
+    expect(qemuCheck(p('db.out')).status).toBe(0);
+    expect(ref(p('db.out'), p('db.back')).equals(want)).toBe(true);
+  });
+
+  it('keeps a virtual size that is not a multiple of the cluster size', async () => {
+    const f = p('odd.qcow2');
+    createQcow2(f, 1_000_448, { cluster_size: 65536 });
+    qemuIo(f, ['write -P 0x71 0 64k', 'write -P 0x72 983040 17408']);
+    const want = ref(f, p('odd.ref'));
+    writeBytes(f, 0x30000, new Uint8Array(8));
+    const r = await salvageImage(f, p('odd.out'), { format: 'qcow2' });
+    expect(r.virtualSize).toBe(1_000_448);
+    expect(qemuCheck(p('odd.out')).status).toBe(0);
+    expect(ref(p('odd.out'), p('odd.back')).equals(want)).toBe(true);
+  });
+});
+
+describe('random damage never crashes the salvage', () => {
+  it('survives 12 images with random 4 KiB blocks overwritten, and its qcow2 outputs check clean', async () => {
+    const f0 = p('rnd0.qcow2');
+    createQcow2(f0, '8M', { cluster_size: 4096 });
+    qemuIo(f0, ['write -P 0x11 0 300k', 'write -c -P 0x12 1M 64k', 'write -P 0x13 3M 100k', 'write -P 0x14 6M 40k']);
+    qemuImg('snapshot', '-c', 's', f0);
+    qemuIo(f0, ['write -P 0x15 8k 16k']);
+    const size = statSync(f0).size;
+    let seed = 12345;
+    const rnd = (): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed; };
+    for (let k = 0; k < 12; k++) {
+      const f = p(`rnd${k + 1}.qcow2`);
+      writeFileSync(f, readFileSync(f0));
+      for (let n = 0; n < 3; n++) {
+        const block = rnd() % Math.ceil(size / 4096);
+        const junk = new Uint8Array(4096).map(() => rnd() & 0xff);
+        writeBytes(f, block * 4096, k % 2 ? junk : new Uint8Array(4096));
+      }
+      const out = p(`rnd${k + 1}.out`);
+      const r = await salvageImage(f, out, { format: 'qcow2', virtualSize: 8 * 1024 * 1024 });
+      expect(r.views[0]!.virtualSize).toBe(8 * 1024 * 1024);
+      expect(qemuCheck(out).status).toBe(0);
+    }
+  });
+});
