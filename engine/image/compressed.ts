@@ -24,20 +24,41 @@ export function decompressCluster(input: Uint8Array, compressionType: number, cl
 }
 
 function inflateDeflate(input: Uint8Array, clusterSize: number): Uint8Array {
-  let out: Uint8Array;
-  try {
-    // Z_SYNC_FLUSH: a stream cut short yields what it has instead of throwing, so the error below
-    // can say how much was produced.
-    out = inflateRawSync(input, { finishFlush: zc.Z_SYNC_FLUSH, maxOutputLength: clusterSize });
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (code === 'ERR_BUFFER_TOO_LARGE')
-      throw new DecompressionError(`deflate stream produces more than the cluster size (${clusterSize} bytes)`);
-    throw new DecompressionError(`invalid deflate stream: ${(e as Error).message}`);
+  let out = inflatePrefix(input, input.length, clusterSize + DEFLATE_SLACK);
+  if (out === 'too large') {
+    // QEMU stops at one cluster and ignores the rest; Node cannot stop early, so find an input
+    // prefix whose output covers the cluster without exceeding the bound (one input byte yields
+    // at most ~1 KiB, so such a prefix exists).
+    let lo = 0;
+    let hi = input.length;
+    for (;;) {
+      const mid = (lo + hi) >>> 1;
+      if (mid === lo) throw new DecompressionError(`deflate stream produces more than the cluster size (${clusterSize} bytes)`);
+      const r = inflatePrefix(input, mid, clusterSize + DEFLATE_SLACK);
+      if (r === 'too large') hi = mid;
+      else if (r.length < clusterSize) lo = mid;
+      else {
+        out = r;
+        break;
+      }
+    }
   }
   if (out.length < clusterSize)
     throw new DecompressionError(`deflate stream ends after ${out.length} of ${clusterSize} bytes`);
-  return out;
+  return out.subarray(0, clusterSize);
+}
+
+/** Output bound above the cluster size while searching (must exceed one byte's expansion). */
+const DEFLATE_SLACK = 64 * 1024;
+
+function inflatePrefix(input: Uint8Array, length: number, max: number): Uint8Array | 'too large' {
+  try {
+    // Z_SYNC_FLUSH: a stream cut short yields what it has instead of throwing.
+    return inflateRawSync(input.subarray(0, length), { finishFlush: zc.Z_SYNC_FLUSH, maxOutputLength: max });
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return 'too large';
+    throw new DecompressionError(`invalid deflate stream: ${(e as Error).message}`);
+  }
 }
 
 const ZSTD_MAGIC = 0xfd2fb528;

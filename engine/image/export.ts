@@ -21,6 +21,11 @@ export interface ExportOptions {
    * them, and do not truncate.
    */
   dense?: boolean;
+  /**
+   * The output is a stream (pipe, terminal): bytes are written in guest order without seeking,
+   * zeros included. Implies `dense`.
+   */
+  stream?: boolean;
 }
 
 export interface ExportResult {
@@ -56,11 +61,13 @@ type Op =
 export async function exportRaw(chain: ImageChain, out: PositionalIO, opts: ExportOptions = {}): Promise<ExportResult> {
   const reader = await GuestReader.open(chain, { snapshot: opts.snapshot });
   const cancel = opts.cancel ?? CancelToken.none;
-  const dense = !!opts.dense;
+  const stream = !!opts.stream;
+  const dense = !!opts.dense || stream;
   const size = reader.size;
   if (!dense) await out.truncate(size);
   const result: ExportResult = { size, written: 0 };
-  const pool = new Pool(IN_FLIGHT);
+  // A stream takes its bytes in order: one request at a time.
+  const pool = new Pool(stream ? 1 : IN_FLIGHT);
   // Buffers are reused: large fresh allocations cost more than the copies they hold.
   const buffers: Buffer[] = [];
   const take = () => buffers.pop() ?? Buffer.allocUnsafeSlow(MAX_IO);
@@ -74,7 +81,7 @@ export async function exportRaw(chain: ImageChain, out: PositionalIO, opts: Expo
       const buf = take();
       try {
         await fill(reader, b, buf);
-        result.written += await writeNonZero(out, b.guest, buf.subarray(0, b.length), dense);
+        result.written += await writeNonZero(out, b.guest, buf.subarray(0, b.length), dense, stream);
       } finally {
         buffers.push(buf);
       }
@@ -168,12 +175,13 @@ async function readInto(file: PositionalIO, host: number, buf: Buffer, at: numbe
   return got.length;
 }
 
-async function writeAt(out: PositionalIO, at: number, data: Buffer): Promise<void> {
+/** Write at a guest offset; `stream`: at the current position instead (outputs that cannot seek). */
+async function writeAt(out: PositionalIO, at: number, data: Buffer, stream = false): Promise<void> {
   if (out instanceof FileIO) {
     let done = 0;
     while (done < data.length) {
       done += await new Promise<number>((resolve, reject) =>
-        write(out.fd, data, done, data.length - done, at + done, (err, n) => (err ? reject(err) : resolve(n))));
+        write(out.fd, data, done, data.length - done, stream ? null : at + done, (err, n) => (err ? reject(err) : resolve(n))));
     }
     return;
   }
@@ -184,9 +192,9 @@ async function writeAt(out: PositionalIO, at: number, data: Buffer): Promise<voi
  * Write the non-zero parts of `data` (at guest offset `at`), skipping all-zero blocks of 4 KiB
  * aligned on the guest offset. Returns bytes written.
  */
-async function writeNonZero(out: PositionalIO, at: number, data: Buffer, dense: boolean): Promise<number> {
+async function writeNonZero(out: PositionalIO, at: number, data: Buffer, dense: boolean, stream: boolean): Promise<number> {
   if (dense) {
-    await writeAt(out, at, data);
+    await writeAt(out, at, data, stream);
     return data.length;
   }
   let written = 0;

@@ -18,9 +18,12 @@ export function register(program: Command): void {
       await withChain(image, {}, async (chain) => {
         const out = await FileIO.open(outPath, { create: true });
         try {
-          const dense = !fstatSync(out.fd).isFile();
+          const st = fstatSync(out.fd);
+          // Block devices take positional writes but have no holes; pipes and terminals cannot seek.
+          const dense = !st.isFile();
+          const stream = st.isFIFO() || st.isSocket() || st.isCharacterDevice();
           const progress = process.stderr.isTTY ? progressBar() : undefined;
-          await exportRaw(chain, out, { snapshot: o.snapshot, dense, progress });
+          await exportRaw(chain, out, { snapshot: o.snapshot, dense, stream, progress });
           progress?.({ fraction: 1, stage: 'done' });
           // No fdatasync: like qemu-img convert, the output is left to the page cache.
         } finally {
