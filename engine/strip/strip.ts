@@ -31,6 +31,9 @@ export interface StripResult {
   notes: string[];
   /** Set when the header itself was refused (only the header was kept). */
   headerRefusal?: string;
+  /** The backing file the header names (kept in the copy's header as is), and its format. */
+  backingFile?: string;
+  backingFormat?: string;
 }
 
 export interface StripOptions {
@@ -49,7 +52,7 @@ export async function stripIO(src: PositionalIO, dst: PositionalIO, opts: StripO
   const cs = map.clusterSize;
   opts.onProgress?.({ fraction: 0.05, stage: 'finding metadata' });
   if (map.header?.backingFile)
-    map.notes.add(`the image has a backing file '${map.header.backingFile}': QEMU opens it to check this copy, so strip it too and keep the same relative name`);
+    map.notes.add(`the image has a backing file '${map.header.backingFile}': QEMU opens it to check this copy, so strip it too and keep the same relative name (strip --with-backing does that)`);
 
   const kindsByCluster = new Map<number, Set<MetaKind>>();
   for (const r of map.ranges) {
@@ -136,6 +139,8 @@ export async function stripIO(src: PositionalIO, dst: PositionalIO, opts: StripO
     fileSize: map.fileSize, clusterSize: cs, keptBytes, structures, conflicts, notes: map.notes.all(),
   };
   if (map.headerRefusal) result.headerRefusal = map.headerRefusal;
+  if (map.header?.backingFile) result.backingFile = map.header.backingFile;
+  if (map.header?.backingFormat) result.backingFormat = map.header.backingFormat;
   return result;
 }
 

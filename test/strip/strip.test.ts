@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stripFile } from '../../engine/strip/strip.js';
 import {
@@ -233,6 +233,35 @@ describe('strip: damaged images give the same findings', () => {
     const r = await stripFile(f, out);
     expect(r.notes).toContain('active L1 table entry 0 points at 0x50200, which is not cluster aligned; nothing copied there');
     expect(containsRun(out, 0x5a)).toBe(false);
+  });
+});
+
+describe('strip: backing chains', () => {
+  it('--with-backing strips every layer next to OUT; QEMU checks the stripped chain as the original one', () => {
+    const dir = path('chain');
+    const out = `${dir}-out`;
+    mkdirSync(dir);
+    mkdirSync(out);
+    const raw = join(dir, 'raw.img');
+    writeFileSync(raw, Buffer.alloc(16 << 20, 0x3c));
+    createQcow2(join(dir, 'base.qcow2'), '16M', {}, { file: 'raw.img', format: 'raw' });
+    qemuIo(join(dir, 'base.qcow2'), ['write -P 0x5a 0 64k']);
+    const top = join(dir, 'top.qcow2');
+    createQcow2(top, '16M', {}, { file: 'base.qcow2', format: 'qcow2' });
+    qemuIo(top, ['write -P 0xa5 1M 64k', 'write -P 0xa5 2M 64k']);
+    patchU64(top, 0x40000 + 32 * 8, 0); // leak the cluster at guest 2M
+    const r = run('node', ['bin/qcow2-doctor.js', 'strip', '--with-backing', top, join(out, 'top.qcow2')]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('an empty (all-zero, sparse) stand-in for the raw backing file');
+    expect(verdict(join(out, 'top.qcow2'))).toEqual(verdict(top));
+    expect(verdict(join(out, 'base.qcow2'))).toEqual(verdict(join(dir, 'base.qcow2')));
+    for (const f of ['top.qcow2', 'base.qcow2', 'raw.img']) {
+      expect(statSync(join(out, f)).size).toBe(statSync(join(dir, f)).size);
+      for (const p of PATTERNS) expect(containsRun(join(out, f), p)).toBe(false);
+    }
+    // A plain strip says how to bring the backing file along.
+    const plain = run('node', ['bin/qcow2-doctor.js', 'strip', top, join(out, 'alone.qcow2')]);
+    expect(plain.stdout).toContain("backing file 'base.qcow2'");
   });
 });
 

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { stripFile, type StripResult } from '../../strip/strip.js';
+import { stripChain } from '../../strip/strip-chain.js';
 import { META_KIND_LABELS, type MetaKind } from '../../strip/metadata-map.js';
 import { formatBytes } from '../../report/format-units.js';
 
@@ -10,9 +11,19 @@ export function register(program: Command): void {
     .argument('<image>', 'the qcow2 image to strip (only read)')
     .argument('<out>', 'the copy to write (must not exist unless --force)')
     .option('--force', 'replace OUT if it already exists')
+    .option('--with-backing', 'also strip every backing file, next to OUT under the names the chain uses')
     .option('--output <format>', 'human or json', 'human')
-    .action(async (image: string, out: string, o: { force?: boolean; output: string }) => {
+    .action(async (image: string, out: string, o: { force?: boolean; output: string; withBacking?: boolean }) => {
       if (o.output !== 'human' && o.output !== 'json') throw new Error(`--output must be human or json, not '${o.output}'`);
+      if (o.withBacking) {
+        const c = await stripChain(image, out, { force: o.force === true });
+        if (o.output === 'json') process.stdout.write(`${JSON.stringify(c, null, 2)}\n`);
+        else {
+          for (const l of c.layers) process.stdout.write(l.result ? human(l.source, l.out, l.result) : `Wrote ${l.out}: an empty (all-zero, sparse) stand-in for the raw backing file ${l.source}.\n`);
+          for (const n of c.notes) process.stdout.write(`Note: ${n}\n`);
+        }
+        return;
+      }
       const r = await stripFile(image, out, { force: o.force === true });
       process.stdout.write(o.output === 'json' ? `${JSON.stringify({ image, out, ...r }, null, 2)}\n` : human(image, out, r));
     });
