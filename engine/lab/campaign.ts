@@ -260,6 +260,8 @@ export interface CampaignOptions {
   dumpEvery?: number;
   /** Only these workloads (by name). */
   workloads?: string[];
+  /** Visit only every Nth crash state (a cheaper sample, e.g. to dump for qemu-img). Default 1. */
+  stride?: number;
   onProgress?: (p: { workload: string; done: number; total: number }) => void;
 }
 
@@ -301,6 +303,8 @@ export async function runCampaign(opts: CampaignOptions = {}): Promise<WorkloadR
     const perWorkloadMs = (deadline - t0) / (all.length - k);
     const rec = await recordWorkload(wl, ordering);
     let states = enumerateCrashStates(rec.log, { seed, subsetsPerEpoch: opts.subsetsPerEpoch ?? 8, tornPerEpoch: opts.tornPerEpoch ?? 4 });
+    const stride = Math.max(1, Math.floor(opts.stride ?? 1));
+    if (stride > 1) states = states.filter((_, i) => i % stride === 0);
     if (Number.isFinite(perWorkloadMs)) {
       // Under a time budget, visit states in a seeded random order so a cut keeps a fair sample.
       const rnd = prng(seed ^ 0x5eed);

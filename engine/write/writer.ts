@@ -332,9 +332,11 @@ export class Qcow2Writer implements AllocatorHost {
       if (e && t === ClusterType.Normal) {
         this.event('read_aio');
         out.set(await readPadded(this.io, l2Offset(e.hi, e.lo) + inC, n), pos - offset);
+      } else if (e && (t === ClusterType.ZeroPlain || t === ClusterType.ZeroAlloc)) {
+        // zeros: `out` already holds them
       } else if (e && t !== ClusterType.Unallocated) {
         out.set((await this.clusterContents(gc, e.hi, e.lo)).subarray(inC, inC + n), pos - offset);
-      } else {
+      } else if (this.opts.backing) {
         out.set((await this.backingCluster(gc)).subarray(inC, inC + n), pos - offset);
       }
       pos += n;

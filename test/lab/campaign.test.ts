@@ -35,7 +35,7 @@ describe('crash-consistency campaign', () => {
   });
 
   it('ordered write path: zero corruptions and zero data mismatches in every crash state', async () => {
-    const reports = await runCampaign({ ordering: 'ordered', seed: 1, subsetsPerEpoch: 16, tornPerEpoch: 8, continueEvery: 4 });
+    const reports = await runCampaign({ ordering: 'ordered', seed: 1, subsetsPerEpoch: 12, tornPerEpoch: 6, continueEvery: 4 });
     expect(reports.map((r) => r.name)).toEqual(NAMES);
     let total = 0;
     for (const r of reports) {
@@ -52,10 +52,10 @@ describe('crash-consistency campaign', () => {
     // Crashes do leave leaks (allowed), and the lazy-refcount workload leaves dirty images that are repaired on open.
     expect(reports.some((r) => r.leaky > 0)).toBe(true);
     expect(reports.find((r) => r.name === 'lazy-refcounts')!.dirtyRepaired).toBeGreaterThan(0);
-  });
+  }, 600_000);
 
   it('negative control: without ordering the same lab finds corruption in every workload', async () => {
     const reports = await runCampaign({ ordering: 'unordered', seed: 1, subsetsPerEpoch: 8, tornPerEpoch: 4, continueEvery: 0 });
     for (const r of reports) expect(r.corruptions + r.dataMismatches, r.name).toBeGreaterThan(0);
-  });
+  }, 600_000);
 });

@@ -11,7 +11,7 @@ afterAll(t.cleanup);
 
 describe('crash states judged by qemu-img check', () => {
   it('sampled crash-state images of every workload check without corruption', async () => {
-    const reports = await runCampaign({ ordering: 'ordered', seed: 7, subsetsPerEpoch: 4, tornPerEpoch: 2, continueEvery: 0, dumpDir: t.dir, dumpEvery: 4 });
+    const reports = await runCampaign({ ordering: 'ordered', seed: 7, subsetsPerEpoch: 4, tornPerEpoch: 2, continueEvery: 0, stride: 6, dumpDir: t.dir, dumpEvery: 1 });
     const files = reports.flatMap((r) => r.dumped);
     expect(files.length).toBeGreaterThan(100);
     const verdicts = new Map<string, number>();
@@ -39,5 +39,5 @@ describe('crash states judged by qemu-img check', () => {
     }
     expect((verdicts.get('0') ?? 0) + (verdicts.get('3') ?? 0)).toBeGreaterThan(files.length * 0.8);
     expect(copiedOnly).toBeLessThan(files.length * 0.2);
-  });
+  }, 600_000);
 });
