@@ -79,6 +79,8 @@ export interface Analysis {
 }
 
 const MAX_FINDINGS = 100000;
+/** QEMU prints this hint without a newline (the next stderr line is glued to it); the CLI does the same. */
+export const BITMAPS_LEAK_HINT = "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.";
 const MAX_KEPT_MESSAGES = 10000;
 /** Bytes of tables read per batch (bounds memory; large enough for long sequential reads). */
 const BATCH_BYTES = 4 * 1024 * 1024;
@@ -1002,6 +1004,11 @@ class Analyzer {
   private async openBitmaps(): Promise<void> {
     const img = this.image;
     if (img.header.bitmaps && !bitmapsActive(img)) {
+      // QEMU warns while opening and then ignores the extension (its clusters show up as leaks).
+      this.say(img.header.version === 2
+        ? 'qemu-img: warning: This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent'
+        : 'qemu-img: warning: a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent');
+      this.say(BITMAPS_LEAK_HINT);
       this.an.add('bitmaps-inconsistent');
       return;
     }

@@ -2,7 +2,7 @@
 // checking must not change a byte of the image.
 import { afterAll, describe, expect, it } from 'vitest';
 import { qemuCheck, qemuCheckHuman, sha256, tempDir } from '../helpers/qemu.js';
-import { countersFromQemuJson, ourCheck, qemuProblemLines } from './harness.js';
+import { countersFromQemuJson, ourCheck, ourProblemLines, qemuProblemLines } from './harness.js';
 import { SCENARIOS } from './scenarios.js';
 
 const tmp = tempDir('q2d-check-');
@@ -34,7 +34,7 @@ describe('corruption suite vs qemu-img check', () => {
       } else {
         expect(ours.result?.failed ?? ours.openError).toBeDefined();
       }
-      if (s.compareLines) expect(ours.lines).toEqual(qemuProblemLines(qh.stderr));
+      if (s.compareLines) expect(ourProblemLines(ours.lines)).toEqual(qemuProblemLines(qh.stderr));
       if (s.clean) expect(ours.result!.anomalies).toEqual([]);
       for (const kind of s.extraKinds ?? []) {
         const a = ours.result!.anomalies.find((x) => x.kind === kind);

@@ -33,6 +33,11 @@ export function qemuProblemLines(stderr: string): string[] {
     && !l.startsWith('Some clusters may be leaked'));
 }
 
+/** Our lines without the open-time warnings (compared byte for byte by the CLI tests instead). */
+export function ourProblemLines(lines: string[]): string[] {
+  return lines.filter((l) => !l.startsWith('qemu-img: warning:') && !l.startsWith('Some clusters may be leaked'));
+}
+
 /** QEMU's JSON counters in our names. */
 export function countersFromQemuJson(j: Record<string, unknown>): Record<string, number> {
   const n = (k: string) => (typeof j[k] === 'number' ? (j[k] as number) : 0);

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { FileIO } from '../../io/file-io.js';
 import { Qcow2FormatError } from '../../errors.js';
 import { checkImage, openForCheck } from '../../check/index.js';
+import { BITMAPS_LEAK_HINT } from '../../check/analyze.js';
 import type { RepairMode } from '../../check/types.js';
 import { QCOW2_MAGIC } from '../../format/constants.js';
 import { u32 } from '../../format/bytes.js';
@@ -29,7 +30,7 @@ class LineSink {
   private buf = '';
   constructor(private readonly fd: 1 | 2) {}
   line(s: string): void {
-    this.buf += `${s}\n`;
+    this.buf += s === BITMAPS_LEAK_HINT ? s : `${s}\n`;
     if (this.buf.length > 1 << 16) this.flush();
   }
   flush(): void {
