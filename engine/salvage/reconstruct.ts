@@ -10,6 +10,7 @@ import type { HeaderHints } from './geometry-guess.js';
 import type { ScanFindings } from './scan.js';
 import type { PointerTableSummary } from './classify.js';
 import { isZero } from './classify.js';
+import { findGptHeaders, type GptClue } from './guest-clues.js';
 import { ClusterCache, l1EntryPlausible, l1Target, RefcountProbe, standardTarget } from './table-reader.js';
 import type { GuestView, L2Placement, LostL2, Reconstruction } from './types.js';
 
@@ -143,6 +144,22 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
   if (!virtualSize) {
     const ds = Math.max(0, ...snaps.list.map((s) => s.diskSize ?? 0));
     if (ds) { virtualSize = ds; virtualSizeSource = 'snapshot-table'; }
+  }
+
+  // 7b. GPT headers in the active disk's data: they place their tables and give the disk size.
+  const gpt = new Map<number, Array<{ j: number; clue: GptClue }>>();
+  for (const h of new Set([...placeable, ...[...activeView.l2.values()].map((q) => q.host)])) {
+    const found = await gptIn(h);
+    if (found.length) gpt.set(h, found);
+  }
+  if (!virtualSize) {
+    let last = 0;
+    for (const list of gpt.values()) for (const { clue } of list) last = Math.max(last, clue.myLba, clue.alternateLba);
+    if (last > 0) {
+      virtualSize = (last + 1) * 512;
+      virtualSizeSource = 'guest-gpt';
+      guesses.push(`virtual size ${virtualSize} bytes from the guest's GPT header (last LBA ${last})`);
+    }
   }
 
   // 8. Place orphans in the active disk.
@@ -411,6 +428,24 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
       const matched = list.length - remaining.size;
       if (matched) guesses.push(`${matched} L2 table(s) of the active disk placed by the data they share with a snapshot's L2 table at the same index`);
     }
+    // a2) A GPT header in a table's data states its own LBA: that fixes the table's L1 index.
+    let anchored = 0;
+    for (const o of [...remaining]) {
+      for (const { j, clue } of gpt.get(o) ?? []) {
+        const guestOff = clue.myLba * 512;
+        if (guestOff % cs !== clue.at) continue;
+        const g = Math.floor(guestOff / cs) - j;
+        if (g < 0 || g % l2Entries !== 0) continue;
+        const i = g / l2Entries;
+        if (i >= slots || taken(i)) continue;
+        activeView.l2.set(i, { l1Index: i, host: o, source: 'guest-gpt', confidence: 0.95 });
+        remaining.delete(o);
+        anchored++;
+        break;
+      }
+    }
+    if (anchored) guesses.push(`${anchored} L2 table(s) placed by a GPT header in their data (it records its own LBA)`);
+    activeView.lostL2 = activeView.lostL2.filter((l) => !activeView.l2.has(l.l1Index));
     // b) The rest in host order (QEMU allocates L2 tables as the guest first touches each range).
     const rest = [...remaining].sort((a, b) => a - b);
     const snapCovered = (i: number): boolean => snapViews.some((sv) => sv.view.l2.has(i));
@@ -462,6 +497,22 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
       activeView.lostL2 = activeView.lostL2.filter((l) => !activeView.l2.has(l.l1Index));
       if (inherited) guesses.push(`${inherited} L1 slot(s) of the active disk assumed unchanged since the newest snapshot`);
     }
+  }
+
+  /** GPT headers in the first two and the last mapped data clusters of an L2 table. */
+  async function gptIn(l2Host: number): Promise<Array<{ j: number; clue: GptClue }>> {
+    const step = extendedL2 ? 16 : 8;
+    const buf = await cache.get(l2Host);
+    let last = -1;
+    for (let j = 0; j < l2Entries; j++) if (standardTarget(buf, j * step)) last = j;
+    const out: Array<{ j: number; clue: GptClue }> = [];
+    for (const j of new Set([0, 1, last])) {
+      if (j < 0) continue;
+      const t = standardTarget(buf, j * step);
+      if (!t || t % cs !== 0 || t >= fileSize) continue;
+      for (const clue of findGptHeaders(await readPadded(io, t, cs))) out.push({ j, clue });
+    }
+    return out;
   }
 
   async function allZero(from: number, to: number): Promise<boolean> {

@@ -6,8 +6,9 @@ export interface L2Placement {
   /** Host offset of the L2 table. */
   host: number;
   /** l1: an L1 entry points at it; snapshot-match: shares data with a snapshot's L2 at that index;
-   * inherited: the active disk still shares the newest snapshot's L2; ordering: host-order guess. */
-  source: 'l1' | 'snapshot-match' | 'inherited' | 'ordering';
+   * guest-gpt: a GPT header in its data records its own LBA; inherited: the active disk still
+   * shares the newest snapshot's L2; ordering: host-order guess. */
+  source: 'l1' | 'snapshot-match' | 'guest-gpt' | 'inherited' | 'ordering';
   /** 0..1. 1 = read from surviving metadata. */
   confidence: number;
 }
@@ -42,7 +43,7 @@ export interface Reconstruction {
   /** undefined: unknown, detected per stream (zstd frames carry a magic). */
   compressionType?: number;
   virtualSize: number;
-  virtualSizeSource: 'header' | 'header-damaged' | 'snapshot-table' | 'guessed' | 'user';
+  virtualSizeSource: 'header' | 'header-damaged' | 'snapshot-table' | 'guest-gpt' | 'guessed' | 'user';
   backingFile?: string;
   backingFormat?: string;
   views: GuestView[];

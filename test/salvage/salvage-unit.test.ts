@@ -8,6 +8,7 @@ import { Qcow2SequentialWriter } from '../../engine/salvage/qcow2-output.js';
 import { FileIO } from '../../engine/io/file-io.js';
 import { CancelToken } from '../../engine/service/progress.js';
 import { CancelledError } from '../../engine/errors.js';
+import { crc32 } from 'node:zlib';
 import { createQcow2, qemuCheck, qemuImg, qemuIo, readU64, run, sha256, tempDir, writeBytes } from '../helpers/qemu.js';
 
 const t = tempDir('q2d-salvage-unit-');
@@ -323,5 +324,53 @@ describe('random damage never crashes the salvage', () => {
       expect(r.views[0]!.virtualSize).toBe(8 * 1024 * 1024);
       expect(qemuCheck(out).status).toBe(0);
     }
+  });
+});
+
+describe('clues from the guest data', () => {
+  /** A GPT header (92 bytes, CRC filled in) claiming to sit at myLba. */
+  function gptHeader(myLba: number, altLba: number, lastLba: number): Uint8Array {
+    const h = Buffer.alloc(512);
+    h.write('EFI PART', 0, 'latin1');
+    h.writeUInt32LE(0x00010000, 8);
+    h.writeUInt32LE(92, 12);
+    h.writeBigUInt64LE(BigInt(myLba), 24);
+    h.writeBigUInt64LE(BigInt(altLba), 32);
+    h.writeBigUInt64LE(34n, 40);
+    h.writeBigUInt64LE(BigInt(lastLba - 33), 48);
+    h.fill(0x42, 56, 72); // disk GUID
+    h.writeBigUInt64LE(BigInt(myLba === 1 ? 2 : lastLba - 32), 72);
+    h.writeUInt32LE(128, 80);
+    h.writeUInt32LE(128, 84);
+    h.writeUInt32LE(crc32(h.subarray(0, 92)), 16);
+    return h;
+  }
+
+  it('places the tables holding GPT headers and takes the disk size from them when all metadata is gone', async () => {
+    const raw = p('gpt.raw');
+    const size = 1024 * 1024;
+    const last = size / 512 - 1;
+    writeFileSync(raw, new Uint8Array(size));
+    writeBytes(raw, 512, gptHeader(1, last, last));
+    writeBytes(raw, last * 512, gptHeader(last, 1, last));
+    writeBytes(raw, 320 * 1024, new Uint8Array(1024).fill(0x77));
+    const f = p('gpt.qcow2');
+    qemuImg('convert', '-f', 'raw', '-O', 'qcow2', '-o', 'cluster_size=512', raw, f);
+    const l1 = Number(readU64(f, 40));
+    writeBytes(f, l1, new Uint8Array(32 * 8)); // L1 gone
+    writeBytes(f, 0, new Uint8Array(512)); // header gone
+    const r = await salvageImage(f, p('gpt.out'));
+    expect(r.virtualSize).toBe(size);
+    expect(r.virtualSizeSource).toBe('guest-gpt');
+    const placed = r.views[0]!.l2Tables;
+    expect(placed.filter((t) => t.source === 'guest-gpt').map((t) => t.l1Index).sort((a, b) => a - b)).toEqual([0, 31]);
+    // The table in between has no clue: its position is a guess, and the report says so.
+    const middle = placed.filter((t) => t.source === 'ordering');
+    expect(middle).toHaveLength(1);
+    expect(middle[0]!.confidence).toBeLessThan(0.5);
+    const got = readFileSync(p('gpt.out'));
+    const want = readFileSync(raw);
+    expect(got.subarray(0, 1024).equals(want.subarray(0, 1024))).toBe(true);
+    expect(got.subarray(size - 512).equals(want.subarray(size - 512))).toBe(true);
   });
 });
