@@ -3,7 +3,7 @@
 // visible on the map, guest map → host file, and cancelling a long check. Screenshots go to
 // test-results/e2e-*.png.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { tempDir } from '../helpers/qemu.js';
@@ -30,6 +30,7 @@ beforeAll(async () => {
   clean = makeClean(root.dir);
   snaps = makeSnapshots(root.dir);
   damaged = makeDamaged(root.dir).file;
+  writeFileSync(join(root.dir, 'notes.txt'), 'not a disk image\n'.repeat(300));
   [served, slow, browser] = await Promise.all([
     startServe(root.dir),
     startServe(root.dir, { QCOW2_DOCTOR_TEST_CHECK_DELAY_MS: '30000' }),
@@ -212,6 +213,19 @@ describe('the app in Chromium', () => {
     await page.getByTestId('show-in-host').click();
     await expect.poll(() => page.getByTestId('insp-offset').textContent()).toBe(offset);
     expect(await page.getByTestId('insp-role').textContent()).toBe('data');
+    await page.close();
+  });
+
+  it('shows a clear error for a file that is not qcow2, and stays usable', async () => {
+    const page = await browser.context.newPage();
+    await page.goto(served.url);
+    await page.getByTestId('open-notes.txt').click();
+    await expect.poll(() => page.getByTestId('error').textContent()).toContain('Image is not in qcow2 format (header.magic = 0x');
+    await shot(page, 'error');
+    await page.getByTestId('error').getByRole('button', { name: 'Dismiss' }).click();
+    await page.getByTestId('open-clean.qcow2').click();
+    await page.getByTestId('overview').waitFor();
+    expect(await page.getByTestId('error').count()).toBe(0);
     await page.close();
   });
 
