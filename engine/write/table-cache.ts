@@ -118,7 +118,7 @@ export class TableCache {
 
   /** Data written directly must be durable before this cache's next write-back. */
   setDependsOnFlush(): void {
-    if (this.host.ordering === 'ordered') this.dependsOnFlush = true;
+    if (this.host.ordering !== 'unordered') this.dependsOnFlush = true;
   }
 
   private async flushDependency(): Promise<void> {
