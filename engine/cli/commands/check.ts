@@ -9,8 +9,7 @@ import type { RepairMode } from '../../check/types.js';
 import { QCOW2_MAGIC } from '../../format/constants.js';
 import { u32 } from '../../format/bytes.js';
 import { humanSummary, qemuJson } from '../../report/qemu-text.js';
-import { writeReportFile } from '../../report/write-report.js';
-import { runRepairCommand } from './repair-options.js';
+import type { RepairCommandArgs } from './repair-options.js';
 
 interface CheckFlags {
   output: string;
@@ -51,13 +50,15 @@ export async function runCheck(file: string, o: CheckFlags): Promise<number> {
     return fail(`Unknown option value for -r (expecting 'leaks' or 'all'): ${o.repair}`);
   const wantsRepair = o.repair !== undefined || o.dryRun || o.journal !== undefined || o.outputImage !== undefined;
   if (wantsRepair) {
-    const args: Parameters<typeof runRepairCommand>[0] = {
+    const args: RepairCommandArgs = {
       image: file, output: o.output, quiet: !!o.quiet, forceShare: !!o.forceShare, dryRun: !!o.dryRun,
     };
     if (o.repair) args.mode = o.repair as RepairMode;
     if (o.journal !== undefined && o.journal !== true) args.journal = o.journal;
     if (o.outputImage !== undefined) args.outputImage = o.outputImage;
     if (o.report !== undefined) args.report = o.report;
+    // Loaded on demand: a plain check stays free of the repair engine's start-up cost.
+    const { runRepairCommand } = await import('./repair-options.js');
     return runRepairCommand(args);
   }
   if (o.format !== undefined && o.format !== 'qcow2') {
@@ -96,7 +97,10 @@ export async function runCheck(file: string, o: CheckFlags): Promise<number> {
       if (o.output === 'json') process.stdout.write(qemuJson(file, c, result.anomalies));
       else process.stdout.write(humanSummary(c));
     }
-    if (o.report !== undefined) await writeReportFile(o.report, { ...result, filename: file }, image);
+    if (o.report !== undefined) {
+      const { writeReportFile } = await import('../../report/write-report.js');
+      await writeReportFile(o.report, { ...result, filename: file }, image);
+    }
     if (c.checkErrors) return fail('Check failed');
     return c.corruptions ? 2 : c.leaks ? 3 : 0;
   } finally {
