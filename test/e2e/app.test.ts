@@ -10,7 +10,7 @@ import { tempDir } from '../helpers/qemu.js';
 import { launchChromium, startServe, type Chromium, type Served } from './harness.js';
 import { makeClean, makeDamaged, makeSnapshots } from './images.js';
 import { checkFile } from '../../engine/check/index.js';
-import { legendOf } from '../../engine/service/handlers/check.js';
+import { legendOf, trimRoleMap } from '../../engine/service/handlers/check.js';
 import { HOST_ROLE_COUNT, HOST_ROLE_NAMES, HostRole } from '../../engine/check/roles.js';
 import { FileIO } from '../../engine/io/file-io.js';
 import { Qcow2Image } from '../../engine/image/qcow2-image.js';
@@ -120,7 +120,8 @@ describe('the app in Chromium', () => {
     await page.getByTestId('tab-host-map').click();
     const engine = await checkFile(snaps, { roleMap: true });
     const legend = await legendCounts(page, 'host-legend');
-    expect(legend).toEqual(nonZero(legendOf(engine.roleMap, HOST_ROLE_COUNT)));
+    expect(legend).toEqual(nonZero(legendOf(trimRoleMap(engine.roleMap, engine.hostClusters), HOST_ROLE_COUNT)));
+    expect(await page.evaluate('globalThis.__q2dMaps.host.pyramid.count')).toBe(engine.hostClusters);
     // Cell colours: a few cells of different roles are drawn in their legend colour.
     const roles = engine.roleMap!;
     const samples = [HostRole.Header, HostRole.L1, HostRole.RefcountTable, HostRole.SnapshotTable, HostRole.Data]

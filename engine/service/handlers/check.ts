@@ -1,6 +1,6 @@
 // check.run (progress + cancel), anomalies.list, anomalies.ranges.
 import { analyzeImage, toCheckResult } from '../../check/index.js';
-import { GUEST_STATE_NAMES, HOST_ROLE_COUNT } from '../../check/roles.js';
+import { GUEST_STATE_NAMES, HOST_ROLE_COUNT, HostRole } from '../../check/roles.js';
 import type { Anomaly, Severity } from '../../check/types.js';
 import type { AnomalyPage, CheckSummary } from '../contract.js';
 import { ContractError } from '../errors.js';
@@ -19,6 +19,18 @@ export function legendOf(map: Uint8Array | undefined, n: number): number[] {
   let top = n;
   for (let k = 255; k >= n; k--) if (c[k]) { top = k + 1; break; }
   return Array.from(c.subarray(0, top));
+}
+
+/**
+ * The role map as the map shows it: the checker's array has slack past the end of the file (room
+ * for references just past EOF); cells past both the examined clusters and the last non-free
+ * role are not clusters of the file and are cut off.
+ */
+export function trimRoleMap(roleMap: Uint8Array | undefined, hostClusters: number): Uint8Array | undefined {
+  if (!roleMap) return undefined;
+  let end = roleMap.length;
+  while (end > hostClusters && roleMap[end - 1] === HostRole.Free) end--;
+  return end === roleMap.length ? roleMap : roleMap.subarray(0, end);
 }
 
 /** Tests only: wait `ms` in small cancellable steps, reporting progress. */
@@ -51,6 +63,8 @@ export const handlers: HandlerTable = {
     });
     ctx.cancel.throwIfCancelled();
     const result = toCheckResult(s.name, analysis, (performance.now() - t0) / 1000);
+    const roles = trimRoleMap(result.roleMap, result.hostClusters);
+    if (roles) result.roleMap = roles;
     s.check = result;
     s.references = analysis.references;
     s.cache.clear();
