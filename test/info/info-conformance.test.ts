@@ -76,6 +76,17 @@ const IMAGES: Record<string, () => void> = {
   'luks-essiv.qcow2': () => createLuks(f('luks-essiv.qcow2'), '16M',
     ['encrypt.cipher-alg=aes-128', 'encrypt.cipher-mode=cbc', 'encrypt.ivgen-alg=essiv', 'encrypt.ivgen-hash-alg=sha256', 'encrypt.hash-alg=sha1']),
   'aes.qcow2': () => createAes(f('aes.qcow2'), '16M'),
+  'aes-v2.qcow2': () => qemuImg('create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=pw',
+    '-o', 'compat=0.10,encrypt.format=aes,encrypt.key-secret=s0', f('aes-v2.qcow2'), '16M'),
+  'header-length-120.qcow2': () => {
+    // 8 bytes of unknown header fields: the extensions move 8 bytes further.
+    const p = f('header-length-120.qcow2');
+    createQcow2(p, '8M');
+    const d = readFileSync(p);
+    const moved = Buffer.concat([d.subarray(0, 112), Buffer.alloc(8, 0xaa), d.subarray(112, 4096)]);
+    moved.writeUInt32BE(120, 100);
+    writeBytes(p, 0, moved);
+  },
   'backed.qcow2': () => {
     createQcow2(f('backing-base.qcow2'), '16M');
     createQcow2(f('backed.qcow2'), '16M', {}, { file: 'backing-base.qcow2', format: 'qcow2' });
