@@ -89,6 +89,15 @@ describe('triage of a folder of mixed images', () => {
     run('rm', ['-f', fifo]);
   });
 
+  it('gives up on an image that takes longer than --timeout, and goes on with the next', () => {
+    // A millisecond is far less than a worker thread needs to start: the first check cannot finish.
+    const r = run('node', ['bin/qcow2-doctor.js', 'triage', '--output=json', '--jobs', '1', '--timeout', '0.001', join(t.dir, 'clean.qcow2'), join(t.dir, 'nope.qcow2')]);
+    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rows[0]).toMatchObject({ verdict: 'unreadable', error: 'the check did not finish within 0.001 s' });
+    expect(rows).toHaveLength(2);
+    expect(r.status).toBe(1);
+  });
+
   it('reports an explicitly named missing file instead of stopping', () => {
     const r = run('node', ['bin/qcow2-doctor.js', 'triage', '--output=json', join(t.dir, 'nope.qcow2'), join(t.dir, 'clean.qcow2')]);
     const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);

@@ -112,6 +112,17 @@ describe('recovery wizard', () => {
     const reportName = /Saved (\S+\.report\.html)/.exec(saved)![1]!;
     expect(readFileSync(join(root.dir, reportName), 'utf8')).toContain('After the repair: Clean');
 
+    if (name === 'leaks.qcow2') {
+      // The metadata-only copy for support, offered next to the report.
+      await page.getByTestId('wizard-strip').click();
+      await expect.poll(() => page.getByTestId('wizard-saved').innerText()).toContain('.stripped.qcow2');
+      const strippedName = /Saved (\S+\.stripped\.qcow2)/.exec(await page.getByTestId('wizard-saved').innerText())![1]!;
+      const stripped = qemuCheck(join(root.dir, strippedName));
+      // It is a copy of the image as the customer has it (the original, with its leak).
+      const originalCheck = qemuCheck(file);
+      expect(stripped.status).toBe(3);
+      expect({ ...stripped.json, filename: '' }).toEqual({ ...originalCheck.json, filename: '' });
+    }
     const repaired = target === 'copy' ? join(root.dir, name.replace('.qcow2', '.repaired.qcow2')) : file;
     expect(qemuCheck(repaired).status).toBe(0);
     assertPatterns(repaired);
