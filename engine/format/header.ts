@@ -123,9 +123,11 @@ const fail = (reason: string, field: string, value: string | number | bigint): n
  * in the order QEMU validates them, with QEMU's wording.
  */
 export function decodeHeader(buf: Uint8Array, opts: DecodeOptions = {}): Qcow2Header {
+  // The magic first: a short file that is not qcow2 at all should be named as such.
+  const magic = buf.length >= 4 ? u32(buf, C.HDR.magic) : -1;
+  if (magic !== C.QCOW2_MAGIC)
+    fail('Image is not in qcow2 format', 'header.magic', magic < 0 ? `${buf.length} bytes` : `0x${magic.toString(16)}`);
   if (buf.length < C.HEADER_V2_LENGTH) fail('Image is not in qcow2 format', 'header', `${buf.length} bytes`);
-  const magic = u32(buf, C.HDR.magic);
-  if (magic !== C.QCOW2_MAGIC) fail('Image is not in qcow2 format', 'header.magic', `0x${magic.toString(16)}`);
   const version = u32(buf, C.HDR.version);
   if (version !== 2 && version !== 3) fail(`Unsupported qcow2 version ${version}`, 'header.version', version);
   const clusterBits = u32(buf, C.HDR.clusterBits);
