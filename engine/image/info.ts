@@ -154,7 +154,7 @@ async function readEncryptInfo(img: Qcow2Image): Promise<EncryptInfo | undefined
   if (h.crypto.length < C.LUKS_HEADER_SIZE)
     throw new Qcow2FormatError('Request for data outside of extension header', 'header_extension.crypto.length', h.crypto.length);
   const buf = await readOrZeros(img.io, img.fileSize, h.crypto.offset, C.LUKS_HEADER_SIZE);
-  return { format: 'luks', ...decodeLuksHeader(buf) };
+  return { format: 'luks', ...pastEof(img, h.crypto.offset, 'header_extension.crypto.offset', () => decodeLuksHeader(buf)) };
 }
 
 /**
@@ -173,7 +173,8 @@ async function readBitmapInfo(img: Qcow2Image, warnings: string[]): Promise<Bitm
   }
   const b = h.bitmaps;
   const dir = await readOrZeros(img.io, img.fileSize, b.directoryOffset, b.directorySize);
-  const entries = decodeBitmapDirectory(dir, { clusterSize: img.clusterSize, virtualSize: h.size, nbBitmaps: b.nbBitmaps });
+  const entries = pastEof(img, b.directoryOffset, 'header_extension.bitmaps.directory_offset',
+    () => decodeBitmapDirectory(dir, { clusterSize: img.clusterSize, virtualSize: h.size, nbBitmaps: b.nbBitmaps }));
   const names = new Set<string>();
   const checkedTables = new Set<string>();
   for (const e of entries) {
@@ -197,6 +198,20 @@ async function readBitmapInfo(img: Qcow2Image, warnings: string[]): Promise<Bitm
   }
   if (h.version !== 3) return undefined;
   return entries.map((e) => ({ name: e.name, granularity: 2 ** e.granularityBits, flags: bitmapFlagNames(e.flags) }));
+}
+
+/**
+ * A structure past the end of the file reads as zeros (as in QEMU), so QEMU's refusal is about
+ * zeros; keep its wording but name the offset that is really wrong.
+ */
+function pastEof<T>(img: Qcow2Image, offset: number, field: string, decode: () => T): T {
+  try {
+    return decode();
+  } catch (e) {
+    if (e instanceof Qcow2FormatError && offset >= img.fileSize)
+      throw new Qcow2FormatError(e.qemuReason, field, `0x${offset.toString(16)} (beyond end of file, ${img.fileSize} bytes)`);
+    throw e;
+  }
 }
 
 async function readSnapshotInfo(img: Qcow2Image): Promise<SnapshotInfo[]> {

@@ -133,6 +133,21 @@ describe('refusals match qemu-img info', () => {
   }
 });
 
+describe('structures past the end of the file', () => {
+  it('keep QEMU\'s reason but name the offset that is wrong', async () => {
+    const p = join(t.dir, 'dir-past-eof.qcow2');
+    copyFileSync(base('bitmaps'), p);
+    patchU64(p, bm.ext + 8 + 16, 0x40000000);
+    const e1 = await collectImageInfo(p).then(() => undefined, (e: unknown) => e as Error);
+    expect(e1?.message).toMatch(/Bitmap '' doesn't satisfy the constraints \(header_extension\.bitmaps\.directory_offset = 0x40000000 \(beyond end of file, \d+ bytes\)\)$/);
+    const q = join(t.dir, 'luks-past-eof.qcow2');
+    copyFileSync(base('luks'), q);
+    patchU64(q, extensionOffsets(q).get(0x0537be77)! + 8, 0x100000000);
+    const e2 = await collectImageInfo(q).then(() => undefined, (e: unknown) => e as Error);
+    expect(e2?.message).toMatch(/Volume is not in LUKS format \(header_extension\.crypto\.offset = 0x100000000 \(beyond end of file, \d+ bytes\)\)$/);
+  });
+});
+
 describe('images QEMU opens despite oddities open here too', () => {
   it('a bitmap in use is not loaded, so a bad table entry does not matter', async () => {
     const p = join(t.dir, 'inuse.qcow2');
