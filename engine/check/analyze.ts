@@ -12,7 +12,7 @@ import { bitmapsActive, BitmapError, loadBitmapDirectory, loadBitmapTable, type 
 import { BufferPool, pipeline, readRanges } from './batch-reader.js';
 import { decodes, MAX_COMPRESSED_SAMPLES, type CompressedSample } from './compressed-sample.js';
 import { msg } from './messages.js';
-import { createRefArray, MAX_IMRT_BYTES, refArrayBytesPerEntry, refArrayMax, type RefArray } from './refcount-array.js';
+import { MAX_IMRT_BYTES, refArrayMax, WIDE_SENTINEL } from './refcount-array.js';
 import { LOOKUP_FAILED, RefcountLookup } from './refcount-lookup.js';
 import { GuestState, HostRole } from './roles.js';
 import { precheckSnapshotTable, type CheckedSnapshot } from './snapshot-table.js';
@@ -49,8 +49,14 @@ export interface Analysis {
   fileClusters: number;
   /** QEMU's nb_clusters after the walk: the range compared (file clusters, grown by references < 1 cluster past EOF). */
   nbClusters: number;
-  /** References found per host cluster (QEMU's IMRT), at the image's refcount width semantics. */
-  references: RefArray;
+  /**
+   * References found per host cluster (QEMU's IMRT), one byte per cluster. For refcount widths up to
+   * 8 bits the byte is the count; for wider refcounts 255 means "255 or more, see referencesAt(k)"
+   * (such counts are rare, and this halves QEMU's memory for the default 16-bit width).
+   */
+  references: Uint8Array;
+  /** Exact reference count of host cluster k (any width). */
+  referencesAt(k: number): number;
   /** Largest value a counter can hold (refcount overflow threshold). */
   refcountMax: number;
   /** QEMU's counters for a check without repair (corruptions/leaks/check errors, stats, end offset). */
@@ -104,8 +110,13 @@ class Analyzer {
   private readonly fileClusters: number;
   private readonly ext: boolean;
   private readonly dataFile: boolean;
-  private ref!: RefArray;
+  private ref!: Uint8Array;
   private refMax: number;
+  /** Counts of 255 and more, for refcount widths above 8 bits (the byte then holds WIDE_SENTINEL). */
+  private readonly over = new Map<number, number>();
+  private readonly wide: boolean;
+  /** Counters below this are incremented inline; at or above it the slow path decides. */
+  private readonly fastLimit: number;
   private maxK = -1;
   private readonly c: QemuCounters = {
     checkErrors: 0, corruptions: 0, leaks: 0, corruptionsFixed: 0, leaksFixed: 0, imageEndOffset: 0,
@@ -147,6 +158,8 @@ class Analyzer {
     this.ext = image.geo.extendedL2;
     this.dataFile = image.hasExternalData;
     this.refMax = refArrayMax(image.geo.refcountOrder);
+    this.wide = image.geo.refcountOrder > 3;
+    this.fastLimit = this.wide ? WIDE_SENTINEL - 1 : this.refMax;
     this.zeros = new Uint8Array(this.cs);
     this.guestClusters = Math.ceil(image.virtualSize / this.cs);
     this.lookup = new RefcountLookup(image);
@@ -170,11 +183,11 @@ class Analyzer {
         throw new Abort('File too large');
       }
       const entries = this.fileClusters + 2;
-      if (entries * refArrayBytesPerEntry(img.geo.refcountOrder) > MAX_IMRT_BYTES) {
+      if (entries > MAX_IMRT_BYTES) {
         this.c.checkErrors++;
         throw new Abort('Cannot allocate memory');
       }
-      this.ref = createRefArray(img.geo.refcountOrder, entries);
+      this.ref = new Uint8Array(entries);
       this.copiedSet = new Uint8Array(Math.ceil(entries / 8));
       this.copiedEntries = entries;
       if (this.opts.roleMap) this.roleMap = new Uint8Array(entries);
@@ -198,7 +211,7 @@ class Analyzer {
     this.progress(1, 'done');
     const a: Analysis = {
       clusterSize: this.cs, fileSize: this.fileSize, fileClusters: this.fileClusters,
-      nbClusters: this.nbClusters(), references: this.ref ?? new Uint8Array(0), refcountMax: this.refMax,
+      nbClusters: this.nbClusters(), references: this.ref ?? new Uint8Array(0), referencesAt: (k) => this.refAt(k), refcountMax: this.refMax,
       counters: this.c, rebuild: this.rebuild, findings: this.findings, findingsDropped: this.findingsDropped,
       snapshots: this.snapshots, snapshotTableSize: this.snapshotTableSize, highestCluster: this.highest,
       anomalies: this.an.finish(), messages: this.messages,
@@ -258,8 +271,14 @@ class Analyzer {
     return this.high;
   }
 
+  /** Exact reference count of cluster k. */
+  refAt(k: number): number {
+    const v = this.ref[k] ?? 0;
+    return this.wide && v === WIDE_SENTINEL ? this.over.get(k)! : v;
+  }
+
   private incCluster(k: number, role: number): void {
-    const v = this.ref[k]!;
+    const v = this.refAt(k);
     // A second reference to a cluster some active entry flags COPIED: that flag is wrong.
     if (v !== 0 && (this.copiedSet[k >>> 3]! & (1 << (k & 7))) !== 0) this.copiedReplay = true;
     if (v >= this.refMax) {
@@ -270,6 +289,9 @@ class Analyzer {
       this.copiedReplay = true;
       this.find({ kind: 'refcount-overflow', offset: k * this.cs });
       this.an.add('refcount-overflow', { cluster: k, qemuMessage: line });
+    } else if (this.wide && v + 1 >= WIDE_SENTINEL) {
+      this.ref[k] = WIDE_SENTINEL;
+      this.over.set(k, v + 1);
     } else {
       this.ref[k] = v + 1;
     }
@@ -490,7 +512,7 @@ class Analyzer {
     const n = geo.l2Entries;
     const cs = this.cs;
     const ref = this.ref;
-    const refMax = this.refMax;
+    const fastLimit = this.fastLimit;
     const setBits = this.copiedSet;
     const cb = this.cb;
     const hiMul = 2 ** (32 - cb);
@@ -528,10 +550,10 @@ class Analyzer {
           if (copiedCheck && (hi & C.OFLAG_COPIED_HI) !== 0) {
             if (v !== 0) replay = true;
             setBits[k >>> 3] = setBits[k >>> 3]! | bit;
-            if (v >= refMax) this.incCluster(k, HostRole.Data);
+            if (v >= fastLimit) this.incCluster(k, HostRole.Data);
             else ref[k] = v + 1;
           } else {
-            if (v >= refMax || (v !== 0 && (setBits[k >>> 3]! & bit) !== 0)) this.incCluster(k, HostRole.Data);
+            if (v >= fastLimit || (v !== 0 && (setBits[k >>> 3]! & bit) !== 0)) this.incCluster(k, HostRole.Data);
             else ref[k] = v + 1;
             if (copiedCheck) this.markCopied(k, false);
           }
@@ -771,7 +793,7 @@ class Analyzer {
       if (offset !== 0) {
         this.incRange(offset, this.cs, HostRole.RefcountBlock, where);
         this.claimMeta(offset, this.cs, HostRole.RefcountBlock, 'refcount block');
-        const v = this.ref[cluster]!;
+        const v = this.refAt(cluster);
         if (v !== 1) {
           const line = msg.refblockRefcount(i, v);
           this.say(line);
@@ -828,13 +850,14 @@ class Analyzer {
           continue;
         }
         const block = off === 0 ? this.zeros : blocks.get(off)!;
-        if (order === 4 && ref instanceof Uint16Array && block.byteOffset % 4 === 0 && base % 2 === 0) {
-          this.compareWords16(block, base, end);
+        if (order === 4 && block.byteOffset % 4 === 0 && base % 4 === 0) {
+          this.compareQuads16(block, base, end);
         } else {
           decodeBlock(block, order, rcBuf, end - base);
           for (let k = base; k < end; k++) {
             const rc = rcBuf[k - base]!;
-            const rf = ref[k]!;
+            let rf = ref[k]!;
+            if (rf === WIDE_SENTINEL && this.wide) rf = this.over.get(k)!;
             if (rc !== 0 || rf !== 0) {
               this.high = k;
               if (rc !== rf) this.mismatch(k, rc, rf);
@@ -849,27 +872,32 @@ class Analyzer {
   }
 
   /**
-   * Compare one 16-bit refcount block with the IMRT two clusters at a time: the block's big-endian
-   * pairs, byte-swapped within each half, equal the IMRT's native pair when both refcounts match.
+   * Compare one 16-bit refcount block with the IMRT four clusters at a time: when the block's high
+   * bytes are zero and its low bytes equal the IMRT's bytes (all below 128, so no wide counts), the
+   * four refcounts match. Anything else is looked at cluster by cluster.
    */
-  private compareWords16(block: Uint8Array, base: number, end: number): void {
-    const ref = this.ref as Uint16Array;
+  private compareQuads16(block: Uint8Array, base: number, end: number): void {
+    const ref = this.ref;
     const bw = new Uint32Array(block.buffer, block.byteOffset, block.byteLength >>> 2);
-    const rw = new Uint32Array(ref.buffer, ref.byteOffset + base * 2, (end - base) >>> 1);
-    const words = (end - base) >>> 1;
+    const quads = (end - base) >>> 2;
+    const rw = new Uint32Array(ref.buffer, ref.byteOffset + base, quads);
     let high = -1;
-    for (let w = 0; w < words; w++) {
-      const x = bw[w]!;
-      const sw = (((x & 0x00ff00ff) << 8) | ((x >>> 8) & 0x00ff00ff)) >>> 0;
-      const y = rw[w]!;
-      if (sw === y) {
-        if (y !== 0) high = base + 2 * w + ((y >>> 16) !== 0 ? 1 : 0);
-        continue;
+    for (let q = 0; q < quads; q++) {
+      const a = bw[2 * q]!;
+      const b = bw[2 * q + 1]!;
+      const y = rw[q]!;
+      if (((a | b) & 0x00ff00ff) === 0 && (y & 0x80808080) === 0) {
+        const packed = (((a >>> 8) & 0xff) | ((a >>> 16) & 0xff00) | ((b << 8) & 0xff0000) | (b & 0xff000000)) >>> 0;
+        if (packed === y) {
+          if (y !== 0) high = base + 4 * q + ((y >>> 24) !== 0 ? 3 : (y & 0xff0000) !== 0 ? 2 : (y & 0xff00) !== 0 ? 1 : 0);
+          continue;
+        }
       }
-      for (let h = 0; h < 2; h++) {
-        const k = base + 2 * w + h;
-        const rc = h === 0 ? sw & 0xffff : sw >>> 16;
-        const rf = h === 0 ? y & 0xffff : y >>> 16;
+      for (let h = 0; h < 4; h++) {
+        const k = base + 4 * q + h;
+        const j = 2 * (k - base);
+        const rc = (block[j]! << 8) | block[j + 1]!;
+        const rf = this.refAt(k);
         if (rc !== 0 || rf !== 0) {
           high = k;
           if (rc !== rf) this.mismatch(k, rc, rf);
@@ -877,9 +905,9 @@ class Analyzer {
       }
     }
     if (high >= 0) this.high = high;
-    for (let k = base + 2 * words; k < end; k++) {
+    for (let k = base + 4 * quads; k < end; k++) {
       const rc = (block[2 * (k - base)]! << 8) | block[2 * (k - base) + 1]!;
-      const rf = ref[k]!;
+      const rf = this.refAt(k);
       if (rc !== 0 || rf !== 0) {
         this.high = k;
         if (rc !== rf) this.mismatch(k, rc, rf);

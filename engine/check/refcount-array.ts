@@ -5,6 +5,9 @@ import { maxRefcount } from '../format/refcount.js';
 
 export type RefArray = Uint8Array | Uint16Array | Uint32Array;
 
+/** In the one-byte IMRT of wide refcount widths: "255 or more; the exact count is kept aside". */
+export const WIDE_SENTINEL = 255;
+
 /** Largest in-memory refcount table we agree to allocate (QEMU would fail with ENOMEM). */
 export const MAX_IMRT_BYTES = 4 * 1024 * 1024 * 1024;
 

@@ -151,6 +151,26 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
+    name: 'cluster-referenced-300-times', ref: 'S25', qemuExit: 2, compareLines: true,
+    build(dir) {
+      const f = baseImage(dir, 'cluster-referenced-300-times.qcow2');
+      const entries = Buffer.alloc(300 * 8);
+      for (let i = 0; i < 300; i++) entries.writeBigUInt64BE(0x8000000000050000n, 8 * i);
+      writeBytes(f, L2, entries);
+      return f;
+    },
+  },
+  {
+    name: 'cross-link-refcount-bits-32', ref: 'S25', qemuExit: 2, compareLines: true,
+    build(dir) {
+      const f = baseImage(dir, 'cross-link-refcount-bits-32.qcow2', { refcount_bits: 32 });
+      const entries = Buffer.alloc(260 * 8);
+      for (let i = 0; i < 260; i++) entries.writeBigUInt64BE(0x8000000000060000n, 8 * i);
+      writeBytes(f, L2, entries);
+      return f;
+    },
+  },
+  {
     name: 'refcount-overflow-bits-1', ref: 'S27', qemuExit: 2, compareLines: true,
     build(dir) {
       const f = baseImage(dir, 'refcount-overflow-bits-1.qcow2', { refcount_bits: 1 });
