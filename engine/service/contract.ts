@@ -317,6 +317,8 @@ export interface GuestLocation {
   compressedSize?: number;
   /** For backing reads: the layer that holds it (1 = direct backing file), when known. */
   backingDepth?: number;
+  /** For backing reads: where in the chain the guest data really comes from (when the layer could be read). */
+  backingLayer?: { depth: number; name: string; stateName: string; hostOffset?: number };
 }
 
 export interface HostBytes {

@@ -5,8 +5,10 @@
 import { GUEST_STATE_NAMES, GuestState } from '../check/roles.js';
 import { hex64, u32 } from '../format/bytes.js';
 import { ClusterType, classifyL2, decodeCompressed, l1Offset, l2Offset } from '../format/l2-entry.js';
-import type { Qcow2Image } from '../image/qcow2-image.js';
 import { readPadded } from '../io/positional-io.js';
+import { FileIO } from '../io/file-io.js';
+import { Qcow2Image } from '../image/qcow2-image.js';
+import { dirname, isAbsolute, join } from 'node:path';
 import type { GuestLocation } from './contract.js';
 
 export async function locateGuestCluster(image: Qcow2Image, guestCluster: number): Promise<GuestLocation> {
@@ -70,4 +72,48 @@ export async function locateGuestCluster(image: Qcow2Image, guestCluster: number
   if (out.hostOffset !== undefined) out.hostCluster = Math.floor(out.hostOffset / g.clusterSize);
   out.stateName = name(out.state);
   return out;
+}
+
+/**
+ * Follow the backing chain for a guest offset the top image does not hold: the first layer that
+ * has data (or zeroes) for it, with its host offset in that layer's file. At most 16 layers;
+ * `mayRead` confines the walk (serve: the root). Reads one L1/L2 entry per layer.
+ */
+export async function locateInBacking(image: Qcow2Image, path: string, guestOffset: number, mayRead: (p: string) => Promise<boolean>): Promise<GuestLocation['backingLayer']> {
+  let name = image.header.backingFile;
+  let format = image.header.backingFormat;
+  let base = dirname(path);
+  for (let depth = 1; name !== undefined && depth <= 16; depth++) {
+    const layerName = name;
+    const full = isAbsolute(name) ? name : join(base, name);
+    if (!(await mayRead(full))) return { depth, name, stateName: 'not readable here' };
+    let io: FileIO;
+    try {
+      io = await FileIO.open(full);
+    } catch {
+      return { depth, name, stateName: 'missing' };
+    }
+    try {
+      if (format !== undefined && format !== 'qcow2') {
+        const size = await io.size();
+        return guestOffset < size ? { depth, name, stateName: 'data (raw)', hostOffset: guestOffset } : { depth, name, stateName: 'zero (past the end)' };
+      }
+      const layer = await Qcow2Image.open(io, { checkMode: true });
+      if (guestOffset >= layer.virtualSize) return { depth, name, stateName: 'zero (past the end)' };
+      const loc = await locateGuestCluster(layer, Math.floor(guestOffset / layer.clusterSize));
+      if (loc.state !== GuestState.Backing) {
+        const out: NonNullable<GuestLocation['backingLayer']> = { depth, name, stateName: loc.stateName };
+        if (loc.hostOffset !== undefined) out.hostOffset = loc.hostOffset + (loc.state === GuestState.Compressed ? 0 : guestOffset % layer.clusterSize);
+        return out;
+      }
+      name = layer.header.backingFile;
+      format = layer.header.backingFormat;
+      base = dirname(full);
+    } catch (e) {
+      return { depth, name: layerName, stateName: `unreadable: ${e instanceof Error ? e.message : String(e)}` };
+    } finally {
+      await io.close();
+    }
+  }
+  return undefined;
 }

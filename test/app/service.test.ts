@@ -94,6 +94,30 @@ describe('service handlers', () => {
     await expect(service.call('guest.locate', { handle: o.handle, guestCluster: 64 })).rejects.toMatchObject({ code: 'invalid-argument', field: 'args.guestCluster' });
   });
 
+  it('guest.locate follows the backing chain to the layer that holds the data, as qemu-img map does', async () => {
+    const b0 = join(t.dir, 'chain0.qcow2');
+    createQcow2(b0, '4M');
+    qemuIo(b0, ['write -P 0x01 0 128k']);
+    const b1 = join(t.dir, 'chain1.qcow2');
+    createQcow2(b1, '4M', {}, { file: 'chain0.qcow2', format: 'qcow2' });
+    qemuIo(b1, ['write -P 0x02 64k 64k']);
+    const top = join(t.dir, 'chain2.qcow2');
+    createQcow2(top, '4M', {}, { file: 'chain1.qcow2', format: 'qcow2' });
+    const o = await open('chain2.qcow2');
+    await service.call('check.run', { handle: o.handle });
+    const qmap = JSON.parse(qemuImg('map', '--output=json', top)) as Array<{ start: number; length: number; depth: number; offset?: number }>;
+    const at = (g: number) => qmap.find((e) => e.start <= g && g < e.start + e.length)!;
+    const c0 = await service.call('guest.locate', { handle: o.handle, guestCluster: 0 });
+    expect(c0.stateName).toBe('from backing file');
+    expect(c0.backingLayer).toEqual({ depth: at(0).depth, name: 'chain0.qcow2', stateName: 'data', hostOffset: at(0).offset });
+    const c1 = await service.call('guest.locate', { handle: o.handle, guestCluster: 1 });
+    expect(c1.backingLayer).toEqual({ depth: at(65536).depth, name: 'chain1.qcow2', stateName: 'data', hostOffset: at(65536).offset });
+    const c5 = await service.call('guest.locate', { handle: o.handle, guestCluster: 5 });
+    // Unallocated in every layer: the walk ends at the base, which reads as zeroes.
+    expect(c5.backingLayer).toEqual({ depth: 2, name: 'chain0.qcow2', stateName: 'unallocated' });
+    expect(at(5 * 65536).offset).toBeUndefined();
+  });
+
   it('refuses what is not a qcow2 image with QEMU\'s reason, and unknown handles', async () => {
     writeFileSync(join(t.dir, 'raw.img'), Buffer.alloc(4096));
     await expect(open('raw.img')).rejects.toMatchObject({ name: 'Qcow2FormatError', qemuReason: 'Image is not in qcow2 format' });

@@ -2,12 +2,12 @@
 import { dirname } from 'node:path';
 import { Qcow2Image } from '../../image/qcow2-image.js';
 import { FileIO } from '../../io/file-io.js';
-import { GUEST_STATE_NAMES } from '../../check/roles.js';
+import { GUEST_STATE_NAMES, GuestState } from '../../check/roles.js';
 import { ContractError } from '../errors.js';
 import type { HandlerContext, HandlerTable } from '../handler.js';
 import type { Session } from '../session.js';
 import { buildOverview } from '../overview.js';
-import { locateGuestCluster } from '../locate.js';
+import { locateGuestCluster, locateInBacking } from '../locate.js';
 
 async function overviewOf(s: Session, ctx: HandlerContext) {
   const may = ctx.host.mayRead ? ctx.host.mayRead.bind(ctx.host) : async () => true;
@@ -59,6 +59,14 @@ export const handlers: HandlerTable = {
     if (mapped !== undefined) {
       loc.state = mapped;
       loc.stateName = GUEST_STATE_NAMES[mapped] ?? `state ${mapped}`;
+    }
+    if (loc.state === GuestState.Backing) {
+      const may = ctx.host.mayRead ? ctx.host.mayRead.bind(ctx.host) : async () => true;
+      const layer = await locateInBacking(s.image, s.path, loc.guestOffset, may);
+      if (layer) {
+        loc.backingLayer = layer;
+        loc.backingDepth = layer.depth;
+      }
     }
     return loc;
   },
