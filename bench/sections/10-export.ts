@@ -18,14 +18,21 @@ function qemuIo(file: string, cmds: string[]): void {
   execFileSync('qemu-io', [...args, file], { stdio: 'ignore' });
 }
 
-function timed(cmd: string, args: string[]): number {
+interface Timing {
+  wall: number;
+  cpu: number;
+}
+
+/** Wall and CPU (user + system) seconds of one run, measured by bash's `time`. */
+function timed(cmd: string, args: string[]): Timing {
   // Start each run with no dirty pages left by the previous one.
   spawnSync('sync');
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return ms;
+  const quoted = [cmd, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const r = spawnSync('bash', ['-c', `TIMEFORMAT='%R %U %S'; time ${quoted} >/dev/null 2>/tmp/qcow2-doctor-bench-err.$$`], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: exit ${r.status} ${r.stderr}`);
+  const m = /([\d.]+) ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr);
+  if (!m) throw new Error(`could not time ${cmd}: ${r.stderr}`);
+  return { wall: Number(m[1]), cpu: Number(m[2]) + Number(m[3]) };
 }
 
 export async function run(ctx: BenchContext): Promise<void> {
@@ -49,7 +56,7 @@ export async function run(ctx: BenchContext): Promise<void> {
   const size = statSync(img).size;
   ctx.log(`image: 4 GiB virtual, ${(size / M).toFixed(0)} MiB file (1.5 GiB data, 128 MiB compressed, zero and discarded ranges)`);
 
-  const runs: { ours: number[]; qemu: number[] } = { ours: [], qemu: [] };
+  const runs: { ours: Timing[]; qemu: Timing[] } = { ours: [], qemu: [] };
   for (let i = 0; i < 3; i++) {
     rmSync(theirs, { force: true });
     runs.qemu.push(timed('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', img, theirs]));
@@ -57,14 +64,17 @@ export async function run(ctx: BenchContext): Promise<void> {
     runs.ours.push(timed('node', [bin, 'export', img, ours]));
   }
   const same = spawnSync('cmp', ['-s', ours, theirs]).status === 0;
-  const best = (a: number[]) => Math.min(...a);
-  const q = best(runs.qemu);
-  const o = best(runs.ours);
-  ctx.log(`qemu-img convert -O raw : ${(q / 1000).toFixed(2)} s  (runs: ${runs.qemu.map((x) => (x / 1000).toFixed(2)).join(', ')})`);
-  ctx.log(`qcow2-doctor export     : ${(o / 1000).toFixed(2)} s  (runs: ${runs.ours.map((x) => (x / 1000).toFixed(2)).join(', ')})`);
-  ctx.log(`ratio export/qemu-img   : ${(o / q).toFixed(2)}  (goal: <= 1.00)`);
-  ctx.log(`outputs identical       : ${same ? 'yes' : 'NO'}`);
+  const best = (a: Timing[], k: keyof Timing) => Math.min(...a.map((t) => t[k]));
+  const list = (a: Timing[]) => a.map((t) => `${t.wall.toFixed(2)}/${t.cpu.toFixed(2)}`).join(', ');
+  for (const k of ['wall', 'cpu'] as const) {
+    const q = best(runs.qemu, k);
+    const o = best(runs.ours, k);
+    ctx.log(`${k === 'wall' ? 'wall time' : 'CPU time (user+sys)'}: qemu-img convert -O raw ${q.toFixed(2)} s, qcow2-doctor export ${o.toFixed(2)} s, ratio ${(o / q).toFixed(2)} (goal: <= 1.00)`);
+  }
+  ctx.log(`runs (wall/cpu s): qemu-img ${list(runs.qemu)}; ours ${list(runs.ours)}`);
+  ctx.log('(best of 3 each; wall time depends on the machine\'s load, CPU time much less)');
+  ctx.log(`outputs identical: ${same ? 'yes' : 'NO'}`);
   const alloc = (f: string) => (statSync(f).blocks * 512) / M;
-  ctx.log(`output allocation       : ours ${alloc(ours).toFixed(0)} MiB, qemu-img ${alloc(theirs).toFixed(0)} MiB (sparse)`);
+  ctx.log(`output allocation: ours ${alloc(ours).toFixed(0)} MiB, qemu-img ${alloc(theirs).toFixed(0)} MiB (sparse)`);
   for (const f of [img, ours, theirs]) rmSync(f, { force: true });
 }

@@ -77,6 +77,11 @@ export interface OpenChainOptions {
  */
 export async function openChain(path: string, opts: OpenChainOptions = {}): Promise<ImageChain> {
   const openFile = opts.openFile ?? ((p: string) => FileIO.open(p));
+  // File-system facts (identity for cycles, allocation for holes) only describe files opened from
+  // the file system; an injected opener may serve other bytes under the same names.
+  const onDisk = opts.openFile === undefined;
+  const identityOf = (name: string) => (onDisk ? identity(name) : Promise.resolve(name));
+  const allocatedOf = (name: string) => (onDisk ? allocated(name) : Promise.resolve(undefined));
   const maxDepth = opts.maxDepth ?? C.MAX_BACKING_CHAIN_DEPTH;
   const layers: ChainLayer[] = [];
   const opened: PositionalIO[] = [];
@@ -93,7 +98,7 @@ export async function openChain(path: string, opts: OpenChainOptions = {}): Prom
         throw new UnreadableError(`Backing chain too deep: '${filename}' would be layer ${depth + 1}, at most ${maxDepth} are accepted`);
       const io = await openOrExplain(openFile, filename, depth);
       opened.push(io);
-      const key = await identity(filename);
+      const key = await identityOf(filename);
       const prev = seen.get(key);
       if (prev !== undefined) throw new UnreadableError(`Backing file '${filename}' creates an infinite loop (it is layer ${prev} of the chain)`);
       seen.set(key, depth);
@@ -101,7 +106,7 @@ export async function openChain(path: string, opts: OpenChainOptions = {}): Prom
         format = await probeFormat(io, filename);
         formatSource = 'probed';
       }
-      const allocatedBytes = await allocated(filename);
+      const allocatedBytes = await allocatedOf(filename);
       const layer: ChainLayer = { depth, filename, format, formatSource, io, virtualSize: 0 };
       if (allocatedBytes !== undefined) layer.allocatedBytes = allocatedBytes;
       if (format === 'raw') {
@@ -114,7 +119,7 @@ export async function openChain(path: string, opts: OpenChainOptions = {}): Prom
       layer.virtualSize = image.virtualSize;
       layers.push(layer);
       if (image.hasExternalData && !opts.noDataFile) {
-        const df = await openDataFile(image, filename, depth === 0 ? opts.dataFile : undefined, openFile);
+        const df = await openDataFile(image, filename, depth === 0 ? opts.dataFile : undefined, openFile, allocatedOf);
         opened.push(df.io);
         layer.dataFile = df;
       }
@@ -168,7 +173,8 @@ async function openOrExplain(openFile: (p: string) => Promise<PositionalIO>, fil
 }
 
 async function openDataFile(image: Qcow2Image, imageName: string, override: string | undefined,
-  openFile: (p: string) => Promise<PositionalIO>): Promise<{ filename: string; io: PositionalIO; allocatedBytes?: number }> {
+  openFile: (p: string) => Promise<PositionalIO>, allocatedOf: (name: string) => Promise<number | undefined>,
+): Promise<{ filename: string; io: PositionalIO; allocatedBytes?: number }> {
   const recorded = override ?? image.header.dataFileName;
   if (recorded === undefined || recorded === '')
     throw new UnreadableError(`'data-file' is required for this image (header extension 0x${C.EXT_DATA_FILE.toString(16)} is absent)`);
@@ -180,7 +186,7 @@ async function openDataFile(image: Qcow2Image, imageName: string, override: stri
     try {
       const io = await openFile(localPath(filename) ?? filename);
       const df: { filename: string; io: PositionalIO; allocatedBytes?: number } = { filename, io };
-      const a = await allocated(filename);
+      const a = await allocatedOf(filename);
       if (a !== undefined) df.allocatedBytes = a;
       return df;
     } catch (e) {
