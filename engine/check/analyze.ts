@@ -747,7 +747,25 @@ class Analyzer {
         this.incRange(off, this.cs, HostRole.BitmapData, { kind: 'bitmap-data', table: 'bitmap-table', tableOffset: bm.tableOffset, index: i });
         this.claimMeta(off, this.cs, HostRole.BitmapData, 'bitmap data');
       }
+      if ((bm.flags & C.BME_FLAG_IN_USE) === 0) await this.bitmapTailBits(bm, t);
     }
+  }
+
+  /** Beyond QEMU: bits past the end of the disk in a bitmap's last data cluster must be zero. */
+  private async bitmapTailBits(bm: { name: string; tableOffset: number; tableSize: number; granularityBits: number; entryOffset: number }, t: Uint8Array): Promise<void> {
+    const bits = Math.ceil(this.image.virtualSize / 2 ** bm.granularityBits);
+    const bytes = Math.ceil(bits / 8);
+    const last = Math.floor(Math.max(0, bytes - 1) / this.cs);
+    if (last >= bm.tableSize) return;
+    const off = (u32(t, 8 * last) & C.BME_OFFSET_MASK_HI) * TWO32 + ((u32(t, 8 * last + 4) & C.BME_OFFSET_MASK_LO) >>> 0);
+    if (off === 0 || off >= this.fileSize) return;
+    const data = await readPadded(this.image.io, off, this.cs);
+    const firstBit = bits - last * this.cs * 8; // first unused bit inside this cluster
+    let dirty = false;
+    const byte = firstBit >>> 3;
+    if (firstBit % 8 !== 0 && byte < data.length && (data[byte]! >>> (firstBit % 8)) !== 0) dirty = true;
+    for (let b = Math.ceil(firstBit / 8); b < data.length && !dirty; b++) if (data[b] !== 0) dirty = true;
+    if (dirty) this.an.add('bitmap-tail-bits', { cluster: Math.floor(off / this.cs), referrer: { kind: 'bitmap-table', table: bm.tableOffset, index: last } });
   }
 
   /** QEMU's check_refblocks. */

@@ -490,6 +490,22 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
+    name: 'bitmap-tail-bits-set', ref: '§2.14 #8', qemuExit: 0, compareLines: true, extraKinds: ['bitmap-tail-bits'],
+    build(dir) {
+      // 1 MiB disk, 512 B granularity: 2048 bits = 256 bytes of the bitmap's only data cluster are used.
+      const f = join(dir, 'bitmap-tail-bits-set.qcow2');
+      createQcow2(f, '1M');
+      qemuImg('bitmap', '--add', '-g', '512', f, 'b0');
+      qemuIo(f, ['write -P 1 0 64k']);
+      const ext = bitmapsExt(f);
+      const tableOffset = Number(readU64(f, ext.dirOffset));
+      const data = Number(readU64(f, tableOffset) & 0x00fffffffffffe00n);
+      if (data === 0) throw new Error('bitmap has no data cluster');
+      writeBytes(f, data + 256, Uint8Array.of(0x80));
+      return f;
+    },
+  },
+  {
     name: 'bitmap-table-entry-invalid-in-use', ref: 'S44', qemuExit: 1, compareLines: false,
     build(dir) {
       const f = join(dir, 'bitmap-table-entry-invalid-in-use.qcow2');
