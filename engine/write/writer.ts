@@ -330,8 +330,18 @@ export class Qcow2Writer implements AllocatorHost {
       const e = await this.lookup(gc);
       const t = e ? classifyL2(e.hi, e.lo, false, false) : ClusterType.Unallocated;
       if (e && t === ClusterType.Normal) {
+        // Coalesce guest clusters that are contiguous on the host into one read.
+        const host = l2Offset(e.hi, e.lo) + inC;
+        let len = n;
+        while (pos + len < end) {
+          const next = await this.lookup(gc + Math.ceil((inC + len) / cs));
+          if (!next || classifyL2(next.hi, next.lo, false, false) !== ClusterType.Normal || l2Offset(next.hi, next.lo) !== host + len) break;
+          len += Math.min(cs, end - pos - len);
+        }
         this.event('read_aio');
-        out.set(await readPadded(this.io, l2Offset(e.hi, e.lo) + inC, n), pos - offset);
+        out.set(await readPadded(this.io, host, len), pos - offset);
+        pos += len;
+        continue;
       } else if (e && (t === ClusterType.ZeroPlain || t === ClusterType.ZeroAlloc)) {
         // zeros: `out` already holds them
       } else if (e && t !== ClusterType.Unallocated) {

@@ -48,8 +48,8 @@ export async function runLab(o: LabFlags): Promise<number> {
   const reports = await runCampaign({
     ordering,
     seed: positiveInt(o.seed, 'seed', 1),
-    subsetsPerEpoch: positiveInt(o.subsets, 'subsets', 64),
-    tornPerEpoch: positiveInt(o.torn, 'torn', 32),
+    subsetsPerEpoch: positiveInt(o.subsets, 'subsets', 200),
+    tornPerEpoch: positiveInt(o.torn, 'torn', 100),
     budgetSeconds: budget,
     ...(o.dumpStates ? { dumpDir: o.dumpStates } : {}),
     ...(o.workload?.length ? { workloads: o.workload } : {}),
@@ -86,8 +86,8 @@ export function register(program: Command): void {
     .option('--dump-states <dir>', 'write a sample of crash-state images (qcow2) to this folder')
     .option('--unordered', 'negative control: drop the ordering barriers and dependencies (must report corruption)')
     .option('--seed <n>', 'seed of the random crash states', '1')
-    .option('--subsets <n>', 'random subsets of in-flight writes per flush epoch', '64')
-    .option('--torn <n>', 'random subsets with one torn write per flush epoch', '32')
+    .option('--subsets <n>', 'random subsets of in-flight writes per flush epoch', '200')
+    .option('--torn <n>', 'random subsets with one torn write per flush epoch', '100')
     .option('--workload <name...>', `only these workloads (${labWorkloads().map((w) => w.name).join(', ')})`)
     .option('--json', 'print the reports as JSON')
     .action(async (o: LabFlags) => {
