@@ -81,7 +81,7 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
   };
   let activeState: 'valid' | 'damaged' | 'lost' = 'lost';
   if (active) {
-    const r = await readL1(active.offset, active.size, active.source === 'header');
+    const r = await readL1(active.offset, active.size);
     activeState = r.state;
     for (const p of r.placed) activeView.l2.set(p.l1Index, p);
     if (r.state !== 'lost') activeView.lostL2.push(...r.lost);
@@ -89,7 +89,7 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
   }
   const snapViews: Array<{ info: SnapshotInfo; view: GuestView }> = [];
   for (const s of snaps.list) {
-    const r = await readL1(s.l1Offset, s.l1Size, true);
+    const r = await readL1(s.l1Offset, s.l1Size);
     const v: GuestView = {
       kind: 'snapshot', id: s.id, name: s.name, virtualSize: s.diskSize ?? 0, l1Source: 'snapshot-table', l1Offset: s.l1Offset,
       l2: new Map(r.placed.map((p) => [p.l1Index, p])), lostL2: r.state === 'lost' ? [] : r.lost,
@@ -104,7 +104,7 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     for (const o of [...role.keys()].filter((x) => role.get(x) === 'l1').sort((a, b) => a - b)) {
       if (o === active?.offset || snapL1s.has(o)) continue;
       if (active && o > active.offset && o < active.offset + active.size * 8) continue; // part of the active L1
-      const r = await readL1(o, cs / 8, false);
+      const r = await readL1(o, cs / 8);
       if (!r.placed.length) continue;
       const id = `l1@0x${o.toString(16)}`;
       snapViews.push({
@@ -333,7 +333,7 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     return { offset: best.run.offset, size: best.run.clusters * (cs / 8), source: 'scan' };
   }
 
-  async function readL1(offset: number, size: number, fromMetadata: boolean): Promise<{ placed: L2Placement[]; lost: LostL2[]; state: 'valid' | 'damaged' | 'lost' }> {
+  async function readL1(offset: number, size: number): Promise<{ placed: L2Placement[]; lost: LostL2[]; state: 'valid' | 'damaged' | 'lost' }> {
     const bytes = Math.min(size, C.QCOW_MAX_L1_SIZE / 8) * 8;
     const buf = offset < fileSize ? await readPadded(io, offset, bytes) : new Uint8Array(bytes);
     const placed: L2Placement[] = [];
@@ -350,10 +350,8 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
       else if (t >= fileSize) lost.push({ l1Index: i, host: t, reason: 'L2 table beyond end of file (truncated)' });
       else lost.push({ l1Index: i, host: t, reason: `L2 table at 0x${t.toString(16)} destroyed (cluster no longer holds a table)` });
     }
-    void fromMetadata;
-    const state = nonZero === 0 ? 'lost' : bad * 2 > nonZero ? 'lost' : bad > 0 || lost.length > 0 ? 'damaged' : 'valid';
-    // An all-zero L1 is only "lost" if something else says the disk had data.
-    if (nonZero === 0) return { placed, lost, state: 'lost' };
+    // All zero, or mostly unreadable: nothing in it can be trusted to say "unallocated".
+    const state = nonZero === 0 || bad * 2 > nonZero ? 'lost' : bad > 0 || lost.length > 0 ? 'damaged' : 'valid';
     return { placed, lost, state };
   }
 

@@ -29,6 +29,11 @@ export function formatSalvageReport(r: SalvageReport): string {
     out.push(`  backing file: ${r.backing.file}${r.backing.format ? ` (${r.backing.format})` : ''}: ${r.backing.found ? 'found' : 'MISSING — unallocated clusters written as zeros'}`);
   }
   for (const v of r.views) out.push('', ...formatView(v));
+  const others = r.disks.filter((d) => !r.views.some((v) => v.kind === d.kind && v.id === d.id));
+  if (others.length) {
+    out.push('', 'Other disks in this image (export with --snapshot ID, or --snapshot all):');
+    for (const d of others) out.push(`  ${d.id}: ${d.name}, ${humanSize(d.virtualSize)}`);
+  }
   if (r.guesses.length) {
     out.push('', 'Guesses:');
     for (const g of r.guesses) out.push(`  - ${g}`);

@@ -272,6 +272,7 @@ function buildReport(image: string, a: Analysis, views: ViewReport[], backing?: 
     backing: backing ? { file: backing.file, format: backing.format, found: !backing.disk.missing, report: backing.report } : undefined,
     scan: { clusters: findings.counts.reduce((x, y) => x + y, 0), complete: findings.complete, counts, capped: findings.capped },
     structures: recon.structures,
+    disks: recon.views.map((v) => ({ kind: v.kind, id: v.id, name: v.name, virtualSize: v.virtualSize })),
     views,
     guesses: recon.guesses,
     warnings: recon.warnings,

@@ -114,6 +114,8 @@ export interface SalvageReport {
   backing?: { file: string; format?: string; found: boolean; report?: SalvageReport };
   scan: { clusters: number; complete: boolean; counts: Record<string, number>; capped: boolean };
   structures: Reconstruction['structures'];
+  /** Every disk the salvage can export (the active one and each recovered snapshot). */
+  disks: Array<{ kind: 'active' | 'snapshot'; id: string; name: string; virtualSize: number }>;
   views: ViewReport[];
   guesses: string[];
   warnings: string[];

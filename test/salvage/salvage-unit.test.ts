@@ -188,6 +188,7 @@ describe('qcow2-doctor salvage (CLI)', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/Snapshot 1 \(before\)/);
+    expect(r.stdout).toMatch(/Other disks in this image .*\n  active: active disk, 8\.00 MiB/);
     expect(sha256(f)).toBe(before);
     expect(qemuCheck(p('cli.out.qcow2')).status).toBe(0);
     expect(ref(p('cli.out.qcow2'), p('cli.back')).equals(readFileSync(snapRef))).toBe(true);
