@@ -1,31 +1,41 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
-import * as info from './commands/info.js';
-import * as map from './commands/map.js';
-import * as exportCmd from './commands/export.js';
-import * as check from './commands/check.js';
-import * as undo from './commands/undo.js';
-import * as triage from './commands/triage.js';
-import * as strip from './commands/strip.js';
-import * as salvage from './commands/salvage.js';
-import * as serve from './commands/serve.js';
-import * as lab from './commands/lab.js';
 
-/** Each command module registers itself: `register(program)` adds one subcommand. */
-const COMMANDS = [info, map, exportCmd, check, undo, triage, strip, salvage, serve, lab];
+interface CommandModule {
+  register(program: Command): void;
+}
 
-export function buildProgram(): Command {
+/**
+ * Every subcommand, by name. Each module registers itself with `register(program)`. Modules are
+ * loaded lazily: a run loads only the command it names (start-up time matters for scripts and
+ * triage loops), and all of them only for help or an unknown command.
+ */
+const COMMANDS: Record<string, () => Promise<CommandModule>> = {
+  info: () => import('./commands/info.js'),
+  map: () => import('./commands/map.js'),
+  export: () => import('./commands/export.js'),
+  check: () => import('./commands/check.js'),
+  undo: () => import('./commands/undo.js'),
+  triage: () => import('./commands/triage.js'),
+  strip: () => import('./commands/strip.js'),
+  salvage: () => import('./commands/salvage.js'),
+  serve: () => import('./commands/serve.js'),
+  lab: () => import('./commands/lab.js'),
+};
+
+export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command('qcow2-doctor')
     .description('Inspect, check and safely repair qcow2 disk images')
     .version(VERSION)
     .showHelpAfterError()
     .exitOverride();
-  for (const c of COMMANDS) c.register(program);
+  const names = only && only in COMMANDS ? [only] : Object.keys(COMMANDS);
+  for (const name of names) (await COMMANDS[name]!()).register(program);
   return program;
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+  const program = await buildProgram(argv[2]);
   try {
     await program.parseAsync(argv);
   } catch (err) {
