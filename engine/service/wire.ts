@@ -73,10 +73,13 @@ export function decodeMessage(data: string | ArrayBuffer | Uint8Array): unknown 
       const Ctor = TYPES[o.type as TypeName];
       const byteLength = o.length * Ctor.BYTES_PER_ELEMENT;
       if (!Number.isSafeInteger(byteLength) || byteLength < 0 || pos + byteLength > bytes.length) throw new Error('binary frame: buffer beyond frame');
-      // Copy: the result owns its memory and is aligned whatever the frame's offset.
-      const copy = bytes.slice(pos, pos + byteLength);
+      // A view into the frame when its alignment allows (no copy of a 16 MB role map); else a copy.
+      const at = bytes.byteOffset + pos;
+      const arr = at % Ctor.BYTES_PER_ELEMENT === 0
+        ? new Ctor(bytes.buffer as ArrayBuffer, at, o.length)
+        : new Ctor(bytes.slice(pos, pos + byteLength).buffer, 0, o.length);
       pos = align8(pos + byteLength);
-      return new Ctor(copy.buffer, 0, o.length);
+      return arr;
     }
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(o)) out[k] = revive(x);

@@ -91,6 +91,15 @@ describe('WebSocket framing', () => {
     expect(d.result.n).toBe(3);
   });
 
+  it('decodes a frame that sits at an odd offset of a larger buffer (as Node sockets deliver it)', () => {
+    const e = encodeMessage({ f: new Float64Array([1.5, -2]), u: new Uint8Array([1, 2, 3]) }) as Uint8Array;
+    const host = new Uint8Array(e.length + 3);
+    host.set(e, 3);
+    const d = decodeMessage(host.subarray(3)) as { f: Float64Array; u: Uint8Array };
+    expect(Array.from(d.f)).toEqual([1.5, -2]);
+    expect(Array.from(d.u)).toEqual([1, 2, 3]);
+  });
+
   it('refuses truncated or lying binary frames', () => {
     const e = encodeMessage({ x: new Uint8Array(64) }) as Uint8Array;
     expect(() => decodeMessage(e.subarray(0, e.length - 32))).toThrow(/beyond frame/);
