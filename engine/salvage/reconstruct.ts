@@ -83,6 +83,13 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
   if (active) {
     const r = await readL1(active.offset, active.size);
     activeState = r.state;
+    // Found by scanning with nothing at index 0: the table may start earlier (all-zero clusters
+    // before it), which would shift every guest offset. Say so, and do not claim certainty.
+    const shiftable = active.source === 'scan' && !r.placed.some((q) => q.l1Index === 0) && r.placed.length > 0;
+    if (shiftable) {
+      warnings.push(`the L1 table found at 0x${active.offset.toString(16)} maps nothing at guest offset 0: if it starts earlier in the file, every guest offset is shifted (check the output, or pass --virtual-size and compare)`);
+      for (const q of r.placed) q.confidence = 0.8;
+    }
     for (const p of r.placed) activeView.l2.set(p.l1Index, p);
     if (r.state !== 'lost') activeView.lostL2.push(...r.lost);
     else if (active.source === 'header') warnings.push(`active L1 table at 0x${active.offset.toString(16)} is unreadable (zeroed or overwritten): its L2 tables were placed from other evidence`);
