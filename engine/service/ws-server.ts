@@ -9,6 +9,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { extname, resolve, sep, basename } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { networkInterfaces } from 'node:os';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import type { ServerMessage } from './contract.js';
 import { decodeMessage, encodeMessage } from './wire.js';
@@ -72,7 +73,16 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const bindHost = opts.host ?? '127.0.0.1';
   let port = 0;
 
-  const allowedHosts = (): Set<string> => new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `${bindHost}:${port}`]);
+  // Host headers (and Origins) naming this server: loopback names, the bound address, and — when
+  // bound to every interface — each local interface address. Anything else is DNS rebinding.
+  const hostNames = (): string[] => {
+    const names = ['127.0.0.1', 'localhost', '[::1]', bindHost.includes(':') ? `[${bindHost}]` : bindHost];
+    if (bindHost === '0.0.0.0' || bindHost === '::')
+      for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) names.push(a.family === 'IPv6' ? `[${a.address}]` : a.address);
+    return names;
+  };
+  let allowed: Set<string> | undefined;
+  const allowedHosts = (): Set<string> => (allowed ??= new Set(hostNames().map((h) => `${h}:${port}`)));
   const tokenOk = (t: string | null): boolean => {
     if (t === null) return false;
     const b = Buffer.from(t);
