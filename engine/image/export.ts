@@ -38,7 +38,7 @@ export interface ExportResult {
 /** Largest single read or write. */
 const MAX_IO = 8 * 1024 * 1024;
 /** Guest bytes resolved per step (bounds the pieces held in memory). */
-const WINDOW = 256 * 1024 * 1024;
+const WINDOW = 64 * 1024 * 1024;
 /** Requests in flight (libuv's thread pool has 4 threads). */
 const IN_FLIGHT = 4;
 /** Granularity of zero detection inside data, as qemu-img convert's default -S 4k. */

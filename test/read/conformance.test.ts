@@ -51,7 +51,7 @@ describe('read path conformance with qemu-img 7.2', () => {
         const ours = join(t.dir, 'ours.raw');
         const theirs = join(t.dir, 'theirs.raw');
         await ourExport(img.top, ours);
-        qemuImg('convert', '-f', 'qcow2', '-O', 'raw', img.top, theirs);
+        qemuImg('convert', '-f', img.format ?? 'qcow2', '-O', 'raw', img.top, theirs);
         const a = readFileSync(ours);
         const b = readFileSync(theirs);
         expect(a.length).toBe(b.length);

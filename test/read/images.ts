@@ -12,6 +12,8 @@ export interface BuiltImage {
   files: string[];
   /** Internal snapshots of the top image: id and name. */
   snapshots: Array<{ id: string; name: string }>;
+  /** Format of the top image (default qcow2). */
+  format?: 'qcow2' | 'raw';
 }
 
 export interface MatrixCase {
@@ -149,6 +151,24 @@ export const MATRIX: MatrixCase[] = [
       createQcow2(f, 4 * MiB, { preallocation: 'metadata' });
       qemuIo(f, ['write -P 0x44 64k 128k', 'write -P 0x55 1M 4k', 'write -z 2M 64k']);
       return { top: f, files: [f], snapshots: [] };
+    },
+  },
+  ...(['falloc', 'full'] as const).map((mode): MatrixCase => ({
+    name: `preallocation=${mode}`,
+    build(dir) {
+      const f = join(dir, `${mode}.qcow2`);
+      createQcow2(f, 2 * MiB, { preallocation: mode, cluster_size: mode === 'falloc' ? 4096 : 65536 });
+      qemuIo(f, ['write -P 0x45 64k 4k', 'write -z 128k 8k', 'write -P 0x46 1M 64k']);
+      return { top: f, files: [f], snapshots: [] };
+    },
+  })),
+  {
+    name: 'raw image on its own (probed)',
+    build(dir) {
+      const f = join(dir, 'disk.raw');
+      qemuImg('create', '-q', '-f', 'raw', f, String(3 * MiB + 512));
+      qemuIo(f, ['write -P 0x47 0 8k', 'write -P 0x48 1M 4k', `write -P 0x49 ${3 * MiB} 512`], { format: 'raw' });
+      return { top: f, files: [f], snapshots: [], format: 'raw' };
     },
   },
   {

@@ -46,6 +46,7 @@ function progressBar(): ProgressSink {
     lastTime = now;
     const width = 40;
     const filled = Math.round(fraction * width);
-    process.stderr.write(`\r    (${pct.toFixed(0).padStart(3)}.00/100%) [${'#'.repeat(filled)}${' '.repeat(width - filled)}]${done ? '\n' : ''}`);
+    // qemu-img convert -p's "(NN.NN/100%)", followed by a bar.
+    process.stderr.write(`\r    (${(fraction * 100).toFixed(2).padStart(6)}/100%) [${'#'.repeat(filled)}${' '.repeat(width - filled)}]${done ? '\n' : ''}`);
   };
 }
