@@ -2,6 +2,8 @@
 // check_oflag_copied (qemu-img check without -r), in QEMU's order and with QEMU's messages, but
 // reading every table once in large sorted reads. The result is the raw material for the QEMU
 // report (engine/report/qemu-text.ts), for our anomalies, and for the repair planner.
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import * as C from '../format/constants.js';
 import { hex64, u32 } from '../format/bytes.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
@@ -1099,6 +1101,15 @@ class Analyzer {
   }
 
   private extraHeaderFindings(): void {
+    // QEMU refuses to check an image whose backing or data file is missing; we check the metadata
+    // anyway and say so.
+    const h = this.image.header;
+    const missing = (name: string | undefined): boolean => {
+      if (!name || name.includes(':') || !this.image.io.name) return false;
+      return !existsSync(resolve(dirname(this.image.io.name), name));
+    };
+    if (h.backingFile !== undefined && missing(h.backingFile)) this.an.add('backing-file-missing', { referrer: { kind: 'header' } });
+    if (this.dataFile && missing(h.dataFileName)) this.an.add('data-file-missing', { referrer: { kind: 'header' } });
     if (this.image.isDirty) this.an.add('dirty-bit');
     if (this.image.isCorrupt) this.an.add('corrupt-bit');
   }
