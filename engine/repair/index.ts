@@ -166,10 +166,17 @@ export interface RepairIOOptions {
  */
 export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Omit<RepairOutcome, 'target'>> {
   const before = await analyze(io, o.onMessage);
+  let plan: RepairPlan;
   if (before.failed !== undefined) {
-    return { plan: await failedPlan(io, o.name, o.mode, before.failed), before, applied: false, skippedPhases: [] };
+    // QEMU's -r all repairs one case the plain check aborts on: snapshot extra data over 1024 bytes.
+    const p = o.mode === 'all' && !before.failedAtOpen ? await planRepair(io, { mode: o.mode, name: o.name }).catch(() => undefined) : undefined;
+    if (!p || !p.fixes.some((f) => f.kind === 'snapshot-extra-truncated') || p.refusals.length > 0) {
+      return { plan: await failedPlan(io, o.name, o.mode, before.failed), before, applied: false, skippedPhases: [] };
+    }
+    plan = p;
+  } else {
+    plan = await planFor(io, o.name, o.mode, before);
   }
-  const plan = await planFor(io, o.name, o.mode, before);
   if (o.dryRun || plan.failed !== undefined || isEmptyPlan(plan)) {
     const after = !o.dryRun && plan.failed === undefined ? before : undefined;
     return { plan, before, ...(after ? { after } : {}), applied: false, skippedPhases: [] };

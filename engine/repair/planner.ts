@@ -230,8 +230,14 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
     refusals.push({ kind: 'snapshot-table', what: `snapshot table: ${w0.snapshotTableError}`,
       decide: 'which snapshots to drop (QEMU -r all discards them); nothing is changed here' });
     keepAllLeaks = true;
-  } else if (all && w0.incompleteSnapshots.length) {
+  } else if (all && (w0.incompleteSnapshots.length || w0.oversizeSnapshots.length)) {
     newSnapTable = concat(w0.snapshots.map((s) => encodeSnapshotEntry(s, h.size)));
+    for (const o of w0.oversizeSnapshots) {
+      fixes.push({ kind: 'snapshot-extra-truncated', counts: 'corruption',
+        qemuLine: `Discarding too much extra metadata in snapshot table entry ${o.index} (${o.size} > ${C.QCOW_MAX_SNAPSHOT_EXTRA_DATA})`,
+        text: `snapshot table entry ${o.index} had ${o.size} bytes of extra data (at most ${C.QCOW_MAX_SNAPSHOT_EXTRA_DATA} allowed); truncated, snapshot kept` });
+      corruptionsFixed++;
+    }
     for (const i of w0.incompleteSnapshots) {
       fixes.push({ kind: 'snapshot-incomplete', counts: 'corruption', qemuLine: `Repairing snapshot table entry ${i} is incomplete`,
         text: `snapshot table entry ${i} had less than 16 bytes of extra data; table rewritten with complete entries` });
@@ -251,10 +257,8 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   let rebuild = badRefblocks.length > 0 || forceRebuild;
   const L0 = w0.refs.length;
   for (let c = 0; c < L0 && !rebuild; c++) if (w0.refs[c]! > 0 && w0.onDisk[c] === 0) rebuild = true;
-  const covered = (c: number): boolean => {
-    const rb = w0.refblocks.find((r) => r.index === Math.floor(c / E));
-    return rb !== undefined && rb.status === 'ok';
-  };
+  const okGroups = new Set(w0.refblocks.filter((r) => r.status === 'ok').map((r) => r.index));
+  const covered = (c: number): boolean => okGroups.has(Math.floor(c / E));
   const freeForAlloc = (c: number, inPlace: boolean): boolean =>
     c >= 1 && c < L0 && w0.refs[c] === 0 && w0.onDisk[c] === 0 && !w0.onDiskUnknown[c] && !w0.oldRefcountClusters.has(c)
     && !w0.metadata.has(c) && !keep.has(c) && !reserved.has(c) && (!inPlace || covered(c));
@@ -321,8 +325,10 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
     putU64(snapHeader, 4, snapStart * cs);
     await ov.write(C.HDR.nbSnapshots, snapHeader);
   }
-  const img1 = await Qcow2Image.open(ov, { checkMode: true, zeroFillPastEof: true });
-  const w1 = await walkReferences(img1);
+  // Nothing re-pointed: the image as it will be has the same references (skip the second walk).
+  const repointed = entryFix.size > 0 || copies.length > 0 || newSnapTable !== undefined;
+  const img1 = repointed ? await Qcow2Image.open(ov, { checkMode: true, zeroFillPastEof: true }) : img0;
+  const w1 = repointed ? await walkReferences(img1) : w0;
 
   // --- 7. target refcounts ------------------------------------------------------------------------
   for (const a of opts.anomalies ?? []) {
@@ -360,7 +366,8 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   const pb = new PlanBuilder(io, len0);
   const v3 = h.version === 3;
   const lowRef = hasLowRefcounts(w0);
-  const expectClean = refusals.length === 0 && (all || (w0.bad.length === 0 && !lowRef && w0.incompleteSnapshots.length === 0));
+  const expectClean = refusals.length === 0
+    && (all || (w0.bad.length === 0 && !lowRef && w0.incompleteSnapshots.length === 0 && w0.oversizeSnapshots.length === 0));
   const structural = rebuild || entryFix.size > 0 || copies.length > 0 || newSnapTable !== undefined;
   let incompat = h.incompatibleFeatures;
   const hdr8 = (v: bigint): Uint8Array => { const b = new Uint8Array(8); putU64(b, 0, v); return b; };
@@ -622,9 +629,11 @@ export function placeRefcountStructure(base: Float64Array, isFree: (c: number) =
     counts = next;
   };
   const usable = (c: number): boolean => !isStruct.has(c) && (c >= counts.length || counts[c] === 0) && isFree(c);
+  // First fit with a cursor that only moves forward (clusters before it were all taken or not free).
+  let cursor = 1;
   const alloc1 = (): number => {
-    let c = 1;
-    while (!usable(c)) c++;
+    while (!usable(cursor)) cursor++;
+    const c = cursor;
     ensure(c);
     counts[c] = 1;
     isStruct.add(c);
@@ -646,7 +655,7 @@ export function placeRefcountStructure(base: Float64Array, isFree: (c: number) =
     const need = Math.ceil((groups * 8) / cs);
     if (need > rtClusters) {
       for (let k = 0; k < rtClusters; k++) { counts[rtStart + k] = 0; isStruct.delete(rtStart + k); }
-      let c = 1;
+      let c = cursor;
       for (;;) {
         let ok = true;
         for (let k = 0; k < need; k++) if (!usable(c + k)) { ok = false; c = c + k + 1; break; }
@@ -720,7 +729,10 @@ async function planCopied(img: Qcow2Image, w: RefWalk, F: Float64Array, R: Float
       if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) continue;
       const off = l2Offset(hi, lo);
       if (!ext && (off % cs !== 0 || off >= w.fileSize)) continue;
-      consider(l2 + j * step, hi, lo, off / cs, 'l2-entry', `L2 table 0x${l2.toString(16)} entry ${j}`, ext);
+      // Fast path: the bit is already right and the plan does not rewrite the entry.
+      const c = off / cs;
+      if ((ext || fc(c) === 1) === ((hi & C.OFLAG_COPIED_HI) !== 0) && (entryFix.size === 0 || !entryFix.has(l2 + j * step))) continue;
+      consider(l2 + j * step, hi, lo, c, 'l2-entry', `L2 table 0x${l2.toString(16)} entry ${j}`, ext);
     }
   }
   return { clear, set, relinkValue, notes };

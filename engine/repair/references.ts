@@ -17,6 +17,7 @@ import { getRefcount } from '../format/refcount.js';
 import type { SnapshotEntry } from '../format/snapshot.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
 import { readPadded } from '../io/positional-io.js';
+import { readSnapshotsForRepair } from './snapshots.js';
 
 /** A reference to a host cluster from a table entry (or a structure). */
 export interface Ref {
@@ -88,12 +89,16 @@ export interface RefWalk {
   snapshotTableError?: string;
   /** v3 entries with less than 16 bytes of extra data. */
   incompleteSnapshots: number[];
+  /** Entries with more than 1024 bytes of extra data (read truncated, as QEMU's repair does). */
+  oversizeSnapshots: Array<{ index: number; size: number }>;
   /** Bitmaps extension present with the autoclear bit clear: its clusters are unaccounted. */
   staleBitmaps: boolean;
 }
 
 /** Clusters past the end of file whose on-disk refcount is read, so allocations there can be checked. */
 export const ALLOC_MARGIN = 64;
+/** L2 tables read in parallel. */
+const PREFETCH = 8;
 
 /**
  * Walk every structure of `img` and count references. Reads each table once; memory is a few bytes
@@ -118,15 +123,24 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
     next.set(refs);
     refs = next;
   };
+  // Two passes keep memory at a few bytes per cluster: the first counts (and tracks only L1 → L2
+  // references and guest data mapped onto metadata); the second, needed only when some cluster has
+  // more than one reference, walks again and records the referrers of just those clusters.
+  let pass: 1 | 2 = 1;
+  let shared: Uint8Array | undefined;
   /** Count [off, off+len) as QEMU does, with its EOF guard. Returns false when refused (≥1 cluster past EOF). */
   const count = (off: number, len: number): boolean => {
     if (len <= 0) return true;
     if (off + len - fileSize >= cs) return false;
+    if (pass === 2) return true;
     const a = cl(off);
     const b = cl(off + len - 1);
     grow(b);
     for (let c = a; c <= b; c++) refs[c]!++;
     return true;
+  };
+  const flag = (b: BadEntry): void => {
+    if (pass === 1) bad.push(b);
   };
   const track = (c: number, r: Ref): void => {
     const f = first.get(c);
@@ -180,13 +194,13 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
   let snapshotTableBytes = 0;
   let snapshotTableError: string | undefined;
   const incompleteSnapshots: number[] = [];
-  try {
-    const s = await img.readSnapshots();
-    snapshots = s.entries;
-    snapshotTableBytes = s.byteLength;
-  } catch (e) {
-    snapshotTableError = e instanceof Error ? e.message : String(e);
+  const st = await readSnapshotsForRepair(img);
+  if (st.error !== undefined) snapshotTableError = st.error;
+  else {
+    snapshots = st.entries;
+    snapshotTableBytes = st.byteLength;
   }
+  const oversizeSnapshots = st.oversize;
   if (snapshotTableBytes) markMeta(h.snapshotsOffset, snapshotTableBytes, 'snapshot table');
   snapshots.forEach((s, i) => {
     if (h.version === 3 && s.extraDataSize < C.SNAPSHOT_EXTRA_V3_MIN) incompleteSnapshots.push(i);
@@ -202,11 +216,12 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
     if (l1Size === 0) return;
     if (!count(l1Off, l1Size * 8)) {
       // The table lies past the end of the file: never read zeros as "no mappings" and free what it held.
-      bad.push({ kind: 'l1-table-beyond-eof', entry: -1, hi: 0, lo: 0, active, table: l1Off, index: -1, qemuClusters: [],
+      flag({ kind: 'l1-table-beyond-eof', entry: -1, hi: 0, lo: 0, active, table: l1Off, index: -1, qemuClusters: [],
         ...(snapshotId !== undefined ? { snapshotId } : {}) });
       return;
     }
     const l1 = active ? img.l1 : await readPadded(img.io, l1Off, l1Size * 8);
+    const pending: number[] = [];
     for (let i = 0; i < l1Size; i++) {
       const hi = u32(l1, i * 8);
       const lo = u32(l1, i * 8 + 4);
@@ -215,104 +230,110 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
       const off = l1Offset(hi, lo);
       const badBase = { entry, hi, lo, active, table: l1Off, index: i, ...(snapshotId !== undefined ? { snapshotId } : {}) };
       if ((hi & C.L1E_RESERVED_MASK_HI) || (lo & C.L1E_RESERVED_MASK_LO))
-        bad.push({ kind: 'l1-reserved-bits', ...badBase, qemuClusters: [] });
+        flag({ kind: 'l1-reserved-bits', ...badBase, qemuClusters: [] });
       if (off === 0) {
         // Flags without an offset: QEMU's I/O treats the range as unallocated, its check counts cluster 0.
-        bad.push({ kind: 'l1-zero-offset', ...badBase, qemuClusters: [0] });
+        flag({ kind: 'l1-zero-offset', ...badBase, qemuClusters: [0] });
         continue;
       }
       if (off % cs !== 0) {
         const q = off < fileSize ? [cl(off), cl(off) + 1] : [];
-        bad.push({ kind: 'l1-unaligned', ...badBase, qemuClusters: q });
+        flag({ kind: 'l1-unaligned', ...badBase, qemuClusters: q });
         continue;
       }
       if (off + cs - fileSize >= cs) {
-        bad.push({ kind: 'l1-beyond-eof', ...badBase, qemuClusters: [] });
+        flag({ kind: 'l1-beyond-eof', ...badBase, qemuClusters: [] });
         continue;
       }
       const meta = metadata.get(cl(off));
       if (meta !== undefined && meta !== 'L2 table') {
-        bad.push({ kind: 'l1-into-metadata', ...badBase, qemuClusters: [cl(off)] });
+        flag({ kind: 'l1-into-metadata', ...badBase, qemuClusters: [cl(off)] });
         continue;
       }
       count(off, cs);
-      track(cl(off), { entry, kind: active ? 'l1' : 'snap-l1', guest: i * geo.l1Coverage });
-      if (active) {
+      if (pass === 1) track(cl(off), { entry, kind: active ? 'l1' : 'snap-l1', guest: i * geo.l1Coverage });
+      if (active && pass === 1) {
         activeL1.push({ entry, index: i, hi, lo, l2: off });
         const a = activeL2.get(off);
         if (a) a.push(entry);
         else activeL2.set(off, [entry]);
       }
       // A table already walked from another L1 entry: its data counts again per reference (below).
-      if (allL2.has(off)) continue;
-      allL2.add(off);
-      await walkL2(off, i, active, snapshotId);
+      if (visited.has(off)) continue;
+      visited.add(off);
+      pending.push(off, i);
+    }
+    // Read the tables a few at a time, in parallel, and walk them in L1 order.
+    for (let k = 0; k < pending.length; k += 2 * PREFETCH) {
+      const batch = pending.slice(k, k + 2 * PREFETCH);
+      const tables = await Promise.all(batch.filter((_, x) => x % 2 === 0).map((o) => readPadded(img.io, o, cs)));
+      tables.forEach((t, x) => walkL2(t, batch[2 * x]!, batch[2 * x + 1]!, active, snapshotId));
     }
   };
 
-  const walkL2 = async (l2Off: number, l1Index: number, active: boolean, snapshotId?: string): Promise<void> => {
-    const t = await readPadded(img.io, l2Off, cs);
+  const walkL2 = (t: Uint8Array, l2Off: number, l1Index: number, active: boolean, snapshotId?: string): void => {
     const step = geo.l2EntrySize;
     for (let j = 0; j < geo.l2Entries; j++) {
       const hi = u32(t, j * step);
       const lo = u32(t, j * step + 4);
       if (hi === 0 && lo === 0 && (!geo.extendedL2 || (u32(t, j * step + 8) === 0 && u32(t, j * step + 12) === 0))) continue;
       const entry = l2Off + j * step;
-      const guest = l1Index * geo.l1Coverage + j * cs;
-      const badBase = { entry, hi, lo, active, table: l2Off, index: j, ...(snapshotId !== undefined ? { snapshotId } : {}) };
+      // Built only when a problem is found (this loop runs once per guest cluster).
+      const badBase = (): Omit<BadEntry, 'kind' | 'qemuClusters'> => ({ entry, hi, lo, active, table: l2Off, index: j, ...(snapshotId !== undefined ? { snapshotId } : {}) });
       const type = classifyL2(hi, lo, geo.extendedL2, ext);
       const bmZero = geo.extendedL2 ? u32(t, j * step + 8) : 0;
       const bmAlloc = geo.extendedL2 ? u32(t, j * step + 12) : 0;
       if (geo.extendedL2 && ((type === ClusterType.Compressed && (bmAlloc | bmZero) !== 0)
         || (type === ClusterType.Unallocated && bmAlloc !== 0) || (type === ClusterType.Normal && (bmAlloc & bmZero) !== 0))) {
         // Subcluster bitmap damage: QEMU cannot repair it and neither do we (no way to know the intended bits).
-        bad.push({ kind: 'l2-unsupported', ...badBase, qemuClusters: [] });
+        flag({ kind: 'l2-unsupported', ...badBase(), qemuClusters: [] });
         if (type !== ClusterType.Normal) continue;
       }
       if (type === ClusterType.Compressed) {
-        if (hi & C.OFLAG_COPIED_HI) bad.push({ kind: 'l2-compressed-copied', ...badBase, qemuClusters: [] });
+        if (hi & C.OFLAG_COPIED_HI) flag({ kind: 'l2-compressed-copied', ...badBase(), qemuClusters: [] });
         const d = decodeCompressed(hi, lo, geo);
         if (ext) continue;
         if (!count(d.offset, d.size)) {
-          bad.push({ kind: 'l2-compressed-beyond-eof', ...badBase, qemuClusters: [] });
+          flag({ kind: 'l2-compressed-beyond-eof', ...badBase(), qemuClusters: [] });
           continue;
         }
         continue;
       }
       if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) continue;
       if ((hi & C.L2E_STD_RESERVED_MASK_HI) || (lo & C.L2E_STD_RESERVED_MASK_LO))
-        bad.push({ kind: 'l2-reserved-bits', ...badBase, qemuClusters: [] });
+        flag({ kind: 'l2-reserved-bits', ...badBase(), qemuClusters: [] });
       const off = l2Offset(hi, lo);
       if (off % cs !== 0) {
         const q = off < fileSize ? [cl(off), cl(off) + 1] : [];
         const noData = type === ClusterType.ZeroAlloc || (geo.extendedL2 && bmAlloc === 0);
-        bad.push({ kind: noData ? 'l2-prealloc-unaligned' : 'l2-data-unaligned', ...badBase, qemuClusters: q });
+        flag({ kind: noData ? 'l2-prealloc-unaligned' : 'l2-data-unaligned', ...badBase(), qemuClusters: q });
         continue;
       }
       if (ext) continue;
       if (!count(off, cs)) {
-        bad.push({ kind: 'l2-beyond-eof', ...badBase, qemuClusters: [] });
+        flag({ kind: 'l2-beyond-eof', ...badBase(), qemuClusters: [] });
         continue;
       }
-      track(cl(off), { entry, kind: active ? 'l2' : 'snap-l2', guest });
+      if (pass === 1 ? metadata.size > 0 && metadata.has(cl(off)) : shared![cl(off)] === 1)
+        track(cl(off), { entry, kind: active ? 'l2' : 'snap-l2', guest: l1Index * geo.l1Coverage + j * cs });
     }
   };
 
-  // Metadata: L2 tables are found while walking; mark the active ones after, for the overlap tests.
+  const walkAll = async (): Promise<void> => {
   await walkL1(h.l1TableOffset, h.l1Size, true);
   for (let si = 0; si < snapshots.length; si++) {
     const s = snapshots[si]!;
     const badBase = { entry: h.snapshotsOffset + s.tableOffset, hi: 0, lo: 0, active: false, table: h.snapshotsOffset, index: si, snapshotId: s.id };
     if (s.l1TableOffset % cs !== 0) {
-      bad.push({ kind: 'snapshot-l1-unaligned', ...badBase, qemuClusters: [] });
+      flag({ kind: 'snapshot-l1-unaligned', ...badBase, qemuClusters: [] });
       continue;
     }
     if (s.l1Size * 8 > C.QCOW_MAX_L1_SIZE) {
-      bad.push({ kind: 'snapshot-l1-too-large', ...badBase, qemuClusters: [] });
+      flag({ kind: 'snapshot-l1-too-large', ...badBase, qemuClusters: [] });
       continue;
     }
     if (s.l1Size > 0 && s.l1TableOffset + s.l1Size * 8 - fileSize >= cs) {
-      bad.push({ kind: 'snapshot-l1-beyond-eof', ...badBase, qemuClusters: [] });
+      flag({ kind: 'snapshot-l1-beyond-eof', ...badBase, qemuClusters: [] });
       continue;
     }
     await walkL1(s.l1TableOffset, s.l1Size, false, s.id);
@@ -320,7 +341,22 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
   // Snapshot-shared L2 tables: their data references count once per L1 reference (QEMU walks them
   // again for every L1 that points there). Add the extra counts now.
   // (walkL1 skipped re-walking an L2 already seen; replay the counts for each further reference.)
-  await recountSharedL2(img, first, multi, refs, cs, geo.l2Entries, geo.l2EntrySize, fileSize, ext);
+  await recountSharedL2(img, first, multi, refs, cs, geo.l2Entries, geo.l2EntrySize, fileSize, ext, pass === 1,
+    (c) => (pass === 1 ? metadata.has(c) : shared![c] === 1));
+  };
+  let visited = allL2;
+  await walkAll();
+  // Second pass only for clusters referenced more than once (cross-links, snapshot sharing).
+  const n2 = refs.length;
+  shared = new Uint8Array(n2);
+  let anyShared = false;
+  for (let c = 0; c < n2; c++) if (refs[c]! > 1 && !metadata.has(c)) { shared[c] = 1; anyShared = true; }
+  if (anyShared) {
+    pass = 2;
+    visited = new Set<number>();
+    await walkAll();
+    pass = 1;
+  }
 
   if (snapshotTableBytes) count(h.snapshotsOffset, snapshotTableBytes);
   if (h.refcountTableClusters) count(h.refcountTableOffset, h.refcountTableClusters * cs);
@@ -336,10 +372,11 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
   for (const rb of refblocks) if (rb.status === 'ok') count(rb.offset, cs);
 
   // On-disk refcounts, for every cluster counted plus a margin past the end for allocations.
-  const L = Math.max(n, refs.length) + ALLOC_MARGIN;
+  const E = geo.refcountBlockEntries;
+  // One refcount block's worth past the end, so copies can be appended where an existing block counts them.
+  const L = Math.max(n, refs.length) + Math.max(ALLOC_MARGIN, Math.min(E, 1 << 20));
   const onDisk = new Float64Array(L);
   const onDiskUnknown = new Uint8Array(L);
-  const E = geo.refcountBlockEntries;
   for (const rb of refblocks) {
     const first0 = rb.index * E;
     if (first0 >= L) continue;
@@ -360,7 +397,7 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
     clusterSize: cs, fileSize, hostClusters: n, refs, onDisk, onDiskUnknown, refblocks, oldRefcountClusters, metadata,
     multi, first, bad, activeL1, activeL2, allL2, snapshots, snapshotTableBytes,
     ...(snapshotTableError !== undefined ? { snapshotTableError } : {}),
-    incompleteSnapshots, staleBitmaps,
+    incompleteSnapshots, oversizeSnapshots, staleBitmaps,
   };
 }
 
@@ -370,7 +407,7 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
  * remaining k−1 counts here.
  */
 async function recountSharedL2(img: Qcow2Image, first: Map<number, Ref>, multi: Map<number, Ref[]>, refs: Uint32Array,
-  cs: number, l2Entries: number, step: number, fileSize: number, ext: boolean): Promise<void> {
+  cs: number, l2Entries: number, step: number, fileSize: number, ext: boolean, countNow: boolean, wanted: (c: number) => boolean): Promise<void> {
   for (const [c, list] of [...multi]) {
     const l1refs = list.filter((r) => r.kind === 'l1' || r.kind === 'snap-l1');
     if (l1refs.length < 2) continue;
@@ -385,14 +422,15 @@ async function recountSharedL2(img: Qcow2Image, first: Map<number, Ref>, multi: 
         if (type === ClusterType.Compressed) {
           const d = decodeCompressed(hi, lo, img.geo);
           if (d.offset + d.size - fileSize >= cs) continue;
-          for (let x = Math.floor(d.offset / cs); x <= Math.floor((d.offset + d.size - 1) / cs); x++) refs[x]!++;
+          if (countNow) for (let x = Math.floor(d.offset / cs); x <= Math.floor((d.offset + d.size - 1) / cs); x++) refs[x]!++;
           continue;
         }
         if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) continue;
         const off = l2Offset(hi, lo);
         if (off % cs !== 0 || off >= fileSize) continue;
         const x = off / cs;
-        refs[x]!++;
+        if (countNow) refs[x]!++;
+        if (!wanted(x)) continue;
         const r: Ref = { entry: c * cs + j * step, kind: active ? 'l2' : 'snap-l2', guest: l1refs[k]!.guest + j * cs };
         const f = first.get(x);
         if (!f) first.set(x, r);
