@@ -81,6 +81,7 @@ const VARIANTS: Array<{ label: string; rule: Omit<FaultRule, 'event'> }> = [
   { label: 'EIO once', rule: { errno: 'EIO', once: true } },
   { label: 'ENOSPC for good', rule: { errno: 'ENOSPC', once: false } },
   { label: 'power cut', rule: { action: 'crash' } },
+  { label: 'EIO once on any request (reads too)', rule: { errno: 'EIO', once: true, requests: 'all' } },
 ];
 
 const templates = new Map<string, string>();
@@ -110,7 +111,7 @@ class NoSyncFile implements PositionalIO {
 let n = 0;
 describe('fault injection at named events', () => {
   for (const [event, scen] of EVENTS) {
-    it(`${event} (${scen}): EIO once / ENOSPC for good / power cut leave no corruption`, async () => {
+    it(`${event} (${scen}): EIO once / ENOSPC for good / power cut / read error leave no corruption`, async () => {
       for (const v of VARIANTS) {
         const f = join(t.dir, `f${n++}.qcow2`);
         copyFileSync(template(scen), f);
