@@ -132,6 +132,16 @@ describe('the app in Chromium', () => {
       const want = HOST_PALETTE.colors[roles[cell]!]!;
       expect(px.filter((p) => p === want).length / px.length, `cell ${cell} (${HOST_ROLE_NAMES[roles[cell]!]})`).toBeGreaterThan(0.5);
     }
+    // Picking a role in the legend fades the others; picking it again shows all.
+    const l1 = roles.indexOf(HostRole.L1);
+    const data = roles.indexOf(HostRole.Data);
+    const share = async (cell: number, color: string) => { const px = await cellPixels(page, cell); return px.filter((p) => p === color).length / px.length; };
+    await page.getByTestId(`host-legend-${HostRole.L1}`).click();
+    await expect.poll(() => share(data, HOST_PALETTE.colors[HostRole.Data]!)).toBe(0);
+    expect(await share(l1, HOST_PALETTE.colors[HostRole.L1]!)).toBeGreaterThan(0.5);
+    await shot(page, 'map-highlight');
+    await page.getByTestId(`host-legend-${HostRole.L1}`).click();
+    await expect.poll(() => share(data, HOST_PALETTE.colors[HostRole.Data]!)).toBeGreaterThan(0.5);
     await shot(page, 'map-snapshots');
     await page.close();
   });

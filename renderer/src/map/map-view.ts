@@ -33,6 +33,8 @@ export class MapView {
   hovered: number | null = null;
   selected: number | null = null;
   private overlay: Pyramid | null = null;
+  private palette: Palette | null = null;
+  private highlight: number | null = null;
   private raf = 0;
   private dpr = 1;
   private drag: { x: number; y: number; ox: number; oy: number; moved: boolean } | null = null;
@@ -65,15 +67,24 @@ export class MapView {
   }
 
   setPalette(p: Palette): void {
+    this.palette = p;
     this.colors.fill(rgba32(UNKNOWN_COLOR));
     this.colors[EMPTY] = BG;
     for (let rank = 1; rank < 256; rank++) {
       const code = this.pyramid.codeOfRank[rank]!;
       if (rank === 1 && code === 255) continue;
       const css = p.colors[code];
-      if (css && p.priority.includes(code)) this.colors[rank] = rgba32(css);
+      if (!css || !p.priority.includes(code)) continue;
+      // With a highlighted role, every other role is drawn faded towards the background.
+      this.colors[rank] = this.highlight === null || this.highlight === code ? rgba32(css) : fade(rgba32(css));
     }
     this.invalidate();
+  }
+
+  /** Emphasise one role/state code (null: all). */
+  setHighlight(code: number | null): void {
+    this.highlight = code;
+    if (this.palette) this.setPalette(this.palette);
   }
 
   setOverlay(o: Pyramid | null): void {
@@ -345,6 +356,15 @@ export class MapView {
     this.canvas.removeEventListener('pointerleave', this.onLeave);
     this.canvas.removeEventListener('keydown', this.onKey);
   }
+}
+
+/** Fade a packed ABGR colour to 20% over the map background. */
+function fade(c: number): number {
+  const mix = (a: number, b: number): number => Math.round(a * 0.2 + b * 0.8);
+  const r = mix(c & 0xff, BG & 0xff);
+  const g = mix((c >>> 8) & 0xff, (BG >>> 8) & 0xff);
+  const b = mix((c >>> 16) & 0xff, (BG >>> 16) & 0xff);
+  return ((0xff << 24) | (b << 16) | (g << 8) | r) >>> 0;
 }
 
 /** Darken a packed ABGR colour by about 35% (cell borders). */
