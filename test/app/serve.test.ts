@@ -165,6 +165,21 @@ describe('serve', () => {
     c.ws.close();
   });
 
+  it('remembers recent images by opaque id, never telling the browser an absolute path', async () => {
+    const c = await rpc();
+    await c.call('image.open', { ref: { kind: 'root', path: 'sub/inner.qcow2' } });
+    const list = await c.call('recent.list', {});
+    const entry = list.result.find((e: { name: string }) => e.name === 'sub/inner.qcow2');
+    expect(entry).toBeTruthy();
+    expect(JSON.stringify(list.result)).not.toContain(root.dir);
+    const again = await c.call('image.open', { ref: { kind: 'recent', id: entry.id } });
+    expect(again.ok).toBe(true);
+    expect(again.result.name).toBe('sub/inner.qcow2');
+    expect(JSON.stringify(again.result)).not.toContain(root.dir);
+    expect((await c.call('image.open', { ref: { kind: 'recent', id: 'nope' } })).error.code).toBe('not-found');
+    c.ws.close();
+  });
+
   it('validates arguments and names the field', async () => {
     const c = await rpc();
     const r = await c.call('cluster.describe', { handle: 'abcdefgh12', cluster: 'x' });
