@@ -29,6 +29,8 @@ export interface SalvageOptions {
   placeOrphans?: boolean;
   /** Do not read any backing file: unallocated clusters read as zeros. */
   noBacking?: boolean;
+  /** May this backing file be read (a served root confines reads)? Refused = treated as missing. */
+  mayReadBacking?: (path: string) => Promise<boolean>;
   /** Path of a scan state file: resumed from if present, saved periodically and on cancel. */
   resumeState?: string;
   progress?: ProgressSink;
@@ -222,6 +224,10 @@ async function openBacking(imagePath: string, recon: Reconstruction, opts: Salva
     disk: { name: file, missing: true, size: 0, read: async (_o, l) => new Uint8Array(l) },
   });
   if (!existsSync(file) || depth > C.MAX_BACKING_CHAIN_DEPTH) return missing();
+  if (opts.mayReadBacking && !(await opts.mayReadBacking(file))) {
+    recon.warnings.push(`backing file ${name} may not be read here: treated as missing`);
+    return missing();
+  }
   const io = await FileIO.open(file);
   const head = await io.read(0, 4);
   const isQcow2 = head.length === 4 && ((head[0]! << 24) | (head[1]! << 16) | (head[2]! << 8) | head[3]!) >>> 0 === C.QCOW2_MAGIC;
@@ -240,7 +246,7 @@ async function openBacking(imagePath: string, recon: Reconstruction, opts: Salva
   let subBacking: OpenedBacking | undefined;
   try {
     sub = await analyzeImage(io, { depth });
-    subBacking = await openBacking(file, sub.recon, { depth });
+    subBacking = await openBacking(file, sub.recon, { depth, mayReadBacking: opts.mayReadBacking });
   } catch (e) {
     await io.close();
     throw e;
