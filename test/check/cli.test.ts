@@ -85,6 +85,17 @@ describe('qcow2-doctor check vs qemu-img check', () => {
     expect(doctor(missing)).toMatchObject({ status: 1, stderr: `qcow2-doctor: Could not open '${missing}': Could not open '${missing}': No such file or directory\n` });
   });
 
+  it('accepts QEMU\'s --image-opts and --object forms', () => {
+    const f = SCENARIOS.find((s) => s.name === 'leak')!.build(tmp.dir);
+    const opts = `driver=qcow2,file.filename=${f}`;
+    const q = run('qemu-img', ['check', '--object', 'secret,id=s0,data=x', '--image-opts', '--output=json', opts]);
+    const o = doctor('--object', 'secret,id=s0,data=x', '--image-opts', '--output=json', opts);
+    expect(o.status).toBe(q.status);
+    const parsed = JSON.parse(o.stdout) as Record<string, unknown>;
+    delete parsed.anomalies;
+    expect(`${JSON.stringify(parsed, null, 4)}\n`).toBe(q.stdout);
+  });
+
   it('writes a report file when asked', () => {
     const f = SCENARIOS.find((s) => s.name === 'leak')!.build(tmp.dir);
     const report = join(tmp.dir, 'leak-report.json');

@@ -22,6 +22,20 @@ interface CheckFlags {
   outputImage?: string;
   report?: string;
   cache?: string;
+  imageOpts?: boolean;
+  object?: string[];
+}
+
+/** `--image-opts`: QEMU's key=value image description; we need only the file name. */
+export function fileFromImageOpts(opts: string): string | undefined {
+  // Values may contain ",," for a literal comma, as in QEMU's option syntax.
+  const parts = opts.replaceAll(',,', '\u0000').split(',').map((p) => p.replaceAll('\u0000', ','));
+  for (const p of parts) {
+    const eq = p.indexOf('=');
+    const key = eq < 0 ? '' : p.slice(0, eq);
+    if (key === 'file.filename' || key === 'filename' || key === 'file') return p.slice(eq + 1);
+  }
+  return undefined;
 }
 
 /** Buffered line writer for millions of per-problem lines. */
@@ -44,7 +58,13 @@ const fail = (text: string, code = 1): number => {
   return code;
 };
 
-export async function runCheck(file: string, o: CheckFlags): Promise<number> {
+export async function runCheck(given: string, o: CheckFlags): Promise<number> {
+  let file = given;
+  if (o.imageOpts) {
+    const name = fileFromImageOpts(given);
+    if (name === undefined) return fail(`Could not open '${given}': The 'file' block driver requires a file name`);
+    file = name;
+  }
   if (o.output !== 'human' && o.output !== 'json') return fail('--output must be used with human or json as argument.');
   if (o.repair !== undefined && o.repair !== 'leaks' && o.repair !== 'all')
     return fail(`Unknown option value for -r (expecting 'leaks' or 'all'): ${o.repair}`);
@@ -63,7 +83,7 @@ export async function runCheck(file: string, o: CheckFlags): Promise<number> {
   }
   if (o.format !== undefined && o.format !== 'qcow2') {
     if (o.format === 'raw') return fail('This image format does not support checks', 63);
-    return fail(`Could not open '${file}': Unknown driver '${o.format}'`);
+    return fail(`Could not open '${given}': Unknown driver '${o.format}'`);
   }
   let io: FileIO;
   try {
@@ -71,7 +91,7 @@ export async function runCheck(file: string, o: CheckFlags): Promise<number> {
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const reason = err.code === 'ENOENT' ? 'No such file or directory' : err.code === 'EACCES' ? 'Permission denied' : err.message;
-    return fail(`Could not open '${file}': Could not open '${file}': ${reason}`);
+    return fail(`Could not open '${given}': Could not open '${file}': ${reason}`);
   }
   try {
     const head = await io.read(0, 8);
@@ -81,7 +101,7 @@ export async function runCheck(file: string, o: CheckFlags): Promise<number> {
     try {
       image = await openForCheck(io);
     } catch (e) {
-      if (e instanceof Qcow2FormatError) return fail(`Could not open '${file}': ${e.message}`);
+      if (e instanceof Qcow2FormatError) return fail(`Could not open '${given}': ${e.message}`);
       throw e;
     }
     const err = new LineSink(2);
@@ -90,16 +110,16 @@ export async function runCheck(file: string, o: CheckFlags): Promise<number> {
     });
     err.flush();
     if (result.failed !== undefined) {
-      return result.failedAtOpen ? fail(`Could not open '${file}': ${result.failed}`) : fail(`Check failed: ${result.failed}`);
+      return result.failedAtOpen ? fail(`Could not open '${given}': ${result.failed}`) : fail(`Check failed: ${result.failed}`);
     }
     const c = result.counters;
     if (!o.quiet) {
-      if (o.output === 'json') process.stdout.write(qemuJson(file, c, result.anomalies));
+      if (o.output === 'json') process.stdout.write(qemuJson(given, c, result.anomalies));
       else process.stdout.write(humanSummary(c));
     }
     if (o.report !== undefined) {
       const { writeReportFile } = await import('../../report/write-report.js');
-      await writeReportFile(o.report, { ...result, filename: file }, image);
+      await writeReportFile(o.report, { ...result, filename: given }, image);
     }
     if (c.checkErrors) return fail('Check failed');
     return c.corruptions ? 2 : c.leaks ? 3 : 0;
@@ -117,6 +137,8 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'print nothing on stdout')
     .option('-U, --force-share', 'open even if another process uses the image (checking is read-only anyway)')
     .option('-T, --cache <mode>', 'accepted for qemu-img compatibility; ignored')
+    .option('--image-opts', "treat IMAGE as QEMU image options (driver=qcow2,file.filename=PATH,...)")
+    .option('--object <def>', 'accepted for qemu-img compatibility (secrets are not needed: metadata is never encrypted)', (v: string, prev: string[] = []) => [...prev, v])
     .option('-r, --repair <mode>', "repair: 'leaks' or 'all'")
     .option('--dry-run', 'with -r: show what would be repaired, change nothing')
     .option('--journal <file>', 'with -r: where to keep the undo journal')
