@@ -27,6 +27,8 @@ export interface SalvageOptions {
   backing?: string;
   /** Place unreferenced L2 tables even when the active L1 looks intact. */
   placeOrphans?: boolean;
+  /** Replace output files that already exist (never the image or its backing file). */
+  overwrite?: boolean;
   /** Do not read any backing file: unallocated clusters read as zeros. */
   noBacking?: boolean;
   /** May this backing file be read (a served root confines reads)? Refused = treated as missing. */
@@ -95,6 +97,9 @@ export async function analyzeImage(io: PositionalIO, opts: SalvageOptions = {}):
 
 /** Salvage IMAGE into OUT (and OUT.snapshot-ID files with --snapshot all); never writes IMAGE. */
 export async function salvageImage(imagePath: string, outPath: string | undefined, opts: SalvageOptions = {}): Promise<SalvageReport> {
+  // The cheap refusals first, before a long scan.
+  if (outPath && resolve(outPath) === resolve(imagePath)) throw new Error(`refusing to write the salvaged disk over the image itself (${resolve(outPath)})`);
+  if (outPath && existsSync(outPath) && !opts.overwrite) throw new Error(`${resolve(outPath)} already exists (use --force to replace it)`);
   const io = await FileIO.open(imagePath);
   let backing: OpenedBacking | undefined;
   try {
@@ -108,6 +113,14 @@ export async function salvageImage(imagePath: string, outPath: string | undefine
       recon.virtualSize = backing.disk.size;
     }
     const views = selectViews(recon.views, opts.snapshot);
+    if (outPath) {
+      const protectedPaths = new Set([resolve(imagePath), ...(backing ? [resolve(backing.file)] : [])]);
+      for (const v of views) {
+        const target = resolve(outputName(outPath, v, views.length > 1));
+        if (protectedPaths.has(target)) throw new Error(`refusing to write the salvaged disk over ${target === resolve(imagePath) ? 'the image itself' : 'its backing file'} (${target})`);
+        if (existsSync(target) && !opts.overwrite) throw new Error(`${target} already exists (use --force to replace it)`);
+      }
+    }
     const reports: ViewReport[] = [];
     for (const v of views) {
       const reader = new ViewReader(io, a.fileSize, recon, v, backing?.disk);

@@ -379,3 +379,24 @@ describe('clues from the guest data', () => {
     expect(got.subarray(size - 512).equals(want.subarray(size - 512))).toBe(true);
   });
 });
+
+describe('outputs', () => {
+  it('never writes over the image, its backing file, or an existing file without --force', async () => {
+    const base = p('ow-base.qcow2');
+    const f = p('ow.qcow2');
+    createQcow2(base, '1M');
+    createQcow2(f, '1M', {}, { file: 'ow-base.qcow2', format: 'qcow2' });
+    qemuIo(f, ['write -P 0x44 0 64k']);
+    const before = sha256(f);
+    const baseBefore = sha256(base);
+    await expect(salvageImage(f, f)).rejects.toThrow(/over the image itself/);
+    await expect(salvageImage(f, base, { overwrite: true })).rejects.toThrow(/over its backing file/);
+    writeFileSync(p('ow.out'), 'keep me');
+    await expect(salvageImage(f, p('ow.out'))).rejects.toThrow(/already exists \(use --force to replace it\)/);
+    expect(readFileSync(p('ow.out'), 'utf8')).toBe('keep me');
+    await salvageImage(f, p('ow.out'), { overwrite: true });
+    expect(statSync(p('ow.out')).size).toBe(1024 * 1024);
+    expect(sha256(f)).toBe(before);
+    expect(sha256(base)).toBe(baseBefore);
+  });
+});
