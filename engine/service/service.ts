@@ -65,6 +65,7 @@ export class Service {
 
 export class Connection {
   private running = new Map<number, CancelToken>();
+  private opened = new Set<string>();
   private closed = false;
 
   constructor(private readonly service: Service, private readonly send: (m: ServerMessage) => void) {}
@@ -104,17 +105,25 @@ export class Connection {
       if (Date.now() - last >= PROGRESS_INTERVAL_MS) flush();
       else timer ??= setTimeout(flush, PROGRESS_INTERVAL_MS);
     };
-    this.service.call(msg.method, msg.args, { progress, cancel }).then(
-      (result) => this.finish(id, timer, { t: 'res', id, ok: true, result }),
+    const method = msg.method;
+    this.service.call(method, msg.args, { progress, cancel }).then(
+      (result) => {
+        // Images opened through this connection are closed with it (a reloaded page leaks nothing).
+        if (method === 'image.open') this.opened.add((result as { handle: string }).handle);
+        if (this.closed && method === 'image.open') void this.service.sessions.close((result as { handle: string }).handle);
+        this.finish(id, timer, { t: 'res', id, ok: true, result });
+      },
       (err: unknown) => this.finish(id, timer, { t: 'res', id, ok: false, error: cancel.isCancelled ? { code: 'cancelled', message: 'cancelled' } : toWireError(err) }),
     );
   }
 
-  /** The client went away: cancel whatever it started. */
+  /** The client went away: cancel whatever it started and close the images it opened. */
   close(): void {
     this.closed = true;
     for (const c of this.running.values()) c.cancel();
     this.running.clear();
+    for (const h of this.opened) void this.service.sessions.close(h);
+    this.opened.clear();
   }
 
   private finish(id: number, timer: ReturnType<typeof setTimeout> | undefined, m: ServerMessage): void {

@@ -215,6 +215,16 @@ describe('serve', () => {
     c.ws.close();
   });
 
+  it('closes the images a connection opened when it goes away', async () => {
+    const a = await rpc();
+    const opened = await a.call('image.open', { ref: { kind: 'root', path: 'disk.qcow2' } });
+    const b = await rpc();
+    expect((await b.call('image.overview', { handle: opened.result.handle })).ok).toBe(true);
+    a.ws.close();
+    await expect.poll(async () => (await b.call('image.overview', { handle: opened.result.handle })).error?.code).toBe('not-found');
+    b.ws.close();
+  });
+
   it('cancels a running check when asked, and stays usable', async () => {
     const c = await rpc(slow);
     const open = await c.call('image.open', { ref: { kind: 'root', path: 'disk.qcow2' } });
