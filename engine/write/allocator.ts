@@ -17,6 +17,10 @@ export interface AllocatorHost extends CacheHost {
   readonly l2Cache: TableCache;
   /** Called when a cluster's refcount drops to 0 (so cached tables there are forgotten). */
   onClusterFreed(cluster: number): void;
+  /** Refuse clusters about to be handed out that hold metadata (the image's refcounts are wrong). */
+  guardFree(first: number, count: number): Promise<void>;
+  /** Metadata moved or changed shape. */
+  onStructureChanged(): void;
 }
 
 export class Allocator {
@@ -137,6 +141,7 @@ export class Allocator {
         await this.allocRefblock(missing);
         continue; // the new block may sit where we looked (QEMU's -EAGAIN)
       }
+      await this.host.guardFree(start, n);
       this.host.event('cluster_alloc');
       for (let c = start; c < start + n; c++) await this.change(c, +1);
       this.hint = start + n;
@@ -162,6 +167,7 @@ export class Allocator {
       await this.growReftable(rtIndex);
       return;
     }
+    await host.guardFree(c, 1);
     const off = c * this.cs;
     const block = new Uint8Array(this.cs);
     setRefcount(block, c % this.rbEntries, host.geo.refcountOrder, 1);
@@ -176,6 +182,7 @@ export class Allocator {
     await host.io.write(this.reftableOffset + rtIndex * 8, entry);
     await host.barrier();
     this.reftable.set(entry, rtIndex * 8);
+    host.onStructureChanged();
   }
 
   /**
@@ -219,6 +226,7 @@ export class Allocator {
     if (tableClusters * cs > C.QCOW_MAX_REFTABLE_SIZE)
       throw new WriteError('refcount table growth', `refcount table would exceed ${C.QCOW_MAX_REFTABLE_SIZE} bytes (File too large)`);
 
+    await host.guardFree(start, newBlocks.length + tableClusters);
     const order = host.geo.refcountOrder;
     const blockAt = new Map<number, number>(); // reftable index -> new block offset
     newBlocks.forEach((idx, k) => blockAt.set(idx, (start + k) * cs));
@@ -256,6 +264,7 @@ export class Allocator {
     this.reftableOffset = tableOff;
     this.allocEnd = Math.max(this.allocEnd, areaEnd);
     this.onReftableMoved?.(tableOff, tableClusters);
+    host.onStructureChanged();
     // The header no longer points at the old table (durably): free it.
     if (oldClusters > 0 && oldOff !== 0) await this.free(oldOff / cs, oldClusters);
   }

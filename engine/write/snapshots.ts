@@ -113,6 +113,7 @@ async function replaceSnapshotTable(w: Qcow2Writer, entries: SnapshotEntry[], ol
   await w.barrier();
   w.header.nbSnapshots = entries.length;
   w.header.snapshotsOffset = off;
+  w.overlap.invalidate();
   // Unreferenced durably: free the old table.
   if (oldBytes > 0) await w.alloc.free(oldOffset / cs, Math.ceil(oldBytes / cs));
 }

@@ -22,6 +22,8 @@ export interface CacheHost {
   /** Barriers issued so far (to know whether a write-back has been made durable yet). */
   readonly barriers: number;
   event(name: string): void;
+  /** Refuse a write-back that would land on metadata of another kind (overlap guard). */
+  guardWrite?(offset: number, length: number, cache: string): Promise<void>;
 }
 
 interface Entry {
@@ -135,6 +137,7 @@ export class TableCache {
       await this.host.barrier();
       this.dependsOnFlush = false;
     }
+    await this.host.guardWrite?.(offset, e.buf.length, this.name);
     this.host.event(this.updateEvent);
     await this.host.io.write(offset, e.buf);
     e.dirty = false;

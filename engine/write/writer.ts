@@ -18,6 +18,7 @@ import { TableCache, type WriteOrdering } from './table-cache.js';
 import { compressCluster, decompressCluster } from './compress.js';
 import { WriteError } from './write-error.js';
 import { rebuildRefcountsInPlace } from './dirty-repair.js';
+import { OverlapError, OverlapGuard, type MetadataKind } from './overlap.js';
 
 /** Guest contents of a backing image (read-only), for unallocated clusters and copy-on-write. */
 export interface GuestReader {
@@ -66,6 +67,8 @@ export class Qcow2Writer implements AllocatorHost {
   readonly lazy: boolean;
   private dirtyOnDisk = false;
   private lastDecompressed: { off: number; data: Uint8Array } | null = null;
+  /** Refuses writes onto metadata (images whose refcounts or entries are wrong). */
+  readonly overlap: OverlapGuard;
 
   private constructor(
     readonly io: PositionalIO,
@@ -86,6 +89,7 @@ export class Qcow2Writer implements AllocatorHost {
       this.header.refcountTableOffset = off;
       this.header.refcountTableClusters = clusters;
     };
+    this.overlap = new OverlapGuard(() => ({ io: this.io, header: this.header, clusterSize: this.geo.clusterSize, l1: this.l1, reftable: this.alloc.reftable }));
     this.lazy = opts.lazyRefcounts ?? (header.compatibleFeatures & C.COMPAT_LAZY_REFCOUNTS) !== 0n;
     this.dirtyOnDisk = (header.incompatibleFeatures & C.INCOMPAT_DIRTY) !== 0n;
   }
@@ -138,7 +142,21 @@ export class Qcow2Writer implements AllocatorHost {
     this.stats.flushes++;
   }
 
+  async guardFree(first: number, count: number): Promise<void> {
+    await this.overlap.check(first * this.clusterSize, count * this.clusterSize);
+  }
+
+  onStructureChanged(): void {
+    this.overlap.invalidate();
+  }
+
+  async guardWrite(offset: number, length: number, cache: string): Promise<void> {
+    const own: MetadataKind = cache === 'l2' ? 'active L2 table' : 'refcount block';
+    await this.overlap.check(offset, length, [own]);
+  }
+
   onClusterFreed(cluster: number): void {
+    this.overlap.invalidate();
     const off = cluster * this.clusterSize;
     this.l2Cache.discard(off);
     this.refCache.discard(off);
@@ -157,6 +175,12 @@ export class Qcow2Writer implements AllocatorHost {
         return await fn();
       } catch (e) {
         if (e instanceof WriteError && e.usage) throw e;
+        if (e instanceof OverlapError) {
+          // As QEMU: mark the image corrupt so nothing writes to it before a check and repair.
+          this.broken = e.message;
+          await this.markCorrupt().catch(() => undefined);
+          throw new WriteError(operation, `${e.message}; image marked corrupt, check and repair it`, { cause: e });
+        }
         try {
           await this.reload();
         } catch (e2) {
@@ -170,8 +194,19 @@ export class Qcow2Writer implements AllocatorHost {
     return job;
   }
 
+  private async markCorrupt(): Promise<void> {
+    const f = this.header.incompatibleFeatures | C.INCOMPAT_CORRUPT;
+    const b = new Uint8Array(8);
+    putU64(b, 0, f);
+    this.event('header_update');
+    await this.io.write(C.HDR.incompatibleFeatures, b);
+    await this.io.flush();
+    this.header.incompatibleFeatures = f;
+  }
+
   /** Back out every in-memory change: forget caches and state, re-read them from disk. */
   private async reload(): Promise<void> {
+    this.overlap.invalidate();
     this.refCache.clear();
     this.l2Cache.clear();
     this.freeByteOffset = 0;
@@ -197,6 +232,7 @@ export class Qcow2Writer implements AllocatorHost {
   /** Write one L1 entry (8 bytes, inside one sector: atomic) and make it durable. */
   async writeL1Entry(i: number): Promise<void> {
     await this.markDirtyIfLazy();
+    await this.overlap.check(this.header.l1TableOffset + i * 8, 8, ['active L1 table']);
     this.event('l1_update');
     await this.io.write(this.header.l1TableOffset + i * 8, this.l1.slice(i * 8, i * 8 + 8));
     await this.barrier();
@@ -205,8 +241,10 @@ export class Qcow2Writer implements AllocatorHost {
   /** Write the whole active L1 table and make it durable. */
   async writeL1Table(): Promise<void> {
     await this.markDirtyIfLazy();
+    await this.overlap.check(this.header.l1TableOffset, this.l1.length, ['active L1 table']);
     this.event('l1_update');
     await this.io.write(this.header.l1TableOffset, this.l1);
+    this.overlap.invalidate();
     await this.barrier();
   }
 
@@ -248,6 +286,7 @@ export class Qcow2Writer implements AllocatorHost {
     await this.l2Cache.flush(); // fill before link
     this.setL1Entry(l1i, (C.OFLAG_COPIED_HI | Math.floor(off / 0x1_0000_0000)) >>> 0, off >>> 0);
     await this.writeL1Entry(l1i);
+    this.overlap.invalidate();
     if (old !== 0) await this.alloc.free(old / cs, 1); // unreference (durable) before free
     return off;
   }
@@ -390,6 +429,7 @@ export class Qcow2Writer implements AllocatorHost {
     const t = classifyL2(hi, lo, false, false);
     if (t === ClusterType.Normal && (hi & C.OFLAG_COPIED_HI) !== 0) {
       // Ours alone: overwrite in place, no metadata change.
+      await this.overlap.check(l2Offset(hi, lo) + inC, data.length);
       this.event('write_aio');
       await this.io.write(l2Offset(hi, lo) + inC, data);
       return;
@@ -511,6 +551,7 @@ export class Qcow2Writer implements AllocatorHost {
       const l2off = await this.l2ForWrite(l1i);
       const host = await this.allocBytes(bytes);
       this.stats.allocatingWrites++;
+      await this.overlap.check(host, bytes);
       const padded = new Uint8Array(bytes);
       padded.set(z);
       this.event('write_compressed');
@@ -589,6 +630,7 @@ export class Qcow2Writer implements AllocatorHost {
     this.l1 = table.slice(0, entries * 8);
     this.header.l1Size = entries;
     this.header.l1TableOffset = start * cs;
+    this.overlap.invalidate();
     if (oldOff !== 0 && oldClusters > 0) await this.alloc.free(oldOff / cs, oldClusters);
   }
 
