@@ -34,6 +34,11 @@ export function formatSalvageReport(r: SalvageReport): string {
     out.push('', 'Other disks in this image (export with --snapshot ID, or --snapshot all):');
     for (const d of others) out.push(`  ${d.id}: ${d.name}, ${humanSize(d.virtualSize)}`);
   }
+  if (r.lostFound) {
+    out.push('', `Lost and found: ${r.lostFound.clusters} unreferenced cluster(s), ${humanSize(r.lostFound.bytes)} → ${r.lostFound.file}`);
+    for (const run of r.lostFound.runs.slice(0, 10)) out.push(`  host ${hx(run.host)}..${hx(run.host + run.length)} → ${hx(run.at)}`);
+    if (r.lostFound.runs.length > 10 || r.lostFound.runsCapped) out.push('  … (all runs in the JSON report)');
+  }
   if (r.guesses.length) {
     out.push('', 'Guesses:');
     for (const g of r.guesses) out.push(`  - ${g}`);

@@ -13,6 +13,7 @@ import { scanImage, type ScanFindings, type ScanGeometry } from './scan.js';
 import { reconstruct } from './reconstruct.js';
 import { ViewReader, type BackingDisk } from './guest-view.js';
 import { Qcow2SequentialWriter } from './qcow2-output.js';
+import { exportLostAndFound } from './lost-found.js';
 import { CLASS_NAMES } from './classify.js';
 import type { GuestView, Reconstruction, SalvageReport, ViewReport } from './types.js';
 
@@ -27,6 +28,8 @@ export interface SalvageOptions {
   backing?: string;
   /** Place unreferenced L2 tables even when the active L1 looks intact. */
   placeOrphans?: boolean;
+  /** Also copy every non-zero cluster nothing refers to into this file (with a map in the report). */
+  lostFound?: string;
   /** Replace output files that already exist (never the image or its backing file). */
   overwrite?: boolean;
   /** Do not read any backing file: unallocated clusters read as zeros. */
@@ -129,7 +132,14 @@ export async function salvageImage(imagePath: string, outPath: string | undefine
       if (target) { r.output = target; r.format = opts.format ?? 'raw'; }
       reports.push(r);
     }
-    return buildReport(imagePath, a, reports, backing);
+    const report = buildReport(imagePath, a, reports, backing);
+    if (opts.lostFound) {
+      const lf = resolve(opts.lostFound);
+      if (lf === resolve(imagePath) || (backing && lf === resolve(backing.file))) throw new Error(`refusing to write lost+found over the image or its backing file (${lf})`);
+      if (existsSync(lf) && !opts.overwrite) throw new Error(`${lf} already exists (use --force to replace it)`);
+      report.lostFound = await exportLostAndFound(io, recon, a.findings, opts.lostFound, { progress: opts.progress, cancel: opts.cancel });
+    }
+    return report;
   } finally {
     await backing?.close();
     await io.close();

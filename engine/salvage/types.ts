@@ -117,6 +117,8 @@ export interface SalvageReport {
   /** Every disk the salvage can export (the active one and each recovered snapshot). */
   disks: Array<{ kind: 'active' | 'snapshot'; id: string; name: string; virtualSize: number }>;
   views: ViewReport[];
+  /** Unreferenced non-zero clusters copied out (--lost-found). */
+  lostFound?: { file: string; clusters: number; bytes: number; runs: Array<{ host: number; length: number; at: number }>; runsCapped: boolean };
   guesses: string[];
   warnings: string[];
 }

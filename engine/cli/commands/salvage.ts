@@ -22,6 +22,7 @@ export function register(program: Command): void {
     .option('--backing <file>', 'backing file to use (default: the one the header names)')
     .option('--no-backing', 'ignore any backing file (unallocated clusters read as zeros)')
     .option('--place-orphans', 'also place L2 tables no L1 entry references when the active L1 looks intact')
+    .option('--lost-found <file>', 'also copy every non-zero cluster nothing refers to into FILE (host order; map in the report)')
     .option('--force', 'replace OUT if it exists (never the image or its backing file)')
     .option('--dry-run', 'scan and report only; write no output')
     .action(async (image: string, out: string | undefined, o: Record<string, string | boolean | undefined>) => {
@@ -41,7 +42,7 @@ export function register(program: Command): void {
         const report = await salvageImage(image, o.dryRun ? undefined : out, {
           format, snapshot: o.snapshot as string | undefined, resumeState: o.resume as string | undefined,
           clusterSize: num('cluster-size', o.clusterSize), virtualSize: num('virtual-size', o.virtualSize),
-          backing: typeof o.backing === 'string' ? o.backing : undefined, noBacking: o.backing === false, placeOrphans: !!o.placeOrphans, overwrite: !!o.force,
+          backing: typeof o.backing === 'string' ? o.backing : undefined, noBacking: o.backing === false, placeOrphans: !!o.placeOrphans, overwrite: !!o.force, lostFound: o.lostFound as string | undefined,
           progress: progressBar(), cancel,
         });
         clearBar();
