@@ -254,7 +254,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   const dirty = (h.incompatibleFeatures & C.INCOMPAT_DIRTY) !== 0n;
   const badRefblocks = w0.refblocks.filter((r) => r.status !== 'ok');
   // The walk is authoritative, so a dirty (lazy-refcount) image is rebuilt only if its counts need it.
-  let rebuild = badRefblocks.length > 0 || forceRebuild;
+  let rebuild = (all ? badRefblocks.length > 0 : badRefblocks.some((r) => r.status !== 'beyond-eof')) || forceRebuild;
   const L0 = w0.refs.length;
   for (let c = 0; c < L0 && !rebuild; c++) if (w0.refs[c]! > 0 && w0.onDisk[c] === 0) rebuild = true;
   const okGroups = new Set(w0.refblocks.filter((r) => r.status === 'ok').map((r) => r.index));
@@ -296,7 +296,8 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   }
 
   // QEMU's -r leaks cannot rebuild: it stops before changing anything.
-  if (!all && (badRefblocks.length > 0 || rebuild)) {
+  // (A refcount block past the end of the file is no reason: QEMU's -r leaks just leaves it.)
+  if (!all && (badRefblocks.some((r) => r.status !== 'beyond-eof') || rebuild)) {
     return emptyPlan(opts, img0, len0, fixes, refusals, 'need to rebuild refcount structures');
   }
 
@@ -450,14 +451,22 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   // COPIED flags from the final counts, on the final tables.
   const copiedWrites = await planCopied(img1, w1, F, R, entryFix, all || expectClean, !protectAll);
 
-  // Message lines and counters for the refcount comparison (QEMU's wording).
+  // Message lines and counters for the refcount comparison (QEMU's wording). After a rebuild every
+  // mismatch QEMU's first pass saw is gone (its counters count them all); in place, the ones we change.
   for (let c = 0; c < Math.max(L0, 0); c++) {
     const d = onDisk(c);
     const r = w0.refs[c] ?? 0;
     if (w0.onDiskUnknown[c] || d === r) continue;
     const final = rebuild ? F[c] ?? 0 : T[c]!;
-    if (final === d) continue;
+    if (!rebuild && final === d) continue;
     const leak = d > r;
+    const beyond = c >= w0.hostClusters && r === 0;
+    if (beyond) {
+      // QEMU never looks at refcounts past the end of the file (its S28 gap): fixed, not counted.
+      if (final !== d) fixes.push({ kind: 'refcount-beyond-eof', counts: 'none', differsFromQemu: true,
+        text: `cluster ${c} lies past the end of the file but had refcount ${d}; set to ${final} (QEMU does not check this)` });
+      continue;
+    }
     if (!rebuild || d !== 0 || r === 0) {
       fixes.push({ kind: leak ? 'leak' : 'refcount', counts: leak ? 'leak' : 'corruption',
         qemuLine: `Repairing cluster ${c} refcount=${d} reference=${r}`, text: `cluster ${c}: refcount ${d} → ${final} (${r} reference(s))` });
