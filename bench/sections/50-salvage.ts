@@ -352,7 +352,8 @@ export async function runScenario(dir: string, img: BuiltImage, d: Damage, n: nu
     d.apply(file);
     const before = hashFile(file);
     const out = `${work}.out.raw`;
-    const report = await salvageImage(file, out, { snapshot: img.snapRefs.size ? 'all' : undefined, backing: d.backing, placeOrphans: d.placeOrphans });
+    const lostFound = d.lostRanges.length ? `${work}.found` : undefined;
+    const report = await salvageImage(file, out, { snapshot: img.snapRefs.size ? 'all' : undefined, backing: d.backing, placeOrphans: d.placeOrphans, lostFound });
     const L = img.layout;
     const result: ScenarioResult = {
       image: img.spec.name, damage: d.kind, where: d.where, report, expectFull: d.expectFull, lostRanges: d.lostRanges,
@@ -405,7 +406,7 @@ export async function runScenario(dir: string, img: BuiltImage, d: Damage, n: nu
     return result;
   } finally {
     if (movedBase) renameSync(`${movedBase}.away`, movedBase);
-    for (const f of [file, `${work}.out.raw`, `${work}.out.qcow2`, `${work}.back.raw`]) rmSync(f, { force: true });
+    for (const f of [file, `${work}.out.raw`, `${work}.out.qcow2`, `${work}.back.raw`, `${work}.found`]) rmSync(f, { force: true });
     cleanupSnapshots(work);
   }
 }
@@ -450,15 +451,16 @@ export async function runCampaign(dir: string, opts: { qcow2?: boolean; images?:
 
 export function formatTable(results: ScenarioResult[]): string[] {
   const lines: string[] = [];
-  lines.push('| image | damage | where | active recovered | outside lost ranges | snapshot | qcow2 out | lost (report) |');
-  lines.push('|---|---|---|---|---|---|---|---|');
+  lines.push('| image | damage | where | active recovered | outside lost ranges | snapshot | qcow2 out | lost (report) | lost+found |');
+  lines.push('|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
     const a = r.active;
     const outside = r.presentBytes !== undefined ? `${pct(a.recovered, r.presentBytes)} of present` : pct(a.recoveredOutside, a.knownOutside);
     const snap = r.snapshot ? pct(r.snapshot.recoveredOutside, r.snapshot.knownOutside) : '';
     const q = r.qcow2Check ? (r.qcow2Check.clean && r.qcow2Check.sameAsRaw ? 'check clean' : `FAIL(${r.qcow2Check.status})`) : '';
     const lost = r.report.views.find((v) => v.kind === 'active')?.bytes.lost ?? 0;
-    lines.push(`| ${r.image} | ${r.damage} | ${r.where} | ${pct(a.recovered, a.known)}${a.wrong ? ` (${a.wrong} wrong)` : ''} | ${outside} | ${snap} | ${q} | ${lost} B |`);
+    const lf = r.report.lostFound ? `${r.report.lostFound.bytes} B` : '';
+    lines.push(`| ${r.image} | ${r.damage} | ${r.where} | ${pct(a.recovered, a.known)}${a.wrong ? ` (${a.wrong} wrong)` : ''} | ${outside} | ${snap} | ${q} | ${lost} B | ${lf} |`);
   }
   // Per damage kind.
   lines.push('', '| damage kind | scenarios | known bytes | recovered | recoverable (outside destroyed tables / physically present) | recovered of recoverable |', '|---|---|---|---|---|---|');
