@@ -1,6 +1,6 @@
 // export vs `qemu-img convert -O raw` on a 4 GiB image with mixed allocation: plain data (two host
 // runs), zero clusters (ZERO_ALLOC and ZERO_PLAIN), discarded ranges, compressed clusters and
-// unallocated space. Both tools run as processes on the same file, three times each (alternating, page
+// unallocated space. Both tools run as processes on the same file, four times each (alternating who goes first, page
 // cache warm, `sync` before each), best time kept; the outputs are compared byte for byte.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -25,8 +25,9 @@ interface Timing {
 
 /** Wall and CPU (user + system) seconds of one run, measured by bash's `time`. */
 function timed(cmd: string, args: string[]): Timing {
-  // Start each run with no dirty pages left by the previous one.
+  // Start each run with no dirty pages left by the previous one, and let the disk settle.
   spawnSync('sync');
+  spawnSync('sleep', ['1']);
   const quoted = [cmd, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   const r = spawnSync('bash', ['-c', `TIMEFORMAT='%R %U %S'; time ${quoted} >/dev/null 2>/tmp/qcow2-doctor-bench-err.$$`], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: exit ${r.status} ${r.stderr}`);
@@ -57,11 +58,16 @@ export async function run(ctx: BenchContext): Promise<void> {
   ctx.log(`image: 4 GiB virtual, ${(size / M).toFixed(0)} MiB file (1.5 GiB data, 128 MiB compressed, zero and discarded ranges)`);
 
   const runs: { ours: Timing[]; qemu: Timing[] } = { ours: [], qemu: [] };
-  for (let i = 0; i < 3; i++) {
-    rmSync(theirs, { force: true });
-    runs.qemu.push(timed('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', img, theirs]));
-    rmSync(ours, { force: true });
-    runs.ours.push(timed('node', [bin, 'export', img, ours]));
+  const once = {
+    qemu: () => runs.qemu.push(timed('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', img, theirs])),
+    ours: () => runs.ours.push(timed('node', [bin, 'export', img, ours])),
+  };
+  // The run that follows another pays for its writeback: alternate who goes first.
+  for (let i = 0; i < 4; i++) {
+    for (const who of i % 2 === 0 ? (['qemu', 'ours'] as const) : (['ours', 'qemu'] as const)) {
+      rmSync(who === 'qemu' ? theirs : ours, { force: true });
+      once[who]();
+    }
   }
   const same = spawnSync('cmp', ['-s', ours, theirs]).status === 0;
   const best = (a: Timing[], k: keyof Timing) => Math.min(...a.map((t) => t[k]));
@@ -72,7 +78,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     ctx.log(`${k === 'wall' ? 'wall time' : 'CPU time (user+sys)'}: qemu-img convert -O raw ${q.toFixed(2)} s, qcow2-doctor export ${o.toFixed(2)} s, ratio ${(o / q).toFixed(2)} (goal: <= 1.00)`);
   }
   ctx.log(`runs (wall/cpu s): qemu-img ${list(runs.qemu)}; ours ${list(runs.ours)}`);
-  ctx.log('(best of 3 each; wall time depends on the machine\'s load, CPU time much less)');
+  ctx.log('(best of 4 each, alternating order; wall time depends on the machine\'s load, CPU time much less)');
   ctx.log(`outputs identical: ${same ? 'yes' : 'NO'}`);
   const alloc = (f: string) => (statSync(f).blocks * 512) / M;
   ctx.log(`output allocation: ours ${alloc(ours).toFixed(0)} MiB, qemu-img ${alloc(theirs).toFixed(0)} MiB (sparse)`);

@@ -190,11 +190,11 @@ export const MATRIX: MatrixCase[] = [
     },
   },
   {
-    name: '3-deep chain: qcow2 base (v2, 4 KiB), qcow2 mid with extended_l2, qcow2 top; smaller base',
+    name: '3-deep chain: qcow2 base (v2, 4 KiB, compressed clusters), qcow2 mid with extended_l2, qcow2 top; smaller base',
     build(dir) {
       const base = join(dir, 'base.qcow2');
       createQcow2(base, 2 * MiB, { compat: '0.10', cluster_size: 4096 });
-      qemuIo(base, ['write -P 0x91 0 1M', 'write -P 0x92 1536k 4k']);
+      qemuIo(base, ['write -P 0x91 0 1M', 'write -P 0x92 1536k 4k', 'write -c -P 0x93 1600k 64k']);
       const mid = join(dir, 'mid.qcow2');
       createQcow2(mid, 3 * MiB, { extended_l2: true }, { file: 'base.qcow2', format: 'qcow2' });
       qemuIo(mid, ['write -P 0xa1 4k 4k', 'write -z 64k 2k', 'write -P 0xa2 2M 4k', 'discard 512k 64k']);
