@@ -101,6 +101,12 @@ describe('the app in Chromium', () => {
     expect(await page.getByTestId('field-l1_table_offset').textContent()).toMatch(/0x30000/);
     expect(await page.getByTestId('ck-corruptions').textContent()).toBe('0');
     await shot(page, 'overview-clean');
+    // Keyboard: Alt+1 goes to the first view (Open), Tab reaches the view tabs.
+    await page.keyboard.press('Alt+1');
+    await expect.poll(() => page.getByTestId('tab-files').getAttribute('aria-selected')).toBe('true');
+    await page.getByTestId('tab-overview').focus();
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.getByTestId('tab-overview').getAttribute('aria-selected')).toBe('true');
     expect((page as Page & { errors?: string[] }).errors).toEqual([]);
     await page.close();
   });
