@@ -18,7 +18,8 @@ import { MAX_IMRT_BYTES, refArrayMax, WIDE_SENTINEL } from './refcount-array.js'
 import { LOOKUP_FAILED, RefcountLookup } from './refcount-lookup.js';
 import { GuestState, HostRole } from './roles.js';
 import { precheckSnapshotTable, type CheckedSnapshot } from './snapshot-table.js';
-import type { Anomaly, CheckOptions, QemuCounters } from './types.js';
+import type { Anomaly, CheckOptions, QemuCounters, Referrer } from './types.js';
+import { findReferrers } from './describe.js';
 
 /** Where a per-entry finding sits, exactly, for the repair planner and the app. */
 export interface EntryFinding {
@@ -87,6 +88,8 @@ export interface Analysis {
 }
 
 const MAX_FINDINGS = 100000;
+/** Clusters whose referrers are looked up for the anomalies. */
+const MAX_EXPLAINED = 256;
 /** QEMU prints this hint without a newline (the next stderr line is glued to it); the CLI does the same. */
 export const BITMAPS_LEAK_HINT = "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.";
 const MAX_KEPT_MESSAGES = 10000;
@@ -204,6 +207,7 @@ class Analyzer {
       this.c.imageEndOffset = (this.highest + 1) * this.cs;
       this.extraHeaderFindings();
       await this.checkCompressedSamples();
+      if (this.opts.explainReferrers !== false) await this.nameReferrers();
     } catch (e) {
       if (e instanceof Abort) {
         failed = e.reason;
@@ -1090,6 +1094,28 @@ class Analyzer {
     if (p.failed) throw new Abort(p.failed);
     this.snapshots = p.snapshots;
     this.snapshotTableSize = p.tableSize;
+  }
+
+  /**
+   * Attach the referrers of clusters in trouble to their anomalies (bounded: the first clusters of
+   * each run, at most MAX_EXPLAINED in all), with one more pass over the metadata.
+   */
+  private async nameReferrers(): Promise<void> {
+    const kinds = new Set(['refcount-too-low', 'refcount-zero-referenced', 'leaked-cluster', 'refblock-shared', 'refcount-overflow', 'metadata-overlap']);
+    const targets = new Set<number>();
+    const runs = this.an.list.filter((a) => kinds.has(a.kind) && a.firstCluster !== undefined
+      && !(a.kind === 'leaked-cluster' && a.references === 0));
+    for (const a of runs) {
+      for (let c = a.firstCluster!; c < a.firstCluster! + Math.min(a.count, 8) && targets.size < MAX_EXPLAINED; c++) targets.add(c);
+    }
+    if (targets.size === 0) return;
+    this.checkCancel();
+    const found = await findReferrers(this.image, targets, 16);
+    for (const a of runs) {
+      const refs: Referrer[] = [];
+      for (let c = a.firstCluster!; c < a.firstCluster! + a.count && refs.length < 32; c++) refs.push(...(found.get(c)?.referrers ?? []));
+      if (refs.length) a.referrers = [...(a.referrers ?? []), ...refs].slice(0, 32);
+    }
   }
 
   /** Beyond QEMU: decode a sample of compressed clusters. */

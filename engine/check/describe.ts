@@ -31,31 +31,53 @@ export interface HostClusterInfo {
 const MAX_REFERRERS = 1000;
 const TWO32 = 0x1_0000_0000;
 
-export async function describeHostCluster(image: Qcow2Image, cluster: number, analysis?: Analysis): Promise<HostClusterInfo> {
+/** What the metadata says about one cluster: references, referrers and the role they give it. */
+export interface ClusterReferrers {
+  references: number;
+  referrers: Referrer[];
+  truncated: boolean;
+  role: number;
+}
+
+/**
+ * Walk all metadata once (every table QEMU's check counts) and collect, for each cluster of
+ * `clusters`, who references it. Used for the app's hover/click and to name the referrers of
+ * the clusters a check found in trouble.
+ */
+export async function findReferrers(image: Qcow2Image, clusters: ReadonlySet<number>, maxPerCluster = MAX_REFERRERS): Promise<Map<number, ClusterReferrers>> {
   const cs = image.clusterSize;
-  const start = cluster * cs;
-  const end = start + cs;
-  const referrers: Referrer[] = [];
-  let references = 0;
-  let truncated = false;
-  let role: number = HostRole.Free;
-  const hit = (r: Referrer, as: number): void => {
-    references++;
-    if (role === HostRole.Free) role = as;
-    else if (role !== as && !(role === HostRole.L2 && as === HostRole.SnapshotL2) && !(role === HostRole.Data && as === HostRole.SnapshotData)) role = HostRole.Corrupt;
-    if (referrers.length < MAX_REFERRERS) referrers.push(r);
-    else truncated = true;
+  const out = new Map<number, ClusterReferrers>();
+  for (const c of clusters) out.set(c, { references: 0, referrers: [], truncated: false, role: HostRole.Free });
+  const hitOne = (c: number, r: Referrer, as: number): void => {
+    const e = out.get(c);
+    if (!e) return;
+    e.references++;
+    if (e.role === HostRole.Free) e.role = as;
+    else if (e.role !== as && !(e.role === HostRole.L2 && as === HostRole.SnapshotL2) && !(e.role === HostRole.Data && as === HostRole.SnapshotData)) e.role = HostRole.Corrupt;
+    if (e.referrers.length < maxPerCluster) e.referrers.push(r);
+    else e.truncated = true;
   };
-  /** Does [off, off+len) touch this cluster? (QEMU counts every cluster a range touches.) */
-  const touches = (off: number, len: number): boolean => len > 0 && off < end && off + len > start;
+  /** Count [off, off+len) against every target cluster it touches (as QEMU counts ranges). */
+  const hit = (off: number, len: number, r: Referrer, as: number): void => {
+    if (len <= 0 || !Number.isFinite(off)) return;
+    const first = Math.floor(off / cs);
+    const last = Math.floor((off + len - 1) / cs);
+    if (last - first < 64) {
+      for (let c = first; c <= last; c++) if (out.has(c)) hitOne(c, r, as);
+    } else {
+      for (const c of clusters) if (c >= first && c <= last) hitOne(c, r, as);
+    }
+  };
   const h = image.header;
 
-  if (cluster === 0) hit({ kind: 'header' }, HostRole.Header);
+  hit(0, cs, { kind: 'header' }, HostRole.Header);
   const zeros = new Uint8Array(cs);
   const pools: [BufferPool, BufferPool] = [new BufferPool(8 << 20), new BufferPool(8 << 20)];
   const walkL1 = async (l1: Uint8Array, l1Offset: number, snapshotId: string | undefined): Promise<void> => {
     const active = snapshotId === undefined;
-    if (touches(l1Offset, l1.length)) hit({ kind: active ? 'header' : 'snapshot-table', snapshotId }, active ? HostRole.L1 : HostRole.SnapshotL1);
+    const l1Ref: Referrer = { kind: active ? 'header' : 'snapshot-table' };
+    if (snapshotId !== undefined) l1Ref.snapshotId = snapshotId;
+    hit(l1Offset, l1.length, l1Ref, active ? HostRole.L1 : HostRole.SnapshotL1);
     const n = l1.length / 8;
     let i = 0;
     const perBatch = Math.max(1, Math.floor((8 << 20) / cs));
@@ -71,31 +93,40 @@ export async function describeHostCluster(image: Qcow2Image, cluster: number, an
       }
       return idx.length ? { idx, offsets } : undefined;
     };
+    const geo = image.geo;
     await pipeline(image.io, image.fileSize, cs, zeros, pools, next, ({ idx, offsets }, tables) => {
       for (let b = 0; b < idx.length; b++) {
         const l1Index = idx[b]!;
         const l2Off = offsets[b]!;
-        if (touches(l2Off, cs)) hit({ kind: active ? 'l1' : 'snapshot-l1', table: l1Offset, index: l1Index, snapshotId }, active ? HostRole.L2 : HostRole.SnapshotL2);
+        const r1: Referrer = { kind: active ? 'l1' : 'snapshot-l1', table: l1Offset, index: l1Index };
+        if (snapshotId !== undefined) r1.snapshotId = snapshotId;
+        hit(l2Off, cs, r1, active ? HostRole.L2 : HostRole.SnapshotL2);
         const t = tables.get(l2Off)!;
-        const geo = image.geo;
         for (let e = 0; e < geo.l2Entries; e++) {
           const p = e * geo.l2EntrySize;
           const hi = u32(t, p);
           const lo = u32(t, p + 4);
           if ((hi | lo) === 0) continue;
+          let off: number;
+          let len = cs;
+          let as: number;
+          if (hi & C.OFLAG_COMPRESSED_HI) {
+            if (image.hasExternalData) continue;
+            const hiBits = geo.csizeShift - 32;
+            off = (hi & (2 ** hiBits - 1)) * TWO32 + lo;
+            len = ((Math.floor((hi & 0x3fffffff) / 2 ** hiBits) & geo.csizeMask) + 1) * C.SECTOR_SIZE - (lo & 511);
+            as = HostRole.Compressed;
+          } else {
+            off = (hi & C.L2E_OFFSET_MASK_HI) * TWO32 + ((lo & C.L2E_OFFSET_MASK_LO) >>> 0);
+            if (off === 0 || image.hasExternalData) continue;
+            as = !geo.extendedL2 && (lo & C.OFLAG_ZERO_LO) !== 0 ? HostRole.ZeroAlloc : active ? HostRole.Data : HostRole.SnapshotData;
+          }
+          const first = Math.floor(off / cs);
+          const last = Math.floor((off + len - 1) / cs);
+          if (last - first < 2 && !out.has(first) && !out.has(last)) continue; // the common case: not a target
           const r: Referrer = { kind: active ? 'l2' : 'snapshot-l2', table: l2Off, index: e, guestOffset: (l1Index * geo.l2Entries + e) * cs };
           if (snapshotId !== undefined) r.snapshotId = snapshotId;
-          if (hi & C.OFLAG_COMPRESSED_HI) {
-            const hiBits = geo.csizeShift - 32;
-            const off = (hi & (2 ** hiBits - 1)) * TWO32 + lo;
-            const sectors = (Math.floor((hi & 0x3fffffff) / 2 ** hiBits) & geo.csizeMask) + 1;
-            if (!image.hasExternalData && touches(off, sectors * C.SECTOR_SIZE - (lo & 511))) hit(r, HostRole.Compressed);
-            continue;
-          }
-          const off = (hi & C.L2E_OFFSET_MASK_HI) * TWO32 + ((lo & C.L2E_OFFSET_MASK_LO) >>> 0);
-          if (off === 0 || image.hasExternalData) continue;
-          const zero = !geo.extendedL2 && (lo & C.OFLAG_ZERO_LO) !== 0;
-          if (touches(off, cs)) hit(r, zero ? HostRole.ZeroAlloc : active ? HostRole.Data : HostRole.SnapshotData);
+          hit(off, len, r, as);
         }
       }
     });
@@ -109,20 +140,20 @@ export async function describeHostCluster(image: Qcow2Image, cluster: number, an
     const l1 = sn.l1TableOffset >= image.fileSize ? new Uint8Array(sn.l1Size * 8) : await readPadded(image.io, sn.l1TableOffset, sn.l1Size * 8);
     await walkL1(l1, sn.l1TableOffset, sn.id);
   }
-  if (touches(h.snapshotsOffset, snaps.tableSize)) hit({ kind: 'snapshot-table' }, HostRole.SnapshotTable);
-  if (touches(h.refcountTableOffset, h.refcountTableClusters * cs)) hit({ kind: 'refcount-table' }, HostRole.RefcountTable);
-  if (h.crypto && touches(h.crypto.offset, h.crypto.length)) hit({ kind: 'crypto-header' }, HostRole.CryptoHeader);
+  hit(h.snapshotsOffset, snaps.tableSize, { kind: 'snapshot-table' }, HostRole.SnapshotTable);
+  hit(h.refcountTableOffset, h.refcountTableClusters * cs, { kind: 'refcount-table' }, HostRole.RefcountTable);
+  if (h.crypto) hit(h.crypto.offset, h.crypto.length, { kind: 'crypto-header' }, HostRole.CryptoHeader);
   if (bitmapsActive(image)) {
     try {
       const dir = await loadBitmapDirectory(image);
-      if (touches(dir.offset, dir.size)) hit({ kind: 'bitmap-directory' }, HostRole.BitmapDirectory);
+      hit(dir.offset, dir.size, { kind: 'bitmap-directory' }, HostRole.BitmapDirectory);
       for (const bm of dir.bitmaps) {
-        if (touches(bm.tableOffset, bm.tableSize * 8)) hit({ kind: 'bitmap-directory', table: bm.entryOffset }, HostRole.BitmapTable);
+        hit(bm.tableOffset, bm.tableSize * 8, { kind: 'bitmap-directory', table: bm.entryOffset }, HostRole.BitmapTable);
         const t = await loadBitmapTable(image, bm).catch(() => undefined);
         if (!t) continue;
         for (let i = 0; i < bm.tableSize; i++) {
           const off = (u32(t, 8 * i) & C.BME_OFFSET_MASK_HI) * TWO32 + ((u32(t, 8 * i + 4) & C.BME_OFFSET_MASK_LO) >>> 0);
-          if (off !== 0 && touches(off, cs)) hit({ kind: 'bitmap-table', table: bm.tableOffset, index: i }, HostRole.BitmapData);
+          if (off !== 0) hit(off, cs, { kind: 'bitmap-table', table: bm.tableOffset, index: i }, HostRole.BitmapData);
         }
       }
     } catch {
@@ -135,9 +166,17 @@ export async function describeHostCluster(image: Qcow2Image, cluster: number, an
     const lo = u32(rt, 8 * i + 4);
     if ((lo & C.REFT_RESERVED_MASK_LO) !== 0) continue;
     const off = hi * TWO32 + ((lo & C.REFT_OFFSET_MASK_LO) >>> 0);
-    if (off !== 0 && off % cs === 0 && touches(off, cs)) hit({ kind: 'refcount-table', table: h.refcountTableOffset, index: i }, HostRole.RefcountBlock);
+    if (off !== 0 && off % cs === 0) hit(off, cs, { kind: 'refcount-table', table: h.refcountTableOffset, index: i }, HostRole.RefcountBlock);
   }
+  return out;
+}
 
+export async function describeHostCluster(image: Qcow2Image, cluster: number, analysis?: Analysis): Promise<HostClusterInfo> {
+  const cs = image.clusterSize;
+  const start = cluster * cs;
+  const found = (await findReferrers(image, new Set([cluster]))).get(cluster)!;
+  let role = found.role;
+  const { references, referrers, truncated } = found;
   const rc = await new RefcountLookup(image).get(cluster);
   const beyondEof = start >= image.fileSize;
   if (analysis?.roleMap && cluster < analysis.roleMap.length) role = analysis.roleMap[cluster]!;

@@ -17,6 +17,11 @@ export interface CheckOptions {
   onMessage?: (line: string) => void;
   onProgress?: ProgressSink;
   cancel?: CancelToken;
+  /**
+   * Name the referrers of clusters in trouble (cross-links, refcounts below their references):
+   * one more pass over the metadata, only when there are such clusters. Default true.
+   */
+  explainReferrers?: boolean;
 }
 
 /** QEMU's BdrvCheckResult + fragmentation info, with QEMU's meanings. */

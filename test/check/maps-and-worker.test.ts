@@ -98,6 +98,19 @@ describe('describeHostCluster', () => {
     }
   });
 
+  it('names both referrers of a cross-link in the check\'s anomaly', async () => {
+    const r = await checkFile(scenario('cross-link-data').build(tmp.dir));
+    const a = r.anomalies.find((x) => x.kind === 'refcount-too-low')!;
+    expect([a.firstCluster, a.refcount, a.references]).toEqual([5, 1, 2]);
+    expect(a.referrers).toEqual([
+      { kind: 'l2', table: 0x40000, index: 0, guestOffset: 0 },
+      { kind: 'l2', table: 0x40000, index: 1, guestOffset: 0x10000 },
+    ]);
+    const s5 = await checkFile(scenario('l2-points-into-l1').build(tmp.dir));
+    const b = s5.anomalies.find((x) => x.kind === 'refcount-too-low')!;
+    expect(b.referrers!.map((x) => x.kind).sort()).toEqual(['header', 'l1', 'l2']);
+  });
+
   it('names the snapshot that reaches a cluster', async () => {
     const f = scenario('clean-snapshots').build(tmp.dir);
     const io = await FileIO.open(f);
