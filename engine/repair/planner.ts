@@ -244,10 +244,19 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
       corruptionsFixed++;
     }
   }
+  // Stale persistent bitmaps (a program without bitmap support wrote the image): every reader
+  // already ignores them, so, as QEMU does on any -r, the extension is dropped and their clusters freed.
+  let headerExt: { offset: number; bytes: Uint8Array } | undefined;
   if (w0.staleBitmaps) {
-    keepAllLeaks = true;
-    refusals.push({ kind: 'stale-bitmaps', what: 'the bitmaps extension is present but its autoclear bit is clear (the bitmaps are stale)',
-      decide: 'drop the bitmaps (qemu-img check -r leaks removes the extension and frees them); kept here' });
+    headerExt = await headerWithoutExtension(io, h, C.EXT_BITMAPS);
+    if (headerExt) {
+      fixes.push({ kind: 'stale-bitmaps-dropped', counts: 'none',
+        text: 'the bitmaps extension was stale (its autoclear bit is clear); removed from the header, its clusters freed (as QEMU does)' });
+    } else {
+      keepAllLeaks = true;
+      refusals.push({ kind: 'stale-bitmaps', what: 'the bitmaps extension is present but its autoclear bit is clear (the bitmaps are stale)',
+        decide: 'drop the bitmaps by hand; the header extension area could not be rewritten safely' });
+    }
   }
 
   // --- 5. allocation of new clusters --------------------------------------------------------------
@@ -326,8 +335,9 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
     putU64(snapHeader, 4, snapStart * cs);
     await ov.write(C.HDR.nbSnapshots, snapHeader);
   }
+  if (headerExt) await ov.write(headerExt.offset, headerExt.bytes);
   // Nothing re-pointed: the image as it will be has the same references (skip the second walk).
-  const repointed = entryFix.size > 0 || copies.length > 0 || newSnapTable !== undefined;
+  const repointed = entryFix.size > 0 || copies.length > 0 || newSnapTable !== undefined || headerExt !== undefined;
   const img1 = repointed ? await Qcow2Image.open(ov, { checkMode: true, zeroFillPastEof: true }) : img0;
   const w1 = repointed ? await walkReferences(img1) : w0;
 
@@ -493,6 +503,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
     await pb.write('relink', entry, u64be(fin.hi, fin.lo), inL1 ? 'l1-entry' : 'l2-entry', v.why);
   }
   if (newSnapTable) await pb.write('relink', C.HDR.nbSnapshots, snapHeader, 'header', 'switch to the rewritten snapshot table (12 bytes)');
+  if (headerExt) await pb.write('relink', headerExt.offset, headerExt.bytes, 'header', 'drop the stale bitmaps extension (header extension area rewritten; every pointer field unchanged)');
   if (!rebuild) await refcountLines('lower', (c) => R[c]!, (c) => F[c]!);
   else {
     // Lower within the new refcount blocks (old references that are gone after the relink phase).
@@ -520,6 +531,34 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
 }
 
 // --- helpers -------------------------------------------------------------------------------------
+
+/**
+ * Drop the header extensions of `type` when they are the last ones before the end marker: one
+ * 8-byte end marker written where the first of them starts (8-aligned, so inside one sector:
+ * atomic). Bytes after the new end marker are ignored by every reader. Undefined when the
+ * extensions are not at the tail (that would need a non-atomic rewrite of the area) or the area
+ * cannot be parsed.
+ */
+async function headerWithoutExtension(io: PositionalIO, h: Qcow2Image['header'], type: number): Promise<{ offset: number; bytes: Uint8Array } | undefined> {
+  const cs = 2 ** h.clusterBits;
+  const c0 = await readPadded(io, 0, cs);
+  const limit = h.backingFileOffset !== 0 ? h.backingFileOffset : cs;
+  let off = h.headerLength;
+  let firstDropped = -1;
+  for (;;) {
+    if (off + 8 > limit) return undefined;
+    const t = u32(c0, off);
+    const len = u32(c0, off + 4);
+    if (t === C.EXT_END) break;
+    const whole = 8 + Math.ceil(len / 8) * 8;
+    if (off + whole > limit) return undefined;
+    if (t === type) { if (firstDropped < 0) firstDropped = off; }
+    else if (firstDropped >= 0) return undefined;
+    off += whole;
+  }
+  if (firstDropped < 0 || firstDropped % 8 !== 0) return undefined;
+  return { offset: firstDropped, bytes: new Uint8Array(8) };
+}
 
 /** An L2 table copy: data clusters become shared with the original table, so no entry may keep COPIED. */
 function stripCopied(t: Uint8Array, img: Qcow2Image): Uint8Array {

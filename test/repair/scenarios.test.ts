@@ -32,13 +32,13 @@ const ABORTS = new Set(['snapshot-count-too-large', 'snapshot-offset-unaligned',
 
 /**
  * Parts we refuse because a fix would have to guess (what a human must decide is printed). QEMU
- * leaves errors in all of these too, except the last two, where it drops data we keep
- * (a snapshot table read from past the end of the file; stale persistent bitmaps).
+ * leaves errors in all of these too, except the last one, where it invents a snapshot entry from
+ * the zeros past the end of the file.
  */
 const REFUSED = new Set(['data-unaligned', 'data-beyond-eof', 'data-at-32pb', 'l1-table-beyond-eof', 'compressed-beyond-eof',
   'ext-l2-alloc-and-zero', 'ext-l2-unallocated-with-alloc-bits', 'ext-l2-compressed-with-bitmap', 'snapshot-l1-unaligned',
   'snapshot-l1-too-large', 'external-data-compressed', 'external-data-with-snapshot',
-  'snapshot-table-beyond-eof', 'bitmaps-autoclear-cleared']);
+  'snapshot-table-beyond-eof']);
 
 /** Scenarios where `qemu-img check -r all` loses guest data that our repair keeps. */
 const QEMU_LOSES = new Set(['l2-table-unaligned', 'l2-beyond-eof', 'l2-points-into-l1']);
