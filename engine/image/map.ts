@@ -17,13 +17,13 @@ export function mergeable(curr: MapEntry, next: MapEntry): boolean {
 }
 
 /**
- * The merged map of a chain. In human form QEMU folds "zero" and "not data" together before
- * merging (dump_map_entry rewrites the next entry), so the merge differs; `format` selects that.
+ * The merged map of a chain, entry by entry (memory stays bounded however large the image). In
+ * human form QEMU folds "zero" and "not data" together before merging (dump_map_entry rewrites the
+ * next entry), so the merge differs; `format` selects that.
  */
-export async function mapEntries(chain: ImageChain, format: MapFormat = 'json'): Promise<MapEntry[]> {
+export async function* mergedEntries(chain: ImageChain, format: MapFormat = 'json'): AsyncGenerator<MapEntry> {
   const bs = await BlockStatus.open(chain);
   try {
-    const out: MapEntry[] = [];
     let curr: MapEntry | undefined;
     for await (const next of bs.entries()) {
       if (curr && mergeable(curr, next)) {
@@ -31,7 +31,7 @@ export async function mapEntries(chain: ImageChain, format: MapFormat = 'json'):
         continue;
       }
       if (curr) {
-        out.push(curr);
+        yield curr;
         if (format === 'human' && (!next.data || next.zero)) {
           next.data = false;
           next.zero = true;
@@ -39,11 +39,17 @@ export async function mapEntries(chain: ImageChain, format: MapFormat = 'json'):
       }
       curr = next;
     }
-    if (curr) out.push(curr);
-    return out;
+    if (curr) yield curr;
   } finally {
     await bs.close();
   }
+}
+
+/** The merged map of a chain as an array (see mergedEntries). */
+export async function mapEntries(chain: ImageChain, format: MapFormat = 'json'): Promise<MapEntry[]> {
+  const out: MapEntry[] = [];
+  for await (const e of mergedEntries(chain, format)) out.push(e);
+  return out;
 }
 
 /** One entry as qemu-img prints it in JSON (field order and spacing included). */
@@ -68,12 +74,21 @@ function col(n: number): string {
  * when some data has no host offset: compressed or encrypted clusters.
  */
 export function formatHuman(entries: MapEntry[]): { text: string; error?: string } {
-  let text = `${'Offset'.padEnd(16)}${'Length'.padEnd(16)}${'Mapped to'.padEnd(16)}File\n`;
+  let text = HUMAN_MAP_HEADER;
   for (const e of entries) {
-    if (e.data && e.offset === undefined) return { text, error: HUMAN_MAP_ERROR };
-    if (e.data && !e.zero) text += `${col(e.start)}${col(e.length)}${col(e.offset ?? 0)}${e.filename ?? ''}\n`;
+    const line = formatHumanEntry(e);
+    if (line === undefined) return { text, error: HUMAN_MAP_ERROR };
+    text += line;
   }
   return { text };
+}
+
+export const HUMAN_MAP_HEADER = `${'Offset'.padEnd(16)}${'Length'.padEnd(16)}${'Mapped to'.padEnd(16)}File\n`;
+
+/** One entry of the human form: a line, '' when QEMU prints nothing for it, undefined = refusal. */
+export function formatHumanEntry(e: MapEntry): string | undefined {
+  if (e.data && e.offset === undefined) return undefined;
+  return e.data && !e.zero ? `${col(e.start)}${col(e.length)}${col(e.offset ?? 0)}${e.filename ?? ''}\n` : '';
 }
 
 /** QEMU's refusal of the human form when some data has no host offset. */

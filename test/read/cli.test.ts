@@ -97,4 +97,25 @@ describe('map and export commands', () => {
       t.cleanup();
     }
   });
+
+  it('map streams many entries exactly as qemu-img, and stops quietly when the reader leaves (| head)', () => {
+    const t = tempDir();
+    try {
+      const f = join(t.dir, 'm.qcow2');
+      createQcow2(f, '8M', { cluster_size: 512 });
+      // 400 alternating allocated / unallocated clusters, then compressed ones.
+      qemuIo(f, [...Array.from({ length: 400 }, (_, i) => `write -P 0x${(0x10 + (i % 200)).toString(16)} ${i * 1024} 512`), 'write -c -P 0x77 4M 4k']);
+      for (const out of ['--output=json', '--output=human']) {
+        const o = ours('map', out, f);
+        const q = run('qemu-img', ['map', out, f]);
+        expect(o.stdout).toBe(q.stdout);
+        expect(o.status).toBe(q.status);
+      }
+      const r = run('sh', ['-c', `node ${BIN} map --output=json ${f} | head -1`]);
+      expect(r.stdout.split('\n')[0]).toMatch(/^\[\{ "start": 0, "length": 512/);
+      expect(r.stderr).toBe('');
+    } finally {
+      t.cleanup();
+    }
+  });
 });
