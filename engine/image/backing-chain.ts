@@ -148,6 +148,16 @@ export async function openChain(path: string, opts: OpenChainOptions = {}): Prom
   };
 }
 
+/** Local paths of every file a chain reads: each layer and each external data file. */
+export function chainFiles(chain: ImageChain): string[] {
+  const out: string[] = [];
+  for (const l of chain.layers) {
+    out.push(localPath(l.filename) ?? l.filename);
+    if (l.dataFile) out.push(localPath(l.dataFile.filename) ?? l.dataFile.filename);
+  }
+  return out;
+}
+
 /** Open a chain, run `fn`, and close the chain whatever happens. */
 export async function withChain<T>(path: string, opts: OpenChainOptions, fn: (chain: ImageChain) => Promise<T>): Promise<T> {
   const chain = await openChain(path, opts);

@@ -118,4 +118,24 @@ describe('map and export commands', () => {
       t.cleanup();
     }
   });
+
+  it('export refuses to overwrite a file it reads (the image, a backing file, the data file)', () => {
+    const t = tempDir();
+    try {
+      const base = join(t.dir, 'base.qcow2');
+      createQcow2(base, '1M', { data_file: join(t.dir, 'base.data') });
+      qemuIo(base, ['write -P 0x71 0 64k']);
+      const top = join(t.dir, 'top.qcow2');
+      createQcow2(top, '1M', {}, { file: 'base.qcow2', format: 'qcow2' });
+      const sums = [top, base, join(t.dir, 'base.data')].map(sha256);
+      for (const target of [top, base, join(t.dir, 'base.data'), join(t.dir, '.', 'top.qcow2')]) {
+        const r = ours('export', top, target);
+        expect(r.status).toBe(1);
+        expect(r.stderr).toMatch(/^qcow2-doctor: refusing to export into '.*': it is '.*', which the export reads\n$/);
+      }
+      expect([top, base, join(t.dir, 'base.data')].map(sha256)).toEqual(sums);
+    } finally {
+      t.cleanup();
+    }
+  });
 });

@@ -1,6 +1,6 @@
-import { fstatSync } from 'node:fs';
+import { fstatSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
-import { withChain } from '../../image/backing-chain.js';
+import { chainFiles, withChain, type ImageChain } from '../../image/backing-chain.js';
 import { exportRaw } from '../../image/export.js';
 import { FileIO } from '../../io/file-io.js';
 import type { ProgressSink } from '../../service/progress.js';
@@ -16,6 +16,7 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExamples:\n  qcow2-doctor export disk.qcow2 disk.raw\n  qcow2-doctor export --snapshot before-upgrade disk.qcow2 old.raw\n')
     .action(async (image: string, outPath: string, o: { snapshot?: string }) => {
       await withChain(image, {}, async (chain) => {
+        refuseOverwritingInput(chain, outPath);
         const out = await FileIO.open(outPath, { create: true });
         try {
           const st = fstatSync(out.fd);
@@ -31,6 +32,26 @@ export function register(program: Command): void {
         }
       });
     });
+}
+
+/** Opening OUT truncates it: never when it is one of the files the export reads. */
+function refuseOverwritingInput(chain: ImageChain, outPath: string): void {
+  let out;
+  try {
+    out = statSync(outPath);
+  } catch {
+    return; // does not exist yet
+  }
+  if (!out.isFile()) return;
+  for (const f of chainFiles(chain)) {
+    try {
+      const s = statSync(f);
+      if (s.dev === out.dev && s.ino === out.ino)
+        throw new Error(`refusing to export into '${outPath}': it is '${f}', which the export reads`);
+    } catch (e) {
+      if (e instanceof Error && e.message.startsWith('refusing')) throw e;
+    }
+  }
 }
 
 /** A one-line progress bar on stderr, redrawn at most every 100 ms. */
