@@ -316,7 +316,7 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     // The active L1 is the one owning the most L2 tables of its own (snapshots share the rest).
     const snapL2 = new Set<number>();
     for (const s of snaps.list) {
-      const buf = await readPadded(io, s.l1Offset, s.l1Size * 8);
+      const buf = await readInFile(s.l1Offset, s.l1Size * 8);
       for (let p = 0; p < buf.length; p += 8) snapL2.add(l1Target(buf, p));
     }
     let best: { run: { offset: number; clusters: number }; own: number; total: number; live: boolean } | undefined;
@@ -342,7 +342,7 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
 
   async function readL1(offset: number, size: number): Promise<{ placed: L2Placement[]; lost: LostL2[]; state: 'valid' | 'damaged' | 'lost' }> {
     const bytes = Math.min(size, C.QCOW_MAX_L1_SIZE / 8) * 8;
-    const buf = offset < fileSize ? await readPadded(io, offset, bytes) : new Uint8Array(bytes);
+    const buf = await readInFile(offset, bytes);
     const placed: L2Placement[] = [];
     const lost: LostL2[] = [];
     let bad = 0, nonZero = 0;
@@ -518,6 +518,12 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
       for (const clue of findGptHeaders(await readPadded(io, t, cs))) out.push({ j, clue });
     }
     return out;
+  }
+
+  /** Table bytes that exist in the file (entries past its end read as zero, and cost nothing). */
+  async function readInFile(offset: number, length: number): Promise<Uint8Array> {
+    if (offset >= fileSize) return new Uint8Array(0);
+    return io.read(offset, Math.min(length, fileSize - offset));
   }
 
   async function allZero(from: number, to: number): Promise<boolean> {
