@@ -39,7 +39,8 @@ export async function* mergedEntries(chain: ImageChain, format: MapFormat = 'jso
       }
       curr = next;
     }
-    if (curr) yield curr;
+    // An empty disk: qemu-img still dumps its initial, all-false entry of length 0.
+    yield curr ?? { start: 0, length: 0, depth: 0, present: false, zero: false, data: false };
   } finally {
     await bs.close();
   }

@@ -138,4 +138,17 @@ describe('map and export commands', () => {
       t.cleanup();
     }
   });
+
+  it('an empty disk: map prints QEMU\'s zero-length entry, export an empty file', () => {
+    const t = tempDir();
+    try {
+      const f = join(t.dir, 'empty.qcow2');
+      createQcow2(f, 0, {});
+      for (const out of ['--output=json', '--output=human']) expect(ours('map', out, f).stdout).toBe(run('qemu-img', ['map', out, f]).stdout);
+      expect(ours('export', f, join(t.dir, 'e.raw')).status).toBe(0);
+      expect(statSync(join(t.dir, 'e.raw')).size).toBe(0);
+    } finally {
+      t.cleanup();
+    }
+  });
 });
