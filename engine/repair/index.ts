@@ -15,7 +15,8 @@ import { Qcow2Image } from '../image/qcow2-image.js';
 import { FileIO } from '../io/file-io.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import type { CancelToken, ProgressSink } from '../service/progress.js';
-import { applyPlan } from './apply.js';
+import { applyPlan, StaleImageError } from './apply.js';
+export { StaleImageError } from './apply.js';
 import { copyImage, type CopyMethod } from './copy-image.js';
 import { defaultJournalPath, readJournal, undoFromJournal, writeJournal, type UndoResult } from './journal.js';
 import { allWrites, isEmptyPlan, type RepairPlan } from './plan.js';
@@ -49,6 +50,13 @@ export interface RepairRequest {
   cancel?: CancelToken;
   /** The checker's first-pass lines (QEMU's stderr lines), streamed. */
   onMessage?: (line: string) => void;
+  /**
+   * Apply exactly this plan (e.g. the one the user reviewed from planRepairFile) instead of planning
+   * again. Every write is checked against the bytes the plan expects to replace; if the image changed
+   * since, the repair stops with a StaleImageError before writing anything (or, mid-way, at a phase
+   * boundary that leaves the image at worst leaky).
+   */
+  plan?: RepairPlan;
 }
 
 export interface RepairOutcome {
@@ -139,6 +147,7 @@ export async function repairFile(req: RepairRequest): Promise<RepairOutcome> {
       ...(req.onProgress ? { onProgress: req.onProgress } : {}),
       ...(req.cancel ? { cancel: req.cancel } : {}),
       ...(req.onMessage ? { onMessage: req.onMessage } : {}),
+      ...(req.plan ? { plan: req.plan } : {}),
     });
     return { ...r, target, ...(copyMethod ? { copyMethod } : {}) };
   } finally {
@@ -157,6 +166,8 @@ export interface RepairIOOptions {
   onMessage?: (line: string) => void;
   /** Passed to applyPlan (tests and the crash lab look at every barrier). */
   onBarrier?: (phase: string) => Promise<void> | void;
+  /** Apply this plan instead of planning again (see RepairRequest.plan). */
+  plan?: RepairPlan;
 }
 
 /**
@@ -167,7 +178,11 @@ export interface RepairIOOptions {
 export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Omit<RepairOutcome, 'target'>> {
   const before = await analyze(io, o.onMessage);
   let plan: RepairPlan;
-  if (before.failed !== undefined) {
+  if (o.plan) {
+    if (o.plan.originalLength !== (await io.size()))
+      throw new StaleImageError(0, `file length (${o.plan.originalLength} when planned)`);
+    plan = o.plan;
+  } else if (before.failed !== undefined) {
     // QEMU's -r all repairs one case the plain check aborts on: snapshot extra data over 1024 bytes.
     const p = o.mode === 'all' && !before.failedAtOpen ? await planRepair(io, { mode: o.mode, name: o.name }).catch(() => undefined) : undefined;
     if (!p || !p.fixes.some((f) => f.kind === 'snapshot-extra-truncated') || p.refusals.length > 0) {

@@ -699,9 +699,12 @@ export function placeRefcountStructure(base: Float64Array, isFree: (c: number) =
       refblocks.set(g, alloc1());
       changed = true;
     }
-    const groups = Math.max(...refblocks.keys()) + 1;
-    const need = Math.ceil((groups * 8) / cs);
-    if (need > rtClusters) {
+    let groups = 0;
+    for (const g of refblocks.keys()) groups = Math.max(groups, g + 1);
+    if (Math.ceil((groups * 8) / cs) > rtClusters) {
+      // Room for half as many groups again, so the clusters the table and its blocks add do not
+      // force yet another, larger table (which could otherwise chase itself past the end).
+      const need = Math.ceil((Math.ceil(groups * 1.5) + 1) * 8 / cs);
       for (let k = 0; k < rtClusters; k++) { counts[rtStart + k] = 0; isStruct.delete(rtStart + k); }
       let c = cursor;
       for (;;) {
@@ -715,9 +718,9 @@ export function placeRefcountStructure(base: Float64Array, isFree: (c: number) =
       for (let k = 0; k < need; k++) { counts[c + k] = 1; isStruct.add(c + k); }
       changed = true;
     }
-    if (!changed) break;
+    if (!changed) return { counts, refblocks, reftableStart: rtStart, reftableClusters: rtClusters, isStruct };
   }
-  return { counts, refblocks, reftableStart: rtStart, reftableClusters: rtClusters, isStruct };
+  throw new Error('refcount structure placement did not converge');
 }
 
 interface EntryWrite {
