@@ -1,5 +1,5 @@
 import { fstatSync, statSync } from 'node:fs';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { chainFiles, withChain, type ImageChain } from '../../image/backing-chain.js';
 import { exportRaw } from '../../image/export.js';
 import { FileIO } from '../../io/file-io.js';
@@ -11,11 +11,12 @@ export function register(program: Command): void {
     .command('export')
     .description('write the guest disk as a raw file, sparse where the guest reads zeros (read-only on IMAGE)')
     .option('-s, --snapshot <id-or-name>', 'export an internal snapshot instead of the current state')
+    .addOption(new Option('-f, --format <format>', 'image format (default: probed)').choices(['qcow2', 'raw']))
     .argument('<image>', 'image file (its backing chain is read too)')
     .argument('<out>', 'raw output file (created or overwritten)')
     .addHelpText('after', '\nExamples:\n  qcow2-doctor export disk.qcow2 disk.raw\n  qcow2-doctor export --snapshot before-upgrade disk.qcow2 old.raw\n')
-    .action(async (image: string, outPath: string, o: { snapshot?: string }) => {
-      await withChain(image, {}, async (chain) => {
+    .action(async (image: string, outPath: string, o: { snapshot?: string; format?: 'qcow2' | 'raw' }) => {
+      await withChain(image, o.format ? { format: o.format } : {}, async (chain) => {
         refuseOverwritingInput(chain, outPath);
         const out = await FileIO.open(outPath, { create: true });
         try {
