@@ -76,7 +76,7 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
   flushErr();
   const { plan, before } = outcome;
   const filename = args.outputImage ?? args.image;
-  if (before.failed !== undefined) {
+  if (before.failed !== undefined && (plan.failed !== undefined || args.dryRun)) {
     say(before.failedAtOpen ? `Could not open '${filename}': ${before.failed}` : `Check failed: ${before.failed}`);
     return 1;
   }
