@@ -50,7 +50,8 @@ const COMPRESSED_CACHE_ENTRIES = 8;
 
 /**
  * The guest view of a chain (or of a snapshot of its top image). Reading never writes. Encrypted
- * layers are refused when the reader is created: guest data is not decrypted.
+ * layers are refused when the reader is created: guest data is not decrypted. Ranges no layer
+ * defines read as zeros — including when the chain was opened with `noBacking`.
  */
 export class GuestReader {
   private readonly cache = new Map<string, Uint8Array>();
