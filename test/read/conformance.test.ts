@@ -8,7 +8,7 @@ import { openChain } from '../../engine/image/backing-chain.js';
 import { exportRaw } from '../../engine/image/export.js';
 import { formatHuman, formatJson, mapEntries } from '../../engine/image/map.js';
 import { FileIO } from '../../engine/io/file-io.js';
-import { qemuImg, run, sha256, tempDir } from '../helpers/qemu.js';
+import { qemuCheck, qemuImg, run, sha256, tempDir } from '../helpers/qemu.js';
 import { MATRIX } from './images.js';
 
 async function ourExport(top: string, out: string, snapshot?: string): Promise<void> {
@@ -47,6 +47,7 @@ describe('read path conformance with qemu-img 7.2', () => {
       try {
         const img = c.build(t.dir);
         const before = img.files.map(sha256);
+        if (img.compressed) expect(qemuCheck(img.top).json?.['compressed-clusters']).toBeGreaterThan(0);
 
         const ours = join(t.dir, 'ours.raw');
         const theirs = join(t.dir, 'theirs.raw');

@@ -14,6 +14,8 @@ export interface BuiltImage {
   snapshots: Array<{ id: string; name: string }>;
   /** Format of the top image (default qcow2). */
   format?: 'qcow2' | 'raw';
+  /** The top image holds compressed clusters (checked with qemu-img check, so the case is not hollow). */
+  compressed?: boolean;
 }
 
 export interface MatrixCase {
@@ -70,7 +72,7 @@ function compressed(name: string, cs: number, size: number, type: 'zlib' | 'zstd
         `write -P 0x7c ${cs + 512} 1024`, // partial overwrite: COW of a compressed cluster
         `write -P 0x8d ${4 * big} ${cs * 2}`, // plain data next to compressed
       ]);
-      return { top: f, files: [f], snapshots: [] };
+      return { top: f, files: [f], snapshots: [], compressed: true };
     },
   };
 }
@@ -88,7 +90,7 @@ function convertedCompressed(name: string, cs: number, size: number, type: 'zlib
       ], { format: 'raw' });
       const f = join(dir, 'conv.qcow2');
       qemuImg('convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2', '-o', `cluster_size=${cs},compression_type=${type}`, raw, f);
-      return { top: f, files: [f], snapshots: [] };
+      return { top: f, files: [f], snapshots: [], compressed: true };
     },
   };
 }
@@ -121,12 +123,15 @@ export const MATRIX: MatrixCase[] = [
   plain('64 KiB clusters, extended_l2', 64 * KiB, 8 * MiB, { extended_l2: true }),
   plain('32 KiB clusters, extended_l2, refcount_bits=16', 32 * KiB, 6 * MiB, { extended_l2: true }),
   plain('64 KiB clusters, unaligned virtual size', 64 * KiB, 5 * MiB + 512, {}),
+  plain('16 KiB clusters, extended_l2 (512-byte subclusters), refcount_bits=64', 16 * KiB, 3 * MiB, { extended_l2: true, refcount_bits: 64 }),
+  plain('2 MiB clusters, extended_l2', 2 * MiB, 24 * MiB, { extended_l2: true }),
   compressed('zlib compressed, 64 KiB clusters', 64 * KiB, 8 * MiB, 'zlib'),
   compressed('zstd compressed, 64 KiB clusters', 64 * KiB, 8 * MiB, 'zstd'),
   compressed('zlib compressed, 4 KiB clusters', 4 * KiB, 4 * MiB, 'zlib'),
   compressed('zstd compressed, extended_l2', 64 * KiB, 8 * MiB, 'zstd', { extended_l2: true }),
   convertedCompressed('convert -c zlib, 512 B clusters', 512, 1 * MiB, 'zlib'),
   convertedCompressed('convert -c zstd, 2 MiB clusters', 2 * MiB, 16 * MiB, 'zstd'),
+  convertedCompressed('convert -c zstd, 512 B clusters', 512, 1 * MiB, 'zstd'),
   {
     name: 'zero clusters: ZERO_ALLOC, ZERO_PLAIN, write -z -u, discard',
     build(dir) {
@@ -228,6 +233,20 @@ export const MATRIX: MatrixCase[] = [
       qemuImg('snapshot', '-c', 'second', f);
       qemuIo(f, ['discard 0 128k', 'write -P 0x25 2M 128k']);
       return { top: f, files: [f], snapshots: [{ id: '1', name: 'first' }, { id: '2', name: 'second' }] };
+    },
+  },
+  {
+    name: 'internal snapshots of an overlay (unallocated reads from the backing file) with extended_l2',
+    build(dir) {
+      const base = join(dir, 'base.qcow2');
+      createQcow2(base, 4 * MiB, {});
+      qemuIo(base, ['write -P 0x26 0 2M']);
+      const f = join(dir, 'img.qcow2');
+      createQcow2(f, 4 * MiB, { extended_l2: true }, { file: 'base.qcow2', format: 'qcow2' });
+      qemuIo(f, ['write -P 0x27 4k 4k', 'write -z 1M 8k']);
+      qemuImg('snapshot', '-c', 's1', f);
+      qemuIo(f, ['write -P 0x28 0 64k', 'discard 1M 64k', 'write -P 0x29 3M 4k']);
+      return { top: f, files: [base, f], snapshots: [{ id: '1', name: 's1' }] };
     },
   },
   {
