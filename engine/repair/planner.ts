@@ -459,7 +459,12 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   };
 
   // COPIED flags from the final counts, on the final tables.
-  const copiedWrites = await planCopied(img1, w1, F, R, entryFix, all || expectClean, !protectAll);
+  // The COPIED scan reads every active L2 table again; it can only find something when the image is
+  // re-pointed, the checker saw a COPIED problem, or some refcount crosses 1.
+  let copiedScan = repointed || opts.anomalies === undefined || opts.anomalies.some((a) => a.kind === 'copied-l1' || a.kind === 'copied-l2');
+  for (let c = 0; c < F.length && !copiedScan; c++) if ((F[c] === 1) !== (onDisk(c) === 1) && (w1.refs[c] ?? 0) > 0) copiedScan = true;
+  const copiedWrites = copiedScan ? await planCopied(img1, w1, F, R, entryFix, all || expectClean, !protectAll)
+    : { clear: [], set: [], relinkValue: new Map<number, { hi: number; lo: number; why: string }>(), notes: [] };
 
   // Message lines and counters for the refcount comparison (QEMU's wording). After a rebuild every
   // mismatch QEMU's first pass saw is gone (its counters count them all); in place, the ones we change.
