@@ -250,6 +250,10 @@ export function damagesFor(img: BuiltImage): Damage[] {
     ...base, kind: 'refcounts zeroed', where: 'table + blocks',
     apply: (f) => { writeAt(f, L.reftableOffset, zeros(L.reftableClusters * cs)); for (const b of L.refblocks) writeAt(f, b, zeros(cs)); },
   });
+  out.push({
+    ...base, kind: 'header + refcounts zeroed', where: 'cluster 0, table + blocks', backing: overlay ? img.basePath : undefined,
+    apply: (f) => { writeAt(f, 0, zeros(cs)); writeAt(f, L.reftableOffset, zeros(L.reftableClusters * cs)); for (const b of L.refblocks) writeAt(f, b, zeros(cs)); },
+  });
   if (L.snapshotL1s.length) {
     out.push({ ...base, kind: 'snapshot table zeroed', where: `0x${L.snapshotsOffset.toString(16)}`, apply: (f) => writeAt(f, L.snapshotsOffset, zeros(cs)) });
   }

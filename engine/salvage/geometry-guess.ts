@@ -94,7 +94,7 @@ export function readHeaderHints(buf: Uint8Array, fileSize: number): HeaderHints 
 }
 
 /**
- * Infer cluster_bits when cluster 0 does not say it, from two independent clues in the first
+ * Infer cluster_bits when cluster 0 does not say it, from independent clues in the first
  * `limit` bytes (512-byte sectors, large sequential reads):
  * - every L1/L2/refcount-table entry holds a cluster-aligned offset; with more than a handful,
  *   some are odd multiples of the cluster size, so the smallest alignment that is not rare is an
@@ -108,11 +108,11 @@ export async function inferClusterBits(io: PositionalIO, fileSize: number, limit
   const chunk = 4 * 1024 * 1024;
   const end = Math.min(fileSize, limit);
   const targetLimit = Math.max(fileSize, 1) * 4;
-  const state = { maxOffset: 0, refblockOnes: 0, inRefblock: false, refblockDone: false };
+  const state: InferState = { maxOffset: 0, refblockOnes: 0, inRefblock: false, refblockDone: false, tableSectors: [], compressed: [] };
   for (let pos = 0; pos < end; pos += chunk) {
     const buf = await io.read(pos, Math.min(chunk, end - pos));
     for (let s = 0; s + 512 <= buf.length; s += 512) {
-      sectorOffsets(buf, s, targetLimit, hist, state);
+      sectorOffsets(buf, s, pos + s, targetLimit, hist, state);
       refblockSector(buf, s, pos + s, state);
     }
   }
@@ -131,9 +131,37 @@ export async function inferClusterBits(io: PositionalIO, fileSize: number, limit
     const b = Math.round(Math.log2(used / state.refblockOnes));
     if (b >= C.MIN_CLUSTER_BITS && b <= C.MAX_CLUSTER_BITS) rbBits = b;
   }
-  if (rbBits !== undefined && (tzBits === undefined || rbBits <= tzBits)) return { clusterBits: rbBits, evidence: total + state.refblockOnes };
-  if (tzBits !== undefined) return { clusterBits: tzBits, evidence: total };
-  return undefined;
+  if (tzBits === undefined && rbBits === undefined) return undefined;
+  const upper = tzBits ?? C.MAX_CLUSTER_BITS;
+  const evidence = total + state.refblockOnes;
+  // Third clue, to correct an overshoot: compressed descriptors only decode to streams that lie
+  // inside the file and outside every table cluster with the right cluster size.
+  if (rbBits !== undefined && rbBits <= upper && violations(rbBits, state, targetLimit) === 0) return { clusterBits: rbBits, evidence };
+  if (state.compressed.length) {
+    for (let cb = upper; cb >= C.MIN_CLUSTER_BITS; cb--) if (violations(cb, state, targetLimit) === 0) return { clusterBits: cb, evidence };
+  }
+  return { clusterBits: rbBits !== undefined && rbBits <= upper ? rbBits : upper, evidence };
+}
+
+/** Compressed descriptors that do not fit cluster_bits = cb: streams beyond the file or inside a table. */
+function violations(cb: number, st: InferState, targetLimit: number): number {
+  const cs = 2 ** cb;
+  const tables = new Set<number>();
+  for (const s of st.tableSectors) tables.add(Math.floor(s / cs));
+  const x = 62 - (cb - 8);
+  const hiBits = x - 32;
+  const mask = 2 ** (cb - 8) - 1;
+  let bad = 0;
+  for (let k = 0; k < st.compressed.length; k += 2) {
+    const hi = st.compressed[k]!;
+    const lo = st.compressed[k + 1]!;
+    const coff = (hi & (2 ** hiBits - 1)) * 0x1_0000_0000 + lo;
+    const sectors = (Math.floor((hi & 0x3fffffff) / 2 ** hiBits) & mask) + 1;
+    const end = Math.floor(coff / 512) * 512 + sectors * 512;
+    if (coff >= targetLimit) { bad++; continue; }
+    for (let c = Math.floor(coff / cs); c * cs < end; c++) if (tables.has(c)) { bad++; break; }
+  }
+  return bad;
 }
 
 interface InferState {
@@ -141,19 +169,31 @@ interface InferState {
   refblockOnes: number;
   inRefblock: boolean;
   refblockDone: boolean;
+  /** File offsets of sectors that look like table entries (bounded). */
+  tableSectors: number[];
+  /** Compressed descriptors seen, as (hi, lo) pairs (bounded). */
+  compressed: number[];
 }
 
+const MAX_CLUES = 200_000;
+
 /** If the 512-byte sector looks like a run of table entries, add each offset's alignment to hist. */
-function sectorOffsets(buf: Uint8Array, s: number, targetLimit: number, hist: number[], st: InferState): void {
+function sectorOffsets(buf: Uint8Array, s: number, fileOffset: number, targetLimit: number, hist: number[], st: InferState): void {
   const tz: number[] = [];
+  const comp: number[] = [];
   let max = 0;
+  let any = false;
   for (let p = s; p < s + 512; p += 8) {
     const hi = u32(buf, p);
     const lo = u32(buf, p + 4);
     if (hi === 0 && lo === 0) continue;
+    any = true;
     if (hi & C.OFLAG_COMPRESSED_HI) {
       if (hi & C.OFLAG_COPIED_HI) return;
-      continue; // compressed descriptors carry unaligned offsets
+      // Even the narrowest offset field (2 MiB clusters: bits 0..48) must point into the file.
+      if ((hi & 0x1ffff) * 0x1_0000_0000 + lo >= targetLimit) return;
+      comp.push(hi, lo); // compressed descriptors carry unaligned offsets: judged later
+      continue;
     }
     if ((hi & C.L2E_STD_RESERVED_MASK_HI) !== 0 || (lo & 0x1fe) !== 0) return;
     const off = (hi & C.L2E_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & 0xfffffe00) >>> 0);
@@ -164,6 +204,8 @@ function sectorOffsets(buf: Uint8Array, s: number, targetLimit: number, hist: nu
   }
   for (const t of tz) hist[Math.min(t, 63)]!++;
   if (max > st.maxOffset) st.maxOffset = max;
+  if (any && st.tableSectors.length < MAX_CLUES) st.tableSectors.push(fileOffset);
+  if (st.compressed.length < 2 * MAX_CLUES) st.compressed.push(...comp);
 }
 
 /** The first refcount block (16-bit refcounts, cluster 0 in use): count its non-zero entries. */
