@@ -74,9 +74,9 @@ export interface RepairOutcome {
   skippedPhases: string[];
 }
 
-async function analyze(io: PositionalIO, onMessage?: (l: string) => void): Promise<Analysis> {
+async function analyze(io: PositionalIO, onMessage?: (l: string) => void, onProgress?: ProgressSink, cancel?: CancelToken): Promise<Analysis> {
   const img = await Qcow2Image.open(io, { checkMode: true, zeroFillPastEof: true });
-  return analyzeImage(img, onMessage ? { onMessage } : {});
+  return analyzeImage(img, { ...(onMessage ? { onMessage } : {}), ...(onProgress ? { onProgress } : {}), ...(cancel ? { cancel } : {}) });
 }
 
 /** Dry run: the plan for `path` in `mode`. Opens read-only; writes nothing. */
@@ -176,7 +176,8 @@ export interface RepairIOOptions {
  * the re-check finds no corruption).
  */
 export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Omit<RepairOutcome, 'target'>> {
-  const before = await analyze(io, o.onMessage);
+  // Progress: the first-pass check is the first 30 %, the ordered writes the rest.
+  const before = await analyze(io, o.onMessage, o.onProgress ? (e) => o.onProgress!({ fraction: 0.3 * e.fraction, stage: `check: ${e.stage}` }) : undefined, o.cancel);
   let plan: RepairPlan;
   if (o.plan) {
     if (o.plan.originalLength !== (await io.size()))
@@ -206,7 +207,7 @@ export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Om
   }
   let after: Analysis | undefined;
   const res = await applyPlan(io, plan, {
-    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+    ...(o.onProgress ? { onProgress: (e) => o.onProgress!({ fraction: 0.3 + 0.7 * e.fraction, stage: e.stage }) } : {}),
     ...(o.cancel ? { cancel: o.cancel } : {}),
     ...(o.onBarrier ? { onBarrier: o.onBarrier } : {}),
     beforePhase: async (phase) => {
