@@ -87,6 +87,9 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
     for (const c of b.qemuClusters) reserved.add(c);
   }
   const relinkNeeded: BadEntry[] = [];
+  let lostL1: BadEntry | undefined;
+  /** Small header field rewrites (8-aligned, inside the first sector), applied in the relink phase. */
+  const headerFixes: Array<{ offset: number; bytes: Uint8Array; why: string }> = [];
   for (const b of w0.bad) {
     const alone = (badByEntry.get(b.entry) ?? []).length === 1;
     switch (b.kind) {
@@ -135,6 +138,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
         break;
       }
       case 'l1-table-beyond-eof':
+        if (all && b.active) { lostL1 = b; break; }
         refusals.push({ kind: b.kind, what: `${b.active ? 'the active' : `snapshot ${b.snapshotId ?? '?'}'s`} L1 table at ${at(b.table)} lies past the end of the file`,
           decide: 'where the L1 table really is (leaked clusters that look like its L1/L2 tables are kept); restore header.l1_table_offset by hand' });
         break;
@@ -186,6 +190,28 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
           decide: cands.length ? `which orphaned L2 table it should point to (candidates: ${cands.map((c) => at(c * cs)).join(', ')}); leaked clusters are kept`
             : 'no orphaned L2 table was found: clear the entry (its guest range then reads as zeros/backing) if that is acceptable' });
       }
+    }
+  }
+
+  // The active L1 table lies past the end of the file: look for the one leaked cluster that still
+  // reads as this image's L1 table (every entry empty or pointing at an orphaned L2 table).
+  if (lostL1) {
+    const l2s = new Set(await findOrphanL2(img0, w0));
+    const cands = h.l1Size * 8 <= cs ? await findOrphanL1(img0, w0, l2s) : [];
+    for (const c of cands) reserved.add(c);
+    for (const c of l2s) reserved.add(c);
+    if (cands.length === 1) {
+      const off = cands[0]! * cs;
+      const bytes = new Uint8Array(8);
+      putU64(bytes, 0, off);
+      headerFixes.push({ offset: C.HDR.l1TableOffset, bytes, why: `header.l1_table_offset ${at(h.l1TableOffset)} (past the end of the file) → ${at(off)}, the orphaned L1 table` });
+      fixes.push({ kind: 're-link-l1', counts: 'corruption', differsFromQemu: true,
+        text: `the active L1 table pointer (${at(h.l1TableOffset)}) lay past the end of the file; re-linked to the orphaned L1 table at ${at(off)}, whose entries all point at orphaned L2 tables — QEMU would free the whole tree and its data` });
+      corruptionsFixed++;
+    } else {
+      refusals.push({ kind: 'l1-table-beyond-eof', what: `the active L1 table at ${at(h.l1TableOffset)} lies past the end of the file`,
+        decide: cands.length ? `which leaked cluster is the L1 table (candidates: ${cands.map((c) => at(c * cs)).join(', ')}); leaked clusters are kept`
+          : 'where the L1 table really is (leaked clusters that look like its L2 tables are kept); restore header.l1_table_offset by hand' });
     }
   }
 
@@ -336,8 +362,9 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
     await ov.write(C.HDR.nbSnapshots, snapHeader);
   }
   if (headerExt) await ov.write(headerExt.offset, headerExt.bytes);
+  for (const f of headerFixes) await ov.write(f.offset, f.bytes);
   // Nothing re-pointed: the image as it will be has the same references (skip the second walk).
-  const repointed = entryFix.size > 0 || copies.length > 0 || newSnapTable !== undefined || headerExt !== undefined;
+  const repointed = entryFix.size > 0 || copies.length > 0 || newSnapTable !== undefined || headerExt !== undefined || headerFixes.length > 0;
   const img1 = repointed ? await Qcow2Image.open(ov, { checkMode: true, zeroFillPastEof: true }) : img0;
   const w1 = repointed ? await walkReferences(img1) : w0;
 
@@ -379,7 +406,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   const lowRef = hasLowRefcounts(w0);
   const expectClean = refusals.length === 0
     && (all || (w0.bad.length === 0 && !lowRef && w0.incompleteSnapshots.length === 0 && w0.oversizeSnapshots.length === 0));
-  const structural = rebuild || entryFix.size > 0 || copies.length > 0 || newSnapTable !== undefined;
+  const structural = rebuild || entryFix.size > 0 || copies.length > 0 || newSnapTable !== undefined || headerFixes.length > 0;
   let incompat = h.incompatibleFeatures;
   const hdr8 = (v: bigint): Uint8Array => { const b = new Uint8Array(8); putU64(b, 0, v); return b; };
   if (structural && v3 && expectClean && (incompat & C.INCOMPAT_CORRUPT) === 0n) {
@@ -508,6 +535,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
     await pb.write('relink', entry, u64be(fin.hi, fin.lo), inL1 ? 'l1-entry' : 'l2-entry', v.why);
   }
   if (newSnapTable) await pb.write('relink', C.HDR.nbSnapshots, snapHeader, 'header', 'switch to the rewritten snapshot table (12 bytes)');
+  for (const f of headerFixes) await pb.write('relink', f.offset, f.bytes, 'header', f.why);
   if (headerExt) await pb.write('relink', headerExt.offset, headerExt.bytes, 'header', 'drop the stale bitmaps extension (header extension area rewritten; every pointer field unchanged)');
   if (!rebuild) await refcountLines('lower', (c) => R[c]!, (c) => F[c]!);
   else {
@@ -630,6 +658,31 @@ async function findOrphanL2(img: Qcow2Image, w: RefWalk): Promise<number[]> {
     if (w.refs[c] !== 0 || w.onDiskUnknown[c] || w.onDisk[c]! < 1 || w.metadata.has(c) || w.oldRefcountClusters.has(c)) continue;
     const t = await readPadded(img.io, c * cs, cs);
     if (looksLikeL2(t, img, w, c)) out.push(c);
+  }
+  return out;
+}
+
+/** Leaked clusters that read as this image's active L1 table: entries empty or pointing at `l2s`. */
+async function findOrphanL1(img: Qcow2Image, w: RefWalk, l2s: Set<number>): Promise<number[]> {
+  const out: number[] = [];
+  const cs = img.clusterSize;
+  const n = img.header.l1Size;
+  for (let c = 1; c < w.hostClusters; c++) {
+    // (An L1 table also passes the L2 test — its entries have the same shape — so l2s may contain it.)
+    if (w.refs[c] !== 0 || w.onDiskUnknown[c] || w.onDisk[c]! < 1 || w.metadata.has(c) || w.oldRefcountClusters.has(c)) continue;
+    const t = await readPadded(img.io, c * cs, cs);
+    let used = 0;
+    let ok = true;
+    for (let i = 0; i < cs / 8 && ok; i++) {
+      const hi = u32(t, i * 8);
+      const lo = u32(t, i * 8 + 4);
+      if (hi === 0 && lo === 0) continue;
+      if (i >= n || (hi & C.L1E_RESERVED_MASK_HI) || (lo & C.L1E_RESERVED_MASK_LO)) { ok = false; break; }
+      const off = (hi & C.L1E_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & C.L1E_OFFSET_MASK_LO) >>> 0);
+      if (off % cs !== 0 || off / cs === c || !l2s.has(off / cs)) ok = false;
+      used++;
+    }
+    if (ok && used > 0) out.push(c);
   }
   return out;
 }

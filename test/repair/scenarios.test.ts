@@ -35,13 +35,13 @@ const ABORTS = new Set(['snapshot-count-too-large', 'snapshot-offset-unaligned',
  * leaves errors in all of these too, except the last one, where it invents a snapshot entry from
  * the zeros past the end of the file.
  */
-const REFUSED = new Set(['data-unaligned', 'data-beyond-eof', 'data-at-32pb', 'l1-table-beyond-eof', 'compressed-beyond-eof',
+const REFUSED = new Set(['data-unaligned', 'data-beyond-eof', 'data-at-32pb', 'compressed-beyond-eof',
   'ext-l2-alloc-and-zero', 'ext-l2-unallocated-with-alloc-bits', 'ext-l2-compressed-with-bitmap', 'snapshot-l1-unaligned',
   'snapshot-l1-too-large', 'external-data-compressed', 'external-data-with-snapshot',
   'snapshot-table-beyond-eof']);
 
 /** Scenarios where `qemu-img check -r all` loses guest data that our repair keeps. */
-const QEMU_LOSES = new Set(['l2-table-unaligned', 'l2-beyond-eof', 'l2-points-into-l1']);
+const QEMU_LOSES = new Set(['l2-table-unaligned', 'l2-beyond-eof', 'l2-points-into-l1', 'l1-table-beyond-eof']);
 
 const corruptions = (j: Record<string, unknown> | undefined): number => Number(j?.corruptions ?? 0);
 
