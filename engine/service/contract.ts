@@ -91,8 +91,11 @@ export const REQUESTS = {
   // --- report, strip, salvage (issue 8: handlers/report.ts, handlers/salvage.ts)
   'report.export': obj({ handle, format: oneOf('html', 'json'), save: saveRef }),
   'image.strip': obj({ handle, what: array(oneOf('bitmaps', 'snapshots', 'backing', 'unknown-extensions'), 8), save: saveRef }),
+  /** `handle`: an opened image, or the salvageSource of an image.open that failed (issue 7). */
   'salvage.scan': obj({ handle }),
   'salvage.export': obj({ handle, save: saveRef, format: optional(oneOf('raw', 'qcow2')) }),
+  /** After a check: do leaked clusters look like lost tables still pointing at data (a zeroed L1)? */
+  'salvage.assess': obj({ handle }),
 } satisfies Record<string, Validator<unknown>>;
 
 export type Method = keyof typeof REQUESTS;
@@ -362,7 +365,50 @@ export interface LockStatus {
   spaceFree?: number;
 }
 export interface SavedOutput { name: string; bytes?: Uint8Array; mime?: string; size: number }
-export interface SalvageScanResult { recoverable: number; lost: number; summary: string }
+export interface SalvageScanResult {
+  recoverable: number;
+  lost: number;
+  summary: string;
+  /** The active disk's numbers for the wizard's preview (issue 7). */
+  preview?: SalvagePreview;
+}
+export interface SalvagePreview {
+  header: 'intact' | 'damaged' | 'missing';
+  headerDamage?: string;
+  clusterSize: number;
+  clusterSizeSource: string;
+  virtualSize: number;
+  virtualSizeSource: string;
+  /** Guest bytes: read from data clusters, zero by the metadata, from a backing file, lost, placed by a guess. */
+  bytes: { recovered: number; compressed: number; zero: number; backing: number; backingMissing: number; lost: number; guessed: number };
+  /** Fraction of recovered bytes placed from surviving metadata (1 = nothing guessed). */
+  confidence: number;
+  l2Tables: number;
+  l2Guessed: number;
+  /** Guest ranges written as zeros (at most 100). */
+  lostRanges: Array<{ start: number; end: number; reason: string }>;
+  lostRangesMore: number;
+  guesses: string[];
+  warnings: string[];
+  /** Internal snapshots found (only the active disk is exported here). */
+  snapshots: number;
+}
+export interface SalvageExportResult extends SavedOutput {
+  /** An opened handle on the salvaged qcow2 (for repair.verify, the maps, a report); absent for raw. */
+  handle?: string;
+  preview?: SalvagePreview;
+  /** The salvage report written next to the output. */
+  reportName?: string;
+}
+export interface SalvageAssessment {
+  /** Leaked clusters that look like L2 tables, and the leaked clusters they point at. */
+  orphanTables: number;
+  orphanData: number;
+  /** Leaked clusters looked at (capped). */
+  examined: number;
+  /** Plain words when salvage should come before any repair. */
+  advice?: string;
+}
 
 export interface Results {
   'app.hello': Hello;
@@ -389,7 +435,8 @@ export interface Results {
   'report.export': SavedOutput;
   'image.strip': SavedOutput;
   'salvage.scan': SalvageScanResult;
-  'salvage.export': SavedOutput;
+  'salvage.export': SalvageExportResult;
+  'salvage.assess': SalvageAssessment;
 }
 export type ResultOf<M extends Method> = Results[M];
 

@@ -29,6 +29,8 @@ export interface WireError {
   value?: string;
   /** QEMU's wording for a format refusal. */
   qemuReason?: string;
+  /** A file that could not be opened as an image: a handle salvage.scan/export accept (issue 7). */
+  salvageSource?: string;
 }
 
 export class ContractError extends Error {
@@ -36,14 +38,16 @@ export class ContractError extends Error {
   readonly field?: string;
   readonly value?: string;
   readonly qemuReason?: string;
+  readonly salvageSource?: string;
 
-  constructor(code: ErrorCode, message: string, extra: { field?: string; value?: string; qemuReason?: string } = {}) {
+  constructor(code: ErrorCode, message: string, extra: { field?: string; value?: string; qemuReason?: string; salvageSource?: string } = {}) {
     super(message);
     this.name = 'ContractError';
     this.code = code;
     if (extra.field !== undefined) this.field = extra.field;
     if (extra.value !== undefined) this.value = extra.value;
     if (extra.qemuReason !== undefined) this.qemuReason = extra.qemuReason;
+    if (extra.salvageSource !== undefined) this.salvageSource = extra.salvageSource;
   }
 
   toWire(): WireError {
@@ -51,6 +55,7 @@ export class ContractError extends Error {
     if (this.field !== undefined) w.field = this.field;
     if (this.value !== undefined) w.value = this.value;
     if (this.qemuReason !== undefined) w.qemuReason = this.qemuReason;
+    if (this.salvageSource !== undefined) w.salvageSource = this.salvageSource;
     return w;
   }
 
@@ -58,10 +63,11 @@ export class ContractError extends Error {
     const r = (typeof w === 'object' && w !== null ? w : {}) as Partial<WireError>;
     const code = typeof r.code === 'string' && CODES.has(r.code) ? r.code : 'internal';
     const message = typeof r.message === 'string' ? r.message : 'unknown error';
-    const extra: { field?: string; value?: string; qemuReason?: string } = {};
+    const extra: { field?: string; value?: string; qemuReason?: string; salvageSource?: string } = {};
     if (typeof r.field === 'string') extra.field = r.field;
     if (typeof r.value === 'string') extra.value = r.value;
     if (typeof r.qemuReason === 'string') extra.qemuReason = r.qemuReason;
+    if (typeof r.salvageSource === 'string') extra.salvageSource = r.salvageSource;
     return new ContractError(code, message, extra);
   }
 }
@@ -73,6 +79,14 @@ const CODES = new Set<ErrorCode>(['invalid-argument', 'not-found', 'access-denie
  * imports). Unknown errors keep their message: the engine's messages are one line by design.
  */
 export function toWireError(err: unknown): WireError {
+  const w = wireOf(err);
+  // image.open tags a refused file with a salvage source (handlers/image.ts), whatever the error.
+  const src = (err as { salvageSource?: unknown } | null)?.salvageSource;
+  if (typeof src === 'string' && w.salvageSource === undefined) w.salvageSource = src;
+  return w;
+}
+
+function wireOf(err: unknown): WireError {
   if (err instanceof ContractError) return err.toWire();
   if (err instanceof Error) {
     const e = err as Error & { qemuReason?: unknown; field?: unknown; value?: unknown; code?: unknown };

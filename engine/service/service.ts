@@ -109,8 +109,10 @@ export class Connection {
     this.service.call(method, msg.args, { progress, cancel }).then(
       (result) => {
         // Images opened through this connection are closed with it (a reloaded page leaks nothing).
-        if (method === 'image.open') this.opened.add((result as { handle: string }).handle);
-        if (this.closed && method === 'image.open') void this.service.sessions.close((result as { handle: string }).handle);
+        const h = (result as { handle?: unknown }).handle;
+        const opens = (method === 'image.open' || method === 'salvage.export') && typeof h === 'string';
+        if (opens) this.opened.add(h);
+        if (this.closed && opens) void this.service.sessions.close(h);
         this.finish(id, timer, { t: 'res', id, ok: true, result });
       },
       (err: unknown) => this.finish(id, timer, { t: 'res', id, ok: false, error: cancel.isCancelled ? { code: 'cancelled', message: 'cancelled' } : toWireError(err) }),

@@ -24,6 +24,16 @@ export interface Session {
   cache: Map<string, unknown>;
 }
 
+/**
+ * A file that could not be opened as an image (destroyed header, unreadable L1...): salvage reads
+ * the file itself, so it only needs to know which file the user chose. No file stays open.
+ */
+export interface SalvageSource {
+  handle: string;
+  path: string;
+  name: string;
+}
+
 /** At most this many images open at once per service; the oldest is closed to make room. */
 export const MAX_SESSIONS = 16;
 
@@ -37,6 +47,26 @@ export function randomHandle(): string {
 
 export class Sessions {
   private map = new Map<string, Session>();
+  private sources = new Map<string, SalvageSource>();
+
+  /** Remember a file that failed to open, for salvage. */
+  addSource(path: string, name: string): SalvageSource {
+    if (this.sources.size >= MAX_SESSIONS) {
+      const oldest = this.sources.keys().next().value;
+      if (oldest !== undefined) this.sources.delete(oldest);
+    }
+    const s: SalvageSource = { handle: randomHandle(), path, name };
+    this.sources.set(s.handle, s);
+    return s;
+  }
+
+  /** The file behind an image handle or a salvage-source handle. */
+  fileOf(handle: string): { path: string; name: string } {
+    const src = this.sources.get(handle);
+    if (src) return { path: src.path, name: src.name };
+    const s = this.get(handle);
+    return { path: s.path, name: s.name };
+  }
 
   add(s: Omit<Session, 'handle' | 'cache'>): Session {
     if (this.map.size >= MAX_SESSIONS) {
@@ -55,6 +85,7 @@ export class Sessions {
   }
 
   async close(handle: string): Promise<void> {
+    this.sources.delete(handle);
     const s = this.map.get(handle);
     if (!s) return;
     this.map.delete(handle);

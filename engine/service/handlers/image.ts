@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { Qcow2Image } from '../../image/qcow2-image.js';
 import { FileIO } from '../../io/file-io.js';
 import { GUEST_STATE_NAMES, GuestState } from '../../check/roles.js';
-import { ContractError } from '../errors.js';
+import { ContractError, toWireError } from '../errors.js';
 import type { HandlerContext, HandlerTable } from '../handler.js';
 import type { Session } from '../session.js';
 import { buildOverview } from '../overview.js';
@@ -12,6 +12,18 @@ import { locateGuestCluster, locateInBacking } from '../locate.js';
 async function overviewOf(s: Session, ctx: HandlerContext) {
   const may = ctx.host.mayRead ? ctx.host.mayRead.bind(ctx.host) : async () => true;
   return buildOverview(s.image, s.path, may);
+}
+
+/**
+ * An image that cannot be opened (bad header, unreadable tables) is exactly the one salvage is for:
+ * the refusal keeps its error and carries a salvage-source handle (sent as WireError.salvageSource)
+ * so the wizard can offer salvage without a second file dialog.
+ */
+function unopenable(e: unknown, path: string, name: string, ctx: HandlerContext): unknown {
+  const code = toWireError(e).code;
+  if ((code === 'format' || code === 'io') && e instanceof Error)
+    (e as Error & { salvageSource?: string }).salvageSource = ctx.sessions.addSource(path, name).handle;
+  return e;
 }
 
 export const handlers: HandlerTable = {
@@ -23,7 +35,7 @@ export const handlers: HandlerTable = {
       image = await Qcow2Image.open(io, { checkMode: true });
     } catch (e) {
       await io.close();
-      throw e;
+      throw unopenable(e, path, name, ctx);
     }
     const session = ctx.sessions.add({ path, name, io, image });
     const recent = ctx.host.recent.touch(path, name, location ?? (ctx.host.kind === 'electron' ? dirname(path) : undefined));

@@ -1,7 +1,8 @@
 // Salvage scan and export (issue 8): the same engine as `qcow2-doctor salvage`, on an opened
-// image. The image is only read; the export goes to a new file next to it (never inline: a disk
-// image is too big to send as a download).
-import { stat } from 'node:fs/promises';
+// image or on a file that failed to open (a salvage source, issue 7). The image is only read; the
+// export goes to a new file next to it (never inline: a disk image is too big to send as a
+// download), with the salvage report beside it; a qcow2 output is opened so it can be verified.
+import { stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ContractError } from '../errors.js';
 import type { HandlerContext, HandlerTable } from '../handler.js';
@@ -9,6 +10,11 @@ import { outputPath } from '../save-target.js';
 import { salvageImage, type SalvageOptions } from '../../salvage/salvage.js';
 import { formatSalvageReport } from '../../salvage/report-text.js';
 import { CancelledError } from '../../errors.js';
+import { FileIO } from '../../io/file-io.js';
+import { Qcow2Image } from '../../image/qcow2-image.js';
+import type { SalvageExportResult } from '../contract.js';
+import { salvagePreview } from '../salvage-preview.js';
+import { assessLeaks } from '../salvage-assess.js';
 
 function options(ctx: HandlerContext): SalvageOptions {
   const may = ctx.host.mayRead ? ctx.host.mayRead.bind(ctx.host) : undefined;
@@ -25,25 +31,57 @@ async function run<T>(f: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Host paths never reach a browser: name files relative to the served root. */
+function shown(ctx: HandlerContext, src: { path: string; name: string }, path: string): string {
+  return ctx.host.kind === 'serve' ? join(dirname(src.name), basename(path)).replace(/^\.\//, '') : path;
+}
+
 export const handlers: HandlerTable = {
   'salvage.scan': async (args, ctx) => {
-    const s = ctx.sessions.get(args.handle);
-    const r = await run(() => salvageImage(s.path, undefined, options(ctx)));
+    const src = ctx.sessions.fileOf(args.handle);
+    const r = await run(() => salvageImage(src.path, undefined, options(ctx)));
     const v = r.views.find((x) => x.kind === 'active');
-    const report = { ...r, image: basename(s.name) };
-    return { recoverable: v ? v.bytes.recovered + v.bytes.backing : 0, lost: v?.bytes.lost ?? 0, summary: formatSalvageReport(report) };
+    const report = { ...r, image: basename(src.name) };
+    const result: Awaited<ReturnType<NonNullable<HandlerTable['salvage.scan']>>> = {
+      recoverable: v ? v.bytes.recovered + v.bytes.backing : 0, lost: v?.bytes.lost ?? 0, summary: formatSalvageReport(report),
+    };
+    const preview = salvagePreview(report);
+    if (preview) result.preview = preview;
+    return result;
   },
 
   'salvage.export': async (args, ctx) => {
-    const s = ctx.sessions.get(args.handle);
+    const src = ctx.sessions.fileOf(args.handle);
     const format = args.format ?? 'qcow2';
     if (args.save.kind === 'inline')
       throw new ContractError('invalid-argument', 'a salvaged disk is too big to download: save it next to the image instead', { field: 'args.save.kind', value: 'inline' });
-    const path = await outputPath(args.save, s.path, format === 'qcow2' ? '.salvaged.qcow2' : '.salvaged.raw');
+    const path = await outputPath(args.save, src.path, format === 'qcow2' ? '.salvaged.qcow2' : '.salvaged.raw');
     if (path === undefined) throw new ContractError('invalid-argument', 'no place to save the salvaged disk', { field: 'args.save.kind', value: args.save.kind });
-    await run(() => salvageImage(s.path, path, { ...options(ctx), format }));
+    const r = await run(() => salvageImage(src.path, path, { ...options(ctx), format }));
+    const report = { ...r, image: basename(src.name) };
+    for (const v of report.views) if (v.output) v.output = shown(ctx, src, v.output);
+    const reportPath = `${path}.report.txt`;
+    await writeFile(reportPath, formatSalvageReport(report), { flag: 'wx' }).catch(() => undefined);
     const size = (await stat(path)).size;
-    const name = ctx.host.kind === 'serve' ? join(dirname(s.name), basename(path)).replace(/^\.\//, '') : path;
-    return { name, size, mime: 'application/octet-stream' };
+    const out: SalvageExportResult = { name: shown(ctx, src, path), size, mime: 'application/octet-stream', reportName: shown(ctx, src, reportPath) };
+    const preview = salvagePreview(report);
+    if (preview) out.preview = preview;
+    if (format === 'qcow2') {
+      // Opened like a repaired copy: repair.verify, the maps and a report work on it.
+      const io = await FileIO.open(path);
+      try {
+        const image = await Qcow2Image.open(io, { checkMode: true });
+        out.handle = ctx.sessions.add({ path, name: out.name, io, image }).handle;
+      } catch {
+        await io.close();
+      }
+    }
+    return out;
+  },
+
+  'salvage.assess': async (args, ctx) => {
+    const s = ctx.sessions.get(args.handle);
+    if (!s.check) throw new ContractError('invalid-argument', 'check the image first (check.run)', { field: 'args.handle', value: args.handle });
+    return assessLeaks(s);
   },
 };

@@ -1,0 +1,27 @@
+// Images beyond repair for the wizard's salvage path, made with qemu-img/qemu-io at test time:
+// the same guest patterns as images.ts (0x5a at 0..128k, 0xa5 at 1M..1M+64k), then the header
+// cluster or the L1 table zeroed. 64 KiB clusters: the header is cluster 0, the L1 table cluster 3.
+import { join } from 'node:path';
+import { createQcow2, qemuIo, readU64, writeBytes } from '../helpers/qemu.js';
+import { PATTERNS } from './images.js';
+
+function base(file: string): string {
+  createQcow2(file, '64M');
+  qemuIo(file, PATTERNS.map(([p, off, len]) => `write -P 0x${p.toString(16)} ${off} ${len}`));
+  return file;
+}
+
+/** Cluster 0 (header, header extensions) zeroed: QEMU sees no qcow2 image at all. */
+export function makeHeaderZeroed(dir: string, name = 'header-zeroed.qcow2'): string {
+  const f = base(join(dir, name));
+  writeBytes(f, 0, new Uint8Array(64 * 1024));
+  return f;
+}
+
+/** The active L1 table zeroed: the disk reads as empty, its L2 table and data are "leaked". */
+export function makeL1Zeroed(dir: string, name = 'l1-zeroed.qcow2'): string {
+  const f = base(join(dir, name));
+  const l1 = Number(readU64(f, 40));
+  writeBytes(f, l1, new Uint8Array(64 * 1024));
+  return f;
+}
