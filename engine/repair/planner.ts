@@ -88,6 +88,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   }
   const relinkNeeded: BadEntry[] = [];
   let lostL1: BadEntry | undefined;
+  const snapFix = new Map<number, { l1TableOffset: number; l1Size: number }>();
   /** Small header field rewrites (8-aligned, inside the first sector), applied in the relink phase. */
   const headerFixes: Array<{ offset: number; bytes: Uint8Array; why: string }> = [];
   for (const b of w0.bad) {
@@ -155,10 +156,26 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
         refusals.push({ kind: b.kind, what: `${where(b)}: extended L2 entry ${hex64(b.hi, b.lo)} not repairable here`, decide: 'inspect the subcluster bitmap by hand' });
         keepAllLeaks = true;
         break;
-      default: // snapshot-l1-*
+      default: { // snapshot-l1-*
+        const sn = w0.snapshots[b.index];
+        if (all && sn && b.kind !== 'snapshot-l1-beyond-eof') {
+          // The snapshot's own L1 table is usually still there: the cluster the offset falls in (an
+          // unaligned offset), with the size its disk size implies (an absurd size). Accept it only if
+          // that cluster is leaked and reads as an L1 table whose tables lack exactly such references.
+          const off = Math.floor(sn.l1TableOffset / cs) * cs;
+          const size = b.kind === 'snapshot-l1-too-large' ? Math.ceil((sn.diskSize ?? h.size) / geo.l1Coverage) : sn.l1Size;
+          if (size * 8 <= cs && (await looksLikeSnapshotL1(img0, w0, off / cs, size))) {
+            snapFix.set(b.index, { l1TableOffset: off, l1Size: size });
+            fixes.push({ kind: 'snapshot-l1-restored', counts: 'corruption', differsFromQemu: true,
+              text: `snapshot ${sn.id} (${sn.name}): L1 table ${b.kind === 'snapshot-l1-too-large' ? `size 0x${sn.l1Size.toString(16)} → ${size} (from its disk size)` : `offset ${at(sn.l1TableOffset)} → ${at(off)}`}; that leaked cluster still reads as its L1 table — QEMU would free the snapshot's clusters and leave the broken entry` });
+            corruptionsFixed++;
+            break;
+          }
+        }
         keepAllLeaks = true;
         refusals.push({ kind: b.kind, what: `snapshot ${b.snapshotId ?? '?'}: ${b.kind === 'snapshot-l1-too-large' ? 'L1 table size too large' : b.kind === 'snapshot-l1-unaligned' ? 'L1 table offset not cluster aligned' : 'L1 table beyond the end of the file'}`,
           decide: 'delete the snapshot (qemu-img snapshot -d) or restore its entry; its clusters are kept until then (QEMU frees them while leaving the entry, which breaks the snapshot)' });
+      }
     }
   }
 
@@ -256,8 +273,8 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
     refusals.push({ kind: 'snapshot-table', what: `snapshot table: ${w0.snapshotTableError}`,
       decide: 'which snapshots to drop (QEMU -r all discards them); nothing is changed here' });
     keepAllLeaks = true;
-  } else if (all && (w0.incompleteSnapshots.length || w0.oversizeSnapshots.length)) {
-    newSnapTable = concat(w0.snapshots.map((s) => encodeSnapshotEntry(s, h.size)));
+  } else if (all && (w0.incompleteSnapshots.length || w0.oversizeSnapshots.length || snapFix.size)) {
+    newSnapTable = concat(w0.snapshots.map((s, i) => encodeSnapshotEntry({ ...s, ...(snapFix.get(i) ?? {}) }, h.size)));
     for (const o of w0.oversizeSnapshots) {
       fixes.push({ kind: 'snapshot-extra-truncated', counts: 'corruption',
         qemuLine: `Discarding too much extra metadata in snapshot table entry ${o.index} (${o.size} > ${C.QCOW_MAX_SNAPSHOT_EXTRA_DATA})`,
@@ -660,6 +677,29 @@ async function findOrphanL2(img: Qcow2Image, w: RefWalk): Promise<number[]> {
     if (looksLikeL2(t, img, w, c)) out.push(c);
   }
   return out;
+}
+
+/**
+ * Whether cluster `c` reads as a snapshot's L1 table of `size` entries: leaked, every entry empty
+ * or an aligned L2 table offset whose cluster has more refcount than references (the snapshot's
+ * missing reference), nothing past `size`, at least one entry.
+ */
+async function looksLikeSnapshotL1(img: Qcow2Image, w: RefWalk, c: number, size: number): Promise<boolean> {
+  const cs = img.clusterSize;
+  if (c < 1 || c >= w.hostClusters || w.refs[c] !== 0 || w.onDiskUnknown[c] || w.onDisk[c]! < 1 || w.metadata.has(c) || w.oldRefcountClusters.has(c)) return false;
+  const t = await readPadded(img.io, c * cs, cs);
+  let used = 0;
+  for (let i = 0; i < cs / 8; i++) {
+    const hi = u32(t, i * 8);
+    const lo = u32(t, i * 8 + 4);
+    if (hi === 0 && lo === 0) continue;
+    if (i >= size || (hi & C.L1E_RESERVED_MASK_HI) || (lo & C.L1E_RESERVED_MASK_LO)) return false;
+    const off = (hi & C.L1E_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & C.L1E_OFFSET_MASK_LO) >>> 0);
+    const x = off / cs;
+    if (off % cs !== 0 || x === c || x >= w.hostClusters || w.onDiskUnknown[x] || !(w.onDisk[x]! > w.refs[x]!)) return false;
+    used++;
+  }
+  return used > 0;
 }
 
 /** Leaked clusters that read as this image's active L1 table: entries empty or pointing at `l2s`. */

@@ -20,7 +20,7 @@ afterAll(t.cleanup);
 // unreadable refcount block, and guest data sitting in a refcount block.
 const NAMES = ['leak', 'cross-link-data', 'refcount-zero', 'l2-beyond-eof', 'snapshot-entry-incomplete', 'lazy-refcounts-crash',
   'copied-clear-l1', 'prealloc-zero-unaligned', 'refblock-unaligned', 'data-points-into-refblock', 'cross-link-l2-tables',
-  'bitmaps-autoclear-cleared', 'snapshot-extra-data-too-large', 'l1-table-beyond-eof'];
+  'bitmaps-autoclear-cleared', 'snapshot-extra-data-too-large', 'l1-table-beyond-eof', 'snapshot-l1-too-large'];
 
 const num = (j: Record<string, unknown> | undefined, k: string): number => Number(j?.[k] ?? 0);
 

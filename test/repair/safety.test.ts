@@ -219,19 +219,30 @@ describe('where QEMU loses or hides data, we keep it and say so', () => {
     expect(qemuCheck(f).status).toBe(0);
   });
 
-  it('a snapshot with a damaged entry keeps its clusters (QEMU frees them and leaves the entry)', async () => {
+  it('a snapshot entry with a damaged L1 offset is restored with its data (QEMU frees its clusters and leaves the entry)', async () => {
     const f = scenario('snapshot-l1-unaligned');
     const q = `${f}.qemu`;
     copyFileSync(f, q);
     qemuCheck(q, 'all');
-    const theirs = qemuCheck(q);
-    expect(theirs.json?.leaks).toBeUndefined();
+    // QEMU: the entry stays broken, the snapshot cannot be read.
+    expect(run('qemu-img', ['convert', '-f', 'qcow2', '-l', 'snapshot.name=snap1', '-O', 'raw', q, `${q}.raw`]).status).not.toBe(0);
     const out = await repairFile({ image: f, mode: 'all', journal: false });
-    expect(out.plan.refusals.map((r) => r.kind)).toContain('snapshot-l1-unaligned');
-    expect(out.plan.refusals[0]!.decide).toMatch(/delete the snapshot/);
-    const ours = qemuCheck(f);
-    expect(Number(ours.json?.leaks)).toBeGreaterThanOrEqual(3);
-    expect(ours.json?.corruptions).toBe(theirs.json?.corruptions);
+    const note = out.plan.fixes.find((x) => x.kind === 'snapshot-l1-restored');
+    expect(note?.text).toMatch(/offset 0x70200 → 0x70000/);
+    expect(qemuCheck(f).status).toBe(0);
+    // Ours: the snapshot reads back as it was taken (0x11 over the first 128 KiB).
+    const raw = `${f}.snap.raw`;
+    expect(run('qemu-img', ['convert', '-f', 'qcow2', '-l', 'snapshot.name=snap1', '-O', 'raw', f, raw]).status).toBe(0);
+    const b = readFileSync(raw).subarray(0, 128 * 1024);
+    expect(b.every((x) => x === 0x11)).toBe(true);
+  });
+
+  it('a snapshot whose data cannot be found keeps its clusters and is left for a human', async () => {
+    const f = scenario('snapshot-table-beyond-eof');
+    const out = await repairFile({ image: f, mode: 'all', journal: false });
+    expect(out.plan.refusals.length).toBeGreaterThan(0);
+    expect(out.plan.fixes.some((x) => x.kind === 'leaks-kept')).toBe(true);
+    expect(Number(qemuCheck(f).json?.leaks)).toBeGreaterThan(0);
   });
 
   it('an L1 entry pointing past the end of the file is re-linked to its orphaned L2 table', async () => {

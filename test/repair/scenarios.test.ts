@@ -36,8 +36,7 @@ const ABORTS = new Set(['snapshot-count-too-large', 'snapshot-offset-unaligned',
  * the zeros past the end of the file.
  */
 const REFUSED = new Set(['data-unaligned', 'data-beyond-eof', 'data-at-32pb', 'compressed-beyond-eof',
-  'ext-l2-alloc-and-zero', 'ext-l2-unallocated-with-alloc-bits', 'ext-l2-compressed-with-bitmap', 'snapshot-l1-unaligned',
-  'snapshot-l1-too-large', 'external-data-compressed', 'external-data-with-snapshot',
+  'ext-l2-alloc-and-zero', 'ext-l2-unallocated-with-alloc-bits', 'ext-l2-compressed-with-bitmap', 'external-data-compressed', 'external-data-with-snapshot',
   'snapshot-table-beyond-eof']);
 
 /** Scenarios where `qemu-img check -r all` loses guest data that our repair keeps. */
