@@ -383,6 +383,8 @@ export interface SalvagePreview {
   bytes: { recovered: number; compressed: number; zero: number; backing: number; backingMissing: number; lost: number; guessed: number };
   /** Fraction of recovered bytes placed from surviving metadata (1 = nothing guessed). */
   confidence: number;
+  /** How sure the least sure guessed table placement is (0..1), when any was guessed. */
+  guessedConfidence?: number;
   l2Tables: number;
   l2Guessed: number;
   /** Guest ranges written as zeros (at most 100). */

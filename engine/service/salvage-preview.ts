@@ -24,6 +24,8 @@ export function salvagePreview(r: SalvageReport): SalvagePreview | undefined {
     warnings: r.warnings.slice(0, 50),
     snapshots: r.disks.filter((d) => d.kind === 'snapshot').length,
   };
+  const guessed = v.l2Tables.filter((t) => t.confidence < 1);
+  if (guessed.length) p.guessedConfidence = Math.min(...guessed.map((t) => t.confidence));
   if (r.headerDamage !== undefined && r.header !== 'intact') p.headerDamage = r.headerDamage;
   return p;
 }

@@ -4,13 +4,14 @@
  * nothing is written before the user confirms the exact plan.
  */
 import type {
-  Anomaly, AnomalyPage, CheckSummary, FileRef, LockStatus, OpenedImage, RepairApplyResult, RepairPlanResult, SavedOutput,
-  Severity, VerifyResult,
+  Anomaly, AnomalyPage, CheckSummary, FileRef, LockStatus, OpenedImage, RepairApplyResult, RepairPlanResult, SalvageAssessment,
+  SalvageExportResult, SalvageScanResult, SavedOutput, Severity, VerifyResult,
 } from '../../../engine/service/contract.js';
 import { ContractError } from '../../../engine/service/contract.js';
 import { plainVerdict, type PlainVerdict } from '../../../engine/report/verdict.js';
 import { kindTitle } from '../../../engine/report/kind-titles.js';
 import { app } from '../state/app.svelte.js';
+import { bytes } from '../lib/format.js';
 
 export type Step = 'choose' | 'safety' | 'diagnose' | 'explain' | 'action' | 'preview' | 'apply' | 'verify' | 'report';
 export const STEPS: Array<{ id: Step; title: string }> = [
@@ -32,6 +33,14 @@ export interface KindGroup {
   fix: string;
   /** First host cluster of the first record, to centre the map on. */
   firstCluster?: number;
+}
+
+/** A file image.open refused (destroyed header, unreadable L1...): only salvage can read it. */
+export interface Unopenable {
+  /** The salvage-source handle the refusal carried. */
+  handle: string;
+  name: string;
+  reason: string;
 }
 
 export interface WizardJob {
@@ -57,6 +66,12 @@ class WizardState {
   saved = $state<SavedOutput[]>([]);
   undone = $state<string | null>(null);
   salvage = $state<string | null>(null);
+  /** Salvage path (issue 7 step 5): the refused file, the leak assessment, the scan and the export. */
+  unopenable = $state<Unopenable | null>(null);
+  assessment = $state<SalvageAssessment | null>(null);
+  salvageScan = $state<SalvageScanResult | null>(null);
+  salvageFormat = $state<'qcow2' | 'raw'>('qcow2');
+  salvaged = $state<SalvageExportResult | null>(null);
   job = $state<WizardJob | null>(null);
   error = $state<string | null>(null);
 
@@ -79,6 +94,11 @@ class WizardState {
     this.saved = [];
     this.undone = null;
     this.salvage = null;
+    this.unopenable = null;
+    this.assessment = null;
+    this.salvageScan = null;
+    this.salvageFormat = 'qcow2';
+    this.salvaged = null;
     this.job = null;
     this.error = null;
   }
@@ -93,8 +113,20 @@ class WizardState {
       this.step = 'safety';
       await this.refreshLock();
     } catch (e) {
+      if (e instanceof ContractError && e.salvageSource !== undefined) {
+        // Not openable as an image: explain it, and offer salvage (it reads the file itself).
+        this.reset();
+        this.unopenable = { handle: e.salvageSource, name: ref.kind === 'root' ? ref.path.split('/').pop()! : 'the chosen image', reason: e.message };
+        this.step = 'explain';
+        return;
+      }
       if (!(e instanceof ContractError && e.code === 'cancelled' && ref.kind === 'dialog')) this.fail(e);
     }
+  }
+
+  /** Leaked clusters that are orphaned tables still mapping data (a lost L1): salvage first. */
+  get salvageAdvised(): boolean {
+    return this.unopenable !== null || this.verdict?.word === 'unreadable' || this.check?.failed !== undefined || !!this.assessment?.advice;
   }
 
   /** 2. Who holds the image, and the space a copy needs. */
@@ -169,6 +201,9 @@ class WizardState {
       counters: check.counters, anomalies: pseudo, dirty: ov.dirty, corrupt: ov.corrupt, ...(check.failed !== undefined ? { failed: check.failed } : {}),
     });
     this.check = check;
+    this.assessment = null;
+    if (check.counters.leaks > 0 && app.hello?.available.includes('salvage.assess'))
+      this.assessment = await app.client.call('salvage.assess', { handle: img.handle }).catch(() => null);
     await this.adoptIntoApp(img, check);
     this.step = 'explain';
   }
@@ -199,13 +234,13 @@ class WizardState {
 
   /** 5 → 6. Make the exact plan for the chosen repair. */
   async preview(action: Action): Promise<void> {
-    const img = this.image;
-    if (!img) return;
     this.action = action;
     if (action === 'salvage') {
-      this.step = 'preview';
+      await this.scanForSalvage();
       return;
     }
+    const img = this.image;
+    if (!img) return;
     const plan = await this.run('Planning the repair', false, () => app.client.call('repair.plan', { handle: img.handle, mode: action }));
     if (!plan) return;
     this.plan = plan;
@@ -280,23 +315,60 @@ class WizardState {
     }
   }
 
-  async runSalvage(): Promise<void> {
-    const handle = this.image?.handle;
+  /** The handle salvage reads: the opened image, or the file image.open refused. */
+  private get salvageHandle(): string | undefined {
+    return this.unopenable?.handle ?? this.image?.handle;
+  }
+
+  /** 6 (salvage). Scan the file: what will be recovered, lost and guessed. Nothing is written. */
+  async scanForSalvage(): Promise<void> {
+    const handle = this.salvageHandle;
     if (!handle) return;
-    const scan = await this.run('Scanning for guest data', true, (o) => app.client.call('salvage.scan', { handle }, o));
-    if (!scan) return;
-    const out = await this.run('Writing the recovered disk', true, (o) => app.client.call('salvage.export', { handle, save: { kind: 'sibling' }, format: 'qcow2' }, o));
-    if (out) {
-      this.saved = [...this.saved, out];
-      this.salvage = `${scan.summary} The recovered disk was written to ${out.name}.`;
-      this.step = 'report';
+    this.step = 'preview';
+    this.salvageScan = null;
+    const scan = await this.run('Scanning the file for your data', true, (o) => app.client.call('salvage.scan', { handle }, o));
+    if (scan) this.salvageScan = scan;
+  }
+
+  /** 7–8 (salvage). Write the recovered disk to a new file, then check it (our check and qemu-img's). */
+  async runSalvage(): Promise<void> {
+    const handle = this.salvageHandle;
+    if (!handle) return;
+    this.step = 'apply';
+    const format = this.salvageFormat;
+    const out = await this.run('Writing the recovered disk', true, (o) => app.client.call('salvage.export', { handle, save: { kind: 'sibling' }, format }, o));
+    if (!out) {
+      this.step = 'preview';
+      return;
+    }
+    this.salvaged = out;
+    this.saved = [...this.saved, out, ...(out.reportName ? [{ name: out.reportName, size: 0 }] : [])];
+    const p = out.preview;
+    this.salvage = p
+      ? `Recovered ${bytes(p.bytes.recovered)} of data to ${out.name}; ${p.bytes.lost ? `${bytes(p.bytes.lost)} could not be found and reads as zeros` : 'nothing was lost'}.`
+      : `The recovered disk was written to ${out.name}.`;
+    this.step = 'verify';
+    if (!out.handle) return; // raw output: no metadata to check
+    const v = await this.run('Checking the salvaged image', true, (o) => app.client.call('repair.verify', { handle: out.handle! }, o));
+    if (!v) return;
+    this.verify = v;
+    // The header and the map views now show the salvaged image.
+    try {
+      const [overview, check] = await Promise.all([
+        app.client.call('image.overview', { handle: out.handle }),
+        app.client.call('check.run', { handle: out.handle }),
+      ]);
+      await this.adoptIntoApp({ handle: out.handle, name: out.name, overview }, check);
+    } catch {
+      // The verification above is what counts; the maps can be opened later.
     }
   }
 
   back(): void {
     const order: Step[] = ['choose', 'safety', 'diagnose', 'explain', 'action', 'preview'];
     const i = order.indexOf(this.step);
-    if (i > 0) this.step = order[i - 1] === 'diagnose' ? 'safety' : order[i - 1]!;
+    if (this.unopenable && this.step === 'explain') this.reset();
+    else if (i > 0) this.step = order[i - 1] === 'diagnose' ? 'safety' : order[i - 1]!;
     this.error = null;
   }
 }
