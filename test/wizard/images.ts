@@ -45,8 +45,8 @@ export function makeNeedsRebuild(dir: string, name = 'needs-rebuild.qcow2'): str
 }
 
 /** qemu-io reading back each pattern: throws when a byte differs. */
-export function assertPatterns(file: string): void {
-  qemuIo(file, PATTERNS.map(([p, off, len]) => `read -P 0x${p.toString(16)} ${off} ${len}`));
+export function assertPatterns(file: string, format: 'qcow2' | 'raw' = 'qcow2'): void {
+  qemuIo(file, PATTERNS.map(([p, off, len]) => `read -P 0x${p.toString(16)} ${off} ${len}`), { format });
 }
 
 /** 4 KiB clusters, 16 MiB written, then every other L2 entry cleared: 2048 separate leaks. */

@@ -25,3 +25,10 @@ export function makeL1Zeroed(dir: string, name = 'l1-zeroed.qcow2'): string {
   writeBytes(f, l1, new Uint8Array(64 * 1024));
   return f;
 }
+
+/** The header's L1 table offset pointed past the end of the file: "Could not read L1 table". */
+export function makeL1Unreadable(dir: string, name = 'l1-unreadable.qcow2'): string {
+  const f = base(join(dir, name));
+  writeBytes(f, 40, Buffer.from([0, 0, 0, 1, 0, 0, 0, 0])); // 4 GiB: far past the end of the file
+  return f;
+}

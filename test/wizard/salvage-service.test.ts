@@ -11,7 +11,7 @@ import { RecentStore } from '../../engine/service/recent.js';
 import { ContractError, toWireError } from '../../engine/service/errors.js';
 import { qemuCheck, sha256, tempDir } from '../helpers/qemu.js';
 import { assertPatterns, makeLeaks } from './images.js';
-import { makeHeaderZeroed, makeL1Zeroed } from './salvage-images.js';
+import { makeHeaderZeroed, makeL1Unreadable, makeL1Zeroed } from './salvage-images.js';
 
 const t = tempDir('q2d-wizard-salvage-svc-');
 let service: Service;
@@ -62,6 +62,21 @@ describe('wizard salvage path (service)', () => {
     const v = await service.call('repair.verify', { handle: out.handle! });
     expect(v.ok).toBe(true);
     expect(v.qemu?.summary).toContain('No errors were found on the image.');
+    expect(sha256(file)).toBe(before);
+  });
+
+  it('an unreadable L1 table: image.open refuses with a salvage source; a raw export holds every pattern', async () => {
+    const file = makeL1Unreadable(t.dir);
+    const before = sha256(file);
+    const e = await refusal('l1-unreadable.qcow2');
+    expect(e.code).toBe('format');
+    expect(e.message).toContain('L1');
+    const out = await service.call('salvage.export', { handle: e.salvageSource!, save: { kind: 'sibling' }, format: 'raw' });
+    expect(out.name).toBe('l1-unreadable.salvaged.raw');
+    expect(out.handle).toBeUndefined(); // a raw disk has no tables to verify
+    expect(out.size).toBe(64 * 1024 * 1024);
+    expect(out.preview?.bytes.lost).toBe(0);
+    assertPatterns(join(t.dir, out.name), 'raw');
     expect(sha256(file)).toBe(before);
   });
 

@@ -2,7 +2,8 @@
 // (a) a header cluster zeroed: image.open refuses, the wizard explains it and offers salvage; the
 // salvaged qcow2 passes qemu-img check and reads back the patterns; the original is unchanged.
 // (b) a zeroed L1 table: the check sees only leaks, the wizard warns that repairing them would lose
-// the data and recommends salvage, which recovers every pattern. Screenshots: test-results/wizard-salvage-*.png.
+// the data and recommends salvage, which recovers every pattern. (c) an L1 table offset past the
+// end of the file: explained as such, salvaged to a raw disk file. Screenshots: test-results/wizard-salvage-*.png.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +11,7 @@ import type { Page } from 'playwright-core';
 import { qemuCheck, sha256, tempDir } from '../helpers/qemu.js';
 import { launchChromium, startServe, type Chromium, type Served } from '../e2e/harness.js';
 import { assertPatterns } from './images.js';
-import { makeHeaderZeroed, makeL1Zeroed } from './salvage-images.js';
+import { makeHeaderZeroed, makeL1Unreadable, makeL1Zeroed } from './salvage-images.js';
 
 const root = tempDir('q2d-wizard-salvage-e2e-');
 let served: Served;
@@ -20,6 +21,7 @@ mkdirSync('test-results', { recursive: true });
 beforeAll(async () => {
   makeHeaderZeroed(root.dir);
   makeL1Zeroed(root.dir);
+  makeL1Unreadable(root.dir);
   [served, browser] = await Promise.all([startServe(root.dir), launchChromium({ width: 1300, height: 1000, colorScheme: 'light' })]);
 });
 
@@ -108,6 +110,30 @@ describe('recovery wizard: salvage', () => {
     const salvaged = join(root.dir, out);
     expect(qemuCheck(salvaged).status).toBe(0);
     assertPatterns(salvaged);
+    expect(sha256(file)).toBe(original);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('an unreadable L1 table: explained as such, salvaged to a raw disk file that holds the patterns', async () => {
+    const file = join(root.dir, 'l1-unreadable.qcow2');
+    const original = sha256(file);
+    const { page, errors } = await openInWizard('l1-unreadable.qcow2');
+    const verdict = page.getByTestId('wizard-verdict');
+    await verdict.waitFor();
+    expect(await verdict.innerText()).toContain('(the L1 table) cannot be read');
+    await page.getByTestId('wizard-to-action').click();
+    await page.getByTestId('wizard-to-preview').click();
+    await page.getByTestId('wizard-salvage-facts').waitFor({ timeout: 60_000 });
+    await page.getByTestId('wizard-salvage-raw').check();
+    await page.getByTestId('wizard-salvage').click();
+    const verified = page.getByTestId('wizard-verified');
+    await verified.waitFor({ timeout: 60_000 });
+    expect(await verified.innerText()).toContain('A raw file has no tables to check');
+    await shot(page, 'l1-unreadable-raw');
+    const out = await page.getByTestId('wizard-salvaged-name').innerText();
+    expect(out).toBe('l1-unreadable.salvaged.raw');
+    assertPatterns(join(root.dir, out), 'raw');
     expect(sha256(file)).toBe(original);
     expect(errors).toEqual([]);
     await page.close();
