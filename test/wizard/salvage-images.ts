@@ -32,3 +32,17 @@ export function makeL1Unreadable(dir: string, name = 'l1-unreadable.qcow2'): str
   writeBytes(f, 40, Buffer.from([0, 0, 0, 1, 0, 0, 0, 0])); // 4 GiB: far past the end of the file
   return f;
 }
+
+/**
+ * Two L2 tables (guest 0..512M and 512M..1G); the second one overwritten with 0xff: the repair
+ * refuses to guess about its entries, salvage recovers the first pattern and reports 512M..1G lost.
+ */
+export function makeL2Overwritten(dir: string, name = 'l2-overwritten.qcow2'): string {
+  const f = join(dir, name);
+  createQcow2(f, '1G');
+  qemuIo(f, ['write -P 0x5a 0 128k', 'write -P 0xc3 600M 64k']);
+  const l1 = Number(readU64(f, 40));
+  const l2 = Number(readU64(f, l1 + 8) & 0x00ffffffffffff00n);
+  writeBytes(f, l2, new Uint8Array(64 * 1024).fill(0xff));
+  return f;
+}

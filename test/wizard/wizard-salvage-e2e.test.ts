@@ -3,15 +3,16 @@
 // salvaged qcow2 passes qemu-img check and reads back the patterns; the original is unchanged.
 // (b) a zeroed L1 table: the check sees only leaks, the wizard warns that repairing them would lose
 // the data and recommends salvage, which recovers every pattern. (c) an L1 table offset past the
-// end of the file: explained as such, salvaged to a raw disk file. Screenshots: test-results/wizard-salvage-*.png.
+// end of the file: explained as such, salvaged to a raw disk file. (d) an L2 table overwritten: the
+// repair would refuse to guess, salvage is recommended, the lost range is listed. Screenshots: test-results/wizard-salvage-*.png.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { qemuCheck, sha256, tempDir } from '../helpers/qemu.js';
 import { launchChromium, startServe, type Chromium, type Served } from '../e2e/harness.js';
 import { assertPatterns } from './images.js';
-import { makeHeaderZeroed, makeL1Unreadable, makeL1Zeroed } from './salvage-images.js';
+import { makeHeaderZeroed, makeL1Unreadable, makeL1Zeroed, makeL2Overwritten } from './salvage-images.js';
+import { qemuCheck, qemuIo, sha256, tempDir } from '../helpers/qemu.js';
 
 const root = tempDir('q2d-wizard-salvage-e2e-');
 let served: Served;
@@ -22,6 +23,7 @@ beforeAll(async () => {
   makeHeaderZeroed(root.dir);
   makeL1Zeroed(root.dir);
   makeL1Unreadable(root.dir);
+  makeL2Overwritten(root.dir);
   [served, browser] = await Promise.all([startServe(root.dir), launchChromium({ width: 1300, height: 1000, colorScheme: 'light' })]);
 });
 
@@ -134,6 +136,37 @@ describe('recovery wizard: salvage', () => {
     const out = await page.getByTestId('wizard-salvaged-name').innerText();
     expect(out).toBe('l1-unreadable.salvaged.raw');
     assertPatterns(join(root.dir, out), 'raw');
+    expect(sha256(file)).toBe(original);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('an overwritten L2 table: the repair would leave it, salvage is recommended and lists the lost range', async () => {
+    const file = join(root.dir, 'l2-overwritten.qcow2');
+    const original = sha256(file);
+    const { page, errors } = await openInWizard('l2-overwritten.qcow2');
+    await page.getByTestId('wizard-diagnose').click();
+    const verdict = page.getByTestId('wizard-verdict');
+    await verdict.waitFor({ timeout: 60_000 });
+    expect(await verdict.getAttribute('data-verdict')).toBe('corrupt');
+    expect(await page.getByTestId('wizard-salvage-advice').innerText()).toContain('cannot be repaired without guessing');
+    await shot(page, 'l2-explain');
+    await page.getByTestId('wizard-to-action').click();
+    expect(await page.getByTestId('wizard-action-salvage').isChecked()).toBe(true);
+    await page.getByTestId('wizard-to-preview').click();
+    await page.getByTestId('wizard-salvage-facts').waitFor({ timeout: 60_000 });
+    expect(await page.getByTestId('salvage-recovered').innerText()).toBe('128 KiB');
+    expect(await page.getByTestId('wizard-salvage-lost').innerText()).toContain('0x20000000–0x40000000');
+    await shot(page, 'l2-preview');
+    await page.getByTestId('wizard-salvage').click();
+    const verified = page.getByTestId('wizard-verified');
+    await verified.waitFor({ timeout: 60_000 });
+    expect(await verified.getAttribute('data-ok')).toBe('true');
+    expect(await page.getByTestId('wizard-salvage-outcome').innerText()).toContain('0x20000000–0x40000000');
+    await shot(page, 'l2-verified');
+    const out = join(root.dir, await page.getByTestId('wizard-salvaged-name').innerText());
+    expect(qemuCheck(out).status).toBe(0);
+    qemuIo(out, ['read -P 0x5a 0 128k', 'read -P 0 600M 64k']); // recovered; lost (reads as zeros, as reported)
     expect(sha256(file)).toBe(original);
     expect(errors).toEqual([]);
     await page.close();

@@ -72,6 +72,8 @@ class WizardState {
   salvageScan = $state<SalvageScanResult | null>(null);
   salvageFormat = $state<'qcow2' | 'raw'>('qcow2');
   salvaged = $state<SalvageExportResult | null>(null);
+  /** What "repair everything" would leave undecided (made during the diagnosis of a corrupt image). */
+  refusals = $state<string[]>([]);
   job = $state<WizardJob | null>(null);
   error = $state<string | null>(null);
 
@@ -99,6 +101,7 @@ class WizardState {
     this.salvageScan = null;
     this.salvageFormat = 'qcow2';
     this.salvaged = null;
+    this.refusals = [];
     this.job = null;
     this.error = null;
   }
@@ -126,7 +129,7 @@ class WizardState {
 
   /** Leaked clusters that are orphaned tables still mapping data (a lost L1): salvage first. */
   get salvageAdvised(): boolean {
-    return this.unopenable !== null || this.verdict?.word === 'unreadable' || this.check?.failed !== undefined || !!this.assessment?.advice;
+    return this.unopenable !== null || this.verdict?.word === 'unreadable' || this.check?.failed !== undefined || !!this.assessment?.advice || this.refusals.length > 0;
   }
 
   /** 2. Who holds the image, and the space a copy needs. */
@@ -204,6 +207,13 @@ class WizardState {
     this.assessment = null;
     if (check.counters.leaks > 0 && app.hello?.available.includes('salvage.assess'))
       this.assessment = await app.client.call('salvage.assess', { handle: img.handle }).catch(() => null);
+    // Errors the repair would refuse to guess about (pointers into nowhere) mean the metadata is
+    // beyond repair there: the explain step says so and recommends salvage.
+    this.refusals = [];
+    if (check.counters.corruptions > 0 && app.hello?.available.includes('salvage.scan')) {
+      const plan = await this.run('Working out what a repair could fix', false, () => app.client.call('repair.plan', { handle: img.handle, mode: 'all' }));
+      this.refusals = plan?.leaves ?? [];
+    }
     await this.adoptIntoApp(img, check);
     this.step = 'explain';
   }
