@@ -6,8 +6,9 @@ import type { SalvageAssessment } from './contract.js';
 import type { Session } from './session.js';
 import { pointerTableSummary } from '../salvage/classify.js';
 
-/** Leaked clusters read at most (one cluster each: bounded time for huge leaks). */
+/** Leaked clusters read at most, and bytes read at most (bounded time for huge leaks and 2 MiB clusters). */
 const MAX_EXAMINED = 4096;
+const MAX_BYTES = 256 * 1024 * 1024;
 
 function leakedClusters(s: Session): Set<number> {
   const leaked = new Set<number>();
@@ -28,7 +29,7 @@ export async function assessLeaks(s: Session): Promise<SalvageAssessment> {
   let orphanTables = 0;
   const pointedAt = new Set<number>();
   for (const c of leaked) {
-    if (examined >= MAX_EXAMINED) break;
+    if (examined >= MAX_EXAMINED || examined * cs >= MAX_BYTES) break;
     examined++;
     const buf = await s.io.read(c * cs, cs);
     if (buf.length < cs) continue;
