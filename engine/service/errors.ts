@@ -31,6 +31,8 @@ export interface WireError {
   qemuReason?: string;
   /** A file that could not be opened as an image: a handle salvage.scan/export accept (issue 7). */
   salvageSource?: string;
+  /** The refused file's display name (never a host path when serving). */
+  salvageName?: string;
 }
 
 export class ContractError extends Error {
@@ -39,8 +41,9 @@ export class ContractError extends Error {
   readonly value?: string;
   readonly qemuReason?: string;
   readonly salvageSource?: string;
+  readonly salvageName?: string;
 
-  constructor(code: ErrorCode, message: string, extra: { field?: string; value?: string; qemuReason?: string; salvageSource?: string } = {}) {
+  constructor(code: ErrorCode, message: string, extra: { field?: string; value?: string; qemuReason?: string; salvageSource?: string; salvageName?: string } = {}) {
     super(message);
     this.name = 'ContractError';
     this.code = code;
@@ -48,6 +51,7 @@ export class ContractError extends Error {
     if (extra.value !== undefined) this.value = extra.value;
     if (extra.qemuReason !== undefined) this.qemuReason = extra.qemuReason;
     if (extra.salvageSource !== undefined) this.salvageSource = extra.salvageSource;
+    if (extra.salvageName !== undefined) this.salvageName = extra.salvageName;
   }
 
   toWire(): WireError {
@@ -56,6 +60,7 @@ export class ContractError extends Error {
     if (this.value !== undefined) w.value = this.value;
     if (this.qemuReason !== undefined) w.qemuReason = this.qemuReason;
     if (this.salvageSource !== undefined) w.salvageSource = this.salvageSource;
+    if (this.salvageName !== undefined) w.salvageName = this.salvageName;
     return w;
   }
 
@@ -63,11 +68,12 @@ export class ContractError extends Error {
     const r = (typeof w === 'object' && w !== null ? w : {}) as Partial<WireError>;
     const code = typeof r.code === 'string' && CODES.has(r.code) ? r.code : 'internal';
     const message = typeof r.message === 'string' ? r.message : 'unknown error';
-    const extra: { field?: string; value?: string; qemuReason?: string; salvageSource?: string } = {};
+    const extra: { field?: string; value?: string; qemuReason?: string; salvageSource?: string; salvageName?: string } = {};
     if (typeof r.field === 'string') extra.field = r.field;
     if (typeof r.value === 'string') extra.value = r.value;
     if (typeof r.qemuReason === 'string') extra.qemuReason = r.qemuReason;
     if (typeof r.salvageSource === 'string') extra.salvageSource = r.salvageSource;
+    if (typeof r.salvageName === 'string') extra.salvageName = r.salvageName;
     return new ContractError(code, message, extra);
   }
 }
@@ -81,8 +87,11 @@ const CODES = new Set<ErrorCode>(['invalid-argument', 'not-found', 'access-denie
 export function toWireError(err: unknown): WireError {
   const w = wireOf(err);
   // image.open tags a refused file with a salvage source (handlers/image.ts), whatever the error.
-  const src = (err as { salvageSource?: unknown } | null)?.salvageSource;
-  if (typeof src === 'string' && w.salvageSource === undefined) w.salvageSource = src;
+  const tagged = err as { salvageSource?: unknown; salvageName?: unknown } | null;
+  if (typeof tagged?.salvageSource === 'string' && w.salvageSource === undefined) {
+    w.salvageSource = tagged.salvageSource;
+    if (typeof tagged.salvageName === 'string') w.salvageName = tagged.salvageName;
+  }
   return w;
 }
 

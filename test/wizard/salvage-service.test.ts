@@ -44,6 +44,7 @@ describe('wizard salvage path (service)', () => {
     const e = await refusal('header-zeroed.qcow2');
     expect(e.code).toBe('format');
     expect(e.salvageSource).toMatch(/^[A-Za-z0-9_-]{8,64}$/);
+    expect(e.salvageName).toBe('header-zeroed.qcow2'); // the name under the served root, not a host path
     const source = e.salvageSource!;
 
     const scan = await service.call('salvage.scan', { handle: source });

@@ -22,7 +22,7 @@ async function overviewOf(s: Session, ctx: HandlerContext) {
 function unopenable(e: unknown, path: string, name: string, ctx: HandlerContext): unknown {
   const code = toWireError(e).code;
   if ((code === 'format' || code === 'io') && e instanceof Error)
-    (e as Error & { salvageSource?: string }).salvageSource = ctx.sessions.addSource(path, name).handle;
+    Object.assign(e, { salvageSource: ctx.sessions.addSource(path, name).handle, salvageName: name });
   return e;
 }
 

@@ -119,7 +119,7 @@ class WizardState {
       if (e instanceof ContractError && e.salvageSource !== undefined) {
         // Not openable as an image: explain it, and offer salvage (it reads the file itself).
         this.reset();
-        this.unopenable = { handle: e.salvageSource, name: ref.kind === 'root' ? ref.path.split('/').pop()! : 'the chosen image', reason: e.message };
+        this.unopenable = { handle: e.salvageSource, name: e.salvageName ?? 'the chosen image', reason: e.message };
         this.step = 'explain';
         return;
       }
