@@ -4,7 +4,8 @@
 // (b) a zeroed L1 table: the check sees only leaks, the wizard warns that repairing them would lose
 // the data and recommends salvage, which recovers every pattern. (c) an L1 table offset past the
 // end of the file: explained as such, salvaged to a raw disk file. (d) an L2 table overwritten: the
-// repair would refuse to guess, salvage is recommended, the lost range is listed. Screenshots: test-results/wizard-salvage-*.png.
+// repair would refuse to guess, salvage is recommended, the lost range is listed. (e) the main
+// window's refusal to open such an image offers salvage in the wizard. Screenshots: test-results/wizard-salvage-*.png.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -168,6 +169,24 @@ describe('recovery wizard: salvage', () => {
     expect(qemuCheck(out).status).toBe(0);
     qemuIo(out, ['read -P 0x5a 0 128k', 'read -P 0 600M 64k']); // recovered; lost (reads as zeros, as reported)
     expect(sha256(file)).toBe(original);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('opening an unopenable image from the file list offers salvage, which leads to the wizard', async () => {
+    const page = await browser.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(served.url);
+    await page.getByTestId('open-header-zeroed.qcow2').click();
+    await page.getByTestId('error-salvage').waitFor();
+    await shot(page, 'open-error');
+    await page.getByTestId('error-salvage').click();
+    const verdict = page.getByTestId('wizard-verdict');
+    await verdict.waitFor();
+    expect(await verdict.getAttribute('data-verdict')).toBe('unopenable');
+    expect(await page.getByTestId('wizard-image').innerText()).toBe('header-zeroed.qcow2');
+    expect(await page.getByTestId('error').count()).toBe(0);
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -29,6 +29,8 @@ class AppState {
   anomalyRanges = $state.raw<AnomalyRanges | null>(null);
   job = $state<Job | null>(null);
   error = $state<string | null>(null);
+  /** The last open was refused but salvage can read the file (issue 7): offered next to the error. */
+  salvageOffer = $state<{ handle: string; name: string; reason: string } | null>(null);
   notice = $state<string | null>(null);
   view = $state('files');
   /** Host cluster to show in the host map (set by the guest map's "show in host file"). */
@@ -84,12 +86,15 @@ class AppState {
     timings.openStart = performance.now();
     this.error = null;
     this.notice = null;
+    this.salvageOffer = null;
     try {
       const opened = await this.client.call('image.open', { ref });
       await this.adopt(opened);
     } catch (e) {
       // The dialog was dismissed: not an error.
       if (e instanceof ContractError && e.code === 'cancelled' && ref.kind === 'dialog') return;
+      if (e instanceof ContractError && e.salvageSource !== undefined)
+        this.salvageOffer = { handle: e.salvageSource, name: e.salvageName ?? 'the chosen image', reason: e.message };
       this.fail(e);
     }
   }

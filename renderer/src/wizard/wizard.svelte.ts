@@ -118,13 +118,18 @@ class WizardState {
     } catch (e) {
       if (e instanceof ContractError && e.salvageSource !== undefined) {
         // Not openable as an image: explain it, and offer salvage (it reads the file itself).
-        this.reset();
-        this.unopenable = { handle: e.salvageSource, name: e.salvageName ?? 'the chosen image', reason: e.message };
-        this.step = 'explain';
+        this.offerSalvage({ handle: e.salvageSource, name: e.salvageName ?? 'the chosen image', reason: e.message });
         return;
       }
       if (!(e instanceof ContractError && e.code === 'cancelled' && ref.kind === 'dialog')) this.fail(e);
     }
+  }
+
+  /** Start at the explanation for a file the main window failed to open. */
+  offerSalvage(u: Unopenable): void {
+    this.reset();
+    this.unopenable = u;
+    this.step = 'explain';
   }
 
   /** Leaked clusters that are orphaned tables still mapping data (a lost L1): salvage first. */
