@@ -5,9 +5,9 @@
 // the data and recommends salvage, which recovers every pattern. (c) an L1 table offset past the
 // end of the file: explained as such, salvaged to a raw disk file. (d) an L2 table overwritten: the
 // repair would refuse to guess, salvage is recommended, the lost range is listed. (e) the main
-// window's refusal to open such an image offers salvage in the wizard. Screenshots: test-results/wizard-salvage-*.png.
+// window's refusal to open such an image offers salvage in the wizard; a cancelled scan. Screenshots: test-results/wizard-salvage-*.png.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { launchChromium, startServe, type Chromium, type Served } from '../e2e/harness.js';
@@ -17,6 +17,7 @@ import { qemuCheck, qemuIo, sha256, tempDir } from '../helpers/qemu.js';
 
 const root = tempDir('q2d-wizard-salvage-e2e-');
 let served: Served;
+let slow: Served;
 let browser: Chromium;
 mkdirSync('test-results', { recursive: true });
 
@@ -25,22 +26,26 @@ beforeAll(async () => {
   makeL1Zeroed(root.dir);
   makeL1Unreadable(root.dir);
   makeL2Overwritten(root.dir);
-  [served, browser] = await Promise.all([startServe(root.dir), launchChromium({ width: 1300, height: 1000, colorScheme: 'light' })]);
+  [served, slow, browser] = await Promise.all([
+    startServe(root.dir),
+    startServe(root.dir, { QCOW2_DOCTOR_TEST_CHECK_DELAY_MS: '30000' }),
+    launchChromium({ width: 1300, height: 1000, colorScheme: 'light' }),
+  ]);
 });
 
 afterAll(async () => {
   await browser?.close();
-  await served?.stop();
+  await Promise.all([served?.stop(), slow?.stop()]);
   root.cleanup();
 });
 
 const shot = (page: Page, name: string) => page.screenshot({ path: `test-results/wizard-salvage-${name}.png`, fullPage: true });
 
-async function openInWizard(name: string): Promise<{ page: Page; errors: string[] }> {
+async function openInWizard(name: string, s: Served = served): Promise<{ page: Page; errors: string[] }> {
   const page = await browser.context.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(served.url);
+  await page.goto(s.url);
   await page.getByTestId('tab-wizard').click();
   await page.getByTestId(`wizard-open-${name}`).click();
   return { page, errors };
@@ -187,6 +192,21 @@ describe('recovery wizard: salvage', () => {
     expect(await verdict.getAttribute('data-verdict')).toBe('unopenable');
     expect(await page.getByTestId('wizard-image').innerText()).toBe('header-zeroed.qcow2');
     expect(await page.getByTestId('error').count()).toBe(0);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('cancelling the salvage scan writes nothing and offers to scan again', async () => {
+    const before = readdirSync(root.dir).sort();
+    const { page, errors } = await openInWizard('header-zeroed.qcow2', slow); // every scan waits 30 s first (test hook)
+    await page.getByTestId('wizard-to-action').click();
+    await page.getByTestId('wizard-to-preview').click();
+    await page.getByTestId('wizard-cancel').click();
+    await page.getByTestId('wizard-salvage-rescan').waitFor();
+    expect(await page.getByTestId('wizard-salvage-preview').innerText()).toContain('nothing was written');
+    expect(await page.getByTestId('wizard-error').count()).toBe(0);
+    expect(readdirSync(root.dir).sort()).toEqual(before);
+    await shot(page, 'scan-cancelled');
     expect(errors).toEqual([]);
     await page.close();
   });

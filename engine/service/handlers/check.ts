@@ -34,7 +34,7 @@ export function trimRoleMap(roleMap: Uint8Array | undefined, hostClusters: numbe
 }
 
 /** Tests only: wait `ms` in small cancellable steps, reporting progress. */
-async function testDelay(ms: number, ctx: HandlerContext): Promise<void> {
+export async function testDelay(ms: number, ctx: HandlerContext): Promise<void> {
   const steps = Math.max(1, Math.ceil(ms / 20));
   for (let i = 0; i < steps; i++) {
     ctx.cancel.throwIfCancelled();

@@ -15,6 +15,7 @@ import { Qcow2Image } from '../../image/qcow2-image.js';
 import type { SalvageExportResult } from '../contract.js';
 import { salvagePreview } from '../salvage-preview.js';
 import { assessLeaks } from '../salvage-assess.js';
+import { testDelay } from './check.js';
 
 function options(ctx: HandlerContext): SalvageOptions {
   const may = ctx.host.mayRead ? ctx.host.mayRead.bind(ctx.host) : undefined;
@@ -39,6 +40,7 @@ function shown(ctx: HandlerContext, src: { path: string; name: string }, path: s
 export const handlers: HandlerTable = {
   'salvage.scan': async (args, ctx) => {
     const src = ctx.sessions.fileOf(args.handle);
+    if (ctx.host.testCheckDelayMs) await testDelay(ctx.host.testCheckDelayMs, ctx); // tests: a scan long enough to cancel
     const r = await run(() => salvageImage(src.path, undefined, options(ctx)));
     const v = r.views.find((x) => x.kind === 'active');
     const report = { ...r, image: basename(src.name) };
