@@ -94,7 +94,7 @@ const MAX_EXPLAINED = 256;
 export const BITMAPS_LEAK_HINT = "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.";
 const MAX_KEPT_MESSAGES = 10000;
 /** Bytes of tables read per batch (bounds memory; large enough for long sequential reads). */
-const BATCH_BYTES = 4 * 1024 * 1024;
+const BATCH_BYTES = 1024 * 1024;
 const TWO32 = 0x1_0000_0000;
 
 /** A check failure that stops the walk (QEMU returns -errno). */
@@ -508,61 +508,84 @@ class Analyzer {
 
   /**
    * QEMU's check_refcounts_l2 for one table. The loop handles the overwhelmingly common entry
-   * (standard, aligned, inside the file, no flags but COPIED) inline and hands everything else to
+   * (standard, aligned, inside the file, no flags but COPIED) inline, a run of consecutive host
+   * clusters at a time, writing the role and guest maps as it goes; everything else goes to
    * `l2Entry`, which follows QEMU's logic step by step.
    */
   private checkL2(buf: Uint8Array, l2Off: number, active: boolean, l1Index: number, sn: CheckedSnapshot | undefined,
     copiedCheck: boolean): void {
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    const geo = this.image.geo;
-    const n = geo.l2Entries;
-    const cs = this.cs;
-    const ref = this.ref;
-    const fastLimit = this.fastLimit;
-    const setBits = this.copiedSet;
-    const cb = this.cb;
-    const hiMul = 2 ** (32 - cb);
-    const fileClusters = this.fileClusters;
-    // Anything in these bits leaves the fast path: compressed/reserved (hi), reserved/zero/unaligned (lo).
-    const rejectHi = (C.OFLAG_COMPRESSED_HI | C.L2E_STD_RESERVED_MASK_HI) >>> 0;
-    const rejectLo = (cs - 1) >>> 0;
-    const fast = !this.ext && !this.dataFile && !this.roleMap && !(active && this.guestMap) && this.image.header.version !== 2;
+    const n = this.image.geo.l2Entries;
     this.l2NextContig = 0;
     this.l2Allocated = 0;
     this.l2Fragmented = 0;
-    let nextContig = 0;
-    let allocated = 0;
-    let fragmented = 0;
-    let replay = false;
-    for (let i = 0; i < n; i++) {
-      if (!fast) {
-        this.l2Entry(dv, i, l2Off, active, l1Index, sn, copiedCheck);
+    const fast = LITTLE_ENDIAN && !this.ext && !this.dataFile && this.image.header.version !== 2;
+    if (!fast) {
+      for (let i = 0; i < n; i++) this.l2Entry(dv, i, l2Off, active, l1Index, sn, copiedCheck);
+    } else {
+      // Entries are big-endian: read them as native words (raw) and byte-swap only what is used.
+      if ((buf.byteOffset & 3) !== 0) {
+        this.l2Scratch ??= new Uint8Array(this.cs);
+        this.l2Scratch.set(buf.subarray(0, this.cs));
+        buf = this.l2Scratch;
+      }
+      this.fastL2(new Int32Array(buf.buffer, buf.byteOffset, 2 * n), dv, l2Off, active, l1Index, sn, copiedCheck);
+    }
+    if (active) {
+      this.c.allocatedClusters += this.l2Allocated;
+      this.c.fragmentedClusters += this.l2Fragmented;
+    }
+  }
+
+  private l2Scratch?: Uint8Array;
+
+  private fastL2(u: Int32Array, dv: DataView, l2Off: number, active: boolean, l1Index: number, sn: CheckedSnapshot | undefined,
+    copiedCheck: boolean): void {
+    const n = u.length >>> 1;
+    const cs = this.cs;
+    const cb = this.cb;
+    const rm = this.roleMap;
+    const gm = active ? this.guestMap : undefined;
+    const role = active ? HostRole.Data : HostRole.SnapshotData;
+    const hiMul = 2 ** (32 - cb);
+    const fileClusters = this.fileClusters;
+    const gBase = l1Index * n;
+    // Anything in these bits leaves the fast path: compressed/reserved (hi), reserved/zero/unaligned (lo).
+    const rejectHi = bswap32((C.OFLAG_COMPRESSED_HI | C.L2E_STD_RESERVED_MASK_HI) >>> 0);
+    const rejectLo = bswap32((cs - 1) >>> 0);
+    const copiedRaw = bswap32(C.OFLAG_COPIED_HI);
+    let nextContig = this.l2NextContig;
+    let allocated = this.l2Allocated;
+    let fragmented = this.l2Fragmented;
+    let i = 0;
+    while (i < n) {
+      const rhi = u[2 * i]!;
+      const rlo = u[2 * i + 1]!;
+      if ((rhi | rlo) === 0) {
+        i++;
         continue;
       }
-      const hi = dv.getUint32(i * 8);
-      const lo = dv.getUint32(i * 8 + 4);
-      if ((hi | lo) === 0) continue;
-      if ((hi & rejectHi) === 0 && (lo & rejectLo) === 0) {
-        const k = (hi & C.L2E_OFFSET_MASK_HI) * hiMul + (lo >>> cb);
+      if ((rhi & rejectHi) === 0 && (rlo & rejectLo) === 0) {
+        const lo = bswap32(rlo) >>> 0;
+        const k = (bswap32(rhi) & C.L2E_OFFSET_MASK_HI) * hiMul + (lo >>> cb);
         if (k !== 0 && k < fileClusters) {
+          // The run: following entries with the same high word and the next host cluster each.
+          const maxRun = Math.min(n - i, fileClusters - k, (TWO32 - lo) / cs);
+          // (int32 arithmetic throughout: this loop sees nearly every entry of a full image)
+          let m = 1;
+          let nlo = (lo + cs) | 0;
+          while (m < maxRun && u[2 * (i + m)] === rhi && u[2 * (i + m) + 1] === bswap32(nlo)) {
+            m++;
+            nlo = (nlo + cs) | 0;
+          }
           if (active) {
-            const off = k * cs;
-            allocated++;
-            if (nextContig !== 0 && off !== nextContig) fragmented++;
-            nextContig = off + cs;
+            allocated += m;
+            if (nextContig !== 0 && k * cs !== nextContig) fragmented++;
+            nextContig = (k + m) * cs;
           }
-          const v = ref[k]!;
-          const bit = 1 << (k & 7);
-          if (copiedCheck && (hi & C.OFLAG_COPIED_HI) !== 0) {
-            if (v !== 0) replay = true;
-            setBits[k >>> 3] = setBits[k >>> 3]! | bit;
-            if (v >= fastLimit) this.incCluster(k, HostRole.Data);
-            else ref[k] = v + 1;
-          } else {
-            if (v >= fastLimit || (v !== 0 && (setBits[k >>> 3]! & bit) !== 0)) this.incCluster(k, HostRole.Data);
-            else ref[k] = v + 1;
-            if (copiedCheck) this.markCopied(k, false);
-          }
+          this.countRun(k, m, (rhi & copiedRaw) !== 0, copiedCheck, role, rm);
+          if (gm !== undefined && gBase + i < gm.length) gm.fill(GuestState.Data, gBase + i, Math.min(gm.length, gBase + i + m));
+          i += m;
           continue;
         }
       }
@@ -573,16 +596,56 @@ class Analyzer {
       nextContig = this.l2NextContig;
       allocated = this.l2Allocated;
       fragmented = this.l2Fragmented;
+      i++;
     }
-    if (replay) this.copiedReplay = true;
-    if (!fast) {
-      allocated = this.l2Allocated;
-      fragmented = this.l2Fragmented;
+    this.l2NextContig = nextContig;
+    this.l2Allocated = allocated;
+    this.l2Fragmented = fragmented;
+  }
+
+  /**
+   * Count one reference to each of clusters [k, k+m) from data entries with the same COPIED flag:
+   * QEMU's qcow2_inc_refcounts_imrt plus our COPIED bookkeeping, clusters seen before handled one by one.
+   */
+  private countRun(k: number, m: number, copied: boolean, copiedCheck: boolean, role: number, rm: Uint8Array | undefined): void {
+    const ref = this.ref;
+    const setBits = this.copiedSet;
+    const fastLimit = this.fastLimit;
+    const end = k + m;
+    if (allZero(ref, k, end)) {
+      // No cluster of the run was referenced before: one reference each, their roles were free.
+      ref.fill(1, k, end);
+      if (rm !== undefined) rm.fill(role, k, end);
+    } else for (let c = k; c < end; c++) {
+      const v = ref[c]!;
+      if (v === 0) {
+        // First reference: its role was free, and no COPIED bit can be set for it yet.
+        ref[c] = 1;
+        if (rm !== undefined) rm[c] = role;
+        continue;
+      }
+      const bit = 1 << (c & 7);
+      if (copiedCheck && copied) {
+        this.copiedReplay = true;
+        if (v >= fastLimit) this.incCluster(c, role);
+        else this.bump(c, v, role);
+      } else if (v >= fastLimit || (setBits[c >>> 3]! & bit) !== 0) this.incCluster(c, role);
+      else this.bump(c, v, role);
     }
-    if (active) {
-      this.c.allocatedClusters += allocated;
-      this.c.fragmentedClusters += fragmented;
+    if (copiedCheck) {
+      if (copied) setBitRange(setBits, k, end);
+      else {
+        if (!this.anyCopiedClear) this.copiedClear = new Uint8Array(Math.ceil(this.copiedEntries / 8));
+        this.anyCopiedClear = true;
+        setBitRange(this.copiedClear, k, end);
+      }
     }
+  }
+
+  private bump(k: number, v: number, role: number): void {
+    this.ref[k] = v + 1;
+    if (k > this.maxK) this.maxK = k;
+    if (this.roleMap) this.setRole(k, role);
   }
 
   /** One L2 entry, general case: QEMU's check_refcounts_l2 loop body, plus our extra diagnostics. */
@@ -906,14 +969,22 @@ class Analyzer {
     const quads = (end - base) >>> 2;
     const rw = new Uint32Array(ref.buffer, ref.byteOffset + base, quads);
     let high = -1;
+    let hq = -1; // last quad matched whole with a non-zero count (its exact cluster is found at the end)
     for (let q = 0; q < quads; q++) {
       const a = bw[2 * q]!;
       const b = bw[2 * q + 1]!;
       const y = rw[q]!;
+      // The common cases first: four clusters referenced once (00 01 00 01 ...), or four free ones.
+      if (y === 0x01010101) {
+        if (a === 0x01000100 && b === 0x01000100) {
+          hq = q;
+          continue;
+        }
+      } else if (y === 0 && (a | b) === 0) continue;
       if (((a | b) & 0x00ff00ff) === 0 && (y & 0x80808080) === 0) {
         const packed = (((a >>> 8) & 0xff) | ((a >>> 16) & 0xff00) | ((b << 8) & 0xff0000) | (b & 0xff000000)) >>> 0;
         if (packed === y) {
-          if (y !== 0) high = base + 4 * q + ((y >>> 24) !== 0 ? 3 : (y & 0xff0000) !== 0 ? 2 : (y & 0xff00) !== 0 ? 1 : 0);
+          if (y !== 0) hq = q;
           continue;
         }
       }
@@ -927,6 +998,10 @@ class Analyzer {
           if (rc !== rf) this.mismatch(k, rc, rf);
         }
       }
+    }
+    if (hq >= 0 && base + 4 * hq > high) {
+      const y = rw[hq]!;
+      high = base + 4 * hq + ((y >>> 24) !== 0 ? 3 : (y & 0xff0000) !== 0 ? 2 : (y & 0xff00) !== 0 ? 1 : 0);
     }
     if (high >= 0) this.high = high;
     for (let k = base + 4 * quads; k < end; k++) {
@@ -1148,6 +1223,46 @@ function referrerOf(w: EntryFinding): { kind: string; table?: number; index?: nu
   if (w.guestOffset !== undefined) r.guestOffset = w.guestOffset;
   if (w.snapshotId !== undefined) r.snapshotId = w.snapshotId;
   return r;
+}
+
+/** Host byte order: the fast L2 loop reads big-endian entries as native words. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** Reverse the bytes of a 32-bit word (big-endian <-> little-endian), as a signed int32. */
+function bswap32(x: number): number {
+  return (x << 24) | ((x & 0xff00) << 8) | ((x >>> 8) & 0xff00) | (x >>> 24);
+}
+
+/** Whether bytes [from, to) of `a` are all zero (a word at a time; `a` must start a buffer). */
+function allZero(a: Uint8Array, from: number, to: number): boolean {
+  let c = from;
+  if (a.byteOffset !== 0) {
+    for (; c < to; c++) if (a[c] !== 0) return false;
+    return true;
+  }
+  for (; c < to && (c & 3) !== 0; c++) if (a[c] !== 0) return false;
+  const w = new Int32Array(a.buffer, 0, to >>> 2);
+  let acc = 0;
+  const wEnd = to >>> 2;
+  for (let i = c >>> 2; i < wEnd; i++) acc |= w[i]!;
+  if (acc !== 0) return false;
+  for (c = Math.max(c, wEnd << 2); c < to; c++) if (a[c] !== 0) return false;
+  return true;
+}
+
+/** Set bits [from, to) of a bitmap (LSB first within each byte), whole bytes at a time. */
+function setBitRange(bits: Uint8Array, from: number, to: number): void {
+  let b = from;
+  while (b < to && (b & 7) !== 0) {
+    bits[b >>> 3] = bits[b >>> 3]! | (1 << (b & 7));
+    b++;
+  }
+  const full = (to - b) >>> 3;
+  if (full > 0) {
+    bits.fill(0xff, b >>> 3, (b >>> 3) + full);
+    b += full * 8;
+  }
+  for (; b < to; b++) bits[b >>> 3] = bits[b >>> 3]! | (1 << (b & 7));
 }
 
 /** Decode the first `count` refcounts of a refcount block into `out`. */

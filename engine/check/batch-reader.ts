@@ -1,7 +1,7 @@
 // Reads many fixed-size tables (L2 tables, refcount blocks) with few large sequential reads:
 // offsets are sorted, adjacent ranges are merged into runs, and runs are read a few at a time
 // into reusable buffers (no garbage per batch).
-import { read as fsRead } from 'node:fs';
+import { read as fsRead, readSync } from 'node:fs';
 import { FileIO } from '../io/file-io.js';
 import type { PositionalIO } from '../io/positional-io.js';
 
@@ -37,13 +37,32 @@ export class BufferPool {
   }
 }
 
+/** Longest stretch of synchronous reading and walking before the event loop gets a turn (ms). */
+const YIELD_MS = 20;
+
 /**
- * Process tables batch by batch while the next batch is being read (two arenas alternate).
+ * Process tables batch by batch. A plain file is read with synchronous positional reads: tables
+ * mostly sit apart (an L2 table per 512 MiB of data), and one pread each costs a fraction of a
+ * thread-pool round trip, so this takes several times less CPU; the event loop still gets a turn
+ * every YIELD_MS (progress, cancel messages). Other sources are read asynchronously, the next batch
+ * while this one is handled (two arenas alternate).
  * `nextBatch` returns the next batch's offsets (or undefined at the end); `handle` gets the bytes.
  */
 export async function pipeline<B extends { offsets: number[] }>(io: PositionalIO, fileSize: number, length: number,
   zeros: Uint8Array, pools: [BufferPool, BufferPool], nextBatch: () => B | undefined,
   handle: (batch: B, tables: Map<number, Uint8Array>) => Promise<void> | void): Promise<void> {
+  if (io instanceof FileIO) {
+    let last = performance.now();
+    for (let cur = nextBatch(); cur; cur = nextBatch()) {
+      await handle(cur, readRangesSync(io.fd, fileSize, cur.offsets, length, zeros, pools[0]));
+      pools[0].release();
+      if (performance.now() - last > YIELD_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        last = performance.now();
+      }
+    }
+    return;
+  }
   let pi = 0;
   let cur = nextBatch();
   let curRead = cur ? readRanges(io, fileSize, cur.offsets, length, zeros, pools[0]) : undefined;
@@ -62,6 +81,52 @@ export async function pipeline<B extends { offsets: number[] }>(io: PositionalIO
     curRead = nxtRead;
     pi = 1 - pi;
   }
+}
+
+interface Run {
+  start: number;
+  end: number;
+  members: number[];
+}
+
+/** Sort and merge the ranges into runs; ranges wholly past end of file map to `zeros` at once. */
+function planRuns(fileSize: number, offsets: number[], length: number, zeros: Uint8Array): { out: Map<number, Uint8Array>; runs: Run[] } {
+  const out = new Map<number, Uint8Array>();
+  const sorted = Array.from(new Set(offsets)).sort((a, b) => a - b);
+  const runs: Run[] = [];
+  for (const off of sorted) {
+    if (off >= fileSize || !Number.isSafeInteger(off + length)) {
+      out.set(off, zeros);
+      continue;
+    }
+    const last = runs[runs.length - 1];
+    if (last && off <= last.end && off + length - last.start <= MAX_RUN_BYTES) {
+      last.end = Math.max(last.end, off + length);
+      last.members.push(off);
+    } else {
+      runs.push({ start: off, end: off + length, members: [off] });
+    }
+  }
+  return { out, runs };
+}
+
+/** readRanges for a plain file descriptor, with synchronous reads into `pool`. */
+function readRangesSync(fd: number, fileSize: number, offsets: number[], length: number, zeros: Uint8Array,
+  pool: BufferPool): Map<number, Uint8Array> {
+  const { out, runs } = planRuns(fileSize, offsets, length, zeros);
+  for (const r of runs) {
+    const want = r.end - r.start;
+    const buf = pool.take(want);
+    let got = 0;
+    while (got < want) {
+      const n = readSync(fd, buf, got, want - got, r.start + got);
+      if (n === 0) break;
+      got += n;
+    }
+    if (got < want) buf.fill(0, got);
+    for (const m of r.members) out.set(m, buf.subarray(m - r.start, m - r.start + length));
+  }
+  return out;
 }
 
 function readInto(fd: number, buf: Uint8Array, position: number): Promise<number> {
@@ -86,22 +151,7 @@ function readInto(fd: number, buf: Uint8Array, position: number): Promise<number
  */
 export async function readRanges(io: PositionalIO, fileSize: number, offsets: number[], length: number,
   zeros: Uint8Array, pool?: BufferPool): Promise<Map<number, Uint8Array>> {
-  const out = new Map<number, Uint8Array>();
-  const sorted = Array.from(new Set(offsets)).sort((a, b) => a - b);
-  const runs: Array<{ start: number; end: number; members: number[] }> = [];
-  for (const off of sorted) {
-    if (off >= fileSize || !Number.isSafeInteger(off + length)) {
-      out.set(off, zeros);
-      continue;
-    }
-    const last = runs[runs.length - 1];
-    if (last && off <= last.end && off + length - last.start <= MAX_RUN_BYTES) {
-      last.end = Math.max(last.end, off + length);
-      last.members.push(off);
-    } else {
-      runs.push({ start: off, end: off + length, members: [off] });
-    }
-  }
+  const { out, runs } = planRuns(fileSize, offsets, length, zeros);
   const fd = io instanceof FileIO ? io.fd : -1;
   for (let i = 0; i < runs.length; i += CONCURRENCY) {
     await Promise.all(runs.slice(i, i + CONCURRENCY).map(async (r) => {
