@@ -902,7 +902,7 @@ class Analyzer {
     const order = geo.refcountOrder;
     const nb = this.nbClusters();
     const ref = this.ref;
-    const rcBuf = new Float64Array(E);
+    let rcBuf: Float64Array | undefined; // only for blocks the 16-bit quad compare can't take (E * 8 bytes)
     const rtEntries = this.image.reftable.length / 8;
     const blocksNeeded = Math.ceil(nb / E);
     const perBatch = Math.max(1, Math.floor(BATCH_BYTES / this.cs));
@@ -940,6 +940,7 @@ class Analyzer {
         if (order === 4 && block.byteOffset % 4 === 0 && base % 4 === 0) {
           this.compareQuads16(block, base, end);
         } else {
+          rcBuf ??= new Float64Array(E);
           decodeBlock(block, order, rcBuf, end - base);
           for (let k = base; k < end; k++) {
             const rc = rcBuf[k - base]!;
@@ -1040,13 +1041,17 @@ class Analyzer {
     const geo = this.image.geo;
     const E = geo.refcountBlockEntries;
     const rtEntries = this.image.reftable.length / 8;
-    const rcBuf = new Float64Array(E);
+    let rcBuf: Float64Array | undefined;
     let budget = 64; // blocks examined at most: cheap, bounded
     for (let r = Math.floor(nb / E); r < rtEntries && budget > 0; r++) {
       const off = this.lookup.blockOffset(r);
       if (off === 0 || off % this.cs !== 0 || off >= this.fileSize) continue;
       budget--;
       const block = await readPadded(this.image.io, off, this.cs);
+      // Entries of clusters past the compared range are nearly always zero: skip such blocks undecoded.
+      const from = Math.max(0, nb - r * E);
+      if (allZeroBytes(block, Math.floor((from << geo.refcountOrder) / 8), block.length)) continue;
+      rcBuf ??= new Float64Array(E);
       decodeBlock(block, geo.refcountOrder, rcBuf, E);
       for (let j = 0; j < E; j++) {
         const k = r * E + j;
@@ -1247,6 +1252,12 @@ function allZero(a: Uint8Array, from: number, to: number): boolean {
   for (let i = c >>> 2; i < wEnd; i++) acc |= w[i]!;
   if (acc !== 0) return false;
   for (c = Math.max(c, wEnd << 2); c < to; c++) if (a[c] !== 0) return false;
+  return true;
+}
+
+/** Whether bytes [from, to) of `a` are all zero. */
+function allZeroBytes(a: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (a[i] !== 0) return false;
   return true;
 }
 

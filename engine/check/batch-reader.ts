@@ -21,11 +21,11 @@ export class BufferPool {
 
   take(size: number): Uint8Array {
     if (this.pos + size > this.arena.length) {
-      if (this.arena.length >= this.size) return new Uint8Array(size);
-      // Grow: earlier slices keep the old buffer alive until the batch is released.
-      this.arena = new Uint8Array(Math.min(this.size, Math.max(size, 2 * this.arena.length, 64 * 1024)));
+      if (this.pos > 0 && this.arena.length >= this.size) return new Uint8Array(size);
+      // Grow: earlier slices keep the old buffer alive until the batch is released. One range always
+      // fits (a 2 MiB cluster in a 1 MiB pool): a fresh buffer per table costs page faults and GC.
+      this.arena = new Uint8Array(Math.max(size, Math.min(this.size, Math.max(2 * this.arena.length, 64 * 1024))));
       this.pos = 0;
-      if (size > this.arena.length) return new Uint8Array(size);
     }
     const b = this.arena.subarray(this.pos, this.pos + size);
     this.pos += size;
