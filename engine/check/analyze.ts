@@ -328,10 +328,20 @@ class Analyzer {
       this.an.cut();
       return false;
     }
+    this.incSpan(offset, size, role);
+    return true;
+  }
+
+  /** incRange's counting part, for callers that checked `fits` (no referrer built per entry). */
+  private incSpan(offset: number, size: number, role: number): void {
     const first = Math.floor(offset / this.cs);
     const last = Math.floor((offset + size - 1) / this.cs);
     for (let k = first; k <= last; k++) this.incCluster(k, role);
-    return true;
+  }
+
+  /** Whether incRange would count [offset, offset+size) without an end-of-file error. */
+  private fits(offset: number, size: number): boolean {
+    return size > 0 && offset + size - this.fileSize < this.cs;
   }
 
   private claimMeta(offset: number, size: number, role: number, what: string): void {
@@ -572,12 +582,14 @@ class Analyzer {
           // The run: following entries with the same high word and the next host cluster each.
           const maxRun = Math.min(n - i, fileClusters - k, (TWO32 - lo) / cs);
           // (int32 arithmetic throughout: this loop sees nearly every entry of a full image)
-          let m = 1;
+          const stop = 2 * (i + maxRun);
           let nlo = (lo + cs) | 0;
-          while (m < maxRun && u[2 * (i + m)] === rhi && u[2 * (i + m) + 1] === bswap32(nlo)) {
-            m++;
+          let p = 2 * i + 2;
+          while (p < stop && u[p] === rhi && u[p + 1] === bswap32(nlo)) {
+            p += 2;
             nlo = (nlo + cs) | 0;
           }
+          const m = (p >>> 1) - i;
           if (active) {
             allocated += m;
             if (nextContig !== 0 && k * cs !== nextContig) fragmented++;
@@ -728,7 +740,9 @@ class Analyzer {
         this.an.add('external-data-mismatch', { referrer: { kind: 'l2', table: l2Off, index: i, guestOffset: g * cs } });
       return;
     }
-    this.incRange(off, cs, active ? HostRole.Data : HostRole.SnapshotData, this.where(hi, lo, i, l2Off, active, l1Index, sn));
+    const role = active ? HostRole.Data : HostRole.SnapshotData;
+    if (this.fits(off, cs)) this.incSpan(off, cs, role);
+    else this.incRange(off, cs, role, this.where(hi, lo, i, l2Off, active, l1Index, sn));
     if (copiedCheck) this.markCopied(Math.floor(off / cs), (hi & C.OFLAG_COPIED_HI) !== 0);
   }
 
@@ -761,7 +775,8 @@ class Analyzer {
     const offset = offHi * TWO32 + lo;
     const sectors = (Math.floor((hi & 0x3fffffff) / 2 ** hiBits) & geo.csizeMask) + 1;
     const size = sectors * C.SECTOR_SIZE - (lo & (C.SECTOR_SIZE - 1));
-    this.incRange(offset, size, HostRole.Compressed, this.where(hi, lo, i, l2Off, active, l1Index, sn), hex64(offHi, lo));
+    if (this.fits(offset, size)) this.incSpan(offset, size, HostRole.Compressed);
+    else this.incRange(offset, size, HostRole.Compressed, this.where(hi, lo, i, l2Off, active, l1Index, sn), hex64(offHi, lo));
     if (active && this.compressedSamples.length < MAX_COMPRESSED_SAMPLES)
       this.compressedSamples.push({ offset, size, l2Offset: l2Off, index: i, guestOffset: (l1Index * geo.l2Entries + i) * this.cs });
     if (active) {

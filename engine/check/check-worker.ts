@@ -3,7 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { CancelledError, Qcow2FormatError } from '../errors.js';
 import { CancelToken } from '../service/progress.js';
-import { checkFile } from './index.js';
+import { checkFile } from './run.js';
 import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 const port = parentPort!;

@@ -1,50 +1,8 @@
 // The checker's entry points: `qemu-img check` (without -r) on an opened image or a file, plus our
 // anomalies and, on request, the role and guest maps. Checking never writes.
-import { FileIO } from '../io/file-io.js';
-import { Qcow2Image } from '../image/qcow2-image.js';
-import { analyzeImage, type Analysis } from './analyze.js';
-import type { CheckOptions, CheckResult } from './types.js';
-
 export { analyzeImage } from './analyze.js';
 export type { Analysis, EntryFinding } from './analyze.js';
-
-/** Turn an analysis into the public result. */
-export function toCheckResult(filename: string, a: Analysis, elapsed: number): CheckResult {
-  const r: CheckResult = {
-    filename, counters: a.counters, anomalies: a.anomalies, hostClusters: a.nbClusters, clusterSize: a.clusterSize, elapsed,
-  };
-  if (a.failed !== undefined) r.failed = a.failed;
-  if (a.failedAtOpen) r.failedAtOpen = true;
-  if (a.roleMap) r.roleMap = a.roleMap;
-  if (a.guestMap) r.guestMap = a.guestMap;
-  return r;
-}
-
-/**
- * Check an opened image as `qemu-img check` does (plus our extra diagnostics). `opts.repair` is
- * ignored here: repairs are planned and applied by engine/repair from an analysis.
- */
-export async function checkImage(image: Qcow2Image, opts: CheckOptions = {}): Promise<CheckResult> {
-  const t0 = performance.now();
-  const a = await analyzeImage(image, opts);
-  return toCheckResult(image.io.name, a, (performance.now() - t0) / 1000);
-}
-
-/** Open `path` read-only in check mode (as qemu-img check opens it) and check it. */
-export async function checkFile(path: string, opts: CheckOptions = {}): Promise<CheckResult> {
-  const io = await FileIO.open(path);
-  try {
-    const image = await openForCheck(io);
-    return await checkImage(image, opts);
-  } finally {
-    await io.close();
-  }
-}
-
-/** Open as QEMU's check does: no refcount table tolerated, tables past end of file read as zeros. */
-export function openForCheck(io: FileIO | Parameters<typeof Qcow2Image.open>[0]): Promise<Qcow2Image> {
-  return Qcow2Image.open(io, { checkMode: true, zeroFillPastEof: true });
-}
+export { checkFile, checkImage, openForCheck, toCheckResult } from './run.js';
 export { checkInWorker } from "./worker-client.js";
 export { describeHostCluster } from './describe.js';
 export type { HostClusterInfo } from './describe.js';

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { FileIO } from '../../io/file-io.js';
 import { Qcow2FormatError } from '../../errors.js';
-import { checkImage, openForCheck } from '../../check/index.js';
+import { checkImage, openForCheck } from '../../check/run.js';
 import { BITMAPS_LEAK_HINT } from '../../check/analyze.js';
 import type { RepairMode } from '../../check/types.js';
 import { QCOW2_MAGIC } from '../../format/constants.js';
