@@ -572,7 +572,12 @@ class Analyzer {
       const rhi = u[2 * i]!;
       const rlo = u[2 * i + 1]!;
       if ((rhi | rlo) === 0) {
-        i++;
+        // Unallocated: skip the whole stretch, four entries a time while it lasts.
+        let p = 2 * i + 2;
+        const wEnd = 2 * n;
+        while (p + 8 <= wEnd && (u[p]! | u[p + 1]! | u[p + 2]! | u[p + 3]! | u[p + 4]! | u[p + 5]! | u[p + 6]! | u[p + 7]!) === 0) p += 8;
+        while (p < wEnd && (u[p]! | u[p + 1]!) === 0) p += 2;
+        i = p >>> 1;
         continue;
       }
       if ((rhi & rejectHi) === 0 && (rlo & rejectLo) === 0) {
