@@ -958,7 +958,9 @@ class Analyzer {
         }
         const block = off === 0 ? this.zeros : blocks.get(off)!;
         if (order === 4 && block.byteOffset % 4 === 0 && base % 4 === 0) {
-          this.compareQuads16(block, base, end);
+          // A fully used stretch (every cluster referenced once, refcount 1) is the common block.
+          if (this.allOnes16(block, base, end)) this.high = end - 1;
+          else this.compareQuads16(block, base, end);
         } else {
           rcBuf ??= new Float64Array(E);
           decodeBlock(block, order, rcBuf, end - base);
@@ -977,6 +979,18 @@ class Analyzer {
     });
     this.scanCopiedClear();
     await this.refcountsBeyondEof(nb);
+  }
+
+  private ones16?: Buffer;
+
+  /** Whether clusters [base, end) each have one reference and a 16-bit refcount of 1 (a memcmp). */
+  private allOnes16(block: Uint8Array, base: number, end: number): boolean {
+    if ((end - base) % 4 !== 0 || this.ref.byteOffset !== 0) return false;
+    const rw = new Int32Array(this.ref.buffer, base, (end - base) >>> 2);
+    for (let q = 0; q < rw.length; q++) if (rw[q] !== 0x01010101) return false;
+    const bytes = 2 * (end - base);
+    this.ones16 ??= Buffer.alloc(block.length, Uint8Array.of(0, 1));
+    return Buffer.from(block.buffer, block.byteOffset, bytes).equals(this.ones16.subarray(0, bytes));
   }
 
   /**
