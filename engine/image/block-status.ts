@@ -34,9 +34,6 @@ interface StatusLayer {
   holes: Map<PositionalIO, HostHoles>;
 }
 
-/** QEMU probes at most 1 GiB per block-status request (qemu-img map). */
-const MAP_STEP = 1024 * 1024 * 1024;
-
 export class BlockStatus {
   private probe: Promise<SeekProbe | undefined> | undefined;
 
@@ -93,12 +90,16 @@ export class BlockStatus {
     }
   }
 
-  /** Every entry of the disk in guest order, unmerged (QEMU's 1 GiB probing steps included). */
+  /**
+   * Every entry of the disk in guest order, unmerged. QEMU probes at most 1 GiB at a time; after
+   * merging that makes no difference, so each probe here asks for the rest of the disk (a huge
+   * sparse disk is then a few probes, not one per GiB).
+   */
   async *entries(): AsyncGenerator<MapEntry> {
     let off = 0;
     const size = this.size;
     while (off < size) {
-      const e = await this.at(off, Math.min(MAP_STEP, size - off));
+      const e = await this.at(off, size - off);
       yield e;
       off += e.length;
     }

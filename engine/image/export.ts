@@ -37,8 +37,8 @@ export interface ExportResult {
 
 /** Largest single read or write. */
 const MAX_IO = 8 * 1024 * 1024;
-/** Guest bytes resolved per step (bounds the pieces held in memory). */
-const WINDOW = 64 * 1024 * 1024;
+/** Least guest progress between two progress events. */
+const PROGRESS_STEP = 16 * 1024 * 1024;
 /** Requests in flight (libuv's thread pool has 4 threads). */
 const IN_FLIGHT = 4;
 /** Granularity of zero detection inside data, as qemu-img convert's default -S 4k. */
@@ -121,19 +121,28 @@ export async function exportRaw(chain: ImageChain, out: PositionalIO, opts: Expo
     }
   };
 
-  try {
-    for (let off = 0; off < size; off += WINDOW) {
-      cancel.throwIfCancelled();
-      await reader.resolve(off, Math.min(WINDOW, size - off), onPiece);
-      opts.progress?.({ fraction: Math.min(1, (off + WINDOW) / size), stage: 'export' });
+  // Progress and cancellation ride on the pieces (one resolution pass over the whole disk: pieces
+  // are handled as they come, so nothing accumulates however large the disk is).
+  let reported = 0;
+  const step = Math.max(PROGRESS_STEP, size / 1000);
+  const visit = async (p: Piece) => {
+    cancel.throwIfCancelled();
+    await onPiece(p);
+    const done = p.guest + p.length;
+    if (done - reported >= step) {
+      reported = done;
+      opts.progress?.({ fraction: done / size, stage: 'export' });
     }
+  };
+  try {
+    await reader.resolve(0, size, visit);
     await flush();
     await pool.drain();
   } catch (e) {
     await pool.settle();
     throw e;
   }
-  if (size === 0) opts.progress?.({ fraction: 1, stage: 'export' });
+  opts.progress?.({ fraction: 1, stage: 'export' });
   return result;
 }
 

@@ -157,7 +157,10 @@ export class Qcow2LayerMap implements LayerMap {
   private unallocatedRun(off: number, limit: number, l1Index: number, coverage: number, max: number): Segment {
     let len = limit;
     let i = l1Index + 1;
-    while (len < max && this.l2OffsetAt(i) === 0) {
+    while (len < max) {
+      // Past the end of the L1 table everything is unallocated: no need to step through it.
+      if (i * 8 >= this.l1.length) return { kind: SegKind.Unallocated, length: max, host: -1, file: undefined };
+      if (this.l2OffsetAt(i) !== 0) break;
       len = Math.min(max, len + coverage);
       i++;
     }
