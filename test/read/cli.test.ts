@@ -151,4 +151,20 @@ describe('map and export commands', () => {
       t.cleanup();
     }
   });
+
+  it('map of a huge sparse disk (8 TiB) equals qemu-img\'s', () => {
+    const t = tempDir();
+    try {
+      const f = join(t.dir, 'huge.qcow2');
+      createQcow2(f, '8T', {});
+      qemuIo(f, ['write -P 0x11 3T 64k', 'write -z 5T 1M']);
+      for (const out of ['--output=json', '--output=human']) {
+        const o = ours('map', out, f);
+        expect(o.status).toBe(0);
+        expect(o.stdout).toBe(run('qemu-img', ['map', out, f]).stdout);
+      }
+    } finally {
+      t.cleanup();
+    }
+  });
 });
