@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { BenchContext } from '../main.js';
 import { checkFile } from '../../engine/check/index.js';
 
-export const title = 'check vs qemu-img check (wall time, peak memory)';
+export const title = 'check vs qemu-img check (wall and CPU time, peak memory)';
 
 const TIME = '/usr/bin/time';
 
