@@ -62,7 +62,9 @@ export async function findReferrers(image: Qcow2Image, clusters: ReadonlySet<num
     if (len <= 0 || !Number.isFinite(off)) return;
     const first = Math.floor(off / cs);
     const last = Math.floor((off + len - 1) / cs);
-    if (last - first < 64) {
+    // Past 2^53 `c++` stops advancing (a hostile refcount-table entry can point near 2^64): walk
+    // the target set instead of the range there.
+    if (last - first < 64 && Number.isSafeInteger(last + 1)) {
       for (let c = first; c <= last; c++) if (out.has(c)) hitOne(c, r, as);
     } else {
       for (const c of clusters) if (c >= first && c <= last) hitOne(c, r, as);
