@@ -168,7 +168,8 @@ export const handlers: HandlerTable = {
       throw new ContractError('busy', 'the image changed since the plan was made: make a new plan and look at it again');
     if (stored.plan.failed !== undefined)
       throw new ContractError('invalid-argument', hidePaths(ctx, s, `this plan cannot be applied: ${stored.plan.failed}`));
-    const common = { image: s.path, mode: stored.mode, onProgress: ctx.progress, cancel: ctx.cancel };
+    // Apply exactly the plan the user reviewed; the repair stops (StaleImageError) if the image moved on.
+    const common = { image: s.path, mode: stored.mode, plan: stored.plan, onProgress: ctx.progress, cancel: ctx.cancel };
     if (args.target.kind === 'copy') {
       const out = await outputPath(args.target.save, s.path, '.repaired.qcow2');
       if (out === undefined) throw new ContractError('invalid-argument', 'a repaired copy is saved next to the image, not downloaded', { field: 'args.target.save.kind', value: 'inline' });
