@@ -155,16 +155,27 @@ export class Qcow2LayerMap implements LayerMap {
 
   /** A run of unallocated L1 entries (no L2 table): extends over following empty L1 entries. */
   private unallocatedRun(off: number, limit: number, l1Index: number, coverage: number, max: number): Segment {
-    let len = limit;
-    let i = l1Index + 1;
-    while (len < max) {
-      // Past the end of the L1 table everything is unallocated: no need to step through it.
-      if (i * 8 >= this.l1.length) return { kind: SegKind.Unallocated, length: max, host: -1, file: undefined };
-      if (this.l2OffsetAt(i) !== 0) break;
-      len = Math.min(max, len + coverage);
-      i++;
-    }
+    const end = this.emptyL1RunEnd(l1Index);
+    const tableEntries = this.l1.length / 8;
+    const len = end >= tableEntries ? max : Math.max(limit, Math.min(max, end * coverage - off));
     return { kind: SegKind.Unallocated, length: len, host: -1, file: undefined };
+  }
+
+  /** Last answer of emptyL1RunEnd: entries [from, to) have no L2 table. */
+  private emptyRun = { from: -1, to: -1 };
+
+  /**
+   * First L1 index after `i` that has an L2 table (the table's length when none). Remembered, so
+   * that walking a long empty run piece by piece (as the layers below answer) stays linear.
+   */
+  private emptyL1RunEnd(i: number): number {
+    if (i >= this.emptyRun.from && i < this.emptyRun.to) return this.emptyRun.to;
+    const n = this.l1.length / 8;
+    let j = i + 1;
+    // Any offset bit counts as "has a table"; its validity is checked when it is reached.
+    while (j < n && (u32(this.l1, j * 8) & C.L1E_OFFSET_MASK_HI) === 0 && (u32(this.l1, j * 8 + 4) & C.L1E_OFFSET_MASK_LO) === 0) j++;
+    this.emptyRun = { from: i, to: j };
+    return j;
   }
 
   private async loadL2(l2Offset: number, l1Index: number): Promise<Uint8Array> {
