@@ -20,6 +20,7 @@ import { GuestState, HostRole } from './roles.js';
 import { precheckSnapshotTable, type CheckedSnapshot } from './snapshot-table.js';
 import type { Anomaly, CheckOptions, QemuCounters, Referrer } from './types.js';
 import { findReferrers } from './describe.js';
+import { allZero, allZeroBytes, bswap32, LITTLE_ENDIAN, runLength, setBitRange } from './words.js';
 
 /** Where a per-entry finding sits, exactly, for the repair planner and the app. */
 export interface EntryFinding {
@@ -1265,68 +1266,6 @@ function referrerOf(w: EntryFinding): { kind: string; table?: number; index?: nu
   if (w.guestOffset !== undefined) r.guestOffset = w.guestOffset;
   if (w.snapshotId !== undefined) r.snapshotId = w.snapshotId;
   return r;
-}
-
-/** Host byte order: the fast L2 loop reads big-endian entries as native words. */
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-
-/**
- * Length of the run of entries starting at entry i (word stop is the limit) whose high word is
- * `rhi` (raw) and whose offset grows by cs each time from `lo`. A small function of its own: the
- * JIT compiles it (and replaces it on the stack) cheaply, instead of the whole L2 walk.
- * (int32 arithmetic throughout: this loop sees nearly every entry of a full image.)
- */
-function runLength(u: Int32Array, i: number, stop: number, rhi: number, lo: number, cs: number): number {
-  let nlo = (lo + cs) | 0;
-  let p = 2 * i + 2;
-  while (p < stop && u[p] === rhi && u[p + 1] === bswap32(nlo)) {
-    p += 2;
-    nlo = (nlo + cs) | 0;
-  }
-  return (p >>> 1) - i;
-}
-
-/** Reverse the bytes of a 32-bit word (big-endian <-> little-endian), as a signed int32. */
-function bswap32(x: number): number {
-  return (x << 24) | ((x & 0xff00) << 8) | ((x >>> 8) & 0xff00) | (x >>> 24);
-}
-
-/** Whether bytes [from, to) of `a` are all zero (a word at a time; `a` must start a buffer). */
-function allZero(a: Uint8Array, from: number, to: number): boolean {
-  let c = from;
-  if (a.byteOffset !== 0) {
-    for (; c < to; c++) if (a[c] !== 0) return false;
-    return true;
-  }
-  for (; c < to && (c & 3) !== 0; c++) if (a[c] !== 0) return false;
-  const w = new Int32Array(a.buffer, 0, to >>> 2);
-  let acc = 0;
-  const wEnd = to >>> 2;
-  for (let i = c >>> 2; i < wEnd; i++) acc |= w[i]!;
-  if (acc !== 0) return false;
-  for (c = Math.max(c, wEnd << 2); c < to; c++) if (a[c] !== 0) return false;
-  return true;
-}
-
-/** Whether bytes [from, to) of `a` are all zero. */
-function allZeroBytes(a: Uint8Array, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) if (a[i] !== 0) return false;
-  return true;
-}
-
-/** Set bits [from, to) of a bitmap (LSB first within each byte), whole bytes at a time. */
-function setBitRange(bits: Uint8Array, from: number, to: number): void {
-  let b = from;
-  while (b < to && (b & 7) !== 0) {
-    bits[b >>> 3] = bits[b >>> 3]! | (1 << (b & 7));
-    b++;
-  }
-  const full = (to - b) >>> 3;
-  if (full > 0) {
-    bits.fill(0xff, b >>> 3, (b >>> 3) + full);
-    b += full * 8;
-  }
-  for (; b < to; b++) bits[b >>> 3] = bits[b >>> 3]! | (1 << (b & 7));
 }
 
 /** Decode the first `count` refcounts of a refcount block into `out`. */
