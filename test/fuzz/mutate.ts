@@ -6,17 +6,8 @@ import { u16, u32, u64 } from '../../engine/format/bytes.js';
 import { decodeHeader } from '../../engine/format/header.js';
 import { l1Offset } from '../../engine/format/l2-entry.js';
 
-/** mulberry32: small, fast, deterministic. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The lab's seedable PRNG, re-exported for the fuzz test. */
+export { prng } from '../../engine/lab/crash-states.js';
 
 export interface Field {
   name: string;

@@ -126,7 +126,7 @@ describe('dry run, copies, journal', () => {
     // A damaged journal is refused.
     const bad = join(t.dir, 'bad.journal');
     const bytes = readFileSync(journal);
-    bytes[bytes.length - 1] ^= 0xff;
+    bytes[bytes.length - 1]! ^= 0xff;
     writeFileSync(bad, bytes);
     await expect(readJournal(bad)).rejects.toThrow(/checksum/);
 

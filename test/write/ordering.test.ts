@@ -23,7 +23,7 @@ async function fresh(size: number, clusterBits: number, ordering: WriteOrdering 
   return { mem, rec, w };
 }
 
-const isWriteAt = (e: { kind: string }, off: number): boolean => e.kind === 'write' && (e as { offset: number }).offset === off;
+const isWriteAt = (e: { kind: string }, off: number): boolean => e.kind === 'write' && (e as unknown as { offset: number }).offset === off;
 
 describe('ordering of the write path', () => {
   it('refcount before L2 table before L1 entry; data durable before the L2 entry maps it', async () => {
