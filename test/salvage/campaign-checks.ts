@@ -1,6 +1,35 @@
 // Shared assertions for the salvage campaign (bench/sections/50-salvage.ts builds and measures).
-import { expect } from 'vitest';
-import type { ScenarioResult } from '../../bench/sections/50-salvage.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { buildImage, damagesFor, IMAGES, runScenario, formatTable, type ScenarioResult } from '../../bench/sections/50-salvage.js';
+import { tempDir } from '../helpers/qemu.js';
+
+/**
+ * The campaign for some of the bench's images: every damage kind, salvaged to raw and to qcow2,
+ * measured against qemu-img convert of the undamaged image. Split over several test files so the
+ * images run in parallel.
+ */
+export function campaign(names: string[]): void {
+  const t = tempDir('q2d-salvage-');
+  afterAll(t.cleanup);
+  for (const name of names) {
+    describe(`salvage campaign: ${name}`, () => {
+      const spec = IMAGES.find((s) => s.name === name)!;
+      const img = buildImage(t.dir, spec);
+      const results: ScenarioResult[] = [];
+      damagesFor(img).forEach((d, n) => {
+        it(`${d.kind} (${d.where})`, async () => {
+          const r = await runScenario(t.dir, img, d, n, { qcow2: true });
+          results.push(r);
+          assertScenario(r);
+        });
+      });
+      it('prints the recovery table', () => {
+        expect(results.length).toBe(damagesFor(img).length);
+        console.log(formatTable(results).join('\n'));
+      });
+    });
+  }
+}
 
 export function assertScenario(r: ScenarioResult): void {
   const label = `${r.image} / ${r.damage} / ${r.where}`;
