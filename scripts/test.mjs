@@ -20,7 +20,10 @@ try {
   const report = JSON.parse(readFileSync('test-results/vitest.json', 'utf8'));
   passed = report.numPassedTests;
   failed = report.numFailedTests + (report.numRuntimeErrorTestSuites ?? 0);
-  for (const f of report.testResults ?? []) if (f.status === 'failed' && (f.assertionResults ?? []).length === 0) failed++;
+  // A file that failed outside any test (its setup, or collecting it) leaves its tests skipped:
+  // count it as a failure so the closing line never reads "0 failed" for a failed run.
+  for (const f of report.testResults ?? [])
+    if (f.status === 'failed' && !(f.assertionResults ?? []).some((a) => a.status === 'failed')) failed++;
 } catch {
   failed = Math.max(failed, 1);
 }

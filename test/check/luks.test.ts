@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { patchU16, readU64, run, sha256, tempDir } from '../helpers/qemu.js';
+import { patchU16, qemuImgCreateLuks, readU64, run, sha256, tempDir } from '../helpers/qemu.js';
 import { countersFromQemuJson, ourCheck, qemuProblemLines } from './harness.js';
 
 const tmp = tempDir('q2d-luks-');
@@ -25,10 +25,7 @@ function luksImage(name: string): string {
 function makeLuksImage(name: string): string {
   const f = join(tmp.dir, name);
   const args = ['create', '-q', '-f', 'qcow2', '--object', SECRET, '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', f, '64M'];
-  // The key-derivation calibration is timing based and can fail on a saturated machine ("Unable to
-  // get accurate CPU usage"): that is about the timing, not the image, so try again.
-  let c = run('qemu-img', args);
-  for (let i = 0; i < 8 && c.status !== 0; i++) c = run('qemu-img', args);
+  const c = qemuImgCreateLuks(args);
   expect(c.status, c.stderr).toBe(0);
   const r = run('qemu-io', ['--object', SECRET, '--image-opts', `driver=qcow2,file.filename=${f},encrypt.key-secret=sec0`, '-c', 'write -P 1 0 64k']);
   expect(r.status).toBe(0);

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { collectImageInfo } from '../../engine/image/info-file.js';
 import { renderInfoHuman, renderInfoJson } from '../../engine/image/info-render.js';
-import { run, qemuImg } from '../helpers/qemu.js';
+import { run, qemuImg, qemuImgCreateLuks } from '../helpers/qemu.js';
 
 export interface Both {
   qemu: string;
@@ -40,14 +40,9 @@ export function qemuRefusal(file: string): string | undefined {
  * accurate CPU usage" on a busy machine; retry a few times.
  */
 export function createLuks(file: string, size: string, extra: string[] = []): void {
-  let last = '';
-  for (let i = 0; i < 8; i++) {
-    const r = run('qemu-img', ['create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=pw',
-      '-o', ['encrypt.format=luks', 'encrypt.key-secret=s0', 'encrypt.iter-time=10', ...extra].join(','), file, size]);
-    if (r.status === 0) return;
-    last = r.stderr;
-  }
-  throw new Error(`could not create a LUKS image: ${last}`);
+  const r = qemuImgCreateLuks(['create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=pw',
+    '-o', ['encrypt.format=luks', 'encrypt.key-secret=s0', 'encrypt.iter-time=10', ...extra].join(','), file, size]);
+  if (r.status !== 0) throw new Error(`could not create a LUKS image: ${r.stderr}`);
 }
 
 export function createAes(file: string, size: string): void {
