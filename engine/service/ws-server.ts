@@ -7,17 +7,15 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile, realpath, stat } from 'node:fs/promises';
-import { extname, resolve, sep, basename } from 'node:path';
+import { extname, resolve, sep } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { networkInterfaces } from 'node:os';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import type { ServerMessage } from './contract.js';
 import { decodeMessage, encodeMessage } from './wire.js';
-import { RecentStore } from './recent.js';
-import { RootResolver } from './root-resolver.js';
+import { createServeHost } from './serve-host.js';
 import { listSamples } from './samples.js';
 import { Service } from './service.js';
-import type { ServiceHost } from './handler.js';
 
 export interface ServeOptions {
   root: string;
@@ -53,18 +51,8 @@ export const SERVE_CSP = "default-src 'none'; script-src 'self'; style-src 'self
 const MAX_CLIENT_MESSAGE = 1024 * 1024;
 
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
-  const resolver = await RootResolver.create(opts.root);
   const samples = await listSamples(opts.samplesDir);
-  const recent = new RecentStore();
-  const host: ServiceHost = {
-    kind: 'serve',
-    resolve: (ref) => resolver.resolve(ref, recent, samples),
-    listFiles: (dir) => resolver.list(dir),
-    mayRead: async (p) => (await resolver.mayRead(p)) || [...samples.values()].includes(p),
-    samples: [...samples.keys()],
-    rootName: basename(resolver.root),
-    recent,
-  };
+  const host = await createServeHost(opts.root, samples);
   if (opts.testCheckDelayMs) host.testCheckDelayMs = opts.testCheckDelayMs;
   const service = new Service(host);
   const token = opts.token ?? randomBytes(24).toString('base64url');

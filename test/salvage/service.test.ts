@@ -3,23 +3,16 @@
 // reads back (qemu-img) as the undamaged disk.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
-import { Service, type ServiceHost } from '../../engine/service/service.js';
-import { RootResolver } from '../../engine/service/root-resolver.js';
-import { RecentStore } from '../../engine/service/recent.js';
+import { join } from 'node:path';
+import { Service } from '../../engine/service/service.js';
+import { createServeHost } from '../../engine/service/serve-host.js';
 import { createQcow2, qemuCheck, qemuImg, qemuIo, readU64, sha256, tempDir, writeBytes } from '../helpers/qemu.js';
 
 const t = tempDir('q2d-salvage-svc-');
 let service: Service;
 
 beforeAll(async () => {
-  const resolver = await RootResolver.create(t.dir);
-  const recent = new RecentStore();
-  const host: ServiceHost = {
-    kind: 'serve', resolve: (ref) => resolver.resolve(ref, recent, new Map()), listFiles: (d) => resolver.list(d),
-    mayRead: (p) => resolver.mayRead(p), samples: [], rootName: basename(resolver.root), recent,
-  };
-  service = new Service(host);
+  service = new Service(await createServeHost(t.dir));
 });
 afterAll(async () => {
   await service.dispose();

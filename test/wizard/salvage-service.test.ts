@@ -4,10 +4,9 @@
 // zeroed L1 table makes salvage.assess warn that "repair leaks" would lose the data.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
-import { Service, type ServiceHost } from '../../engine/service/service.js';
-import { RootResolver } from '../../engine/service/root-resolver.js';
-import { RecentStore } from '../../engine/service/recent.js';
+import { join } from 'node:path';
+import { Service } from '../../engine/service/service.js';
+import { createServeHost } from '../../engine/service/serve-host.js';
 import { ContractError, toWireError } from '../../engine/service/errors.js';
 import { qemuCheck, sha256, tempDir } from '../helpers/qemu.js';
 import { assertPatterns, makeLeaks } from './images.js';
@@ -17,13 +16,7 @@ const t = tempDir('q2d-wizard-salvage-svc-');
 let service: Service;
 
 beforeAll(async () => {
-  const resolver = await RootResolver.create(t.dir);
-  const recent = new RecentStore();
-  const host: ServiceHost = {
-    kind: 'serve', resolve: (ref) => resolver.resolve(ref, recent, new Map()), listFiles: (d) => resolver.list(d),
-    mayRead: (p) => resolver.mayRead(p), samples: [], rootName: basename(resolver.root), recent,
-  };
-  service = new Service(host);
+  service = new Service(await createServeHost(t.dir));
 });
 afterAll(async () => {
   await service.dispose();

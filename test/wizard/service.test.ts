@@ -3,10 +3,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
-import { Service, type ServiceHost } from '../../engine/service/service.js';
-import { RootResolver } from '../../engine/service/root-resolver.js';
-import { RecentStore } from '../../engine/service/recent.js';
+import { join } from 'node:path';
+import { Service } from '../../engine/service/service.js';
+import { createServeHost } from '../../engine/service/serve-host.js';
 import { ContractError } from '../../engine/service/errors.js';
 import { patchU64, qemuCheck, sha256, tempDir } from '../helpers/qemu.js';
 import { assertPatterns, makeDirty, makeLeaks, makeNeedsRebuild, makeRefcountErrors } from './images.js';
@@ -16,13 +15,7 @@ let service: Service;
 const held: ChildProcess[] = [];
 
 beforeAll(async () => {
-  const resolver = await RootResolver.create(t.dir);
-  const recent = new RecentStore();
-  const host: ServiceHost = {
-    kind: 'serve', resolve: (ref) => resolver.resolve(ref, recent, new Map()), listFiles: (d) => resolver.list(d),
-    mayRead: (p) => resolver.mayRead(p), samples: [], rootName: basename(resolver.root), recent,
-  };
-  service = new Service(host);
+  service = new Service(await createServeHost(t.dir));
 });
 afterAll(async () => {
   for (const p of held) p.kill('SIGKILL');
