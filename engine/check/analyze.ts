@@ -97,6 +97,8 @@ const MAX_KEPT_MESSAGES = 10000;
 /** Bytes of tables read per batch (bounds memory; large enough for long sequential reads). */
 const BATCH_BYTES = 1024 * 1024;
 const TWO32 = 0x1_0000_0000;
+/** log2 of the IMRT's bytes per memory page (4 KiB). */
+const REF_PAGE_BITS = 12;
 
 /** A check failure that stops the walk (QEMU returns -errno). */
 class Abort extends Error {
@@ -117,6 +119,8 @@ class Analyzer {
   private readonly ext: boolean;
   private readonly dataFile: boolean;
   private ref!: Uint8Array;
+  /** One byte per 4 KiB page of `ref`: nonzero once anything was written there. */
+  private refPages!: Uint8Array;
   private refMax: number;
   /** Counts of 255 and more, for refcount widths above 8 bits (the byte then holds WIDE_SENTINEL). */
   private readonly over = new Map<number, number>();
@@ -194,6 +198,7 @@ class Analyzer {
         throw new Abort('Cannot allocate memory');
       }
       this.ref = new Uint8Array(entries);
+      this.refPages = new Uint8Array((entries >>> REF_PAGE_BITS) + 1);
       this.copiedSet = new Uint8Array(Math.ceil(entries / 8));
       this.copiedEntries = entries;
       if (this.opts.roleMap) this.roleMap = new Uint8Array(entries);
@@ -297,9 +302,11 @@ class Analyzer {
       this.find({ kind: 'refcount-overflow', offset: k * this.cs });
       this.an.add('refcount-overflow', { cluster: k, qemuMessage: line });
     } else if (this.wide && v + 1 >= WIDE_SENTINEL) {
+      this.refPages[k >>> REF_PAGE_BITS] = 1;
       this.ref[k] = WIDE_SENTINEL;
       this.over.set(k, v + 1);
     } else {
+      this.refPages[k >>> REF_PAGE_BITS] = 1;
       this.ref[k] = v + 1;
     }
     if (k > this.maxK) this.maxK = k;
@@ -598,7 +605,7 @@ class Analyzer {
         if (k !== 0 && k < fileClusters) {
           // The run: following entries with the same high word and the next host cluster each.
           const maxRun = Math.min(n - i, fileClusters - k, (TWO32 - lo) / cs);
-          const m = runLength(u, i, 2 * (i + maxRun), rhi, lo, cs);
+          const m = runLength(u, i, 2 * (i + maxRun), rhi, lo, cb);
           if (active) {
             allocated += m;
             if (nextContig !== 0 && k * cs !== nextContig) fragmented++;
@@ -633,7 +640,7 @@ class Analyzer {
     const setBits = this.copiedSet;
     const fastLimit = this.fastLimit;
     const end = k + m;
-    if (allZero(ref, k, end)) {
+    if (this.freshRange(k, end)) {
       // No cluster of the run was referenced before: one reference each, their roles were free.
       ref.fill(1, k, end);
       if (rm !== undefined) rm.fill(role, k, end);
@@ -663,7 +670,26 @@ class Analyzer {
     }
   }
 
+  /**
+   * Whether clusters [from, to) have no reference yet; marks their pages of the IMRT as written
+   * (the caller is about to count them). Pages never written are known to be zero without reading
+   * them: reading untouched memory costs a page fault per 4 KiB, as much as the walk itself.
+   */
+  private freshRange(from: number, to: number): boolean {
+    const pages = this.refPages;
+    let fresh = true;
+    for (let pg = from >>> REF_PAGE_BITS, last = (to - 1) >>> REF_PAGE_BITS; pg <= last; pg++) {
+      if (pages[pg] === 0) {
+        pages[pg] = 1;
+        continue;
+      }
+      if (fresh && !allZero(this.ref, Math.max(from, pg << REF_PAGE_BITS), Math.min(to, (pg + 1) << REF_PAGE_BITS))) fresh = false;
+    }
+    return fresh;
+  }
+
   private bump(k: number, v: number, role: number): void {
+    this.refPages[k >>> REF_PAGE_BITS] = 1;
     this.ref[k] = v + 1;
     if (k > this.maxK) this.maxK = k;
     if (this.roleMap) this.setRole(k, role);

@@ -5,16 +5,30 @@ export const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 
 
 /**
  * Length of the run of entries starting at entry i (word stop is the limit) whose high word is
- * `rhi` (raw) and whose offset grows by cs each time from `lo`. A small function of its own: the
- * JIT compiles it (and replaces it on the stack) cheaply, instead of the whole L2 walk.
- * (int32 arithmetic throughout: this loop sees nearly every entry of a full image.)
+ * `rhi` (raw) and whose offset grows by one cluster (2^cb bytes) each time from `lo` (host order).
+ * The entries are big-endian: instead of byte-swapping every word, the expected raw word is swapped
+ * once per stretch and then grows by the cluster size's bit as it sits in the swapped word, until
+ * the byte holding that bit carries into the next one (every 256 entries with 64 KiB clusters).
+ * A small function of its own: the JIT compiles it (and replaces it on the stack) cheaply, instead
+ * of the whole L2 walk. It sees nearly every entry of a full image.
  */
-export function runLength(u: Int32Array, i: number, stop: number, rhi: number, lo: number, cs: number): number {
-  let nlo = (lo + cs) | 0;
+export function runLength(u: Int32Array, i: number, stop: number, rhi: number, lo: number, cb: number): number {
+  const byte = cb >>> 3; // the byte of the host-order word that holds bit cb
+  const bit = cb & 7;
+  const step = 1 << ((3 - byte) * 8 + bit); // that bit, in the raw (swapped) word
+  let next = (lo + (1 << cb)) | 0; // host-order low word expected at p
   let p = 2 * i + 2;
-  while (p < stop && u[p] === rhi && u[p + 1] === bswap32(nlo)) {
-    p += 2;
-    nlo = (nlo + cs) | 0;
+  while (p < stop && next !== 0) {
+    // Entries until bit cb's byte carries over: the raw word grows by `step` each.
+    const k = (256 - ((next >>> (8 * byte)) & 0xff)) >>> bit;
+    const end = Math.min(stop, p + 2 * k);
+    let w = bswap32(next);
+    while (p < end && u[p] === rhi && u[p + 1] === w) {
+      p += 2;
+      w = (w + step) | 0;
+    }
+    if (p < end) break;
+    next = (next + k * (1 << cb)) | 0; // 0 once past 4 GiB: the high word changes, the run ends
   }
   return (p >>> 1) - i;
 }
