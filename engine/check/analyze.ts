@@ -20,7 +20,7 @@ import { GuestState, HostRole } from './roles.js';
 import { precheckSnapshotTable, type CheckedSnapshot } from './snapshot-table.js';
 import type { Anomaly, CheckOptions, QemuCounters, Referrer } from './types.js';
 import { findReferrers } from './describe.js';
-import { allZero, allZeroBytes, bswap32, LITTLE_ENDIAN, runLength, setBitRange } from './words.js';
+import { allZero, bswap32, isZero, LITTLE_ENDIAN, nextNonZeroEntry, runLength, setBitRange } from './words.js';
 
 /** Where a per-entry finding sits, exactly, for the repair planner and the app. */
 export interface EntryFinding {
@@ -97,7 +97,8 @@ const MAX_KEPT_MESSAGES = 10000;
 /** Bytes of tables read per batch (bounds memory; large enough for long sequential reads). */
 const BATCH_BYTES = 1024 * 1024;
 const TWO32 = 0x1_0000_0000;
-/** log2 of the IMRT's bytes per memory page (4 KiB). */
+/** The IMRT's bytes per memory page (4 KiB), and its log2. */
+const REF_PAGE = 4096;
 const REF_PAGE_BITS = 12;
 
 /** A check failure that stops the walk (QEMU returns -errno). */
@@ -119,8 +120,12 @@ class Analyzer {
   private readonly ext: boolean;
   private readonly dataFile: boolean;
   private ref!: Uint8Array;
-  /** One byte per 4 KiB page of `ref`: nonzero once anything was written there. */
-  private refPages!: Uint8Array;
+  /**
+   * Per 4 KiB page of `ref`, the hull of what was written there: [lo, hi) as cluster numbers, empty
+   * while hi is 0. Clusters outside it are known to be zero without reading them (reading untouched
+   * memory costs a page fault per 4 KiB here, as much as the walk itself).
+   */
+  private refHull!: Uint32Array;
   private refMax: number;
   /** Counts of 255 and more, for refcount widths above 8 bits (the byte then holds WIDE_SENTINEL). */
   private readonly over = new Map<number, number>();
@@ -198,7 +203,7 @@ class Analyzer {
         throw new Abort('Cannot allocate memory');
       }
       this.ref = new Uint8Array(entries);
-      this.refPages = new Uint8Array((entries >>> REF_PAGE_BITS) + 1);
+      this.refHull = new Uint32Array(2 * ((entries >>> REF_PAGE_BITS) + 1));
       this.copiedSet = new Uint8Array(Math.ceil(entries / 8));
       this.copiedEntries = entries;
       if (this.opts.roleMap) this.roleMap = new Uint8Array(entries);
@@ -302,11 +307,11 @@ class Analyzer {
       this.find({ kind: 'refcount-overflow', offset: k * this.cs });
       this.an.add('refcount-overflow', { cluster: k, qemuMessage: line });
     } else if (this.wide && v + 1 >= WIDE_SENTINEL) {
-      this.refPages[k >>> REF_PAGE_BITS] = 1;
+      this.written(k);
       this.ref[k] = WIDE_SENTINEL;
       this.over.set(k, v + 1);
     } else {
-      this.refPages[k >>> REF_PAGE_BITS] = 1;
+      this.written(k);
       this.ref[k] = v + 1;
     }
     if (k > this.maxK) this.maxK = k;
@@ -671,25 +676,42 @@ class Analyzer {
   }
 
   /**
-   * Whether clusters [from, to) have no reference yet; marks their pages of the IMRT as written
-   * (the caller is about to count them). Pages never written are known to be zero without reading
-   * them: reading untouched memory costs a page fault per 4 KiB, as much as the walk itself.
+   * Whether clusters [from, to) have no reference yet; their pages' hulls then take them in (the
+   * caller is about to count them). Only a stretch inside a page's hull is read.
    */
   private freshRange(from: number, to: number): boolean {
-    const pages = this.refPages;
+    const hull = this.refHull;
     let fresh = true;
     for (let pg = from >>> REF_PAGE_BITS, last = (to - 1) >>> REF_PAGE_BITS; pg <= last; pg++) {
-      if (pages[pg] === 0) {
-        pages[pg] = 1;
+      const a = Math.max(from, pg * REF_PAGE);
+      const b = Math.min(to, (pg + 1) * REF_PAGE);
+      const lo = hull[2 * pg]!;
+      const hi = hull[2 * pg + 1]!;
+      if (hi === 0) {
+        hull[2 * pg] = a;
+        hull[2 * pg + 1] = b;
         continue;
       }
-      if (fresh && !allZero(this.ref, Math.max(from, pg << REF_PAGE_BITS), Math.min(to, (pg + 1) << REF_PAGE_BITS))) fresh = false;
+      if (fresh && a < hi && b > lo && !allZero(this.ref, Math.max(a, lo), Math.min(b, hi))) fresh = false;
+      if (a < lo) hull[2 * pg] = a;
+      if (b > hi) hull[2 * pg + 1] = b;
     }
     return fresh;
   }
 
+  /** Cluster k's count is about to change: its page's hull takes it in. */
+  private written(k: number): void {
+    const hull = this.refHull;
+    const pg = k >>> REF_PAGE_BITS;
+    if (hull[2 * pg + 1] === 0) {
+      hull[2 * pg] = k;
+      hull[2 * pg + 1] = k + 1;
+    } else if (k < hull[2 * pg]!) hull[2 * pg] = k;
+    else if (k >= hull[2 * pg + 1]!) hull[2 * pg + 1] = k + 1;
+  }
+
   private bump(k: number, v: number, role: number): void {
-    this.refPages[k >>> REF_PAGE_BITS] = 1;
+    this.written(k);
     this.ref[k] = v + 1;
     if (k > this.maxK) this.maxK = k;
     if (this.roleMap) this.setRole(k, role);
@@ -891,7 +913,7 @@ class Analyzer {
   private checkRefblocks(): void {
     const rt = this.image.reftable;
     const n = rt.length / 8;
-    for (let i = 0; i < n; i++) {
+    for (let i = nextNonZeroEntry(rt, 0, n); i < n; i = nextNonZeroEntry(rt, i + 1, n)) {
       const hi = u32(rt, 8 * i);
       const lo = u32(rt, 8 * i + 4);
       if (hi === 0 && lo === 0) continue;
@@ -1107,14 +1129,15 @@ class Analyzer {
     const rtEntries = this.image.reftable.length / 8;
     let rcBuf: Float64Array | undefined;
     let budget = 64; // blocks examined at most: cheap, bounded
-    for (let r = Math.floor(nb / E); r < rtEntries && budget > 0; r++) {
+    const rt = this.image.reftable;
+    for (let r = nextNonZeroEntry(rt, Math.floor(nb / E), rtEntries); r < rtEntries && budget > 0; r = nextNonZeroEntry(rt, r + 1, rtEntries)) {
       const off = this.lookup.blockOffset(r);
       if (off === 0 || off % this.cs !== 0 || off >= this.fileSize) continue;
       budget--;
       const block = await readPadded(this.image.io, off, this.cs);
       // Entries of clusters past the compared range are nearly always zero: skip such blocks undecoded.
       const from = Math.max(0, nb - r * E);
-      if (allZeroBytes(block, Math.floor((from << geo.refcountOrder) / 8), block.length)) continue;
+      if (isZero(block.subarray(Math.floor((from << geo.refcountOrder) / 8)), this.zeros)) continue;
       rcBuf ??= new Float64Array(E);
       decodeBlock(block, geo.refcountOrder, rcBuf, E);
       for (let j = 0; j < E; j++) {

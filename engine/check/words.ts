@@ -22,7 +22,7 @@ export function runLength(u: Int32Array, i: number, stop: number, rhi: number, l
     // Entries until bit cb's byte carries over: the raw word grows by `step` each.
     const k = (256 - ((next >>> (8 * byte)) & 0xff)) >>> bit;
     const end = Math.min(stop, p + 2 * k);
-    let w = bswap32(next);
+    let w = (next << 24) | ((next & 0xff00) << 8) | ((next >>> 8) & 0xff00) | (next >>> 24); // bswap32, inline
     while (p < end && u[p] === rhi && u[p + 1] === w) {
       p += 2;
       w = (w + step) | 0;
@@ -74,4 +74,24 @@ export function setBitRange(bits: Uint8Array, from: number, to: number): void {
     b += full * 8;
   }
   for (; b < to; b++) bits[b >>> 3] = bits[b >>> 3]! | (1 << (b & 7));
+}
+
+/**
+ * Index of the first 8-byte entry at or after i (below n) that is not zero, or n: zero stretches
+ * of a table (a refcount table is mostly empty) skipped a word pair at a time.
+ */
+export function nextNonZeroEntry(table: Uint8Array, i: number, n: number): number {
+  if ((table.byteOffset & 3) !== 0) {
+    for (; i < n; i++) if (!allZeroBytes(table, 8 * i, 8 * i + 8)) return i;
+    return n;
+  }
+  const w = new Int32Array(table.buffer, table.byteOffset, 2 * n);
+  while (i < n && (w[2 * i]! | w[2 * i + 1]!) === 0) i++;
+  return i;
+}
+
+/** Whether `bytes` are all zero: a native comparison with `zeros` (at least as long). */
+export function isZero(bytes: Uint8Array, zeros: Uint8Array): boolean {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
+    .equals(Buffer.from(zeros.buffer, zeros.byteOffset, bytes.length));
 }
