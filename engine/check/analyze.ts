@@ -20,7 +20,8 @@ import { GuestState, HostRole } from './roles.js';
 import { precheckSnapshotTable, type CheckedSnapshot } from './snapshot-table.js';
 import type { Anomaly, CheckOptions, QemuCounters, Referrer } from './types.js';
 import { findReferrers } from './describe.js';
-import { allZero, bswap32, isZero, LITTLE_ENDIAN, nextNonZeroEntry, runLength, setBitRange } from './words.js';
+import { Imrt, IMRT_PAGE } from './imrt.js';
+import { bswap32, isZero, LITTLE_ENDIAN, nextNonZeroEntry, runLength, setBitRange } from './words.js';
 
 /** Where a per-entry finding sits, exactly, for the repair planner and the app. */
 export interface EntryFinding {
@@ -97,9 +98,6 @@ const MAX_KEPT_MESSAGES = 10000;
 /** Bytes of tables read per batch (bounds memory; large enough for long sequential reads). */
 const BATCH_BYTES = 1024 * 1024;
 const TWO32 = 0x1_0000_0000;
-/** The IMRT's bytes per memory page (4 KiB), and its log2. */
-const REF_PAGE = 4096;
-const REF_PAGE_BITS = 12;
 
 /** A check failure that stops the walk (QEMU returns -errno). */
 class Abort extends Error {
@@ -120,12 +118,8 @@ class Analyzer {
   private readonly ext: boolean;
   private readonly dataFile: boolean;
   private ref!: Uint8Array;
-  /**
-   * Per 4 KiB page of `ref`, the hull of what was written there: [lo, hi) as cluster numbers, empty
-   * while hi is 0. Clusters outside it are known to be zero without reading them (reading untouched
-   * memory costs a page fault per 4 KiB here, as much as the walk itself).
-   */
-  private refHull!: Uint32Array;
+  /** The reference counts (`ref` is its bytes, for the loops that read them as such). */
+  private imrt!: Imrt;
   private refMax: number;
   /** Counts of 255 and more, for refcount widths above 8 bits (the byte then holds WIDE_SENTINEL). */
   private readonly over = new Map<number, number>();
@@ -202,8 +196,8 @@ class Analyzer {
         this.c.checkErrors++;
         throw new Abort('Cannot allocate memory');
       }
-      this.ref = new Uint8Array(entries);
-      this.refHull = new Uint32Array(2 * ((entries >>> REF_PAGE_BITS) + 1));
+      this.imrt = new Imrt(entries);
+      this.ref = this.imrt.bytes;
       this.copiedSet = new Uint8Array(Math.ceil(entries / 8));
       this.copiedEntries = entries;
       if (this.opts.roleMap) this.roleMap = new Uint8Array(entries);
@@ -226,9 +220,14 @@ class Analyzer {
       } else throw e;
     }
     this.progress(1, 'done');
+    const self = this; // for the lazily written-out `references`
     const a: Analysis = {
       clusterSize: this.cs, fileSize: this.fileSize, fileClusters: this.fileClusters,
-      nbClusters: this.nbClusters(), references: this.ref ?? new Uint8Array(0), referencesAt: (k) => this.refAt(k), refcountMax: this.refMax,
+      nbClusters: this.nbClusters(), referencesAt: (k) => this.refAt(k), refcountMax: this.refMax,
+      // Written out in full only when someone asks for the whole array.
+      get references(): Uint8Array {
+        return self.imrt ? self.imrt.dense() : new Uint8Array(0);
+      },
       counters: this.c, rebuild: this.rebuild, findings: this.findings, findingsDropped: this.findingsDropped,
       snapshots: this.snapshots, snapshotTableSize: this.snapshotTableSize, highestCluster: this.highest,
       anomalies: this.an.finish(), messages: this.messages,
@@ -290,7 +289,7 @@ class Analyzer {
 
   /** Exact reference count of cluster k. */
   refAt(k: number): number {
-    const v = this.ref[k] ?? 0;
+    const v = this.imrt.get(k);
     return this.wide && v === WIDE_SENTINEL ? this.over.get(k)! : v;
   }
 
@@ -307,12 +306,10 @@ class Analyzer {
       this.find({ kind: 'refcount-overflow', offset: k * this.cs });
       this.an.add('refcount-overflow', { cluster: k, qemuMessage: line });
     } else if (this.wide && v + 1 >= WIDE_SENTINEL) {
-      this.written(k);
-      this.ref[k] = WIDE_SENTINEL;
+      this.imrt.set(k, WIDE_SENTINEL);
       this.over.set(k, v + 1);
     } else {
-      this.written(k);
-      this.ref[k] = v + 1;
+      this.imrt.increment(k, v);
     }
     if (k > this.maxK) this.maxK = k;
     if (this.roleMap) this.setRole(k, role);
@@ -510,7 +507,7 @@ class Analyzer {
       return;
     }
     if (copied) {
-      if (this.ref[k] !== 1) this.copiedReplay = true;
+      if (this.refAt(k) !== 1) this.copiedReplay = true;
       this.copiedSet[k >>> 3] = this.copiedSet[k >>> 3]! | (1 << (k & 7));
     } else {
       if (!this.anyCopiedClear) this.copiedClear = new Uint8Array(Math.ceil(this.copiedEntries / 8));
@@ -527,7 +524,7 @@ class Analyzer {
       const x = bits[b]!;
       if (x === 0) continue;
       for (let bit = 0; bit < 8; bit++) {
-        if ((x >> bit) & 1 && this.ref[b * 8 + bit] === 1) {
+        if ((x >> bit) & 1 && this.refAt(b * 8 + bit) === 1) {
           this.copiedReplay = true;
           return;
         }
@@ -645,25 +642,27 @@ class Analyzer {
     const setBits = this.copiedSet;
     const fastLimit = this.fastLimit;
     const end = k + m;
-    if (this.freshRange(k, end)) {
+    if (this.imrt.countFresh(k, end)) {
       // No cluster of the run was referenced before: one reference each, their roles were free.
-      ref.fill(1, k, end);
       if (rm !== undefined) rm.fill(role, k, end);
-    } else for (let c = k; c < end; c++) {
-      const v = ref[c]!;
-      if (v === 0) {
-        // First reference: its role was free, and no COPIED bit can be set for it yet.
-        ref[c] = 1;
-        if (rm !== undefined) rm[c] = role;
-        continue;
-      }
-      const bit = 1 << (c & 7);
-      if (copiedCheck && copied) {
-        this.copiedReplay = true;
-        if (v >= fastLimit) this.incCluster(c, role);
+    } else {
+      this.imrt.prepareBytes(k, end, true);
+      for (let c = k; c < end; c++) {
+        const v = ref[c]!;
+        if (v === 0) {
+          // First reference: its role was free, and no COPIED bit can be set for it yet.
+          ref[c] = 1;
+          if (rm !== undefined) rm[c] = role;
+          continue;
+        }
+        const bit = 1 << (c & 7);
+        if (copiedCheck && copied) {
+          this.copiedReplay = true;
+          if (v >= fastLimit) this.incCluster(c, role);
+          else this.bump(c, v, role);
+        } else if (v >= fastLimit || (setBits[c >>> 3]! & bit) !== 0) this.incCluster(c, role);
         else this.bump(c, v, role);
-      } else if (v >= fastLimit || (setBits[c >>> 3]! & bit) !== 0) this.incCluster(c, role);
-      else this.bump(c, v, role);
+      }
     }
     if (copiedCheck) {
       if (copied) setBitRange(setBits, k, end);
@@ -675,44 +674,8 @@ class Analyzer {
     }
   }
 
-  /**
-   * Whether clusters [from, to) have no reference yet; their pages' hulls then take them in (the
-   * caller is about to count them). Only a stretch inside a page's hull is read.
-   */
-  private freshRange(from: number, to: number): boolean {
-    const hull = this.refHull;
-    let fresh = true;
-    for (let pg = from >>> REF_PAGE_BITS, last = (to - 1) >>> REF_PAGE_BITS; pg <= last; pg++) {
-      const a = Math.max(from, pg * REF_PAGE);
-      const b = Math.min(to, (pg + 1) * REF_PAGE);
-      const lo = hull[2 * pg]!;
-      const hi = hull[2 * pg + 1]!;
-      if (hi === 0) {
-        hull[2 * pg] = a;
-        hull[2 * pg + 1] = b;
-        continue;
-      }
-      if (fresh && a < hi && b > lo && !allZero(this.ref, Math.max(a, lo), Math.min(b, hi))) fresh = false;
-      if (a < lo) hull[2 * pg] = a;
-      if (b > hi) hull[2 * pg + 1] = b;
-    }
-    return fresh;
-  }
-
-  /** Cluster k's count is about to change: its page's hull takes it in. */
-  private written(k: number): void {
-    const hull = this.refHull;
-    const pg = k >>> REF_PAGE_BITS;
-    if (hull[2 * pg + 1] === 0) {
-      hull[2 * pg] = k;
-      hull[2 * pg + 1] = k + 1;
-    } else if (k < hull[2 * pg]!) hull[2 * pg] = k;
-    else if (k >= hull[2 * pg + 1]!) hull[2 * pg + 1] = k + 1;
-  }
-
   private bump(k: number, v: number, role: number): void {
-    this.written(k);
-    this.ref[k] = v + 1;
+    this.imrt.set(k, v + 1);
     if (k > this.maxK) this.maxK = k;
     if (this.roleMap) this.setRole(k, role);
   }
@@ -1010,10 +973,31 @@ class Analyzer {
         }
         const block = off === 0 ? this.zeros : blocks.get(off)!;
         if (order === 4 && block.byteOffset % 4 === 0 && base % 4 === 0) {
-          // A fully used stretch (every cluster referenced once, refcount 1) is the common block.
-          if (this.allOnes16(block, base, end)) this.high = end - 1;
-          else this.compareQuads16(block, base, end);
+          // Page by page of the IMRT: a stretch counted once and never written (virtual) needs
+          // only the block compared with ones; elsewhere a fully used stretch (every cluster
+          // referenced once, refcount 1) is still the common case.
+          for (let pa = base; pa < end;) {
+            // The stretch of pages from pa that runs cover, or else pa's page alone.
+            let pb = Math.min(end, (Math.floor(pa / IMRT_PAGE) + 1) * IMRT_PAGE);
+            const covered = this.imrt.runCovers(pa, pb);
+            while (covered && pb < end) {
+              const next = Math.min(end, pb + IMRT_PAGE);
+              if (!this.imrt.runCovers(pb, next)) break;
+              pb = next;
+            }
+            const part = block.subarray(2 * (pa - base));
+            if (covered && this.blockOnes16(part, pa, pb)) this.high = pb - 1;
+            else if (!covered && this.imrt.untouched(pa) && isZero(part.subarray(0, 2 * (pb - pa)), this.zeros)) {
+              // Nothing counted, nothing stored: free clusters, memory left unread.
+            } else {
+              this.imrt.prepareBytes(pa, pb, false);
+              if (this.allOnes16(part, pa, pb)) this.high = pb - 1;
+              else this.compareQuads16(part, pa, pb);
+            }
+            pa = pb;
+          }
         } else {
+          this.imrt.prepareBytes(base, end, false);
           rcBuf ??= new Float64Array(E);
           decodeBlock(block, order, rcBuf, end - base);
           for (let k = base; k < end; k++) {
@@ -1040,6 +1024,11 @@ class Analyzer {
     if ((end - base) % 4 !== 0 || this.ref.byteOffset !== 0) return false;
     const rw = new Int32Array(this.ref.buffer, base, (end - base) >>> 2);
     for (let q = 0; q < rw.length; q++) if (rw[q] !== 0x01010101) return false;
+    return this.blockOnes16(block, base, end);
+  }
+
+  /** Whether the 16-bit refcounts of clusters [base, end) in their block are all 1 (a memcmp). */
+  private blockOnes16(block: Uint8Array, base: number, end: number): boolean {
     const bytes = 2 * (end - base);
     this.ones16 ??= Buffer.alloc(block.length, Uint8Array.of(0, 1));
     return Buffer.from(block.buffer, block.byteOffset, bytes).equals(this.ones16.subarray(0, bytes));
