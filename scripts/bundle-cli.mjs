@@ -1,9 +1,10 @@
-// Bundle the compiled CLI (dist/engine/cli/main.js, from tsc) into dist/cli/: one chunk per command,
-// loaded lazily as before, with commander and the engine modules each command needs merged into a
-// few files. Start-up is what a short command pays for most: resolving and compiling ~60 separate
-// modules (commander through Node's CommonJS interop) costs about as much as checking a small image.
-// The two worker scripts are entries of their own, next to the chunks that start them.
-import { rmSync } from 'node:fs';
+// Bundle the compiled CLI (dist/engine/cli/main.js, from tsc) into dist/cli/qcow2-doctor.cjs, one
+// CommonJS file with commander inside, plus the worker script triage starts next to it; then warm
+// V8's code cache for it. Start-up is what a short command pays for most: resolving, loading and
+// compiling ~60 ES modules costs about as much as checking a small image, and CommonJS loaded from
+// a code cache skips the ES module loader and nearly all compiling (bin/qcow2-doctor.cjs loads it).
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'rolldown';
@@ -11,16 +12,35 @@ import { build } from 'rolldown';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'dist', 'cli');
 rmSync(out, { recursive: true, force: true });
+// ws loads these native speed-ups if installed; without them it falls back to JavaScript.
+const external = ['bufferutil', 'utf-8-validate'];
 await build({
-  input: {
-    main: join(root, 'dist/engine/cli/main.js'),
-    // Started by `new URL('./check-worker.js' | './worker.js', import.meta.url)` from their chunks.
-    'check-worker': join(root, 'dist/engine/check/check-worker.js'),
-    worker: join(root, 'dist/engine/triage/worker.js'),
-  },
-  platform: 'node',
-  // ws loads these native speed-ups if installed; without them it falls back to JavaScript.
-  external: ['bufferutil', 'utf-8-validate'],
-  logLevel: 'warn',
-  output: { dir: out, format: 'esm', entryFileNames: '[name].js', chunkFileNames: '[name]-[hash].js' },
+  input: { 'qcow2-doctor': join(root, 'dist/engine/cli/main.js') },
+  platform: 'node', external, logLevel: 'warn',
+  output: { dir: out, format: 'cjs', entryFileNames: '[name].cjs', codeSplitting: false },
 });
+// The launcher compiles the bundle with vm.Script, where import() has no loader: builtins and
+// packages must be imported statically (or be inlined, as rolldown does with packages).
+const dynamic = /(?<!{\s*)\bimport\(\s*["'`]/.exec(readFileSync(join(out, 'qcow2-doctor.cjs'), 'utf8'));
+if (dynamic) throw new Error(`dist/cli/qcow2-doctor.cjs has a dynamic import() the launcher cannot serve: ${dynamic.input.slice(dynamic.index, dynamic.index + 60)}`);
+// Started by `new URL('./worker.js' | './check-worker.js', import.meta.url)` from the bundle.
+for (const [name, src] of [['worker', 'dist/engine/triage/worker.js'], ['check-worker', 'dist/engine/check/check-worker.js']]) {
+  await build({
+    input: { [name]: join(root, src) }, platform: 'node', external, logLevel: 'warn',
+    output: { dir: out, format: 'esm', entryFileNames: '[name].js', codeSplitting: false },
+  });
+}
+
+// The code cache: the launcher records what V8 compiled while it checks the sample images and
+// reads their header. A cache V8 does not accept (another Node) is ignored at start-up.
+const launcher = join(root, 'bin', 'qcow2-doctor.cjs');
+const samples = join(root, 'resources', 'samples');
+const warm = [
+  ['check', join(samples, 'sample-damaged.qcow2')],
+  ['check', '--output=json', join(samples, 'sample-snapshots.qcow2')],
+  ['info', join(samples, 'sample-snapshots.qcow2')],
+].filter((args) => existsSync(args[args.length - 1]));
+const r = spawnSync(process.execPath, [launcher], {
+  env: { ...process.env, QCOW2_DOCTOR_WARM_CODE_CACHE: JSON.stringify(warm) }, stdio: ['ignore', 'ignore', 'pipe'],
+});
+if (r.status !== 0) throw new Error(`warming the CLI's code cache failed (exit ${r.status}): ${r.stderr}`);

@@ -38,7 +38,7 @@ function timed(cmd: string, args: string[]): Timing {
 
 export async function run(ctx: BenchContext): Promise<void> {
   const here = dirname(fileURLToPath(import.meta.url));
-  const bin = join(here, '..', '..', '..', 'bin', 'qcow2-doctor.js');
+  const bin = join(here, '..', '..', '..', 'bin', 'qcow2-doctor.cjs');
   const img = join(ctx.dir, 'export-bench.qcow2');
   const ours = join(ctx.dir, 'export-ours.raw');
   const theirs = join(ctx.dir, 'export-qemu.raw');

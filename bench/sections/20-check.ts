@@ -91,7 +91,7 @@ const MiB = 1024;
 
 export async function run(ctx: BenchContext): Promise<void> {
   const here = dirname(fileURLToPath(import.meta.url));
-  const bin = join(here, '..', '..', '..', 'bin', 'qcow2-doctor.js');
+  const bin = join(here, '..', '..', '..', 'bin', 'qcow2-doctor.cjs');
   const images: Array<{ label: string; file: string; build: () => void }> = [
     { label: '1 TiB, 64 KiB clusters, preallocation=metadata', file: join(ctx.dir, 'check-1t.qcow2'),
       build() { execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata', this.file, '1T']); } },

@@ -20,7 +20,7 @@ function timed(cmd: string, args: string[], cwd: string): { ms: number; out: str
 
 async function runBoth(ctx: BenchContext, label: string, args: string[]): Promise<void> {
   const here = dirname(fileURLToPath(import.meta.url));
-  const bin = join(here, '..', '..', '..', 'bin', 'qcow2-doctor.js');
+  const bin = join(here, '..', '..', '..', 'bin', 'qcow2-doctor.cjs');
   const q: number[] = [];
   const o: number[] = [];
   let same = true;

@@ -63,7 +63,7 @@ function damageRefcount(file: string): void {
 
 export async function run(ctx: BenchContext): Promise<void> {
   const here = dirname(fileURLToPath(import.meta.url));
-  const bin = join(here, '..', '..', '..', 'bin', 'qcow2-doctor.js');
+  const bin = join(here, '..', '..', '..', 'bin', 'qcow2-doctor.cjs');
   const images: Array<{ label: string; build: (f: string) => void }> = [
     { label: '64 GiB preallocated metadata', build: (f) => execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata', f, '64G']) },
     { label: '256 GiB preallocated metadata', build: (f) => execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata', f, '256G']) },

@@ -22,7 +22,7 @@ function packageRoot(): string {
 }
 
 async function serve(pkg: string, root: string): Promise<{ url: string; proc: ChildProcess }> {
-  const proc = spawn(process.execPath, [join(pkg, 'bin/qcow2-doctor.js'), 'serve', '--root', root, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [join(pkg, 'bin/qcow2-doctor.cjs'), 'serve', '--root', root, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     proc.stdout!.on('data', (d: Buffer) => {

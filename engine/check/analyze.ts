@@ -98,6 +98,8 @@ const MAX_KEPT_MESSAGES = 10000;
 /** Bytes of tables read per batch (bounds memory; large enough for long sequential reads). */
 const BATCH_BYTES = 1024 * 1024;
 const TWO32 = 0x1_0000_0000;
+/** Bytes of 16-bit ones (00 01 ...) compared at a time. */
+const ONES_PIECE = 64 * 1024;
 
 /** A check failure that stops the walk (QEMU returns -errno). */
 class Abort extends Error {
@@ -146,8 +148,8 @@ class Analyzer {
   private roleMap?: Uint8Array;
   private guestMap?: Uint8Array;
   private readonly zeros: Uint8Array;
-  /** Two read arenas: one batch is walked while the next is read. */
-  private readonly pools: [BufferPool, BufferPool] = [new BufferPool(BATCH_BYTES), new BufferPool(BATCH_BYTES)];
+  /** Read arenas: batches are walked while the next ones are read (large tables, other sources). */
+  private readonly pools = [new BufferPool(BATCH_BYTES), new BufferPool(BATCH_BYTES), new BufferPool(BATCH_BYTES)];
   private snapshots: CheckedSnapshot[] = [];
   private snapshotTableSize = 0;
   private bitmapDir?: BitmapDirectory;
@@ -1030,8 +1032,13 @@ class Analyzer {
   /** Whether the 16-bit refcounts of clusters [base, end) in their block are all 1 (a memcmp). */
   private blockOnes16(block: Uint8Array, base: number, end: number): boolean {
     const bytes = 2 * (end - base);
-    this.ones16 ??= Buffer.alloc(block.length, Uint8Array.of(0, 1));
-    return Buffer.from(block.buffer, block.byteOffset, bytes).equals(this.ones16.subarray(0, bytes));
+    // Compared a piece at a time against a small pattern: a block-sized one would cost its page faults.
+    const ones = (this.ones16 ??= Buffer.alloc(ONES_PIECE, Uint8Array.of(0, 1)));
+    for (let at = 0; at < bytes; at += ONES_PIECE) {
+      const n = Math.min(ONES_PIECE, bytes - at);
+      if (!Buffer.from(block.buffer, block.byteOffset + at, n).equals(ones.subarray(0, n))) return false;
+    }
+    return true;
   }
 
   /**
@@ -1123,7 +1130,9 @@ class Analyzer {
       const off = this.lookup.blockOffset(r);
       if (off === 0 || off % this.cs !== 0 || off >= this.fileSize) continue;
       budget--;
-      const block = await readPadded(this.image.io, off, this.cs);
+      const pool = this.pools[0]!; // idle now: its arena is already faulted in
+      pool.release();
+      const block = (await readRanges(this.image.io, this.fileSize, [off], this.cs, this.zeros, pool)).get(off)!;
       // Entries of clusters past the compared range are nearly always zero: skip such blocks undecoded.
       const from = Math.max(0, nb - r * E);
       if (isZero(block.subarray(Math.floor((from << geo.refcountOrder) / 8)), this.zeros)) continue;

@@ -9,6 +9,8 @@ import type { PositionalIO } from '../io/positional-io.js';
 const MAX_RUN_BYTES = 4 * 1024 * 1024;
 /** Reads kept in flight at once. */
 const CONCURRENCY = 4;
+/** Pieces a large run is read in, concurrently. */
+const READ_PIECE = 512 * 1024;
 
 /**
  * An arena for one batch's reads: carved sequentially, reset when the batch is done. It starts
@@ -37,6 +39,14 @@ export class BufferPool {
   }
 }
 
+/**
+ * Tables at least this large are read in the background (the thread pool) while the previous
+ * batch is walked: copying a 2 MiB table costs about as much as walking it, and the two then
+ * overlap on two cores. Smaller tables are read synchronously: a thread-pool round trip per
+ * 64 KiB table costs more than the copy it would hide.
+ */
+const ASYNC_FROM_BYTES = 1024 * 1024;
+
 /** Longest stretch of synchronous reading and walking before the event loop gets a turn (ms). */
 const YIELD_MS = 20;
 
@@ -44,18 +54,19 @@ const YIELD_MS = 20;
  * Process tables batch by batch. A plain file is read with synchronous positional reads: tables
  * mostly sit apart (an L2 table per 512 MiB of data), and one pread each costs a fraction of a
  * thread-pool round trip, so this takes several times less CPU; the event loop still gets a turn
- * every YIELD_MS (progress, cancel messages). Other sources are read asynchronously, the next batch
- * while this one is handled (two arenas alternate).
+ * every YIELD_MS (progress, cancel messages). Large tables and other sources are read
+ * asynchronously, the next batches while this one is handled (one arena per batch in flight).
  * `nextBatch` returns the next batch's offsets (or undefined at the end); `handle` gets the bytes.
  */
 export async function pipeline<B extends { offsets: number[] }>(io: PositionalIO, fileSize: number, length: number,
-  zeros: Uint8Array, pools: [BufferPool, BufferPool], nextBatch: () => B | undefined,
+  zeros: Uint8Array, pools: BufferPool[], nextBatch: () => B | undefined,
   handle: (batch: B, tables: Map<number, Uint8Array>) => Promise<void> | void): Promise<void> {
-  if (io instanceof FileIO) {
+  if (io instanceof FileIO && length < ASYNC_FROM_BYTES) {
+    const pool = pools[0]!;
     let last = performance.now();
     for (let cur = nextBatch(); cur; cur = nextBatch()) {
-      await handle(cur, readRangesSync(io.fd, fileSize, cur.offsets, length, zeros, pools[0]));
-      pools[0].release();
+      await handle(cur, readRangesSync(io.fd, fileSize, cur.offsets, length, zeros, pool));
+      pool.release();
       if (performance.now() - last > YIELD_MS) {
         await new Promise((resolve) => setImmediate(resolve));
         last = performance.now();
@@ -63,23 +74,23 @@ export async function pipeline<B extends { offsets: number[] }>(io: PositionalIO
     }
     return;
   }
-  let pi = 0;
-  let cur = nextBatch();
-  let curRead = cur ? readRanges(io, fileSize, cur.offsets, length, zeros, pools[0]) : undefined;
-  while (cur) {
-    const tables = await curRead!;
-    const nxt = nextBatch();
-    const nxtRead = nxt ? readRanges(io, fileSize, nxt.offsets, length, zeros, pools[1 - pi as 0 | 1]) : undefined;
-    try {
-      await handle(cur, tables);
-    } catch (e) {
-      nxtRead?.catch(() => undefined);
-      throw e;
+  // Up to one read per arena in flight, in batch order; an arena is reused once its batch is handled.
+  const queue: Array<{ batch: B; read: Promise<Map<number, Uint8Array>>; pool: BufferPool }> = [];
+  const issue = (pool: BufferPool): void => {
+    const batch = nextBatch();
+    if (batch) queue.push({ batch, read: readRanges(io, fileSize, batch.offsets, length, zeros, pool), pool });
+  };
+  for (const pool of pools) issue(pool);
+  try {
+    while (queue.length > 0) {
+      const head = queue.shift()!;
+      await handle(head.batch, await head.read);
+      head.pool.release();
+      issue(head.pool);
     }
-    pools[pi as 0 | 1].release();
-    cur = nxt;
-    curRead = nxtRead;
-    pi = 1 - pi;
+  } catch (e) {
+    for (const q of queue) q.read.catch(() => undefined);
+    throw e;
   }
 }
 
@@ -159,8 +170,12 @@ export async function readRanges(io: PositionalIO, fileSize: number, offsets: nu
       let buf: Uint8Array;
       if (pool && fd >= 0) {
         buf = pool.take(want);
-        const got = await readInto(fd, buf, r.start);
-        if (got < want) buf.fill(0, got);
+        // A large run is read in pieces at once: the thread pool copies them on every core.
+        await Promise.all(Array.from({ length: Math.ceil(want / READ_PIECE) }, async (_, p) => {
+          const piece = buf.subarray(p * READ_PIECE, Math.min(want, (p + 1) * READ_PIECE));
+          const got = await readInto(fd, piece, r.start + p * READ_PIECE);
+          if (got < piece.length) piece.fill(0, got);
+        }));
       } else {
         buf = await io.read(r.start, want);
         if (buf.length < want) {

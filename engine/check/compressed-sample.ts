@@ -1,5 +1,6 @@
 // Beyond QEMU: does compressed data actually decompress? QEMU's check never looks. We decode a
 // bounded sample (the first compressed clusters met in the active tables) so the cost stays small.
+import { constants, inflateRawSync } from 'node:zlib';
 import { COMPRESSION_ZSTD } from '../format/constants.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
 import { readPadded } from '../io/positional-io.js';
@@ -19,7 +20,7 @@ export async function decodes(image: Qcow2Image, offset: number, size: number): 
   const cs = image.clusterSize;
   if (offset >= image.fileSize) return false;
   const input = await readPadded(image.io, offset, Math.min(size, 2 * cs + 4096));
-  // Decoders are loaded on first use: most checks meet no compressed cluster.
+  // The zstd decoder is loaded on first use: most checks meet no compressed cluster.
   if (image.header.compressionType === COMPRESSION_ZSTD) {
     const { Decompress } = await import('fzstd');
     let got = 0;
@@ -31,7 +32,6 @@ export async function decodes(image: Qcow2Image, offset: number, size: number): 
     }
     return got >= cs;
   }
-  const { constants, inflateRawSync } = await import('node:zlib');
   try {
     const out = inflateRawSync(input, { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: 16 * cs });
     return out.length >= cs;

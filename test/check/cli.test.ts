@@ -15,7 +15,7 @@ beforeAll(() => {
 /** Run the built CLI. dist/ can be mid-rebuild when teammates compile in the same tree: retry then. */
 const doctor = (...args: string[]) => {
   for (let attempt = 0; ; attempt++) {
-    const r = run('node', ['bin/qcow2-doctor.js', 'check', ...args]);
+    const r = run('node', ['bin/qcow2-doctor.cjs', 'check', ...args]);
     if (attempt < 3 && /does not provide an export named|Cannot find module|SyntaxError/.test(r.stderr)) continue;
     return r;
   }

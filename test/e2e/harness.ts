@@ -20,9 +20,9 @@ export interface Served {
   stop(): Promise<void>;
 }
 
-/** Start `node bin/qcow2-doctor.js serve --root ROOT --port 0` and wait for its URL line. */
+/** Start `node bin/qcow2-doctor.cjs serve --root ROOT --port 0` and wait for its URL line. */
 export async function startServe(root: string, env: Record<string, string> = {}, extra: string[] = []): Promise<Served> {
-  const proc = spawn(process.execPath, ['bin/qcow2-doctor.js', 'serve', '--root', root, '--port', '0', ...extra], {
+  const proc = spawn(process.execPath, ['bin/qcow2-doctor.cjs', 'serve', '--root', root, '--port', '0', ...extra], {
     env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -188,14 +188,14 @@ describe('the CLI', () => {
     const p = join(t.dir, 'cli-bad.qcow2');
     copyFileSync(base('plain'), p);
     patchU32(p, 36, 0x1000000);
-    const r = run('node', ['bin/qcow2-doctor.js', 'info', p]);
+    const r = run('node', ['bin/qcow2-doctor.cjs', 'info', p]);
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toBe(`qcow2-doctor: Could not open '${p}': Active L1 table too large (header.l1_table_size = 16777216)\n`);
   });
 
   it('exits 1 for a missing file and for a backing chain loop', () => {
-    const missing = run('node', ['bin/qcow2-doctor.js', 'info', join(t.dir, 'nope.qcow2')]);
+    const missing = run('node', ['bin/qcow2-doctor.cjs', 'info', join(t.dir, 'nope.qcow2')]);
     expect(missing.status).toBe(1);
     expect(missing.stderr).toBe(`qcow2-doctor: Could not open '${join(t.dir, 'nope.qcow2')}': No such file or directory\n`);
     const a = join(t.dir, 'loop-a.qcow2');
@@ -203,7 +203,7 @@ describe('the CLI', () => {
     createQcow2(b, '1M');
     createQcow2(a, '1M', {}, { file: b, format: 'qcow2' });
     qemuImg('rebase', '-u', '-f', 'qcow2', '-b', a, '-F', 'qcow2', b);
-    const loop = run('node', ['bin/qcow2-doctor.js', 'info', '--backing-chain', a]);
+    const loop = run('node', ['bin/qcow2-doctor.cjs', 'info', '--backing-chain', a]);
     expect(loop.status).toBe(1);
     expect(loop.stderr).toBe(`qcow2-doctor: Backing file '${a}' creates an infinite loop.\n`);
     const qemu = run('qemu-img', ['info', '--backing-chain', a]);
@@ -215,10 +215,10 @@ describe('the CLI', () => {
     run('mkdir', ['-p', d]);
     createQcow2(join(d, 'l0.qcow2'), '1M');
     for (let i = 1; i <= 17; i++) createQcow2(join(d, `l${i}.qcow2`), '1M', {}, { file: `l${i - 1}.qcow2`, format: 'qcow2' });
-    const ok = run('node', ['bin/qcow2-doctor.js', 'info', '--backing-chain', '--output=json', join(d, 'l15.qcow2')]);
+    const ok = run('node', ['bin/qcow2-doctor.cjs', 'info', '--backing-chain', '--output=json', join(d, 'l15.qcow2')]);
     expect(ok.status, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout)).toHaveLength(16);
-    const deep = run('node', ['bin/qcow2-doctor.js', 'info', '--backing-chain', join(d, 'l17.qcow2')]);
+    const deep = run('node', ['bin/qcow2-doctor.cjs', 'info', '--backing-chain', join(d, 'l17.qcow2')]);
     expect(deep.status).toBe(1);
     expect(deep.stdout).toBe('');
     expect(deep.stderr).toBe('qcow2-doctor: Backing chain is deeper than 16 images (backing chain depth = 17)\n');
@@ -226,7 +226,7 @@ describe('the CLI', () => {
 
   it('prints the same JSON as qemu-img info', () => {
     const p = base('plain');
-    const ours = run('node', ['bin/qcow2-doctor.js', 'info', '--output=json', p]);
+    const ours = run('node', ['bin/qcow2-doctor.cjs', 'info', '--output=json', p]);
     expect(ours.status).toBe(0);
     expect(ours.stdout).toBe(run('qemu-img', ['info', '--output=json', p]).stdout);
   });

@@ -117,7 +117,7 @@ describe('inspecting never changes a byte', () => {
       }
 
       await checkFile(top);
-      const cli = run('node', ['bin/qcow2-doctor.js', 'info', '--backing-chain', top]);
+      const cli = run('node', ['bin/qcow2-doctor.cjs', 'info', '--backing-chain', top]);
       expect(cli.status, cli.stderr).toBe(0);
 
       expect(fingerprint(kind.files)).toEqual(before);

@@ -4,7 +4,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { qemuCheckHuman, run, tempDir } from '../helpers/qemu.js';
 
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'qcow2-doctor.js');
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'qcow2-doctor.cjs');
 const t = tempDir('q2d-labcli-');
 afterAll(t.cleanup);
 

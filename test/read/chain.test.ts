@@ -9,7 +9,7 @@ import { MAX_BACKING_CHAIN_DEPTH } from '../../engine/format/constants.js';
 import { createQcow2, qemuImg, qemuIo, run, sha256, tempDir } from '../helpers/qemu.js';
 import { dropBackingFormat } from './images.js';
 
-const BIN = join(process.cwd(), 'bin', 'qcow2-doctor.js');
+const BIN = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
 const ours = (args: string[], cwd: string) => run('node', [BIN, ...args], { cwd });
 
 describe('backing chains', () => {

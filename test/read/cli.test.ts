@@ -5,7 +5,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createQcow2, qemuImg, qemuIo, run, sha256, tempDir } from '../helpers/qemu.js';
 
-const BIN = join(process.cwd(), 'bin', 'qcow2-doctor.js');
+const BIN = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
 const ours = (...args: string[]) => run('node', [BIN, ...args]);
 
 describe('map and export commands', () => {

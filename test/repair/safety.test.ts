@@ -20,7 +20,7 @@ const scenario = (name: string): string => {
   mkdirSync(dir);
   return SCENARIOS.find((s) => s.name === name)!.build(dir);
 };
-const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.js');
+const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
 const cli = (...args: string[]) => run('node', [CLI, ...args]);
 
 describe('refusals: one line, nothing changed', () => {

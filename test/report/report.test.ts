@@ -103,7 +103,7 @@ describe('check --report', () => {
     const f = damagedImage('damaged.qcow2');
     const before = sha256(f);
     const html = join(t.dir, 'damaged-report.html');
-    const r = run('node', ['bin/qcow2-doctor.js', 'check', '--report', html, f]);
+    const r = run('node', ['bin/qcow2-doctor.cjs', 'check', '--report', html, f]);
     expect(r.status).toBe(2);
     expect(sha256(f)).toBe(before);
     const text = readFileSync(html, 'utf8');
@@ -137,7 +137,7 @@ describe('check --report', () => {
   it('writes a JSON report with the verdict, QEMU\'s counters and every finding', () => {
     const f = damagedImage('damaged-json.qcow2');
     const json = join(t.dir, 'report.json');
-    expect(run('node', ['bin/qcow2-doctor.js', 'check', '--report', json, f]).status).toBe(2);
+    expect(run('node', ['bin/qcow2-doctor.cjs', 'check', '--report', json, f]).status).toBe(2);
     const rep = JSON.parse(readFileSync(json, 'utf8'));
     expect(rep.format).toBe('qcow2-doctor-report');
     expect(rep.verdict.word).toBe('corrupt');
@@ -154,11 +154,11 @@ describe('check --report', () => {
     createQcow2(f, '16M');
     qemuIo(f, ['write -P 1 0 64k']);
     const html = join(t.dir, 'clean.html');
-    expect(run('node', ['bin/qcow2-doctor.js', 'check', '--report', html, f]).status).toBe(0);
+    expect(run('node', ['bin/qcow2-doctor.cjs', 'check', '--report', html, f]).status).toBe(0);
     const text = readFileSync(html, 'utf8');
     expect(text).toContain('data-verdict="clean"');
     expect(text).toContain('No problems were found. Nothing needs to be done.');
-    const bad = run('node', ['bin/qcow2-doctor.js', 'check', '--report', join(t.dir, 'r.txt'), f]);
+    const bad = run('node', ['bin/qcow2-doctor.cjs', 'check', '--report', join(t.dir, 'r.txt'), f]);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toContain('report file must end in .html or .json');
   });

@@ -172,7 +172,7 @@ describe('damaged data', () => {
 });
 
 describe('qcow2-doctor salvage (CLI)', () => {
-  const cli = (...args: string[]) => run('node', ['bin/qcow2-doctor.js', 'salvage', ...args]);
+  const cli = (...args: string[]) => run('node', ['bin/qcow2-doctor.cjs', 'salvage', ...args]);
 
   it('salvages to qcow2 with a JSON report, by snapshot name, and never touches IMAGE', () => {
     const f = p('cli.qcow2');

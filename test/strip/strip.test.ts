@@ -246,7 +246,7 @@ describe('strip: backing chains', () => {
     createQcow2(top, '16M', {}, { file: 'base.qcow2', format: 'qcow2' });
     qemuIo(top, ['write -P 0xa5 1M 64k', 'write -P 0xa5 2M 64k']);
     patchU64(top, 0x40000 + 32 * 8, 0); // leak the cluster at guest 2M
-    const r = run('node', ['bin/qcow2-doctor.js', 'strip', '--with-backing', top, join(out, 'top.qcow2')]);
+    const r = run('node', ['bin/qcow2-doctor.cjs', 'strip', '--with-backing', top, join(out, 'top.qcow2')]);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('an empty (all-zero, sparse) stand-in for the raw backing file');
     expect(verdict(join(out, 'top.qcow2'))).toEqual(verdict(top));
@@ -256,7 +256,7 @@ describe('strip: backing chains', () => {
       for (const p of PATTERNS) expect(containsRun(join(out, f), p)).toBe(false);
     }
     // A plain strip says how to bring the backing file along.
-    const plain = run('node', ['bin/qcow2-doctor.js', 'strip', top, join(out, 'alone.qcow2')]);
+    const plain = run('node', ['bin/qcow2-doctor.cjs', 'strip', top, join(out, 'alone.qcow2')]);
     expect(plain.stdout).toContain("backing file 'base.qcow2'");
   });
 });
@@ -303,13 +303,13 @@ describe('strip: refusals', () => {
   it('the CLI prints what it kept and what it left out', () => {
     const f = makeImage('cli.qcow2');
     patchU64(f, 0x30000, 0x8000000000050200n);
-    const r = run('node', ['bin/qcow2-doctor.js', 'strip', f, `${f}.out`]);
+    const r = run('node', ['bin/qcow2-doctor.cjs', 'strip', f, `${f}.out`]);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('metadata-only copy');
     expect(r.stdout).toContain('not cluster aligned; nothing copied there');
-    const j = run('node', ['bin/qcow2-doctor.js', 'strip', '--output=json', f, `${f}.out2`]);
+    const j = run('node', ['bin/qcow2-doctor.cjs', 'strip', '--output=json', f, `${f}.out2`]);
     expect(JSON.parse(j.stdout).fileSize).toBe(statSync(f).size);
-    const again = run('node', ['bin/qcow2-doctor.js', 'strip', f, `${f}.out`]);
+    const again = run('node', ['bin/qcow2-doctor.cjs', 'strip', f, `${f}.out`]);
     expect(again.status).toBe(1);
     expect(again.stderr.trim().split('\n')).toHaveLength(1);
   });

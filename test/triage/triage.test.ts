@@ -30,7 +30,7 @@ describe('triage of a folder of mixed images', () => {
     expect(images.length).toBeGreaterThanOrEqual(20);
     // The folder really is mixed: every verdict occurs.
     expect(new Set(qemuExit.values())).toEqual(new Set([0, 1, 2, 3, 63]));
-    const r = run('node', ['bin/qcow2-doctor.js', 'triage', '--output=json', t.dir]);
+    const r = run('node', ['bin/qcow2-doctor.cjs', 'triage', '--output=json', t.dir]);
     const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(rows.map((x) => x.path)).toEqual(images.map((n) => join(t.dir, n)).sort());
     for (const row of rows) {
@@ -45,7 +45,7 @@ describe('triage of a folder of mixed images', () => {
   it('carries qemu-img check\'s own JSON fields for each image that was checked', () => {
     const names = ['leak.qcow2', 'cross-link.qcow2', 'compressed.qcow2', 'snapshots.qcow2', 'v2/leak-v2.qcow2'];
     const files = names.map((n) => join(t.dir, n));
-    const r = run('node', ['bin/qcow2-doctor.js', 'triage', '--output=json', ...files]);
+    const r = run('node', ['bin/qcow2-doctor.cjs', 'triage', '--output=json', ...files]);
     const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(rows).toHaveLength(names.length);
     for (const [i, file] of files.entries()) {
@@ -58,7 +58,7 @@ describe('triage of a folder of mixed images', () => {
   });
 
   it('prints a table with flags, sizes and the backing chain, and explains unreadable images', () => {
-    const r = run('node', ['bin/qcow2-doctor.js', 'triage', t.dir]);
+    const r = run('node', ['bin/qcow2-doctor.cjs', 'triage', t.dir]);
     const lines = r.stdout.split('\n');
     expect(lines[0]).toMatch(/^PATH +VERDICT +LEAKS +ERRORS +FLAGS +VIRTUAL +FILE +BACKING +TIME$/);
     const line = (name: string): string => lines.find((l) => l.startsWith(join(t.dir, name) + ' '))!;
@@ -75,14 +75,14 @@ describe('triage of a folder of mixed images', () => {
   });
 
   it('exits 0 when every image is clean and 3 when the worst is a leak', () => {
-    expect(run('node', ['bin/qcow2-doctor.js', 'triage', join(t.dir, 'clean.qcow2'), join(t.dir, 'v2/clean-v2.qcow2')]).status).toBe(0);
-    expect(run('node', ['bin/qcow2-doctor.js', 'triage', join(t.dir, 'clean.qcow2'), join(t.dir, 'leak.qcow2')]).status).toBe(3);
+    expect(run('node', ['bin/qcow2-doctor.cjs', 'triage', join(t.dir, 'clean.qcow2'), join(t.dir, 'v2/clean-v2.qcow2')]).status).toBe(0);
+    expect(run('node', ['bin/qcow2-doctor.cjs', 'triage', join(t.dir, 'clean.qcow2'), join(t.dir, 'leak.qcow2')]).status).toBe(3);
   });
 
   it('never waits on a file that is not a regular file (a FIFO nobody writes to)', () => {
     const fifo = join(t.dir, 'stuck.qcow2');
     run('mkfifo', [fifo]);
-    const r = run('node', ['bin/qcow2-doctor.js', 'triage', '--output=json', fifo, t.dir]);
+    const r = run('node', ['bin/qcow2-doctor.cjs', 'triage', '--output=json', fifo, t.dir]);
     const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(rows[0]).toMatchObject({ path: fifo, verdict: 'unreadable', error: `Could not open '${fifo}': not a regular file` });
     expect(rows.filter((x) => x.path === fifo)).toHaveLength(1); // the folder walk skips it
@@ -91,7 +91,7 @@ describe('triage of a folder of mixed images', () => {
 
   it('gives up on an image that takes longer than --timeout, and goes on with the next', () => {
     // A millisecond is far less than a worker thread needs to start: the first check cannot finish.
-    const r = run('node', ['bin/qcow2-doctor.js', 'triage', '--output=json', '--jobs', '1', '--timeout', '0.001', join(t.dir, 'clean.qcow2'), join(t.dir, 'nope.qcow2')]);
+    const r = run('node', ['bin/qcow2-doctor.cjs', 'triage', '--output=json', '--jobs', '1', '--timeout', '0.001', join(t.dir, 'clean.qcow2'), join(t.dir, 'nope.qcow2')]);
     const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(rows[0]).toMatchObject({ verdict: 'unreadable', error: 'the check did not finish within 0.001 s' });
     expect(rows).toHaveLength(2);
@@ -99,7 +99,7 @@ describe('triage of a folder of mixed images', () => {
   });
 
   it('reports an explicitly named missing file instead of stopping', () => {
-    const r = run('node', ['bin/qcow2-doctor.js', 'triage', '--output=json', join(t.dir, 'nope.qcow2'), join(t.dir, 'clean.qcow2')]);
+    const r = run('node', ['bin/qcow2-doctor.cjs', 'triage', '--output=json', join(t.dir, 'nope.qcow2'), join(t.dir, 'clean.qcow2')]);
     const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(rows.map((x) => x.verdict)).toEqual(['unreadable', 'clean']);
     expect(rows[0]!.error).toBe(`Could not open '${join(t.dir, 'nope.qcow2')}': No such file or directory`);
