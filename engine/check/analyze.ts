@@ -11,7 +11,7 @@ import { CancelledError } from '../errors.js';
 import { readPadded } from '../io/positional-io.js';
 import { AnomalyCollector } from './anomalies.js';
 import { bitmapsActive, BitmapError, loadBitmapDirectory, loadBitmapTable, type BitmapDirectory } from './bitmaps.js';
-import { BufferPool, pipeline, readRanges } from './batch-reader.js';
+import { BufferPool, pipeline, readRanges, readRangesInto } from './batch-reader.js';
 import { decodes, MAX_COMPRESSED_SAMPLES, type CompressedSample } from './compressed-sample.js';
 import { msg } from './messages.js';
 import { MAX_IMRT_BYTES, refArrayMax, WIDE_SENTINEL } from './refcount-array.js';
@@ -148,7 +148,7 @@ class Analyzer {
   private roleMap?: Uint8Array;
   private guestMap?: Uint8Array;
   private readonly zeros: Uint8Array;
-  /** Read arenas: batches are walked while the next ones are read (large tables, other sources). */
+  /** Read arenas: a file is read into the first; other sources fill the next ones while a batch is walked. */
   private readonly pools = [new BufferPool(BATCH_BYTES), new BufferPool(BATCH_BYTES), new BufferPool(BATCH_BYTES)];
   private snapshots: CheckedSnapshot[] = [];
   private snapshotTableSize = 0;
@@ -1132,7 +1132,7 @@ class Analyzer {
       budget--;
       const pool = this.pools[0]!; // idle now: its arena is already faulted in
       pool.release();
-      const block = (await readRanges(this.image.io, this.fileSize, [off], this.cs, this.zeros, pool)).get(off)!;
+      const block = (await readRangesInto(this.image.io, this.fileSize, [off], this.cs, this.zeros, pool)).get(off)!;
       // Entries of clusters past the compared range are nearly always zero: skip such blocks undecoded.
       const from = Math.max(0, nb - r * E);
       if (isZero(block.subarray(Math.floor((from << geo.refcountOrder) / 8)), this.zeros)) continue;

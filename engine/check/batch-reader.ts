@@ -9,8 +9,6 @@ import type { PositionalIO } from '../io/positional-io.js';
 const MAX_RUN_BYTES = 4 * 1024 * 1024;
 /** Reads kept in flight at once. */
 const CONCURRENCY = 4;
-/** Pieces a large run is read in, concurrently. */
-const READ_PIECE = 512 * 1024;
 
 /**
  * An arena for one batch's reads: carved sequentially, reset when the batch is done. It starts
@@ -39,14 +37,6 @@ export class BufferPool {
   }
 }
 
-/**
- * Tables at least this large are read in the background (the thread pool) while the previous
- * batch is walked: copying a 2 MiB table costs about as much as walking it, and the two then
- * overlap on two cores. Smaller tables are read synchronously: a thread-pool round trip per
- * 64 KiB table costs more than the copy it would hide.
- */
-const ASYNC_FROM_BYTES = 1024 * 1024;
-
 /** Longest stretch of synchronous reading and walking before the event loop gets a turn (ms). */
 const YIELD_MS = 20;
 
@@ -54,14 +44,15 @@ const YIELD_MS = 20;
  * Process tables batch by batch. A plain file is read with synchronous positional reads: tables
  * mostly sit apart (an L2 table per 512 MiB of data), and one pread each costs a fraction of a
  * thread-pool round trip, so this takes several times less CPU; the event loop still gets a turn
- * every YIELD_MS (progress, cancel messages). Large tables and other sources are read
+ * every YIELD_MS (progress, cancel messages). (Reading ahead on the thread pool does not pay here:
+ * on a virtual machine, waking a pool thread costs up to a millisecond.) Other sources are read
  * asynchronously, the next batches while this one is handled (one arena per batch in flight).
  * `nextBatch` returns the next batch's offsets (or undefined at the end); `handle` gets the bytes.
  */
 export async function pipeline<B extends { offsets: number[] }>(io: PositionalIO, fileSize: number, length: number,
   zeros: Uint8Array, pools: BufferPool[], nextBatch: () => B | undefined,
   handle: (batch: B, tables: Map<number, Uint8Array>) => Promise<void> | void): Promise<void> {
-  if (io instanceof FileIO && length < ASYNC_FROM_BYTES) {
+  if (io instanceof FileIO) {
     const pool = pools[0]!;
     let last = performance.now();
     for (let cur = nextBatch(); cur; cur = nextBatch()) {
@@ -121,6 +112,12 @@ function planRuns(fileSize: number, offsets: number[], length: number, zeros: Ui
   return { out, runs };
 }
 
+/** readRanges into `pool`: synchronously for a plain file (see `pipeline`). */
+export function readRangesInto(io: PositionalIO, fileSize: number, offsets: number[], length: number, zeros: Uint8Array,
+  pool: BufferPool): Map<number, Uint8Array> | Promise<Map<number, Uint8Array>> {
+  return io instanceof FileIO ? readRangesSync(io.fd, fileSize, offsets, length, zeros, pool) : readRanges(io, fileSize, offsets, length, zeros, pool);
+}
+
 /** readRanges for a plain file descriptor, with synchronous reads into `pool`. */
 function readRangesSync(fd: number, fileSize: number, offsets: number[], length: number, zeros: Uint8Array,
   pool: BufferPool): Map<number, Uint8Array> {
@@ -170,12 +167,8 @@ export async function readRanges(io: PositionalIO, fileSize: number, offsets: nu
       let buf: Uint8Array;
       if (pool && fd >= 0) {
         buf = pool.take(want);
-        // A large run is read in pieces at once: the thread pool copies them on every core.
-        await Promise.all(Array.from({ length: Math.ceil(want / READ_PIECE) }, async (_, p) => {
-          const piece = buf.subarray(p * READ_PIECE, Math.min(want, (p + 1) * READ_PIECE));
-          const got = await readInto(fd, piece, r.start + p * READ_PIECE);
-          if (got < piece.length) piece.fill(0, got);
-        }));
+        const got = await readInto(fd, buf, r.start);
+        if (got < want) buf.fill(0, got);
       } else {
         buf = await io.read(r.start, want);
         if (buf.length < want) {
