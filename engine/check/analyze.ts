@@ -1012,6 +1012,8 @@ class Analyzer {
             }
           }
         }
+        // The rest of the last block: refcounts of clusters past the end of the image.
+        if (end === nb && end < base + E && r < rtEntries) this.refcountsPastRange(block, r, end - base);
         this.work(1, 'refcount blocks');
       }
     });
@@ -1120,34 +1122,40 @@ class Analyzer {
 
   /** Beyond QEMU: non-zero refcounts for clusters past the compared range (QEMU never looks). */
   private async refcountsBeyondEof(nb: number): Promise<void> {
-    const geo = this.image.geo;
-    const E = geo.refcountBlockEntries;
+    const E = this.image.geo.refcountBlockEntries;
     const rtEntries = this.image.reftable.length / 8;
-    let rcBuf: Float64Array | undefined;
     let budget = 64; // blocks examined at most: cheap, bounded
     const rt = this.image.reftable;
-    for (let r = nextNonZeroEntry(rt, Math.floor(nb / E), rtEntries); r < rtEntries && budget > 0; r = nextNonZeroEntry(rt, r + 1, rtEntries)) {
+    // The block holding cluster nb (if it is not the first of its block) was seen by the compare.
+    for (let r = nextNonZeroEntry(rt, Math.ceil(nb / E), rtEntries); r < rtEntries && budget > 0; r = nextNonZeroEntry(rt, r + 1, rtEntries)) {
       const off = this.lookup.blockOffset(r);
       if (off === 0 || off % this.cs !== 0 || off >= this.fileSize) continue;
       budget--;
       const pool = this.pools[0]!; // idle now: its arena is already faulted in
       pool.release();
       const block = (await readRangesInto(this.image.io, this.fileSize, [off], this.cs, this.zeros, pool)).get(off)!;
-      // Entries of clusters past the compared range are nearly always zero: skip such blocks undecoded.
-      const from = Math.max(0, nb - r * E);
-      if (isZero(block.subarray(Math.floor((from << geo.refcountOrder) / 8)), this.zeros)) continue;
-      rcBuf ??= new Float64Array(E);
-      decodeBlock(block, geo.refcountOrder, rcBuf, E);
-      for (let j = 0; j < E; j++) {
-        const k = r * E + j;
-        if (k < nb) continue;
-        if (rcBuf[j] !== 0) {
-          this.an.add('refcount-beyond-eof', { cluster: k, refcount: rcBuf[j]!, references: 0 });
-          if (this.roleMap && k < this.roleMap.length) this.roleMap[k] = HostRole.BeyondEof;
-        }
-      }
+      this.refcountsPastRange(block, r, 0);
     }
   }
+
+  /** Non-zero refcounts in block r from entry `from` on: clusters past the image's end, never referenced. */
+  private refcountsPastRange(block: Uint8Array, r: number, from: number): void {
+    const geo = this.image.geo;
+    const E = geo.refcountBlockEntries;
+    // Nearly always zero: such blocks are skipped undecoded.
+    if (isZero(block.subarray(Math.floor((from << geo.refcountOrder) / 8)), this.zeros)) return;
+    const rc = (this.rcPast ??= new Float64Array(E));
+    decodeBlock(block, geo.refcountOrder, rc, E);
+    for (let j = from; j < E; j++) {
+      if (rc[j] === 0) continue;
+      const k = r * E + j;
+      this.an.add('refcount-beyond-eof', { cluster: k, refcount: rc[j]!, references: 0 });
+      if (this.roleMap && k < this.roleMap.length) this.roleMap[k] = HostRole.BeyondEof;
+    }
+  }
+
+  private rcPast?: Float64Array;
+
 
   // ---- QEMU's check_oflag_copied (only re-walked when the first pass saw a disagreement) -----
 

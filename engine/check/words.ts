@@ -86,9 +86,17 @@ export function nextNonZeroEntry(table: Uint8Array, i: number, n: number): numbe
     return n;
   }
   const w = new Int32Array(table.buffer, table.byteOffset, 2 * n);
-  while (i < n && (w[2 * i]! | w[2 * i + 1]!) === 0) i++;
+  while (i < n && (w[2 * i]! | w[2 * i + 1]!) === 0) {
+    i++;
+    // Whole zero stretches compared natively (a refcount table is megabytes of zeros).
+    while ((i & (ZERO_STRETCH - 1)) === 0 && i + ZERO_STRETCH <= n && isZero(table.subarray(8 * i, 8 * (i + ZERO_STRETCH)), ZEROS)) i += ZERO_STRETCH;
+  }
   return i;
 }
+
+/** Entries skipped at once by nextNonZeroEntry when all zero, and their zero bytes. */
+const ZERO_STRETCH = 512;
+const ZEROS = new Uint8Array(8 * ZERO_STRETCH);
 
 /** Whether `bytes` are all zero: a native comparison with `zeros` (at least as long). */
 export function isZero(bytes: Uint8Array, zeros: Uint8Array): boolean {

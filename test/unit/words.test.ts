@@ -2,7 +2,7 @@
 // cluster size: runs that cross byte carries of the swapped low word, runs that reach 4 GiB (where
 // the high word changes), and runs broken by a wrong offset, a different flag or the stop limit.
 import { describe, expect, it } from 'vitest';
-import { bswap32, runLength } from '../../engine/check/words.js';
+import { bswap32, nextNonZeroEntry, runLength } from '../../engine/check/words.js';
 
 /** L2 table bytes (big-endian entries) as the checker's native-word view. */
 function table(entries: bigint[]): Int32Array {
@@ -55,4 +55,20 @@ describe('runLength', () => {
       }
     });
   }
+});
+
+describe('nextNonZeroEntry', () => {
+  it('finds every non-zero entry of a mostly empty table, across whole zero stretches', () => {
+    const n = 5000;
+    const bytes = new Uint8Array(8 * n + 8).subarray(8); // an offset view, as tables often are
+    const set = [0, 1, 511, 512, 513, 1024, 2047, 3000, 4999];
+    for (const i of set) bytes[8 * i + (i % 8)] = 1;
+    const found: number[] = [];
+    for (let i = nextNonZeroEntry(bytes, 0, n); i < n; i = nextNonZeroEntry(bytes, i + 1, n)) found.push(i);
+    expect(found).toEqual(set);
+    const unaligned = new Uint8Array(8 * 600 + 1).subarray(1);
+    unaligned[8 * 599 + 7] = 9;
+    expect(nextNonZeroEntry(unaligned, 0, 600)).toBe(599);
+    expect(nextNonZeroEntry(new Uint8Array(8 * 1100), 3, 1100)).toBe(1100);
+  });
 });
