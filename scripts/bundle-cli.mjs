@@ -4,7 +4,7 @@
 // compiling ~60 ES modules costs about as much as checking a small image, and CommonJS loaded from
 // a code cache skips the ES module loader and nearly all compiling (bin/qcow2-doctor.cjs loads it).
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'rolldown';
@@ -19,9 +19,30 @@ await build({
   platform: 'node', external, logLevel: 'warn',
   output: { dir: out, format: 'cjs', entryFileNames: '[name].cjs', codeSplitting: false },
 });
+// Builtins that only some commands need are loaded on first use: the bundle requires every
+// module's imports up front, and loading child_process, worker_threads, http, zlib and
+// fs/promises costs a plain check ~4 ms. Each is used only as `name.member`, which the proxy serves.
+const bundleFile = join(out, 'qcow2-doctor.cjs');
+let code = readFileSync(bundleFile, 'utf8');
+for (const id of ['node:child_process', 'node:worker_threads', 'node:http', 'node:os', 'node:zlib', 'node:fs/promises', 'node:crypto']) {
+  const decl = new RegExp(`^let (\\w+) = require\\("${id}"\\);$`, 'm').exec(code);
+  if (!decl) continue;
+  const name = decl[1];
+  const uses = code.match(new RegExp(`\\b${name}\\b(?!\\.)`, 'g')) ?? [];
+  if (uses.length !== 1) throw new Error(`${name} (${id}) is used other than as ${name}.member: cannot be loaded lazily`);
+  code = code.replace(decl[0], `let ${name} = lazyBuiltin("${id}");`);
+}
+code += `
+function lazyBuiltin(id) {
+\tlet mod;
+\treturn new Proxy({}, { get: (_, key) => (mod ??= require(id))[key] });
+}
+`;
+writeFileSync(bundleFile, code);
+
 // The launcher compiles the bundle with vm.Script, where import() has no loader: builtins and
 // packages must be imported statically (or be inlined, as rolldown does with packages).
-const dynamic = /(?<!{\s*)\bimport\(\s*["'`]/.exec(readFileSync(join(out, 'qcow2-doctor.cjs'), 'utf8'));
+const dynamic = /(?<!{\s*)\bimport\(\s*["'`]/.exec(code);
 if (dynamic) throw new Error(`dist/cli/qcow2-doctor.cjs has a dynamic import() the launcher cannot serve: ${dynamic.input.slice(dynamic.index, dynamic.index + 60)}`);
 // Started by `new URL('./worker.js' | './check-worker.js', import.meta.url)` from the bundle.
 for (const [name, src] of [['worker', 'dist/engine/triage/worker.js'], ['check-worker', 'dist/engine/check/check-worker.js']]) {

@@ -186,6 +186,12 @@ class Analyzer {
     let failed: string | undefined;
     let failedAtOpen = false;
     try {
+      // A caller that can cancel gets its messages handled before the walk starts: reads are
+      // synchronous, and the walk yields only every few milliseconds.
+      if (this.opts.cancel) {
+        await new Promise((resolve) => setImmediate(resolve));
+        this.checkCancel();
+      }
       this.c.totalClusters = this.guestClusters;
       await this.openBitmaps();
       await this.snapshotPrecheck();

@@ -29,7 +29,7 @@ export async function checkImage(image: Qcow2Image, opts: CheckOptions = {}): Pr
 
 /** Open `path` read-only in check mode (as qemu-img check opens it) and check it. */
 export async function checkFile(path: string, opts: CheckOptions = {}): Promise<CheckResult> {
-  const io = await FileIO.open(path);
+  const io = await FileIO.open(path, { syncReads: true });
   try {
     const image = await openForCheck(io);
     return await checkImage(image, opts);

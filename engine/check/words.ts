@@ -13,6 +13,7 @@ export const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 
  * of the whole L2 walk. It sees nearly every entry of a full image.
  */
 export function runLength(u: Int32Array, i: number, stop: number, rhi: number, lo: number, cb: number): number {
+  if (cb >= 16) return runLength16(u, i, stop, rhi, lo, cb);
   const byte = cb >>> 3; // the byte of the host-order word that holds bit cb
   const bit = cb & 7;
   const step = 1 << ((3 - byte) * 8 + bit); // that bit, in the raw (swapped) word
@@ -29,6 +30,21 @@ export function runLength(u: Int32Array, i: number, stop: number, rhi: number, l
     }
     if (p < end) break;
     next = (next + k * (1 << cb)) | 0; // 0 once past 4 GiB: the high word changes, the run ends
+  }
+  return (p >>> 1) - i;
+}
+
+/**
+ * runLength for clusters of 64 KiB and more: the low word's bottom half is zero, so the raw word
+ * is just its top half H (which grows by 2^(cb-16)) with its two bytes swapped, no stretches.
+ */
+function runLength16(u: Int32Array, i: number, stop: number, rhi: number, lo: number, cb: number): number {
+  const step = 1 << (cb - 16);
+  let h = (lo >>> 16) + step; // top half of the low word expected at p; 65536 and up: past 4 GiB
+  let p = 2 * i + 2;
+  while (p < stop && h < 65536 && u[p] === rhi && u[p + 1] === ((h >>> 8) | ((h & 0xff) << 8))) {
+    p += 2;
+    h += step;
   }
   return (p >>> 1) - i;
 }

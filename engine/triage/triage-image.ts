@@ -81,7 +81,7 @@ export async function triageImage(path: string, cancel?: CancelToken): Promise<T
 
 /** The first cluster (at most 2 MiB, the largest cluster size), or less at end of file. */
 async function readStart(path: string): Promise<Uint8Array> {
-  const io = await FileIO.open(path);
+  const io = await FileIO.open(path, { syncReads: true });
   try {
     const head = await io.read(0, 32);
     const bits = head.length >= 24 ? u32(head, C.HDR.clusterBits) : 0;

@@ -87,7 +87,7 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
   }
   let io: FileIO;
   try {
-    io = await FileIO.open(file);
+    io = await FileIO.open(file, { syncReads: true });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const reason = err.code === 'ENOENT' ? 'No such file or directory' : err.code === 'EACCES' ? 'Permission denied' : err.message;
