@@ -7,6 +7,7 @@
 // - its run, [runLo, runHi): clusters counted exactly once, mostly never written: a byte there is
 //   0 or 1 and means 1. A preallocated image is little else than such runs, one after the other.
 // Counts are written out ("materialized") only where a run would be counted again or read as bytes.
+import { allZero } from './words.js';
 
 /** Bytes (clusters) per memory page, and its log2. */
 export const IMRT_PAGE = 4096;
@@ -58,7 +59,7 @@ export class Imrt {
       const b = Math.min(to, pages[p + 1]!);
       if (a >= b) continue; // outside the hull: zero
       if (Math.max(a, pages[p + 2]!) < Math.min(b, pages[p + 3]!)) return false; // meets the run: counted
-      if (!zeroBytes(this.bytes, a, b)) return false;
+      if (!allZero(this.bytes, a, b)) return false;
     }
     for (let pg = first; pg <= last; pg++) this.addOnes(Math.max(from, pg * IMRT_PAGE), Math.min(to, (pg + 1) * IMRT_PAGE));
     return true;
@@ -139,17 +140,4 @@ export class Imrt {
     this.pages[p + 2] = 0;
     this.pages[p + 3] = 0;
   }
-}
-
-/** Whether bytes [from, to) of `a` (which starts its buffer) are zero, a word at a time. */
-function zeroBytes(a: Uint8Array, from: number, to: number): boolean {
-  let c = from;
-  for (; c < to && (c & 3) !== 0; c++) if (a[c] !== 0) return false;
-  const w = new Int32Array(a.buffer, a.byteOffset, a.length >>> 2);
-  const wEnd = to >>> 2;
-  let acc = 0;
-  for (let i = c >>> 2; i < wEnd; i++) acc |= w[i]!;
-  if (acc !== 0) return false;
-  for (c = Math.max(c, wEnd << 2); c < to; c++) if (a[c] !== 0) return false;
-  return true;
 }

@@ -67,7 +67,7 @@ export function allZero(a: Uint8Array, from: number, to: number): boolean {
   const wEnd = to >>> 2;
   for (let i = c >>> 2; i < wEnd; i++) acc |= w[i]!;
   if (acc !== 0) return false;
-  for (c = Math.max(c, wEnd << 2); c < to; c++) if (a[c] !== 0) return false;
+  for (c = Math.max(c, wEnd * 4); c < to; c++) if (a[c] !== 0) return false;
   return true;
 }
 
