@@ -1,5 +1,5 @@
 // check vs `qemu-img check` on the same files: wall time and CPU time (user+sys; each the best of
-// 3 runs, alternating, page cache warm; CPU time is the steadier figure on a shared machine), peak
+// 5 runs, alternating, page cache warm; CPU time is the steadier figure on a shared machine), peak
 // memory (max RSS from /usr/bin/time, else /proc VmHWM), and the engine's own time in-process
 // (without Node's start-up), plain and with the role and guest maps the app asks for. Images:
 // 1 TiB and 4 TiB with 64 KiB clusters and 16 TiB with 2 MiB clusters (all preallocation=metadata),
@@ -88,6 +88,8 @@ function buildFragmented(file: string): void {
 }
 
 const MiB = 1024;
+/** Runs per tool and image, alternating; the best of each side is compared (wall time here varies ±10% from one minute to the next). */
+const RUNS = 5;
 
 export async function run(ctx: BenchContext): Promise<void> {
   const here = dirname(fileURLToPath(import.meta.url));
@@ -115,7 +117,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     const qemu: Sample[] = [];
     const ours: Sample[] = [];
     await measure('qemu-img', ['check', '--output=json', img.file]); // warm the page cache
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < RUNS; i++) {
       qemu.push(await measure('qemu-img', ['check', '--output=json', img.file]));
       // A run with no output is a broken run (e.g. dist/ being rebuilt meanwhile): try again.
       // The launcher itself, as a user runs `qcow2-doctor check` (its #! line sets up Node).
@@ -156,7 +158,7 @@ export async function run(ctx: BenchContext): Promise<void> {
   };
   const node = await bestOf({ NODE_EXTRA_CA_CERTS: '' });
   ctx.log('');
-  ctx.log(`ratios = ours / qemu-img's, each side's best of 3 (goal ≤ 0.25 on the large images); Node's own baseline (node -e 0, as the launcher starts it): ${(node.rssKiB / MiB).toFixed(0)} MiB RSS, ${node.ms.toFixed(0)} ms wall, ${node.cpuMs.toFixed(0)} ms CPU.`);
+  ctx.log(`ratios = ours / qemu-img's, each side's best of ${RUNS} (goal ≤ 0.25 on the large images); Node's own baseline (node -e 0, as the launcher starts it): ${(node.rssKiB / MiB).toFixed(0)} MiB RSS, ${node.ms.toFixed(0)} ms wall, ${node.cpuMs.toFixed(0)} ms CPU.`);
   if (process.env.NODE_EXTRA_CA_CERTS) {
     const withCerts = await bestOf({ NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS });
     ctx.log(`With this machine's NODE_EXTRA_CA_CERTS (${process.env.NODE_EXTRA_CA_CERTS}), which the launcher empties, node -e 0 takes ${withCerts.ms.toFixed(0)} ms and ${(withCerts.rssKiB / MiB).toFixed(0)} MiB.`);
