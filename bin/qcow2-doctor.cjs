@@ -1,6 +1,6 @@
 #!/usr/bin/env -S NODE_EXTRA_CA_CERTS= node
 // Entry point of the `qcow2-doctor` CLI. Start-up matters (scripts and triage loops run it per
-// image), hence three things:
+// image), hence four things:
 // - it is CommonJS: Node's ES module loader alone costs ~5 ms to start;
 // - `npm run build:cli` (run by `npm install` through `prepare`) bundles the CLI into one file,
 //   dist/cli/qcow2-doctor.cjs, and V8's code cache for it; this file compiles the bundle from
@@ -9,6 +9,7 @@
 // - the launcher empties NODE_EXTRA_CA_CERTS: Node 20 parses that whole certificate bundle before
 //   any script runs (30 ms where it is set machine-wide), and the CLI never opens a TLS connection.
 //   (`env -S`: GNU coreutils 8.30+, macOS; started as `node bin/qcow2-doctor.cjs`, it is a no-op.)
+// - a finished command exits at once (see leaveWhenDone).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -44,10 +45,20 @@ async function warmCodeCache(main, script, runs) {
   process.exitCode = 0;
 }
 
+/**
+ * A finished command leaves at once: with stdout or stderr on a pipe, Node's own exit lingers on
+ * their handles for ~5 ms. Only when nothing but standard streams remains (not `serve`) and all
+ * output has been written.
+ */
+function leaveWhenDone() {
+  const onlyStdio = process.getActiveResourcesInfo().every((r) => r === 'PipeWrap' || r === 'TTYWrap');
+  if (onlyStdio && process.stdout.writableLength === 0 && process.stderr.writableLength === 0) process.exit();
+}
+
 if (mtime(bundle) >= mtime(path.join(dist, 'engine', 'cli', 'main.js'))) {
   const { main, script } = loadBundle();
   const warm = process.env.QCOW2_DOCTOR_WARM_CODE_CACHE;
-  (warm ? warmCodeCache(main, script, JSON.parse(warm)) : main(process.argv)).catch(fail);
+  (warm ? warmCodeCache(main, script, JSON.parse(warm)) : main(process.argv).then(leaveWhenDone)).catch(fail);
 } else {
-  import('../dist/engine/cli/main.js').then((m) => m.main(process.argv)).catch(fail);
+  import('../dist/engine/cli/main.js').then((m) => m.main(process.argv)).then(leaveWhenDone).catch(fail);
 }
