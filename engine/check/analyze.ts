@@ -160,6 +160,8 @@ class Analyzer {
   /** Metadata clusters claimed so far (for the metadata-overlap warning): cluster → role. */
   private readonly metaRoles = new Map<number, number>();
   private readonly guestClusters: number;
+  /** Whether anyone waits on the event loop during the walk (progress, cancel). */
+  private readonly listened: boolean;
 
   constructor(private readonly image: Qcow2Image, private readonly opts: CheckOptions) {
     this.cs = image.clusterSize;
@@ -173,6 +175,7 @@ class Analyzer {
     this.fastLimit = this.wide ? WIDE_SENTINEL - 1 : this.refMax;
     this.zeros = new Uint8Array(this.cs);
     this.guestClusters = Math.ceil(image.virtualSize / this.cs);
+    this.listened = !!(opts.cancel || opts.onProgress);
     this.lookup = new RefcountLookup(image);
     this.lookup.onUnaligned = (rtIndex, off) => {
       if (this.signalled) return;
@@ -479,7 +482,7 @@ class Analyzer {
         this.checkL2(tables.get(l2Off)!, l2Off, active, idx, sn, active && l2Off !== 0);
       }
       this.work(batch.length, active ? 'active L2 tables' : 'snapshot L2 tables');
-    });
+    }, this.listened);
   }
 
   /** One L1 entry with something to report (reserved bits, unaligned or past end of file), in QEMU's order. */
@@ -1022,7 +1025,7 @@ class Analyzer {
         if (end === nb && end < base + E && r < rtEntries) this.refcountsPastRange(block, r, end - base);
         this.work(1, 'refcount blocks');
       }
-    });
+    }, this.listened);
     this.scanCopiedClear();
     await this.refcountsBeyondEof(nb);
   }

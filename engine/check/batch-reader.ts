@@ -44,21 +44,22 @@ const YIELD_MS = 20;
  * Process tables batch by batch. A plain file is read with synchronous positional reads: tables
  * mostly sit apart (an L2 table per 512 MiB of data), and one pread each costs a fraction of a
  * thread-pool round trip, so this takes several times less CPU; the event loop still gets a turn
- * every YIELD_MS (progress, cancel messages). (Reading ahead on the thread pool does not pay here:
+ * every YIELD_MS (progress, cancel messages) unless `yieldTurns` is false (nobody listens: a plain
+ * CLI check, where the first turn alone costs ~2 ms of timer set-up). (Reading ahead on the thread pool does not pay here:
  * on a virtual machine, waking a pool thread costs up to a millisecond.) Other sources are read
  * asynchronously, the next batches while this one is handled (one arena per batch in flight).
  * `nextBatch` returns the next batch's offsets (or undefined at the end); `handle` gets the bytes.
  */
 export async function pipeline<B extends { offsets: number[] }>(io: PositionalIO, fileSize: number, length: number,
   zeros: Uint8Array, pools: BufferPool[], nextBatch: () => B | undefined,
-  handle: (batch: B, tables: Map<number, Uint8Array>) => Promise<void> | void): Promise<void> {
+  handle: (batch: B, tables: Map<number, Uint8Array>) => Promise<void> | void, yieldTurns = true): Promise<void> {
   if (io instanceof FileIO) {
     const pool = pools[0]!;
     let last = performance.now();
     for (let cur = nextBatch(); cur; cur = nextBatch()) {
       await handle(cur, readRangesSync(io.fd, fileSize, cur.offsets, length, zeros, pool));
       pool.release();
-      if (performance.now() - last > YIELD_MS) {
+      if (yieldTurns && performance.now() - last > YIELD_MS) {
         await new Promise((resolve) => setImmediate(resolve));
         last = performance.now();
       }
