@@ -60,7 +60,7 @@ export async function run(ctx: BenchContext): Promise<void> {
   const runs: { ours: Timing[]; qemu: Timing[] } = { ours: [], qemu: [] };
   const once = {
     qemu: () => runs.qemu.push(timed('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', img, theirs])),
-    ours: () => runs.ours.push(timed('node', [bin, 'export', img, ours])),
+    ours: () => runs.ours.push(timed(bin, ['export', img, ours])),
   };
   // The run that follows another pays for its writeback: alternate who goes first.
   for (let i = 0; i < 4; i++) {

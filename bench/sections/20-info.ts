@@ -26,7 +26,7 @@ async function runBoth(ctx: BenchContext, label: string, args: string[]): Promis
   let same = true;
   for (let i = 0; i < 3; i++) {
     const a = timed('qemu-img', ['info', '--output=json', ...args], ctx.dir);
-    const b = timed('node', [bin, 'info', '--output=json', ...args], ctx.dir);
+    const b = timed(bin, ['info', '--output=json', ...args], ctx.dir);
     q.push(a.ms);
     o.push(b.ms);
     same &&= a.out === b.out;

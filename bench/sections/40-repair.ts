@@ -98,7 +98,7 @@ export async function run(ctx: BenchContext): Promise<void> {
           q.push(timed('qemu-img', ['check', '-r', mode, work]).ms);
           bothClean &&= clean(work);
           copyFileSync(damaged, work);
-          o.push(timed('node', [bin, 'check', '-r', mode, '--no-journal', work]).ms);
+          o.push(timed(bin, ['check', '-r', mode, '--no-journal', work]).ms);
           bothClean &&= clean(work);
         }
         copyFileSync(damaged, work);
