@@ -67,7 +67,8 @@ export function bswap32(x: number): number {
 /** Whether bytes [from, to) of `a` are all zero (a word at a time; `a` must start a buffer). */
 export function allZero(a: Uint8Array, from: number, to: number): boolean {
   let c = from;
-  if (a.byteOffset !== 0) {
+  // Short stretches (single clusters of a fragmented image) byte by byte: no word view to allocate.
+  if (a.byteOffset !== 0 || to - from < 64) {
     for (; c < to; c++) if (a[c] !== 0) return false;
     return true;
   }
