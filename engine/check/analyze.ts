@@ -148,8 +148,8 @@ class Analyzer {
   private roleMap?: Uint8Array;
   private guestMap?: Uint8Array;
   private readonly zeros: Uint8Array;
-  /** Read arenas: a file is read into the first; other sources fill the next ones while a batch is walked. */
-  private readonly pools = [new BufferPool(BATCH_BYTES), new BufferPool(BATCH_BYTES), new BufferPool(BATCH_BYTES)];
+  /** Read arenas: a file is read into the first; other sources fill the second while a batch is walked. */
+  private readonly pools = [new BufferPool(BATCH_BYTES), new BufferPool(BATCH_BYTES)];
   private snapshots: CheckedSnapshot[] = [];
   private snapshotTableSize = 0;
   private bitmapDir?: BitmapDirectory;
@@ -1164,7 +1164,6 @@ class Analyzer {
   }
 
   private rcPast?: Float64Array;
-
 
   // ---- QEMU's check_oflag_copied (only re-walked when the first pass saw a disagreement) -----
 

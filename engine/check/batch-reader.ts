@@ -45,9 +45,10 @@ const YIELD_MS = 20;
  * mostly sit apart (an L2 table per 512 MiB of data), and one pread each costs a fraction of a
  * thread-pool round trip, so this takes several times less CPU; the event loop still gets a turn
  * every YIELD_MS (progress, cancel messages) unless `yieldTurns` is false (nobody listens: a plain
- * CLI check, where the first turn alone costs ~2 ms of timer set-up). (Reading ahead on the thread pool does not pay here:
- * on a virtual machine, waking a pool thread costs up to a millisecond.) Other sources are read
- * asynchronously, the next batches while this one is handled (one arena per batch in flight).
+ * CLI check, where the first turn alone costs ~2 ms of timer set-up). Reading ahead on the thread
+ * pool does not pay here: on a virtual machine, waking a pool thread costs up to a millisecond.
+ * Other sources are read asynchronously, the next batches while this one is handled (one arena per
+ * batch in flight).
  * `nextBatch` returns the next batch's offsets (or undefined at the end); `handle` gets the bytes.
  */
 export async function pipeline<B extends { offsets: number[] }>(io: PositionalIO, fileSize: number, length: number,

@@ -43,7 +43,7 @@ export class Qcow2Image {
     let first = await io.read(0, HEADER_PROBE);
     const cs = clusterSizeHint(first);
     if (cs > first.length && first.length === HEADER_PROBE && !headerWithin(first, cs)) first = await io.read(0, cs);
-    const header = decodeHeader(first.subarray(0, Math.min(first.length, clusterSizeHint(first))), opts);
+    const header = decodeHeader(first.subarray(0, Math.min(first.length, cs)), opts);
     const geo = geometry(header);
     const l1Bytes = header.l1Size * C.L1_ENTRY_SIZE;
     if (header.l1Size > 0 && header.l1TableOffset >= fileSize && !opts.zeroFillPastEof)
@@ -138,7 +138,6 @@ export class Qcow2Image {
   }
 }
 
-/** Cluster size from a raw header buffer, to bound how much of the first read is cluster 0. */
 /** Bytes read first when opening: the header cluster's start. */
 const HEADER_PROBE = 64 * 1024;
 
@@ -168,6 +167,7 @@ function headerWithin(buf: Uint8Array, cs: number): boolean {
   return true;
 }
 
+/** Cluster size from a raw header buffer, to bound how much of the first read is cluster 0. */
 function clusterSizeHint(buf: Uint8Array): number {
   if (buf.length < 24) return buf.length;
   const bits = u32(buf, C.HDR.clusterBits);
