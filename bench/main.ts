@@ -22,7 +22,9 @@ export interface BenchSection {
 async function main(): Promise<void> {
   const here = dirname(fileURLToPath(import.meta.url));
   const filter = process.argv.slice(2);
-  const files = readdirSync(join(here, 'sections')).filter((f) => f.endsWith('.js')).sort()
+  const files = readdirSync(join(here, 'sections'))
+    .filter((f) => f.endsWith('.js'))
+    .sort()
     .filter((f) => filter.length === 0 || filter.some((x) => f.includes(x)));
   const dir = join(process.env.BENCH_DIR ?? tmpdir(), `qcow2-doctor-bench-${process.pid}`);
   mkdirSync(dir, { recursive: true });

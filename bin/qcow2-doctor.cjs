@@ -20,7 +20,7 @@ const cacheFile = `${bundle}.cache`;
 const mtime = (f) => fs.statSync(f, { throwIfNoEntry: false })?.mtimeMs ?? -1;
 
 function fail(err) {
-  process.stderr.write(`qcow2-doctor: ${err && err.message ? err.message : String(err)}\n`);
+  process.stderr.write(`qcow2-doctor: ${err?.message ? err.message : String(err)}\n`);
   process.exit(1);
 }
 
@@ -34,7 +34,9 @@ function loadBundle() {
     cachedData,
   });
   const mod = { exports: {} };
-  script.runInThisContext().call(mod.exports, mod.exports, Module.createRequire(bundle), mod, bundle, path.dirname(bundle));
+  script
+    .runInThisContext()
+    .call(mod.exports, mod.exports, Module.createRequire(bundle), mod, bundle, path.dirname(bundle));
   return { main: mod.exports.main, script };
 }
 
@@ -60,5 +62,8 @@ if (mtime(bundle) >= mtime(path.join(dist, 'engine', 'cli', 'main.js'))) {
   const warm = process.env.QCOW2_DOCTOR_WARM_CODE_CACHE;
   (warm ? warmCodeCache(main, script, JSON.parse(warm)) : main(process.argv).then(leaveWhenDone)).catch(fail);
 } else {
-  import('../dist/engine/cli/main.js').then((m) => m.main(process.argv)).then(leaveWhenDone).catch(fail);
+  import('../dist/engine/cli/main.js')
+    .then((m) => m.main(process.argv))
+    .then(leaveWhenDone)
+    .catch(fail);
 }

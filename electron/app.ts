@@ -2,13 +2,13 @@
  * Main process wiring: one window, the engine host (utility process), the menu, IPC with sender
  * validation, file associations / command-line files, and the first-run sample.
  */
-import { app, BrowserWindow, dialog, ipcMain, Menu, utilityProcess, type UtilityProcess } from 'electron';
+import { app, type BrowserWindow, dialog, ipcMain, Menu, utilityProcess, type UtilityProcess } from 'electron';
 import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ServerMessage } from '../engine/service/contract.js';
-import { VERSION } from '../engine/version.js';
+import type { ServerMessage } from '../engine/contract/contract.js';
+import { VERSION } from '../engine/base/version.js';
 import { Bridge, type HostInbound } from './bridge.js';
 import type { HostOutbound } from './engine-host.js';
 import { menuTemplate, type RecentMenuItem } from './menu.js';
@@ -25,7 +25,9 @@ function paths(): { preload: string; origin: RendererOrigin; engineHost: string;
   const origin: RendererOrigin = { indexHtml: join(here, '../renderer/index.html') };
   const dev = process.env.ELECTRON_RENDERER_URL;
   if (dev && !app.isPackaged) origin.devUrl = dev;
-  const samples = app.isPackaged ? join(process.resourcesPath, 'samples') : join(app.getAppPath(), 'resources', 'samples');
+  const samples = app.isPackaged
+    ? join(process.resourcesPath, 'samples')
+    : join(app.getAppPath(), 'resources', 'samples');
   return { preload: join(here, '../preload/preload.cjs'), origin, engineHost: join(here, 'engine-host.js'), samples };
 }
 
@@ -53,11 +55,22 @@ export function startApp(): void {
     toRenderer,
     pickFile: async () => {
       const r = win
-        ? await dialog.showOpenDialog(win, { title: 'Open a qcow2 image', properties: ['openFile'], filters: [{ name: 'qcow2 images', extensions: ['qcow2', 'qcow', 'img'] }, { name: 'All files', extensions: ['*'] }] })
+        ? await dialog.showOpenDialog(win, {
+            title: 'Open a qcow2 image',
+            properties: ['openFile'],
+            filters: [
+              { name: 'qcow2 images', extensions: ['qcow2', 'qcow', 'img'] },
+              { name: 'All files', extensions: ['*'] },
+            ],
+          })
         : { canceled: true, filePaths: [] };
       return r.canceled ? null : (r.filePaths[0] ?? null);
     },
-    isFile: async (path) => stat(path).then((s) => s.isFile(), () => false),
+    isFile: async (path) =>
+      stat(path).then(
+        (s) => s.isFile(),
+        () => false,
+      ),
   });
 
   const openPath = async (path: string): Promise<void> => {
@@ -65,23 +78,46 @@ export function startApp(): void {
       const id = await bridge.grant(path);
       toRenderer({ t: 'notice', notice: { kind: 'open', ref: { kind: 'dropped', id } } });
     } catch (err) {
-      toRenderer({ t: 'notice', notice: { kind: 'error', error: { code: 'not-found', message: err instanceof Error ? err.message : String(err) } } });
+      toRenderer({
+        t: 'notice',
+        notice: {
+          kind: 'error',
+          error: { code: 'not-found', message: err instanceof Error ? err.message : String(err) },
+        },
+      });
     }
   };
 
   const rebuildMenu = (): void => {
-    Menu.setApplicationMenu(Menu.buildFromTemplate(menuTemplate(recent, {
-      open: () => toRenderer({ t: 'notice', notice: { kind: 'menu', command: 'open' } }),
-      openRecent: (id) => toRenderer({ t: 'notice', notice: { kind: 'open', ref: { kind: 'recent', id } } }),
-      close: () => toRenderer({ t: 'notice', notice: { kind: 'menu', command: 'close' } }),
-      showView: (view) => toRenderer({ t: 'notice', notice: { kind: 'menu', command: 'view', view } }),
-      about: () => void dialog.showMessageBox({ type: 'info', title: 'About qcow2-doctor', message: `qcow2-doctor ${VERSION}`, detail: 'Inspect, check and safely repair qcow2 disk images. QEMU is the reference: the checks match `qemu-img check`.' }),
-      quit: () => app.quit(),
-    }, process.platform === 'darwin')));
+    Menu.setApplicationMenu(
+      Menu.buildFromTemplate(
+        menuTemplate(
+          recent,
+          {
+            open: () => toRenderer({ t: 'notice', notice: { kind: 'menu', command: 'open' } }),
+            openRecent: (id) => toRenderer({ t: 'notice', notice: { kind: 'open', ref: { kind: 'recent', id } } }),
+            close: () => toRenderer({ t: 'notice', notice: { kind: 'menu', command: 'close' } }),
+            showView: (view) => toRenderer({ t: 'notice', notice: { kind: 'menu', command: 'view', view } }),
+            about: () =>
+              void dialog.showMessageBox({
+                type: 'info',
+                title: 'About qcow2-doctor',
+                message: `qcow2-doctor ${VERSION}`,
+                detail:
+                  'Inspect, check and safely repair qcow2 disk images. QEMU is the reference: the checks match `qemu-img check`.',
+              }),
+            quit: () => app.quit(),
+          },
+          process.platform === 'darwin',
+        ),
+      ),
+    );
   };
 
   const startHost = (): void => {
-    host = utilityProcess.fork(p.engineHost, [app.getPath('userData'), p.samples], { serviceName: 'qcow2-doctor engine' });
+    host = utilityProcess.fork(p.engineHost, [app.getPath('userData'), p.samples], {
+      serviceName: 'qcow2-doctor engine',
+    });
     host.on('message', (m: HostOutbound) => {
       if (m.t === 'recent') {
         recent = m.items;
@@ -91,7 +127,16 @@ export function startApp(): void {
     host.on('exit', (code) => {
       host = null;
       if (app.isReady() && win && !win.isDestroyed()) {
-        toRenderer({ t: 'notice', notice: { kind: 'error', error: { code: 'internal', message: `The engine stopped (exit code ${code}); it was restarted. Open the image again.` } } });
+        toRenderer({
+          t: 'notice',
+          notice: {
+            kind: 'error',
+            error: {
+              code: 'internal',
+              message: `The engine stopped (exit code ${code}); it was restarted. Open the image again.`,
+            },
+          },
+        });
         startHost();
       }
     });

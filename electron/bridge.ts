@@ -7,8 +7,13 @@
 import { isAbsolute } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { WebFrameMain } from 'electron';
-import { parseClientMessage, validateArgs, type ClientMessage, type ServerMessage } from '../engine/service/contract.js';
-import { ContractError, toWireError } from '../engine/service/errors.js';
+import {
+  parseClientMessage,
+  validateArgs,
+  type ClientMessage,
+  type ServerMessage,
+} from '../engine/contract/contract.js';
+import { ContractError, toWireError } from '../engine/contract/errors.js';
 import { isTrustedSender, type RendererOrigin } from './security.js';
 
 /** Main → engine host. */
@@ -57,7 +62,12 @@ export class Bridge {
         return;
       }
       if (ref.kind === 'root') {
-        this.deps.toRenderer({ t: 'res', id: msg.id, ok: false, error: { code: 'not-available', message: 'the desktop app opens files through the Open dialog' } });
+        this.deps.toRenderer({
+          t: 'res',
+          id: msg.id,
+          ok: false,
+          error: { code: 'not-available', message: 'the desktop app opens files through the Open dialog' },
+        });
         return;
       }
     }
@@ -69,7 +79,10 @@ export class Bridge {
       const path = await this.deps.pickFile();
       if (path === null) throw new ContractError('cancelled', 'cancelled');
       const grant = await this.grant(path);
-      this.deps.post({ t: 'client', msg: { t: 'req', id, method: 'image.open', args: { ref: { kind: 'dropped', id: grant } } } });
+      this.deps.post({
+        t: 'client',
+        msg: { t: 'req', id, method: 'image.open', args: { ref: { kind: 'dropped', id: grant } } },
+      });
     } catch (err) {
       this.deps.toRenderer({ t: 'res', id, ok: false, error: toWireError(err) });
     }
@@ -81,7 +94,13 @@ export class Bridge {
       this.refused.push(`untrusted sender ${frame?.url ?? '(none)'}`);
       throw new ContractError('access-denied', 'unexpected sender');
     }
-    if (typeof path !== 'string' || path.length === 0 || path.length > MAX_PATH || path.includes('\0') || !isAbsolute(path)) {
+    if (
+      typeof path !== 'string' ||
+      path.length === 0 ||
+      path.length > MAX_PATH ||
+      path.includes('\0') ||
+      !isAbsolute(path)
+    ) {
       this.refused.push('bad dropped path');
       throw new ContractError('invalid-argument', 'a dropped file must be a local file', { field: 'path' });
     }

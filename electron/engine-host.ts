@@ -7,14 +7,16 @@
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { ServerMessage } from '../engine/service/contract.js';
-import { ContractError } from '../engine/service/errors.js';
+import type { ServerMessage } from '../engine/contract/contract.js';
+import { ContractError } from '../engine/contract/errors.js';
 import { RecentStore, type RecentItem } from '../engine/service/recent.js';
 import { Service } from '../engine/service/service.js';
 import { listSamples } from '../engine/service/samples.js';
 import type { HostInbound } from './bridge.js';
 
-export type HostOutbound = ServerMessage | { t: 'recent'; items: Array<{ id: string; name: string; location?: string }> };
+export type HostOutbound =
+  | ServerMessage
+  | { t: 'recent'; items: Array<{ id: string; name: string; location?: string }> };
 
 async function main(): Promise<void> {
   const [userData = '.', samplesDir = ''] = process.argv.slice(2);
@@ -28,7 +30,10 @@ async function main(): Promise<void> {
     initial = [];
   }
   const publish = (items: RecentItem[]): void => {
-    post({ t: 'recent', items: items.map(({ id, name, location }) => (location === undefined ? { id, name } : { id, name, location })) });
+    post({
+      t: 'recent',
+      items: items.map(({ id, name, location }) => (location === undefined ? { id, name } : { id, name, location })),
+    });
   };
   const recent = new RecentStore(initial, (items) => {
     try {
@@ -54,7 +59,13 @@ async function main(): Promise<void> {
       if (ref.kind === 'recent') {
         const r = recent.find(ref.id);
         if (!r) throw new ContractError('not-found', 'no such recent image', { field: 'args.ref.id', value: ref.id });
-        if (!(await stat(r.path).then((s) => s.isFile(), () => false))) throw new ContractError('not-found', `${r.name} is no longer at ${r.location ?? 'its place'}`);
+        if (
+          !(await stat(r.path).then(
+            (s) => s.isFile(),
+            () => false,
+          ))
+        )
+          throw new ContractError('not-found', `${r.name} is no longer at ${r.location ?? 'its place'}`);
         return { path: r.path, name: r.name };
       }
       if (ref.kind === 'sample') {

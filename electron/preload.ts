@@ -4,7 +4,12 @@
  * handed to the page.
  */
 import { contextBridge, ipcRenderer, webUtils, type IpcRendererEvent } from 'electron';
-import { CONTRACT_VERSION, type ClientMessage, type PreloadBridge, type ServerMessage } from '../engine/service/contract.js';
+import {
+  CONTRACT_VERSION,
+  type ClientMessage,
+  type PreloadBridge,
+  type ServerMessage,
+} from '../engine/contract/contract.js';
 
 const IPC_SEND = 'q2d:send';
 const IPC_MESSAGE = 'q2d:message';

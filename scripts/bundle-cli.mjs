@@ -16,7 +16,9 @@ rmSync(out, { recursive: true, force: true });
 const external = ['bufferutil', 'utf-8-validate'];
 await build({
   input: { 'qcow2-doctor': join(root, 'dist/engine/cli/main.js') },
-  platform: 'node', external, logLevel: 'warn',
+  platform: 'node',
+  external,
+  logLevel: 'warn',
   output: { dir: out, format: 'cjs', entryFileNames: '[name].cjs', codeSplitting: false },
 });
 // Builtins that only some commands need are loaded on first use: the bundle requires every
@@ -24,12 +26,21 @@ await build({
 // fs/promises costs a plain check ~4 ms. Each is used only as `name.member`, which the proxy serves.
 const bundleFile = join(out, 'qcow2-doctor.cjs');
 let code = readFileSync(bundleFile, 'utf8');
-for (const id of ['node:child_process', 'node:worker_threads', 'node:http', 'node:os', 'node:zlib', 'node:fs/promises', 'node:crypto']) {
+for (const id of [
+  'node:child_process',
+  'node:worker_threads',
+  'node:http',
+  'node:os',
+  'node:zlib',
+  'node:fs/promises',
+  'node:crypto',
+]) {
   const decl = new RegExp(`^let (\\w+) = require\\("${id}"\\);$`, 'm').exec(code);
   if (!decl) continue;
   const name = decl[1];
   const uses = code.match(new RegExp(`\\b${name}\\b(?!\\.)`, 'g')) ?? [];
-  if (uses.length !== 1) throw new Error(`${name} (${id}) is used other than as ${name}.member: cannot be loaded lazily`);
+  if (uses.length !== 1)
+    throw new Error(`${name} (${id}) is used other than as ${name}.member: cannot be loaded lazily`);
   code = code.replace(decl[0], `let ${name} = lazyBuiltin("${id}");`);
 }
 code += `
@@ -43,11 +54,20 @@ writeFileSync(bundleFile, code);
 // The launcher compiles the bundle with vm.Script, where import() has no loader: builtins and
 // packages must be imported statically (or be inlined, as rolldown does with packages).
 const dynamic = /(?<!{\s*)\bimport\(\s*["'`]/.exec(code);
-if (dynamic) throw new Error(`dist/cli/qcow2-doctor.cjs has a dynamic import() the launcher cannot serve: ${dynamic.input.slice(dynamic.index, dynamic.index + 60)}`);
+if (dynamic)
+  throw new Error(
+    `dist/cli/qcow2-doctor.cjs has a dynamic import() the launcher cannot serve: ${dynamic.input.slice(dynamic.index, dynamic.index + 60)}`,
+  );
 // Started by `new URL('./worker.js' | './check-worker.js', import.meta.url)` from the bundle.
-for (const [name, src] of [['worker', 'dist/engine/triage/worker.js'], ['check-worker', 'dist/engine/check/check-worker.js']]) {
+for (const [name, src] of [
+  ['worker', 'dist/engine/triage/worker.js'],
+  ['check-worker', 'dist/engine/check/check-worker.js'],
+]) {
   await build({
-    input: { [name]: join(root, src) }, platform: 'node', external, logLevel: 'warn',
+    input: { [name]: join(root, src) },
+    platform: 'node',
+    external,
+    logLevel: 'warn',
     output: { dir: out, format: 'esm', entryFileNames: '[name].js', codeSplitting: false },
   });
 }
@@ -62,10 +82,13 @@ const warm = [
   ['info', join(samples, 'sample-snapshots.qcow2')],
 ].filter((args) => existsSync(args[args.length - 1]));
 const r = spawnSync(process.execPath, [launcher], {
-  env: { ...process.env, QCOW2_DOCTOR_WARM_CODE_CACHE: JSON.stringify(warm) }, stdio: ['ignore', 'ignore', 'pipe'],
+  env: { ...process.env, QCOW2_DOCTOR_WARM_CODE_CACHE: JSON.stringify(warm) },
+  stdio: ['ignore', 'ignore', 'pipe'],
 });
 // Without a cache the CLI still works, only starts slower: a failed warm-up must not fail the install.
 if (r.status !== 0) {
   rmSync(join(out, 'qcow2-doctor.cjs.cache'), { force: true });
-  process.stderr.write(`bundle-cli: warming the CLI's code cache failed (exit ${r.status}); the CLI starts without it\n${r.stderr}\n`);
+  process.stderr.write(
+    `bundle-cli: warming the CLI's code cache failed (exit ${r.status}); the CLI starts without it\n${r.stderr}\n`,
+  );
 }

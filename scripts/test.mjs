@@ -1,10 +1,10 @@
-// `npm test`: build what the tests drive (the CLI, the renderer), run every Vitest test, and close
-// with the plain line `N passed, N failed` that CI reads.
+// `npm test`: lint (format, lint rules, the floors), build what the tests drive (the CLI, the
+// renderer), run every Vitest test, and close with the plain line `N passed, N failed` that CI reads.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, mkdirSync } from 'node:fs';
 
 const run = (cmd, args) => spawnSync(cmd, args, { stdio: 'inherit', shell: false });
-for (const script of ['build:cli', 'build:renderer']) {
+for (const script of ['lint', 'build:cli', 'build:renderer']) {
   const r = run('npm', ['run', '--silent', script]);
   if (r.status !== 0) {
     console.log('0 passed, 1 failed');
@@ -13,7 +13,14 @@ for (const script of ['build:cli', 'build:renderer']) {
 }
 mkdirSync('test-results', { recursive: true });
 const extra = process.argv.slice(2);
-const r = run('npx', ['vitest', 'run', '--reporter=default', '--reporter=json', '--outputFile.json=test-results/vitest.json', ...extra]);
+const r = run('npx', [
+  'vitest',
+  'run',
+  '--reporter=default',
+  '--reporter=json',
+  '--outputFile.json=test-results/vitest.json',
+  ...extra,
+]);
 let passed = 0;
 let failed = 0;
 try {

@@ -29,7 +29,11 @@ function timed(cmd: string, args: string[]): Timing {
   spawnSync('sync');
   spawnSync('sleep', ['1']);
   const quoted = [cmd, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-  const r = spawnSync('bash', ['-c', `TIMEFORMAT='%R %U %S'; time ${quoted} >/dev/null 2>/tmp/qcow2-doctor-bench-err.$$`], { encoding: 'utf8' });
+  const r = spawnSync(
+    'bash',
+    ['-c', `TIMEFORMAT='%R %U %S'; time ${quoted} >/dev/null 2>/tmp/qcow2-doctor-bench-err.$$`],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: exit ${r.status} ${r.stderr}`);
   const m = /([\d.]+) ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr);
   if (!m) throw new Error(`could not time ${cmd}: ${r.stderr}`);
@@ -55,7 +59,9 @@ export async function run(ctx: BenchContext): Promise<void> {
   data.push('write -P 0x71 3500M 1M');
   qemuIo(img, data);
   const size = statSync(img).size;
-  ctx.log(`image: 4 GiB virtual, ${(size / M).toFixed(0)} MiB file (1.5 GiB data, 128 MiB compressed, zero and discarded ranges)`);
+  ctx.log(
+    `image: 4 GiB virtual, ${(size / M).toFixed(0)} MiB file (1.5 GiB data, 128 MiB compressed, zero and discarded ranges)`,
+  );
 
   const runs: { ours: Timing[]; qemu: Timing[] } = { ours: [], qemu: [] };
   const once = {
@@ -75,10 +81,12 @@ export async function run(ctx: BenchContext): Promise<void> {
   for (const k of ['wall', 'cpu'] as const) {
     const q = best(runs.qemu, k);
     const o = best(runs.ours, k);
-    ctx.log(`${k === 'wall' ? 'wall time' : 'CPU time (user+sys)'}: qemu-img convert -O raw ${q.toFixed(2)} s, qcow2-doctor export ${o.toFixed(2)} s, ratio ${(o / q).toFixed(2)} (goal: <= 1.00)`);
+    ctx.log(
+      `${k === 'wall' ? 'wall time' : 'CPU time (user+sys)'}: qemu-img convert -O raw ${q.toFixed(2)} s, qcow2-doctor export ${o.toFixed(2)} s, ratio ${(o / q).toFixed(2)} (goal: <= 1.00)`,
+    );
   }
   ctx.log(`runs (wall/cpu s): qemu-img ${list(runs.qemu)}; ours ${list(runs.ours)}`);
-  ctx.log('(best of 4 each, alternating order; wall time depends on the machine\'s load, CPU time much less)');
+  ctx.log("(best of 4 each, alternating order; wall time depends on the machine's load, CPU time much less)");
   ctx.log(`outputs identical: ${same ? 'yes' : 'NO'}`);
   const alloc = (f: string) => (statSync(f).blocks * 512) / M;
   ctx.log(`output allocation: ours ${alloc(ours).toFixed(0)} MiB, qemu-img ${alloc(theirs).toFixed(0)} MiB (sparse)`);

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchContext } from '../main.js';
 import { collectImageInfo } from '../../engine/image/info-file.js';
-import { renderInfoJson } from '../../engine/image/info-render.js';
+import { renderInfoJson } from '../../engine/report/info-render.js';
 
 export const title = 'info vs qemu-img info --output=json (200 snapshots + 8 bitmaps; 3-layer chain)';
 
@@ -41,7 +41,9 @@ async function runBoth(ctx: BenchContext, label: string, args: string[]): Promis
     inproc.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
   const best = (x: number[]): number => Math.min(...x);
-  ctx.log(`${label}: qemu-img ${best(q).toFixed(0)} ms, qcow2-doctor CLI ${best(o).toFixed(0)} ms (ratio ${(best(o) / best(q)).toFixed(2)}), engine in-process ${best(inproc).toFixed(1)} ms (ratio ${(best(inproc) / best(q)).toFixed(2)}); identical JSON: ${same ? 'yes' : 'NO'}`);
+  ctx.log(
+    `${label}: qemu-img ${best(q).toFixed(0)} ms, qcow2-doctor CLI ${best(o).toFixed(0)} ms (ratio ${(best(o) / best(q)).toFixed(2)}), engine in-process ${best(inproc).toFixed(1)} ms (ratio ${(best(inproc) / best(q)).toFixed(2)}); identical JSON: ${same ? 'yes' : 'NO'}`,
+  );
 }
 
 export async function run(ctx: BenchContext): Promise<void> {
@@ -53,7 +55,27 @@ export async function run(ctx: BenchContext): Promise<void> {
   await runBoth(ctx, 'snapshots + bitmaps', ['info-bench.qcow2']);
 
   execFileSync('qemu-img', ['create', '-q', '-f', 'raw', join(ctx.dir, 'info-base.raw'), '1G']);
-  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'info-base.raw', '-F', 'raw', join(ctx.dir, 'info-mid.qcow2')]);
-  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'info-mid.qcow2', '-F', 'qcow2', join(ctx.dir, 'info-top.qcow2')]);
+  execFileSync('qemu-img', [
+    'create',
+    '-q',
+    '-f',
+    'qcow2',
+    '-b',
+    'info-base.raw',
+    '-F',
+    'raw',
+    join(ctx.dir, 'info-mid.qcow2'),
+  ]);
+  execFileSync('qemu-img', [
+    'create',
+    '-q',
+    '-f',
+    'qcow2',
+    '-b',
+    'info-mid.qcow2',
+    '-F',
+    'qcow2',
+    join(ctx.dir, 'info-top.qcow2'),
+  ]);
   await runBoth(ctx, '--backing-chain (3 layers)', ['--backing-chain', 'info-top.qcow2']);
 }

@@ -67,7 +67,9 @@ function qemuOnFile(file: string, w: Workload): number {
 export async function run(ctx: BenchContext): Promise<void> {
   ctx.log('Flushes issued (image on a recording backend, 64 KiB clusters, final close included):');
   ctx.log('');
-  ctx.log('| workload | allocating writes | ordered | flush after every update | per 1000 allocating: ordered / every update |');
+  ctx.log(
+    '| workload | allocating writes | ordered | flush after every update | per 1000 allocating: ordered / every update |',
+  );
   ctx.log('|---|---|---|---|---|');
   for (const w of WORKLOADS) {
     const o = await flushesFor('ordered', w);
@@ -76,7 +78,9 @@ export async function run(ctx: BenchContext): Promise<void> {
     ctx.log(`| ${w.label} | ${o.alloc} | ${o.flushes} | ${e.flushes} | ${per(o.flushes)} / ${per(e.flushes)} |`);
   }
   ctx.log('');
-  ctx.log('Throughput on a file (qemu-img-created 1 GiB image, page cache, best of 3; qemu-io -t writeback, includes its process start):');
+  ctx.log(
+    'Throughput on a file (qemu-img-created 1 GiB image, page cache, best of 3; qemu-io -t writeback, includes its process start):',
+  );
   ctx.log('');
   ctx.log('| workload | qcow2-doctor | qemu-io | ratio (ours/qemu time) |');
   ctx.log('|---|---|---|---|');
@@ -94,6 +98,8 @@ export async function run(ctx: BenchContext): Promise<void> {
     const o = Math.min(...ours);
     const q = Math.min(...qemu);
     const mbps = (ms: number) => ((N * 4 * K) / M / (ms / 1000)).toFixed(1);
-    ctx.log(`| ${w.label} | ${o.toFixed(0)} ms (${mbps(o)} MiB/s) | ${q.toFixed(0)} ms (${mbps(q)} MiB/s) | ${(o / q).toFixed(2)} |`);
+    ctx.log(
+      `| ${w.label} | ${o.toFixed(0)} ms (${mbps(o)} MiB/s) | ${q.toFixed(0)} ms (${mbps(q)} MiB/s) | ${(o / q).toFixed(2)} |`,
+    );
   }
 }

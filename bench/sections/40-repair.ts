@@ -16,13 +16,19 @@ export const title = 'repair vs qemu-img check -r leaks / -r all (wall time)';
 
 function u64(file: string, off: number): bigint {
   const b = Buffer.alloc(8);
-  const fd = execFileSync('node', ['-e', `const fs=require('fs');const fd=fs.openSync(${JSON.stringify(file)},'r');const b=Buffer.alloc(8);fs.readSync(fd,b,0,8,${off});process.stdout.write(b.toString('hex'))`]).toString();
+  const fd = execFileSync('node', [
+    '-e',
+    `const fs=require('fs');const fd=fs.openSync(${JSON.stringify(file)},'r');const b=Buffer.alloc(8);fs.readSync(fd,b,0,8,${off});process.stdout.write(b.toString('hex'))`,
+  ]).toString();
   b.write(fd, 'hex');
   return b.readBigUInt64BE();
 }
 
 function patch(file: string, off: number, bytes: Buffer): void {
-  execFileSync('node', ['-e', `const fs=require('fs');const fd=fs.openSync(${JSON.stringify(file)},'r+');fs.writeSync(fd,Buffer.from('${bytes.toString('hex')}','hex'),0,${bytes.length},${off})`]);
+  execFileSync('node', [
+    '-e',
+    `const fs=require('fs');const fd=fs.openSync(${JSON.stringify(file)},'r+');fs.writeSync(fd,Buffer.from('${bytes.toString('hex')}','hex'),0,${bytes.length},${off})`,
+  ]);
 }
 
 /** Copy keeping holes (preallocated images are mostly holes; a plain copy would write them all out). */
@@ -65,17 +71,33 @@ export async function run(ctx: BenchContext): Promise<void> {
   const here = dirname(fileURLToPath(import.meta.url));
   const bin = join(here, '..', '..', '..', 'bin', 'qcow2-doctor.cjs');
   const images: Array<{ label: string; build: (f: string) => void }> = [
-    { label: '64 GiB preallocated metadata', build: (f) => execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata', f, '64G']) },
-    { label: '256 GiB preallocated metadata', build: (f) => execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata', f, '256G']) },
+    {
+      label: '64 GiB preallocated metadata',
+      build: (f) => execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata', f, '64G']),
+    },
+    {
+      label: '256 GiB preallocated metadata',
+      build: (f) =>
+        execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata', f, '256G']),
+    },
     {
       label: '8 GiB, 1 GiB fragmented writes + snapshot',
       build: (f) => {
         execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', f, '8G']);
         const cmds: string[] = [];
         for (let i = 0; i < 16384; i++) cmds.push(`write -P ${i % 250} ${((i * 7919) % 131072) * 65536} 64k`);
-        spawnSync('qemu-io', ['-f', 'qcow2', f], { input: `${cmds.join('\n')}\nquit\n`, stdio: ['pipe', 'ignore', 'inherit'] });
+        spawnSync('qemu-io', ['-f', 'qcow2', f], {
+          input: `${cmds.join('\n')}\nquit\n`,
+          stdio: ['pipe', 'ignore', 'inherit'],
+        });
         execFileSync('qemu-img', ['snapshot', '-c', 's1', f]);
-        spawnSync('qemu-io', ['-f', 'qcow2', f], { input: `${cmds.slice(0, 2000).map((c) => c.replace(/-P \d+/, '-P 7')).join('\n')}\nquit\n`, stdio: ['pipe', 'ignore', 'inherit'] });
+        spawnSync('qemu-io', ['-f', 'qcow2', f], {
+          input: `${cmds
+            .slice(0, 2000)
+            .map((c) => c.replace(/-P \d+/, '-P 7'))
+            .join('\n')}\nquit\n`,
+          stdio: ['pipe', 'ignore', 'inherit'],
+        });
       },
     },
   ];
@@ -84,7 +106,10 @@ export async function run(ctx: BenchContext): Promise<void> {
   for (const img of images) {
     const base = join(ctx.dir, 'repair-base.qcow2');
     img.build(base);
-    for (const [damage, fn, modes] of [['leaked cluster', damageLeak, ['leaks', 'all']], ['zeroed refcount', damageRefcount, ['all']]] as const) {
+    for (const [damage, fn, modes] of [
+      ['leaked cluster', damageLeak, ['leaks', 'all']],
+      ['zeroed refcount', damageRefcount, ['all']],
+    ] as const) {
       const damaged = join(ctx.dir, 'repair-damaged.qcow2');
       copyFileSync(base, damaged);
       fn(damaged);
@@ -107,7 +132,9 @@ export async function run(ctx: BenchContext): Promise<void> {
         const engine = performance.now() - e0;
         const qb = Math.min(...q);
         const ob = Math.min(...o);
-        ctx.log(`| ${img.label} (${(statSync(base).size / 2 ** 30).toFixed(1)} GiB file) | ${damage} | -r ${mode} | ${qb.toFixed(0)} ms | ${ob.toFixed(0)} ms | ${(ob / qb).toFixed(2)} | ${engine.toFixed(0)} ms | ${bothClean ? 'yes' : 'NO'} |`);
+        ctx.log(
+          `| ${img.label} (${(statSync(base).size / 2 ** 30).toFixed(1)} GiB file) | ${damage} | -r ${mode} | ${qb.toFixed(0)} ms | ${ob.toFixed(0)} ms | ${(ob / qb).toFixed(2)} | ${engine.toFixed(0)} ms | ${bothClean ? 'yes' : 'NO'} |`,
+        );
         rmSync(work, { force: true });
       }
       rmSync(damaged, { force: true });
@@ -115,5 +142,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     rmSync(base, { force: true });
   }
   ctx.log('');
-  ctx.log('ratio = our wall time (CLI, incl. Node start-up, first-pass check, plan, ordered apply, re-check) / qemu-img\'s.');
+  ctx.log(
+    "ratio = our wall time (CLI, incl. Node start-up, first-pass check, plan, ordered apply, re-check) / qemu-img's.",
+  );
 }

@@ -4,7 +4,18 @@
 // of the undamaged image. `npm run bench -- salvage` prints the recovery table; the tests in
 // test/salvage/ run the same campaign and assert on it.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, openSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { salvageImage } from '../../engine/salvage/salvage.js';
@@ -31,29 +42,50 @@ const M = 1024 * 1024;
 export const IMAGES: ImageSpec[] = [
   {
     // 64 KiB clusters: one L1 entry covers the disk; snapshot with COW'd clusters; compressed data.
-    name: 'c64k-snap', clusterSize: 64 * K, size: '32M',
+    name: 'c64k-snap',
+    clusterSize: 64 * K,
+    size: '32M',
     ops: ['write -P 0x11 0 192k', 'write -c -P 0x22 1M 128k', 'write -P 0x33 5M 64k', 'write -P 0x44 20M 100k'],
     snapshot: { name: 's1', after: ['write -P 0x55 64k 64k', 'write -P 0x66 30M 64k'] },
   },
   {
     // 4 KiB clusters: 2 MiB per L1 entry, every entry used, guest written in order; a snapshot.
-    name: 'c4k-snap', clusterSize: 4 * K, size: '8M',
-    ops: ['write -P 0x11 0 40k', 'write -c -P 0x12 100k 8k', 'write -P 0x13 2M 12k', 'write -P 0x14 4100k 20k', 'write -P 0x15 7M 8k'],
+    name: 'c4k-snap',
+    clusterSize: 4 * K,
+    size: '8M',
+    ops: [
+      'write -P 0x11 0 40k',
+      'write -c -P 0x12 100k 8k',
+      'write -P 0x13 2M 12k',
+      'write -P 0x14 4100k 20k',
+      'write -P 0x15 7M 8k',
+    ],
     snapshot: { name: 's1', after: ['write -P 0x21 8k 8k', 'write -P 0x22 4104k 4k'] },
   },
   {
     // 512-byte clusters: 32 KiB per L1 entry, 32 entries, all used, written in guest order.
-    name: 'c512-full', clusterSize: 512, size: '1M',
-    ops: Array.from({ length: 32 }, (_, i) => `write ${i % 5 === 2 ? '-c ' : ''}-P 0x${(0x30 + i).toString(16)} ${i * 32}k ${i % 3 === 0 ? '3k' : '1k'}`),
+    name: 'c512-full',
+    clusterSize: 512,
+    size: '1M',
+    ops: Array.from(
+      { length: 32 },
+      (_, i) =>
+        `write ${i % 5 === 2 ? '-c ' : ''}-P 0x${(0x30 + i).toString(16)} ${i * 32}k ${i % 3 === 0 ? '3k' : '1k'}`,
+    ),
   },
   {
     // zstd-compressed clusters.
-    name: 'c64k-zstd', clusterSize: 64 * K, size: '16M', compression: 'zstd',
+    name: 'c64k-zstd',
+    clusterSize: 64 * K,
+    size: '16M',
+    compression: 'zstd',
     ops: ['write -c -P 0x41 0 256k', 'write -P 0x42 1M 64k', 'write -c -P 0x43 8M 64k'],
   },
   {
     // An overlay on a qcow2 base: unallocated clusters read through to the base.
-    name: 'overlay', clusterSize: 64 * K, size: '16M',
+    name: 'overlay',
+    clusterSize: 64 * K,
+    size: '16M',
     base: { clusterSize: 64 * K, ops: ['write -P 0x51 0 1M', 'write -P 0x57 6M 128k'] },
     ops: ['write -P 0x52 256k 128k', 'write -P 0x53 4M 64k'],
   },
@@ -98,7 +130,8 @@ function qemuIo(file: string, cmds: string[]): void {
   for (const c of cmds) args.push('-c', c);
   args.push(file);
   const r = spawnSync('qemu-io', args, { encoding: 'utf8' });
-  if (r.status !== 0 || /failed|error/i.test(r.stdout + r.stderr)) throw new Error(`qemu-io on ${file}: ${r.stdout}${r.stderr}`);
+  if (r.status !== 0 || /failed|error/i.test(r.stdout + r.stderr))
+    throw new Error(`qemu-io on ${file}: ${r.stdout}${r.stderr}`);
 }
 
 export function buildImage(dir: string, spec: ImageSpec): BuiltImage {
@@ -110,7 +143,19 @@ export function buildImage(dir: string, spec: ImageSpec): BuiltImage {
     basePath = join(dir, `${spec.name}-base.qcow2`);
     sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${spec.base.clusterSize}`, basePath, spec.size]);
     qemuIo(basePath, spec.base.ops);
-    sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', opts.join(','), '-b', `${spec.name}-base.qcow2`, '-F', 'qcow2', path]);
+    sh('qemu-img', [
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '-o',
+      opts.join(','),
+      '-b',
+      `${spec.name}-base.qcow2`,
+      '-F',
+      'qcow2',
+      path,
+    ]);
   } else {
     sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', opts.join(','), path, spec.size]);
   }
@@ -175,7 +220,19 @@ export function readLayout(path: string): Layout {
       }
     }
   }
-  return { clusterSize: cs, virtualSize: be64(f, 24), l1Offset, l1Size, reftableOffset, reftableClusters, refblocks, snapshotsOffset, snapshotL1s, l2, data };
+  return {
+    clusterSize: cs,
+    virtualSize: be64(f, 24),
+    l1Offset,
+    l1Size,
+    reftableOffset,
+    reftableClusters,
+    refblocks,
+    snapshotsOffset,
+    snapshotL1s,
+    l2,
+    data,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -211,7 +268,11 @@ function seeded(seed: number): () => number {
 
 function writeAt(file: string, off: number, data: Uint8Array): void {
   const fd = openSync(file, 'r+');
-  try { writeSync(fd, data, 0, data.length, off); } finally { closeSync(fd); }
+  try {
+    writeSync(fd, data, 0, data.length, off);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 const zeros = (n: number): Uint8Array => new Uint8Array(n);
@@ -227,39 +288,100 @@ export function damagesFor(img: BuiltImage): Damage[] {
   const cs = L.clusterSize;
   const cov = cs * (cs / 8);
   const out: Damage[] = [];
-  const base = { lostRanges: [] as Array<[number, number]>, snapLostRanges: [] as Array<[number, number]>, expectFull: true };
+  const base = {
+    lostRanges: [] as Array<[number, number]>,
+    snapLostRanges: [] as Array<[number, number]>,
+    expectFull: true,
+  };
   const overlay = !!img.basePath;
-  out.push({ ...base, kind: 'header zeroed', where: 'cluster 0', backing: overlay ? img.basePath : undefined, apply: (f) => writeAt(f, 0, zeros(cs)) });
-  out.push({ ...base, kind: 'header overwritten', where: 'first 4 KiB random', backing: overlay ? img.basePath : undefined, apply: (f) => writeAt(f, 0, garbage(Math.min(cs, 4096), 1)) });
-  out.push({ ...base, kind: 'L1 zeroed', where: `0x${L.l1Offset.toString(16)}`, apply: (f) => writeAt(f, L.l1Offset, zeros(L.l1Size * 8)) });
-  out.push({ ...base, kind: 'L1 overwritten', where: `0x${L.l1Offset.toString(16)} random`, apply: (f) => writeAt(f, L.l1Offset, garbage(L.l1Size * 8, 2)) });
+  out.push({
+    ...base,
+    kind: 'header zeroed',
+    where: 'cluster 0',
+    backing: overlay ? img.basePath : undefined,
+    apply: (f) => writeAt(f, 0, zeros(cs)),
+  });
+  out.push({
+    ...base,
+    kind: 'header overwritten',
+    where: 'first 4 KiB random',
+    backing: overlay ? img.basePath : undefined,
+    apply: (f) => writeAt(f, 0, garbage(Math.min(cs, 4096), 1)),
+  });
+  out.push({
+    ...base,
+    kind: 'L1 zeroed',
+    where: `0x${L.l1Offset.toString(16)}`,
+    apply: (f) => writeAt(f, L.l1Offset, zeros(L.l1Size * 8)),
+  });
+  out.push({
+    ...base,
+    kind: 'L1 overwritten',
+    where: `0x${L.l1Offset.toString(16)} random`,
+    apply: (f) => writeAt(f, L.l1Offset, garbage(L.l1Size * 8, 2)),
+  });
   const used = [...L.l2.keys()];
   if (used.length >= 3) {
     const hit = [used[1]!, used[used.length - 2]!];
     out.push({
-      ...base, kind: 'L1 entries overwritten', where: `L1[${hit.join(', ')}] random`,
-      apply: (f) => { for (const [k, i] of hit.entries()) writeAt(f, L.l1Offset + i * 8, garbage(8, 10 + k)); },
+      ...base,
+      kind: 'L1 entries overwritten',
+      where: `L1[${hit.join(', ')}] random`,
+      apply: (f) => {
+        for (const [k, i] of hit.entries()) writeAt(f, L.l1Offset + i * 8, garbage(8, 10 + k));
+      },
     });
     out.push({
-      ...base, kind: 'L1 entry zeroed', where: `L1[${used[2]}] (--place-orphans)`, placeOrphans: true,
+      ...base,
+      kind: 'L1 entry zeroed',
+      where: `L1[${used[2]}] (--place-orphans)`,
+      placeOrphans: true,
       apply: (f) => writeAt(f, L.l1Offset + used[2]! * 8, zeros(8)),
     });
   }
-  out.push({ ...base, kind: 'header + L1 zeroed', where: 'cluster 0 and L1', backing: overlay ? img.basePath : undefined, apply: (f) => { writeAt(f, 0, zeros(cs)); writeAt(f, L.l1Offset, zeros(L.l1Size * 8)); } });
   out.push({
-    ...base, kind: 'refcounts zeroed', where: 'table + blocks',
-    apply: (f) => { writeAt(f, L.reftableOffset, zeros(L.reftableClusters * cs)); for (const b of L.refblocks) writeAt(f, b, zeros(cs)); },
+    ...base,
+    kind: 'header + L1 zeroed',
+    where: 'cluster 0 and L1',
+    backing: overlay ? img.basePath : undefined,
+    apply: (f) => {
+      writeAt(f, 0, zeros(cs));
+      writeAt(f, L.l1Offset, zeros(L.l1Size * 8));
+    },
   });
   out.push({
-    ...base, kind: 'header + refcounts zeroed', where: 'cluster 0, table + blocks', backing: overlay ? img.basePath : undefined,
-    apply: (f) => { writeAt(f, 0, zeros(cs)); writeAt(f, L.reftableOffset, zeros(L.reftableClusters * cs)); for (const b of L.refblocks) writeAt(f, b, zeros(cs)); },
+    ...base,
+    kind: 'refcounts zeroed',
+    where: 'table + blocks',
+    apply: (f) => {
+      writeAt(f, L.reftableOffset, zeros(L.reftableClusters * cs));
+      for (const b of L.refblocks) writeAt(f, b, zeros(cs));
+    },
+  });
+  out.push({
+    ...base,
+    kind: 'header + refcounts zeroed',
+    where: 'cluster 0, table + blocks',
+    backing: overlay ? img.basePath : undefined,
+    apply: (f) => {
+      writeAt(f, 0, zeros(cs));
+      writeAt(f, L.reftableOffset, zeros(L.reftableClusters * cs));
+      for (const b of L.refblocks) writeAt(f, b, zeros(cs));
+    },
   });
   if (L.snapshotL1s.length) {
-    out.push({ ...base, kind: 'snapshot table zeroed', where: `0x${L.snapshotsOffset.toString(16)}`, apply: (f) => writeAt(f, L.snapshotsOffset, zeros(cs)) });
+    out.push({
+      ...base,
+      kind: 'snapshot table zeroed',
+      where: `0x${L.snapshotsOffset.toString(16)}`,
+      apply: (f) => writeAt(f, L.snapshotsOffset, zeros(cs)),
+    });
   }
   // L2 tables destroyed one at a time (first, middle, last) — zeroed and overwritten.
   const idx = [...L.l2.keys()];
-  const picks = [...new Set([idx[0], idx[Math.floor(idx.length / 2)], idx[idx.length - 1]])].filter((x): x is number => x !== undefined);
+  const picks = [...new Set([idx[0], idx[Math.floor(idx.length / 2)], idx[idx.length - 1]])].filter(
+    (x): x is number => x !== undefined,
+  );
   for (const [n, i] of picks.entries()) {
     const host = L.l2.get(i)!;
     const range: [number, number] = [i * cov, Math.min((i + 1) * cov, L.virtualSize)];
@@ -267,20 +389,40 @@ export function damagesFor(img: BuiltImage): Damage[] {
     // A table shared with the snapshot is lost for both disks.
     for (const sl1 of L.snapshotL1s) {
       const f = readFileSync(img.path);
-      for (let k = 0; k * 8 < cs; k++) if ((f.readBigUInt64BE(sl1 + k * 8) & 0x00fffffffffffe00n) === BigInt(host)) snapRanges.push([k * cov, Math.min((k + 1) * cov, L.virtualSize)]);
+      for (let k = 0; k * 8 < cs; k++)
+        if ((f.readBigUInt64BE(sl1 + k * 8) & 0x00fffffffffffe00n) === BigInt(host))
+          snapRanges.push([k * cov, Math.min((k + 1) * cov, L.virtualSize)]);
     }
     out.push({
-      ...base, kind: 'L2 table destroyed', where: `L1[${i}] → 0x${host.toString(16)} ${n % 2 ? 'random' : 'zeroed'}`,
-      lostRanges: [range], snapLostRanges: snapRanges,
+      ...base,
+      kind: 'L2 table destroyed',
+      where: `L1[${i}] → 0x${host.toString(16)} ${n % 2 ? 'random' : 'zeroed'}`,
+      lostRanges: [range],
+      snapLostRanges: snapRanges,
       apply: (f) => writeAt(f, host, n % 2 ? garbage(cs, 3 + n) : zeros(cs)),
     });
   }
   const size = statSync(img.path).size;
   for (const frac of [0.5, 0.8]) {
     const cut = Math.floor((size * frac) / 512) * 512;
-    out.push({ ...base, kind: 'truncated', where: `at ${Math.round(frac * 100)}% (0x${cut.toString(16)})`, cut, expectFull: false, apply: (f) => truncateSync(f, cut) });
+    out.push({
+      ...base,
+      kind: 'truncated',
+      where: `at ${Math.round(frac * 100)}% (0x${cut.toString(16)})`,
+      cut,
+      expectFull: false,
+      apply: (f) => truncateSync(f, cut),
+    });
   }
-  if (overlay) out.push({ ...base, kind: 'backing file missing', where: img.spec.name, removeBacking: true, expectFull: false, apply: () => {} });
+  if (overlay)
+    out.push({
+      ...base,
+      kind: 'backing file missing',
+      where: img.spec.name,
+      removeBacking: true,
+      expectFull: false,
+      apply: () => {},
+    });
   return out;
 }
 
@@ -299,7 +441,12 @@ export interface Measure {
   wrong: number;
 }
 
-export function measure(out: string, ref: string, lost: Array<[number, number]> = [], only?: (offset: number) => boolean): Measure {
+export function measure(
+  out: string,
+  ref: string,
+  lost: Array<[number, number]> = [],
+  only?: (offset: number) => boolean,
+): Measure {
   const a = existsSync(out) ? readFileSync(out) : Buffer.alloc(0);
   const b = readFileSync(ref);
   const m: Measure = { known: 0, recovered: 0, knownOutside: 0, recoveredOutside: 0, wrong: 0 };
@@ -315,7 +462,10 @@ export function measure(out: string, ref: string, lost: Array<[number, number]> 
     m.known++;
     if (v === r) m.recovered++;
     const blk = Math.floor(o / 4096);
-    if (blk !== lostCache) { lostCache = blk; lostHere = inLost(o); }
+    if (blk !== lostCache) {
+      lostCache = blk;
+      lostHere = inLost(o);
+    }
     if (!lostHere) {
       m.knownOutside++;
       if (v === r) m.recoveredOutside++;
@@ -345,23 +495,44 @@ export interface ScenarioResult {
   lostRanges: Array<[number, number]>;
 }
 
-export async function runScenario(dir: string, img: BuiltImage, d: Damage, n: number, opts: { qcow2?: boolean } = {}): Promise<ScenarioResult> {
+export async function runScenario(
+  dir: string,
+  img: BuiltImage,
+  d: Damage,
+  n: number,
+  opts: { qcow2?: boolean } = {},
+): Promise<ScenarioResult> {
   const work = join(dir, `${img.spec.name}-${n}`);
   const file = `${work}.qcow2`;
   copyFileSync(img.path, file);
   let movedBase: string | undefined;
   // The overlay names its base relatively, and the damaged copy sits next to it.
-  if (img.basePath && d.removeBacking) { movedBase = img.basePath; renameSync(img.basePath, `${img.basePath}.away`); }
+  if (img.basePath && d.removeBacking) {
+    movedBase = img.basePath;
+    renameSync(img.basePath, `${img.basePath}.away`);
+  }
   try {
     d.apply(file);
     const before = hashFile(file);
     const out = `${work}.out.raw`;
     const lostFound = d.lostRanges.length ? `${work}.found` : undefined;
-    const report = await salvageImage(file, out, { snapshot: img.snapRefs.size ? 'all' : undefined, backing: d.backing, placeOrphans: d.placeOrphans, lostFound });
+    const report = await salvageImage(file, out, {
+      snapshot: img.snapRefs.size ? 'all' : undefined,
+      backing: d.backing,
+      placeOrphans: d.placeOrphans,
+      lostFound,
+    });
     const L = img.layout;
     const result: ScenarioResult = {
-      image: img.spec.name, damage: d.kind, where: d.where, report, expectFull: d.expectFull, lostRanges: d.lostRanges,
-      active: measure(out, img.ref, d.lostRanges), claimsHold: claimsHold(report), imageUnchanged: false,
+      image: img.spec.name,
+      damage: d.kind,
+      where: d.where,
+      report,
+      expectFull: d.expectFull,
+      lostRanges: d.lostRanges,
+      active: measure(out, img.ref, d.lostRanges),
+      claimsHold: claimsHold(report),
+      imageUnchanged: false,
     };
     if (d.cut !== undefined || d.removeBacking) {
       // What is physically present: clusters whose data (and L2 table) lie before the cut, or
@@ -396,13 +567,13 @@ export async function runScenario(dir: string, img: BuiltImage, d: Damage, n: nu
       const q = `${work}.out.qcow2`;
       await salvageImage(file, q, { format: 'qcow2', backing: d.backing, placeOrphans: d.placeOrphans });
       const chk = spawnSync('qemu-img', ['check', '-f', 'qcow2', '--output=json', q], { encoding: 'utf8' });
-      const j = chk.stdout.trim() ? JSON.parse(chk.stdout) as Record<string, unknown> : {};
+      const j = chk.stdout.trim() ? (JSON.parse(chk.stdout) as Record<string, unknown>) : {};
       const back = `${work}.back.raw`;
       sh('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', q, back]);
       const same = Buffer.compare(readFileSync(back), readFileSync(out)) === 0;
       result.qcow2Check = {
         status: chk.status ?? -1,
-        clean: chk.status === 0 && !j['corruptions'] && !j['leaks'] && !j['check-errors'],
+        clean: chk.status === 0 && !j.corruptions && !j.leaks && !j['check-errors'],
         sameAsRaw: same,
       };
     }
@@ -410,7 +581,8 @@ export async function runScenario(dir: string, img: BuiltImage, d: Damage, n: nu
     return result;
   } finally {
     if (movedBase) renameSync(`${movedBase}.away`, movedBase);
-    for (const f of [file, `${work}.out.raw`, `${work}.out.qcow2`, `${work}.back.raw`, `${work}.found`]) rmSync(f, { force: true });
+    for (const f of [file, `${work}.out.raw`, `${work}.out.qcow2`, `${work}.back.raw`, `${work}.found`])
+      rmSync(f, { force: true });
     cleanupSnapshots(work);
   }
 }
@@ -442,7 +614,10 @@ export function pct(a: number, b: number): string {
 }
 
 /** Run the whole campaign: every image × every damage. */
-export async function runCampaign(dir: string, opts: { qcow2?: boolean; images?: string[] } = {}): Promise<ScenarioResult[]> {
+export async function runCampaign(
+  dir: string,
+  opts: { qcow2?: boolean; images?: string[] } = {},
+): Promise<ScenarioResult[]> {
   const results: ScenarioResult[] = [];
   let n = 0;
   for (const spec of IMAGES) {
@@ -455,19 +630,34 @@ export async function runCampaign(dir: string, opts: { qcow2?: boolean; images?:
 
 export function formatTable(results: ScenarioResult[]): string[] {
   const lines: string[] = [];
-  lines.push('| image | damage | where | active recovered | outside lost ranges | snapshot | qcow2 out | lost (report) | lost+found |');
+  lines.push(
+    '| image | damage | where | active recovered | outside lost ranges | snapshot | qcow2 out | lost (report) | lost+found |',
+  );
   lines.push('|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
     const a = r.active;
-    const outside = r.presentBytes !== undefined ? `${pct(a.recovered, r.presentBytes)} of present` : pct(a.recoveredOutside, a.knownOutside);
+    const outside =
+      r.presentBytes !== undefined
+        ? `${pct(a.recovered, r.presentBytes)} of present`
+        : pct(a.recoveredOutside, a.knownOutside);
     const snap = r.snapshot ? pct(r.snapshot.recoveredOutside, r.snapshot.knownOutside) : '';
-    const q = r.qcow2Check ? (r.qcow2Check.clean && r.qcow2Check.sameAsRaw ? 'check clean' : `FAIL(${r.qcow2Check.status})`) : '';
+    const q = r.qcow2Check
+      ? r.qcow2Check.clean && r.qcow2Check.sameAsRaw
+        ? 'check clean'
+        : `FAIL(${r.qcow2Check.status})`
+      : '';
     const lost = r.report.views.find((v) => v.kind === 'active')?.bytes.lost ?? 0;
     const lf = r.report.lostFound ? `${r.report.lostFound.bytes} B` : '';
-    lines.push(`| ${r.image} | ${r.damage} | ${r.where} | ${pct(a.recovered, a.known)}${a.wrong ? ` (${a.wrong} wrong)` : ''} | ${outside} | ${snap} | ${q} | ${lost} B | ${lf} |`);
+    lines.push(
+      `| ${r.image} | ${r.damage} | ${r.where} | ${pct(a.recovered, a.known)}${a.wrong ? ` (${a.wrong} wrong)` : ''} | ${outside} | ${snap} | ${q} | ${lost} B | ${lf} |`,
+    );
   }
   // Per damage kind.
-  lines.push('', '| damage kind | scenarios | known bytes | recovered | recoverable (outside destroyed tables / physically present) | recovered of recoverable |', '|---|---|---|---|---|---|');
+  lines.push(
+    '',
+    '| damage kind | scenarios | known bytes | recovered | recoverable (outside destroyed tables / physically present) | recovered of recoverable |',
+    '|---|---|---|---|---|---|',
+  );
   const kinds = new Map<string, { n: number; known: number; rec: number; able: number; recAble: number }>();
   for (const r of results) {
     const k = kinds.get(r.damage) ?? { n: 0, known: 0, rec: 0, able: 0, recAble: 0 };
@@ -475,10 +665,12 @@ export function formatTable(results: ScenarioResult[]): string[] {
     k.known += r.active.known;
     k.rec += r.active.recovered;
     k.able += r.presentBytes ?? r.active.knownOutside;
-    k.recAble += r.presentBytes !== undefined ? Math.min(r.active.recovered, r.presentBytes) : r.active.recoveredOutside;
+    k.recAble +=
+      r.presentBytes !== undefined ? Math.min(r.active.recovered, r.presentBytes) : r.active.recoveredOutside;
     kinds.set(r.damage, k);
   }
-  for (const [kind, k] of kinds) lines.push(`| ${kind} | ${k.n} | ${k.known} | ${pct(k.rec, k.known)} | ${k.able} | ${pct(k.recAble, k.able)} |`);
+  for (const [kind, k] of kinds)
+    lines.push(`| ${kind} | ${k.n} | ${k.known} | ${pct(k.rec, k.known)} | ${k.able} | ${pct(k.recAble, k.able)} |`);
   return lines;
 }
 
@@ -517,7 +709,11 @@ export async function runThroughput(ctx: { dir: string; log: (l: string) => void
   ctx.log(`\n4 GiB image, 768 MiB written (${(statSync(big).size / M).toFixed(0)} MiB file):`);
   ctx.log(`| step | qcow2-doctor | QEMU | ratio |`);
   ctx.log(`|---|---|---|---|`);
-  ctx.log(`| --dry-run (reads every cluster twice: scan, then every mapped cluster) vs qemu-img check (metadata only) | ${scan.toFixed(2)} s | ${check.toFixed(2)} s | ${(scan / check).toFixed(2)} |`);
-  ctx.log(`| salvage to raw (with fdatasync) vs qemu-img convert -O raw (no sync) | ${ours.toFixed(2)} s | ${qemu.toFixed(2)} s | ${(ours / qemu).toFixed(2)} |`);
+  ctx.log(
+    `| --dry-run (reads every cluster twice: scan, then every mapped cluster) vs qemu-img check (metadata only) | ${scan.toFixed(2)} s | ${check.toFixed(2)} s | ${(scan / check).toFixed(2)} |`,
+  );
+  ctx.log(
+    `| salvage to raw (with fdatasync) vs qemu-img convert -O raw (no sync) | ${ours.toFixed(2)} s | ${qemu.toFixed(2)} s | ${(ours / qemu).toFixed(2)} |`,
+  );
   rmSync(big, { force: true });
 }

@@ -12,8 +12,16 @@ import type { BenchContext } from '../main.js';
 
 export const title = 'App: 1 TiB image in the browser (open + check + first map paint; pan/zoom frames)';
 
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
 
 function packageRoot(): string {
   let d = dirname(fileURLToPath(import.meta.url));
@@ -22,7 +30,9 @@ function packageRoot(): string {
 }
 
 async function serve(pkg: string, root: string): Promise<{ url: string; proc: ChildProcess }> {
-  const proc = spawn(process.execPath, [join(pkg, 'bin/qcow2-doctor.cjs'), 'serve', '--root', root, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [join(pkg, 'bin/qcow2-doctor.cjs'), 'serve', '--root', root, '--port', '0'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     proc.stdout!.on('data', (d: Buffer) => {
@@ -39,7 +49,8 @@ const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? (s[Math.floor((s.length - 1) / 2)]! + s[Math.ceil((s.length - 1) / 2)]!) / 2 : NaN;
 };
-const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
+const pct = (xs: number[], p: number): number =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
 
 export async function run(ctx: BenchContext): Promise<void> {
   const pkg = packageRoot();
@@ -50,7 +61,11 @@ export async function run(ctx: BenchContext): Promise<void> {
   const dir = join(ctx.dir, 'app');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'big.qcow2');
-  spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata,cluster_size=65536', file, '1T'], { stdio: 'inherit' });
+  spawnSync(
+    'qemu-img',
+    ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata,cluster_size=65536', file, '1T'],
+    { stdio: 'inherit' },
+  );
 
   // QEMU's check of the same file, for the ratio (best of 3, warm cache).
   const qemuTimes: number[] = [];
@@ -64,7 +79,11 @@ export async function run(ctx: BenchContext): Promise<void> {
   const { url, proc } = await serve(pkg, dir);
   const profile = mkdtempSync(join(tmpdir(), 'q2d-bench-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS, headless: true, viewport: { width: 1400, height: 900 }, colorScheme: 'dark',
+    executablePath: '/usr/bin/chromium',
+    args: CHROMIUM_ARGS,
+    headless: true,
+    viewport: { width: 1400, height: 900 },
+    colorScheme: 'dark',
   });
   try {
     const firstPaint: number[] = [];
@@ -77,7 +96,10 @@ export async function run(ctx: BenchContext): Promise<void> {
       await page.getByTestId('open-big.qcow2').click();
       await page.getByTestId('tab-host-map').waitFor({ timeout: 120_000 });
       await page.getByTestId('tab-host-map').click();
-      await page.waitForFunction('(globalThis.__q2dMaps?.host?.frames.length ?? 0) > 0', undefined, { timeout: 60_000, polling: 'raf' });
+      await page.waitForFunction('(globalThis.__q2dMaps?.host?.frames.length ?? 0) > 0', undefined, {
+        timeout: 60_000,
+        polling: 'raf',
+      });
       firstPaint.push((performance.now() - t0) / 1000);
       const t = (await page.evaluate('globalThis.__q2dTimings')) as Record<string, number>;
       breakdown.push({
@@ -91,9 +113,14 @@ export async function run(ctx: BenchContext): Promise<void> {
         const clusters = await page.evaluate('globalThis.__q2dMaps.host.pyramid.count');
         ctx.log(`image: 1 TiB virtual, 64 KiB clusters, ${String(clusters)} host clusters on the map`);
         ctx.log(`qemu-img check:                          ${qemuCheck.toFixed(3)} s (best of 3)`);
-        ctx.log(`open + check + first map paint (Chromium): median ${median(firstPaint).toFixed(3)} s, best ${Math.min(...firstPaint).toFixed(3)} s  (goal < 2 s; ${(median(firstPaint) / qemuCheck).toFixed(2)}× qemu-img check)`);
-        const m = (k: 'engine' | 'check' | 'transfer' | 'paint'): string => median(breakdown.map((b) => b[k])).toFixed(3);
-        ctx.log(`  of which: open + check request ${m('check')} s (engine check with role and guest maps ${m('engine')} s), role map transfer ${m('transfer')} s, map build + first frame ${m('paint')} s`);
+        ctx.log(
+          `open + check + first map paint (Chromium): median ${median(firstPaint).toFixed(3)} s, best ${Math.min(...firstPaint).toFixed(3)} s  (goal < 2 s; ${(median(firstPaint) / qemuCheck).toFixed(2)}× qemu-img check)`,
+        );
+        const m = (k: 'engine' | 'check' | 'transfer' | 'paint'): string =>
+          median(breakdown.map((b) => b[k])).toFixed(3);
+        ctx.log(
+          `  of which: open + check request ${m('check')} s (engine check with role and guest maps ${m('engine')} s), role map transfer ${m('transfer')} s, map build + first frame ${m('paint')} s`,
+        );
 
         // Pan and zoom: 240 animation frames of continuous zoom in/out around moving points, plus pans.
         const stats = (await page.evaluate(`(async () => {
@@ -117,8 +144,12 @@ export async function run(ctx: BenchContext): Promise<void> {
           }
           return { draws: probe.frames.slice(), intervals, scale: v.scale, w: canvas.width, h: canvas.height };
         })()`)) as { draws: number[]; intervals: number[]; w: number; h: number };
-        ctx.log(`pan/zoom on a ${stats.w}×${stats.h} canvas, ${stats.draws.length} frames: draw median ${median(stats.draws).toFixed(2)} ms, p95 ${pct(stats.draws, 0.95).toFixed(2)} ms (goal median < 16 ms)`);
-        ctx.log(`  frame interval (requestAnimationFrame, headless): median ${median(stats.intervals).toFixed(2)} ms, p95 ${pct(stats.intervals, 0.95).toFixed(2)} ms`);
+        ctx.log(
+          `pan/zoom on a ${stats.w}×${stats.h} canvas, ${stats.draws.length} frames: draw median ${median(stats.draws).toFixed(2)} ms, p95 ${pct(stats.draws, 0.95).toFixed(2)} ms (goal median < 16 ms)`,
+        );
+        ctx.log(
+          `  frame interval (requestAnimationFrame, headless): median ${median(stats.intervals).toFixed(2)} ms, p95 ${pct(stats.intervals, 0.95).toFixed(2)} ms`,
+        );
         await page.close();
       }
     }

@@ -46,13 +46,17 @@ export async function run(ctx: BenchContext): Promise<void> {
   });
   const [, tPar] = await timed(async () => {
     const q = [...found.files];
-    await Promise.all([0, 1].map(async () => {
-      while (q.length) await runQemuCheck(q.shift()!);
-    }));
+    await Promise.all(
+      [0, 1].map(async () => {
+        while (q.length) await runQemuCheck(q.shift()!);
+      }),
+    );
   });
   ctx.log(`| task | qcow2-doctor | qemu-img | ratio |`);
   ctx.log(`|---|---|---|---|`);
-  ctx.log(`| triage ${N} images (16 GiB, metadata preallocated), 2 at once | ${tOurs.toFixed(2)} s | ${tPar.toFixed(2)} s (check, 2 at once) | ${(tOurs / tPar).toFixed(2)} |`);
+  ctx.log(
+    `| triage ${N} images (16 GiB, metadata preallocated), 2 at once | ${tOurs.toFixed(2)} s | ${tPar.toFixed(2)} s (check, 2 at once) | ${(tOurs / tPar).toFixed(2)} |`,
+  );
   ctx.log(`| same, qemu-img one after another | | ${tSeq.toFixed(2)} s | ${(tOurs / tSeq).toFixed(2)} |`);
 
   // Strip a 64 GiB image with 1 GiB of guest data written and metadata preallocated.
@@ -64,8 +68,12 @@ export async function run(ctx: BenchContext): Promise<void> {
   const conv = join(ctx.dir, 'convert-out.qcow2');
   const [, tConv] = await timed(async () => qemu('convert', '-O', 'qcow2', big, conv));
   const [, tCheck] = await timed(() => runQemuCheck(big));
-  ctx.log(`| strip 64 GiB image (1 GiB data, ${(statSync(big).size / 2 ** 30).toFixed(2)} GiB file; kept ${(r.keptBytes / 2 ** 20).toFixed(1)} MiB) | ${tStrip.toFixed(2)} s | ${tConv.toFixed(2)} s (convert) | ${(tStrip / tConv).toFixed(2)} |`);
-  ctx.log(`| (qemu-img check of the same image, for scale) | | ${tCheck.toFixed(2)} s | ${(tStrip / tCheck).toFixed(2)} |`);
+  ctx.log(
+    `| strip 64 GiB image (1 GiB data, ${(statSync(big).size / 2 ** 30).toFixed(2)} GiB file; kept ${(r.keptBytes / 2 ** 20).toFixed(1)} MiB) | ${tStrip.toFixed(2)} s | ${tConv.toFixed(2)} s (convert) | ${(tStrip / tConv).toFixed(2)} |`,
+  );
+  ctx.log(
+    `| (qemu-img check of the same image, for scale) | | ${tCheck.toFixed(2)} s | ${(tStrip / tCheck).toFixed(2)} |`,
+  );
   rmSync(conv, { force: true });
 
   // Reports for the same image (the role map costs a second pass when the check kept none).
@@ -74,7 +82,9 @@ export async function run(ctx: BenchContext): Promise<void> {
     const image = await openForCheck(io);
     const [result, tC] = await timed(() => checkImage(image, { roleMap: true }));
     const [html, tHtml] = await timed(() => reportContent('html', result, image));
-    ctx.log(`| HTML report of the 64 GiB image (check ${tC.toFixed(2)} s not included; ${(html.length / 1024).toFixed(0)} KiB) | ${tHtml.toFixed(2)} s | | |`);
+    ctx.log(
+      `| HTML report of the 64 GiB image (check ${tC.toFixed(2)} s not included; ${(html.length / 1024).toFixed(0)} KiB) | ${tHtml.toFixed(2)} s | | |`,
+    );
   } finally {
     await io.close();
   }

@@ -7,7 +7,7 @@ import { dirname, resolve } from 'node:path';
 import * as C from '../format/constants.js';
 import { hex64, u32 } from '../format/bytes.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
-import { CancelledError } from '../errors.js';
+import { CancelledError } from '../base/errors.js';
 import { readPadded } from '../io/positional-io.js';
 import { AnomalyCollector } from './anomalies.js';
 import { bitmapsActive, BitmapError, loadBitmapDirectory, loadBitmapTable, type BitmapDirectory } from './bitmaps.js';
@@ -16,7 +16,7 @@ import { decodes, MAX_COMPRESSED_SAMPLES, type CompressedSample } from './compre
 import { msg } from './messages.js';
 import { MAX_IMRT_BYTES, refArrayMax, WIDE_SENTINEL } from './refcount-array.js';
 import { LOOKUP_FAILED, RefcountLookup } from './refcount-lookup.js';
-import { GuestState, HostRole } from './roles.js';
+import { GuestState, HostRole } from '../contract/roles.js';
 import { precheckSnapshotTable, type CheckedSnapshot } from './snapshot-table.js';
 import type { Anomaly, CheckOptions, QemuCounters, Referrer } from './types.js';
 import { findReferrers } from './describe.js';
@@ -103,7 +103,10 @@ const ONES_PIECE = 64 * 1024;
 
 /** A check failure that stops the walk (QEMU returns -errno). */
 class Abort extends Error {
-  constructor(readonly reason: string, readonly atOpen = false) {
+  constructor(
+    readonly reason: string,
+    readonly atOpen = false,
+  ) {
     super(reason);
   }
 }
@@ -130,8 +133,16 @@ class Analyzer {
   private readonly fastLimit: number;
   private maxK = -1;
   private readonly c: QemuCounters = {
-    checkErrors: 0, corruptions: 0, leaks: 0, corruptionsFixed: 0, leaksFixed: 0, imageEndOffset: 0,
-    totalClusters: 0, allocatedClusters: 0, fragmentedClusters: 0, compressedClusters: 0,
+    checkErrors: 0,
+    corruptions: 0,
+    leaks: 0,
+    corruptionsFixed: 0,
+    leaksFixed: 0,
+    imageEndOffset: 0,
+    totalClusters: 0,
+    allocatedClusters: 0,
+    fragmentedClusters: 0,
+    compressedClusters: 0,
   };
   private rebuild = false;
   private readonly findings: EntryFinding[] = [];
@@ -163,7 +174,10 @@ class Analyzer {
   /** Whether anyone waits on the event loop during the walk (progress, cancel). */
   private readonly listened: boolean;
 
-  constructor(private readonly image: Qcow2Image, private readonly opts: CheckOptions) {
+  constructor(
+    private readonly image: Qcow2Image,
+    private readonly opts: CheckOptions,
+  ) {
     this.cs = image.clusterSize;
     this.cb = image.geo.clusterBits;
     this.fileSize = image.fileSize;
@@ -233,15 +247,25 @@ class Analyzer {
     this.progress(1, 'done');
     const self = this; // for the lazily written-out `references`
     const a: Analysis = {
-      clusterSize: this.cs, fileSize: this.fileSize, fileClusters: this.fileClusters,
-      nbClusters: this.nbClusters(), referencesAt: (k) => this.refAt(k), refcountMax: this.refMax,
+      clusterSize: this.cs,
+      fileSize: this.fileSize,
+      fileClusters: this.fileClusters,
+      nbClusters: this.nbClusters(),
+      referencesAt: (k) => this.refAt(k),
+      refcountMax: this.refMax,
       // Written out in full only when someone asks for the whole array.
       get references(): Uint8Array {
         return self.imrt ? self.imrt.dense() : new Uint8Array(0);
       },
-      counters: this.c, rebuild: this.rebuild, findings: this.findings, findingsDropped: this.findingsDropped,
-      snapshots: this.snapshots, snapshotTableSize: this.snapshotTableSize, highestCluster: this.highest,
-      anomalies: this.an.finish(), messages: this.messages,
+      counters: this.c,
+      rebuild: this.rebuild,
+      findings: this.findings,
+      findingsDropped: this.findingsDropped,
+      snapshots: this.snapshots,
+      snapshotTableSize: this.snapshotTableSize,
+      highestCluster: this.highest,
+      anomalies: this.an.finish(),
+      messages: this.messages,
     };
     if (this.bitmapDir) a.bitmaps = this.bitmapDir;
     if (failed !== undefined) a.failed = failed;
@@ -330,7 +354,11 @@ class Analyzer {
     const rm = this.roleMap!;
     const old = rm[k]!;
     if (old === HostRole.Free || old === role) rm[k] = role;
-    else if ((old === HostRole.L2 && role === HostRole.SnapshotL2) || (old === HostRole.Data && role === HostRole.SnapshotData)) return;
+    else if (
+      (old === HostRole.L2 && role === HostRole.SnapshotL2) ||
+      (old === HostRole.Data && role === HostRole.SnapshotData)
+    )
+      return;
     else rm[k] = HostRole.Corrupt;
   }
 
@@ -401,8 +429,18 @@ class Analyzer {
         const line = msg.snapshotL1Unaligned(sn.id, sn.name, sn.l1TableOffset.toString(16));
         this.say(line);
         this.c.corruptions++;
-        this.find({ kind: 'snapshot-l1-unaligned', table: 'snapshot-table', tableOffset: sn.entryOffset, index: sn.index, snapshotId: sn.id, offset: sn.l1TableOffset });
-        this.an.add('snapshot-l1-unaligned', { qemuMessage: line, referrer: { kind: 'snapshot-table', index: sn.index, snapshotId: sn.id } });
+        this.find({
+          kind: 'snapshot-l1-unaligned',
+          table: 'snapshot-table',
+          tableOffset: sn.entryOffset,
+          index: sn.index,
+          snapshotId: sn.id,
+          offset: sn.l1TableOffset,
+        });
+        this.an.add('snapshot-l1-unaligned', {
+          qemuMessage: line,
+          referrer: { kind: 'snapshot-table', index: sn.index, snapshotId: sn.id },
+        });
         this.an.cut();
         continue;
       }
@@ -410,8 +448,18 @@ class Analyzer {
         const line = msg.snapshotL1TooLarge(sn.id, sn.name, sn.l1Size);
         this.say(line);
         this.c.corruptions++;
-        this.find({ kind: 'snapshot-l1-too-large', table: 'snapshot-table', tableOffset: sn.entryOffset, index: sn.index, snapshotId: sn.id, size: sn.l1Size });
-        this.an.add('snapshot-l1-too-large', { qemuMessage: line, referrer: { kind: 'snapshot-table', index: sn.index, snapshotId: sn.id } });
+        this.find({
+          kind: 'snapshot-l1-too-large',
+          table: 'snapshot-table',
+          tableOffset: sn.entryOffset,
+          index: sn.index,
+          snapshotId: sn.id,
+          size: sn.l1Size,
+        });
+        this.an.add('snapshot-l1-too-large', {
+          qemuMessage: line,
+          referrer: { kind: 'snapshot-table', index: sn.index, snapshotId: sn.id },
+        });
         this.an.cut();
         continue;
       }
@@ -420,15 +468,21 @@ class Analyzer {
       await this.checkL1(sn.l1TableOffset, sn.l1Size, false, sn);
     }
     // 4. snapshot table
-    this.incRange(h.snapshotsOffset, this.snapshotTableSize, HostRole.SnapshotTable, { kind: 'snapshot-table', table: 'header' });
+    this.incRange(h.snapshotsOffset, this.snapshotTableSize, HostRole.SnapshotTable, {
+      kind: 'snapshot-table',
+      table: 'header',
+    });
     this.claimMeta(h.snapshotsOffset, this.snapshotTableSize, HostRole.SnapshotTable, 'snapshot table');
     // 5. refcount table
     const rtBytes = h.refcountTableClusters * this.cs;
     this.incRange(h.refcountTableOffset, rtBytes, HostRole.RefcountTable, { kind: 'reftable', table: 'header' });
     this.claimMeta(h.refcountTableOffset, rtBytes, HostRole.RefcountTable, 'refcount table');
     // 6. encryption header
-    if (h.crypto && h.crypto.length) {
-      this.incRange(h.crypto.offset, h.crypto.length, HostRole.CryptoHeader, { kind: 'crypto-header', table: 'header' });
+    if (h.crypto?.length) {
+      this.incRange(h.crypto.offset, h.crypto.length, HostRole.CryptoHeader, {
+        kind: 'crypto-header',
+        table: 'header',
+      });
       this.claimMeta(h.crypto.offset, h.crypto.length, HostRole.CryptoHeader, 'encryption header');
     }
     // 7. bitmaps
@@ -438,14 +492,26 @@ class Analyzer {
   }
 
   /** QEMU's check_refcounts_l1 (+ check_refcounts_l2 for every table), batched reads. */
-  private async checkL1(l1Offset: number, l1Size: number, active: boolean, sn: CheckedSnapshot | undefined): Promise<void> {
+  private async checkL1(
+    l1Offset: number,
+    l1Size: number,
+    active: boolean,
+    sn: CheckedSnapshot | undefined,
+  ): Promise<void> {
     if (l1Size === 0) return;
     const l1Bytes = l1Size * C.L1_ENTRY_SIZE;
     const l1Role = active ? HostRole.L1 : HostRole.SnapshotL1;
-    this.incRange(l1Offset, l1Bytes, l1Role, { kind: active ? 'l1' : 'snapshot-l1', table: active ? 'header' : 'snapshot-table', snapshotId: sn?.id });
+    this.incRange(l1Offset, l1Bytes, l1Role, {
+      kind: active ? 'l1' : 'snapshot-l1',
+      table: active ? 'header' : 'snapshot-table',
+      snapshotId: sn?.id,
+    });
     this.claimMeta(l1Offset, l1Bytes, l1Role, active ? 'active L1 table' : 'snapshot L1 table');
-    const l1 = active ? this.image.l1
-      : l1Offset >= this.fileSize ? new Uint8Array(l1Bytes) : await readPadded(this.image.io, l1Offset, l1Bytes);
+    const l1 = active
+      ? this.image.l1
+      : l1Offset >= this.fileSize
+        ? new Uint8Array(l1Bytes)
+        : await readPadded(this.image.io, l1Offset, l1Bytes);
     const tableName = active ? 'l1' : 'snapshot-l1';
     const l2Role = active ? HostRole.L2 : HostRole.SnapshotL2;
     const perBatch = Math.max(1, Math.floor(BATCH_BYTES / this.cs));
@@ -463,30 +529,67 @@ class Analyzer {
       }
       return batch.length ? { batch, offsets } : undefined;
     };
-    await pipeline(this.image.io, this.fileSize, this.cs, this.zeros, this.pools, nextBatch, ({ batch, offsets }, tables) => {
-      this.checkCancel();
-      const cs = this.cs;
-      for (let b = 0; b < batch.length; b++) {
-        const idx = batch[b]!;
-        const hi = u32(l1, 8 * idx);
-        const lo = u32(l1, 8 * idx + 4);
-        const l2Off = offsets[b]!;
-        // The common entry takes the short way; the rest builds its referrer and says what is wrong.
-        if ((hi & C.L1E_RESERVED_MASK_HI) !== 0 || (lo & C.L1E_RESERVED_MASK_LO) !== 0 || l2Off % cs !== 0 || !this.fits(l2Off, cs)) {
-          this.l1EntryChecks(hi, lo, idx, l2Off, { kind: '', table: tableName, tableOffset: l1Offset, index: idx, entry: hex64(hi, lo), snapshotId: sn?.id }, l2Role, active);
-        } else {
-          this.incSpan(l2Off, cs, l2Role);
-          this.claimMeta(l2Off, cs, l2Role, active ? 'active L2 table' : 'snapshot L2 table');
+    await pipeline(
+      this.image.io,
+      this.fileSize,
+      this.cs,
+      this.zeros,
+      this.pools,
+      nextBatch,
+      ({ batch, offsets }, tables) => {
+        this.checkCancel();
+        const cs = this.cs;
+        for (let b = 0; b < batch.length; b++) {
+          const idx = batch[b]!;
+          const hi = u32(l1, 8 * idx);
+          const lo = u32(l1, 8 * idx + 4);
+          const l2Off = offsets[b]!;
+          // The common entry takes the short way; the rest builds its referrer and says what is wrong.
+          if (
+            (hi & C.L1E_RESERVED_MASK_HI) !== 0 ||
+            (lo & C.L1E_RESERVED_MASK_LO) !== 0 ||
+            l2Off % cs !== 0 ||
+            !this.fits(l2Off, cs)
+          ) {
+            this.l1EntryChecks(
+              hi,
+              lo,
+              idx,
+              l2Off,
+              {
+                kind: '',
+                table: tableName,
+                tableOffset: l1Offset,
+                index: idx,
+                entry: hex64(hi, lo),
+                snapshotId: sn?.id,
+              },
+              l2Role,
+              active,
+            );
+          } else {
+            this.incSpan(l2Off, cs, l2Role);
+            this.claimMeta(l2Off, cs, l2Role, active ? 'active L2 table' : 'snapshot L2 table');
+          }
+          if (active && l2Off !== 0) this.markCopied(Math.floor(l2Off / this.cs), (hi & C.OFLAG_COPIED_HI) !== 0);
+          this.checkL2(tables.get(l2Off)!, l2Off, active, idx, sn, active && l2Off !== 0);
         }
-        if (active && l2Off !== 0) this.markCopied(Math.floor(l2Off / this.cs), (hi & C.OFLAG_COPIED_HI) !== 0);
-        this.checkL2(tables.get(l2Off)!, l2Off, active, idx, sn, active && l2Off !== 0);
-      }
-      this.work(batch.length, active ? 'active L2 tables' : 'snapshot L2 tables');
-    }, this.listened);
+        this.work(batch.length, active ? 'active L2 tables' : 'snapshot L2 tables');
+      },
+      this.listened,
+    );
   }
 
   /** One L1 entry with something to report (reserved bits, unaligned or past end of file), in QEMU's order. */
-  private l1EntryChecks(hi: number, lo: number, idx: number, l2Off: number, where: EntryFinding, l2Role: number, active: boolean): void {
+  private l1EntryChecks(
+    hi: number,
+    lo: number,
+    _idx: number,
+    l2Off: number,
+    where: EntryFinding,
+    l2Role: number,
+    active: boolean,
+  ): void {
     if ((hi & C.L1E_RESERVED_MASK_HI) !== 0 || (lo & C.L1E_RESERVED_MASK_LO) !== 0) {
       const line = msg.l1Reserved(hex64(hi, lo));
       this.say(line);
@@ -554,8 +657,14 @@ class Analyzer {
    * clusters at a time, writing the role and guest maps as it goes; everything else goes to
    * `l2Entry`, which follows QEMU's logic step by step.
    */
-  private checkL2(buf: Uint8Array, l2Off: number, active: boolean, l1Index: number, sn: CheckedSnapshot | undefined,
-    copiedCheck: boolean): void {
+  private checkL2(
+    buf: Uint8Array,
+    l2Off: number,
+    active: boolean,
+    l1Index: number,
+    sn: CheckedSnapshot | undefined,
+    copiedCheck: boolean,
+  ): void {
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const n = this.image.geo.l2Entries;
     this.l2NextContig = 0;
@@ -581,8 +690,15 @@ class Analyzer {
 
   private l2Scratch?: Uint8Array;
 
-  private fastL2(u: Int32Array, dv: DataView, l2Off: number, active: boolean, l1Index: number, sn: CheckedSnapshot | undefined,
-    copiedCheck: boolean): void {
+  private fastL2(
+    u: Int32Array,
+    dv: DataView,
+    l2Off: number,
+    active: boolean,
+    l1Index: number,
+    sn: CheckedSnapshot | undefined,
+    copiedCheck: boolean,
+  ): void {
     const n = u.length >>> 1;
     const cs = this.cs;
     const cb = this.cb;
@@ -607,7 +723,11 @@ class Analyzer {
         // Unallocated: skip the whole stretch, four entries a time while it lasts.
         let p = 2 * i + 2;
         const wEnd = 2 * n;
-        while (p + 8 <= wEnd && (u[p]! | u[p + 1]! | u[p + 2]! | u[p + 3]! | u[p + 4]! | u[p + 5]! | u[p + 6]! | u[p + 7]!) === 0) p += 8;
+        while (
+          p + 8 <= wEnd &&
+          (u[p]! | u[p + 1]! | u[p + 2]! | u[p + 3]! | u[p + 4]! | u[p + 5]! | u[p + 6]! | u[p + 7]!) === 0
+        )
+          p += 8;
         while (p < wEnd && (u[p]! | u[p + 1]!) === 0) p += 2;
         i = p >>> 1;
         continue;
@@ -625,7 +745,8 @@ class Analyzer {
             nextContig = (k + m) * cs;
           }
           this.countRun(k, m, (rhi & copiedRaw) !== 0, copiedCheck, role, rm);
-          if (gm !== undefined && gBase + i < gm.length) gm.fill(GuestState.Data, gBase + i, Math.min(gm.length, gBase + i + m));
+          if (gm !== undefined && gBase + i < gm.length)
+            gm.fill(GuestState.Data, gBase + i, Math.min(gm.length, gBase + i + m));
           i += m;
           continue;
         }
@@ -648,7 +769,14 @@ class Analyzer {
    * Count one reference to each of clusters [k, k+m) from data entries with the same COPIED flag:
    * QEMU's qcow2_inc_refcounts_imrt plus our COPIED bookkeeping, clusters seen before handled one by one.
    */
-  private countRun(k: number, m: number, copied: boolean, copiedCheck: boolean, role: number, rm: Uint8Array | undefined): void {
+  private countRun(
+    k: number,
+    m: number,
+    copied: boolean,
+    copiedCheck: boolean,
+    role: number,
+    rm: Uint8Array | undefined,
+  ): void {
     const ref = this.ref;
     const setBits = this.copiedSet;
     const fastLimit = this.fastLimit;
@@ -692,8 +820,15 @@ class Analyzer {
   }
 
   /** One L2 entry, general case: QEMU's check_refcounts_l2 loop body, plus our extra diagnostics. */
-  private l2Entry(dv: DataView, i: number, l2Off: number, active: boolean, l1Index: number, sn: CheckedSnapshot | undefined,
-    copiedCheck: boolean): void {
+  private l2Entry(
+    dv: DataView,
+    i: number,
+    l2Off: number,
+    active: boolean,
+    l1Index: number,
+    sn: CheckedSnapshot | undefined,
+    copiedCheck: boolean,
+  ): void {
     const geo = this.image.geo;
     const p = i * geo.l2EntrySize;
     const ext = this.ext;
@@ -724,10 +859,18 @@ class Analyzer {
     const zeroFlag = !ext && (lo & C.OFLAG_ZERO_LO) !== 0;
     if (zeroFlag) {
       if (this.image.header.version === 2)
-        this.an.add('v2-zero-flag', { referrer: { kind: active ? 'l2' : 'snapshot-l2', table: l2Off, index: i, guestOffset: g * cs, snapshotId: sn?.id } });
+        this.an.add('v2-zero-flag', {
+          referrer: {
+            kind: active ? 'l2' : 'snapshot-l2',
+            table: l2Off,
+            index: i,
+            guestOffset: g * cs,
+            snapshotId: sn?.id,
+          },
+        });
       if (inGuest) gm[g] = GuestState.Zero;
       if (!hasOff) return; // ZERO_PLAIN
-    } else if (!hasOff && !(this.dataFile && (hi & C.OFLAG_COPIED_HI))) {
+    } else if (!hasOff && !(this.dataFile && hi & C.OFLAG_COPIED_HI)) {
       // UNALLOCATED
       if (ext && blo !== 0) {
         const line = msg.unallocatedWithBitmap();
@@ -752,23 +895,40 @@ class Analyzer {
       const containsData = ext ? blo !== 0 : !zeroFlag;
       const line = containsData ? msg.dataUnaligned(off.toString(16)) : msg.preallocUnaligned(off.toString(16));
       this.say(line);
-      this.entryFinding(containsData ? 'data-unaligned' : 'prealloc-unaligned', line, hi, lo, i, l2Off, active, l1Index, sn);
+      this.entryFinding(
+        containsData ? 'data-unaligned' : 'prealloc-unaligned',
+        line,
+        hi,
+        lo,
+        i,
+        l2Off,
+        active,
+        l1Index,
+        sn,
+      );
     }
     if (active) {
       this.l2Allocated++;
       if (this.l2NextContig !== 0 && off !== this.l2NextContig) this.l2Fragmented++;
       this.l2NextContig = off + cs;
       if (inGuest && !zeroFlag) {
-        gm[g] = !ext ? GuestState.Data
-          : (bhi & blo) !== 0 ? GuestState.Invalid
-            : blo === 0xffffffff ? GuestState.Data
-              : blo === 0 && bhi === 0xffffffff ? GuestState.Zero : GuestState.Partial;
+        gm[g] = !ext
+          ? GuestState.Data
+          : (bhi & blo) !== 0
+            ? GuestState.Invalid
+            : blo === 0xffffffff
+              ? GuestState.Data
+              : blo === 0 && bhi === 0xffffffff
+                ? GuestState.Zero
+                : GuestState.Partial;
       }
     }
     if (this.dataFile) {
       if (copiedCheck && !(hi & C.OFLAG_COPIED_HI)) this.copiedReplay = true;
       if (active && off !== g * cs)
-        this.an.add('external-data-mismatch', { referrer: { kind: 'l2', table: l2Off, index: i, guestOffset: g * cs } });
+        this.an.add('external-data-mismatch', {
+          referrer: { kind: 'l2', table: l2Off, index: i, guestOffset: g * cs },
+        });
       return;
     }
     const role = active ? HostRole.Data : HostRole.SnapshotData;
@@ -777,8 +937,17 @@ class Analyzer {
     if (copiedCheck) this.markCopied(Math.floor(off / cs), (hi & C.OFLAG_COPIED_HI) !== 0);
   }
 
-  private compressedEntry(hi: number, lo: number, bhi: number, blo: number, i: number, l2Off: number, active: boolean,
-    l1Index: number, sn: CheckedSnapshot | undefined): void {
+  private compressedEntry(
+    hi: number,
+    lo: number,
+    bhi: number,
+    blo: number,
+    i: number,
+    l2Off: number,
+    active: boolean,
+    l1Index: number,
+    sn: CheckedSnapshot | undefined,
+  ): void {
     const geo = this.image.geo;
     const hiBits = geo.csizeShift - 32; // offset bits held in hi
     if (hi & C.OFLAG_COPIED_HI) {
@@ -807,9 +976,22 @@ class Analyzer {
     const sectors = (Math.floor((hi & 0x3fffffff) / 2 ** hiBits) & geo.csizeMask) + 1;
     const size = sectors * C.SECTOR_SIZE - (lo & (C.SECTOR_SIZE - 1));
     if (this.fits(offset, size)) this.incSpan(offset, size, HostRole.Compressed);
-    else this.incRange(offset, size, HostRole.Compressed, this.where(hi, lo, i, l2Off, active, l1Index, sn), hex64(offHi, lo));
+    else
+      this.incRange(
+        offset,
+        size,
+        HostRole.Compressed,
+        this.where(hi, lo, i, l2Off, active, l1Index, sn),
+        hex64(offHi, lo),
+      );
     if (active && this.compressedSamples.length < MAX_COMPRESSED_SAMPLES)
-      this.compressedSamples.push({ offset, size, l2Offset: l2Off, index: i, guestOffset: (l1Index * geo.l2Entries + i) * this.cs });
+      this.compressedSamples.push({
+        offset,
+        size,
+        l2Offset: l2Off,
+        index: i,
+        guestOffset: (l1Index * geo.l2Entries + i) * this.cs,
+      });
     if (active) {
       this.c.allocatedClusters++;
       this.c.compressedClusters++;
@@ -817,16 +999,38 @@ class Analyzer {
     }
   }
 
-  private where(hi: number, lo: number, i: number, l2Off: number, active: boolean, l1Index: number,
-    sn: CheckedSnapshot | undefined): EntryFinding {
-    const f: EntryFinding = { kind: '', table: active ? 'l2' : 'snapshot-l2', tableOffset: l2Off, index: i, entry: hex64(hi, lo),
-      guestOffset: (l1Index * this.image.geo.l2Entries + i) * this.cs };
+  private where(
+    hi: number,
+    lo: number,
+    i: number,
+    l2Off: number,
+    active: boolean,
+    l1Index: number,
+    sn: CheckedSnapshot | undefined,
+  ): EntryFinding {
+    const f: EntryFinding = {
+      kind: '',
+      table: active ? 'l2' : 'snapshot-l2',
+      tableOffset: l2Off,
+      index: i,
+      entry: hex64(hi, lo),
+      guestOffset: (l1Index * this.image.geo.l2Entries + i) * this.cs,
+    };
     if (sn) f.snapshotId = sn.id;
     return f;
   }
 
-  private entryFinding(kind: string, line: string, hi: number, lo: number, i: number, l2Off: number, active: boolean,
-    l1Index: number, sn: CheckedSnapshot | undefined): void {
+  private entryFinding(
+    kind: string,
+    line: string,
+    hi: number,
+    lo: number,
+    i: number,
+    l2Off: number,
+    active: boolean,
+    l1Index: number,
+    sn: CheckedSnapshot | undefined,
+  ): void {
     const w = this.where(hi, lo, i, l2Off, active, l1Index, sn);
     w.kind = kind;
     this.find(w);
@@ -841,9 +1045,14 @@ class Analyzer {
     this.claimMeta(dir.offset, dir.size, HostRole.BitmapDirectory, 'bitmap directory');
     const names = new Set<string>();
     for (const bm of dir.bitmaps) {
-      if (names.has(bm.name)) this.an.add('bitmap-duplicate-name', { referrer: { kind: 'bitmap-directory', table: bm.entryOffset } });
+      if (names.has(bm.name))
+        this.an.add('bitmap-duplicate-name', { referrer: { kind: 'bitmap-directory', table: bm.entryOffset } });
       names.add(bm.name);
-      this.incRange(bm.tableOffset, bm.tableSize * 8, HostRole.BitmapTable, { kind: 'bitmap-table', table: 'bitmap-directory', tableOffset: bm.entryOffset });
+      this.incRange(bm.tableOffset, bm.tableSize * 8, HostRole.BitmapTable, {
+        kind: 'bitmap-table',
+        table: 'bitmap-directory',
+        tableOffset: bm.entryOffset,
+      });
       this.claimMeta(bm.tableOffset, bm.tableSize * 8, HostRole.BitmapTable, 'bitmap table');
       let t: Uint8Array;
       try {
@@ -859,7 +1068,12 @@ class Analyzer {
         const lo = u32(t, 8 * i + 4);
         const off = (hi & C.BME_OFFSET_MASK_HI) * TWO32 + ((lo & C.BME_OFFSET_MASK_LO) >>> 0);
         if (off === 0) continue;
-        this.incRange(off, this.cs, HostRole.BitmapData, { kind: 'bitmap-data', table: 'bitmap-table', tableOffset: bm.tableOffset, index: i });
+        this.incRange(off, this.cs, HostRole.BitmapData, {
+          kind: 'bitmap-data',
+          table: 'bitmap-table',
+          tableOffset: bm.tableOffset,
+          index: i,
+        });
         this.claimMeta(off, this.cs, HostRole.BitmapData, 'bitmap data');
       }
       if ((bm.flags & C.BME_FLAG_IN_USE) === 0) await this.bitmapTailBits(bm, t);
@@ -867,20 +1081,28 @@ class Analyzer {
   }
 
   /** Beyond QEMU: bits past the end of the disk in a bitmap's last data cluster must be zero. */
-  private async bitmapTailBits(bm: { name: string; tableOffset: number; tableSize: number; granularityBits: number; entryOffset: number }, t: Uint8Array): Promise<void> {
+  private async bitmapTailBits(
+    bm: { name: string; tableOffset: number; tableSize: number; granularityBits: number; entryOffset: number },
+    t: Uint8Array,
+  ): Promise<void> {
     const bits = Math.ceil(this.image.virtualSize / 2 ** bm.granularityBits);
     const bytes = Math.ceil(bits / 8);
     const last = Math.floor(Math.max(0, bytes - 1) / this.cs);
     if (last >= bm.tableSize) return;
-    const off = (u32(t, 8 * last) & C.BME_OFFSET_MASK_HI) * TWO32 + ((u32(t, 8 * last + 4) & C.BME_OFFSET_MASK_LO) >>> 0);
+    const off =
+      (u32(t, 8 * last) & C.BME_OFFSET_MASK_HI) * TWO32 + ((u32(t, 8 * last + 4) & C.BME_OFFSET_MASK_LO) >>> 0);
     if (off === 0 || off >= this.fileSize) return;
     const data = await readPadded(this.image.io, off, this.cs);
     const firstBit = bits - last * this.cs * 8; // first unused bit inside this cluster
     let dirty = false;
     const byte = firstBit >>> 3;
-    if (firstBit % 8 !== 0 && byte < data.length && (data[byte]! >>> (firstBit % 8)) !== 0) dirty = true;
+    if (firstBit % 8 !== 0 && byte < data.length && data[byte]! >>> (firstBit % 8) !== 0) dirty = true;
     for (let b = Math.ceil(firstBit / 8); b < data.length && !dirty; b++) if (data[b] !== 0) dirty = true;
-    if (dirty) this.an.add('bitmap-tail-bits', { cluster: Math.floor(off / this.cs), referrer: { kind: 'bitmap-table', table: bm.tableOffset, index: last } });
+    if (dirty)
+      this.an.add('bitmap-tail-bits', {
+        cluster: Math.floor(off / this.cs),
+        referrer: { kind: 'bitmap-table', table: bm.tableOffset, index: last },
+      });
   }
 
   /** QEMU's check_refblocks. */
@@ -891,7 +1113,13 @@ class Analyzer {
       const hi = u32(rt, 8 * i);
       const lo = u32(rt, 8 * i + 4);
       if (hi === 0 && lo === 0) continue;
-      const where: EntryFinding = { kind: '', table: 'reftable', tableOffset: this.image.header.refcountTableOffset, index: i, entry: hex64(hi, lo) };
+      const where: EntryFinding = {
+        kind: '',
+        table: 'reftable',
+        tableOffset: this.image.header.refcountTableOffset,
+        index: i,
+        entry: hex64(hi, lo),
+      };
       const offset = hi * TWO32 + ((lo & C.REFT_OFFSET_MASK_LO) >>> 0);
       if (lo & C.REFT_RESERVED_MASK_LO) {
         const line = msg.reftableReserved(i);
@@ -965,67 +1193,76 @@ class Analyzer {
       r0 = r1;
       return b;
     };
-    await pipeline(this.image.io, this.fileSize, this.cs, this.zeros, this.pools, nextBatch, ({ r0: first, r1: last }, blocks) => {
-      this.checkCancel();
-      for (let r = first; r < last; r++) {
-        const base = r * E;
-        const end = Math.min(nb, base + E);
-        const off = r < rtEntries ? this.lookup.blockOffset(r) : 0;
-        if (off !== 0 && off % this.cs !== 0) {
-          // Every lookup through this entry fails (QEMU: -EIO, a check error per cluster).
-          this.lookup.onUnaligned?.(r, off);
-          for (let k = base; k < end; k++) {
-            const line = msg.cantGetRefcount(k);
-            this.say(line);
-            this.c.checkErrors++;
-            this.an.add('refcount-unreadable', { cluster: k, qemuMessage: line });
+    await pipeline(
+      this.image.io,
+      this.fileSize,
+      this.cs,
+      this.zeros,
+      this.pools,
+      nextBatch,
+      ({ r0: first, r1: last }, blocks) => {
+        this.checkCancel();
+        for (let r = first; r < last; r++) {
+          const base = r * E;
+          const end = Math.min(nb, base + E);
+          const off = r < rtEntries ? this.lookup.blockOffset(r) : 0;
+          if (off !== 0 && off % this.cs !== 0) {
+            // Every lookup through this entry fails (QEMU: -EIO, a check error per cluster).
+            this.lookup.onUnaligned?.(r, off);
+            for (let k = base; k < end; k++) {
+              const line = msg.cantGetRefcount(k);
+              this.say(line);
+              this.c.checkErrors++;
+              this.an.add('refcount-unreadable', { cluster: k, qemuMessage: line });
+            }
+            continue;
           }
-          continue;
+          const block = off === 0 ? this.zeros : blocks.get(off)!;
+          if (order === 4 && block.byteOffset % 4 === 0 && base % 4 === 0) {
+            // Page by page of the IMRT: a stretch counted once and never written (virtual) needs
+            // only the block compared with ones; elsewhere a fully used stretch (every cluster
+            // referenced once, refcount 1) is still the common case.
+            for (let pa = base; pa < end; ) {
+              // The stretch of pages from pa that runs cover, or else pa's page alone.
+              let pb = Math.min(end, (Math.floor(pa / IMRT_PAGE) + 1) * IMRT_PAGE);
+              const covered = this.imrt.runCovers(pa, pb);
+              while (covered && pb < end) {
+                const next = Math.min(end, pb + IMRT_PAGE);
+                if (!this.imrt.runCovers(pb, next)) break;
+                pb = next;
+              }
+              const part = block.subarray(2 * (pa - base));
+              if (covered && this.blockOnes16(part, pa, pb)) this.high = pb - 1;
+              else if (!covered && this.imrt.untouched(pa) && isZero(part.subarray(0, 2 * (pb - pa)), this.zeros)) {
+                // Nothing counted, nothing stored: free clusters, memory left unread.
+              } else {
+                this.imrt.prepareBytes(pa, pb, false);
+                if (this.allOnes16(part, pa, pb)) this.high = pb - 1;
+                else this.compareQuads16(part, pa, pb);
+              }
+              pa = pb;
+            }
+          } else {
+            this.imrt.prepareBytes(base, end, false);
+            rcBuf ??= new Float64Array(E);
+            decodeBlock(block, order, rcBuf, end - base);
+            for (let k = base; k < end; k++) {
+              const rc = rcBuf[k - base]!;
+              let rf = ref[k]!;
+              if (rf === WIDE_SENTINEL && this.wide) rf = this.over.get(k)!;
+              if (rc !== 0 || rf !== 0) {
+                this.high = k;
+                if (rc !== rf) this.mismatch(k, rc, rf);
+              }
+            }
+          }
+          // The rest of the last block: refcounts of clusters past the end of the image.
+          if (end === nb && end < base + E && r < rtEntries) this.refcountsPastRange(block, r, end - base);
+          this.work(1, 'refcount blocks');
         }
-        const block = off === 0 ? this.zeros : blocks.get(off)!;
-        if (order === 4 && block.byteOffset % 4 === 0 && base % 4 === 0) {
-          // Page by page of the IMRT: a stretch counted once and never written (virtual) needs
-          // only the block compared with ones; elsewhere a fully used stretch (every cluster
-          // referenced once, refcount 1) is still the common case.
-          for (let pa = base; pa < end;) {
-            // The stretch of pages from pa that runs cover, or else pa's page alone.
-            let pb = Math.min(end, (Math.floor(pa / IMRT_PAGE) + 1) * IMRT_PAGE);
-            const covered = this.imrt.runCovers(pa, pb);
-            while (covered && pb < end) {
-              const next = Math.min(end, pb + IMRT_PAGE);
-              if (!this.imrt.runCovers(pb, next)) break;
-              pb = next;
-            }
-            const part = block.subarray(2 * (pa - base));
-            if (covered && this.blockOnes16(part, pa, pb)) this.high = pb - 1;
-            else if (!covered && this.imrt.untouched(pa) && isZero(part.subarray(0, 2 * (pb - pa)), this.zeros)) {
-              // Nothing counted, nothing stored: free clusters, memory left unread.
-            } else {
-              this.imrt.prepareBytes(pa, pb, false);
-              if (this.allOnes16(part, pa, pb)) this.high = pb - 1;
-              else this.compareQuads16(part, pa, pb);
-            }
-            pa = pb;
-          }
-        } else {
-          this.imrt.prepareBytes(base, end, false);
-          rcBuf ??= new Float64Array(E);
-          decodeBlock(block, order, rcBuf, end - base);
-          for (let k = base; k < end; k++) {
-            const rc = rcBuf[k - base]!;
-            let rf = ref[k]!;
-            if (rf === WIDE_SENTINEL && this.wide) rf = this.over.get(k)!;
-            if (rc !== 0 || rf !== 0) {
-              this.high = k;
-              if (rc !== rf) this.mismatch(k, rc, rf);
-            }
-          }
-        }
-        // The rest of the last block: refcounts of clusters past the end of the image.
-        if (end === nb && end < base + E && r < rtEntries) this.refcountsPastRange(block, r, end - base);
-        this.work(1, 'refcount blocks');
-      }
-    }, this.listened);
+      },
+      this.listened,
+    );
     this.scanCopiedClear();
     await this.refcountsBeyondEof(nb);
   }
@@ -1095,7 +1332,7 @@ class Analyzer {
     }
     if (hq >= 0 && base + 4 * hq > high) {
       const y = rw[hq]!;
-      high = base + 4 * hq + ((y >>> 24) !== 0 ? 3 : (y & 0xff0000) !== 0 ? 2 : (y & 0xff00) !== 0 ? 1 : 0);
+      high = base + 4 * hq + (y >>> 24 !== 0 ? 3 : (y & 0xff0000) !== 0 ? 2 : (y & 0xff00) !== 0 ? 1 : 0);
     }
     if (high >= 0) this.high = high;
     for (let k = base + 4 * quads; k < end; k++) {
@@ -1112,15 +1349,24 @@ class Analyzer {
     if (rc === 0) this.rebuild = true;
     if (k < this.fileClusters) {
       const bit = 1 << (k & 7);
-      if (((this.copiedSet[k >>> 3]! & bit) !== 0 && rc !== 1) || (this.anyCopiedClear && (this.copiedClear[k >>> 3]! & bit) !== 0 && rc === 1))
+      if (
+        ((this.copiedSet[k >>> 3]! & bit) !== 0 && rc !== 1) ||
+        (this.anyCopiedClear && (this.copiedClear[k >>> 3]! & bit) !== 0 && rc === 1)
+      )
         this.copiedReplay = true;
     }
-    if (this.roleMap && rc > 0 && rf > 0 && rc > rf && this.roleMap[k] === HostRole.Free) this.roleMap[k] = HostRole.Corrupt;
+    if (this.roleMap && rc > 0 && rf > 0 && rc > rf && this.roleMap[k] === HostRole.Free)
+      this.roleMap[k] = HostRole.Corrupt;
     const line = msg.refcountMismatch(k, rc, rf);
     this.say(line);
     if (rc < rf) {
       this.c.corruptions++;
-      this.an.add(rc === 0 ? 'refcount-zero-referenced' : 'refcount-too-low', { cluster: k, refcount: rc, references: rf, qemuMessage: line });
+      this.an.add(rc === 0 ? 'refcount-zero-referenced' : 'refcount-too-low', {
+        cluster: k,
+        refcount: rc,
+        references: rf,
+        qemuMessage: line,
+      });
     } else {
       this.c.leaks++;
       this.an.add('leaked-cluster', { cluster: k, refcount: rc, references: rf, qemuMessage: line });
@@ -1136,7 +1382,11 @@ class Analyzer {
     let budget = 64; // blocks examined at most: cheap, bounded
     const rt = this.image.reftable;
     // The block holding cluster nb (if it is not the first of its block) was seen by the compare.
-    for (let r = nextNonZeroEntry(rt, Math.ceil(nb / E), rtEntries); r < rtEntries && budget > 0; r = nextNonZeroEntry(rt, r + 1, rtEntries)) {
+    for (
+      let r = nextNonZeroEntry(rt, Math.ceil(nb / E), rtEntries);
+      r < rtEntries && budget > 0;
+      r = nextNonZeroEntry(rt, r + 1, rtEntries)
+    ) {
       const off = this.lookup.blockOffset(r);
       if (off === 0 || off % this.cs !== 0 || off >= this.fileSize) continue;
       budget--;
@@ -1173,7 +1423,7 @@ class Analyzer {
     const n = l1.length / 8;
     const perBatch = Math.max(1, Math.floor(BATCH_BYTES / this.cs));
     const geo = this.image.geo;
-    for (let i = 0; i < n;) {
+    for (let i = 0; i < n; ) {
       this.checkCancel();
       const batch: number[] = [];
       const offsets: number[] = [];
@@ -1197,9 +1447,21 @@ class Analyzer {
           const line = msg.copiedL2(idx, hex64(hi, lo), rc);
           this.say(line);
           this.c.corruptions++;
-          const w: EntryFinding = { kind: 'copied-l1', table: 'l1', tableOffset: this.image.header.l1TableOffset, index: idx, entry: hex64(hi, lo), refcount: rc };
+          const w: EntryFinding = {
+            kind: 'copied-l1',
+            table: 'l1',
+            tableOffset: this.image.header.l1TableOffset,
+            index: idx,
+            entry: hex64(hi, lo),
+            refcount: rc,
+          };
           this.find(w);
-          this.an.add('copied-l1', { cluster: Math.floor(l2Off / this.cs), refcount: rc, qemuMessage: line, referrer: referrerOf(w) });
+          this.an.add('copied-l1', {
+            cluster: Math.floor(l2Off / this.cs),
+            refcount: rc,
+            qemuMessage: line,
+            referrer: referrerOf(w),
+          });
           this.an.cut();
         }
         const buf = tables.get(l2Off)!;
@@ -1208,9 +1470,10 @@ class Analyzer {
           const p = e * geo.l2EntrySize;
           const ehi = dv.getUint32(p);
           const elo = dv.getUint32(p + 4);
-          if ((ehi | elo) === 0 || (ehi & C.OFLAG_COMPRESSED_HI)) continue;
+          if ((ehi | elo) === 0 || ehi & C.OFLAG_COMPRESSED_HI) continue;
           const hasOff = (ehi & C.L2E_OFFSET_MASK_HI) !== 0 || (elo & C.L2E_OFFSET_MASK_LO) !== 0;
-          const normal = (!this.ext && (elo & C.OFLAG_ZERO_LO)) ? hasOff : hasOff || (this.dataFile && (ehi & C.OFLAG_COPIED_HI) !== 0);
+          const normal =
+            !this.ext && elo & C.OFLAG_ZERO_LO ? hasOff : hasOff || (this.dataFile && (ehi & C.OFLAG_COPIED_HI) !== 0);
           if (!normal) continue;
           const off = (ehi & C.L2E_OFFSET_MASK_HI) * TWO32 + ((elo & C.L2E_OFFSET_MASK_LO) >>> 0);
           const erc = this.dataFile ? 1 : await this.lookup.get(Math.floor(off / this.cs));
@@ -1223,7 +1486,12 @@ class Analyzer {
             w.kind = 'copied-l2';
             w.refcount = erc;
             this.find(w);
-            this.an.add('copied-l2', { cluster: Math.floor(off / this.cs), refcount: erc, qemuMessage: line, referrer: referrerOf(w) });
+            this.an.add('copied-l2', {
+              cluster: Math.floor(off / this.cs),
+              refcount: erc,
+              qemuMessage: line,
+              referrer: referrerOf(w),
+            });
             this.an.cut();
           }
         }
@@ -1238,9 +1506,11 @@ class Analyzer {
     const img = this.image;
     if (img.header.bitmaps && !bitmapsActive(img)) {
       // QEMU warns while opening and then ignores the extension (its clusters show up as leaks).
-      this.say(img.header.version === 2
-        ? 'qemu-img: warning: This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent'
-        : 'qemu-img: warning: a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent');
+      this.say(
+        img.header.version === 2
+          ? 'qemu-img: warning: This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent'
+          : 'qemu-img: warning: a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent',
+      );
       this.say(BITMAPS_LEAK_HINT);
       this.an.add('bitmaps-inconsistent');
       return;
@@ -1267,8 +1537,17 @@ class Analyzer {
     this.c.checkErrors += p.checkErrors;
     for (const s of p.snapshots) {
       if (s.extraDataSize < C.SNAPSHOT_EXTRA_V3_MIN && img.header.version >= 3) {
-        this.find({ kind: 'snapshot-incomplete', table: 'snapshot-table', tableOffset: s.entryOffset, index: s.index, snapshotId: s.id });
-        this.an.add('snapshot-incomplete', { qemuMessage: msg.snapshotIncomplete(s.index), referrer: { kind: 'snapshot-table', index: s.index, snapshotId: s.id } });
+        this.find({
+          kind: 'snapshot-incomplete',
+          table: 'snapshot-table',
+          tableOffset: s.entryOffset,
+          index: s.index,
+          snapshotId: s.id,
+        });
+        this.an.add('snapshot-incomplete', {
+          qemuMessage: msg.snapshotIncomplete(s.index),
+          referrer: { kind: 'snapshot-table', index: s.index, snapshotId: s.id },
+        });
         this.an.cut();
       }
     }
@@ -1282,19 +1561,29 @@ class Analyzer {
    * each run, at most MAX_EXPLAINED in all), with one more pass over the metadata.
    */
   private async nameReferrers(): Promise<void> {
-    const kinds = new Set(['refcount-too-low', 'refcount-zero-referenced', 'leaked-cluster', 'refblock-shared', 'refcount-overflow', 'metadata-overlap']);
+    const kinds = new Set([
+      'refcount-too-low',
+      'refcount-zero-referenced',
+      'leaked-cluster',
+      'refblock-shared',
+      'refcount-overflow',
+      'metadata-overlap',
+    ]);
     const targets = new Set<number>();
-    const runs = this.an.list.filter((a) => kinds.has(a.kind) && a.firstCluster !== undefined
-      && !(a.kind === 'leaked-cluster' && a.references === 0));
+    const runs = this.an.list.filter(
+      (a) => kinds.has(a.kind) && a.firstCluster !== undefined && !(a.kind === 'leaked-cluster' && a.references === 0),
+    );
     for (const a of runs) {
-      for (let c = a.firstCluster!; c < a.firstCluster! + Math.min(a.count, 8) && targets.size < MAX_EXPLAINED; c++) targets.add(c);
+      for (let c = a.firstCluster!; c < a.firstCluster! + Math.min(a.count, 8) && targets.size < MAX_EXPLAINED; c++)
+        targets.add(c);
     }
     if (targets.size === 0) return;
     this.checkCancel();
     const found = await findReferrers(this.image, targets, 16);
     for (const a of runs) {
       const refs: Referrer[] = [];
-      for (let c = a.firstCluster!; c < a.firstCluster! + a.count && refs.length < 32; c++) refs.push(...(found.get(c)?.referrers ?? []));
+      for (let c = a.firstCluster!; c < a.firstCluster! + a.count && refs.length < 32; c++)
+        refs.push(...(found.get(c)?.referrers ?? []));
       if (refs.length) a.referrers = [...(a.referrers ?? []), ...refs].slice(0, 32);
     }
   }
@@ -1303,7 +1592,10 @@ class Analyzer {
   private async checkCompressedSamples(): Promise<void> {
     for (const smp of this.compressedSamples) {
       if (!(await decodes(this.image, smp.offset, smp.size)))
-        this.an.add('compressed-undecodable', { cluster: Math.floor(smp.offset / this.cs), referrer: { kind: 'l2', table: smp.l2Offset, index: smp.index, guestOffset: smp.guestOffset } });
+        this.an.add('compressed-undecodable', {
+          cluster: Math.floor(smp.offset / this.cs),
+          referrer: { kind: 'l2', table: smp.l2Offset, index: smp.index, guestOffset: smp.guestOffset },
+        });
     }
   }
 
@@ -1315,15 +1607,24 @@ class Analyzer {
       if (!name || name.includes(':') || !this.image.io.name) return false;
       return !existsSync(resolve(dirname(this.image.io.name), name));
     };
-    if (h.backingFile !== undefined && missing(h.backingFile)) this.an.add('backing-file-missing', { referrer: { kind: 'header' } });
+    if (h.backingFile !== undefined && missing(h.backingFile))
+      this.an.add('backing-file-missing', { referrer: { kind: 'header' } });
     if (this.dataFile && missing(h.dataFileName)) this.an.add('data-file-missing', { referrer: { kind: 'header' } });
     if (this.image.isDirty) this.an.add('dirty-bit');
     if (this.image.isCorrupt) this.an.add('corrupt-bit');
   }
 }
 
-function referrerOf(w: EntryFinding): { kind: string; table?: number; index?: number; guestOffset?: number; snapshotId?: string } {
-  const r: { kind: string; table?: number; index?: number; guestOffset?: number; snapshotId?: string } = { kind: w.table ?? w.kind };
+function referrerOf(w: EntryFinding): {
+  kind: string;
+  table?: number;
+  index?: number;
+  guestOffset?: number;
+  snapshotId?: string;
+} {
+  const r: { kind: string; table?: number; index?: number; guestOffset?: number; snapshotId?: string } = {
+    kind: w.table ?? w.kind,
+  };
   if (w.tableOffset !== undefined) r.table = w.tableOffset;
   if (w.index !== undefined) r.index = w.index;
   if (w.guestOffset !== undefined) r.guestOffset = w.guestOffset;

@@ -51,9 +51,16 @@ const YIELD_MS = 20;
  * batch in flight).
  * `nextBatch` returns the next batch's offsets (or undefined at the end); `handle` gets the bytes.
  */
-export async function pipeline<B extends { offsets: number[] }>(io: PositionalIO, fileSize: number, length: number,
-  zeros: Uint8Array, pools: BufferPool[], nextBatch: () => B | undefined,
-  handle: (batch: B, tables: Map<number, Uint8Array>) => Promise<void> | void, yieldTurns = true): Promise<void> {
+export async function pipeline<B extends { offsets: number[] }>(
+  io: PositionalIO,
+  fileSize: number,
+  length: number,
+  zeros: Uint8Array,
+  pools: BufferPool[],
+  nextBatch: () => B | undefined,
+  handle: (batch: B, tables: Map<number, Uint8Array>) => Promise<void> | void,
+  yieldTurns = true,
+): Promise<void> {
   if (io instanceof FileIO) {
     const pool = pools[0]!;
     let last = performance.now();
@@ -94,7 +101,12 @@ interface Run {
 }
 
 /** Sort and merge the ranges into runs; ranges wholly past end of file map to `zeros` at once. */
-function planRuns(fileSize: number, offsets: number[], length: number, zeros: Uint8Array): { out: Map<number, Uint8Array>; runs: Run[] } {
+function planRuns(
+  fileSize: number,
+  offsets: number[],
+  length: number,
+  zeros: Uint8Array,
+): { out: Map<number, Uint8Array>; runs: Run[] } {
   const out = new Map<number, Uint8Array>();
   const sorted = Array.from(new Set(offsets)).sort((a, b) => a - b);
   const runs: Run[] = [];
@@ -115,14 +127,28 @@ function planRuns(fileSize: number, offsets: number[], length: number, zeros: Ui
 }
 
 /** readRanges into `pool`: synchronously for a plain file (see `pipeline`). */
-export function readRangesInto(io: PositionalIO, fileSize: number, offsets: number[], length: number, zeros: Uint8Array,
-  pool: BufferPool): Map<number, Uint8Array> | Promise<Map<number, Uint8Array>> {
-  return io instanceof FileIO ? readRangesSync(io.fd, fileSize, offsets, length, zeros, pool) : readRanges(io, fileSize, offsets, length, zeros, pool);
+export function readRangesInto(
+  io: PositionalIO,
+  fileSize: number,
+  offsets: number[],
+  length: number,
+  zeros: Uint8Array,
+  pool: BufferPool,
+): Map<number, Uint8Array> | Promise<Map<number, Uint8Array>> {
+  return io instanceof FileIO
+    ? readRangesSync(io.fd, fileSize, offsets, length, zeros, pool)
+    : readRanges(io, fileSize, offsets, length, zeros, pool);
 }
 
 /** readRanges for a plain file descriptor, with synchronous reads into `pool`. */
-function readRangesSync(fd: number, fileSize: number, offsets: number[], length: number, zeros: Uint8Array,
-  pool: BufferPool): Map<number, Uint8Array> {
+function readRangesSync(
+  fd: number,
+  fileSize: number,
+  offsets: number[],
+  length: number,
+  zeros: Uint8Array,
+  pool: BufferPool,
+): Map<number, Uint8Array> {
   const { out, runs } = planRuns(fileSize, offsets, length, zeros);
   for (const r of runs) {
     const want = r.end - r.start;
@@ -159,28 +185,36 @@ function readInto(fd: number, buf: Uint8Array, position: number): Promise<number
  * ranges wholly past end of file share one zero buffer, which callers must not modify). Bytes stay
  * valid until `pool.release()`.
  */
-export async function readRanges(io: PositionalIO, fileSize: number, offsets: number[], length: number,
-  zeros: Uint8Array, pool?: BufferPool): Promise<Map<number, Uint8Array>> {
+export async function readRanges(
+  io: PositionalIO,
+  fileSize: number,
+  offsets: number[],
+  length: number,
+  zeros: Uint8Array,
+  pool?: BufferPool,
+): Promise<Map<number, Uint8Array>> {
   const { out, runs } = planRuns(fileSize, offsets, length, zeros);
   const fd = io instanceof FileIO ? io.fd : -1;
   for (let i = 0; i < runs.length; i += CONCURRENCY) {
-    await Promise.all(runs.slice(i, i + CONCURRENCY).map(async (r) => {
-      const want = r.end - r.start;
-      let buf: Uint8Array;
-      if (pool && fd >= 0) {
-        buf = pool.take(want);
-        const got = await readInto(fd, buf, r.start);
-        if (got < want) buf.fill(0, got);
-      } else {
-        buf = await io.read(r.start, want);
-        if (buf.length < want) {
-          const padded = new Uint8Array(want);
-          padded.set(buf);
-          buf = padded;
+    await Promise.all(
+      runs.slice(i, i + CONCURRENCY).map(async (r) => {
+        const want = r.end - r.start;
+        let buf: Uint8Array;
+        if (pool && fd >= 0) {
+          buf = pool.take(want);
+          const got = await readInto(fd, buf, r.start);
+          if (got < want) buf.fill(0, got);
+        } else {
+          buf = await io.read(r.start, want);
+          if (buf.length < want) {
+            const padded = new Uint8Array(want);
+            padded.set(buf);
+            buf = padded;
+          }
         }
-      }
-      for (const m of r.members) out.set(m, buf.subarray(m - r.start, m - r.start + length));
-    }));
+        for (const m of r.members) out.set(m, buf.subarray(m - r.start, m - r.start + length));
+      }),
+    );
   }
   return out;
 }

@@ -6,7 +6,7 @@ import * as C from '../format/constants.js';
 import { decodeBitmapDirectory, decodeBitmapTable } from '../format/bitmap.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
 import { readPadded } from '../io/positional-io.js';
-import { Qcow2FormatError } from '../errors.js';
+import { Qcow2FormatError } from '../base/errors.js';
 
 export interface CheckedBitmap {
   name: string;
@@ -27,7 +27,11 @@ export interface BitmapDirectory {
 
 /** Why QEMU refuses the directory (it then fails the open; in check mode the check). */
 export class BitmapError extends Error {
-  constructor(readonly reason: string, readonly field: string, readonly value: string | number) {
+  constructor(
+    readonly reason: string,
+    readonly field: string,
+    readonly value: string | number,
+  ) {
     super(reason);
   }
 }
@@ -56,11 +60,19 @@ export async function loadBitmapDirectory(image: Qcow2Image): Promise<BitmapDire
   if (size === 0) throw new BitmapError('Requested bitmap directory size is zero', 'bitmaps.directory_size', 0);
   const dir = await readAsQemu(image, offset, size);
   const entries = asBitmapError(() =>
-    decodeBitmapDirectory(dir, { clusterSize: image.clusterSize, virtualSize: image.virtualSize, nbBitmaps }));
-  const bitmaps = entries.map((e): CheckedBitmap => ({
-    name: e.name, tableOffset: e.tableOffset, tableSize: e.tableSize, flags: e.flags,
-    granularityBits: e.granularityBits, type: e.type, entryOffset: offset + e.dirOffset,
-  }));
+    decodeBitmapDirectory(dir, { clusterSize: image.clusterSize, virtualSize: image.virtualSize, nbBitmaps }),
+  );
+  const bitmaps = entries.map(
+    (e): CheckedBitmap => ({
+      name: e.name,
+      tableOffset: e.tableOffset,
+      tableSize: e.tableSize,
+      flags: e.flags,
+      granularityBits: e.granularityBits,
+      type: e.type,
+      entryOffset: offset + e.dirOffset,
+    }),
+  );
   return { offset, size, bitmaps };
 }
 

@@ -1,8 +1,8 @@
 // Worker-thread entry for long checks (see worker-client.ts): runs checkFile off the caller's
 // thread, streams progress and QEMU's lines back, and stops between batches when told to cancel.
 import { parentPort, workerData } from 'node:worker_threads';
-import { CancelledError, Qcow2FormatError } from '../errors.js';
-import { CancelToken } from '../service/progress.js';
+import { CancelledError, Qcow2FormatError } from '../base/errors.js';
+import { CancelToken } from '../base/task-control.js';
 import { checkFile } from './run.js';
 import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
 
@@ -24,12 +24,18 @@ const flushLines = (): void => {
 async function main(): Promise<void> {
   try {
     const result = await checkFile(req.path, {
-      roleMap: req.roleMap, guestMap: req.guestMap, cancel,
-      onMessage: req.wantMessages ? (l) => {
-        lines.push(l);
-        if (lines.length >= 1000 || Date.now() - lastFlush > 100) flushLines();
-      } : undefined,
-      onProgress: req.wantProgress ? (p) => port.postMessage({ type: 'progress', progress: p } satisfies WorkerReply) : undefined,
+      roleMap: req.roleMap,
+      guestMap: req.guestMap,
+      cancel,
+      onMessage: req.wantMessages
+        ? (l) => {
+            lines.push(l);
+            if (lines.length >= 1000 || Date.now() - lastFlush > 100) flushLines();
+          }
+        : undefined,
+      onProgress: req.wantProgress
+        ? (p) => port.postMessage({ type: 'progress', progress: p } satisfies WorkerReply)
+        : undefined,
     });
     flushLines();
     const transfer: ArrayBuffer[] = [];
@@ -38,10 +44,19 @@ async function main(): Promise<void> {
     port.postMessage({ type: 'result', result } satisfies WorkerReply, transfer);
   } catch (e) {
     flushLines();
-    const reply: WorkerReply = e instanceof Qcow2FormatError
-      ? { type: 'error', kind: 'format', message: e.message, qemuReason: e.qemuReason, field: e.field, value: String(e.value) }
-      : e instanceof CancelledError ? { type: 'error', kind: 'cancelled', message: e.message }
-        : { type: 'error', kind: 'other', message: e instanceof Error ? e.message : String(e) };
+    const reply: WorkerReply =
+      e instanceof Qcow2FormatError
+        ? {
+            type: 'error',
+            kind: 'format',
+            message: e.message,
+            qemuReason: e.qemuReason,
+            field: e.field,
+            value: String(e.value),
+          }
+        : e instanceof CancelledError
+          ? { type: 'error', kind: 'cancelled', message: e.message }
+          : { type: 'error', kind: 'other', message: e instanceof Error ? e.message : String(e) };
     port.postMessage(reply);
   }
 }

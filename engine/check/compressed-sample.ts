@@ -25,7 +25,9 @@ export async function decodes(image: Qcow2Image, offset: number, size: number): 
     const { Decompress } = await import('fzstd');
     let got = 0;
     try {
-      const d = new Decompress((chunk) => { got += chunk.length; });
+      const d = new Decompress((chunk) => {
+        got += chunk.length;
+      });
       d.push(input, true);
     } catch {
       // Trailing bytes after the frame(s) are ignored by QEMU once a cluster is produced.

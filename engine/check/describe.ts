@@ -9,7 +9,7 @@ import type { Analysis } from './analyze.js';
 import { bitmapsActive, loadBitmapDirectory, loadBitmapTable } from './bitmaps.js';
 import { pipeline, BufferPool } from './batch-reader.js';
 import { LOOKUP_FAILED, RefcountLookup } from './refcount-lookup.js';
-import { HOST_ROLE_NAMES, HostRole } from './roles.js';
+import { HOST_ROLE_NAMES, HostRole } from '../contract/roles.js';
 import { precheckSnapshotTable } from './snapshot-table.js';
 import type { Referrer } from './types.js';
 
@@ -44,7 +44,11 @@ export interface ClusterReferrers {
  * `clusters`, who references it. Used for the app's hover/click and to name the referrers of
  * the clusters a check found in trouble.
  */
-export async function findReferrers(image: Qcow2Image, clusters: ReadonlySet<number>, maxPerCluster = MAX_REFERRERS): Promise<Map<number, ClusterReferrers>> {
+export async function findReferrers(
+  image: Qcow2Image,
+  clusters: ReadonlySet<number>,
+  maxPerCluster = MAX_REFERRERS,
+): Promise<Map<number, ClusterReferrers>> {
   const cs = image.clusterSize;
   const out = new Map<number, ClusterReferrers>();
   for (const c of clusters) out.set(c, { references: 0, referrers: [], truncated: false, role: HostRole.Free });
@@ -53,7 +57,12 @@ export async function findReferrers(image: Qcow2Image, clusters: ReadonlySet<num
     if (!e) return;
     e.references++;
     if (e.role === HostRole.Free) e.role = as;
-    else if (e.role !== as && !(e.role === HostRole.L2 && as === HostRole.SnapshotL2) && !(e.role === HostRole.Data && as === HostRole.SnapshotData)) e.role = HostRole.Corrupt;
+    else if (
+      e.role !== as &&
+      !(e.role === HostRole.L2 && as === HostRole.SnapshotL2) &&
+      !(e.role === HostRole.Data && as === HostRole.SnapshotData)
+    )
+      e.role = HostRole.Corrupt;
     if (e.referrers.length < maxPerCluster) e.referrers.push(r);
     else e.truncated = true;
   };
@@ -121,12 +130,22 @@ export async function findReferrers(image: Qcow2Image, clusters: ReadonlySet<num
           } else {
             off = (hi & C.L2E_OFFSET_MASK_HI) * TWO32 + ((lo & C.L2E_OFFSET_MASK_LO) >>> 0);
             if (off === 0 || image.hasExternalData) continue;
-            as = !geo.extendedL2 && (lo & C.OFLAG_ZERO_LO) !== 0 ? HostRole.ZeroAlloc : active ? HostRole.Data : HostRole.SnapshotData;
+            as =
+              !geo.extendedL2 && (lo & C.OFLAG_ZERO_LO) !== 0
+                ? HostRole.ZeroAlloc
+                : active
+                  ? HostRole.Data
+                  : HostRole.SnapshotData;
           }
           const first = Math.floor(off / cs);
           const last = Math.floor((off + len - 1) / cs);
           if (last - first < 2 && !out.has(first) && !out.has(last)) continue; // the common case: not a target
-          const r: Referrer = { kind: active ? 'l2' : 'snapshot-l2', table: l2Off, index: e, guestOffset: (l1Index * geo.l2Entries + e) * cs };
+          const r: Referrer = {
+            kind: active ? 'l2' : 'snapshot-l2',
+            table: l2Off,
+            index: e,
+            guestOffset: (l1Index * geo.l2Entries + e) * cs,
+          };
           if (snapshotId !== undefined) r.snapshotId = snapshotId;
           hit(off, len, r, as);
         }
@@ -139,7 +158,10 @@ export async function findReferrers(image: Qcow2Image, clusters: ReadonlySet<num
   const snaps = await precheckSnapshotTable(image.io, image.fileSize, header, cs, h.version);
   for (const sn of snaps.snapshots) {
     if (sn.l1TableOffset % cs !== 0 || sn.l1Size > C.QCOW_MAX_L1_SIZE / 8) continue;
-    const l1 = sn.l1TableOffset >= image.fileSize ? new Uint8Array(sn.l1Size * 8) : await readPadded(image.io, sn.l1TableOffset, sn.l1Size * 8);
+    const l1 =
+      sn.l1TableOffset >= image.fileSize
+        ? new Uint8Array(sn.l1Size * 8)
+        : await readPadded(image.io, sn.l1TableOffset, sn.l1Size * 8);
     await walkL1(l1, sn.l1TableOffset, sn.id);
   }
   hit(h.snapshotsOffset, snaps.tableSize, { kind: 'snapshot-table' }, HostRole.SnapshotTable);
@@ -150,11 +172,17 @@ export async function findReferrers(image: Qcow2Image, clusters: ReadonlySet<num
       const dir = await loadBitmapDirectory(image);
       hit(dir.offset, dir.size, { kind: 'bitmap-directory' }, HostRole.BitmapDirectory);
       for (const bm of dir.bitmaps) {
-        hit(bm.tableOffset, bm.tableSize * 8, { kind: 'bitmap-directory', table: bm.entryOffset }, HostRole.BitmapTable);
+        hit(
+          bm.tableOffset,
+          bm.tableSize * 8,
+          { kind: 'bitmap-directory', table: bm.entryOffset },
+          HostRole.BitmapTable,
+        );
         const t = await loadBitmapTable(image, bm).catch(() => undefined);
         if (!t) continue;
         for (let i = 0; i < bm.tableSize; i++) {
-          const off = (u32(t, 8 * i) & C.BME_OFFSET_MASK_HI) * TWO32 + ((u32(t, 8 * i + 4) & C.BME_OFFSET_MASK_LO) >>> 0);
+          const off =
+            (u32(t, 8 * i) & C.BME_OFFSET_MASK_HI) * TWO32 + ((u32(t, 8 * i + 4) & C.BME_OFFSET_MASK_LO) >>> 0);
           if (off !== 0) hit(off, cs, { kind: 'bitmap-table', table: bm.tableOffset, index: i }, HostRole.BitmapData);
         }
       }
@@ -168,12 +196,17 @@ export async function findReferrers(image: Qcow2Image, clusters: ReadonlySet<num
     const lo = u32(rt, 8 * i + 4);
     if ((lo & C.REFT_RESERVED_MASK_LO) !== 0) continue;
     const off = hi * TWO32 + ((lo & C.REFT_OFFSET_MASK_LO) >>> 0);
-    if (off !== 0 && off % cs === 0) hit(off, cs, { kind: 'refcount-table', table: h.refcountTableOffset, index: i }, HostRole.RefcountBlock);
+    if (off !== 0 && off % cs === 0)
+      hit(off, cs, { kind: 'refcount-table', table: h.refcountTableOffset, index: i }, HostRole.RefcountBlock);
   }
   return out;
 }
 
-export async function describeHostCluster(image: Qcow2Image, cluster: number, analysis?: Analysis): Promise<HostClusterInfo> {
+export async function describeHostCluster(
+  image: Qcow2Image,
+  cluster: number,
+  analysis?: Analysis,
+): Promise<HostClusterInfo> {
   const cs = image.clusterSize;
   const start = cluster * cs;
   const found = (await findReferrers(image, new Set([cluster]))).get(cluster)!;
@@ -182,11 +215,18 @@ export async function describeHostCluster(image: Qcow2Image, cluster: number, an
   const rc = await new RefcountLookup(image).get(cluster);
   const beyondEof = start >= image.fileSize;
   if (analysis?.roleMap && cluster < analysis.roleMap.length) role = analysis.roleMap[cluster]!;
-  else if (role === HostRole.Free && rc !== LOOKUP_FAILED && rc > 0) role = beyondEof ? HostRole.BeyondEof : HostRole.Leaked;
+  else if (role === HostRole.Free && rc !== LOOKUP_FAILED && rc > 0)
+    role = beyondEof ? HostRole.BeyondEof : HostRole.Leaked;
   else if (role === HostRole.Free && beyondEof) role = HostRole.BeyondEof;
   const info: HostClusterInfo = {
-    cluster, offset: start, role, roleName: HOST_ROLE_NAMES[role] ?? 'unknown', references, referrers,
-    referrersTruncated: truncated, beyondEof,
+    cluster,
+    offset: start,
+    role,
+    roleName: HOST_ROLE_NAMES[role] ?? 'unknown',
+    references,
+    referrers,
+    referrersTruncated: truncated,
+    beyondEof,
   };
   if (rc !== LOOKUP_FAILED) info.refcount = rc;
   return info;

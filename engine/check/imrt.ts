@@ -61,7 +61,8 @@ export class Imrt {
       if (Math.max(a, pages[p + 2]!) < Math.min(b, pages[p + 3]!)) return false; // meets the run: counted
       if (!allZero(this.bytes, a, b)) return false;
     }
-    for (let pg = first; pg <= last; pg++) this.addOnes(Math.max(from, pg * IMRT_PAGE), Math.min(to, (pg + 1) * IMRT_PAGE));
+    for (let pg = first; pg <= last; pg++)
+      this.addOnes(Math.max(from, pg * IMRT_PAGE), Math.min(to, (pg + 1) * IMRT_PAGE));
     return true;
   }
 

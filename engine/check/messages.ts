@@ -5,15 +5,18 @@ export const msg = {
   l1Reserved: (entryHex: string) => `ERROR found L1 entry with reserved bits set: ${entryHex}`,
   l2TableUnaligned: (offHex: string) => `ERROR l2_offset=${offHex}: Table is not cluster aligned; L1 entry corrupted`,
   l2Reserved: (entryHex: string) => `ERROR found l2 entry with reserved bits set: ${entryHex}`,
-  compressedCopied: (coffHex: string) => `ERROR: coffset=0x${coffHex}: copied flag must never be set for compressed clusters`,
-  compressedWithDataFile: (index: number, entryHex: string) => `ERROR compressed cluster ${index} with data file, entry=0x${entryHex}`,
+  compressedCopied: (coffHex: string) =>
+    `ERROR: coffset=0x${coffHex}: copied flag must never be set for compressed clusters`,
+  compressedWithDataFile: (index: number, entryHex: string) =>
+    `ERROR compressed cluster ${index} with data file, entry=0x${entryHex}`,
   compressedWithBitmap: (index: number, entryHex: string) =>
     `ERROR compressed cluster ${index} with non-zero subcluster allocation bitmap, entry=0x${entryHex}`,
   corruptedSubclusterBitmap: (offHex: string) =>
     `ERROR offset=${offHex}: Allocated cluster has corrupted subcluster allocation bitmap`,
   preallocUnaligned: (offHex: string) =>
     `ERROR offset=${offHex}: Preallocated cluster is not properly aligned; L2 entry corrupted.`,
-  dataUnaligned: (offHex: string) => `ERROR offset=${offHex}: Data cluster is not properly aligned; L2 entry corrupted.`,
+  dataUnaligned: (offHex: string) =>
+    `ERROR offset=${offHex}: Data cluster is not properly aligned; L2 entry corrupted.`,
   unallocatedWithBitmap: () => 'ERROR: Unallocated cluster has non-zero subcluster allocation map',
   beyondEof: (offHex: string, sizeHex: string) =>
     `ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${offHex} size 0x${sizeHex}`,

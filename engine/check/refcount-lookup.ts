@@ -36,9 +36,10 @@ export class RefcountLookup {
     }
     let block = this.cache.get(off);
     if (!block) {
-      block = off >= this.image.fileSize || !Number.isSafeInteger(off)
-        ? new Uint8Array(geo.clusterSize)
-        : await readPadded(this.image.io, off, geo.clusterSize);
+      block =
+        off >= this.image.fileSize || !Number.isSafeInteger(off)
+          ? new Uint8Array(geo.clusterSize)
+          : await readPadded(this.image.io, off, geo.clusterSize);
       if (this.cache.size >= 64) this.cache.clear();
       this.cache.set(off, block);
     }

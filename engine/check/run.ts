@@ -8,7 +8,12 @@ import type { CheckOptions, CheckResult } from './types.js';
 /** Turn an analysis into the public result. */
 export function toCheckResult(filename: string, a: Analysis, elapsed: number): CheckResult {
   const r: CheckResult = {
-    filename, counters: a.counters, anomalies: a.anomalies, hostClusters: a.nbClusters, clusterSize: a.clusterSize, elapsed,
+    filename,
+    counters: a.counters,
+    anomalies: a.anomalies,
+    hostClusters: a.nbClusters,
+    clusterSize: a.clusterSize,
+    elapsed,
   };
   if (a.failed !== undefined) r.failed = a.failed;
   if (a.failedAtOpen) r.failedAtOpen = true;

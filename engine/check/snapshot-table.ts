@@ -38,7 +38,10 @@ const EINVAL = 'Invalid argument';
 class Cursor {
   private buf: Uint8Array = new Uint8Array(0);
   private bufStart = 0;
-  constructor(private readonly io: PositionalIO, private readonly fileSize: number) {}
+  constructor(
+    private readonly io: PositionalIO,
+    private readonly fileSize: number,
+  ) {}
 
   async bytes(offset: number, length: number): Promise<Uint8Array> {
     if (offset >= this.bufStart && offset + length <= this.bufStart + this.buf.length)
@@ -50,8 +53,13 @@ class Cursor {
   }
 }
 
-export async function precheckSnapshotTable(io: PositionalIO, fileSize: number, header: Uint8Array,
-  clusterSize: number, version: number): Promise<SnapshotPrecheck> {
+export async function precheckSnapshotTable(
+  io: PositionalIO,
+  fileSize: number,
+  header: Uint8Array,
+  clusterSize: number,
+  version: number,
+): Promise<SnapshotPrecheck> {
   const r: SnapshotPrecheck = { snapshots: [], tableSize: 0, corruptions: 0, checkErrors: 0, lines: [] };
   const nb = u32(header, C.HDR.nbSnapshots);
   const offset = u64(header, C.HDR.snapshotsOffset);
@@ -59,7 +67,10 @@ export async function precheckSnapshotTable(io: PositionalIO, fileSize: number, 
   if (nb > C.QCOW_MAX_SNAPSHOTS) {
     r.checkErrors++;
     r.lines.push({ text: 'ERROR snapshot table too large', program: true });
-    r.lines.push({ text: `You can force-remove all ${nb - C.QCOW_MAX_SNAPSHOTS} overhanging snapshots with qemu-img check -r all`, program: false });
+    r.lines.push({
+      text: `You can force-remove all ${nb - C.QCOW_MAX_SNAPSHOTS} overhanging snapshots with qemu-img check -r all`,
+      program: false,
+    });
     r.failed = EFBIG;
     return r;
   }
@@ -83,7 +94,10 @@ export async function precheckSnapshotTable(io: PositionalIO, fileSize: number, 
     pos += C.SNAPSHOT_ENTRY_FIXED_SIZE;
     if (extraDataSize > C.QCOW_MAX_SNAPSHOT_EXTRA_DATA) {
       r.checkErrors++;
-      r.lines.push({ text: `ERROR failed to read the snapshot table: Too much extra metadata in snapshot table entry ${i}`, program: true });
+      r.lines.push({
+        text: `ERROR failed to read the snapshot table: Too much extra metadata in snapshot table entry ${i}`,
+        program: true,
+      });
       r.lines.push({ text: 'You can force-remove this extra metadata with qemu-img check -r all', program: false });
       r.failed = EFBIG;
       r.snapshots = [];
@@ -93,15 +107,23 @@ export async function precheckSnapshotTable(io: PositionalIO, fileSize: number, 
     pos += extraDataSize;
     const idName = await cur.bytes(pos, idLen + nameLen);
     const s: CheckedSnapshot = {
-      index: i, entryOffset, id: utf8(idName, 0, idLen), name: utf8(idName, idLen, nameLen),
-      l1TableOffset, l1Size, extraDataSize,
+      index: i,
+      entryOffset,
+      id: utf8(idName, 0, idLen),
+      name: utf8(idName, idLen, nameLen),
+      l1TableOffset,
+      l1Size,
+      extraDataSize,
     };
     if (extraDataSize >= 16) s.diskSize = u64(extra, 8);
     pos += idLen + nameLen;
     if (pos - offset > C.QCOW_MAX_SNAPSHOTS_SIZE) {
       r.checkErrors++;
       r.lines.push({ text: 'ERROR failed to read the snapshot table: Snapshot table is too big', program: true });
-      r.lines.push({ text: `You can force-remove all ${nb - i} overhanging snapshots with qemu-img check -r all`, program: false });
+      r.lines.push({
+        text: `You can force-remove all ${nb - i} overhanging snapshots with qemu-img check -r all`,
+        program: false,
+      });
       r.failed = EFBIG;
       r.snapshots = [];
       return r;

@@ -1,4 +1,4 @@
-import type { CancelToken, ProgressSink } from '../service/progress.js';
+import type { CancelToken, ProgressSink } from '../base/task-control.js';
 
 /**
  * The checker's public contract. The CLI, the service (app), the repair planner, the crash lab
@@ -24,61 +24,8 @@ export interface CheckOptions {
   explainReferrers?: boolean;
 }
 
-/** QEMU's BdrvCheckResult + fragmentation info, with QEMU's meanings. */
-export interface QemuCounters {
-  checkErrors: number;
-  corruptions: number;
-  leaks: number;
-  corruptionsFixed: number;
-  leaksFixed: number;
-  imageEndOffset: number;
-  totalClusters: number;
-  allocatedClusters: number;
-  fragmentedClusters: number;
-  compressedClusters: number;
-}
-
-export type Severity = 'error' | 'leak' | 'warning' | 'info';
-
-/** Who references a host cluster. */
-export interface Referrer {
-  /** e.g. 'header', 'l1', 'l2', 'snapshot-l1', 'refcount-table', 'snapshot-table', 'bitmap-table', ... */
-  kind: string;
-  /** Host offset of the referring table, when there is one. */
-  table?: number;
-  /** Index of the entry inside that table. */
-  index?: number;
-  /** Guest offset the entry maps, for L2 entries. */
-  guestOffset?: number;
-  /** Snapshot id, for references reachable from a snapshot. */
-  snapshotId?: string;
-}
-
-/**
- * One finding. Runs of the same kind over consecutive clusters are aggregated into one record
- * (firstCluster..firstCluster+count-1), so millions of findings stay small.
- */
-export interface Anomaly {
-  /** Stable machine name, e.g. 'leaked-cluster', 'refcount-too-low', 'oflag-copied-l2'. */
-  kind: string;
-  severity: Severity;
-  /** First host cluster index concerned (when the finding is about clusters). */
-  firstCluster?: number;
-  /** Number of consecutive clusters in this run (1 when not aggregated). */
-  count: number;
-  /** On-disk refcount vs references found, for refcount findings (of the first cluster). */
-  refcount?: number;
-  references?: number;
-  referrers?: Referrer[];
-  /** One plain-language sentence a non-expert understands. */
-  explanation: string;
-  /** The repair that would fix it (or why none can), in plain words. */
-  fix: string;
-  /** QEMU's line for it, when QEMU reports it (of the first item of the run). */
-  qemuMessage?: string;
-  /** True when QEMU does not report this (our extra diagnostics; counters unaffected). */
-  beyondQemu?: boolean;
-}
+export type { Anomaly, QemuCounters, Referrer, Severity } from '../contract/findings.js';
+import type { Anomaly, QemuCounters } from '../contract/findings.js';
 
 export interface CheckResult {
   filename: string;

@@ -44,11 +44,18 @@ function runLength16(u: Int32Array, i: number, stop: number, rhi: number, lo: nu
   let p = 2 * i + 2;
   // Four entries a time while they all fit (fewer loop tests per entry), then one by one.
   const last4 = 65536 - 3 * step;
-  while (p + 8 <= stop && h < last4 && u[p] === rhi && u[p + 2] === rhi && u[p + 4] === rhi && u[p + 6] === rhi
-    && u[p + 1] === ((h >>> 8) | ((h & 0xff) << 8))
-    && u[p + 3] === (((h + step) >>> 8) | (((h + step) & 0xff) << 8))
-    && u[p + 5] === (((h + 2 * step) >>> 8) | (((h + 2 * step) & 0xff) << 8))
-    && u[p + 7] === (((h + 3 * step) >>> 8) | (((h + 3 * step) & 0xff) << 8))) {
+  while (
+    p + 8 <= stop &&
+    h < last4 &&
+    u[p] === rhi &&
+    u[p + 2] === rhi &&
+    u[p + 4] === rhi &&
+    u[p + 6] === rhi &&
+    u[p + 1] === ((h >>> 8) | ((h & 0xff) << 8)) &&
+    u[p + 3] === (((h + step) >>> 8) | (((h + step) & 0xff) << 8)) &&
+    u[p + 5] === (((h + 2 * step) >>> 8) | (((h + 2 * step) & 0xff) << 8)) &&
+    u[p + 7] === (((h + 3 * step) >>> 8) | (((h + 3 * step) & 0xff) << 8))
+  ) {
     p += 8;
     h += 4 * step;
   }
@@ -116,7 +123,12 @@ export function nextNonZeroEntry(table: Uint8Array, i: number, n: number): numbe
   while (i < n && (w[2 * i]! | w[2 * i + 1]!) === 0) {
     i++;
     // Whole zero stretches compared natively (a refcount table is megabytes of zeros).
-    while ((i & (ZERO_STRETCH - 1)) === 0 && i + ZERO_STRETCH <= n && isZero(table.subarray(8 * i, 8 * (i + ZERO_STRETCH)), ZEROS)) i += ZERO_STRETCH;
+    while (
+      (i & (ZERO_STRETCH - 1)) === 0 &&
+      i + ZERO_STRETCH <= n &&
+      isZero(table.subarray(8 * i, 8 * (i + ZERO_STRETCH)), ZEROS)
+    )
+      i += ZERO_STRETCH;
   }
   return i;
 }
@@ -127,6 +139,7 @@ const ZEROS = new Uint8Array(8 * ZERO_STRETCH);
 
 /** Whether `bytes` are all zero: a native comparison with `zeros` (at least as long). */
 export function isZero(bytes: Uint8Array, zeros: Uint8Array): boolean {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
-    .equals(Buffer.from(zeros.buffer, zeros.byteOffset, bytes.length));
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).equals(
+    Buffer.from(zeros.buffer, zeros.byteOffset, bytes.length),
+  );
 }

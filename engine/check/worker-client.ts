@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { CancelledError, Qcow2FormatError } from '../errors.js';
+import { CancelledError, Qcow2FormatError } from '../base/errors.js';
 import type { CheckOptions, CheckResult } from './types.js';
 import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
 
@@ -17,7 +17,11 @@ function workerScript(): URL {
 
 export function checkInWorker(path: string, opts: CheckOptions = {}): Promise<CheckResult> {
   const req: WorkerRequest = {
-    path, roleMap: opts.roleMap, guestMap: opts.guestMap, wantMessages: !!opts.onMessage, wantProgress: !!opts.onProgress,
+    path,
+    roleMap: opts.roleMap,
+    guestMap: opts.guestMap,
+    wantMessages: !!opts.onMessage,
+    wantProgress: !!opts.onProgress,
   };
   return new Promise((resolve, reject) => {
     const worker = new Worker(workerScript(), { workerData: req });
@@ -41,8 +45,15 @@ export function checkInWorker(path: string, opts: CheckOptions = {}): Promise<Ch
           settle(() => resolve(m.result));
           break;
         case 'error':
-          settle(() => reject(m.kind === 'format' ? new Qcow2FormatError(m.qemuReason!, m.field!, m.value!)
-            : m.kind === 'cancelled' ? new CancelledError() : new Error(m.message)));
+          settle(() =>
+            reject(
+              m.kind === 'format'
+                ? new Qcow2FormatError(m.qemuReason!, m.field!, m.value!)
+                : m.kind === 'cancelled'
+                  ? new CancelledError()
+                  : new Error(m.message),
+            ),
+          );
           break;
       }
     });

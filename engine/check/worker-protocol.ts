@@ -1,5 +1,5 @@
 // Messages between worker-client.ts and check-worker.ts.
-import type { ProgressEvent } from '../service/progress.js';
+import type { ProgressEvent } from '../base/task-control.js';
 import type { CheckResult } from './types.js';
 
 export interface WorkerRequest {
@@ -14,4 +14,11 @@ export type WorkerReply =
   | { type: 'lines'; lines: string[] }
   | { type: 'progress'; progress: ProgressEvent }
   | { type: 'result'; result: CheckResult }
-  | { type: 'error'; kind: 'format' | 'cancelled' | 'other'; message: string; qemuReason?: string; field?: string; value?: string };
+  | {
+      type: 'error';
+      kind: 'format' | 'cancelled' | 'other';
+      message: string;
+      qemuReason?: string;
+      field?: string;
+      value?: string;
+    };

@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { VERSION } from '../version.js';
+import { VERSION } from '../base/version.js';
 
 interface CommandModule {
   register(program: Command): void;

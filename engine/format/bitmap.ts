@@ -3,7 +3,7 @@
 // QEMU refuses to open an image whose directory breaks them (even for checking).
 import * as C from './constants.js';
 import { hex64, u16, u32, u64, utf8 } from './bytes.js';
-import { Qcow2FormatError } from '../errors.js';
+import { Qcow2FormatError } from '../base/errors.js';
 
 export interface BitmapDirEntry {
   /** Byte offset of the entry inside the directory. */
@@ -38,10 +38,13 @@ const fail = (reason: string, field: string, value: string | number | bigint): n
 const align8 = (n: number): number => Math.ceil(n / 8) * 8;
 
 /** Why QEMU's check_dir_entry rejects an entry, or undefined when it satisfies the constraints. */
-export function dirEntryViolation(e: BitmapDirEntry, ctx: Pick<BitmapDirContext, 'clusterSize' | 'virtualSize'>):
-  { field: string; value: number } | undefined {
+export function dirEntryViolation(
+  e: BitmapDirEntry,
+  ctx: Pick<BitmapDirContext, 'clusterSize' | 'virtualSize'>,
+): { field: string; value: number } | undefined {
   if (e.tableSize === 0) return { field: 'bitmap_table_size', value: e.tableSize };
-  if (e.tableOffset === 0 || e.tableOffset % ctx.clusterSize !== 0) return { field: 'bitmap_table_offset', value: e.tableOffset };
+  if (e.tableOffset === 0 || e.tableOffset % ctx.clusterSize !== 0)
+    return { field: 'bitmap_table_offset', value: e.tableOffset };
   if (e.tableSize > C.BME_MAX_TABLE_SIZE) return { field: 'bitmap_table_size', value: e.tableSize };
   if (e.granularityBits > C.BME_MAX_GRANULARITY_BITS || e.granularityBits < C.BME_MIN_GRANULARITY_BITS)
     return { field: 'granularity_bits', value: e.granularityBits };
@@ -70,7 +73,11 @@ export function decodeBitmapDirectory(buf: Uint8Array, ctx: BitmapDirContext): B
     const where = `bitmap_directory[${out.length}]`;
     if (off + C.BITMAP_DIR_ENTRY_FIXED_SIZE > buf.length) fail('Broken bitmap directory', where, `offset ${off}`);
     if (out.length + 1 > ctx.nbBitmaps)
-      fail('More bitmaps found than specified in header extension', 'header_extension.bitmaps.nb_bitmaps', ctx.nbBitmaps);
+      fail(
+        'More bitmaps found than specified in header extension',
+        'header_extension.bitmaps.nb_bitmaps',
+        ctx.nbBitmaps,
+      );
     const nameSize = u16(buf, off + 18);
     const extraDataSize = u32(buf, off + 20);
     const entryLength = align8(C.BITMAP_DIR_ENTRY_FIXED_SIZE + nameSize + extraDataSize);
@@ -138,9 +145,15 @@ export function decodeBitmapTable(buf: Uint8Array, clusterSize: number, bitmapNa
     const lo = u32(buf, i + 4);
     const why = tableEntryViolation(hi, lo, clusterSize);
     if (why)
-      fail(`Could not read bitmap_table table from image for bitmap '${bitmapName}': Invalid argument`,
-        `bitmap '${bitmapName}'.table[${i / 8}]`, `0x${hex64(hi, lo)} (${why})`);
-    out.push({ offset: (hi & C.BME_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & C.BME_OFFSET_MASK_LO) >>> 0), allOnes: (lo & C.BME_ALL_ONES_LO) !== 0 });
+      fail(
+        `Could not read bitmap_table table from image for bitmap '${bitmapName}': Invalid argument`,
+        `bitmap '${bitmapName}'.table[${i / 8}]`,
+        `0x${hex64(hi, lo)} (${why})`,
+      );
+    out.push({
+      offset: (hi & C.BME_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & C.BME_OFFSET_MASK_LO) >>> 0),
+      allOnes: (lo & C.BME_ALL_ONES_LO) !== 0,
+    });
   }
   return out;
 }

@@ -1,6 +1,6 @@
 import * as C from './constants.js';
 import { latin1, u32, u64, u64n, utf8 } from './bytes.js';
-import { Qcow2FormatError } from '../errors.js';
+import { Qcow2FormatError } from '../base/errors.js';
 
 export interface FeatureNameEntry {
   type: number;
@@ -178,9 +178,17 @@ export function decodeHeader(buf: Uint8Array, opts: DecodeOptions = {}): Qcow2He
   if (compressionType !== C.COMPRESSION_ZLIB && compressionType !== C.COMPRESSION_ZSTD)
     fail(`qcow2: unknown compression type: ${compressionType}`, 'header.compression_type', compressionType);
   if (compressionType === C.COMPRESSION_ZLIB && compressionBit)
-    fail('qcow2: Compression type incompatible feature bit must not be set', 'header.incompatible_features', `0x${incompatibleFeatures.toString(16)}`);
+    fail(
+      'qcow2: Compression type incompatible feature bit must not be set',
+      'header.incompatible_features',
+      `0x${incompatibleFeatures.toString(16)}`,
+    );
   if (compressionType !== C.COMPRESSION_ZLIB && !compressionBit)
-    fail('qcow2: Compression type incompatible feature bit must be set', 'header.incompatible_features', `0x${incompatibleFeatures.toString(16)}`);
+    fail(
+      'qcow2: Compression type incompatible feature bit must be set',
+      'header.incompatible_features',
+      `0x${incompatibleFeatures.toString(16)}`,
+    );
 
   const featureTable: FeatureNameEntry[] = [];
   const ft = extensions.find((e) => e.type === C.EXT_FEATURE_TABLE);
@@ -204,7 +212,11 @@ export function decodeHeader(buf: Uint8Array, opts: DecodeOptions = {}): Qcow2He
       }
     }
     if (rest !== 0n) names.push(`Unknown incompatible feature: ${rest.toString(16)}`);
-    fail(`Unsupported qcow2 feature(s): ${names.join(', ')}`, 'header.incompatible_features', `0x${incompatibleFeatures.toString(16)}`);
+    fail(
+      `Unsupported qcow2 feature(s): ${names.join(', ')}`,
+      'header.incompatible_features',
+      `0x${incompatibleFeatures.toString(16)}`,
+    );
   }
 
   if (refcountOrder > C.MAX_REFCOUNT_ORDER)
@@ -218,14 +230,28 @@ export function decodeHeader(buf: Uint8Array, opts: DecodeOptions = {}): Qcow2He
   const refcountTableClusters = u32(buf, C.HDR.refcountTableClusters);
   if (refcountTableClusters === 0 && !opts.checkMode)
     fail('Image does not contain a reference count table', 'header.refcount_table_clusters', 0);
-  validateTable(refcountTableOffset, refcountTableClusters * (clusterSize / 8), 8, C.QCOW_MAX_REFTABLE_SIZE,
-    clusterSize, 'Reference count table', 'header.refcount_table');
+  validateTable(
+    refcountTableOffset,
+    refcountTableClusters * (clusterSize / 8),
+    8,
+    C.QCOW_MAX_REFTABLE_SIZE,
+    clusterSize,
+    'Reference count table',
+    'header.refcount_table',
+  );
 
   const nbSnapshots = u32(buf, C.HDR.nbSnapshots);
   const snapshotsOffset = u64(buf, C.HDR.snapshotsOffset);
   if (!opts.checkMode)
-    validateTable(snapshotsOffset, nbSnapshots, C.SNAPSHOT_ENTRY_FIXED_SIZE,
-      C.SNAPSHOT_ENTRY_FIXED_SIZE * C.QCOW_MAX_SNAPSHOTS, clusterSize, 'Snapshot table', 'header.snapshots');
+    validateTable(
+      snapshotsOffset,
+      nbSnapshots,
+      C.SNAPSHOT_ENTRY_FIXED_SIZE,
+      C.SNAPSHOT_ENTRY_FIXED_SIZE * C.QCOW_MAX_SNAPSHOTS,
+      clusterSize,
+      'Snapshot table',
+      'header.snapshots',
+    );
 
   const l1Size = u32(buf, C.HDR.l1Size);
   const l1TableOffset = u64(buf, C.HDR.l1TableOffset);
@@ -238,13 +264,34 @@ export function decodeHeader(buf: Uint8Array, opts: DecodeOptions = {}): Qcow2He
   if (l1Size < l1Needed) fail('L1 table is too small', 'header.l1_size', l1Size);
 
   const cryptMethod = u32(buf, C.HDR.cryptMethod);
-  if (cryptMethod > C.CRYPT_LUKS) fail(`Unsupported encryption method ${cryptMethod}`, 'header.crypt_method', cryptMethod);
+  if (cryptMethod > C.CRYPT_LUKS)
+    fail(`Unsupported encryption method ${cryptMethod}`, 'header.crypt_method', cryptMethod);
 
   const h: Qcow2Header = {
-    version: version as 2 | 3, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size, l1TableOffset,
-    refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset, incompatibleFeatures,
-    compatibleFeatures, autoclearFeatures, refcountOrder, headerLength, compressionType, extensions, featureTable,
-    unknownHeaderFields: buf.slice(Math.min(headerLength, version === 3 ? C.HEADER_V3_QEMU_LENGTH : C.HEADER_V2_LENGTH), headerLength),
+    version: version as 2 | 3,
+    backingFileOffset,
+    backingFileSize,
+    clusterBits,
+    size,
+    cryptMethod,
+    l1Size,
+    l1TableOffset,
+    refcountTableOffset,
+    refcountTableClusters,
+    nbSnapshots,
+    snapshotsOffset,
+    incompatibleFeatures,
+    compatibleFeatures,
+    autoclearFeatures,
+    refcountOrder,
+    headerLength,
+    compressionType,
+    extensions,
+    featureTable,
+    unknownHeaderFields: buf.slice(
+      Math.min(headerLength, version === 3 ? C.HEADER_V3_QEMU_LENGTH : C.HEADER_V2_LENGTH),
+      headerLength,
+    ),
   };
   decodeKnownExtensions(h, clusterSize);
 
@@ -258,14 +305,24 @@ export function decodeHeader(buf: Uint8Array, opts: DecodeOptions = {}): Qcow2He
   return h;
 }
 
-const KNOWN_EXT = new Set([C.EXT_BACKING_FORMAT, C.EXT_FEATURE_TABLE, C.EXT_BITMAPS, C.EXT_CRYPTO_HEADER, C.EXT_DATA_FILE]);
+const KNOWN_EXT = new Set([
+  C.EXT_BACKING_FORMAT,
+  C.EXT_FEATURE_TABLE,
+  C.EXT_BITMAPS,
+  C.EXT_CRYPTO_HEADER,
+  C.EXT_DATA_FILE,
+]);
 
 function decodeKnownExtensions(h: Qcow2Header, clusterSize: number): void {
   for (const e of h.extensions) {
     switch (e.type) {
       case C.EXT_BACKING_FORMAT:
         if (e.length > C.MAX_BACKING_FORMAT_LENGTH)
-          fail(`ERROR: ext_backing_format: len=${e.length} too large (>=${C.MAX_BACKING_FORMAT_LENGTH + 1})`, 'header_extension.backing_format.length', e.length);
+          fail(
+            `ERROR: ext_backing_format: len=${e.length} too large (>=${C.MAX_BACKING_FORMAT_LENGTH + 1})`,
+            'header_extension.backing_format.length',
+            e.length,
+          );
         h.backingFormat = latin1(e.data, 0, e.length);
         break;
       case C.EXT_DATA_FILE:
@@ -273,32 +330,61 @@ function decodeKnownExtensions(h: Qcow2Header, clusterSize: number): void {
         break;
       case C.EXT_CRYPTO_HEADER:
         if (h.cryptMethod !== C.CRYPT_LUKS)
-          fail('CRYPTO header extension only expected with LUKS encryption method', 'header.crypt_method', h.cryptMethod);
+          fail(
+            'CRYPTO header extension only expected with LUKS encryption method',
+            'header.crypt_method',
+            h.cryptMethod,
+          );
         if (e.length !== C.CRYPTO_EXT_SIZE)
-          fail(`CRYPTO header extension size ${e.length}, but expected size ${C.CRYPTO_EXT_SIZE}`, 'header_extension.crypto.length', e.length);
+          fail(
+            `CRYPTO header extension size ${e.length}, but expected size ${C.CRYPTO_EXT_SIZE}`,
+            'header_extension.crypto.length',
+            e.length,
+          );
         h.crypto = { offset: u64(e.data, 0), length: u64(e.data, 8) };
         if (h.crypto.offset % clusterSize !== 0)
-          fail(`Encryption header offset '${h.crypto.offset}' is not a multiple of cluster size '${clusterSize}'`, 'header_extension.crypto.offset', h.crypto.offset);
+          fail(
+            `Encryption header offset '${h.crypto.offset}' is not a multiple of cluster size '${clusterSize}'`,
+            'header_extension.crypto.offset',
+            h.crypto.offset,
+          );
         break;
       case C.EXT_BITMAPS: {
         if (e.length !== C.BITMAPS_EXT_SIZE)
           fail('bitmaps_ext: Invalid extension length', 'header_extension.bitmaps.length', e.length);
         const b: BitmapsExtension = {
-          nbBitmaps: u32(e.data, 0), reserved: u32(e.data, 4), directorySize: u64(e.data, 8), directoryOffset: u64(e.data, 16),
+          nbBitmaps: u32(e.data, 0),
+          reserved: u32(e.data, 4),
+          directorySize: u64(e.data, 8),
+          directoryOffset: u64(e.data, 16),
         };
         if ((h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) === 0n) {
           // A program without bitmap support touched the file: the extension is stale (QEMU ignores it).
           h.bitmaps = b;
           break;
         }
-        if (b.reserved !== 0) fail('bitmaps_ext: Reserved field is not zero', 'header_extension.bitmaps.reserved', b.reserved);
+        if (b.reserved !== 0)
+          fail('bitmaps_ext: Reserved field is not zero', 'header_extension.bitmaps.reserved', b.reserved);
         if (b.nbBitmaps > C.QCOW_MAX_BITMAPS)
-          fail(`bitmaps_ext: Image has ${b.nbBitmaps} bitmaps, exceeding the QEMU supported maximum of ${C.QCOW_MAX_BITMAPS}`, 'header_extension.bitmaps.nb_bitmaps', b.nbBitmaps);
-        if (b.nbBitmaps === 0) fail('found bitmaps extension with zero bitmaps', 'header_extension.bitmaps.nb_bitmaps', 0);
+          fail(
+            `bitmaps_ext: Image has ${b.nbBitmaps} bitmaps, exceeding the QEMU supported maximum of ${C.QCOW_MAX_BITMAPS}`,
+            'header_extension.bitmaps.nb_bitmaps',
+            b.nbBitmaps,
+          );
+        if (b.nbBitmaps === 0)
+          fail('found bitmaps extension with zero bitmaps', 'header_extension.bitmaps.nb_bitmaps', 0);
         if (b.directoryOffset % clusterSize !== 0)
-          fail('bitmaps_ext: invalid bitmap directory offset', 'header_extension.bitmaps.directory_offset', b.directoryOffset);
+          fail(
+            'bitmaps_ext: invalid bitmap directory offset',
+            'header_extension.bitmaps.directory_offset',
+            b.directoryOffset,
+          );
         if (b.directorySize > C.QCOW_MAX_BITMAP_DIRECTORY_SIZE)
-          fail(`bitmaps_ext: bitmap directory size (${b.directorySize}) exceeds the maximum supported size (${C.QCOW_MAX_BITMAP_DIRECTORY_SIZE})`, 'header_extension.bitmaps.directory_size', b.directorySize);
+          fail(
+            `bitmaps_ext: bitmap directory size (${b.directorySize}) exceeds the maximum supported size (${C.QCOW_MAX_BITMAP_DIRECTORY_SIZE})`,
+            'header_extension.bitmaps.directory_size',
+            b.directorySize,
+          );
         h.bitmaps = b;
         break;
       }
@@ -309,8 +395,15 @@ function decodeKnownExtensions(h: Qcow2Header, clusterSize: number): void {
 }
 
 /** QEMU's qcow2_validate_table: bound the size, require cluster alignment, no 64-bit overflow. */
-function validateTable(offset: number, entries: number, entrySize: number, maxBytes: number, clusterSize: number,
-  name: string, field: string): void {
+function validateTable(
+  offset: number,
+  entries: number,
+  entrySize: number,
+  maxBytes: number,
+  clusterSize: number,
+  name: string,
+  field: string,
+): void {
   if (entries > maxBytes / entrySize) fail(`${name} too large`, `${field}_size`, entries);
   if (offset % clusterSize !== 0 || offset + entries * entrySize > Number.MAX_SAFE_INTEGER)
     fail(`${name} offset invalid`, `${field}_offset`, offset);

@@ -44,7 +44,7 @@ export function decodeCompressed(hi: number, lo: number, geo: Geometry): Compres
   const x = geo.csizeShift; // offset occupies bits 0..x-1
   // Split without losing precision: x >= 49, so the offset field spans lo and part of hi.
   const hiBits = x - 32; // offset bits held in hi
-  const offHi = hi & ((2 ** hiBits) - 1);
+  const offHi = hi & (2 ** hiBits - 1);
   const offset = offHi * 0x1_0000_0000 + (lo >>> 0);
   const sectorsField = Math.floor((hi & 0x3fffffff) / 2 ** hiBits) & geo.csizeMask;
   const sectors = sectorsField + 1;
@@ -54,7 +54,7 @@ export function decodeCompressed(hi: number, lo: number, geo: Geometry): Compres
 /** Encode a compressed descriptor into (hi, lo), flags not included except bit 62. */
 export function encodeCompressed(offset: number, sectors: number, geo: Geometry): [number, number] {
   const hiBits = geo.csizeShift - 32;
-  const lo = offset % 0x1_0000_0000 >>> 0;
+  const lo = (offset % 0x1_0000_0000) >>> 0;
   const offHi = Math.floor(offset / 0x1_0000_0000);
   const hi = (C.OFLAG_COMPRESSED_HI | ((sectors - 1) * 2 ** hiBits) | offHi) >>> 0;
   return [hi, lo];

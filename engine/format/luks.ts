@@ -3,7 +3,7 @@
 // metadata; we never derive keys or decrypt anything. QEMU: crypto/block-luks.c.
 import * as C from './constants.js';
 import { u16, u32 } from './bytes.js';
-import { Qcow2FormatError } from '../errors.js';
+import { Qcow2FormatError } from '../base/errors.js';
 
 export interface LuksSlot {
   active: boolean;
@@ -30,13 +30,33 @@ export interface LuksInfo {
 }
 
 const CIPHER_SIZES: Record<string, Array<[number, string]>> = {
-  aes: [[16, 'aes-128'], [24, 'aes-192'], [32, 'aes-256']],
+  aes: [
+    [16, 'aes-128'],
+    [24, 'aes-192'],
+    [32, 'aes-256'],
+  ],
   cast5: [[16, 'cast5-128']],
-  serpent: [[16, 'serpent-128'], [24, 'serpent-192'], [32, 'serpent-256']],
-  twofish: [[16, 'twofish-128'], [24, 'twofish-192'], [32, 'twofish-256']],
+  serpent: [
+    [16, 'serpent-128'],
+    [24, 'serpent-192'],
+    [32, 'serpent-256'],
+  ],
+  twofish: [
+    [16, 'twofish-128'],
+    [24, 'twofish-192'],
+    [32, 'twofish-256'],
+  ],
 };
 const CIPHER_MODES = ['ecb', 'cbc', 'xts', 'ctr'];
-const HASH_DIGEST: Record<string, number> = { md5: 16, sha1: 20, sha224: 28, sha256: 32, sha384: 48, sha512: 64, ripemd160: 20 };
+const HASH_DIGEST: Record<string, number> = {
+  md5: 16,
+  sha1: 20,
+  sha224: 28,
+  sha256: 32,
+  sha384: 48,
+  sha512: 64,
+  ripemd160: 20,
+};
 const IVGENS = ['plain', 'plain64', 'essiv'];
 const FAMILY_LABEL: Record<string, string> = { aes: 'AES', serpent: 'Serpent', twofish: 'Twofish' };
 
@@ -60,21 +80,27 @@ function cstr(buf: Uint8Array, off: number, len: number): string | undefined {
  * (check_header, then parse_header) and with QEMU's messages.
  */
 export function decodeLuksHeader(buf: Uint8Array): LuksInfo {
-  if (buf.length < C.LUKS_HEADER_SIZE) fail('Request for data outside of extension header', 'luks', `${buf.length} bytes`);
+  if (buf.length < C.LUKS_HEADER_SIZE)
+    fail('Request for data outside of extension header', 'luks', `${buf.length} bytes`);
   for (let i = 0; i < C.LUKS_MAGIC.length; i++)
-    if (buf[C.LUKS.magic + i] !== C.LUKS_MAGIC[i]) fail('Volume is not in LUKS format', 'luks.magic', hexBytes(buf, 0, 6));
+    if (buf[C.LUKS.magic + i] !== C.LUKS_MAGIC[i])
+      fail('Volume is not in LUKS format', 'luks.magic', hexBytes(buf, 0, 6));
   const version = u16(buf, C.LUKS.version);
   if (version !== C.LUKS_VERSION) fail(`LUKS version ${version} is not supported`, 'luks.version', version);
   const cipherName = cstr(buf, C.LUKS.cipherName, C.LUKS_STRING_LEN);
-  if (cipherName === undefined) fail('LUKS header cipher name is not NUL terminated', 'luks.cipher_name', hexBytes(buf, C.LUKS.cipherName, 8));
+  if (cipherName === undefined)
+    fail('LUKS header cipher name is not NUL terminated', 'luks.cipher_name', hexBytes(buf, C.LUKS.cipherName, 8));
   const modeSpec = cstr(buf, C.LUKS.cipherMode, C.LUKS_STRING_LEN);
-  if (modeSpec === undefined) fail('LUKS header cipher mode is not NUL terminated', 'luks.cipher_mode', hexBytes(buf, C.LUKS.cipherMode, 8));
+  if (modeSpec === undefined)
+    fail('LUKS header cipher mode is not NUL terminated', 'luks.cipher_mode', hexBytes(buf, C.LUKS.cipherMode, 8));
   const hashSpec = cstr(buf, C.LUKS.hashSpec, C.LUKS_STRING_LEN);
-  if (hashSpec === undefined) fail('LUKS header hash spec is not NUL terminated', 'luks.hash_spec', hexBytes(buf, C.LUKS.hashSpec, 8));
+  if (hashSpec === undefined)
+    fail('LUKS header hash spec is not NUL terminated', 'luks.hash_spec', hexBytes(buf, C.LUKS.hashSpec, 8));
 
   const headerSectors = C.LUKS_KEY_SLOT_OFFSET / C.LUKS_SECTOR_SIZE;
   const payloadSectors = u32(buf, C.LUKS.payloadOffset);
-  if (payloadSectors < headerSectors) fail('LUKS payload is overlapping with the header', 'luks.payload_offset', payloadSectors);
+  if (payloadSectors < headerSectors)
+    fail('LUKS payload is overlapping with the header', 'luks.payload_offset', payloadSectors);
   const masterKeyIters = u32(buf, C.LUKS.masterKeyIterations);
   if (masterKeyIters === 0) fail('LUKS key iteration count is zero', 'luks.master_key_iterations', 0);
   const keyBytes = u32(buf, C.LUKS.keyBytes);
@@ -93,21 +119,28 @@ export function decodeLuksHeader(buf: Uint8Array): LuksInfo {
   for (let i = 0; i < C.LUKS_KEY_SLOTS; i++) {
     const s = raw[i]!;
     const f = `luks.key_slot[${i}]`;
-    if (s.stripes !== 4000) fail(`Keyslot ${i} is corrupted (stripes ${s.stripes | 0} != 4000)`, `${f}.stripes`, s.stripes);
+    if (s.stripes !== 4000)
+      fail(`Keyslot ${i} is corrupted (stripes ${s.stripes | 0} != 4000)`, `${f}.stripes`, s.stripes);
     if (s.active !== C.LUKS_KEY_SLOT_DISABLED && s.active !== C.LUKS_KEY_SLOT_ENABLED)
       fail(`Keyslot ${i} state (active/disable) is corrupted`, `${f}.active`, `0x${s.active.toString(16)}`);
-    if (s.active === C.LUKS_KEY_SLOT_ENABLED && s.iters === 0) fail(`Keyslot ${i} iteration count is zero`, `${f}.iterations`, 0);
+    if (s.active === C.LUKS_KEY_SLOT_ENABLED && s.iters === 0)
+      fail(`Keyslot ${i} iteration count is zero`, `${f}.iterations`, 0);
     if (s.start < headerSectors) fail(`Keyslot ${i} is overlapping with the LUKS header`, `${f}.key_offset`, s.start);
     const len1 = lenSectors(s.stripes);
-    if (((s.start + len1) >>> 0) > payloadSectors)
+    if ((s.start + len1) >>> 0 > payloadSectors)
       fail(`Keyslot ${i} is overlapping with the encrypted payload`, `${f}.key_offset`, s.start);
     for (let j = i + 1; j < C.LUKS_KEY_SLOTS; j++) {
       const t = raw[j]!;
       const len2 = lenSectors(t.stripes);
-      if (((s.start + len1) >>> 0) > t.start && ((t.start + len2) >>> 0) > s.start)
+      if ((s.start + len1) >>> 0 > t.start && (t.start + len2) >>> 0 > s.start)
         fail(`Keyslots ${i} and ${j} are overlapping in the header`, `luks.key_slot[${j}].key_offset`, t.start);
     }
-    slots.push({ active: s.active === C.LUKS_KEY_SLOT_ENABLED, keyOffset: s.start * C.LUKS_SECTOR_SIZE, iters: s.iters, stripes: s.stripes });
+    slots.push({
+      active: s.active === C.LUKS_KEY_SLOT_ENABLED,
+      keyOffset: s.start * C.LUKS_SECTOR_SIZE,
+      iters: s.iters,
+      stripes: s.stripes,
+    });
   }
 
   // parse_header: "<mode>-<ivgen>[:<ivhash>]".
@@ -122,11 +155,16 @@ export function decodeLuksHeader(buf: Uint8Array): LuksInfo {
     ivgenName = ivgenName.slice(0, colon);
     if (!(ivgenHash in HASH_DIGEST)) fail(`Hash algorithm '${ivgenHash}' not supported`, 'luks.cipher_mode', modeSpec!);
   }
-  if (!CIPHER_MODES.includes(cipherMode)) fail(`Cipher mode '${cipherMode}' not supported`, 'luks.cipher_mode', modeSpec!);
+  if (!CIPHER_MODES.includes(cipherMode))
+    fail(`Cipher mode '${cipherMode}' not supported`, 'luks.cipher_mode', modeSpec!);
   const algKeyBytes = cipherMode === 'xts' ? Math.floor(keyBytes / 2) : keyBytes;
   const cipherAlg = CIPHER_SIZES[cipherName!]?.find(([n]) => n === algKeyBytes)?.[1];
   if (!cipherAlg)
-    fail(`Algorithm '${cipherName}' with key size ${algKeyBytes | 0} bytes not supported`, 'luks.cipher_name', cipherName!);
+    fail(
+      `Algorithm '${cipherName}' with key size ${algKeyBytes | 0} bytes not supported`,
+      'luks.cipher_name',
+      cipherName!,
+    );
   if (!(hashSpec! in HASH_DIGEST)) fail(`Hash algorithm '${hashSpec}' not supported`, 'luks.hash_spec', hashSpec!);
   if (!IVGENS.includes(ivgenName)) fail(`IV generator '${ivgenName}' not supported`, 'luks.cipher_mode', modeSpec!);
   if (ivgenName === 'essiv') {
@@ -135,11 +173,18 @@ export function decodeLuksHeader(buf: Uint8Array): LuksInfo {
   }
 
   let uuid = '';
-  for (let i = 0; i < C.LUKS_UUID_LEN && buf[C.LUKS.uuid + i] !== 0; i++) uuid += String.fromCharCode(buf[C.LUKS.uuid + i]!);
+  for (let i = 0; i < C.LUKS_UUID_LEN && buf[C.LUKS.uuid + i] !== 0; i++)
+    uuid += String.fromCharCode(buf[C.LUKS.uuid + i]!);
 
   const info: LuksInfo = {
-    cipherAlg: cipherAlg!, cipherMode, ivgenAlg: ivgenName, hashAlg: hashSpec!,
-    payloadOffset: payloadSectors * C.LUKS_SECTOR_SIZE, masterKeyIters, uuid, slots,
+    cipherAlg: cipherAlg!,
+    cipherMode,
+    ivgenAlg: ivgenName,
+    hashAlg: hashSpec!,
+    payloadOffset: payloadSectors * C.LUKS_SECTOR_SIZE,
+    masterKeyIters,
+    uuid,
+    slots,
   };
   if (ivgenName === 'essiv') info.ivgenHashAlg = ivgenHash!;
   return info;

@@ -2,11 +2,16 @@
 
 export function getRefcount(block: Uint8Array, index: number, order: number): number {
   switch (order) {
-    case 0: return (block[index >>> 3]! >>> (index & 7)) & 1;
-    case 1: return (block[index >>> 2]! >>> (2 * (index & 3))) & 3;
-    case 2: return (block[index >>> 1]! >>> (4 * (index & 1))) & 15;
-    case 3: return block[index]!;
-    case 4: return (block[2 * index]! << 8) | block[2 * index + 1]!;
+    case 0:
+      return (block[index >>> 3]! >>> (index & 7)) & 1;
+    case 1:
+      return (block[index >>> 2]! >>> (2 * (index & 3))) & 3;
+    case 2:
+      return (block[index >>> 1]! >>> (4 * (index & 1))) & 15;
+    case 3:
+      return block[index]!;
+    case 4:
+      return (block[2 * index]! << 8) | block[2 * index + 1]!;
     case 5: {
       const o = 4 * index;
       return ((block[o]! << 24) >>> 0) + ((block[o + 1]! << 16) | (block[o + 2]! << 8) | block[o + 3]!);
@@ -22,7 +27,9 @@ export function getRefcount(block: Uint8Array, index: number, order: number): nu
 
 export function setRefcount(block: Uint8Array, index: number, order: number, value: number): void {
   switch (order) {
-    case 0: case 1: case 2: {
+    case 0:
+    case 1:
+    case 2: {
       const bits = 1 << order;
       const per = 8 >>> order;
       const byte = Math.floor(index / per);
@@ -31,19 +38,33 @@ export function setRefcount(block: Uint8Array, index: number, order: number, val
       block[byte] = (block[byte]! & ~mask) | ((value << shift) & mask);
       return;
     }
-    case 3: block[index] = value; return;
-    case 4: block[2 * index] = value >>> 8; block[2 * index + 1] = value & 0xff; return;
+    case 3:
+      block[index] = value;
+      return;
+    case 4:
+      block[2 * index] = value >>> 8;
+      block[2 * index + 1] = value & 0xff;
+      return;
     case 5: {
       const o = 4 * index;
-      block[o] = value >>> 24; block[o + 1] = (value >>> 16) & 0xff; block[o + 2] = (value >>> 8) & 0xff; block[o + 3] = value & 0xff;
+      block[o] = value >>> 24;
+      block[o + 1] = (value >>> 16) & 0xff;
+      block[o + 2] = (value >>> 8) & 0xff;
+      block[o + 3] = value & 0xff;
       return;
     }
     default: {
       const o = 8 * index;
       const hi = Math.floor(value / 0x1_0000_0000);
       const lo = value >>> 0;
-      block[o] = hi >>> 24; block[o + 1] = (hi >>> 16) & 0xff; block[o + 2] = (hi >>> 8) & 0xff; block[o + 3] = hi & 0xff;
-      block[o + 4] = lo >>> 24; block[o + 5] = (lo >>> 16) & 0xff; block[o + 6] = (lo >>> 8) & 0xff; block[o + 7] = lo & 0xff;
+      block[o] = hi >>> 24;
+      block[o + 1] = (hi >>> 16) & 0xff;
+      block[o + 2] = (hi >>> 8) & 0xff;
+      block[o + 3] = hi & 0xff;
+      block[o + 4] = lo >>> 24;
+      block[o + 5] = (lo >>> 16) & 0xff;
+      block[o + 6] = (lo >>> 8) & 0xff;
+      block[o + 7] = lo & 0xff;
     }
   }
 }

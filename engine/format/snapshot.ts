@@ -70,7 +70,8 @@ export function encodeSnapshotEntry(e: SnapshotEntry, virtualSize: number): Uint
   extra.set(e.extraData);
   putU64(extra, 0, e.vmStateSize);
   putU64(extra, 8, e.diskSize ?? virtualSize);
-  if (e.extraData.length < 24) putU64(extra, 16, e.icount === undefined || e.icount < 0 ? 0xffffffffffffffffn : e.icount);
+  if (e.extraData.length < 24)
+    putU64(extra, 16, e.icount === undefined || e.icount < 0 ? 0xffffffffffffffffn : e.icount);
   const id = new TextEncoder().encode(e.id);
   const name = new TextEncoder().encode(e.name);
   const len = align8(C.SNAPSHOT_ENTRY_FIXED_SIZE + extra.length + id.length + name.length);

@@ -6,7 +6,7 @@ import * as C from '../format/constants.js';
 import { u32 } from '../format/bytes.js';
 import { FileIO } from '../io/file-io.js';
 import type { PositionalIO } from '../io/positional-io.js';
-import { UnreadableError } from '../errors.js';
+import { UnreadableError } from '../base/errors.js';
 import { Qcow2Image } from './qcow2-image.js';
 import { localPath, resolveRelativeTo } from './paths.js';
 
@@ -95,12 +95,17 @@ export async function openChain(path: string, opts: OpenChainOptions = {}): Prom
     let formatSource: ChainLayer['formatSource'] = 'given';
     for (let depth = 0; ; depth++) {
       if (depth >= maxDepth)
-        throw new UnreadableError(`Backing chain too deep: '${filename}' would be layer ${depth + 1}, at most ${maxDepth} are accepted`);
+        throw new UnreadableError(
+          `Backing chain too deep: '${filename}' would be layer ${depth + 1}, at most ${maxDepth} are accepted`,
+        );
       const io = await openOrExplain(openFile, filename, depth);
       opened.push(io);
       const key = await identityOf(filename);
       const prev = seen.get(key);
-      if (prev !== undefined) throw new UnreadableError(`Backing file '${filename}' creates an infinite loop (it is layer ${prev} of the chain)`);
+      if (prev !== undefined)
+        throw new UnreadableError(
+          `Backing file '${filename}' creates an infinite loop (it is layer ${prev} of the chain)`,
+        );
       seen.set(key, depth);
       if (!format) {
         format = await probeFormat(io, filename);
@@ -129,7 +134,9 @@ export async function openChain(path: string, opts: OpenChainOptions = {}): Prom
       const fmt = image.header.backingFormat;
       if (fmt !== undefined) {
         if (fmt !== 'qcow2' && fmt !== 'raw')
-          throw new UnreadableError(`Could not open backing file '${filename}': backing format '${fmt}' is not supported (qcow2 and raw are)`);
+          throw new UnreadableError(
+            `Could not open backing file '${filename}': backing format '${fmt}' is not supported (qcow2 and raw are)`,
+          );
         format = fmt;
         formatSource = 'header';
       } else {
@@ -159,7 +166,11 @@ export function chainFiles(chain: ImageChain): string[] {
 }
 
 /** Open a chain, run `fn`, and close the chain whatever happens. */
-export async function withChain<T>(path: string, opts: OpenChainOptions, fn: (chain: ImageChain) => Promise<T>): Promise<T> {
+export async function withChain<T>(
+  path: string,
+  opts: OpenChainOptions,
+  fn: (chain: ImageChain) => Promise<T>,
+): Promise<T> {
   const chain = await openChain(path, opts);
   try {
     return await fn(chain);
@@ -168,26 +179,40 @@ export async function withChain<T>(path: string, opts: OpenChainOptions, fn: (ch
   }
 }
 
-async function openOrExplain(openFile: (p: string) => Promise<PositionalIO>, filename: string, depth: number): Promise<PositionalIO> {
+async function openOrExplain(
+  openFile: (p: string) => Promise<PositionalIO>,
+  filename: string,
+  depth: number,
+): Promise<PositionalIO> {
   const local = localPath(filename);
   if (local === undefined)
-    throw new UnreadableError(`Could not open '${filename}': only local files are supported (protocol '${filename.slice(0, filename.indexOf(':'))}')`);
+    throw new UnreadableError(
+      `Could not open '${filename}': only local files are supported (protocol '${filename.slice(0, filename.indexOf(':'))}')`,
+    );
   try {
     return await openFile(local);
   } catch (e) {
     const why = describeFsError(e);
-    throw new UnreadableError(depth === 0
-      ? `Could not open '${filename}': ${why}`
-      : `Could not open backing file: Could not open '${filename}': ${why}`);
+    throw new UnreadableError(
+      depth === 0
+        ? `Could not open '${filename}': ${why}`
+        : `Could not open backing file: Could not open '${filename}': ${why}`,
+    );
   }
 }
 
-async function openDataFile(image: Qcow2Image, imageName: string, override: string | undefined,
-  openFile: (p: string) => Promise<PositionalIO>, allocatedOf: (name: string) => Promise<number | undefined>,
+async function openDataFile(
+  image: Qcow2Image,
+  imageName: string,
+  override: string | undefined,
+  openFile: (p: string) => Promise<PositionalIO>,
+  allocatedOf: (name: string) => Promise<number | undefined>,
 ): Promise<{ filename: string; io: PositionalIO; allocatedBytes?: number }> {
   const recorded = override ?? image.header.dataFileName;
   if (recorded === undefined || recorded === '')
-    throw new UnreadableError(`'data-file' is required for this image (header extension 0x${C.EXT_DATA_FILE.toString(16)} is absent)`);
+    throw new UnreadableError(
+      `'data-file' is required for this image (header extension 0x${C.EXT_DATA_FILE.toString(16)} is absent)`,
+    );
   // The brief of this tool: like a backing file (relative to the image). QEMU 7.2 uses the working
   // directory; accept that location when the image-relative one does not exist.
   const candidates = override !== undefined ? [recorded] : [resolveRelativeTo(imageName, recorded), recorded];
@@ -211,11 +236,17 @@ export async function probeFormat(io: PositionalIO, filename: string): Promise<L
   const head = await io.read(0, 512);
   if (head.length >= 8 && u32(head, 0) === C.QCOW2_MAGIC) {
     const version = u32(head, 4);
-    if (version === 1) throw new UnreadableError(`Could not open '${filename}': image is in the old qcow (version 1) format, which is not supported`);
+    if (version === 1)
+      throw new UnreadableError(
+        `Could not open '${filename}': image is in the old qcow (version 1) format, which is not supported`,
+      );
     return 'qcow2';
   }
   const other = otherFormat(head);
-  if (other) throw new UnreadableError(`Could not open '${filename}': image is in ${other} format, which is not supported (qcow2 and raw are)`);
+  if (other)
+    throw new UnreadableError(
+      `Could not open '${filename}': image is in ${other} format, which is not supported (qcow2 and raw are)`,
+    );
   return 'raw';
 }
 
@@ -259,10 +290,15 @@ async function allocated(name: string): Promise<number | undefined> {
 function describeFsError(e: unknown): string {
   const code = (e as { code?: string } | undefined)?.code;
   switch (code) {
-    case 'ENOENT': return 'No such file or directory';
-    case 'EACCES': return 'Permission denied';
-    case 'EISDIR': return 'Is a directory';
-    case 'ELOOP': return 'Too many levels of symbolic links';
-    default: return e instanceof Error ? e.message : String(e);
+    case 'ENOENT':
+      return 'No such file or directory';
+    case 'EACCES':
+      return 'Permission denied';
+    case 'EISDIR':
+      return 'Is a directory';
+    case 'ELOOP':
+      return 'Too many levels of symbolic links';
+    default:
+      return e instanceof Error ? e.message : String(e);
   }
 }

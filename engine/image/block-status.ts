@@ -52,7 +52,8 @@ export class BlockStatus {
       if (l.image) {
         const map = Qcow2LayerMap.active(l.image, l.dataFile?.io);
         const recurse = await detectMetadataPreallocation(l.image, l.allocatedBytes);
-        if (l.dataFile) holes.set(l.dataFile.io, holesFor(l.dataFile.io, l.dataFile.allocatedBytes, l.dataFile.filename));
+        if (l.dataFile)
+          holes.set(l.dataFile.io, holesFor(l.dataFile.io, l.dataFile.allocatedBytes, l.dataFile.filename));
         layers.push({ map, layer: l, recurse, encrypted: l.image.header.cryptMethod !== C.CRYPT_NONE, holes });
       } else {
         layers.push({ map: new RawLayerMap(l.io, l.virtualSize), layer: l, recurse: false, encrypted: false, holes });
@@ -124,7 +125,7 @@ export class BlockStatus {
       const hasHost = seg.host >= 0 && !l.encrypted;
       if (hasHost && seg.kind !== SegKind.Compressed) {
         st.offset = seg.host;
-        st.filename = seg.file === l.layer.io ? l.layer.filename : l.layer.dataFile?.filename ?? l.layer.filename;
+        st.filename = seg.file === l.layer.io ? l.layer.filename : (l.layer.dataFile?.filename ?? l.layer.filename);
       }
       if (seg.kind === SegKind.Zero) st.zero = true;
       else if (seg.kind === SegKind.Data || seg.kind === SegKind.Compressed) st.data = true;
@@ -168,7 +169,10 @@ interface LayerStatus {
  * clusters with a non-zero refcount outnumber the clusters the file system really allocates
  * (threshold max(real * 10 / 9, real + 2)).
  */
-export async function detectMetadataPreallocation(image: Qcow2Image, allocatedBytes: number | undefined): Promise<boolean> {
+export async function detectMetadataPreallocation(
+  image: Qcow2Image,
+  allocatedBytes: number | undefined,
+): Promise<boolean> {
   if (allocatedBytes === undefined) return false;
   const cs = image.clusterSize;
   const real = Math.floor(allocatedBytes / cs);

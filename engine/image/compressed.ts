@@ -33,7 +33,8 @@ function inflateDeflate(input: Uint8Array, clusterSize: number): Uint8Array {
     let hi = input.length;
     for (;;) {
       const mid = (lo + hi) >>> 1;
-      if (mid === lo) throw new DecompressionError(`deflate stream produces more than the cluster size (${clusterSize} bytes)`);
+      if (mid === lo)
+        throw new DecompressionError(`deflate stream produces more than the cluster size (${clusterSize} bytes)`);
       const r = inflatePrefix(input, mid, clusterSize + DEFLATE_SLACK);
       if (r === 'too large') hi = mid;
       else if (r.length < clusterSize) lo = mid;
@@ -128,15 +129,19 @@ function inflateZstd(input: Uint8Array, clusterSize: number): Uint8Array {
   while (produced < clusterSize) {
     const info = zstdFrameInfo(input, pos);
     if (!info)
-      throw new DecompressionError(produced === 0
-        ? 'invalid zstd stream: no complete frame at the cluster offset'
-        : `zstd stream ends after ${produced} of ${clusterSize} bytes`);
+      throw new DecompressionError(
+        produced === 0
+          ? 'invalid zstd stream: no complete frame at the cluster offset'
+          : `zstd stream ends after ${produced} of ${clusterSize} bytes`,
+      );
     const frame = input.subarray(pos, pos + info.length);
     pos += info.length;
     if ((le32(frame, 0) & ZSTD_SKIPPABLE_MASK) === ZSTD_SKIPPABLE_MAGIC) continue;
     // Bounded memory: a frame is only decoded if it cannot expand beyond what a cluster needs.
     if (info.maxOutput > clusterSize + ZSTD_BLOCK_MAX)
-      throw new DecompressionError(`zstd frame may decompress to ${info.maxOutput} bytes, more than the cluster size (${clusterSize})`);
+      throw new DecompressionError(
+        `zstd frame may decompress to ${info.maxOutput} bytes, more than the cluster size (${clusterSize})`,
+      );
     let data: Uint8Array;
     try {
       data = zstdDecompress(frame);

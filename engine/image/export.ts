@@ -5,8 +5,8 @@
 import { read, write } from 'node:fs';
 import type { PositionalIO } from '../io/positional-io.js';
 import { FileIO } from '../io/file-io.js';
-import { UnreadableError } from '../errors.js';
-import { CancelToken, type ProgressSink } from '../service/progress.js';
+import { UnreadableError } from '../base/errors.js';
+import { CancelToken, type ProgressSink } from '../base/task-control.js';
 import type { ImageChain } from './backing-chain.js';
 import { GuestReader, PieceKind, type Piece } from './guest-reader.js';
 import { hexAlt } from './layer-map.js';
@@ -89,15 +89,21 @@ export async function exportRaw(chain: ImageChain, out: PositionalIO, opts: Expo
   };
   /** Append `length` guest bytes at `guest` to the current batch, starting a new one if needed. */
   const append = async (guest: number, length: number, make: (at: number, n: number, done: number) => Op) => {
-    for (let done = 0; done < length;) {
+    for (let done = 0; done < length; ) {
       if (batch && (batch.guest + batch.length !== guest + done || batch.length === MAX_IO)) await flush();
       if (!batch) batch = { guest: guest + done, length: 0, ops: [] };
       const n = Math.min(length - done, MAX_IO - batch.length);
       const op = make(batch.length, n, done);
       const last = batch.ops[batch.ops.length - 1];
       // Host-contiguous reads from one file become one read.
-      if (op.kind === 'read' && last?.kind === 'read' && last.file === op.file && last.host + last.length === op.host
-        && last.at + last.length === op.at) last.length += op.length;
+      if (
+        op.kind === 'read' &&
+        last?.kind === 'read' &&
+        last.file === op.file &&
+        last.host + last.length === op.host &&
+        last.at + last.length === op.at
+      )
+        last.length += op.length;
       else if (op.kind === 'zero' && last?.kind === 'zero' && last.at + last.length === op.at) last.length += op.length;
       else batch.ops.push(op);
       batch.length += n;
@@ -108,7 +114,14 @@ export async function exportRaw(chain: ImageChain, out: PositionalIO, opts: Expo
   const onPiece = async (p: Piece) => {
     switch (p.kind) {
       case PieceKind.Data:
-        await append(p.guest, p.length, (at, n, done) => ({ kind: 'read', at, length: n, file: p.file!, host: p.host! + done, depth: p.depth }));
+        await append(p.guest, p.length, (at, n, done) => ({
+          kind: 'read',
+          at,
+          length: n,
+          file: p.file!,
+          host: p.host! + done,
+          depth: p.depth,
+        }));
         break;
       case PieceKind.Compressed:
         await append(p.guest, p.length, (at) => ({ kind: 'compressed', at, piece: p }));
@@ -153,7 +166,9 @@ async function fill(reader: GuestReader, b: Batch, buf: Buffer): Promise<void> {
       const got = await readInto(op.file, op.host, buf, op.at, op.length);
       if (got < op.length) {
         if (got === 0 && op.host >= (await op.file.size()))
-          throw new UnreadableError(`Data at host offset ${hexAlt(op.host)} of '${op.file.name}' is beyond its end of file (${reader.layerName(op.depth)} is truncated)`);
+          throw new UnreadableError(
+            `Data at host offset ${hexAlt(op.host)} of '${op.file.name}' is beyond its end of file (${reader.layerName(op.depth)} is truncated)`,
+          );
         buf.fill(0, op.at + got, op.at + op.length);
       }
     } else if (op.kind === 'compressed') {
@@ -173,7 +188,8 @@ async function readInto(file: PositionalIO, host: number, buf: Buffer, at: numbe
     let done = 0;
     while (done < length) {
       const n = await new Promise<number>((resolve, reject) =>
-        read(file.fd, buf, at + done, length - done, host + done, (err, bytes) => (err ? reject(err) : resolve(bytes))));
+        read(file.fd, buf, at + done, length - done, host + done, (err, bytes) => (err ? reject(err) : resolve(bytes))),
+      );
       if (n === 0) break;
       done += n;
     }
@@ -190,7 +206,10 @@ async function writeAt(out: PositionalIO, at: number, data: Buffer, stream = fal
     let done = 0;
     while (done < data.length) {
       done += await new Promise<number>((resolve, reject) =>
-        write(out.fd, data, done, data.length - done, stream ? null : at + done, (err, n) => (err ? reject(err) : resolve(n))));
+        write(out.fd, data, done, data.length - done, stream ? null : at + done, (err, n) =>
+          err ? reject(err) : resolve(n),
+        ),
+      );
     }
     return;
   }
@@ -201,7 +220,13 @@ async function writeAt(out: PositionalIO, at: number, data: Buffer, stream = fal
  * Write the non-zero parts of `data` (at guest offset `at`), skipping all-zero blocks of 4 KiB
  * aligned on the guest offset. Returns bytes written.
  */
-async function writeNonZero(out: PositionalIO, at: number, data: Buffer, dense: boolean, stream: boolean): Promise<number> {
+async function writeNonZero(
+  out: PositionalIO,
+  at: number,
+  data: Buffer,
+  dense: boolean,
+  stream: boolean,
+): Promise<number> {
   if (dense) {
     await writeAt(out, at, data, stream);
     return data.length;
@@ -213,8 +238,10 @@ async function writeNonZero(out: PositionalIO, at: number, data: Buffer, dense: 
   while (pos < data.length) {
     const blockEnd = Math.min(data.length, ZERO_BLOCK * (Math.floor((at + pos) / ZERO_BLOCK) + 1) - at);
     // A non-zero first or last byte settles most blocks without a compare call.
-    const zero = data[pos] === 0 && data[blockEnd - 1] === 0
-      && data.subarray(pos, blockEnd).equals(ZEROS.subarray(0, blockEnd - pos));
+    const zero =
+      data[pos] === 0 &&
+      data[blockEnd - 1] === 0 &&
+      data.subarray(pos, blockEnd).equals(ZEROS.subarray(0, blockEnd - pos));
     if (!zero && runStart < 0) runStart = pos;
     if (zero && runStart >= 0) {
       writes.push(writeAt(out, at + runStart, data.subarray(runStart, pos)));
@@ -245,12 +272,17 @@ class Pool {
       await Promise.race(this.active);
       this.check();
     }
-    const p: Promise<void> = job().then(() => undefined, (e) => {
-      if (!this.failed) {
-        this.failed = true;
-        this.failure = e;
-      }
-    }).finally(() => this.active.delete(p));
+    const p: Promise<void> = job()
+      .then(
+        () => undefined,
+        (e) => {
+          if (!this.failed) {
+            this.failed = true;
+            this.failure = e;
+          }
+        },
+      )
+      .finally(() => this.active.delete(p));
     this.active.add(p);
   }
 

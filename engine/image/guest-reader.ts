@@ -3,7 +3,7 @@
 // cluster — and the pieces are read. Export and random reads share the same resolution.
 import * as C from '../format/constants.js';
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
-import { Qcow2FormatError, UnreadableError } from '../errors.js';
+import { Qcow2FormatError, UnreadableError } from '../base/errors.js';
 import type { CompressedDescriptor } from '../format/l2-entry.js';
 import type { SnapshotEntry } from '../format/snapshot.js';
 import type { ImageChain } from './backing-chain.js';
@@ -56,7 +56,10 @@ const COMPRESSED_CACHE_ENTRIES = 8;
 export class GuestReader {
   private readonly cache = new Map<string, Uint8Array>();
 
-  private constructor(private readonly layers: Layer[], readonly size: number) {}
+  private constructor(
+    private readonly layers: Layer[],
+    readonly size: number,
+  ) {}
 
   static async open(chain: ImageChain, opts: GuestReaderOptions = {}): Promise<GuestReader> {
     const layers: Layer[] = [];
@@ -90,7 +93,12 @@ export class GuestReader {
     if (off < end) await this.resolveIn(0, off, end - off, emit);
   }
 
-  private async resolveIn(depth: number, off: number, len: number, emit: (p: Piece) => void | Promise<void>): Promise<void> {
+  private async resolveIn(
+    depth: number,
+    off: number,
+    len: number,
+    emit: (p: Piece) => void | Promise<void>,
+  ): Promise<void> {
     const layer = this.layers[depth]!;
     const end = off + len;
     while (off < end) {
@@ -104,13 +112,26 @@ export class GuestReader {
           await emit({ kind: PieceKind.Zero, guest: off, length: n, depth });
           break;
         case SegKind.Compressed:
-          await emit({ kind: PieceKind.Compressed, guest: off, length: n, depth, compressed: seg.compressed!, clusterStart: seg.clusterStart! });
+          await emit({
+            kind: PieceKind.Compressed,
+            guest: off,
+            length: n,
+            depth,
+            compressed: seg.compressed!,
+            clusterStart: seg.clusterStart!,
+          });
           break;
         case SegKind.Unallocated: {
           const below = this.layers[depth + 1];
           const covered = below ? Math.max(0, Math.min(n, below.map.size - off)) : 0;
           if (covered > 0) await this.resolveIn(depth + 1, off, covered, emit);
-          if (covered < n) await emit({ kind: PieceKind.Zero, guest: off + covered, length: n - covered, depth: this.layers.length - 1 });
+          if (covered < n)
+            await emit({
+              kind: PieceKind.Zero,
+              guest: off + covered,
+              length: n - covered,
+              depth: this.layers.length - 1,
+            });
           break;
         }
       }
@@ -123,7 +144,8 @@ export class GuestReader {
     const out = new Uint8Array(len);
     await this.resolve(off, len, async (p) => {
       const at = p.guest - off;
-      if (p.kind === PieceKind.Data) out.set(await readHost(p.file!, p.host!, p.length, this.layers[p.depth]!.filename), at);
+      if (p.kind === PieceKind.Data)
+        out.set(await readHost(p.file!, p.host!, p.length, this.layers[p.depth]!.filename), at);
       else if (p.kind === PieceKind.Compressed) {
         const cluster = await this.compressedCluster(p);
         const from = p.guest - p.clusterStart!;
@@ -143,14 +165,22 @@ export class GuestReader {
     const d = p.compressed!;
     const field = `compressed cluster at guest offset ${hexAlt(p.clusterStart!)}`;
     if (d.offset >= image.fileSize)
-      throw new Qcow2FormatError(`Compressed cluster data at ${hexAlt(d.offset)} beyond end of file (${image.fileSize} bytes)`, field, hexAlt(d.offset));
+      throw new Qcow2FormatError(
+        `Compressed cluster data at ${hexAlt(d.offset)} beyond end of file (${image.fileSize} bytes)`,
+        field,
+        hexAlt(d.offset),
+      );
     const input = await readPadded(image.io, d.offset, d.size);
     let out: Uint8Array;
     try {
       out = decompressCluster(input, image.header.compressionType, image.clusterSize);
     } catch (e) {
       if (e instanceof DecompressionError)
-        throw new Qcow2FormatError(`Could not decompress cluster: ${e.reason}`, field, `offset ${hexAlt(d.offset)}, ${d.sectors} sectors`);
+        throw new Qcow2FormatError(
+          `Could not decompress cluster: ${e.reason}`,
+          field,
+          `offset ${hexAlt(d.offset)}, ${d.sectors} sectors`,
+        );
       throw e;
     }
     if (this.cache.size >= COMPRESSED_CACHE_ENTRIES) {
@@ -168,11 +198,18 @@ export class GuestReader {
 }
 
 /** Read stored data; a read that starts past the end of its file means a truncated image. */
-export async function readHost(file: PositionalIO, host: number, length: number, layerName: string): Promise<Uint8Array> {
+export async function readHost(
+  file: PositionalIO,
+  host: number,
+  length: number,
+  layerName: string,
+): Promise<Uint8Array> {
   const got = await file.read(host, length);
   if (got.length === length) return got;
   if (got.length === 0 && length > 0 && host >= (await file.size()))
-    throw new UnreadableError(`Data at host offset ${hexAlt(host)} of '${file.name}' is beyond its end of file (${layerName} is truncated)`);
+    throw new UnreadableError(
+      `Data at host offset ${hexAlt(host)} of '${file.name}' is beyond its end of file (${layerName} is truncated)`,
+    );
   const out = new Uint8Array(length);
   out.set(got);
   return out;
@@ -180,10 +217,14 @@ export async function readHost(file: PositionalIO, host: number, length: number,
 
 /** Find a snapshot by ID first, then by name (QEMU's bdrv_snapshot_load_tmp_by_id_or_name). */
 export async function findSnapshot(image: Qcow2Image, idOrName: string, filename: string): Promise<SnapshotEntry> {
-  if (image.hasExternalData) throw new UnreadableError(`'${filename}' has an external data file: it cannot have internal snapshots`);
+  if (image.hasExternalData)
+    throw new UnreadableError(`'${filename}' has an external data file: it cannot have internal snapshots`);
   const { entries } = await image.readSnapshots();
   const sn = entries.find((e) => e.id === idOrName) ?? entries.find((e) => e.name === idOrName);
-  if (!sn) throw new UnreadableError(`Can't find snapshot '${idOrName}' in '${filename}' (it has ${entries.length} snapshot${entries.length === 1 ? '' : 's'})`);
+  if (!sn)
+    throw new UnreadableError(
+      `Can't find snapshot '${idOrName}' in '${filename}' (it has ${entries.length} snapshot${entries.length === 1 ? '' : 's'})`,
+    );
   return sn;
 }
 
@@ -191,5 +232,7 @@ function refuseEncrypted(image: Qcow2Image, filename: string): void {
   const m = image.header.cryptMethod;
   if (m === C.CRYPT_NONE) return;
   const what = m === C.CRYPT_LUKS ? 'LUKS' : 'AES';
-  throw new UnreadableError(`'${filename}' is encrypted (${what}, header.crypt_method = ${m}): qcow2-doctor shows its metadata but does not decrypt guest data`);
+  throw new UnreadableError(
+    `'${filename}' is encrypted (${what}, header.crypt_method = ${m}): qcow2-doctor shows its metadata but does not decrypt guest data`,
+  );
 }

@@ -70,7 +70,9 @@ export class HostHoles {
   private async bySeek(off: number, end: number): Promise<{ hole: boolean; length: number } | undefined> {
     const l = this.last;
     if (l && off >= l.from && off < l.hole) {
-      return off < l.data ? { hole: true, length: Math.min(end, l.data) - off } : { hole: false, length: Math.min(end, l.hole) - off };
+      return off < l.data
+        ? { hole: true, length: Math.min(end, l.data) - off }
+        : { hole: false, length: Math.min(end, l.hole) - off };
     }
     if (this.seekable === false || !this.path || !this.probe) return undefined;
     const probe = await this.probe();
@@ -80,6 +82,8 @@ export class HostHoles {
     if (a === 'enxio') return { hole: true, length: end - off }; // trailing hole
     if (a === 'error' || a.data < off || a.hole <= a.data) return { hole: false, length: end - off };
     this.last = { from: off, data: a.data, hole: a.hole };
-    return a.data > off ? { hole: true, length: Math.min(end, a.data) - off } : { hole: false, length: Math.min(end, a.hole) - off };
+    return a.data > off
+      ? { hole: true, length: Math.min(end, a.data) - off }
+      : { hole: false, length: Math.min(end, a.hole) - off };
   }
 }

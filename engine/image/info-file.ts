@@ -3,7 +3,7 @@
 // refusal names the layer it concerns.
 import { realpath } from 'node:fs/promises';
 import * as C from '../format/constants.js';
-import { Qcow2FormatError } from '../errors.js';
+import { Qcow2FormatError } from '../base/errors.js';
 import { openChain, type ImageChain } from './backing-chain.js';
 import { localPath } from './paths.js';
 import { qcow2ImageInfo, rawImageInfo, type ImageInfo, type InfoOptions } from './info.js';
@@ -17,7 +17,11 @@ export interface CollectInfoOptions {
 
 /** A layer cannot be opened; the message is QEMU's "Could not open '<file>': <reason>". */
 export class InfoOpenError extends Error {
-  constructor(readonly file: string, reason: string, override readonly cause?: unknown) {
+  constructor(
+    readonly file: string,
+    reason: string,
+    override readonly cause?: unknown,
+  ) {
     super(`Could not open '${file}': ${reason}`);
     this.name = 'InfoOpenError';
   }
@@ -35,7 +39,11 @@ export async function collectImageInfo(filename: string, opts: CollectInfoOption
     const real = await realpath(localPath(name) ?? name).catch(() => name!);
     if (seenNames.has(name) || seenPaths.has(real)) throw new Error(`Backing file '${name}' creates an infinite loop.`);
     if (out.length >= C.MAX_BACKING_CHAIN_DEPTH)
-      throw new Qcow2FormatError(`Backing chain is deeper than ${C.MAX_BACKING_CHAIN_DEPTH} images`, 'backing chain depth', out.length + 1);
+      throw new Qcow2FormatError(
+        `Backing chain is deeper than ${C.MAX_BACKING_CHAIN_DEPTH} images`,
+        'backing chain depth',
+        out.length + 1,
+      );
     seenNames.add(name);
     seenPaths.add(real);
     const info = await infoOfFile(name, format);

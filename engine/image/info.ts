@@ -5,7 +5,7 @@ import { u64n } from '../format/bytes.js';
 import { bitmapFlagNames, bitmapTableSizeNeeded, decodeBitmapDirectory, decodeBitmapTable } from '../format/bitmap.js';
 import { decodeLuksHeader, type LuksInfo } from '../format/luks.js';
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
-import { Qcow2FormatError } from '../errors.js';
+import { Qcow2FormatError } from '../base/errors.js';
 import type { Qcow2Image } from './qcow2-image.js';
 import { resolveRelativeTo } from './paths.js';
 
@@ -122,7 +122,9 @@ export async function qcow2ImageInfo(img: Qcow2Image, opts: InfoOptions): Promis
     compat: h.version === 2 ? '0.10' : '1.1',
     refcountBits: 2 ** h.refcountOrder,
     compressionType: h.compressionType === C.COMPRESSION_ZSTD ? 'zstd' : 'zlib',
-    unknownExtensions: h.extensions.filter((e) => !e.known).map((e) => ({ type: e.type, offset: e.offset, length: e.length })),
+    unknownExtensions: h.extensions
+      .filter((e) => !e.known)
+      .map((e) => ({ type: e.type, offset: e.offset, length: e.length })),
   };
   if (h.version === 3) {
     spec.lazyRefcounts = (h.compatibleFeatures & C.COMPAT_LAZY_REFCOUNTS) !== 0n;
@@ -152,9 +154,16 @@ async function readEncryptInfo(img: Qcow2Image): Promise<EncryptInfo | undefined
   if (h.cryptMethod !== C.CRYPT_LUKS || !h.crypto) return undefined;
   // QEMU reads the LUKS header through the extension's window and refuses reads outside it.
   if (h.crypto.length < C.LUKS_HEADER_SIZE)
-    throw new Qcow2FormatError('Request for data outside of extension header', 'header_extension.crypto.length', h.crypto.length);
+    throw new Qcow2FormatError(
+      'Request for data outside of extension header',
+      'header_extension.crypto.length',
+      h.crypto.length,
+    );
   const buf = await readOrZeros(img.io, img.fileSize, h.crypto.offset, C.LUKS_HEADER_SIZE);
-  return { format: 'luks', ...pastEof(img, h.crypto.offset, 'header_extension.crypto.offset', () => decodeLuksHeader(buf)) };
+  return {
+    format: 'luks',
+    ...pastEof(img, h.crypto.offset, 'header_extension.crypto.offset', () => decodeLuksHeader(buf)),
+  };
 }
 
 /**
@@ -165,16 +174,19 @@ async function readBitmapInfo(img: Qcow2Image, warnings: string[]): Promise<Bitm
   const h = img.header;
   if (!h.bitmaps) return undefined;
   if ((h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) === 0n) {
-    warnings.push(h.version === 2
-      ? 'This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent'
-      : 'a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent');
-    warnings.push('Some clusters may be leaked, run \'qcow2-doctor check\' on the image file to see them.');
+    warnings.push(
+      h.version === 2
+        ? 'This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent'
+        : 'a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent',
+    );
+    warnings.push("Some clusters may be leaked, run 'qcow2-doctor check' on the image file to see them.");
     return undefined;
   }
   const b = h.bitmaps;
   const dir = await readOrZeros(img.io, img.fileSize, b.directoryOffset, b.directorySize);
-  const entries = pastEof(img, b.directoryOffset, 'header_extension.bitmaps.directory_offset',
-    () => decodeBitmapDirectory(dir, { clusterSize: img.clusterSize, virtualSize: h.size, nbBitmaps: b.nbBitmaps }));
+  const entries = pastEof(img, b.directoryOffset, 'header_extension.bitmaps.directory_offset', () =>
+    decodeBitmapDirectory(dir, { clusterSize: img.clusterSize, virtualSize: h.size, nbBitmaps: b.nbBitmaps }),
+  );
   const names = new Set<string>();
   const checkedTables = new Set<string>();
   for (const e of entries) {
@@ -194,7 +206,11 @@ async function readBitmapInfo(img: Qcow2Image, warnings: string[]): Promise<Bitm
       checkedTables.add(key);
     }
     if (e.tableSize !== bitmapTableSizeNeeded(h.size, e.granularityBits, img.clusterSize))
-      throw new Qcow2FormatError(`Could not read bitmap '${e.name}' from image: Invalid argument`, `bitmap '${e.name}'.bitmap_table_size`, e.tableSize);
+      throw new Qcow2FormatError(
+        `Could not read bitmap '${e.name}' from image: Invalid argument`,
+        `bitmap '${e.name}'.bitmap_table_size`,
+        e.tableSize,
+      );
   }
   if (h.version !== 3) return undefined;
   return entries.map((e) => ({ name: e.name, granularity: 2 ** e.granularityBits, flags: bitmapFlagNames(e.flags) }));
@@ -209,7 +225,11 @@ function pastEof<T>(img: Qcow2Image, offset: number, field: string, decode: () =
     return decode();
   } catch (e) {
     if (e instanceof Qcow2FormatError && offset >= img.fileSize)
-      throw new Qcow2FormatError(e.qemuReason, field, `0x${offset.toString(16)} (beyond end of file, ${img.fileSize} bytes)`);
+      throw new Qcow2FormatError(
+        e.qemuReason,
+        field,
+        `0x${offset.toString(16)} (beyond end of file, ${img.fileSize} bytes)`,
+      );
     throw e;
   }
 }

@@ -6,7 +6,7 @@ import { u32 } from '../format/bytes.js';
 import { decodeCompressed, type CompressedDescriptor } from '../format/l2-entry.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import { readPadded } from '../io/positional-io.js';
-import { Qcow2FormatError, UnreadableError } from '../errors.js';
+import { Qcow2FormatError, UnreadableError } from '../base/errors.js';
 import type { Qcow2Image } from './qcow2-image.js';
 import type { SnapshotEntry } from '../format/snapshot.js';
 
@@ -47,7 +47,10 @@ export interface LayerMap {
 
 /** A raw layer: every byte is data at the same offset of its file. */
 export class RawLayerMap implements LayerMap {
-  constructor(readonly io: PositionalIO, readonly size: number) {}
+  constructor(
+    readonly io: PositionalIO,
+    readonly size: number,
+  ) {}
 
   async segment(off: number, max: number): Promise<Segment> {
     return { kind: SegKind.Data, length: max, host: off, file: this.io };
@@ -149,7 +152,11 @@ export class Qcow2LayerMap implements LayerMap {
     const lo = u32(this.l1, i * 8 + 4);
     const off = (hi & C.L1E_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & C.L1E_OFFSET_MASK_LO) >>> 0);
     if (off !== 0 && off % this.cs !== 0)
-      throw new Qcow2FormatError(`L2 table offset ${hexAlt(off)} unaligned (L1 index: ${hexAlt(i)})`, `${this.l1Name}[${i}]`, hexAlt(off));
+      throw new Qcow2FormatError(
+        `L2 table offset ${hexAlt(off)} unaligned (L1 index: ${hexAlt(i)})`,
+        `${this.l1Name}[${i}]`,
+        hexAlt(off),
+      );
     return off;
   }
 
@@ -173,7 +180,12 @@ export class Qcow2LayerMap implements LayerMap {
     const n = this.l1.length / 8;
     let j = i + 1;
     // Any offset bit counts as "has a table"; its validity is checked when it is reached.
-    while (j < n && (u32(this.l1, j * 8) & C.L1E_OFFSET_MASK_HI) === 0 && (u32(this.l1, j * 8 + 4) & C.L1E_OFFSET_MASK_LO) === 0) j++;
+    while (
+      j < n &&
+      (u32(this.l1, j * 8) & C.L1E_OFFSET_MASK_HI) === 0 &&
+      (u32(this.l1, j * 8 + 4) & C.L1E_OFFSET_MASK_LO) === 0
+    )
+      j++;
     this.emptyRun = { from: i, to: j };
     return j;
   }
@@ -187,8 +199,11 @@ export class Qcow2LayerMap implements LayerMap {
       return hit;
     }
     if (l2Offset >= this.image.fileSize)
-      throw new Qcow2FormatError(`L2 table offset ${hexAlt(l2Offset)} beyond end of file (L1 index: ${hexAlt(l1Index)})`,
-        `${this.l1Name}[${l1Index}]`, hexAlt(l2Offset));
+      throw new Qcow2FormatError(
+        `L2 table offset ${hexAlt(l2Offset)} beyond end of file (L1 index: ${hexAlt(l1Index)})`,
+        `${this.l1Name}[${l1Index}]`,
+        hexAlt(l2Offset),
+      );
     const table = await readPadded(this.image.io, l2Offset, this.cs);
     if (this.l2Cache.size >= this.l2CacheMax) {
       const oldest = this.l2Cache.keys().next().value;
@@ -199,7 +214,14 @@ export class Qcow2LayerMap implements LayerMap {
   }
 
   /** Standard 8-byte entries: group consecutive clusters of one type (host-contiguous when mapped). */
-  private standardRun(l2: Uint8Array, l2Offset: number, first: number, inCluster: number, off: number, limit: number): Segment {
+  private standardRun(
+    l2: Uint8Array,
+    l2Offset: number,
+    first: number,
+    inCluster: number,
+    off: number,
+    limit: number,
+  ): Segment {
     const cs = this.cs;
     const t = this.classify(l2, l2Offset, first, off - inCluster);
     const seg = this.segmentFor(t, inCluster, off - inCluster);
@@ -218,7 +240,14 @@ export class Qcow2LayerMap implements LayerMap {
   }
 
   /** Extended 16-byte entries: runs of subclusters of one type, across clusters when contiguous. */
-  private extendedRun(l2: Uint8Array, l2Offset: number, first: number, inCluster: number, off: number, limit: number): Segment {
+  private extendedRun(
+    l2: Uint8Array,
+    l2Offset: number,
+    first: number,
+    inCluster: number,
+    off: number,
+    limit: number,
+  ): Segment {
     const cs = this.cs;
     const sc = cs / C.SUBCLUSTERS_PER_CLUSTER;
     const guestCluster = off - inCluster;
@@ -269,8 +298,11 @@ export class Qcow2LayerMap implements LayerMap {
   }
 
   private invalidEntry(l2Offset: number, index: number): Qcow2FormatError {
-    return new Qcow2FormatError(`Invalid cluster entry found  (L2 offset: ${hexAlt(l2Offset)}, L2 index: ${hexAlt(index)})`,
-      `l2_table@${hexAlt(l2Offset)}[${index}]`, 'subcluster bitmap');
+    return new Qcow2FormatError(
+      `Invalid cluster entry found  (L2 offset: ${hexAlt(l2Offset)}, L2 index: ${hexAlt(index)})`,
+      `l2_table@${hexAlt(l2Offset)}[${index}]`,
+      'subcluster bitmap',
+    );
   }
 
   /**
@@ -285,8 +317,11 @@ export class Qcow2LayerMap implements LayerMap {
     const field = `l2_table@${hexAlt(l2Offset)}[${index}]`;
     if (hi & C.OFLAG_COMPRESSED_HI) {
       if (this.external)
-        throw new Qcow2FormatError(`Compressed cluster entry found in image with external data file (L2 offset: ${hexAlt(l2Offset)}, L2 index: ${hexAlt(index)})`,
-          field, entryHex(hi, lo));
+        throw new Qcow2FormatError(
+          `Compressed cluster entry found in image with external data file (L2 offset: ${hexAlt(l2Offset)}, L2 index: ${hexAlt(index)})`,
+          field,
+          entryHex(hi, lo),
+        );
       return { kind: SegKind.Compressed, hostCluster: -1, hi, lo };
     }
     const host = (hi & C.L2E_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & C.L2E_OFFSET_MASK_LO) >>> 0);
@@ -294,8 +329,11 @@ export class Qcow2LayerMap implements LayerMap {
     let mapped = host !== 0;
     if (!this.extL2 && lo & C.OFLAG_ZERO_LO) {
       if (this.v2)
-        throw new Qcow2FormatError(`Zero cluster entry found in pre-v3 image (L2 offset: ${hexAlt(l2Offset)}, L2 index: ${hexAlt(index)})`,
-          field, entryHex(hi, lo));
+        throw new Qcow2FormatError(
+          `Zero cluster entry found in pre-v3 image (L2 offset: ${hexAlt(l2Offset)}, L2 index: ${hexAlt(index)})`,
+          field,
+          entryHex(hi, lo),
+        );
       kind = SegKind.Zero;
     } else if (!mapped) {
       if (this.external && hi & C.OFLAG_COPIED_HI) {
@@ -309,23 +347,34 @@ export class Qcow2LayerMap implements LayerMap {
     }
     if (!mapped) return { kind, hostCluster: -1, hi, lo };
     if (host % this.cs !== 0)
-      throw new Qcow2FormatError(`Cluster allocation offset ${hexAlt(host)} unaligned (L2 offset: ${hexAlt(l2Offset)}, L2 index: ${hexAlt(index)})`,
-        field, entryHex(hi, lo));
+      throw new Qcow2FormatError(
+        `Cluster allocation offset ${hexAlt(host)} unaligned (L2 offset: ${hexAlt(l2Offset)}, L2 index: ${hexAlt(index)})`,
+        field,
+        entryHex(hi, lo),
+      );
     if (this.external && host !== guestCluster)
-      throw new Qcow2FormatError(`External data file host cluster offset ${hexAlt(host)} does not match guest cluster offset: ${hexAlt(guestCluster)}, L2 index: ${hexAlt(index)})`,
-        field, entryHex(hi, lo));
+      throw new Qcow2FormatError(
+        `External data file host cluster offset ${hexAlt(host)} does not match guest cluster offset: ${hexAlt(guestCluster)}, L2 index: ${hexAlt(index)})`,
+        field,
+        entryHex(hi, lo),
+      );
     return { kind, hostCluster: host, hi, lo };
   }
 
   private segmentFor(t: Classified, inCluster: number, guestCluster: number): Segment {
     if (t.kind === SegKind.Compressed) {
       return {
-        kind: SegKind.Compressed, length: 0, host: -1, file: this.image.io,
-        compressed: decodeCompressed(t.hi, t.lo, this.image.geo), clusterStart: guestCluster,
+        kind: SegKind.Compressed,
+        length: 0,
+        host: -1,
+        file: this.image.io,
+        compressed: decodeCompressed(t.hi, t.lo, this.image.geo),
+        clusterStart: guestCluster,
       };
     }
     const seg: Segment = {
-      kind: t.kind, length: 0,
+      kind: t.kind,
+      length: 0,
       host: t.hostCluster < 0 ? -1 : t.hostCluster + inCluster,
       file: t.hostCluster < 0 ? undefined : this.dataIO,
     };

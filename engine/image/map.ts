@@ -8,9 +8,15 @@ export type MapFormat = 'json' | 'human';
 /** QEMU's entry_mergeable: same flags and file, host offsets contiguous when there are offsets. */
 export function mergeable(curr: MapEntry, next: MapEntry): boolean {
   if (curr.length === 0) return false;
-  if (curr.zero !== next.zero || curr.data !== next.data || curr.depth !== next.depth
-    || curr.present !== next.present || (curr.offset !== undefined) !== (next.offset !== undefined)
-    || (curr.filename !== undefined) !== (next.filename !== undefined)) return false;
+  if (
+    curr.zero !== next.zero ||
+    curr.data !== next.data ||
+    curr.depth !== next.depth ||
+    curr.present !== next.present ||
+    (curr.offset !== undefined) !== (next.offset !== undefined) ||
+    (curr.filename !== undefined) !== (next.filename !== undefined)
+  )
+    return false;
   if (curr.filename !== undefined && curr.filename !== next.filename) return false;
   if (curr.offset !== undefined && curr.offset + curr.length !== next.offset) return false;
   return true;
@@ -57,7 +63,7 @@ export async function mapEntries(chain: ImageChain, format: MapFormat = 'json'):
 export function formatJsonEntry(e: MapEntry): string {
   let s = `{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, "zero": ${e.zero}, "data": ${e.data}`;
   if (e.offset !== undefined) s += `, "offset": ${e.offset}`;
-  return s + '}';
+  return `${s}}`;
 }
 
 /** The whole JSON output, byte for byte as qemu-img map --output=json. */

@@ -4,7 +4,7 @@ import { u32 } from '../format/bytes.js';
 import { getRefcount } from '../format/refcount.js';
 import { decodeSnapshotEntry, snapshotEntryLength, type SnapshotEntry } from '../format/snapshot.js';
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
-import { Qcow2FormatError } from '../errors.js';
+import { Qcow2FormatError } from '../base/errors.js';
 
 export interface OpenOptions {
   /** Open as the checker does: tolerate a missing refcount table and an invalid snapshot table. */
@@ -47,13 +47,21 @@ export class Qcow2Image {
     const geo = geometry(header);
     const l1Bytes = header.l1Size * C.L1_ENTRY_SIZE;
     if (header.l1Size > 0 && header.l1TableOffset >= fileSize && !opts.zeroFillPastEof)
-      throw new Qcow2FormatError('Could not read L1 table: beyond end of file', 'header.l1_table_offset', header.l1TableOffset);
-    const l1 = !l1Bytes ? new Uint8Array(0)
-      : header.l1TableOffset >= fileSize ? new Uint8Array(l1Bytes) : await readPadded(io, header.l1TableOffset, l1Bytes);
+      throw new Qcow2FormatError(
+        'Could not read L1 table: beyond end of file',
+        'header.l1_table_offset',
+        header.l1TableOffset,
+      );
+    const l1 = !l1Bytes
+      ? new Uint8Array(0)
+      : header.l1TableOffset >= fileSize
+        ? new Uint8Array(l1Bytes)
+        : await readPadded(io, header.l1TableOffset, l1Bytes);
     const rtBytes = header.refcountTableClusters * geo.clusterSize;
-    const reftable = rtBytes && header.refcountTableOffset < fileSize
-      ? await readPadded(io, header.refcountTableOffset, rtBytes)
-      : new Uint8Array(rtBytes);
+    const reftable =
+      rtBytes && header.refcountTableOffset < fileSize
+        ? await readPadded(io, header.refcountTableOffset, rtBytes)
+        : new Uint8Array(rtBytes);
     return new Qcow2Image(io, header, geo, fileSize, l1, reftable);
   }
 
@@ -126,7 +134,11 @@ export class Qcow2Image {
       const fixed = await this.readStructure(h.snapshotsOffset + pos, C.SNAPSHOT_ENTRY_FIXED_SIZE, 'snapshot table');
       const extra = u32(fixed, 36);
       if (extra > C.QCOW_MAX_SNAPSHOT_EXTRA_DATA)
-        throw new Qcow2FormatError(`Too much extra metadata in snapshot table entry ${i}`, `snapshot[${i}].extra_data_size`, extra);
+        throw new Qcow2FormatError(
+          `Too much extra metadata in snapshot table entry ${i}`,
+          `snapshot[${i}].extra_data_size`,
+          extra,
+        );
       const len = snapshotEntryLength(fixed, 0);
       if (pos + len > C.QCOW_MAX_SNAPSHOTS_SIZE)
         throw new Qcow2FormatError('Snapshot table is too big', `snapshot[${i}]`, pos + len);
@@ -156,7 +168,7 @@ function headerWithin(buf: Uint8Array, cs: number): boolean {
   const backingSize = u32(buf, C.HDR.backingFileSize);
   if (backingHi !== 0 || backingOffset + backingSize > buf.length) return false;
   const extEnd = backingOffset !== 0 ? backingOffset : cs;
-  for (let off = headerLength; off + 8 <= extEnd;) {
+  for (let off = headerLength; off + 8 <= extEnd; ) {
     if (off + 8 > buf.length) return false;
     const type = u32(buf, off);
     const length = u32(buf, off + 4);

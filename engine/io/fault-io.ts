@@ -22,8 +22,14 @@ export interface FaultRule {
 /** An injected I/O error, shaped like Node's system errors (code = errno name). */
 export class InjectedIOError extends Error {
   readonly code: FaultErrno;
-  constructor(readonly errno: FaultErrno, readonly event: string, op: string) {
-    super(`${errno === 'EIO' ? 'Input/output error' : 'No space left on device'} (injected after event ${event}, on ${op})`);
+  constructor(
+    readonly errno: FaultErrno,
+    readonly event: string,
+    op: string,
+  ) {
+    super(
+      `${errno === 'EIO' ? 'Input/output error' : 'No space left on device'} (injected after event ${event}, on ${op})`,
+    );
     this.name = 'InjectedIOError';
     this.code = errno;
   }
@@ -50,7 +56,10 @@ export class FaultIO implements PositionalIO {
   /** Faults injected so far. */
   injected = 0;
 
-  constructor(readonly inner: PositionalIO, private rules: FaultRule[] = []) {}
+  constructor(
+    readonly inner: PositionalIO,
+    private rules: FaultRule[] = [],
+  ) {}
 
   get name(): string {
     return this.inner.name;

@@ -16,7 +16,10 @@ export class FileIO implements PositionalIO {
     readonly readOnly: boolean,
   ) {}
 
-  static async open(path: string, opts: { write?: boolean; create?: boolean; syncReads?: boolean } = {}): Promise<FileIO> {
+  static async open(
+    path: string,
+    opts: { write?: boolean; create?: boolean; syncReads?: boolean } = {},
+  ): Promise<FileIO> {
     const flags = opts.create ? 'w+' : opts.write ? 'r+' : 'r';
     const readOnly = !opts.write && !opts.create;
     if (opts.syncReads && readOnly) return new FileIO(path, undefined, openSync(path, flags), true);
@@ -32,7 +35,8 @@ export class FileIO implements PositionalIO {
     const buf = new Uint8Array(length);
     let done = 0;
     while (done < length) {
-      const n = this.fh ? (await this.fh.read(buf, done, length - done, offset + done)).bytesRead
+      const n = this.fh
+        ? (await this.fh.read(buf, done, length - done, offset + done)).bytesRead
         : readSync(this.rawFd, buf, done, length - done, offset + done);
       if (n === 0) break;
       done += n;

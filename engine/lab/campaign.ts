@@ -43,7 +43,13 @@ export interface Recording {
   allocatingWrites: number;
 }
 
-async function applyOp(w: Qcow2Writer, model: { bytes: Uint8Array }, snaps: Map<string, Uint8Array>, op: LabOp, opId: number): Promise<void> {
+async function applyOp(
+  w: Qcow2Writer,
+  model: { bytes: Uint8Array },
+  snaps: Map<string, Uint8Array>,
+  op: LabOp,
+  opId: number,
+): Promise<void> {
   switch (op.op) {
     case 'write': {
       const d = patternBytes(opId, op.offset, op.length);
@@ -104,7 +110,11 @@ function diffSectors(before: Uint8Array, after: Uint8Array): Map<number, Uint8Ar
   for (let s = 0; s < n; s++) {
     const a = after.subarray(s * SECTOR, (s + 1) * SECTOR);
     const b = before.subarray(s * SECTOR, (s + 1) * SECTOR);
-    if (b.length !== a.length || !Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length))) out.set(s, a.slice());
+    if (
+      b.length !== a.length ||
+      !Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length))
+    )
+      out.set(s, a.slice());
   }
   return out;
 }
@@ -123,7 +133,11 @@ export async function recordWorkload(wl: Workload, ordering: WriteOrdering): Pro
   const baseModel = model.bytes.slice();
 
   const rec = new RecordingIO(new MemoryIO(base, `${wl.name}.qcow2`));
-  const w = await Qcow2Writer.open(rec, { ordering, lazyRefcounts: wl.lazyRefcounts ?? false, ...(wl.cacheTables ? { cacheTables: wl.cacheTables } : {}) });
+  const w = await Qcow2Writer.open(rec, {
+    ordering,
+    lazyRefcounts: wl.lazyRefcounts ?? false,
+    ...(wl.cacheTables ? { cacheTables: wl.cacheTables } : {}),
+  });
   const ops: OpRecord[] = [];
   const all = [...wl.ops, { op: 'flush' } as LabOp];
   for (let i = 0; i < all.length; i++) {
@@ -138,7 +152,15 @@ export async function recordWorkload(wl: Workload, ordering: WriteOrdering): Pro
     }
     ops.push(r);
   }
-  return { workload: wl, base, baseModel, log: rec.log, ops, flushes: w.stats.flushes, allocatingWrites: w.stats.allocatingWrites };
+  return {
+    workload: wl,
+    base,
+    baseModel,
+    log: rec.log,
+    ops,
+    flushes: w.stats.flushes,
+    allocatingWrites: w.stats.allocatingWrites,
+  };
 }
 
 export interface StateVerdict {
@@ -154,7 +176,8 @@ export interface StateVerdict {
 /** Data expectations of a crash state: what is durable, and which operations were in flight. */
 function expectations(rec: Recording, state: CrashState): { durable: Uint8Array; inflight: OpRecord[] } {
   let g: OpRecord | undefined;
-  for (const op of rec.ops) if (op.flushIndex !== undefined && op.flushIndex <= state.lastFlush && op.start < state.crashAt) g = op;
+  for (const op of rec.ops)
+    if (op.flushIndex !== undefined && op.flushIndex <= state.lastFlush && op.start < state.crashAt) g = op;
   const durable = g?.modelAfter ?? rec.baseModel;
   const after = g?.index ?? -1;
   return { durable, inflight: rec.ops.filter((o) => o.index > after && o.start < state.crashAt) };
@@ -190,11 +213,17 @@ async function checkData(io: MemoryIO, rec: Recording, state: CrashState, detail
     let ok = false;
     for (const op of inflight) {
       const c = op.changes.get(s);
-      if (c && G.compare(c, 0, SECTOR, a, a + SECTOR) === 0) { ok = true; break; }
+      if (c && G.compare(c, 0, SECTOR, a, a + SECTOR) === 0) {
+        ok = true;
+        break;
+      }
     }
     if (!ok) {
       bad++;
-      if (details.length < 8) details.push(`data: guest sector ${s} (0x${a.toString(16)}) holds neither its acknowledged nor an in-flight value`);
+      if (details.length < 8)
+        details.push(
+          `data: guest sector ${s} (0x${a.toString(16)}) holds neither its acknowledged nor an in-flight value`,
+        );
     }
   }
   return bad;
@@ -232,14 +261,24 @@ async function continueAfterCrash(io: MemoryIO, details: string[]): Promise<bool
   }
 }
 
-export async function judgeState(rec: Recording, state: CrashState, io: MemoryIO, continueWriting: boolean): Promise<StateVerdict> {
+export async function judgeState(
+  rec: Recording,
+  state: CrashState,
+  io: MemoryIO,
+  continueWriting: boolean,
+): Promise<StateVerdict> {
   const details: string[] = [];
   const badSectors = await checkData(io, rec, state, details);
   const m = await judgeMetadata(io);
   details.push(...m.details);
   const v: StateVerdict = {
-    corrupt: m.corruptions > 0, badSectors, copiedBenign: m.copiedBenign > 0, leaky: m.leaks > 0,
-    wasDirty: m.wasDirty, continueFailed: false, details,
+    corrupt: m.corruptions > 0,
+    badSectors,
+    copiedBenign: m.copiedBenign > 0,
+    leaky: m.leaks > 0,
+    wasDirty: m.wasDirty,
+    continueFailed: false,
+    details,
   };
   if (continueWriting && !v.corrupt) v.continueFailed = !(await continueAfterCrash(io, details));
   return v;
@@ -302,7 +341,11 @@ export async function runCampaign(opts: CampaignOptions = {}): Promise<WorkloadR
     // Time left, shared by the workloads still to run (unused time passes on).
     const perWorkloadMs = (deadline - t0) / (all.length - k);
     const rec = await recordWorkload(wl, ordering);
-    let states = enumerateCrashStates(rec.log, { seed, subsetsPerEpoch: opts.subsetsPerEpoch ?? 8, tornPerEpoch: opts.tornPerEpoch ?? 4 });
+    let states = enumerateCrashStates(rec.log, {
+      seed,
+      subsetsPerEpoch: opts.subsetsPerEpoch ?? 8,
+      tornPerEpoch: opts.tornPerEpoch ?? 4,
+    });
     const stride = Math.max(1, Math.floor(opts.stride ?? 1));
     if (stride > 1) states = states.filter((_, i) => i % stride === 0);
     if (Number.isFinite(perWorkloadMs)) {
@@ -314,10 +357,23 @@ export async function runCampaign(opts: CampaignOptions = {}): Promise<WorkloadR
     }
     const builder = new CrashStateBuilder(rec.base, rec.log);
     const r: WorkloadReport = {
-      name: wl.name, logLength: rec.log.length, states: 0, corruptions: 0, dataMismatches: 0, copiedBenign: 0, leaky: 0,
-      dirtyRepaired: 0, continueTried: 0, continueFailures: 0, flushes: rec.flushes, allocatingWrites: rec.allocatingWrites,
-      flushesPer1000AllocatingWrites: rec.allocatingWrites ? Math.round((rec.flushes / rec.allocatingWrites) * 1000) : 0,
-      dumped: [], failures: [],
+      name: wl.name,
+      logLength: rec.log.length,
+      states: 0,
+      corruptions: 0,
+      dataMismatches: 0,
+      copiedBenign: 0,
+      leaky: 0,
+      dirtyRepaired: 0,
+      continueTried: 0,
+      continueFailures: 0,
+      flushes: rec.flushes,
+      allocatingWrites: rec.allocatingWrites,
+      flushesPer1000AllocatingWrites: rec.allocatingWrites
+        ? Math.round((rec.flushes / rec.allocatingWrites) * 1000)
+        : 0,
+      dumped: [],
+      failures: [],
     };
     for (let i = 0; i < states.length; i++) {
       if (Date.now() - t0 > perWorkloadMs) break;
@@ -335,9 +391,13 @@ export async function runCampaign(opts: CampaignOptions = {}): Promise<WorkloadR
       if (tryContinue && !v.corrupt) r.continueTried++;
       if (v.continueFailed) r.continueFailures++;
       const failed = v.corrupt || v.badSectors > 0 || v.continueFailed;
-      if (failed && r.failures.length < 5) r.failures.push(`${describeCrashState(state)}: ${v.details.slice(0, 3).join('; ')}`);
+      if (failed && r.failures.length < 5)
+        r.failures.push(`${describeCrashState(state)}: ${v.details.slice(0, 3).join('; ')}`);
       if (opts.dumpDir && raw && (i % dumpEvery === 0 || (failed && r.dumped.length < 200))) {
-        const file = join(opts.dumpDir, `${wl.name}-${String(i).padStart(5, '0')}-${state.kind}${failed ? '-FAILED' : ''}.qcow2`);
+        const file = join(
+          opts.dumpDir,
+          `${wl.name}-${String(i).padStart(5, '0')}-${state.kind}${failed ? '-FAILED' : ''}.qcow2`,
+        );
         writeFileSync(file, raw);
         r.dumped.push(file);
       }

@@ -66,10 +66,15 @@ export function enumerateCrashStates(log: readonly WriteLogEntry[], opts: Enumer
   const rnd = prng(opts.seed ?? 1);
   const states: CrashState[] = [];
   const flushes: number[] = [];
-  log.forEach((e, i) => { if (e.kind === 'flush') flushes.push(i); });
+  log.forEach((e, i) => {
+    if (e.kind === 'flush') flushes.push(i);
+  });
   const lastFlushBefore = (p: number): number => {
     let f = -1;
-    for (const x of flushes) { if (x < p) f = x; else break; }
+    for (const x of flushes) {
+      if (x < p) f = x;
+      else break;
+    }
     return f;
   };
 
@@ -137,7 +142,10 @@ export class CrashStateBuilder {
   private cacheUpTo = -1; // entries [0, cacheUpTo] applied to cache
   private cache: MemoryIO;
 
-  constructor(private readonly base: Uint8Array, private readonly log: readonly WriteLogEntry[]) {
+  constructor(
+    private readonly base: Uint8Array,
+    private readonly log: readonly WriteLogEntry[],
+  ) {
     this.cache = new MemoryIO(base);
   }
 
@@ -170,7 +178,11 @@ export class CrashStateBuilder {
 }
 
 /** One-off: build a single crash state from the base bytes. */
-export function materializeCrashState(base: Uint8Array, log: readonly WriteLogEntry[], state: CrashState): Promise<MemoryIO> {
+export function materializeCrashState(
+  base: Uint8Array,
+  log: readonly WriteLogEntry[],
+  state: CrashState,
+): Promise<MemoryIO> {
   return new CrashStateBuilder(base, log).build(state);
 }
 

@@ -35,7 +35,15 @@ export interface JudgeOptions {
 
 /** Judge the metadata of the image in `io` (which may be modified only to repair a dirty image). */
 export async function judgeMetadata(io: PositionalIO, opts: JudgeOptions = {}): Promise<MetadataVerdict> {
-  const v: MetadataVerdict = { corruptions: 0, qemuCorruptions: 0, copiedBenign: 0, leaks: 0, checkErrors: 0, wasDirty: false, details: [] };
+  const v: MetadataVerdict = {
+    corruptions: 0,
+    qemuCorruptions: 0,
+    copiedBenign: 0,
+    leaks: 0,
+    checkErrors: 0,
+    wasDirty: false,
+    details: [],
+  };
   const hard = (line: string): void => {
     if (v.details.length < 8) v.details.push(line);
   };
@@ -57,7 +65,11 @@ export async function judgeMetadata(io: PositionalIO, opts: JudgeOptions = {}): 
   }
 
   const lines: string[] = [];
-  const r = await checkImage(img, { onMessage: (l) => { if (lines.length < 50) lines.push(l); } });
+  const r = await checkImage(img, {
+    onMessage: (l) => {
+      if (lines.length < 50) lines.push(l);
+    },
+  });
   v.qemuCorruptions = r.counters.corruptions;
   v.leaks = r.counters.leaks;
   v.checkErrors = r.counters.checkErrors + (r.failed !== undefined ? 1 : 0);
@@ -87,7 +99,11 @@ export async function judgeMetadata(io: PositionalIO, opts: JudgeOptions = {}): 
   let benign = 0;
   for (const f of walk.copied) {
     let rc = 0;
-    try { rc = await fresh.refcount(f.cluster); } catch { continue; }
+    try {
+      rc = await fresh.refcount(f.cluster);
+    } catch {
+      continue;
+    }
     if ((rc === 1) === f.copied) continue;
     const refs = walk.refs.get(f.cluster) ?? 0;
     if (f.copied && refs >= 2) {

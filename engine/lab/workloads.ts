@@ -67,7 +67,8 @@ export function labWorkloads(): Workload[] {
         w(5 * K + 512, 1 * K), // in place, partial
         flush,
         w(8 * K - 512, 1 * K), // straddles two clusters, in place
-        w(64 * K, 4 * K), w(64 * K + 512, 512), // allocate, then overwrite before any flush
+        w(64 * K, 4 * K),
+        w(64 * K + 512, 512), // allocate, then overwrite before any flush
         flush,
         w(2 * K, 8 * K),
       ],
@@ -154,7 +155,13 @@ export function labWorkloads(): Workload[] {
       create: { size: 1 * M, clusterBits: 9, refcountOrder: 6 },
       cacheTables: 4,
       setup: [...writes(0, 8, 1 * K, 64 * K), flush],
-      ops: [...writes(16 * K, 12, 1 * K, 40 * K, 5), { op: 'discard', offset: 0, length: 1 * K }, w(700 * K, 3 * K), flush, ...writes(4 * K, 6, 512, 96 * K)],
+      ops: [
+        ...writes(16 * K, 12, 1 * K, 40 * K, 5),
+        { op: 'discard', offset: 0, length: 1 * K },
+        w(700 * K, 3 * K),
+        flush,
+        ...writes(4 * K, 6, 512, 96 * K),
+      ],
     },
     {
       name: 'snapshots',
@@ -179,7 +186,15 @@ export function labWorkloads(): Workload[] {
       create: { size: 1 * M, clusterBits: 12, lazyRefcounts: true },
       lazyRefcounts: true,
       setup: [w(0, 8 * K), flush],
-      ops: [w(16 * K, 8 * K), w(1 * K, 1 * K), flush, { op: 'discard', offset: 0, length: 4 * K }, w(64 * K, 12 * K), flush, w(512 * K, 4 * K)],
+      ops: [
+        w(16 * K, 8 * K),
+        w(1 * K, 1 * K),
+        flush,
+        { op: 'discard', offset: 0, length: 4 * K },
+        w(64 * K, 12 * K),
+        flush,
+        w(512 * K, 4 * K),
+      ],
     },
   ];
 }
@@ -195,7 +210,12 @@ export function patternBytes(opId: number, offset: number, length: number): Uint
     const p = offset + i;
     const sector = Math.floor(p / 512);
     const inS = p % 512;
-    out[i] = inS < 4 ? (sector >>> (8 * inS)) & 0xff : inS < 6 ? (opId >>> (8 * (inS - 4))) & 0xff : (opId * 29 + sector * 7 + 1) & 0xff;
+    out[i] =
+      inS < 4
+        ? (sector >>> (8 * inS)) & 0xff
+        : inS < 6
+          ? (opId >>> (8 * (inS - 4))) & 0xff
+          : (opId * 29 + sector * 7 + 1) & 0xff;
   }
   return out;
 }

@@ -5,7 +5,7 @@
  */
 import type { PositionalIO } from '../io/positional-io.js';
 import { readPadded } from '../io/positional-io.js';
-import type { CancelToken, ProgressSink } from '../service/progress.js';
+import type { CancelToken, ProgressSink } from '../base/task-control.js';
 import type { RepairPlan } from './plan.js';
 
 export interface ApplyOptions {
@@ -20,7 +20,9 @@ export interface ApplyOptions {
 
 export class StaleImageError extends Error {
   constructor(offset: number, structure: string) {
-    super(`image changed since the plan was made: ${structure} at 0x${offset.toString(16)} no longer holds the expected bytes; nothing further written`);
+    super(
+      `image changed since the plan was made: ${structure} at 0x${offset.toString(16)} no longer holds the expected bytes; nothing further written`,
+    );
     this.name = 'StaleImageError';
   }
 }
@@ -31,7 +33,11 @@ function same(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-export async function applyPlan(io: PositionalIO, plan: RepairPlan, opts: ApplyOptions = {}): Promise<{ writes: number; bytes: number; skipped: string[] }> {
+export async function applyPlan(
+  io: PositionalIO,
+  plan: RepairPlan,
+  opts: ApplyOptions = {},
+): Promise<{ writes: number; bytes: number; skipped: string[] }> {
   const skipped: string[] = [];
   opts.cancel?.throwIfCancelled();
   const total = plan.steps.reduce((n, s) => n + s.writes.length, 0) || 1;
@@ -39,12 +45,18 @@ export async function applyPlan(io: PositionalIO, plan: RepairPlan, opts: ApplyO
   let bytes = 0;
   for (const step of plan.steps) {
     if (step.writes.length === 0 && step.growTo === undefined) continue;
-    if (opts.beforePhase && !(await opts.beforePhase(step.phase))) { skipped.push(step.phase); continue; }
+    if (opts.beforePhase && !(await opts.beforePhase(step.phase))) {
+      skipped.push(step.phase);
+      continue;
+    }
     if (step.growTo !== undefined && (await io.size()) < step.growTo) await io.truncate(step.growTo);
     for (const w of step.writes) {
       const cur = await readPadded(io, w.offset, w.oldBytes.length);
       if (!same(cur, w.oldBytes)) {
-        if (same(cur, w.newBytes)) { done++; continue; } // already there (a re-run after an interruption)
+        if (same(cur, w.newBytes)) {
+          done++;
+          continue;
+        } // already there (a re-run after an interruption)
         throw new StaleImageError(w.offset, w.structure);
       }
       await io.write(w.offset, w.newBytes);

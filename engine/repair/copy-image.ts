@@ -35,7 +35,9 @@ export async function copyImage(src: string, dst: string): Promise<CopyMethod> {
   } catch (e) {
     await input.close();
     const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(code === 'EEXIST' ? `refusing to overwrite ${dst}: it already exists` : `cannot create ${dst}: ${code}`);
+    throw new Error(
+      code === 'EEXIST' ? `refusing to overwrite ${dst}: it already exists` : `cannot create ${dst}: ${code}`,
+    );
   }
   try {
     const size = (await input.stat()).size;

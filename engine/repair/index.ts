@@ -14,7 +14,7 @@ import type { RepairMode } from '../check/types.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
 import { FileIO } from '../io/file-io.js';
 import type { PositionalIO } from '../io/positional-io.js';
-import type { CancelToken, ProgressSink } from '../service/progress.js';
+import type { CancelToken, ProgressSink } from '../base/task-control.js';
 import { applyPlan, StaleImageError } from './apply.js';
 export { StaleImageError } from './apply.js';
 import { copyImage, type CopyMethod } from './copy-image.js';
@@ -74,9 +74,18 @@ export interface RepairOutcome {
   skippedPhases: string[];
 }
 
-async function analyze(io: PositionalIO, onMessage?: (l: string) => void, onProgress?: ProgressSink, cancel?: CancelToken): Promise<Analysis> {
+async function analyze(
+  io: PositionalIO,
+  onMessage?: (l: string) => void,
+  onProgress?: ProgressSink,
+  cancel?: CancelToken,
+): Promise<Analysis> {
   const img = await Qcow2Image.open(io, { checkMode: true, zeroFillPastEof: true });
-  return analyzeImage(img, { ...(onMessage ? { onMessage } : {}), ...(onProgress ? { onProgress } : {}), ...(cancel ? { cancel } : {}) });
+  return analyzeImage(img, {
+    ...(onMessage ? { onMessage } : {}),
+    ...(onProgress ? { onProgress } : {}),
+    ...(cancel ? { cancel } : {}),
+  });
 }
 
 /** Dry run: the plan for `path` in `mode`. Opens read-only; writes nothing. */
@@ -122,9 +131,11 @@ export async function repairFile(req: RepairRequest): Promise<RepairOutcome> {
       if (reason) throw new RepairRefusedError(reason);
     }
   }
-  const journalPath = req.dryRun ? undefined
-    : req.journal === false ? undefined
-      : req.journal ?? (req.outputImage === undefined ? defaultJournalPath(req.image) : undefined);
+  const journalPath = req.dryRun
+    ? undefined
+    : req.journal === false
+      ? undefined
+      : (req.journal ?? (req.outputImage === undefined ? defaultJournalPath(req.image) : undefined));
   if (journalPath !== undefined) {
     const reason = await journalUnwritableReason(journalPath);
     if (reason) throw new RepairRefusedError(reason);
@@ -141,7 +152,8 @@ export async function repairFile(req: RepairRequest): Promise<RepairOutcome> {
   const io = await FileIO.open(target, { write: !req.dryRun });
   try {
     const r = await repairIO(io, {
-      mode: req.mode, name: target,
+      mode: req.mode,
+      name: target,
       ...(req.dryRun ? { dryRun: true } : {}),
       ...(journalPath !== undefined ? { journal: { path: journalPath, imagePath: target } } : {}),
       ...(req.onProgress ? { onProgress: req.onProgress } : {}),
@@ -177,7 +189,12 @@ export interface RepairIOOptions {
  */
 export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Omit<RepairOutcome, 'target'>> {
   // Progress: the first-pass check is the first 30 %, the ordered writes the rest.
-  const before = await analyze(io, o.onMessage, o.onProgress ? (e) => o.onProgress!({ fraction: 0.3 * e.fraction, stage: `check: ${e.stage}` }) : undefined, o.cancel);
+  const before = await analyze(
+    io,
+    o.onMessage,
+    o.onProgress ? (e) => o.onProgress!({ fraction: 0.3 * e.fraction, stage: `check: ${e.stage}` }) : undefined,
+    o.cancel,
+  );
   let plan: RepairPlan;
   if (o.plan) {
     if (o.plan.originalLength !== (await io.size()))
@@ -185,8 +202,11 @@ export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Om
     plan = o.plan;
   } else if (before.failed !== undefined) {
     // QEMU's -r all repairs one case the plain check aborts on: snapshot extra data over 1024 bytes.
-    const p = o.mode === 'all' && !before.failedAtOpen ? await planRepair(io, { mode: o.mode, name: o.name }).catch(() => undefined) : undefined;
-    if (!p || !p.fixes.some((f) => f.kind === 'snapshot-extra-truncated') || p.refusals.length > 0) {
+    const p =
+      o.mode === 'all' && !before.failedAtOpen
+        ? await planRepair(io, { mode: o.mode, name: o.name }).catch(() => undefined)
+        : undefined;
+    if (!p?.fixes.some((f) => f.kind === 'snapshot-extra-truncated') || p.refusals.length > 0) {
       return { plan: await failedPlan(io, o.name, o.mode, before.failed), before, applied: false, skippedPhases: [] };
     }
     plan = p;
@@ -217,14 +237,31 @@ export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Om
     },
   });
   after ??= await analyze(io);
-  return { plan, before, after, applied: true, skippedPhases: res.skipped, ...(o.journal !== undefined ? { journalPath: o.journal.path } : {}) };
+  return {
+    plan,
+    before,
+    after,
+    applied: true,
+    skippedPhases: res.skipped,
+    ...(o.journal !== undefined ? { journalPath: o.journal.path } : {}),
+  };
 }
 
 async function failedPlan(io: PositionalIO, name: string, mode: RepairMode, reason: string): Promise<RepairPlan> {
   const len = await io.size();
   return {
-    image: name, mode, clusterSize: 0, originalLength: len, steps: [], fixes: [], refusals: [], rebuild: false,
-    expected: { remainingCorruptions: 0, remainingLeaks: 0, fileLength: len }, leaksFixed: 0, corruptionsFixed: 0, failed: reason,
+    image: name,
+    mode,
+    clusterSize: 0,
+    originalLength: len,
+    steps: [],
+    fixes: [],
+    refusals: [],
+    rebuild: false,
+    expected: { remainingCorruptions: 0, remainingLeaks: 0, fileLength: len },
+    leaksFixed: 0,
+    corruptionsFixed: 0,
+    failed: reason,
   };
 }
 
@@ -232,7 +269,10 @@ async function failedPlan(io: PositionalIO, name: string, mode: RepairMode, reas
  * Undo a repair from its journal: verifies the journal's checksums, refuses if the image holds
  * bytes the repair never wrote (unless `force`), restores every region and the original length.
  */
-export async function undoRepair(journalPath: string, opts: { image?: string; force?: boolean } = {}): Promise<UndoResult & { image: string }> {
+export async function undoRepair(
+  journalPath: string,
+  opts: { image?: string; force?: boolean } = {},
+): Promise<UndoResult & { image: string }> {
   const j = await readJournal(journalPath);
   const image = opts.image ?? j.meta.image;
   const reason = (await inUseReason(image).catch(() => undefined)) ?? (await notWritableReason(image));

@@ -43,7 +43,9 @@ export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).
 
 /** Merge the byte ranges of the writes into sorted, disjoint regions. */
 export function regionsOf(writes: PlannedWrite[]): Array<{ offset: number; length: number }> {
-  const r = writes.map((w) => ({ start: w.offset, end: w.offset + w.newBytes.length })).sort((a, b) => a.start - b.start);
+  const r = writes
+    .map((w) => ({ start: w.offset, end: w.offset + w.newBytes.length }))
+    .sort((a, b) => a.start - b.start);
   const out: Array<{ offset: number; length: number }> = [];
   for (const x of r) {
     const last = out[out.length - 1];
@@ -63,7 +65,12 @@ export function defaultJournalPath(imagePath: string, now = new Date()): string 
  * Build the journal for `writes` against the image as it is now, write it to `path` and make it
  * durable (file and directory fsync). Throws (one line) if it cannot; nothing is written to the image.
  */
-export async function writeJournal(path: string, imagePath: string, io: PositionalIO, writes: PlannedWrite[]): Promise<JournalMeta> {
+export async function writeJournal(
+  path: string,
+  imagePath: string,
+  io: PositionalIO,
+  writes: PlannedWrite[],
+): Promise<JournalMeta> {
   const originalLength = await io.size();
   const st = await stat(imagePath);
   const regions: JournalRegion[] = [];
@@ -89,8 +96,14 @@ export async function writeJournal(path: string, imagePath: string, io: Position
   }
   const data = Buffer.concat(chunks);
   const meta: JournalMeta = {
-    format: 1, image: resolve(imagePath), dev: st.dev, ino: st.ino, originalLength,
-    createdAt: new Date().toISOString(), regions, dataSha256: sha256(data),
+    format: 1,
+    image: resolve(imagePath),
+    dev: st.dev,
+    ino: st.ino,
+    originalLength,
+    createdAt: new Date().toISOString(),
+    regions,
+    dataSha256: sha256(data),
   };
   const metaBytes = Buffer.from(JSON.stringify(meta), 'utf8');
   const head = Buffer.alloc(12);
@@ -100,14 +113,18 @@ export async function writeJournal(path: string, imagePath: string, io: Position
   try {
     fh = await open(path, 'wx');
   } catch (e) {
-    throw new Error(`cannot write the undo journal ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new Error(
+      `cannot write the undo journal ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   try {
     await fh.writeFile(Buffer.concat([head, metaBytes, data]));
     await fh.sync();
   } catch (e) {
     await fh.close().catch(() => undefined);
-    throw new Error(`cannot write the undo journal ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new Error(
+      `cannot write the undo journal ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   await fh.close();
   await syncDir(dirname(path));
@@ -117,7 +134,11 @@ export async function writeJournal(path: string, imagePath: string, io: Position
 async function syncDir(dir: string): Promise<void> {
   try {
     const d = await open(dir, 'r');
-    try { await d.sync(); } finally { await d.close(); }
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
   } catch {
     // Some file systems refuse fsync on a directory; the file itself is synced.
   }
@@ -136,7 +157,8 @@ export async function readJournal(path: string): Promise<LoadedJournal> {
   } catch (e) {
     throw new Error(`cannot read journal ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  if (buf.length < 12 || buf.toString('latin1', 0, 8) !== MAGIC) throw new Error(`not a qcow2-doctor journal: ${path} (magic)`);
+  if (buf.length < 12 || buf.toString('latin1', 0, 8) !== MAGIC)
+    throw new Error(`not a qcow2-doctor journal: ${path} (magic)`);
   const metaLen = buf.readUInt32BE(8);
   if (12 + metaLen > buf.length) throw new Error(`journal truncated: ${path} (metadata length ${metaLen})`);
   let meta: JournalMeta;
@@ -145,11 +167,13 @@ export async function readJournal(path: string): Promise<LoadedJournal> {
   } catch {
     throw new Error(`journal metadata unreadable: ${path}`);
   }
-  if (meta.format !== 1 || !Array.isArray(meta.regions)) throw new Error(`unsupported journal format: ${path} (format ${String(meta.format)})`);
+  if (meta.format !== 1 || !Array.isArray(meta.regions))
+    throw new Error(`unsupported journal format: ${path} (format ${String(meta.format)})`);
   const data = buf.subarray(12 + metaLen);
   if (sha256(data) !== meta.dataSha256) throw new Error(`journal data checksum mismatch: ${path}`);
   for (const r of meta.regions) {
-    if (r.dataOffset + r.savedLength > data.length) throw new Error(`journal truncated: ${path} (region at 0x${r.offset.toString(16)})`);
+    if (r.dataOffset + r.savedLength > data.length)
+      throw new Error(`journal truncated: ${path} (region at 0x${r.offset.toString(16)})`);
     if (sha256(data.subarray(r.dataOffset, r.dataOffset + r.savedLength)) !== r.sha256)
       throw new Error(`journal region checksum mismatch: ${path} (region at 0x${r.offset.toString(16)})`);
   }
@@ -166,14 +190,20 @@ export interface UndoResult {
  * Put the original bytes back. Refuses (one line, nothing written) when a region holds content the
  * repair never wrote, i.e. the image changed since (unless `force`).
  */
-export async function undoFromJournal(j: LoadedJournal, io: PositionalIO, opts: { force?: boolean } = {}): Promise<UndoResult> {
+export async function undoFromJournal(
+  j: LoadedJournal,
+  io: PositionalIO,
+  opts: { force?: boolean } = {},
+): Promise<UndoResult> {
   const { meta, data } = j;
   if (!opts.force) {
     for (const r of meta.regions) {
       if (r.savedLength === 0) continue;
       const now = sha256(await readPadded(io, r.offset, r.savedLength));
       if (now !== r.sha256 && !r.statesSha256.includes(now))
-        throw new Error(`image changed since the repair: region 0x${r.offset.toString(16)} (+${r.savedLength}) holds bytes the repair did not write; use --force to restore anyway`);
+        throw new Error(
+          `image changed since the repair: region 0x${r.offset.toString(16)} (+${r.savedLength}) holds bytes the repair did not write; use --force to restore anyway`,
+        );
     }
   }
   let bytes = 0;

@@ -10,7 +10,11 @@ export class OverlayIO implements PositionalIO {
   private patches = new Map<number, Uint8Array>();
   private length: number;
 
-  constructor(private readonly base: PositionalIO, baseLength: number, readonly name = base.name) {
+  constructor(
+    private readonly base: PositionalIO,
+    baseLength: number,
+    readonly name = base.name,
+  ) {
     this.length = baseLength;
   }
 

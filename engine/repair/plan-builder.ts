@@ -38,11 +38,22 @@ export class PlanBuilder {
    * runs closer than `gap` bytes are merged. Used for refcount blocks and tables, where a repair
    * usually changes a few entries of a large block.
    */
-  async writeDiff(phase: Phase, offset: number, before: Uint8Array, after: Uint8Array, structure: Structure, why: string, gap = 16): Promise<number> {
+  async writeDiff(
+    phase: Phase,
+    offset: number,
+    before: Uint8Array,
+    after: Uint8Array,
+    structure: Structure,
+    why: string,
+    gap = 16,
+  ): Promise<number> {
     let i = 0;
     let n = 0;
     while (i < after.length) {
-      if (before[i] === after[i]) { i++; continue; }
+      if (before[i] === after[i]) {
+        i++;
+        continue;
+      }
       let j = i + 1;
       let lastDiff = i;
       while (j < after.length && j - lastDiff <= gap) {

@@ -41,7 +41,16 @@ export interface PlannedWrite {
  *  header         clear the dirty bit, then the corrupt bit (last)
  */
 export const PHASES = [
-  'mark-corrupt', 'clear-copied', 'grow', 'raise', 'switch-reftable', 'data', 'relink', 'lower', 'set-copied', 'header',
+  'mark-corrupt',
+  'clear-copied',
+  'grow',
+  'raise',
+  'switch-reftable',
+  'data',
+  'relink',
+  'lower',
+  'set-copied',
+  'header',
 ] as const;
 export type Phase = (typeof PHASES)[number];
 
@@ -123,8 +132,12 @@ export function planToJson(plan: RepairPlan): unknown {
       phase: s.phase,
       ...(s.growTo !== undefined ? { growTo: s.growTo } : {}),
       writes: s.writes.map((w) => ({
-        offset: w.offset, length: w.newBytes.length, structure: w.structure, why: w.why,
-        old: hexOf(w.oldBytes), new: hexOf(w.newBytes),
+        offset: w.offset,
+        length: w.newBytes.length,
+        structure: w.structure,
+        why: w.why,
+        old: hexOf(w.oldBytes),
+        new: hexOf(w.newBytes),
       })),
     })),
   };
@@ -141,7 +154,9 @@ function brief(b: Uint8Array): string {
 /** The plan as text lines, one per write, for --dry-run. */
 export function planToText(plan: RepairPlan): string[] {
   const out: string[] = [];
-  out.push(`Repair plan for ${plan.image} (-r ${plan.mode})${plan.rebuild ? ', rebuilding the refcount structure' : ''}:`);
+  out.push(
+    `Repair plan for ${plan.image} (-r ${plan.mode})${plan.rebuild ? ', rebuilding the refcount structure' : ''}:`,
+  );
   let n = 0;
   for (const s of plan.steps) {
     if (s.writes.length === 0 && s.growTo === undefined) continue;
@@ -149,13 +164,17 @@ export function planToText(plan: RepairPlan): string[] {
     if (s.growTo !== undefined) out.push(`    grow file to ${s.growTo} bytes`);
     for (const w of s.writes) {
       n++;
-      out.push(`    ${n}. 0x${w.offset.toString(16)} ${w.structure}: ${brief(w.oldBytes)} -> ${brief(w.newBytes)}  (${w.why})`);
+      out.push(
+        `    ${n}. 0x${w.offset.toString(16)} ${w.structure}: ${brief(w.oldBytes)} -> ${brief(w.newBytes)}  (${w.why})`,
+      );
     }
     out.push('    flush');
   }
   if (n === 0) out.push('  (no writes)');
   for (const f of plan.fixes) if (f.differsFromQemu) out.push(`  note: ${f.text}`);
   for (const r of plan.refusals) out.push(`  not repaired: ${r.what} — ${r.decide}`);
-  out.push(`Expected after repair: ${plan.expected.remainingCorruptions} errors, ${plan.expected.remainingLeaks} leaked clusters, file length ${plan.expected.fileLength}`);
+  out.push(
+    `Expected after repair: ${plan.expected.remainingCorruptions} errors, ${plan.expected.remainingLeaks} leaked clusters, file length ${plan.expected.fileLength}`,
+  );
   return out;
 }

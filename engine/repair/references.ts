@@ -32,10 +32,22 @@ export interface Ref {
 }
 
 export type BadKind =
-  | 'l1-unaligned' | 'l1-beyond-eof' | 'l1-into-metadata' | 'l1-reserved-bits' | 'l1-zero-offset' | 'l1-table-beyond-eof'
-  | 'l2-reserved-bits' | 'l2-prealloc-unaligned' | 'l2-data-unaligned' | 'l2-beyond-eof'
-  | 'l2-compressed-copied' | 'l2-compressed-beyond-eof' | 'l2-unsupported'
-  | 'snapshot-l1-unaligned' | 'snapshot-l1-too-large' | 'snapshot-l1-beyond-eof';
+  | 'l1-unaligned'
+  | 'l1-beyond-eof'
+  | 'l1-into-metadata'
+  | 'l1-reserved-bits'
+  | 'l1-zero-offset'
+  | 'l1-table-beyond-eof'
+  | 'l2-reserved-bits'
+  | 'l2-prealloc-unaligned'
+  | 'l2-data-unaligned'
+  | 'l2-beyond-eof'
+  | 'l2-compressed-copied'
+  | 'l2-compressed-beyond-eof'
+  | 'l2-unsupported'
+  | 'snapshot-l1-unaligned'
+  | 'snapshot-l1-too-large'
+  | 'snapshot-l1-beyond-eof';
 
 export interface BadEntry {
   kind: BadKind;
@@ -161,7 +173,11 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
   const h = img.header;
   const oldRefcountClusters = new Set<number>();
   const refblocks: RefWalk['refblocks'] = [];
-  for (let c = cl(h.refcountTableOffset); h.refcountTableClusters && c < cl(h.refcountTableOffset) + h.refcountTableClusters; c++)
+  for (
+    let c = cl(h.refcountTableOffset);
+    h.refcountTableClusters && c < cl(h.refcountTableOffset) + h.refcountTableClusters;
+    c++
+  )
     oldRefcountClusters.add(c);
   const rtEntries = img.reftable.length / 8;
   for (let i = 0; i < rtEntries; i++) {
@@ -216,8 +232,17 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
     if (l1Size === 0) return;
     if (!count(l1Off, l1Size * 8)) {
       // The table lies past the end of the file: never read zeros as "no mappings" and free what it held.
-      flag({ kind: 'l1-table-beyond-eof', entry: -1, hi: 0, lo: 0, active, table: l1Off, index: -1, qemuClusters: [],
-        ...(snapshotId !== undefined ? { snapshotId } : {}) });
+      flag({
+        kind: 'l1-table-beyond-eof',
+        entry: -1,
+        hi: 0,
+        lo: 0,
+        active,
+        table: l1Off,
+        index: -1,
+        qemuClusters: [],
+        ...(snapshotId !== undefined ? { snapshotId } : {}),
+      });
       return;
     }
     const l1 = active ? img.l1 : await readPadded(img.io, l1Off, l1Size * 8);
@@ -228,8 +253,16 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
       if (hi === 0 && lo === 0) continue;
       const entry = l1Off + i * 8;
       const off = l1Offset(hi, lo);
-      const badBase = { entry, hi, lo, active, table: l1Off, index: i, ...(snapshotId !== undefined ? { snapshotId } : {}) };
-      if ((hi & C.L1E_RESERVED_MASK_HI) || (lo & C.L1E_RESERVED_MASK_LO))
+      const badBase = {
+        entry,
+        hi,
+        lo,
+        active,
+        table: l1Off,
+        index: i,
+        ...(snapshotId !== undefined ? { snapshotId } : {}),
+      };
+      if (hi & C.L1E_RESERVED_MASK_HI || lo & C.L1E_RESERVED_MASK_LO)
         flag({ kind: 'l1-reserved-bits', ...badBase, qemuClusters: [] });
       if (off === 0) {
         // Flags without an offset: QEMU's I/O treats the range as unallocated, its check counts cluster 0.
@@ -276,15 +309,28 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
     for (let j = 0; j < geo.l2Entries; j++) {
       const hi = u32(t, j * step);
       const lo = u32(t, j * step + 4);
-      if (hi === 0 && lo === 0 && (!geo.extendedL2 || (u32(t, j * step + 8) === 0 && u32(t, j * step + 12) === 0))) continue;
+      if (hi === 0 && lo === 0 && (!geo.extendedL2 || (u32(t, j * step + 8) === 0 && u32(t, j * step + 12) === 0)))
+        continue;
       const entry = l2Off + j * step;
       // Built only when a problem is found (this loop runs once per guest cluster).
-      const badBase = (): Omit<BadEntry, 'kind' | 'qemuClusters'> => ({ entry, hi, lo, active, table: l2Off, index: j, ...(snapshotId !== undefined ? { snapshotId } : {}) });
+      const badBase = (): Omit<BadEntry, 'kind' | 'qemuClusters'> => ({
+        entry,
+        hi,
+        lo,
+        active,
+        table: l2Off,
+        index: j,
+        ...(snapshotId !== undefined ? { snapshotId } : {}),
+      });
       const type = classifyL2(hi, lo, geo.extendedL2, ext);
       const bmZero = geo.extendedL2 ? u32(t, j * step + 8) : 0;
       const bmAlloc = geo.extendedL2 ? u32(t, j * step + 12) : 0;
-      if (geo.extendedL2 && ((type === ClusterType.Compressed && (bmAlloc | bmZero) !== 0)
-        || (type === ClusterType.Unallocated && bmAlloc !== 0) || (type === ClusterType.Normal && (bmAlloc & bmZero) !== 0))) {
+      if (
+        geo.extendedL2 &&
+        ((type === ClusterType.Compressed && (bmAlloc | bmZero) !== 0) ||
+          (type === ClusterType.Unallocated && bmAlloc !== 0) ||
+          (type === ClusterType.Normal && (bmAlloc & bmZero) !== 0))
+      ) {
         // Subcluster bitmap damage: QEMU cannot repair it and neither do we (no way to know the intended bits).
         flag({ kind: 'l2-unsupported', ...badBase(), qemuClusters: [] });
         if (type !== ClusterType.Normal) continue;
@@ -300,7 +346,7 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
         continue;
       }
       if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) continue;
-      if ((hi & C.L2E_STD_RESERVED_MASK_HI) || (lo & C.L2E_STD_RESERVED_MASK_LO))
+      if (hi & C.L2E_STD_RESERVED_MASK_HI || lo & C.L2E_STD_RESERVED_MASK_LO)
         flag({ kind: 'l2-reserved-bits', ...badBase(), qemuClusters: [] });
       const off = l2Offset(hi, lo);
       if (off % cs !== 0) {
@@ -320,29 +366,48 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
   };
 
   const walkAll = async (): Promise<void> => {
-  await walkL1(h.l1TableOffset, h.l1Size, true);
-  for (let si = 0; si < snapshots.length; si++) {
-    const s = snapshots[si]!;
-    const badBase = { entry: h.snapshotsOffset + s.tableOffset, hi: 0, lo: 0, active: false, table: h.snapshotsOffset, index: si, snapshotId: s.id };
-    if (s.l1TableOffset % cs !== 0) {
-      flag({ kind: 'snapshot-l1-unaligned', ...badBase, qemuClusters: [] });
-      continue;
+    await walkL1(h.l1TableOffset, h.l1Size, true);
+    for (let si = 0; si < snapshots.length; si++) {
+      const s = snapshots[si]!;
+      const badBase = {
+        entry: h.snapshotsOffset + s.tableOffset,
+        hi: 0,
+        lo: 0,
+        active: false,
+        table: h.snapshotsOffset,
+        index: si,
+        snapshotId: s.id,
+      };
+      if (s.l1TableOffset % cs !== 0) {
+        flag({ kind: 'snapshot-l1-unaligned', ...badBase, qemuClusters: [] });
+        continue;
+      }
+      if (s.l1Size * 8 > C.QCOW_MAX_L1_SIZE) {
+        flag({ kind: 'snapshot-l1-too-large', ...badBase, qemuClusters: [] });
+        continue;
+      }
+      if (s.l1Size > 0 && s.l1TableOffset + s.l1Size * 8 - fileSize >= cs) {
+        flag({ kind: 'snapshot-l1-beyond-eof', ...badBase, qemuClusters: [] });
+        continue;
+      }
+      await walkL1(s.l1TableOffset, s.l1Size, false, s.id);
     }
-    if (s.l1Size * 8 > C.QCOW_MAX_L1_SIZE) {
-      flag({ kind: 'snapshot-l1-too-large', ...badBase, qemuClusters: [] });
-      continue;
-    }
-    if (s.l1Size > 0 && s.l1TableOffset + s.l1Size * 8 - fileSize >= cs) {
-      flag({ kind: 'snapshot-l1-beyond-eof', ...badBase, qemuClusters: [] });
-      continue;
-    }
-    await walkL1(s.l1TableOffset, s.l1Size, false, s.id);
-  }
-  // Snapshot-shared L2 tables: their data references count once per L1 reference (QEMU walks them
-  // again for every L1 that points there). Add the extra counts now.
-  // (walkL1 skipped re-walking an L2 already seen; replay the counts for each further reference.)
-  await recountSharedL2(img, first, multi, refs, cs, geo.l2Entries, geo.l2EntrySize, fileSize, ext, pass === 1,
-    (c) => (pass === 1 ? metadata.has(c) : shared![c] === 1));
+    // Snapshot-shared L2 tables: their data references count once per L1 reference (QEMU walks them
+    // again for every L1 that points there). Add the extra counts now.
+    // (walkL1 skipped re-walking an L2 already seen; replay the counts for each further reference.)
+    await recountSharedL2(
+      img,
+      first,
+      multi,
+      refs,
+      cs,
+      geo.l2Entries,
+      geo.l2EntrySize,
+      fileSize,
+      ext,
+      pass === 1,
+      (c) => (pass === 1 ? metadata.has(c) : shared![c] === 1),
+    );
   };
   let visited = allL2;
   await walkAll();
@@ -350,7 +415,11 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
   const n2 = refs.length;
   shared = new Uint8Array(n2);
   let anyShared = false;
-  for (let c = 0; c < n2; c++) if (refs[c]! > 1 && !metadata.has(c)) { shared[c] = 1; anyShared = true; }
+  for (let c = 0; c < n2; c++)
+    if (refs[c]! > 1 && !metadata.has(c)) {
+      shared[c] = 1;
+      anyShared = true;
+    }
   if (anyShared) {
     pass = 2;
     visited = new Set<number>();
@@ -360,14 +429,15 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
 
   if (snapshotTableBytes) count(h.snapshotsOffset, snapshotTableBytes);
   if (h.refcountTableClusters) count(h.refcountTableOffset, h.refcountTableClusters * cs);
-  if (h.crypto && h.crypto.length) {
+  if (h.crypto?.length) {
     count(h.crypto.offset, h.crypto.length);
     markMeta(h.crypto.offset, h.crypto.length, 'encryption header');
   }
   let staleBitmaps = false;
   if (h.bitmaps) {
     if ((h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) === 0n) staleBitmaps = true;
-    else await countBitmaps(img, h.bitmaps.directoryOffset, h.bitmaps.directorySize, h.bitmaps.nbBitmaps, count, markMeta);
+    else
+      await countBitmaps(img, h.bitmaps.directoryOffset, h.bitmaps.directorySize, h.bitmaps.nbBitmaps, count, markMeta);
   }
   for (const rb of refblocks) if (rb.status === 'ok') count(rb.offset, cs);
 
@@ -394,10 +464,27 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
   }
 
   return {
-    clusterSize: cs, fileSize, hostClusters: n, refs, onDisk, onDiskUnknown, refblocks, oldRefcountClusters, metadata,
-    multi, first, bad, activeL1, activeL2, allL2, snapshots, snapshotTableBytes,
+    clusterSize: cs,
+    fileSize,
+    hostClusters: n,
+    refs,
+    onDisk,
+    onDiskUnknown,
+    refblocks,
+    oldRefcountClusters,
+    metadata,
+    multi,
+    first,
+    bad,
+    activeL1,
+    activeL2,
+    allL2,
+    snapshots,
+    snapshotTableBytes,
     ...(snapshotTableError !== undefined ? { snapshotTableError } : {}),
-    incompleteSnapshots, oversizeSnapshots, staleBitmaps,
+    incompleteSnapshots,
+    oversizeSnapshots,
+    staleBitmaps,
   };
 }
 
@@ -406,8 +493,19 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
  * entries counts each of its data clusters k times. Our walk reads each table once; add the
  * remaining k−1 counts here.
  */
-async function recountSharedL2(img: Qcow2Image, first: Map<number, Ref>, multi: Map<number, Ref[]>, refs: Uint32Array,
-  cs: number, l2Entries: number, step: number, fileSize: number, ext: boolean, countNow: boolean, wanted: (c: number) => boolean): Promise<void> {
+async function recountSharedL2(
+  img: Qcow2Image,
+  first: Map<number, Ref>,
+  multi: Map<number, Ref[]>,
+  refs: Uint32Array,
+  cs: number,
+  l2Entries: number,
+  step: number,
+  fileSize: number,
+  ext: boolean,
+  countNow: boolean,
+  wanted: (c: number) => boolean,
+): Promise<void> {
   for (const [c, list] of [...multi]) {
     const l1refs = list.filter((r) => r.kind === 'l1' || r.kind === 'snap-l1');
     if (l1refs.length < 2) continue;
@@ -422,7 +520,8 @@ async function recountSharedL2(img: Qcow2Image, first: Map<number, Ref>, multi: 
         if (type === ClusterType.Compressed) {
           const d = decodeCompressed(hi, lo, img.geo);
           if (d.offset + d.size - fileSize >= cs) continue;
-          if (countNow) for (let x = Math.floor(d.offset / cs); x <= Math.floor((d.offset + d.size - 1) / cs); x++) refs[x]!++;
+          if (countNow)
+            for (let x = Math.floor(d.offset / cs); x <= Math.floor((d.offset + d.size - 1) / cs); x++) refs[x]!++;
           continue;
         }
         if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) continue;
@@ -444,8 +543,14 @@ async function recountSharedL2(img: Qcow2Image, first: Map<number, Ref>, multi: 
   }
 }
 
-async function countBitmaps(img: Qcow2Image, dirOff: number, dirSize: number, nb: number,
-  count: (o: number, l: number) => boolean, markMeta: (o: number, l: number, w: string) => void): Promise<void> {
+async function countBitmaps(
+  img: Qcow2Image,
+  dirOff: number,
+  dirSize: number,
+  nb: number,
+  count: (o: number, l: number) => boolean,
+  markMeta: (o: number, l: number, w: string) => void,
+): Promise<void> {
   if (dirSize === 0 || dirOff >= img.fileSize) return;
   count(dirOff, dirSize);
   markMeta(dirOff, dirSize, 'bitmap directory');

@@ -36,7 +36,10 @@ export async function locksOn(path: string, procLocks = '/proc/locks'): Promise<
   const out: LockHolder[] = [];
   for (const line of text.split('\n')) {
     // "1: OFDLCK  ADVISORY  READ  -1 08:01:1234 100 100" (blocked waiters start with "-> ").
-    const f = line.trim().replace(/^\d+:\s*(->\s*)?/, '').split(/\s+/);
+    const f = line
+      .trim()
+      .replace(/^\d+:\s*(->\s*)?/, '')
+      .split(/\s+/);
     if (f.length < 5) continue;
     const id = f[4]!.split(':');
     if (id.length !== 3) continue;
@@ -61,7 +64,8 @@ export async function notWritableReason(path: string): Promise<string | undefine
     const st = await stat(path);
     if (!st.isFile()) return `refusing to write ${path}: not a regular file`;
     // No write permission bit at all: the owner marked it read-only (even root honours that here).
-    if ((st.mode & 0o222) === 0) return `refusing to write ${path}: the file is read-only (mode ${(st.mode & 0o777).toString(8)})`;
+    if ((st.mode & 0o222) === 0)
+      return `refusing to write ${path}: the file is read-only (mode ${(st.mode & 0o777).toString(8)})`;
     await access(path, constants.W_OK);
     // A read-only mount or an immutable file only shows when opening for writing (nothing is written).
     const fh = await open(path, 'r+');
@@ -69,7 +73,8 @@ export async function notWritableReason(path: string): Promise<string | undefine
     return undefined;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return `refusing to write ${path}: the file is read-only (${code})`;
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+      return `refusing to write ${path}: the file is read-only (${code})`;
     return `refusing to write ${path}: ${code ?? (e as Error).message}`;
   }
 }

@@ -23,8 +23,10 @@ export async function readSnapshotsForRepair(img: Qcow2Image): Promise<RepairSna
   const h = img.header;
   const out: RepairSnapshotTable = { entries: [], byteLength: 0, oversize: [] };
   if (h.nbSnapshots === 0) return out;
-  if (h.nbSnapshots > C.QCOW_MAX_SNAPSHOTS) return { ...out, error: `Snapshot table too large (nb_snapshots = ${h.nbSnapshots})` };
-  if (h.snapshotsOffset % img.clusterSize !== 0) return { ...out, error: `Snapshot table offset invalid (0x${h.snapshotsOffset.toString(16)})` };
+  if (h.nbSnapshots > C.QCOW_MAX_SNAPSHOTS)
+    return { ...out, error: `Snapshot table too large (nb_snapshots = ${h.nbSnapshots})` };
+  if (h.snapshotsOffset % img.clusterSize !== 0)
+    return { ...out, error: `Snapshot table offset invalid (0x${h.snapshotsOffset.toString(16)})` };
   let pos = 0;
   for (let i = 0; i < h.nbSnapshots; i++) {
     const at = h.snapshotsOffset + pos;
@@ -40,7 +42,12 @@ export async function readSnapshotsForRepair(img: Qcow2Image): Promise<RepairSna
       out.oversize.push({ index: i, size: extra });
       e.extraData = e.extraData.slice(0, C.QCOW_MAX_SNAPSHOT_EXTRA_DATA);
       e.extraDataSize = C.QCOW_MAX_SNAPSHOT_EXTRA_DATA;
-      e.entryLength = align8(C.SNAPSHOT_ENTRY_FIXED_SIZE + e.extraDataSize + new TextEncoder().encode(e.id).length + new TextEncoder().encode(e.name).length);
+      e.entryLength = align8(
+        C.SNAPSHOT_ENTRY_FIXED_SIZE +
+          e.extraDataSize +
+          new TextEncoder().encode(e.id).length +
+          new TextEncoder().encode(e.name).length,
+      );
     }
     out.entries.push(e);
     pos += len;

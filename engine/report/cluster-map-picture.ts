@@ -1,12 +1,30 @@
 // A picture of the host cluster map for reports: one cell per cluster (or per group of clusters
 // for big images, showing the most telling role of the group), in the app's colours.
-import { HOST_ROLE_COUNT, HOST_ROLE_NAMES } from '../check/roles.js';
+import { HOST_ROLE_COUNT, HOST_ROLE_NAMES } from '../contract/roles.js';
 import { encodePng } from './png.js';
 
 /** Colours by HostRole code; the same as the app's map (renderer/src/map/palette.ts). */
 export const REPORT_ROLE_COLORS = [
-  '#2b2f36', '#f2c14e', '#e07a1f', '#f29e4c', '#6c5ce7', '#a29bfe', '#00b894', '#1e9e7a', '#55efc4', '#fd79a8',
-  '#e84393', '#f7a6c8', '#3d7ee0', '#00cec9', '#ffd32a', '#ff3b30', '#9b1c1c', '#b8e994', '#5f6b7a', '#7aa6e8',
+  '#2b2f36',
+  '#f2c14e',
+  '#e07a1f',
+  '#f29e4c',
+  '#6c5ce7',
+  '#a29bfe',
+  '#00b894',
+  '#1e9e7a',
+  '#55efc4',
+  '#fd79a8',
+  '#e84393',
+  '#f7a6c8',
+  '#3d7ee0',
+  '#00cec9',
+  '#ffd32a',
+  '#ff3b30',
+  '#9b1c1c',
+  '#b8e994',
+  '#5f6b7a',
+  '#7aa6e8',
 ];
 /** Which role a shared cell shows: damage first, then metadata, then data (as the app does). */
 const PRIORITY = [15, 16, 14, 1, 2, 4, 6, 9, 17, 3, 5, 7, 8, 10, 11, 13, 12, 19, 18, 0];
@@ -71,7 +89,9 @@ export function clusterMapPicture(roleMap: Uint8Array): MapPicture {
   for (let role = 0; role < 256; role++) {
     if (counts[role]! > 0) {
       legend.push({
-        role, name: HOST_ROLE_NAMES[role] ?? `role ${role}`, clusters: counts[role]!,
+        role,
+        name: HOST_ROLE_NAMES[role] ?? `role ${role}`,
+        clusters: counts[role]!,
         color: role < HOST_ROLE_COUNT ? REPORT_ROLE_COLORS[role]! : UNKNOWN,
       });
     }

@@ -1,7 +1,7 @@
 // The report as one self-contained HTML file: inline CSS, the cluster map as an inline PNG, no
 // scripts and no external resources (a CSP forbids them), so it opens anywhere and can be attached
 // to a ticket as is.
-import { formatBytes } from './format-units.js';
+import { formatBytes } from '../contract/units.js';
 import type { FindingGroup, ReportData } from './report-data.js';
 import type { MapPicture } from './cluster-map-picture.js';
 import { pngDataUrl } from './png.js';
@@ -10,10 +10,16 @@ const esc = (s: string | number): string =>
   String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 const VERDICT_COLORS: Record<string, string> = {
-  clean: '#1e8e3e', leaks: '#b7791f', corrupt: '#c5221f', unreadable: '#7b1c1c',
+  clean: '#1e8e3e',
+  leaks: '#b7791f',
+  corrupt: '#c5221f',
+  unreadable: '#7b1c1c',
 };
 const VERDICT_TITLES: Record<string, string> = {
-  clean: 'Clean', leaks: 'Leaks only', corrupt: 'Damaged', unreadable: 'Could not be checked completely',
+  clean: 'Clean',
+  leaks: 'Leaks only',
+  corrupt: 'Damaged',
+  unreadable: 'Could not be checked completely',
 };
 const SEVERITY_WORDS: Record<string, string> = { error: 'error', leak: 'leak', warning: 'warning', info: 'note' };
 
@@ -39,62 +45,95 @@ export function renderHtmlReport(data: ReportData, map?: MapPicture): string {
   const img = data.image;
   const color = VERDICT_COLORS[v.word] ?? '#5b6470';
   const out: string[] = [];
-  out.push('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+  out.push(
+    '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
     `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">`,
     '<meta name="viewport" content="width=device-width,initial-scale=1">',
     `<title>qcow2-doctor report: ${esc(baseName(img.path))} — ${esc(VERDICT_TITLES[v.word] ?? v.word)}</title>`,
-    `<style>${CSS}</style></head><body><main>`);
-  out.push(`<h1>Disk image report: ${esc(baseName(img.path))}</h1>`,
-    `<div class="meta">${esc(img.path)} · made ${esc(data.generatedAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC'))} by ${esc(data.tool.name)} ${esc(data.tool.version)}</div>`);
+    `<style>${CSS}</style></head><body><main>`,
+  );
+  out.push(
+    `<h1>Disk image report: ${esc(baseName(img.path))}</h1>`,
+    `<div class="meta">${esc(img.path)} · made ${esc(data.generatedAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC'))} by ${esc(data.tool.name)} ${esc(data.tool.version)}</div>`,
+  );
 
   const after = data.repair?.applied ? data.repair.after : undefined;
   if (after) {
     // After a repair, what matters first is the state the repair left.
     const av = after.verdict;
-    out.push(`<section class="verdict" id="repair-verdict" data-verdict="${esc(av.word)}" style="background:${VERDICT_COLORS[av.word] ?? '#5b6470'}">`,
+    out.push(
+      `<section class="verdict" id="repair-verdict" data-verdict="${esc(av.word)}" style="background:${VERDICT_COLORS[av.word] ?? '#5b6470'}">`,
       `<div class="word">After the repair: ${esc(VERDICT_TITLES[av.word] ?? av.word)}</div><div class="headline">${esc(data.repair!.target ?? img.path)}</div><ul>`,
-      ...av.sentences.map((s) => `<li>${esc(s)}</li>`), '</ul></section>');
+      ...av.sentences.map((s) => `<li>${esc(s)}</li>`),
+      '</ul></section>',
+    );
   }
-  out.push(`<section class="verdict" id="verdict" data-verdict="${esc(v.word)}" style="background:${color}">`,
+  out.push(
+    `<section class="verdict" id="verdict" data-verdict="${esc(v.word)}" style="background:${color}">`,
     `<div class="word">${after ? 'Before the repair: ' : ''}${esc(VERDICT_TITLES[v.word] ?? v.word)}</div><div class="headline">${esc(v.headline)}</div><ul>`,
-    ...v.sentences.map((s) => `<li>${esc(s)}</li>`), '</ul></section>');
+    ...v.sentences.map((s) => `<li>${esc(s)}</li>`),
+    '</ul></section>',
+  );
 
-  out.push('<h2>Summary</h2><table class="kv">',
-    row('Leaked clusters', data.check.counters.leaks), row('Errors (corruptions)', data.check.counters.corruptions),
+  out.push(
+    '<h2>Summary</h2><table class="kv">',
+    row('Leaked clusters', data.check.counters.leaks),
+    row('Errors (corruptions)', data.check.counters.corruptions),
     row('Internal errors during the check', data.check.counters.checkErrors),
     row('Check time', `${data.check.elapsedSeconds.toFixed(3)} s`),
-    '</table>');
+    '</table>',
+  );
 
-  out.push('<h2>Image</h2><table class="kv">',
-    row('File', img.path), row('File size', `${formatBytes(img.fileSize)} (${img.fileSize} bytes)`),
+  out.push(
+    '<h2>Image</h2><table class="kv">',
+    row('File', img.path),
+    row('File size', `${formatBytes(img.fileSize)} (${img.fileSize} bytes)`),
     row('Virtual disk size', `${formatBytes(img.virtualSize)} (${img.virtualSize} bytes)`),
     row('Format', `qcow2 version ${img.version} (compat ${img.version === 2 ? '0.10' : '1.1'})`),
-    row('Cluster size', `${formatBytes(img.clusterSize)}`), row('Refcount width', `${img.refcountBits} bits`),
-    row('Closed cleanly', img.dirty ? 'no (dirty flag set)' : 'yes'), row('Marked corrupt', img.corrupt ? 'yes' : 'no'),
-    row('Lazy refcounts', yes(img.lazyRefcounts)), row('Extended L2 entries', yes(img.extendedL2)),
-    row('Compression', img.compression), row('Encryption', img.encryption),
-    row('Backing file', img.backingFile !== undefined ? `${img.backingFile}${img.backingFormat ? ` (${img.backingFormat})` : ''}` : 'none'),
+    row('Cluster size', `${formatBytes(img.clusterSize)}`),
+    row('Refcount width', `${img.refcountBits} bits`),
+    row('Closed cleanly', img.dirty ? 'no (dirty flag set)' : 'yes'),
+    row('Marked corrupt', img.corrupt ? 'yes' : 'no'),
+    row('Lazy refcounts', yes(img.lazyRefcounts)),
+    row('Extended L2 entries', yes(img.extendedL2)),
+    row('Compression', img.compression),
+    row('Encryption', img.encryption),
+    row(
+      'Backing file',
+      img.backingFile !== undefined
+        ? `${img.backingFile}${img.backingFormat ? ` (${img.backingFormat})` : ''}`
+        : 'none',
+    ),
     ...(img.externalDataFile !== undefined ? [row('External data file', img.externalDataFile)] : []),
-    row('Internal snapshots', img.snapshots), row('Persistent bitmaps', img.bitmaps), '</table>');
+    row('Internal snapshots', img.snapshots),
+    row('Persistent bitmaps', img.bitmaps),
+    '</table>',
+  );
 
   out.push('<h2>Findings</h2>');
   if (data.findings.length === 0) out.push('<p>Nothing to report: every table and count agrees.</p>');
   for (const g of data.findings) out.push(group(g));
 
   if (map) {
-    out.push('<h2>Cluster map</h2><div class="map">',
+    out.push(
+      '<h2>Cluster map</h2><div class="map">',
       `<p class="note">Each square is ${map.clustersPerCell === 1 ? 'one cluster' : `${map.clustersPerCell} clusters (showing the most telling one)`} of the file, in file order, left to right and top to bottom.</p>`,
       `<img alt="Map of the image's clusters by role" width="${map.width}" height="${map.height}" src="${pngDataUrl(map.png)}">`,
       '<div class="legend">',
-      ...map.legend.map((l) => `<span><span class="sw" style="background:${l.color}"></span>${esc(l.name)}: ${l.clusters}</span>`),
-      '</div></div>');
+      ...map.legend.map(
+        (l) => `<span><span class="sw" style="background:${l.color}"></span>${esc(l.name)}: ${l.clusters}</span>`,
+      ),
+      '</div></div>',
+    );
   }
 
   if (data.repair) out.push(...repairSection(data));
 
   out.push('<h2>What qemu-img check says</h2>', `<pre>${esc(data.check.qemuSummary)}</pre>`);
-  out.push(`<footer>Made by ${esc(data.tool.name)} ${esc(data.tool.version)} on ${esc(data.generatedAt)}. `,
-    'The counts above are those of <code>qemu-img check</code>; findings marked "beyond QEMU" are extra diagnostics that do not change them.</footer>');
+  out.push(
+    `<footer>Made by ${esc(data.tool.name)} ${esc(data.tool.version)} on ${esc(data.generatedAt)}. `,
+    'The counts above are those of <code>qemu-img check</code>; findings marked "beyond QEMU" are extra diagnostics that do not change them.</footer>',
+  );
   out.push('</main></body></html>\n');
   return out.join('\n');
 }
@@ -112,15 +151,28 @@ function baseName(p: string): string {
 
 function group(g: FindingGroup): string {
   const sev = SEVERITY_WORDS[g.severity] ?? g.severity;
-  const lines = [`<div class="group" id="kind-${esc(g.kind)}" data-kind="${esc(g.kind)}">`,
+  const lines = [
+    `<div class="group" id="kind-${esc(g.kind)}" data-kind="${esc(g.kind)}">`,
     `<h3><span class="sev sev-${esc(sev)}">${esc(sev)}</span> ${esc(g.title)} — ${g.clusters}${g.beyondQemu ? ' <span class="note">(beyond QEMU)</span>' : ''}</h3>`,
-    `<p>${esc(g.explanation)}</p>`, `<p class="fix"><b>Fix:</b> ${esc(g.fix)}</p>`];
+    `<p>${esc(g.explanation)}</p>`,
+    `<p class="fix"><b>Fix:</b> ${esc(g.fix)}</p>`,
+  ];
   if (g.examples.length) {
-    lines.push(`<details><summary>${g.records > g.examples.length ? `First ${g.examples.length} of ${g.records}` : `${g.records}`} record${g.records === 1 ? '' : 's'}</summary><table><tr><th>Clusters</th><th>Refcount / references</th><th>QEMU says</th></tr>`);
+    lines.push(
+      `<details><summary>${g.records > g.examples.length ? `First ${g.examples.length} of ${g.records}` : `${g.records}`} record${g.records === 1 ? '' : 's'}</summary><table><tr><th>Clusters</th><th>Refcount / references</th><th>QEMU says</th></tr>`,
+    );
     for (const e of g.examples) {
-      const where = e.firstCluster === undefined ? '—' : e.count > 1 ? `${e.firstCluster}–${e.firstCluster + e.count - 1}` : `${e.firstCluster}`;
-      const rr = e.refcount !== undefined || e.references !== undefined ? `${e.refcount ?? '?'} / ${e.references ?? '?'}` : '—';
-      lines.push(`<tr><td class="num">${esc(where)}</td><td>${esc(rr)}</td><td><code>${esc(e.qemuMessage ?? '')}</code></td></tr>`);
+      const where =
+        e.firstCluster === undefined
+          ? '—'
+          : e.count > 1
+            ? `${e.firstCluster}–${e.firstCluster + e.count - 1}`
+            : `${e.firstCluster}`;
+      const rr =
+        e.refcount !== undefined || e.references !== undefined ? `${e.refcount ?? '?'} / ${e.references ?? '?'}` : '—';
+      lines.push(
+        `<tr><td class="num">${esc(where)}</td><td>${esc(rr)}</td><td><code>${esc(e.qemuMessage ?? '')}</code></td></tr>`,
+      );
     }
     lines.push('</table></details>');
   }
@@ -131,16 +183,25 @@ function group(g: FindingGroup): string {
 function repairSection(data: ReportData): string[] {
   const r = data.repair!;
   const out = ['<h2>Repair</h2>'];
-  out.push('<table class="kv">', row('Mode', r.mode === 'all' ? 'repair everything (-r all)' : 'repair leaks only (-r leaks)'),
+  out.push(
+    '<table class="kv">',
+    row('Mode', r.mode === 'all' ? 'repair everything (-r all)' : 'repair leaks only (-r leaks)'),
     row('Applied', r.applied ? 'yes' : 'no (plan only)'),
     ...(r.target !== undefined ? [row('Repaired file', r.target)] : []),
     ...(r.journalPath !== undefined ? [row('Undo journal', r.journalPath)] : []),
-    row('Metadata writes', r.writes), row('Refcount structure rebuilt', yes(r.rebuild)),
-    row('Leaks fixed', r.leaksFixed), row('Corruptions fixed', r.corruptionsFixed), '</table>');
+    row('Metadata writes', r.writes),
+    row('Refcount structure rebuilt', yes(r.rebuild)),
+    row('Leaks fixed', r.leaksFixed),
+    row('Corruptions fixed', r.corruptionsFixed),
+    '</table>',
+  );
   if (r.failed !== undefined) out.push(`<p><b>The repair could not run:</b> ${esc(r.failed)}</p>`);
   if (r.fixes.length) {
     out.push('<details><summary>What the repair changes</summary><ul>');
-    for (const f of r.fixes.slice(0, 200)) out.push(`<li>${esc(f.text)}${f.differsFromQemu ? ' <span class="note">(differs from qemu-img on purpose)</span>' : ''}</li>`);
+    for (const f of r.fixes.slice(0, 200))
+      out.push(
+        `<li>${esc(f.text)}${f.differsFromQemu ? ' <span class="note">(differs from qemu-img on purpose)</span>' : ''}</li>`,
+      );
     if (r.fixes.length > 200) out.push(`<li>… and ${r.fixes.length - 200} more</li>`);
     out.push('</ul></details>');
   }
@@ -152,12 +213,22 @@ function repairSection(data: ReportData): string[] {
   const before = data.check.counters;
   if (r.after) {
     const a = r.after.counters;
-    out.push('<div class="cols"><div><h3>Before</h3><table class="kv">', row('Errors', before.corruptions), row('Leaked clusters', before.leaks),
-      row('Internal errors', before.checkErrors), '</table></div><div><h3>After</h3><table class="kv">', row('Errors', a.corruptions),
-      row('Leaked clusters', a.leaks), row('Internal errors', a.checkErrors), '</table></div></div>',
-      `<p id="after-verdict" data-verdict="${esc(r.after.verdict.word)}"><b>After the repair:</b> ${esc(r.after.verdict.sentences.join(' '))}</p>`);
+    out.push(
+      '<div class="cols"><div><h3>Before</h3><table class="kv">',
+      row('Errors', before.corruptions),
+      row('Leaked clusters', before.leaks),
+      row('Internal errors', before.checkErrors),
+      '</table></div><div><h3>After</h3><table class="kv">',
+      row('Errors', a.corruptions),
+      row('Leaked clusters', a.leaks),
+      row('Internal errors', a.checkErrors),
+      '</table></div></div>',
+      `<p id="after-verdict" data-verdict="${esc(r.after.verdict.word)}"><b>After the repair:</b> ${esc(r.after.verdict.sentences.join(' '))}</p>`,
+    );
   } else {
-    out.push(`<p>Expected after the repair: ${r.expected.remainingCorruptions} errors, ${r.expected.remainingLeaks} leaked clusters.</p>`);
+    out.push(
+      `<p>Expected after the repair: ${r.expected.remainingCorruptions} errors, ${r.expected.remainingLeaks} leaked clusters.</p>`,
+    );
   }
   return out;
 }

@@ -38,13 +38,27 @@ function jsonString(s: string): string {
   for (const ch of cString(s)) {
     const cp = ch.codePointAt(0)!;
     switch (ch) {
-      case '"': out += '\\"'; break;
-      case '\\': out += '\\\\'; break;
-      case '\b': out += '\\b'; break;
-      case '\f': out += '\\f'; break;
-      case '\n': out += '\\n'; break;
-      case '\r': out += '\\r'; break;
-      case '\t': out += '\\t'; break;
+      case '"':
+        out += '\\"';
+        break;
+      case '\\':
+        out += '\\\\';
+        break;
+      case '\b':
+        out += '\\b';
+        break;
+      case '\f':
+        out += '\\f';
+        break;
+      case '\n':
+        out += '\\n';
+        break;
+      case '\r':
+        out += '\\r';
+        break;
+      case '\t':
+        out += '\\t';
+        break;
       default:
         if (cp > 0xffff) {
           const hi = 0xd800 + ((cp - 0x10000) >> 10);
@@ -58,7 +72,7 @@ function jsonString(s: string): string {
         }
     }
   }
-  return out + '"';
+  return `${out}"`;
 }
 
 const hex4 = (n: number): string => n.toString(16).toUpperCase().padStart(4, '0');
@@ -93,7 +107,10 @@ export function dumpQemuHuman(v: QValue, indent: number): string {
   const item = (label: string, x: QValue): string =>
     composite(x) ? `${pad}${label}:\n${dumpQemuHuman(x, indent + 1)}` : `${pad}${label}: ${humanScalar(x)}\n`;
   if (Array.isArray(v)) return v.map((x, i) => item(`[${i}]`, x)).join('');
-  if (typeof v === 'object' && typeof v !== 'bigint') return qdictKeys(v).map((k) => item(k.replace(/-/g, ' '), v[k]!)).join('');
+  if (typeof v === 'object' && typeof v !== 'bigint')
+    return qdictKeys(v)
+      .map((k) => item(k.replace(/-/g, ' '), v[k]!))
+      .join('');
   return humanScalar(v);
 }
 
@@ -143,7 +160,7 @@ export function formatG3(num: bigint, den: bigint): string {
   }
   // Fixed notation with 2 - x decimals.
   const decimals = 2 - x;
-  const s = decimals > 0 ? (digits.padStart(decimals + 1, '0')) : digits + '0'.repeat(-decimals);
+  const s = decimals > 0 ? digits.padStart(decimals + 1, '0') : digits + '0'.repeat(-decimals);
   const fixed = decimals > 0 ? `${s.slice(0, s.length - decimals)}.${s.slice(s.length - decimals)}` : s;
   return stripZeros(fixed);
 }

@@ -4,10 +4,10 @@ import * as C from '../format/constants.js';
 import type { Anomaly, CheckResult, QemuCounters, Severity } from '../check/types.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
 import type { FixNote, Refusal, RepairPlan } from '../repair/plan.js';
-import { VERSION } from '../version.js';
-import { humanSummary, qemuJsonObject } from './qemu-text.js';
-import { plainVerdict, type PlainVerdict } from './verdict.js';
-import { kindTitle } from './kind-titles.js';
+import { VERSION } from '../base/version.js';
+import { humanSummary, qemuJsonObject } from '../check/qemu-text.js';
+import { plainVerdict, type PlainVerdict } from '../contract/verdict.js';
+import { kindTitle } from '../contract/kind-titles.js';
 
 export interface ImageSummary {
   path: string;
@@ -137,8 +137,15 @@ export function groupFindings(anomalies: readonly Anomaly[]): FindingGroup[] {
     let g = groups.get(a.kind);
     if (!g) {
       g = {
-        kind: a.kind, title: kindTitle(a.kind), severity: a.severity, clusters: 0, records: 0,
-        explanation: a.explanation, fix: a.fix, beyondQemu: a.beyondQemu === true, examples: [],
+        kind: a.kind,
+        title: kindTitle(a.kind),
+        severity: a.severity,
+        clusters: 0,
+        records: 0,
+        explanation: a.explanation,
+        fix: a.fix,
+        beyondQemu: a.beyondQemu === true,
+        examples: [],
       };
       groups.set(a.kind, g);
     }
@@ -153,8 +160,12 @@ export function groupFindings(anomalies: readonly Anomaly[]): FindingGroup[] {
       g.examples.push(e);
     }
   }
-  return [...groups.values()].sort((a, b) =>
-    SEVERITY_ORDER.indexOf(a.severity) - SEVERITY_ORDER.indexOf(b.severity) || b.clusters - a.clusters || (a.kind < b.kind ? -1 : 1));
+  return [...groups.values()].sort(
+    (a, b) =>
+      SEVERITY_ORDER.indexOf(a.severity) - SEVERITY_ORDER.indexOf(b.severity) ||
+      b.clusters - a.clusters ||
+      (a.kind < b.kind ? -1 : 1),
+  );
 }
 
 export function buildReportData(result: CheckResult, image: Qcow2Image, extras: ReportExtras = {}): ReportData {
@@ -181,9 +192,15 @@ export function buildReportData(result: CheckResult, image: Qcow2Image, extras: 
   if (r) {
     const p = r.plan;
     data.repair = {
-      mode: p.mode, rebuild: p.rebuild, leaksFixed: p.leaksFixed, corruptionsFixed: p.corruptionsFixed,
-      writes: p.steps.reduce((n, s) => n + s.writes.length, 0), fixes: p.fixes, refusals: p.refusals,
-      expected: p.expected, applied: r.applied,
+      mode: p.mode,
+      rebuild: p.rebuild,
+      leaksFixed: p.leaksFixed,
+      corruptionsFixed: p.corruptionsFixed,
+      writes: p.steps.reduce((n, s) => n + s.writes.length, 0),
+      fixes: p.fixes,
+      refusals: p.refusals,
+      expected: p.expected,
+      applied: r.applied,
     };
     if (p.failed !== undefined) data.repair.failed = p.failed;
     if (r.target !== undefined) data.repair.target = r.target;
@@ -202,14 +219,20 @@ export function buildReportData(result: CheckResult, image: Qcow2Image, extras: 
 
 /** Report extras from a repair outcome (engine/repair's RepairOutcome: plan, before/after analyses). */
 export function repairExtras(outcome: {
-  plan: RepairPlan; applied: boolean; target: string; journalPath?: string;
+  plan: RepairPlan;
+  applied: boolean;
+  target: string;
+  journalPath?: string;
   after?: { counters: QemuCounters; anomalies: readonly Anomaly[]; failed?: string };
 }): ReportExtras {
   const r: ReportRepair = { plan: outcome.plan, applied: outcome.applied, target: outcome.target };
   if (outcome.journalPath !== undefined) r.journalPath = outcome.journalPath;
   if (outcome.after) {
     const a = outcome.after;
-    r.after = a.failed !== undefined ? { counters: a.counters, anomalies: a.anomalies, failed: a.failed } : { counters: a.counters, anomalies: a.anomalies };
+    r.after =
+      a.failed !== undefined
+        ? { counters: a.counters, anomalies: a.anomalies, failed: a.failed }
+        : { counters: a.counters, anomalies: a.anomalies };
   }
   return { repair: r };
 }

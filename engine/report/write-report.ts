@@ -18,7 +18,12 @@ export function reportFormatOf(path: string): ReportFormat {
 }
 
 /** The report's text. Builds the role map with a second pass when the check did not keep one. */
-export async function reportContent(format: ReportFormat, result: CheckResult, image: Qcow2Image, extras: ReportExtras = {}): Promise<string> {
+export async function reportContent(
+  format: ReportFormat,
+  result: CheckResult,
+  image: Qcow2Image,
+  extras: ReportExtras = {},
+): Promise<string> {
   const data = buildReportData(result, image, extras);
   let roleMap = result.roleMap;
   if (!roleMap && result.failed === undefined) {
@@ -39,7 +44,12 @@ export async function reportContent(format: ReportFormat, result: CheckResult, i
 }
 
 /** Write the report of `result` for `image` to `path` (.html or .json), replacing it atomically. */
-export async function writeReportFile(path: string, result: CheckResult, image: Qcow2Image, extras: ReportExtras = {}): Promise<void> {
+export async function writeReportFile(
+  path: string,
+  result: CheckResult,
+  image: Qcow2Image,
+  extras: ReportExtras = {},
+): Promise<void> {
   const format = reportFormatOf(path);
   const text = await reportContent(format, result, image, extras);
   const tmp = `${path}.tmp-${process.pid}`;

@@ -17,7 +17,15 @@ export const enum ClusterClass {
   Zstd = 6,
 }
 
-export const CLASS_NAMES = ['zero', 'data', 'header', 'pointer-table', 'refcount-block', 'snapshot-table', 'zstd-stream'] as const;
+export const CLASS_NAMES = [
+  'zero',
+  'data',
+  'header',
+  'pointer-table',
+  'refcount-block',
+  'snapshot-table',
+  'zstd-stream',
+] as const;
 
 /** What the scan remembers of a pointer-table-like cluster (small: the content is re-read later). */
 export interface PointerTableSummary {
@@ -70,13 +78,23 @@ function be32(buf: Uint8Array, o: number): number {
  * below targetLimit), or a compressed descriptor whose stream starts inside the file.
  * Returns undefined as soon as one entry is implausible.
  */
-export function pointerTableSummary(buf: Uint8Array, off: number, ctx: ClassifyContext, clusterOffset: number): PointerTableSummary | undefined {
+export function pointerTableSummary(
+  buf: Uint8Array,
+  off: number,
+  ctx: ClassifyContext,
+  clusterOffset: number,
+): PointerTableSummary | undefined {
   const cs = ctx.clusterSize;
   const step = ctx.extendedL2 ? C.L2_ENTRY_SIZE_EXT : C.L2_ENTRY_SIZE_STD;
   const cbits = Math.log2(cs);
   const cShift = 62 - (cbits - 8); // compressed offset bits 0..cShift-1
   const cHiBits = cShift - 32;
-  let entries = 0, compressed = 0, zeroFlag = 0, copied = 0, beyondEof = 0, maxTarget = 0;
+  let entries = 0,
+    compressed = 0,
+    zeroFlag = 0,
+    copied = 0,
+    beyondEof = 0,
+    maxTarget = 0;
   for (let p = off; p < off + cs; p += step) {
     const hi = be32(buf, p);
     const lo = be32(buf, p + 4);
@@ -118,7 +136,16 @@ export function pointerTableSummary(buf: Uint8Array, off: number, ctx: ClassifyC
     if (target > maxTarget) maxTarget = target;
   }
   if (entries === 0) return undefined;
-  return { offset: clusterOffset, entries, compressed, zeroFlag, copied, beyondEof, maxTarget, extended: ctx.extendedL2 };
+  return {
+    offset: clusterOffset,
+    entries,
+    compressed,
+    zeroFlag,
+    copied,
+    beyondEof,
+    maxTarget,
+    extended: ctx.extendedL2,
+  };
 }
 
 /** Refcount block: small refcounts (QEMU keeps 1 per cluster, more only when shared by snapshots). */
@@ -171,13 +198,17 @@ export function classifyCluster(buf: Uint8Array, off: number, clusterOffset: num
   if (isZero(buf, off, cs)) return { cls: ClusterClass.Zero };
   if (clusterOffset === 0 && be32(buf, off) === C.QCOW2_MAGIC) return { cls: ClusterClass.Header };
   const first = be32(buf, off);
-  if (((first >>> 24) | ((first >>> 8) & 0xff00) | ((first << 8) & 0xff0000) | ((first << 24) >>> 0)) >>> 0 === ZSTD_MAGIC)
+  if (
+    ((first >>> 24) | ((first >>> 8) & 0xff00) | ((first << 8) & 0xff0000) | ((first << 24) >>> 0)) >>> 0 ===
+    ZSTD_MAGIC
+  )
     return { cls: ClusterClass.Zstd };
   // In extended-L2 images only L2 tables have 128-bit entries; L1 and refcount tables keep 64-bit ones.
   // A cluster readable both ways is read with 64-bit entries (an L1 or refcount table, or an L2 table
   // whose bitmaps are all zero); the role decided later says which.
   const table = ctx.extendedL2
-    ? pointerTableSummary(buf, off, { ...ctx, extendedL2: false }, clusterOffset) ?? pointerTableSummary(buf, off, ctx, clusterOffset)
+    ? (pointerTableSummary(buf, off, { ...ctx, extendedL2: false }, clusterOffset) ??
+      pointerTableSummary(buf, off, ctx, clusterOffset))
     : pointerTableSummary(buf, off, ctx, clusterOffset);
   if (table) return { cls: ClusterClass.PointerTable, table };
   if (looksLikeSnapshotTable(buf, off, ctx)) return { cls: ClusterClass.SnapshotTable };

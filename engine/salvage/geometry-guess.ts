@@ -39,12 +39,24 @@ export function readHeaderHints(buf: Uint8Array, fileSize: number): HeaderHints 
   try {
     const h: Qcow2Header = decodeHeader(buf, { checkMode: true });
     return {
-      intact: true, magicOk: true, version: h.version, clusterBits: h.clusterBits, size: h.size,
-      l1Offset: h.l1TableOffset, l1Size: h.l1Size, refcountTableOffset: h.refcountTableOffset,
-      refcountTableClusters: h.refcountTableClusters, refcountOrder: h.refcountOrder, nbSnapshots: h.nbSnapshots,
-      snapshotsOffset: h.snapshotsOffset, compressionType: h.compressionType,
-      extendedL2: (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n, backingFile: h.backingFile, backingFormat: h.backingFormat,
-      cryptMethod: h.cryptMethod, externalDataFile: (h.incompatibleFeatures & C.INCOMPAT_DATA_FILE) !== 0n,
+      intact: true,
+      magicOk: true,
+      version: h.version,
+      clusterBits: h.clusterBits,
+      size: h.size,
+      l1Offset: h.l1TableOffset,
+      l1Size: h.l1Size,
+      refcountTableOffset: h.refcountTableOffset,
+      refcountTableClusters: h.refcountTableClusters,
+      refcountOrder: h.refcountOrder,
+      nbSnapshots: h.nbSnapshots,
+      snapshotsOffset: h.snapshotsOffset,
+      compressionType: h.compressionType,
+      extendedL2: (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n,
+      backingFile: h.backingFile,
+      backingFormat: h.backingFormat,
+      cryptMethod: h.cryptMethod,
+      externalDataFile: (h.incompatibleFeatures & C.INCOMPAT_DATA_FILE) !== 0n,
     };
   } catch (e) {
     const hints: HeaderHints = { intact: false, magicOk: false, damage: e instanceof Error ? e.message : String(e) };
@@ -62,7 +74,10 @@ export function readHeaderHints(buf: Uint8Array, fileSize: number): HeaderHints 
     const aligned = (o: number): boolean => o > 0 && o % cs === 0 && o < Math.max(fileSize, 1) * 4;
     const l1Off = u64(buf, C.HDR.l1TableOffset);
     const l1Size = u32(buf, C.HDR.l1Size);
-    if (aligned(l1Off) && l1Size > 0 && l1Size <= C.QCOW_MAX_L1_SIZE / 8) { hints.l1Offset = l1Off; hints.l1Size = l1Size; }
+    if (aligned(l1Off) && l1Size > 0 && l1Size <= C.QCOW_MAX_L1_SIZE / 8) {
+      hints.l1Offset = l1Off;
+      hints.l1Size = l1Size;
+    }
     const rtOff = u64(buf, C.HDR.refcountTableOffset);
     const rtCl = u32(buf, C.HDR.refcountTableClusters);
     if (aligned(rtOff) && rtCl > 0 && rtCl * cs <= C.QCOW_MAX_REFTABLE_SIZE) {
@@ -71,7 +86,10 @@ export function readHeaderHints(buf: Uint8Array, fileSize: number): HeaderHints 
     }
     const nbs = u32(buf, C.HDR.nbSnapshots);
     const so = u64(buf, C.HDR.snapshotsOffset);
-    if (nbs > 0 && nbs <= C.QCOW_MAX_SNAPSHOTS && aligned(so)) { hints.nbSnapshots = nbs; hints.snapshotsOffset = so; }
+    if (nbs > 0 && nbs <= C.QCOW_MAX_SNAPSHOTS && aligned(so)) {
+      hints.nbSnapshots = nbs;
+      hints.snapshotsOffset = so;
+    }
     if (version === 3 && buf.length >= C.HEADER_V3_MIN_LENGTH) {
       const ro = u32(buf, C.HDR.refcountOrder);
       if (ro <= C.MAX_REFCOUNT_ORDER) hints.refcountOrder = ro;
@@ -103,12 +121,23 @@ export function readHeaderHints(buf: Uint8Array, fileSize: number): HeaderHints 
  *   (or the largest offset any table mentions, if the file was cut) divided by that count is the
  *   cluster size.
  */
-export async function inferClusterBits(io: PositionalIO, fileSize: number, limit = 256 * 1024 * 1024): Promise<{ clusterBits: number; evidence: number } | undefined> {
+export async function inferClusterBits(
+  io: PositionalIO,
+  fileSize: number,
+  limit = 256 * 1024 * 1024,
+): Promise<{ clusterBits: number; evidence: number } | undefined> {
   const hist = new Array<number>(64).fill(0);
   const chunk = 4 * 1024 * 1024;
   const end = Math.min(fileSize, limit);
   const targetLimit = Math.max(fileSize, 1) * 4;
-  const state: InferState = { maxOffset: 0, refblockOnes: 0, inRefblock: false, refblockDone: false, tableSectors: [], compressed: [] };
+  const state: InferState = {
+    maxOffset: 0,
+    refblockOnes: 0,
+    inRefblock: false,
+    refblockDone: false,
+    tableSectors: [],
+    compressed: [],
+  };
   for (let pos = 0; pos < end; pos += chunk) {
     const buf = await io.read(pos, Math.min(chunk, end - pos));
     for (let s = 0; s + 512 <= buf.length; s += 512) {
@@ -121,7 +150,10 @@ export async function inferClusterBits(io: PositionalIO, fileSize: number, limit
   let tzBits: number | undefined;
   let below = 0;
   for (let t = 9; t <= C.MAX_CLUSTER_BITS && total > 0; t++) {
-    if (hist[t]! > 0 && below + hist[t]! > total * 0.02) { tzBits = t; break; }
+    if (hist[t]! > 0 && below + hist[t]! > total * 0.02) {
+      tzBits = t;
+      break;
+    }
     below += hist[t]!;
   }
   if (total > 0 && tzBits === undefined) tzBits = C.MAX_CLUSTER_BITS;
@@ -136,9 +168,11 @@ export async function inferClusterBits(io: PositionalIO, fileSize: number, limit
   const evidence = total + state.refblockOnes;
   // Third clue, to correct an overshoot: compressed descriptors only decode to streams that lie
   // inside the file and outside every table cluster with the right cluster size.
-  if (rbBits !== undefined && rbBits <= upper && violations(rbBits, state, targetLimit) === 0) return { clusterBits: rbBits, evidence };
+  if (rbBits !== undefined && rbBits <= upper && violations(rbBits, state, targetLimit) === 0)
+    return { clusterBits: rbBits, evidence };
   if (state.compressed.length) {
-    for (let cb = upper; cb >= C.MIN_CLUSTER_BITS; cb--) if (violations(cb, state, targetLimit) === 0) return { clusterBits: cb, evidence };
+    for (let cb = upper; cb >= C.MIN_CLUSTER_BITS; cb--)
+      if (violations(cb, state, targetLimit) === 0) return { clusterBits: cb, evidence };
   }
   return { clusterBits: rbBits !== undefined && rbBits <= upper ? rbBits : upper, evidence };
 }
@@ -158,8 +192,15 @@ function violations(cb: number, st: InferState, targetLimit: number): number {
     const coff = (hi & (2 ** hiBits - 1)) * 0x1_0000_0000 + lo;
     const sectors = (Math.floor((hi & 0x3fffffff) / 2 ** hiBits) & mask) + 1;
     const end = Math.floor(coff / 512) * 512 + sectors * 512;
-    if (coff >= targetLimit) { bad++; continue; }
-    for (let c = Math.floor(coff / cs); c * cs < end; c++) if (tables.has(c)) { bad++; break; }
+    if (coff >= targetLimit) {
+      bad++;
+      continue;
+    }
+    for (let c = Math.floor(coff / cs); c * cs < end; c++)
+      if (tables.has(c)) {
+        bad++;
+        break;
+      }
   }
   return bad;
 }
@@ -178,7 +219,14 @@ interface InferState {
 const MAX_CLUES = 200_000;
 
 /** If the 512-byte sector looks like a run of table entries, add each offset's alignment to hist. */
-function sectorOffsets(buf: Uint8Array, s: number, fileOffset: number, targetLimit: number, hist: number[], st: InferState): void {
+function sectorOffsets(
+  buf: Uint8Array,
+  s: number,
+  fileOffset: number,
+  targetLimit: number,
+  hist: number[],
+  st: InferState,
+): void {
   const tz: number[] = [];
   const comp: number[] = [];
   let max = 0;
@@ -217,21 +265,30 @@ function refblockSector(buf: Uint8Array, s: number, fileOffset: number, st: Infe
     const v = (buf[p]! << 8) | buf[p + 1]!;
     if (v === 0) zeros++;
     else if (v <= 16) ones++;
-    else { if (st.inRefblock) st.refblockDone = true; return; }
+    else {
+      if (st.inRefblock) st.refblockDone = true;
+      return;
+    }
   }
   if (!st.inRefblock) {
     // A block starts with the header cluster's refcount (1) and has no hole before its last use.
-    if ((buf[s]! << 8 | buf[s + 1]!) !== 1 || ones < 2) return;
+    if (((buf[s]! << 8) | buf[s + 1]!) !== 1 || ones < 2) return;
     st.inRefblock = true;
   }
-  if (ones === 0) { st.refblockDone = true; return; }
+  if (ones === 0) {
+    st.refblockDone = true;
+    return;
+  }
   st.refblockOnes += ones;
   if (zeros > 0) st.refblockDone = true;
 }
 
 function trailingZeros(v: number): number {
   let t = 0;
-  while (v % 2 === 0 && t < 63) { v /= 2; t++; }
+  while (v % 2 === 0 && t < 63) {
+    v /= 2;
+    t++;
+  }
   return t;
 }
 
@@ -241,13 +298,19 @@ function trailingZeros(v: number): number {
  * of a standard image are not made table-like by the 128-bit reading. Counts both in the first
  * `limit` bytes.
  */
-export async function inferExtendedL2(io: PositionalIO, fileSize: number, clusterBits: number, limit = 64 * 1024 * 1024): Promise<boolean> {
+export async function inferExtendedL2(
+  io: PositionalIO,
+  fileSize: number,
+  clusterBits: number,
+  limit = 64 * 1024 * 1024,
+): Promise<boolean> {
   const cs = 2 ** clusterBits;
   if (clusterBits < C.MIN_EXTENDED_L2_CLUSTER_BITS) return false;
   const base = { clusterSize: cs, fileSize, targetLimit: Math.max(fileSize * 4, fileSize + 2 ** 30), refcountOrder: 4 };
   const std = { ...base, extendedL2: false };
   const ext = { ...base, extendedL2: true };
-  let extOnly = 0, stdOnly = 0;
+  let extOnly = 0,
+    stdOnly = 0;
   const end = Math.min(fileSize, limit);
   const chunk = Math.max(cs, 4 * 1024 * 1024);
   for (let pos = 0; pos < end; pos += chunk) {

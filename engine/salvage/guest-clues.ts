@@ -26,14 +26,18 @@ export function findGptHeaders(buf: Uint8Array): GptClue[] {
   const out: GptClue[] = [];
   for (let s = 0; s + 512 <= buf.length; s += 512) {
     let ok = true;
-    for (let k = 0; k < 8; k++) if (buf[s + k] !== SIG[k]) { ok = false; break; }
+    for (let k = 0; k < 8; k++)
+      if (buf[s + k] !== SIG[k]) {
+        ok = false;
+        break;
+      }
     if (!ok) continue;
     const size = le32(buf, s + 12);
     if (size < 92 || size > 512) continue;
     const hdr = buf.slice(s, s + size);
     const stored = le32(hdr, 16);
     hdr[16] = hdr[17] = hdr[18] = hdr[19] = 0;
-    if ((crc32(hdr) >>> 0) !== stored) continue;
+    if (crc32(hdr) >>> 0 !== stored) continue;
     out.push({ at: s, myLba: le64(buf, s + 24), alternateLba: le64(buf, s + 32) });
   }
   return out;

@@ -6,7 +6,7 @@ import { u32 } from '../format/bytes.js';
 import { classifyL2, ClusterType, decodeCompressed, l2Offset } from '../format/l2-entry.js';
 import type { Geometry } from '../format/header.js';
 import type { PositionalIO } from '../io/positional-io.js';
-import { CancelToken, type ProgressSink } from '../service/progress.js';
+import { CancelToken, type ProgressSink } from '../base/task-control.js';
 import { decompressCluster } from './decompress.js';
 import type { GuestView, LostRange, Reconstruction, ViewReport } from './types.js';
 
@@ -43,11 +43,21 @@ export class ViewReader {
     this.step = recon.extendedL2 ? C.L2_ENTRY_SIZE_EXT : C.L2_ENTRY_SIZE_STD;
     this.l2Entries = this.cs / this.step;
     this.geo = {
-      clusterBits: recon.clusterBits, clusterSize: this.cs, extendedL2: recon.extendedL2, l2EntrySize: this.step,
-      l2Entries: this.l2Entries, l2Bits: Math.log2(this.l2Entries), refcountOrder: 4, refcountBits: 16,
-      refcountBlockEntries: 0, refcountBlockBits: 0, l1EntriesNeeded: 0, l1Coverage: this.cs * this.l2Entries,
+      clusterBits: recon.clusterBits,
+      clusterSize: this.cs,
+      extendedL2: recon.extendedL2,
+      l2EntrySize: this.step,
+      l2Entries: this.l2Entries,
+      l2Bits: Math.log2(this.l2Entries),
+      refcountOrder: 4,
+      refcountBits: 16,
+      refcountBlockEntries: 0,
+      refcountBlockBits: 0,
+      l1EntriesNeeded: 0,
+      l1Coverage: this.cs * this.l2Entries,
       subclusterSize: recon.extendedL2 ? this.cs / C.SUBCLUSTERS_PER_CLUSTER : this.cs,
-      csizeShift: 62 - (recon.clusterBits - 8), csizeMask: 2 ** (recon.clusterBits - 8) - 1,
+      csizeShift: 62 - (recon.clusterBits - 8),
+      csizeMask: 2 ** (recon.clusterBits - 8) - 1,
     };
   }
 
@@ -56,7 +66,11 @@ export class ViewReader {
   }
 
   /** Stream the whole disk into `sink` and return what was recovered, lost and guessed. */
-  async export(sink: ClusterSink, progress?: ProgressSink, cancel: CancelToken = CancelToken.none): Promise<ViewReport> {
+  async export(
+    sink: ClusterSink,
+    progress?: ProgressSink,
+    cancel: CancelToken = CancelToken.none,
+  ): Promise<ViewReport> {
     const v = this.view;
     const acc = new Accounting(v.virtualSize);
     const total = Math.max(1, Math.ceil(v.virtualSize / this.cs));
@@ -81,14 +95,27 @@ export class ViewReader {
     const placedL2 = [...v.l2.values()].sort((a, b) => a.l1Index - b.l1Index);
     const bytes = acc.bytes;
     return {
-      kind: v.kind, id: v.id, name: v.name, virtualSize: v.virtualSize, l1Source: v.l1Source, l1Offset: v.l1Offset,
-      l2Tables: placedL2, bytes, lost: acc.lost,
+      kind: v.kind,
+      id: v.id,
+      name: v.name,
+      virtualSize: v.virtualSize,
+      l1Source: v.l1Source,
+      l1Offset: v.l1Offset,
+      l2Tables: placedL2,
+      bytes,
+      lost: acc.lost,
       confidence: bytes.recovered === 0 ? 1 : 1 - bytes.guessed / bytes.recovered,
     };
   }
 
   /** The guest clusters under L1 index i, in order. */
-  private async emitIndex(i: number, sink: ClusterSink, acc: Accounting, jFrom = 0, jTo = this.l2Entries): Promise<void> {
+  private async emitIndex(
+    i: number,
+    sink: ClusterSink,
+    acc: Accounting,
+    jFrom = 0,
+    jTo = this.l2Entries,
+  ): Promise<void> {
     const v = this.view;
     const cs = this.cs;
     const bytes = acc.bytes;
@@ -133,9 +160,14 @@ export class ViewReader {
       }
       if (type === ClusterType.Compressed) {
         const d = decodeCompressed(hi, lo, this.geo);
-        const data = d.offset < this.fileSize
-          ? decompressCluster(await this.io.read(d.offset, Math.min(d.size, this.fileSize - d.offset)), cs, this.recon.compressionType)
-          : undefined;
+        const data =
+          d.offset < this.fileSize
+            ? decompressCluster(
+                await this.io.read(d.offset, Math.min(d.size, this.fileSize - d.offset)),
+                cs,
+                this.recon.compressionType,
+              )
+            : undefined;
         if (data) {
           await sink(g, isAllZero(data) ? null : data);
           bytes.recovered += clusterBytes(g);
@@ -143,7 +175,13 @@ export class ViewReader {
           if (guessed) bytes.guessed += clusterBytes(g);
         } else {
           await sink(g, null);
-          acc.addLost(g * cs, g * cs + cs, d.offset + d.size > this.fileSize ? 'compressed cluster beyond end of file (truncated)' : `compressed cluster at 0x${d.offset.toString(16)} does not decompress`);
+          acc.addLost(
+            g * cs,
+            g * cs + cs,
+            d.offset + d.size > this.fileSize
+              ? 'compressed cluster beyond end of file (truncated)'
+              : `compressed cluster at 0x${d.offset.toString(16)} does not decompress`,
+          );
         }
         j++;
         continue;
@@ -154,7 +192,8 @@ export class ViewReader {
       while (k < n && (k - j) * cs < MAX_RUN) {
         const h2 = u32(l2, k * this.step);
         const l22 = u32(l2, k * this.step + 4);
-        if (classifyL2(h2, l22, false, false) !== ClusterType.Normal || l2Offset(h2, l22) !== host + (k - j) * cs) break;
+        if (classifyL2(h2, l22, false, false) !== ClusterType.Normal || l2Offset(h2, l22) !== host + (k - j) * cs)
+          break;
         k++;
       }
       const runBytes = (k - j) * cs;
@@ -187,7 +226,7 @@ export class ViewReader {
   private async emitUnallocated(g0: number, n: number, sink: ClusterSink, acc: Accounting): Promise<void> {
     const cs = this.cs;
     const size = this.view.virtualSize;
-    for (let k = 0; k < n;) {
+    for (let k = 0; k < n; ) {
       const run = Math.min(n - k, Math.max(1, MAX_RUN / cs));
       const start = (g0 + k) * cs;
       const len = Math.min(run * cs, size - start);
@@ -206,8 +245,15 @@ export class ViewReader {
     }
   }
 
-  private async emitExtended(g: number, l2: Uint8Array, j: number, want: number, sink: ClusterSink,
-    acc: Accounting, guessed: boolean): Promise<void> {
+  private async emitExtended(
+    g: number,
+    l2: Uint8Array,
+    j: number,
+    want: number,
+    sink: ClusterSink,
+    acc: Accounting,
+    guessed: boolean,
+  ): Promise<void> {
     const bytes = acc.bytes;
     const cs = this.cs;
     const hi = u32(l2, j * this.step);
@@ -224,11 +270,16 @@ export class ViewReader {
       if (a >= want) break;
       const b = Math.min(a + sub, want);
       if ((allocBits >>> s) & 1) {
-        if (data.length >= b) { out.set(data.subarray(a, b), a); bytes.recovered += b - a; if (guessed) bytes.guessed += b - a; }
-        else acc.addLost(g * cs + a, g * cs + b, 'data cluster beyond end of file (truncated)');
+        if (data.length >= b) {
+          out.set(data.subarray(a, b), a);
+          bytes.recovered += b - a;
+          if (guessed) bytes.guessed += b - a;
+        } else acc.addLost(g * cs + a, g * cs + b, 'data cluster beyond end of file (truncated)');
       } else if ((zeroBits >>> s) & 1) bytes.zero += b - a;
-      else if (backing) { out.set(backing.subarray(a, b), a); bytes.backing += b - a; }
-      else if (this.backing?.missing) bytes.backingMissing += b - a;
+      else if (backing) {
+        out.set(backing.subarray(a, b), a);
+        bytes.backing += b - a;
+      } else if (this.backing?.missing) bytes.backingMissing += b - a;
       else bytes.zero += b - a;
     }
     await sink(g, isAllZero(out) ? null : out);

@@ -8,7 +8,7 @@ import { classifyL2, ClusterType, decodeCompressed, l2Offset } from '../format/l
 import * as C from '../format/constants.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import { FileIO } from '../io/file-io.js';
-import { CancelToken, type ProgressSink } from '../service/progress.js';
+import { CancelToken, type ProgressSink } from '../base/task-control.js';
 import { isZero } from './classify.js';
 import type { ScanFindings } from './scan.js';
 import type { Reconstruction } from './types.js';
@@ -26,12 +26,18 @@ export interface LostFoundReport {
   runsCapped: boolean;
 }
 
-export async function exportLostAndFound(io: PositionalIO, recon: Reconstruction, findings: ScanFindings, target: string,
-  opts: { progress?: ProgressSink; cancel?: CancelToken } = {}): Promise<LostFoundReport> {
+export async function exportLostAndFound(
+  io: PositionalIO,
+  recon: Reconstruction,
+  findings: ScanFindings,
+  target: string,
+  opts: { progress?: ProgressSink; cancel?: CancelToken } = {},
+): Promise<LostFoundReport> {
   const cs = recon.clusterSize;
   const fileSize = findings.fileSize;
   const nClusters = Math.ceil(fileSize / cs);
-  if (nClusters / 8 > MAX_BITMAP) throw new Error(`--lost-found: ${nClusters} clusters are too many to track (at most ${MAX_BITMAP * 8})`);
+  if (nClusters / 8 > MAX_BITMAP)
+    throw new Error(`--lost-found: ${nClusters} clusters are too many to track (at most ${MAX_BITMAP * 8})`);
   const used = new Uint8Array(Math.ceil(nClusters / 8));
   const mark = (off: number, len = cs): void => {
     for (let c = Math.floor(off / cs); c * cs < off + len && c < nClusters; c++) used[c >> 3]! |= 1 << (c & 7);
@@ -43,25 +49,29 @@ export async function exportLostAndFound(io: PositionalIO, recon: Reconstruction
   for (const t of findings.tables) mark(t.offset);
   for (const o of findings.refcountBlocks) mark(o);
   for (const o of findings.snapshotTables) mark(o);
-  for (const v of recon.views) if (v.l1Offset !== undefined) mark(v.l1Offset, Math.max(cs, Math.ceil(v.virtualSize / (cs * (cs / 8))) * 8));
+  for (const v of recon.views)
+    if (v.l1Offset !== undefined) mark(v.l1Offset, Math.max(cs, Math.ceil(v.virtualSize / (cs * (cs / 8))) * 8));
   // Data reached by any recovered disk.
   const step = recon.extendedL2 ? C.L2_ENTRY_SIZE_EXT : C.L2_ENTRY_SIZE_STD;
-  const geo = { csizeShift: 62 - (recon.clusterBits - 8), csizeMask: 2 ** (recon.clusterBits - 8) - 1 } as Parameters<typeof decodeCompressed>[2];
+  const geo = { csizeShift: 62 - (recon.clusterBits - 8), csizeMask: 2 ** (recon.clusterBits - 8) - 1 } as Parameters<
+    typeof decodeCompressed
+  >[2];
   const seen = new Set<number>();
-  for (const v of recon.views) for (const p of v.l2.values()) {
-    if (seen.has(p.host)) continue;
-    seen.add(p.host);
-    const l2 = await io.read(p.host, cs);
-    for (let q = 0; q + step <= l2.length; q += step) {
-      const hi = u32(l2, q);
-      const lo = u32(l2, q + 4);
-      const type = classifyL2(hi, lo, recon.extendedL2, false);
-      if (type === ClusterType.Compressed) {
-        const d = decodeCompressed(hi, lo, geo);
-        mark(d.offset, d.size);
-      } else if (type === ClusterType.Normal || type === ClusterType.ZeroAlloc) mark(l2Offset(hi, lo));
+  for (const v of recon.views)
+    for (const p of v.l2.values()) {
+      if (seen.has(p.host)) continue;
+      seen.add(p.host);
+      const l2 = await io.read(p.host, cs);
+      for (let q = 0; q + step <= l2.length; q += step) {
+        const hi = u32(l2, q);
+        const lo = u32(l2, q + 4);
+        const type = classifyL2(hi, lo, recon.extendedL2, false);
+        if (type === ClusterType.Compressed) {
+          const d = decodeCompressed(hi, lo, geo);
+          mark(d.offset, d.size);
+        } else if (type === ClusterType.Normal || type === ClusterType.ZeroAlloc) mark(l2Offset(hi, lo));
+      }
     }
-  }
 
   const out = await FileIO.open(`${target}.partial`, { create: true });
   const report: LostFoundReport = { file: target, clusters: 0, bytes: 0, runs: [], runsCapped: false };

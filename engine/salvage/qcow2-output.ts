@@ -26,7 +26,11 @@ export class Qcow2SequentialWriter {
   private lastGuest = -1;
   dataClusters = 0;
 
-  constructor(private readonly io: PositionalIO, private readonly clusterBits: number, private readonly virtualSize: number) {
+  constructor(
+    private readonly io: PositionalIO,
+    private readonly clusterBits: number,
+    private readonly virtualSize: number,
+  ) {
     this.cs = 2 ** clusterBits;
     this.l2Entries = this.cs / 8;
     this.l1 = new Array<number>(Math.max(1, Math.ceil(virtualSize / (this.cs * this.l2Entries)))).fill(0);
@@ -57,12 +61,15 @@ export class Qcow2SequentialWriter {
     const cs = this.cs;
     const l1Clusters = Math.ceil((this.l1.length * 8) / cs);
     const l1Buf = new Uint8Array(l1Clusters * cs);
-    this.l1.forEach((off, i) => { if (off) putU64(l1Buf, i * 8, BigInt(off) | (1n << 63n)); });
+    this.l1.forEach((off, i) => {
+      if (off) putU64(l1Buf, i * 8, BigInt(off) | (1n << 63n));
+    });
     const l1Offset = this.append(l1Buf);
     // Refcount table + blocks after everything, covering themselves too.
     const used = this.next;
     const perBlock = (cs * 8) >> REFCOUNT_ORDER;
-    let blocks = 0, tableClusters = 0;
+    let blocks = 0,
+      tableClusters = 0;
     for (;;) {
       const total = used + blocks + tableClusters;
       const b = Math.ceil(total / perBlock);
@@ -78,7 +85,8 @@ export class Qcow2SequentialWriter {
     this.append(table);
     for (let k = 0; k < blocks; k++) {
       const blk = new Uint8Array(cs);
-      for (let c = k * perBlock; c < Math.min(total, (k + 1) * perBlock); c++) setRefcount(blk, c - k * perBlock, REFCOUNT_ORDER, 1);
+      for (let c = k * perBlock; c < Math.min(total, (k + 1) * perBlock); c++)
+        setRefcount(blk, c - k * perBlock, REFCOUNT_ORDER, 1);
       this.append(blk);
     }
     await this.flushPending();
@@ -126,7 +134,10 @@ export class Qcow2SequentialWriter {
     const n = this.pendingBytes();
     const buf = new Uint8Array(n);
     let o = 0;
-    for (const p of this.pending) { buf.set(p, o); o += p.length; }
+    for (const p of this.pending) {
+      buf.set(p, o);
+      o += p.length;
+    }
     await this.io.write(this.pendingStart * this.cs, buf);
     this.pendingStart += n / this.cs;
     this.pending = [];

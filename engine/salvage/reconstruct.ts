@@ -36,7 +36,12 @@ interface SnapshotInfo {
 
 const MIB = 1024 * 1024;
 
-export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings: ScanFindings, opts: ReconstructOptions): Promise<Reconstruction> {
+export async function reconstruct(
+  io: PositionalIO,
+  hints: HeaderHints,
+  findings: ScanFindings,
+  opts: ReconstructOptions,
+): Promise<Reconstruction> {
   const cb = findings.geometry.clusterBits;
   const cs = 2 ** cb;
   const extendedL2 = findings.geometry.extendedL2;
@@ -58,8 +63,9 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
   if (hints.intact && hints.l1Offset !== undefined && hints.l1Size !== undefined)
     for (let o = hints.l1Offset; o < hints.l1Offset + hints.l1Size * 8; o += cs) named.set(o - (o % cs), 'l1');
   if (hints.intact && hints.refcountTableOffset !== undefined)
-    for (let k = 0; k < (hints.refcountTableClusters ?? 1); k++) named.set(hints.refcountTableOffset + k * cs, 'reftable');
-  for (const t of findings.tables) role.set(t.offset, named.get(t.offset) ?? await tableRole(t));
+    for (let k = 0; k < (hints.refcountTableClusters ?? 1); k++)
+      named.set(hints.refcountTableOffset + k * cs, 'reftable');
+  for (const t of findings.tables) role.set(t.offset, named.get(t.offset) ?? (await tableRole(t)));
   const l2Set = (o: number): boolean => role.get(o) === 'l2';
 
   // 2. Refcounts, when the structure survives: used only to tell live tables from stale copies.
@@ -76,8 +82,14 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
   // 5. Views from L1 tables.
   const views: GuestView[] = [];
   const activeView: GuestView = {
-    kind: 'active', id: 'active', name: 'active disk', virtualSize: 0, l1Source: active ? (active.source === 'header' ? 'header' : 'scan') : 'none',
-    l1Offset: active?.offset, l2: new Map(), lostL2: [],
+    kind: 'active',
+    id: 'active',
+    name: 'active disk',
+    virtualSize: 0,
+    l1Source: active ? (active.source === 'header' ? 'header' : 'scan') : 'none',
+    l1Offset: active?.offset,
+    l2: new Map(),
+    lostL2: [],
   };
   let activeState: 'valid' | 'damaged' | 'lost' = 'lost';
   if (active) {
@@ -87,26 +99,39 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     // before it), which would shift every guest offset. Say so, and do not claim certainty.
     const shiftable = active.source === 'scan' && !r.placed.some((q) => q.l1Index === 0) && r.placed.length > 0;
     if (shiftable) {
-      warnings.push(`the L1 table found at 0x${active.offset.toString(16)} maps nothing at guest offset 0: if it starts earlier in the file, every guest offset is shifted (check the output, or pass --virtual-size and compare)`);
+      warnings.push(
+        `the L1 table found at 0x${active.offset.toString(16)} maps nothing at guest offset 0: if it starts earlier in the file, every guest offset is shifted (check the output, or pass --virtual-size and compare)`,
+      );
       for (const q of r.placed) q.confidence = 0.8;
     }
     for (const p of r.placed) activeView.l2.set(p.l1Index, p);
     if (r.state !== 'lost') activeView.lostL2.push(...r.lost);
-    else if (active.source === 'header') warnings.push(`active L1 table at 0x${active.offset.toString(16)} is unreadable (zeroed or overwritten): its L2 tables were placed from other evidence`);
+    else if (active.source === 'header')
+      warnings.push(
+        `active L1 table at 0x${active.offset.toString(16)} is unreadable (zeroed or overwritten): its L2 tables were placed from other evidence`,
+      );
   }
   const snapViews: Array<{ info: SnapshotInfo; view: GuestView }> = [];
   for (const s of snaps.list) {
     const r = await readL1(s.l1Offset, s.l1Size);
     const v: GuestView = {
-      kind: 'snapshot', id: s.id, name: s.name, virtualSize: s.diskSize ?? 0, l1Source: 'snapshot-table', l1Offset: s.l1Offset,
-      l2: new Map(r.placed.map((p) => [p.l1Index, p])), lostL2: r.state === 'lost' ? [] : r.lost,
+      kind: 'snapshot',
+      id: s.id,
+      name: s.name,
+      virtualSize: s.diskSize ?? 0,
+      l1Source: 'snapshot-table',
+      l1Offset: s.l1Offset,
+      l2: new Map(r.placed.map((p) => [p.l1Index, p])),
+      lostL2: r.state === 'lost' ? [] : r.lost,
     };
     if (r.state === 'lost') warnings.push(`L1 table of snapshot ${s.id} at 0x${s.l1Offset.toString(16)} is unreadable`);
     snapViews.push({ info: s, view: v });
   }
 
   // 5b. Snapshot table lost or short: L1-like tables nobody claims are offered as unnamed disks.
-  const tableShort = !snaps.table ? !hints.intact || (hints.nbSnapshots ?? 0) > 0 : snaps.list.length < (hints.nbSnapshots ?? 0);
+  const tableShort = !snaps.table
+    ? !hints.intact || (hints.nbSnapshots ?? 0) > 0
+    : snaps.list.length < (hints.nbSnapshots ?? 0);
   if (tableShort) {
     for (const o of [...role.keys()].filter((x) => role.get(x) === 'l1').sort((a, b) => a - b)) {
       if (o === active?.offset || snapL1s.has(o)) continue;
@@ -116,9 +141,20 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
       const id = `l1@0x${o.toString(16)}`;
       snapViews.push({
         info: { id, name: 'unnamed (snapshot table lost)', l1Offset: o, l1Size: cs / 8, date: 0, order: -1 },
-        view: { kind: 'snapshot', id, name: 'unnamed (snapshot table lost)', virtualSize: 0, l1Source: 'scan', l1Offset: o, l2: new Map(r.placed.map((p) => [p.l1Index, p])), lostL2: [] },
+        view: {
+          kind: 'snapshot',
+          id,
+          name: 'unnamed (snapshot table lost)',
+          virtualSize: 0,
+          l1Source: 'scan',
+          l1Offset: o,
+          l2: new Map(r.placed.map((p) => [p.l1Index, p])),
+          lostL2: [],
+        },
       });
-      guesses.push(`L1-like table at 0x${o.toString(16)} claimed by no surviving snapshot entry: offered as disk '${id}' (a snapshot whose table entry is lost, or a stale copy)`);
+      guesses.push(
+        `L1-like table at 0x${o.toString(16)} claimed by no surviving snapshot entry: offered as disk '${id}' (a snapshot whose table entry is lost, or a stale copy)`,
+      );
     }
   }
 
@@ -128,9 +164,15 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
   for (const o of role.keys()) {
     if (role.get(o) !== 'l1') continue;
     const buf = await readPadded(io, o, cs);
-    for (let p = 0; p < cs; p += 8) { const t = l1Target(buf, p); if (t && l2Set(t)) referenced.add(t); }
+    for (let p = 0; p < cs; p += 8) {
+      const t = l1Target(buf, p);
+      if (t && l2Set(t)) referenced.add(t);
+    }
   }
-  let orphans = [...role.entries()].filter(([o, r]) => r === 'l2' && !referenced.has(o)).map(([o]) => o).sort((a, b) => a - b);
+  let orphans = [...role.entries()]
+    .filter(([o, r]) => r === 'l2' && !referenced.has(o))
+    .map(([o]) => o)
+    .sort((a, b) => a - b);
   orphans = await dropDataLookalikes(orphans, [activeView, ...snapViews.map((x) => x.view)]);
   const unused: number[] = [];
   const placeable: number[] = [];
@@ -142,15 +184,24 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     if (rc === 0 || l1Trusted) unused.push(o);
     else placeable.push(o);
   }
-  if (unused.length) guesses.push(`${unused.length} L2-like table(s) referenced by no L1 were left out (${l1Trusted ? 'the active L1 is intact: leaked or stale; --place-orphans uses them' : 'refcount 0: stale copies'}): ${unused.slice(0, 8).map(hx).join(', ')}${unused.length > 8 ? ', …' : ''}`);
+  if (unused.length)
+    guesses.push(
+      `${unused.length} L2-like table(s) referenced by no L1 were left out (${l1Trusted ? 'the active L1 is intact: leaked or stale; --place-orphans uses them' : 'refcount 0: stale copies'}): ${unused.slice(0, 8).map(hx).join(', ')}${unused.length > 8 ? ', …' : ''}`,
+    );
 
   // 7. Virtual size (needed to bound the L1 index range).
   let virtualSize = opts.virtualSize ?? 0;
   let virtualSizeSource: Reconstruction['virtualSizeSource'] = 'user';
-  if (!virtualSize && hints.size) { virtualSize = hints.size; virtualSizeSource = hints.intact ? 'header' : 'header-damaged'; }
+  if (!virtualSize && hints.size) {
+    virtualSize = hints.size;
+    virtualSizeSource = hints.intact ? 'header' : 'header-damaged';
+  }
   if (!virtualSize) {
     const ds = Math.max(0, ...snaps.list.map((s) => s.diskSize ?? 0));
-    if (ds) { virtualSize = ds; virtualSizeSource = 'snapshot-table'; }
+    if (ds) {
+      virtualSize = ds;
+      virtualSizeSource = 'snapshot-table';
+    }
   }
 
   // 7b. GPT headers in the active disk's data: they place their tables and give the disk size.
@@ -170,7 +221,9 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
   }
 
   // 8. Place orphans in the active disk.
-  const l1Slots = virtualSize ? Math.ceil(virtualSize / coverage) : Math.max(placeable.length + maxIndex(activeView) + 1, 1);
+  const l1Slots = virtualSize
+    ? Math.ceil(virtualSize / coverage)
+    : Math.max(placeable.length + maxIndex(activeView) + 1, 1);
   await placeOrphans(placeable, l1Slots);
 
   if (!virtualSize) {
@@ -178,7 +231,9 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     let end = 0;
     for (const v of [activeView, ...snapViews.map((x) => x.view)]) end = Math.max(end, await mappedEnd(v));
     virtualSize = Math.max(MIB, Math.ceil(end / MIB) * MIB);
-    guesses.push(`virtual size unknown (header lost): ${virtualSize} bytes, the end of the last mapped cluster rounded up to a MiB (use --virtual-size to override)`);
+    guesses.push(
+      `virtual size unknown (header lost): ${virtualSize} bytes, the end of the last mapped cluster rounded up to a MiB (use --virtual-size to override)`,
+    );
   }
   activeView.virtualSize = virtualSize;
   for (const sv of snapViews) if (!sv.view.virtualSize) sv.view.virtualSize = virtualSize;
@@ -189,12 +244,20 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     v.lostL2 = v.lostL2.filter((l) => l.l1Index < needed);
   }
 
-  const l1Tables = [...role.entries()].filter(([, r]) => r === 'l1').map(([o]) => o).sort((a, b) => a - b);
+  const l1Tables = [...role.entries()]
+    .filter(([, r]) => r === 'l1')
+    .map(([o]) => o)
+    .sort((a, b) => a - b);
   return {
-    clusterBits: cb, clusterSize: cs, clusterSizeSource: opts.clusterBitsSource, extendedL2,
+    clusterBits: cb,
+    clusterSize: cs,
+    clusterSizeSource: opts.clusterBitsSource,
+    extendedL2,
     compressionType: hints.intact ? hints.compressionType : undefined,
-    virtualSize, virtualSizeSource,
-    backingFile: hints.backingFile, backingFormat: hints.backingFormat,
+    virtualSize,
+    virtualSizeSource,
+    backingFile: hints.backingFile,
+    backingFormat: hints.backingFormat,
     views,
     structures: {
       header: hints.intact ? 'intact' : hints.magicOk || hints.version ? 'damaged' : 'missing',
@@ -207,7 +270,8 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
       refcountBlocks: refblocks.size,
       unusedL2Tables: unused,
     },
-    guesses, warnings,
+    guesses,
+    warnings,
   };
 
   // ---- helpers (closures over the state above) ----
@@ -216,7 +280,9 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     if (t.extended) return 'l2';
     if (t.compressed > 0 || t.zeroFlag > 0) return 'l2';
     const buf = await cache.get(t.offset);
-    let total = 0, inTables = 0, inRb = 0;
+    let total = 0,
+      inTables = 0,
+      inRb = 0;
     const others: number[] = [];
     for (let p = 0; p < cs; p += 8) {
       const x = standardTarget(buf, p);
@@ -240,7 +306,8 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
   async function refcountProbe(): Promise<RefcountProbe | undefined> {
     const order = hints.refcountOrder ?? 4;
     const candidates: Array<{ off: number; clusters: number }> = [];
-    if (hints.refcountTableOffset !== undefined) candidates.push({ off: hints.refcountTableOffset, clusters: hints.refcountTableClusters ?? 1 });
+    if (hints.refcountTableOffset !== undefined)
+      candidates.push({ off: hints.refcountTableOffset, clusters: hints.refcountTableClusters ?? 1 });
     for (const [o, r] of role) if (r === 'reftable') candidates.push({ off: o, clusters: 1 });
     for (const c of candidates) {
       if (c.off >= fileSize) continue;
@@ -253,14 +320,20 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     return undefined;
   }
 
-  async function findSnapshots(): Promise<{ list: SnapshotInfo[]; table?: Reconstruction['structures']['snapshotTable'] }> {
+  async function findSnapshots(): Promise<{
+    list: SnapshotInfo[];
+    table?: Reconstruction['structures']['snapshotTable'];
+  }> {
     if (hints.snapshotsOffset !== undefined && hints.nbSnapshots) {
       const list = await decodeSnapshotTable(hints.snapshotsOffset, hints.nbSnapshots);
       if (list.length) {
-        if (list.length < hints.nbSnapshots) warnings.push(`snapshot table: only ${list.length} of ${hints.nbSnapshots} entries readable`);
+        if (list.length < hints.nbSnapshots)
+          warnings.push(`snapshot table: only ${list.length} of ${hints.nbSnapshots} entries readable`);
         return { list, table: { offset: hints.snapshotsOffset, source: 'header', entries: list.length } };
       }
-      warnings.push(`snapshot table at 0x${hints.snapshotsOffset.toString(16)} is unreadable; looking for another copy`);
+      warnings.push(
+        `snapshot table at 0x${hints.snapshotsOffset.toString(16)} is unreadable; looking for another copy`,
+      );
     } else if (hints.intact) {
       return { list: [] }; // an intact header says there are no snapshots
     }
@@ -272,10 +345,14 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
       if (!list.length) continue;
       const rc = probe ? await probe.refcount(off / cs) : undefined;
       const live = rc !== undefined && rc > 0;
-      if (!best || (live && !best.live) || (live === best.live && list.length >= best.list.length)) best = { off, list, live };
+      if (!best || (live && !best.live) || (live === best.live && list.length >= best.list.length))
+        best = { off, list, live };
     }
     if (!best) return { list: [] };
-    if (findings.snapshotTables.length > 1) guesses.push(`snapshot table chosen among ${findings.snapshotTables.length} candidates: 0x${best.off.toString(16)}`);
+    if (findings.snapshotTables.length > 1)
+      guesses.push(
+        `snapshot table chosen among ${findings.snapshotTables.length} candidates: 0x${best.off.toString(16)}`,
+      );
     return { list: best.list, table: { offset: best.off, source: 'scan', entries: best.list.length } };
   }
 
@@ -288,12 +365,28 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
       const l1Size = u32(fixed, 8);
       const idLen = u16(fixed, 12);
       const extra = u32(fixed, 36);
-      if (l1Offset === 0 || l1Offset % cs !== 0 || l1Offset >= fileSize || l1Size === 0 || l1Size > C.QCOW_MAX_L1_SIZE / 8
-        || idLen === 0 || extra > C.QCOW_MAX_SNAPSHOT_EXTRA_DATA) break;
+      if (
+        l1Offset === 0 ||
+        l1Offset % cs !== 0 ||
+        l1Offset >= fileSize ||
+        l1Size === 0 ||
+        l1Size > C.QCOW_MAX_L1_SIZE / 8 ||
+        idLen === 0 ||
+        extra > C.QCOW_MAX_SNAPSHOT_EXTRA_DATA
+      )
+        break;
       const len = snapshotEntryLength(fixed, 0);
       const e = decodeSnapshotEntry(await readPadded(io, pos, len), 0, pos - offset);
       if (!/^[\x20-\x7e]+$/.test(e.id)) break;
-      list.push({ id: e.id, name: e.name, l1Offset, l1Size, diskSize: e.diskSize, date: e.dateSec + e.dateNsec / 1e9, order: i });
+      list.push({
+        id: e.id,
+        name: e.name,
+        l1Offset,
+        l1Size,
+        diskSize: e.diskSize,
+        date: e.dateSec + e.dateNsec / 1e9,
+        order: i,
+      });
       pos += len;
     }
     return list;
@@ -303,13 +396,16 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     if (hints.l1Offset !== undefined && hints.l1Size !== undefined && hints.l1Offset < fileSize)
       return { offset: hints.l1Offset, size: hints.l1Size, source: 'header' };
     // Header lost: L1-like tables that no snapshot claims; contiguous clusters form one table.
-    const starts = [...role.entries()].filter(([o, r]) => r === 'l1' && !snapL1s.has(o)).map(([o]) => o).sort((a, b) => a - b);
+    const starts = [...role.entries()]
+      .filter(([o, r]) => r === 'l1' && !snapL1s.has(o))
+      .map(([o]) => o)
+      .sort((a, b) => a - b);
     const runs: Array<{ offset: number; clusters: number }> = [];
     for (const o of starts) {
       const last = runs[runs.length - 1];
       const end = last ? last.offset + last.clusters * cs : -1;
       // A sparse L1 spanning several clusters has all-zero clusters between its used ones.
-      if (last && o >= end && o - end <= 64 * cs && await allZero(end, o)) last.clusters = (o - last.offset) / cs + 1;
+      if (last && o >= end && o - end <= 64 * cs && (await allZero(end, o))) last.clusters = (o - last.offset) / cs + 1;
       else runs.push({ offset: o, clusters: 1 });
     }
     if (!runs.length) return undefined;
@@ -322,7 +418,8 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     let best: { run: { offset: number; clusters: number }; own: number; total: number; live: boolean } | undefined;
     for (const run of runs) {
       const buf = await readPadded(io, run.offset, run.clusters * cs);
-      let own = 0, total = 0;
+      let own = 0,
+        total = 0;
       for (let p = 0; p < buf.length; p += 8) {
         const t = l1Target(buf, p);
         if (!t || !l2Set(t)) continue;
@@ -331,31 +428,50 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
       }
       const rc = probe ? await probe.refcount(run.offset / cs) : undefined;
       const live = rc !== undefined && rc > 0;
-      const better = !best || (live && !best.live) || (live === best.live && (own > best.own || (own === best.own && total > best.total)));
+      const better =
+        !best ||
+        (live && !best.live) ||
+        (live === best.live && (own > best.own || (own === best.own && total > best.total)));
       if (better) best = { run, own, total, live };
     }
     if (!best) return undefined;
-    if (runs.length > 1) guesses.push(`active L1 table chosen among ${runs.length} L1-like tables: 0x${best.run.offset.toString(16)} (owns ${best.own} L2 table(s) no snapshot uses)`);
+    if (runs.length > 1)
+      guesses.push(
+        `active L1 table chosen among ${runs.length} L1-like tables: 0x${best.run.offset.toString(16)} (owns ${best.own} L2 table(s) no snapshot uses)`,
+      );
     else guesses.push(`active L1 table found by scanning at 0x${best.run.offset.toString(16)}`);
     return { offset: best.run.offset, size: best.run.clusters * (cs / 8), source: 'scan' };
   }
 
-  async function readL1(offset: number, size: number): Promise<{ placed: L2Placement[]; lost: LostL2[]; state: 'valid' | 'damaged' | 'lost' }> {
+  async function readL1(
+    offset: number,
+    size: number,
+  ): Promise<{ placed: L2Placement[]; lost: LostL2[]; state: 'valid' | 'damaged' | 'lost' }> {
     const bytes = Math.min(size, C.QCOW_MAX_L1_SIZE / 8) * 8;
     const buf = await readInFile(offset, bytes);
     const placed: L2Placement[] = [];
     const lost: LostL2[] = [];
-    let bad = 0, nonZero = 0;
+    let bad = 0,
+      nonZero = 0;
     for (let i = 0; i * 8 < buf.length; i++) {
       const p = i * 8;
       if (u32(buf, p) === 0 && u32(buf, p + 4) === 0) continue;
       nonZero++;
-      if (!l1EntryPlausible(buf, p, cs, limit)) { bad++; lost.push({ l1Index: i, host: 0, reason: 'L1 entry unreadable' }); continue; }
+      if (!l1EntryPlausible(buf, p, cs, limit)) {
+        bad++;
+        lost.push({ l1Index: i, host: 0, reason: 'L1 entry unreadable' });
+        continue;
+      }
       const t = l1Target(buf, p);
       if (t === 0) continue;
       if (l2Set(t)) placed.push({ l1Index: i, host: t, source: 'l1', confidence: 1 });
       else if (t >= fileSize) lost.push({ l1Index: i, host: t, reason: 'L2 table beyond end of file (truncated)' });
-      else lost.push({ l1Index: i, host: t, reason: `L2 table at 0x${t.toString(16)} destroyed (cluster no longer holds a table)` });
+      else
+        lost.push({
+          l1Index: i,
+          host: t,
+          reason: `L2 table at 0x${t.toString(16)} destroyed (cluster no longer holds a table)`,
+        });
     }
     // All zero, or mostly unreadable: nothing in it can be trusted to say "unallocated".
     const state = nonZero === 0 || bad * 2 > nonZero ? 'lost' : bad > 0 || lost.length > 0 ? 'damaged' : 'valid';
@@ -368,12 +484,16 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     const set = new Set(cands);
     const seen = new Set<number>();
     const step = extendedL2 ? 16 : 8;
-    for (const v of vs) for (const p of v.l2.values()) {
-      if (seen.has(p.host)) continue;
-      seen.add(p.host);
-      const buf = await cache.get(p.host);
-      for (let q = 0; q < cs; q += step) { const t = standardTarget(buf, q); if (t && set.has(t)) set.delete(t); }
-    }
+    for (const v of vs)
+      for (const p of v.l2.values()) {
+        if (seen.has(p.host)) continue;
+        seen.add(p.host);
+        const buf = await cache.get(p.host);
+        for (let q = 0; q < cs; q += step) {
+          const t = standardTarget(buf, q);
+          if (t && set.has(t)) set.delete(t);
+        }
+      }
     const dropped = cands.length - set.size;
     if (dropped) guesses.push(`${dropped} table-like cluster(s) are guest data of mapped L2 tables; treated as data`);
     return cands.filter((c) => set.has(c));
@@ -381,7 +501,8 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
 
   async function placeOrphans(list: number[], slots: number): Promise<void> {
     if (!list.length) return;
-    const taken = (i: number): boolean => activeView.l2.has(i) || activeView.lostL2.some((l) => l.l1Index === i && l.host !== 0);
+    const taken = (i: number): boolean =>
+      activeView.l2.has(i) || activeView.lostL2.some((l) => l.l1Index === i && l.host !== 0);
     const remaining = new Set(list);
     const step = extendedL2 ? 16 : 8;
     // a) Data shared with a snapshot's L2 at the same L2 index: same L1 index (a COW copy).
@@ -401,27 +522,33 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
       }
       const votes = new Map<number, Map<number, number>>();
       const seen = new Set<string>();
-      for (const sv of snapViews) for (const p of sv.view.l2.values()) {
-        const key = `${p.host}:${p.l1Index}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-        const buf = await cache.get(p.host);
-        for (let j = 0; j < l2Entries; j++) {
-          const t = standardTarget(buf, j * step);
-          const hits = t ? sample.get(t) : undefined;
-          if (!hits) continue;
-          for (const h of hits) {
-            if (h.j !== j) continue;
-            const m = votes.get(h.o) ?? new Map<number, number>();
-            m.set(p.l1Index, (m.get(p.l1Index) ?? 0) + 1);
-            votes.set(h.o, m);
+      for (const sv of snapViews)
+        for (const p of sv.view.l2.values()) {
+          const key = `${p.host}:${p.l1Index}`;
+          if (seen.has(key)) continue;
+          seen.add(key);
+          const buf = await cache.get(p.host);
+          for (let j = 0; j < l2Entries; j++) {
+            const t = standardTarget(buf, j * step);
+            const hits = t ? sample.get(t) : undefined;
+            if (!hits) continue;
+            for (const h of hits) {
+              if (h.j !== j) continue;
+              const m = votes.get(h.o) ?? new Map<number, number>();
+              m.set(p.l1Index, (m.get(p.l1Index) ?? 0) + 1);
+              votes.set(h.o, m);
+            }
           }
         }
-      }
       const claims: Array<{ o: number; i: number; n: number }> = [];
       for (const [o, m] of votes) {
-        let bi = -1, bn = 0;
-        for (const [i, n] of m) if (n > bn) { bi = i; bn = n; }
+        let bi = -1,
+          bn = 0;
+        for (const [i, n] of m)
+          if (n > bn) {
+            bi = i;
+            bn = n;
+          }
         if (bi >= 0) claims.push({ o, i: bi, n: bn });
       }
       claims.sort((a, b) => b.n - a.n || b.o - a.o); // more shared data first; then the newer copy
@@ -431,7 +558,10 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
         remaining.delete(c.o);
       }
       const matched = list.length - remaining.size;
-      if (matched) guesses.push(`${matched} L2 table(s) of the active disk placed by the data they share with a snapshot's L2 table at the same index`);
+      if (matched)
+        guesses.push(
+          `${matched} L2 table(s) of the active disk placed by the data they share with a snapshot's L2 table at the same index`,
+        );
     }
     // a2) A GPT header in a table's data states its own LBA: that fixes the table's L1 index.
     let anchored = 0;
@@ -455,26 +585,38 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
     const rest = [...remaining].sort((a, b) => a - b);
     const snapCovered = (i: number): boolean => snapViews.some((sv) => sv.view.l2.has(i));
     // Slots whose L1 entry is unreadable held a table: fill those first.
-    const damaged = activeView.lostL2.filter((l) => l.host === 0 && l.l1Index < slots).map((l) => l.l1Index).sort((a, b) => a - b);
+    const damaged = activeView.lostL2
+      .filter((l) => l.host === 0 && l.l1Index < slots)
+      .map((l) => l.l1Index)
+      .sort((a, b) => a - b);
     let free: number[] = [];
     if (damaged.length >= rest.length) free = damaged;
     else {
       for (let i = 0; i < slots; i++) if (!taken(i) && !snapCovered(i)) free.push(i);
-      if (free.length < rest.length) { free = []; for (let i = 0; i < slots; i++) if (!taken(i)) free.push(i); }
+      if (free.length < rest.length) {
+        free = [];
+        for (let i = 0; i < slots; i++) if (!taken(i)) free.push(i);
+      }
     }
     if (rest.length) {
       const exact = free.length === rest.length;
       const conf = exact ? (rest.length === 1 ? 0.9 : 0.7) : 0.4;
       const n = Math.min(rest.length, free.length);
       if (exact) {
-        for (let k = 0; k < n; k++) activeView.l2.set(free[k]!, { l1Index: free[k]!, host: rest[k]!, source: 'ordering', confidence: conf });
+        for (let k = 0; k < n; k++)
+          activeView.l2.set(free[k]!, { l1Index: free[k]!, host: rest[k]!, source: 'ordering', confidence: conf });
       } else {
         // Keep guest order = host order around the tables already placed: each orphan goes to the
         // first free slot after the slot of the table just before it in the file.
         const open = new Set(free);
         for (const h of rest.slice(0, n)) {
-          let after = -1, hostBefore = -1;
-          for (const q of activeView.l2.values()) if (q.host < h && q.host > hostBefore) { hostBefore = q.host; after = q.l1Index; }
+          let after = -1,
+            hostBefore = -1;
+          for (const q of activeView.l2.values())
+            if (q.host < h && q.host > hostBefore) {
+              hostBefore = q.host;
+              after = q.l1Index;
+            }
           const pick = free.find((i) => open.has(i) && i > after) ?? free.find((i) => open.has(i));
           if (pick === undefined) break;
           open.delete(pick);
@@ -482,8 +624,14 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
         }
       }
       activeView.lostL2 = activeView.lostL2.filter((l) => !activeView.l2.has(l.l1Index));
-      if (n) guesses.push(`${n} L2 table(s) with no surviving L1 entry placed in host order into ${free.length} free L1 slot(s) (confidence ${conf})`);
-      if (rest.length > n) warnings.push(`${rest.length - n} L2 table(s) referenced by no surviving L1 were not used (no free L1 slot in the active disk): they may belong to a lost snapshot`);
+      if (n)
+        guesses.push(
+          `${n} L2 table(s) with no surviving L1 entry placed in host order into ${free.length} free L1 slot(s) (confidence ${conf})`,
+        );
+      if (rest.length > n)
+        warnings.push(
+          `${rest.length - n} L2 table(s) referenced by no surviving L1 were not used (no free L1 slot in the active disk): they may belong to a lost snapshot`,
+        );
     }
     // c) Slots still empty that a snapshot maps: the active disk still shares the newest snapshot's table.
     // Only where the active L1 says nothing readable: all of it when lost, else its unreadable entries.
@@ -500,7 +648,8 @@ export async function reconstruct(io: PositionalIO, hints: HeaderHints, findings
         inherited++;
       }
       activeView.lostL2 = activeView.lostL2.filter((l) => !activeView.l2.has(l.l1Index));
-      if (inherited) guesses.push(`${inherited} L1 slot(s) of the active disk assumed unchanged since the newest snapshot`);
+      if (inherited)
+        guesses.push(`${inherited} L1 slot(s) of the active disk assumed unchanged since the newest snapshot`);
     }
   }
 

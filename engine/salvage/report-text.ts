@@ -7,7 +7,10 @@ export function humanSize(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
   let u = 0;
   let v = n;
-  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
   return u === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
 }
 
@@ -15,18 +18,32 @@ export function formatSalvageReport(r: SalvageReport): string {
   const out: string[] = [];
   out.push(`Salvage of ${r.image} (${humanSize(r.fileSize)})`);
   out.push(`  header: ${r.header}${r.headerDamage && r.header !== 'intact' ? ` (${r.headerDamage})` : ''}`);
-  out.push(`  cluster size: ${r.clusterSize} (${r.clusterSizeSource}); virtual size: ${r.virtualSize} (${humanSize(r.virtualSize)}, ${r.virtualSizeSource})`);
+  out.push(
+    `  cluster size: ${r.clusterSize} (${r.clusterSizeSource}); virtual size: ${r.virtualSize} (${humanSize(r.virtualSize)}, ${r.virtualSizeSource})`,
+  );
   out.push(`  compression: ${r.compression}${r.extendedL2 ? '; extended L2 entries' : ''}`);
   const c = r.scan.counts;
-  out.push(`  scan: ${r.scan.clusters} clusters${r.scan.complete ? '' : ' (incomplete)'} — ` +
-    Object.entries(c).filter(([, n]) => n > 0).map(([k, n]) => `${n} ${k}`).join(', '));
+  out.push(
+    `  scan: ${r.scan.clusters} clusters${r.scan.complete ? '' : ' (incomplete)'} — ` +
+      Object.entries(c)
+        .filter(([, n]) => n > 0)
+        .map(([k, n]) => `${n} ${k}`)
+        .join(', '),
+  );
   const s = r.structures;
-  out.push(`  tables: ${s.l1Tables.length} L1-like, ${s.l2Tables} L2-like, ${s.refcountTables.length} refcount-table-like, ${s.refcountBlocks} refcount-block-like`);
+  out.push(
+    `  tables: ${s.l1Tables.length} L1-like, ${s.l2Tables} L2-like, ${s.refcountTables.length} refcount-table-like, ${s.refcountBlocks} refcount-block-like`,
+  );
   if (s.activeL1) out.push(`  active L1: ${hx(s.activeL1.offset)} (from ${s.activeL1.source}, ${s.activeL1.state})`);
   else out.push('  active L1: not found');
-  if (s.snapshotTable) out.push(`  snapshot table: ${hx(s.snapshotTable.offset)} (from ${s.snapshotTable.source}, ${s.snapshotTable.entries} entries)`);
+  if (s.snapshotTable)
+    out.push(
+      `  snapshot table: ${hx(s.snapshotTable.offset)} (from ${s.snapshotTable.source}, ${s.snapshotTable.entries} entries)`,
+    );
   if (r.backing) {
-    out.push(`  backing file: ${r.backing.file}${r.backing.format ? ` (${r.backing.format})` : ''}: ${r.backing.found ? 'found' : 'MISSING — unallocated clusters written as zeros'}`);
+    out.push(
+      `  backing file: ${r.backing.file}${r.backing.format ? ` (${r.backing.format})` : ''}: ${r.backing.found ? 'found' : 'MISSING — unallocated clusters written as zeros'}`,
+    );
   }
   for (const v of r.views) out.push('', ...formatView(v));
   const others = r.disks.filter((d) => !r.views.some((v) => v.kind === d.kind && v.id === d.id));
@@ -35,8 +52,12 @@ export function formatSalvageReport(r: SalvageReport): string {
     for (const d of others) out.push(`  ${d.id}: ${d.name}, ${humanSize(d.virtualSize)}`);
   }
   if (r.lostFound) {
-    out.push('', `Lost and found: ${r.lostFound.clusters} unreferenced cluster(s), ${humanSize(r.lostFound.bytes)} → ${r.lostFound.file}`);
-    for (const run of r.lostFound.runs.slice(0, 10)) out.push(`  host ${hx(run.host)}..${hx(run.host + run.length)} → ${hx(run.at)}`);
+    out.push(
+      '',
+      `Lost and found: ${r.lostFound.clusters} unreferenced cluster(s), ${humanSize(r.lostFound.bytes)} → ${r.lostFound.file}`,
+    );
+    for (const run of r.lostFound.runs.slice(0, 10))
+      out.push(`  host ${hx(run.host)}..${hx(run.host + run.length)} → ${hx(run.at)}`);
     if (r.lostFound.runs.length > 10 || r.lostFound.runsCapped) out.push('  … (all runs in the JSON report)');
   }
   if (r.guesses.length) {
@@ -47,19 +68,27 @@ export function formatSalvageReport(r: SalvageReport): string {
     out.push('', 'Warnings:');
     for (const w of r.warnings) out.push(`  - ${w}`);
   }
-  return out.join('\n') + '\n';
+  return `${out.join('\n')}\n`;
 }
 
 function formatView(v: ViewReport): string[] {
   const out: string[] = [];
   const title = v.kind === 'active' ? 'Active disk' : `Snapshot ${v.id} (${v.name})`;
   out.push(`${title}: ${humanSize(v.virtualSize)}${v.output ? ` → ${v.output} (${v.format})` : ''}`);
-  out.push(`  L1 from ${v.l1Source}${v.l1Offset !== undefined ? ` at ${hx(v.l1Offset)}` : ''}; ${v.l2Tables.length} L2 table(s) placed`);
+  out.push(
+    `  L1 from ${v.l1Source}${v.l1Offset !== undefined ? ` at ${hx(v.l1Offset)}` : ''}; ${v.l2Tables.length} L2 table(s) placed`,
+  );
   const b = v.bytes;
-  out.push(`  recovered ${humanSize(b.recovered)} of data${b.compressed ? ` (${humanSize(b.compressed)} from compressed clusters)` : ''}; ` +
-    `${humanSize(b.zero)} zero/unallocated; ${humanSize(b.backing)} from the backing file`);
-  if (b.backingMissing) out.push(`  ${humanSize(b.backingMissing)} belong to the missing backing file (written as zeros)`);
-  if (b.guessed) out.push(`  ${humanSize(b.guessed)} placed by a guess (confidence ${(v.confidence * 100).toFixed(1)}% of recovered bytes certain)`);
+  out.push(
+    `  recovered ${humanSize(b.recovered)} of data${b.compressed ? ` (${humanSize(b.compressed)} from compressed clusters)` : ''}; ` +
+      `${humanSize(b.zero)} zero/unallocated; ${humanSize(b.backing)} from the backing file`,
+  );
+  if (b.backingMissing)
+    out.push(`  ${humanSize(b.backingMissing)} belong to the missing backing file (written as zeros)`);
+  if (b.guessed)
+    out.push(
+      `  ${humanSize(b.guessed)} placed by a guess (confidence ${(v.confidence * 100).toFixed(1)}% of recovered bytes certain)`,
+    );
   const guessed = v.l2Tables.filter((p) => p.confidence < 1);
   for (const p of guessed.slice(0, 20))
     out.push(`    L2 table ${hx(p.host)} → L1 index ${p.l1Index} (${p.source}, confidence ${p.confidence})`);

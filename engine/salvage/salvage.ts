@@ -7,7 +7,7 @@ import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path
 import * as C from '../format/constants.js';
 import { FileIO } from '../io/file-io.js';
 import type { PositionalIO } from '../io/positional-io.js';
-import { CancelToken, type ProgressSink } from '../service/progress.js';
+import type { CancelToken, ProgressSink } from '../base/task-control.js';
 import { inferClusterBits, inferExtendedL2, readHeaderHints, type HeaderHints } from './geometry-guess.js';
 import { scanImage, type ScanFindings, type ScanGeometry } from './scan.js';
 import { reconstruct } from './reconstruct.js';
@@ -60,8 +60,12 @@ export async function analyzeImage(io: PositionalIO, opts: SalvageOptions = {}):
   const first = await io.read(0, 2 * 1024 * 1024);
   const hints = readHeaderHints(first, fileSize);
   // Data that cannot be read from this file alone: refuse rather than export ciphertext or garbage.
-  if (hints.cryptMethod) throw new Error(`salvage cannot decrypt guest data (header.crypt_method = ${hints.cryptMethod})`);
-  if (hints.externalDataFile) throw new Error('salvage does not support images whose data lives in an external data file (header.incompatible_features bit 2)');
+  if (hints.cryptMethod)
+    throw new Error(`salvage cannot decrypt guest data (header.crypt_method = ${hints.cryptMethod})`);
+  if (hints.externalDataFile)
+    throw new Error(
+      'salvage does not support images whose data lives in an external data file (header.incompatible_features bit 2)',
+    );
   let clusterBits: number;
   let source: 'header' | 'inferred' | 'user';
   if (opts.clusterSize) {
@@ -74,7 +78,10 @@ export async function analyzeImage(io: PositionalIO, opts: SalvageOptions = {}):
     source = 'header';
   } else {
     const inferred = await inferClusterBits(io, fileSize);
-    if (hints.clusterBits !== undefined && (!inferred || inferred.evidence < 8 || inferred.clusterBits === hints.clusterBits)) {
+    if (
+      hints.clusterBits !== undefined &&
+      (!inferred || inferred.evidence < 8 || inferred.clusterBits === hints.clusterBits)
+    ) {
       clusterBits = hints.clusterBits;
       source = 'header';
     } else {
@@ -85,31 +92,54 @@ export async function analyzeImage(io: PositionalIO, opts: SalvageOptions = {}):
   const extendedL2 = hints.extendedL2 ?? (hints.intact ? false : await inferExtendedL2(io, fileSize, clusterBits));
   const geometry: ScanGeometry = { clusterBits, refcountOrder: hints.refcountOrder ?? 4, extendedL2 };
   const resume = opts.resumeState ? await loadState(opts.resumeState, io.name, fileSize, geometry) : undefined;
-  const findings = resume?.complete ? resume : await scanImage(io, geometry, {
-    progress: opts.progress, cancel: opts.cancel, resumeFrom: resume,
-    checkpoint: opts.resumeState ? (f) => saveState(opts.resumeState!, io.name, f) : undefined,
-  });
+  const findings = resume?.complete
+    ? resume
+    : await scanImage(io, geometry, {
+        progress: opts.progress,
+        cancel: opts.cancel,
+        resumeFrom: resume,
+        checkpoint: opts.resumeState ? (f) => saveState(opts.resumeState!, io.name, f) : undefined,
+      });
   if (opts.resumeState) await saveState(opts.resumeState, io.name, findings);
   if (!hints.intact && findings.tables.length === 0)
-    throw new Error(`${io.name}: no qcow2 header and no qcow2 tables found (${findings.counts.reduce((a, b) => a + b, 0)} clusters scanned): not a qcow2 image, or nothing left to salvage`);
-  const recon = await reconstruct(io, hints, findings, { clusterBitsSource: source, virtualSize: opts.virtualSize, placeOrphans: opts.placeOrphans });
+    throw new Error(
+      `${io.name}: no qcow2 header and no qcow2 tables found (${findings.counts.reduce((a, b) => a + b, 0)} clusters scanned): not a qcow2 image, or nothing left to salvage`,
+    );
+  const recon = await reconstruct(io, hints, findings, {
+    clusterBitsSource: source,
+    virtualSize: opts.virtualSize,
+    placeOrphans: opts.placeOrphans,
+  });
   if (!hints.intact && !hints.backingFile && !opts.backing && !opts.noBacking)
-    recon.warnings.push('the header is damaged: if this image had a backing file, its name is lost; pass --backing FILE (unallocated clusters were written as zeros)');
+    recon.warnings.push(
+      'the header is damaged: if this image had a backing file, its name is lost; pass --backing FILE (unallocated clusters were written as zeros)',
+    );
   return { hints, findings, recon, fileSize };
 }
 
 /** Salvage IMAGE into OUT (and OUT.snapshot-ID files with --snapshot all); never writes IMAGE. */
-export async function salvageImage(imagePath: string, outPath: string | undefined, opts: SalvageOptions = {}): Promise<SalvageReport> {
+export async function salvageImage(
+  imagePath: string,
+  outPath: string | undefined,
+  opts: SalvageOptions = {},
+): Promise<SalvageReport> {
   // The cheap refusals first, before a long scan.
-  if (outPath && resolve(outPath) === resolve(imagePath)) throw new Error(`refusing to write the salvaged disk over the image itself (${resolve(outPath)})`);
-  if (outPath && existsSync(outPath) && !opts.overwrite) throw new Error(`${resolve(outPath)} already exists (use --force to replace it)`);
+  if (outPath && resolve(outPath) === resolve(imagePath))
+    throw new Error(`refusing to write the salvaged disk over the image itself (${resolve(outPath)})`);
+  if (outPath && existsSync(outPath) && !opts.overwrite)
+    throw new Error(`${resolve(outPath)} already exists (use --force to replace it)`);
   const io = await FileIO.open(imagePath);
   let backing: OpenedBacking | undefined;
   try {
     const a = await analyzeImage(io, opts);
     const { recon } = a;
     backing = opts.noBacking ? undefined : await openBacking(imagePath, recon, opts);
-    if (recon.virtualSizeSource === 'guessed' && backing && !backing.disk.missing && backing.disk.size > recon.virtualSize) {
+    if (
+      recon.virtualSizeSource === 'guessed' &&
+      backing &&
+      !backing.disk.missing &&
+      backing.disk.size > recon.virtualSize
+    ) {
       // An overlay normally has its base's size: a better guess than the last mapped cluster.
       for (const v of recon.views) if (v.virtualSize === recon.virtualSize) v.virtualSize = backing.disk.size;
       recon.guesses.push(`virtual size taken from the backing file: ${backing.disk.size} bytes`);
@@ -120,24 +150,37 @@ export async function salvageImage(imagePath: string, outPath: string | undefine
       const protectedPaths = new Set([resolve(imagePath), ...(backing ? [resolve(backing.file)] : [])]);
       for (const v of views) {
         const target = resolve(outputName(outPath, v, views.length > 1));
-        if (protectedPaths.has(target)) throw new Error(`refusing to write the salvaged disk over ${target === resolve(imagePath) ? 'the image itself' : 'its backing file'} (${target})`);
-        if (existsSync(target) && !opts.overwrite) throw new Error(`${target} already exists (use --force to replace it)`);
+        if (protectedPaths.has(target))
+          throw new Error(
+            `refusing to write the salvaged disk over ${target === resolve(imagePath) ? 'the image itself' : 'its backing file'} (${target})`,
+          );
+        if (existsSync(target) && !opts.overwrite)
+          throw new Error(`${target} already exists (use --force to replace it)`);
       }
     }
     const reports: ViewReport[] = [];
     for (const v of views) {
       const reader = new ViewReader(io, a.fileSize, recon, v, backing?.disk);
       const target = outPath ? outputName(outPath, v, views.length > 1) : undefined;
-      const r = target ? await writeView(reader, target, opts) : await reader.export(async () => {}, undefined, opts.cancel);
-      if (target) { r.output = target; r.format = opts.format ?? 'raw'; }
+      const r = target
+        ? await writeView(reader, target, opts)
+        : await reader.export(async () => {}, undefined, opts.cancel);
+      if (target) {
+        r.output = target;
+        r.format = opts.format ?? 'raw';
+      }
       reports.push(r);
     }
     const report = buildReport(imagePath, a, reports, backing);
     if (opts.lostFound) {
       const lf = resolve(opts.lostFound);
-      if (lf === resolve(imagePath) || (backing && lf === resolve(backing.file))) throw new Error(`refusing to write lost+found over the image or its backing file (${lf})`);
+      if (lf === resolve(imagePath) || (backing && lf === resolve(backing.file)))
+        throw new Error(`refusing to write lost+found over the image or its backing file (${lf})`);
       if (existsSync(lf) && !opts.overwrite) throw new Error(`${lf} already exists (use --force to replace it)`);
-      report.lostFound = await exportLostAndFound(io, recon, a.findings, opts.lostFound, { progress: opts.progress, cancel: opts.cancel });
+      report.lostFound = await exportLostAndFound(io, recon, a.findings, opts.lostFound, {
+        progress: opts.progress,
+        cancel: opts.cancel,
+      });
     }
     return report;
   } finally {
@@ -149,9 +192,15 @@ export async function salvageImage(imagePath: string, outPath: string | undefine
 function selectViews(views: GuestView[], which?: string): GuestView[] {
   if (!which) return views.filter((v) => v.kind === 'active');
   if (which === 'all') return views;
-  const v = views.find((x) => x.kind === 'snapshot' && x.id === which) ?? views.find((x) => x.kind === 'snapshot' && x.name === which);
+  const v =
+    views.find((x) => x.kind === 'snapshot' && x.id === which) ??
+    views.find((x) => x.kind === 'snapshot' && x.name === which);
   if (!v) {
-    const known = views.filter((x) => x.kind === 'snapshot').map((x) => `${x.id} (${x.name})`).join(', ') || 'none found';
+    const known =
+      views
+        .filter((x) => x.kind === 'snapshot')
+        .map((x) => `${x.id} (${x.name})`)
+        .join(', ') || 'none found';
     throw new Error(`snapshot '${which}' not found among the recovered snapshots: ${known}`);
   }
   return [v];
@@ -188,24 +237,34 @@ async function writeView(reader: ViewReader, target: string, opts: SalvageOption
         else {
           buf = new Uint8Array(clusters * cs);
           let o = 0;
-          for (const sgm of segs) { buf.set(sgm, o); o += sgm.length; }
+          for (const sgm of segs) {
+            buf.set(sgm, o);
+            o += sgm.length;
+          }
         }
         const off = runStart * cs;
         await out.write(off, buf.subarray(0, Math.min(buf.length, size - off)));
         segs = [];
         clusters = 0;
       };
-      report = await reader.export(async (g, d) => {
-        if (!d) { await flush(); return; }
-        if (clusters && (runStart + clusters !== g || clusters * cs >= 8 * 1024 * 1024)) await flush();
-        if (!clusters) runStart = g;
-        const c = d.length === cs ? d : padTo(d, cs);
-        const last = segs[segs.length - 1];
-        if (last && last.buffer === c.buffer && last.byteOffset + last.length === c.byteOffset)
-          segs[segs.length - 1] = new Uint8Array(c.buffer, last.byteOffset, last.length + c.length);
-        else segs.push(c);
-        clusters++;
-      }, opts.progress, opts.cancel);
+      report = await reader.export(
+        async (g, d) => {
+          if (!d) {
+            await flush();
+            return;
+          }
+          if (clusters && (runStart + clusters !== g || clusters * cs >= 8 * 1024 * 1024)) await flush();
+          if (!clusters) runStart = g;
+          const c = d.length === cs ? d : padTo(d, cs);
+          const last = segs[segs.length - 1];
+          if (last && last.buffer === c.buffer && last.byteOffset + last.length === c.byteOffset)
+            segs[segs.length - 1] = new Uint8Array(c.buffer, last.byteOffset, last.length + c.length);
+          else segs.push(c);
+          clusters++;
+        },
+        opts.progress,
+        opts.cancel,
+      );
       await flush();
       await out.truncate(size);
       // Durable before it takes its final name: a crash never leaves a half-written OUT.
@@ -237,13 +296,19 @@ interface OpenedBacking {
 }
 
 /** The backing disk: a raw file, or a qcow2 file salvaged the same way (it may be damaged too). */
-async function openBacking(imagePath: string, recon: Reconstruction, opts: SalvageOptions): Promise<OpenedBacking | undefined> {
+async function openBacking(
+  imagePath: string,
+  recon: Reconstruction,
+  opts: SalvageOptions,
+): Promise<OpenedBacking | undefined> {
   const name = opts.backing ?? recon.backingFile;
   if (!name) return undefined;
   const depth = (opts.depth ?? 0) + 1;
   const file = opts.backing ? resolve(name) : isAbsolute(name) ? name : join(dirname(resolve(imagePath)), name);
   const missing = (): OpenedBacking => ({
-    file, format: recon.backingFormat, close: async () => {},
+    file,
+    format: recon.backingFormat,
+    close: async () => {},
     disk: { name: file, missing: true, size: 0, read: async (_o, l) => new Uint8Array(l) },
   });
   if (!existsSync(file) || depth > C.MAX_BACKING_CHAIN_DEPTH) return missing();
@@ -253,14 +318,23 @@ async function openBacking(imagePath: string, recon: Reconstruction, opts: Salva
   }
   const io = await FileIO.open(file);
   const head = await io.read(0, 4);
-  const isQcow2 = head.length === 4 && ((head[0]! << 24) | (head[1]! << 16) | (head[2]! << 8) | head[3]!) >>> 0 === C.QCOW2_MAGIC;
+  const isQcow2 =
+    head.length === 4 && ((head[0]! << 24) | (head[1]! << 16) | (head[2]! << 8) | head[3]!) >>> 0 === C.QCOW2_MAGIC;
   if (recon.backingFormat === 'raw' || (!isQcow2 && recon.backingFormat !== 'qcow2')) {
     const size = await io.size();
     return {
-      file, format: 'raw', close: () => io.close(),
+      file,
+      format: 'raw',
+      close: () => io.close(),
       disk: {
-        name: file, missing: false, size,
-        read: async (o, l) => { const b = new Uint8Array(l); if (o < size) b.set(await io.read(o, Math.min(l, size - o))); return b; },
+        name: file,
+        missing: false,
+        size,
+        read: async (o, l) => {
+          const b = new Uint8Array(l);
+          if (o < size) b.set(await io.read(o, Math.min(l, size - o)));
+          return b;
+        },
       },
     };
   }
@@ -278,10 +352,17 @@ async function openBacking(imagePath: string, recon: Reconstruction, opts: Salva
   const reader = new ViewReader(io, sub.fileSize, sub.recon, view, subBacking?.disk);
   const report = buildReport(file, sub, [], subBacking);
   return {
-    file, format: 'qcow2', report,
-    close: async () => { await subBacking?.close(); await io.close(); },
+    file,
+    format: 'qcow2',
+    report,
+    close: async () => {
+      await subBacking?.close();
+      await io.close();
+    },
     disk: {
-      name: file, missing: false, size: view.virtualSize,
+      name: file,
+      missing: false,
+      size: view.virtualSize,
       read: (o, l) => reader.read(o, l),
     },
   };
@@ -290,16 +371,34 @@ async function openBacking(imagePath: string, recon: Reconstruction, opts: Salva
 function buildReport(image: string, a: Analysis, views: ViewReport[], backing?: OpenedBacking): SalvageReport {
   const { recon, findings } = a;
   const counts: Record<string, number> = {};
-  CLASS_NAMES.forEach((n, i) => { counts[n] = findings.counts[i] ?? 0; });
+  CLASS_NAMES.forEach((n, i) => {
+    counts[n] = findings.counts[i] ?? 0;
+  });
   return {
-    image, fileSize: a.fileSize,
-    clusterSize: recon.clusterSize, clusterSizeSource: recon.clusterSizeSource,
-    virtualSize: recon.virtualSize, virtualSizeSource: recon.virtualSizeSource,
+    image,
+    fileSize: a.fileSize,
+    clusterSize: recon.clusterSize,
+    clusterSizeSource: recon.clusterSizeSource,
+    virtualSize: recon.virtualSize,
+    virtualSizeSource: recon.virtualSizeSource,
     extendedL2: recon.extendedL2,
-    compression: recon.compressionType === undefined ? 'detected per cluster' : recon.compressionType === C.COMPRESSION_ZSTD ? 'zstd' : 'zlib',
-    header: recon.structures.header, headerDamage: recon.structures.headerDamage,
-    backing: backing ? { file: backing.file, format: backing.format, found: !backing.disk.missing, report: backing.report } : undefined,
-    scan: { clusters: findings.counts.reduce((x, y) => x + y, 0), complete: findings.complete, counts, capped: findings.capped },
+    compression:
+      recon.compressionType === undefined
+        ? 'detected per cluster'
+        : recon.compressionType === C.COMPRESSION_ZSTD
+          ? 'zstd'
+          : 'zlib',
+    header: recon.structures.header,
+    headerDamage: recon.structures.headerDamage,
+    backing: backing
+      ? { file: backing.file, format: backing.format, found: !backing.disk.missing, report: backing.report }
+      : undefined,
+    scan: {
+      clusters: findings.counts.reduce((x, y) => x + y, 0),
+      complete: findings.complete,
+      counts,
+      capped: findings.capped,
+    },
     structures: recon.structures,
     disks: recon.views.map((v) => ({ kind: v.kind, id: v.id, name: v.name, virtualSize: v.virtualSize })),
     views,
@@ -321,13 +420,25 @@ interface StateFile {
 
 async function saveState(path: string, image: string, findings: ScanFindings): Promise<void> {
   const st = await stat(image);
-  const s: StateFile = { kind: STATE_KIND, version: 1, image: resolve(image), fileSize: findings.fileSize, mtimeMs: st.mtimeMs, findings };
+  const s: StateFile = {
+    kind: STATE_KIND,
+    version: 1,
+    image: resolve(image),
+    fileSize: findings.fileSize,
+    mtimeMs: st.mtimeMs,
+    findings,
+  };
   const tmp = `${path}.tmp`;
   await writeFile(tmp, JSON.stringify(s));
   await rename(tmp, path);
 }
 
-async function loadState(path: string, image: string, fileSize: number, geometry: ScanGeometry): Promise<ScanFindings | undefined> {
+async function loadState(
+  path: string,
+  image: string,
+  fileSize: number,
+  geometry: ScanGeometry,
+): Promise<ScanFindings | undefined> {
   if (!existsSync(path)) return undefined;
   let s: StateFile;
   try {
@@ -336,9 +447,12 @@ async function loadState(path: string, image: string, fileSize: number, geometry
     throw new Error(`scan state ${path} is not readable JSON (delete it to start over)`);
   }
   const st = await stat(image);
-  if (s.kind !== STATE_KIND || s.version !== 1) throw new Error(`${path} is not a salvage scan state (kind = ${String(s.kind)})`);
+  if (s.kind !== STATE_KIND || s.version !== 1)
+    throw new Error(`${path} is not a salvage scan state (kind = ${String(s.kind)})`);
   if (s.fileSize !== fileSize || s.mtimeMs !== st.mtimeMs || basename(s.image) !== basename(image))
-    throw new Error(`scan state ${path} belongs to another file or the image changed since (size ${s.fileSize}, now ${fileSize}); delete it to start over`);
+    throw new Error(
+      `scan state ${path} belongs to another file or the image changed since (size ${s.fileSize}, now ${fileSize}); delete it to start over`,
+    );
   if (s.findings.geometry.clusterBits !== geometry.clusterBits) return undefined;
   return s.findings;
 }

@@ -3,9 +3,15 @@
 // snapshot-table positions, counts). Memory grows with the amount of metadata found, not with the
 // file size. The scan can stop (cancel) and resume from a saved position.
 import type { PositionalIO } from '../io/positional-io.js';
-import { CancelToken, type ProgressSink } from '../service/progress.js';
-import { CancelledError } from '../errors.js';
-import { classifyCluster, ClusterClass, CLASS_NAMES, type ClassifyContext, type PointerTableSummary } from './classify.js';
+import { CancelToken, type ProgressSink } from '../base/task-control.js';
+import { CancelledError } from '../base/errors.js';
+import {
+  classifyCluster,
+  ClusterClass,
+  CLASS_NAMES,
+  type ClassifyContext,
+  type PointerTableSummary,
+} from './classify.js';
 
 export interface ScanGeometry {
   clusterBits: number;
@@ -46,19 +52,37 @@ const MAX_LIST = 4_000_000;
 
 export function emptyFindings(geometry: ScanGeometry, fileSize: number): ScanFindings {
   return {
-    geometry, fileSize, position: 0, complete: false, counts: new Array<number>(CLASS_NAMES.length).fill(0),
-    tables: [], refcountBlocks: [], snapshotTables: [], capped: false,
+    geometry,
+    fileSize,
+    position: 0,
+    complete: false,
+    counts: new Array<number>(CLASS_NAMES.length).fill(0),
+    tables: [],
+    refcountBlocks: [],
+    snapshotTables: [],
+    capped: false,
   };
 }
 
-export async function scanImage(io: PositionalIO, geometry: ScanGeometry, opts: ScanOptions = {}): Promise<ScanFindings> {
+export async function scanImage(
+  io: PositionalIO,
+  geometry: ScanGeometry,
+  opts: ScanOptions = {},
+): Promise<ScanFindings> {
   const fileSize = await io.size();
   const cs = 2 ** geometry.clusterBits;
-  const f = opts.resumeFrom && opts.resumeFrom.fileSize === fileSize && opts.resumeFrom.geometry.clusterBits === geometry.clusterBits
-    ? opts.resumeFrom : emptyFindings(geometry, fileSize);
+  const f =
+    opts.resumeFrom &&
+    opts.resumeFrom.fileSize === fileSize &&
+    opts.resumeFrom.geometry.clusterBits === geometry.clusterBits
+      ? opts.resumeFrom
+      : emptyFindings(geometry, fileSize);
   const ctx: ClassifyContext = {
-    clusterSize: cs, fileSize, targetLimit: Math.max(fileSize * 4, fileSize + 2 ** 30),
-    refcountOrder: geometry.refcountOrder, extendedL2: geometry.extendedL2,
+    clusterSize: cs,
+    fileSize,
+    targetLimit: Math.max(fileSize * 4, fileSize + 2 ** 30),
+    refcountOrder: geometry.refcountOrder,
+    extendedL2: geometry.extendedL2,
   };
   const readSize = Math.max(cs, Math.floor((opts.readSize ?? 8 * 1024 * 1024) / cs) * cs);
   const cancel = opts.cancel ?? CancelToken.none;

@@ -8,7 +8,11 @@ import { readPadded, type PositionalIO } from '../io/positional-io.js';
 /** A bounded cache of clusters read from the image (table clusters are re-read often). */
 export class ClusterCache {
   private map = new Map<number, Uint8Array>();
-  constructor(private readonly io: PositionalIO, private readonly clusterSize: number, private readonly max = 512) {}
+  constructor(
+    private readonly io: PositionalIO,
+    private readonly clusterSize: number,
+    private readonly max = 512,
+  ) {}
 
   async get(offset: number): Promise<Uint8Array> {
     let b = this.map.get(offset);

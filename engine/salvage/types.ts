@@ -118,7 +118,13 @@ export interface SalvageReport {
   disks: Array<{ kind: 'active' | 'snapshot'; id: string; name: string; virtualSize: number }>;
   views: ViewReport[];
   /** Unreferenced non-zero clusters copied out (--lost-found). */
-  lostFound?: { file: string; clusters: number; bytes: number; runs: Array<{ host: number; length: number; at: number }>; runsCapped: boolean };
+  lostFound?: {
+    file: string;
+    clusters: number;
+    bytes: number;
+    runs: Array<{ host: number; length: number; at: number }>;
+    runsCapped: boolean;
+  };
   guesses: string[];
   warnings: string[];
 }

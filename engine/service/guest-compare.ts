@@ -7,7 +7,7 @@ import { openChain } from '../image/backing-chain.js';
 import { GuestReader } from '../image/guest-reader.js';
 import { OverlayIO } from '../repair/overlay-io.js';
 import { readJournal } from '../repair/journal.js';
-import type { CancelToken, ProgressSink } from './progress.js';
+import type { CancelToken, ProgressSink } from '../base/task-control.js';
 
 export interface GuestComparison {
   comparedBytes: number;
@@ -20,7 +20,10 @@ export interface GuestComparison {
 const CHUNK = 1 << 20;
 
 /** The image at `path` as it was before the repair recorded in `journalPath`. */
-async function beforeView(path: string, journalPath: string): Promise<{ io: PositionalIO; close: () => Promise<void> }> {
+async function beforeView(
+  path: string,
+  journalPath: string,
+): Promise<{ io: PositionalIO; close: () => Promise<void> }> {
   const j = await readJournal(journalPath);
   const base = await FileIO.open(path);
   const overlay = new OverlayIO(base, j.meta.originalLength);
@@ -37,14 +40,21 @@ export async function compareGuest(
   opts: { cancel?: CancelToken; progress?: ProgressSink } = {},
 ): Promise<GuestComparison> {
   const view = before.journalPath ? await beforeView(before.path, before.journalPath) : undefined;
-  const a = await openChain(before.path, view ? { openFile: async (p) => (p === before.path ? view.io : FileIO.open(p)) } : {});
+  const a = await openChain(
+    before.path,
+    view ? { openFile: async (p) => (p === before.path ? view.io : FileIO.open(p)) } : {},
+  );
   try {
     const b = await openChain(afterPath, {});
     try {
       const ra = await GuestReader.open(a);
       const rb = await GuestReader.open(b);
       if (ra.size !== rb.size) {
-        return { comparedBytes: 0, differingBytes: Math.max(ra.size, rb.size), detail: `the virtual disk size changed from ${ra.size} to ${rb.size} bytes` };
+        return {
+          comparedBytes: 0,
+          differingBytes: Math.max(ra.size, rb.size),
+          detail: `the virtual disk size changed from ${ra.size} to ${rb.size} bytes`,
+        };
       }
       let differing = 0;
       let first: number | undefined;
@@ -61,10 +71,12 @@ export async function compareGuest(
         opts.progress?.({ fraction: (off + len) / ra.size, stage: 'comparing guest data' });
       }
       const r: GuestComparison = {
-        comparedBytes: ra.size, differingBytes: differing,
-        detail: differing === 0
-          ? `all ${ra.size} bytes of the virtual disk read the same before and after the repair`
-          : `${differing} bytes of the virtual disk read differently after the repair (first at guest offset ${first})`,
+        comparedBytes: ra.size,
+        differingBytes: differing,
+        detail:
+          differing === 0
+            ? `all ${ra.size} bytes of the virtual disk read the same before and after the repair`
+            : `${differing} bytes of the virtual disk read differently after the repair (first at guest offset ${first})`,
       };
       if (first !== undefined) r.firstDifference = first;
       return r;

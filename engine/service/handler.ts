@@ -1,7 +1,7 @@
 /** What a handler file exports: functions keyed by contract method, run with a context. */
-import type { ArgsOf, FileList, FileRef, HostKind, Method, ResultOf } from './contract.js';
-import { ContractError } from './errors.js';
-import type { CancelToken, ProgressSink } from './progress.js';
+import type { ArgsOf, FileList, FileRef, HostKind, Method, ResultOf } from '../contract/contract.js';
+import { ContractError } from '../contract/errors.js';
+import type { CancelToken, ProgressSink } from '../base/task-control.js';
 import type { RecentStore } from './recent.js';
 import type { Sessions } from './session.js';
 

@@ -2,14 +2,14 @@
  * Where one guest cluster lives: its L1/L2 path and host offset, read straight from the tables
  * (one L2 entry read), so a click on the guest map is answered without a full walk.
  */
-import { GUEST_STATE_NAMES, GuestState } from '../check/roles.js';
+import { GUEST_STATE_NAMES, GuestState } from '../contract/roles.js';
 import { hex64, u32 } from '../format/bytes.js';
 import { ClusterType, classifyL2, decodeCompressed, l1Offset, l2Offset } from '../format/l2-entry.js';
 import { readPadded } from '../io/positional-io.js';
 import { FileIO } from '../io/file-io.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
 import { dirname, isAbsolute, join } from 'node:path';
-import type { GuestLocation } from './contract.js';
+import type { GuestLocation } from '../contract/contract.js';
 
 export async function locateGuestCluster(image: Qcow2Image, guestCluster: number): Promise<GuestLocation> {
   const g = image.geo;
@@ -17,7 +17,12 @@ export async function locateGuestCluster(image: Qcow2Image, guestCluster: number
   const l2Index = guestCluster % g.l2Entries;
   const hasBacking = image.header.backingFile !== undefined;
   const out: GuestLocation = {
-    guestCluster, guestOffset: guestCluster * g.clusterSize, state: GuestState.Unallocated, stateName: '', l1Index, l2Index,
+    guestCluster,
+    guestOffset: guestCluster * g.clusterSize,
+    state: GuestState.Unallocated,
+    stateName: '',
+    l1Index,
+    l2Index,
   };
   const name = (st: GuestState): string => GUEST_STATE_NAMES[st] ?? String(st);
   const unallocated = (): GuestLocation => {
@@ -38,7 +43,8 @@ export async function locateGuestCluster(image: Qcow2Image, guestCluster: number
   const e = await readPadded(image.io, l2Table + l2Index * g.l2EntrySize, g.l2EntrySize);
   const hi = u32(e, 0);
   const lo = u32(e, 4);
-  out.entry = hex64(hi, lo).padStart(16, '0') + (g.extendedL2 ? ` ${hex64(u32(e, 8), u32(e, 12)).padStart(16, '0')}` : '');
+  out.entry =
+    hex64(hi, lo).padStart(16, '0') + (g.extendedL2 ? ` ${hex64(u32(e, 8), u32(e, 12)).padStart(16, '0')}` : '');
   const type = classifyL2(hi, lo, g.extendedL2, image.hasExternalData);
   switch (type) {
     case ClusterType.Unallocated:
@@ -62,7 +68,9 @@ export async function locateGuestCluster(image: Qcow2Image, guestCluster: number
       out.hostOffset = l2Offset(hi, lo);
       if (g.extendedL2) {
         const alloc = u32(e, 12);
-        if (alloc === 0) out.state = u32(e, 8) === 0xffffffff ? GuestState.Zero : hasBacking ? GuestState.Backing : GuestState.Unallocated;
+        if (alloc === 0)
+          out.state =
+            u32(e, 8) === 0xffffffff ? GuestState.Zero : hasBacking ? GuestState.Backing : GuestState.Unallocated;
         else if (alloc !== 0xffffffff) out.state = GuestState.Partial;
       }
       if (out.hostOffset % g.clusterSize !== 0) out.state = GuestState.Invalid;
@@ -79,7 +87,12 @@ export async function locateGuestCluster(image: Qcow2Image, guestCluster: number
  * has data (or zeroes) for it, with its host offset in that layer's file. At most 16 layers;
  * `mayRead` confines the walk (serve: the root). Reads one L1/L2 entry per layer.
  */
-export async function locateInBacking(image: Qcow2Image, path: string, guestOffset: number, mayRead: (p: string) => Promise<boolean>): Promise<GuestLocation['backingLayer']> {
+export async function locateInBacking(
+  image: Qcow2Image,
+  path: string,
+  guestOffset: number,
+  mayRead: (p: string) => Promise<boolean>,
+): Promise<GuestLocation['backingLayer']> {
   let name = image.header.backingFile;
   let format = image.header.backingFormat;
   let base = dirname(path);
@@ -96,14 +109,17 @@ export async function locateInBacking(image: Qcow2Image, path: string, guestOffs
     try {
       if (format !== undefined && format !== 'qcow2') {
         const size = await io.size();
-        return guestOffset < size ? { depth, name, stateName: 'data (raw)', hostOffset: guestOffset } : { depth, name, stateName: 'zero (past the end)' };
+        return guestOffset < size
+          ? { depth, name, stateName: 'data (raw)', hostOffset: guestOffset }
+          : { depth, name, stateName: 'zero (past the end)' };
       }
       const layer = await Qcow2Image.open(io, { checkMode: true });
       if (guestOffset >= layer.virtualSize) return { depth, name, stateName: 'zero (past the end)' };
       const loc = await locateGuestCluster(layer, Math.floor(guestOffset / layer.clusterSize));
       if (loc.state !== GuestState.Backing) {
         const out: NonNullable<GuestLocation['backingLayer']> = { depth, name, stateName: loc.stateName };
-        if (loc.hostOffset !== undefined) out.hostOffset = loc.hostOffset + (loc.state === GuestState.Compressed ? 0 : guestOffset % layer.clusterSize);
+        if (loc.hostOffset !== undefined)
+          out.hostOffset = loc.hostOffset + (loc.state === GuestState.Compressed ? 0 : guestOffset % layer.clusterSize);
         return out;
       }
       name = layer.header.backingFile;

@@ -43,15 +43,19 @@ export async function holderInfo(path: string): Promise<HolderInfo> {
     const vm = vmNameOf((await procText(pid, 'cmdline')) ?? '');
     parts.push(`${comm} (pid ${pid}${vm ? `, VM '${vm}'` : ''})`);
     if (vm) how.push(`shut the virtual machine down from inside the guest or with \`virsh shutdown ${vm}\``);
-    else if (/qemu/i.test(comm)) how.push(`shut the virtual machine down from inside the guest, or quit QEMU (monitor command \`quit\`, or \`kill ${pid}\` once the guest is shut down)`);
+    else if (/qemu/i.test(comm))
+      how.push(
+        `shut the virtual machine down from inside the guest, or quit QEMU (monitor command \`quit\`, or \`kill ${pid}\` once the guest is shut down)`,
+      );
     else how.push(`close the program that has it open (\`kill ${pid}\` as a last resort)`);
   }
   const holder = parts.length ? parts.join(', ') : 'another process (its id is hidden from us)';
   return {
     locked: true,
     holder,
-    detail: `This image is in use by ${holder}. Repairing it now could destroy data the running program writes at the same time. `
-      + `To go on: ${[...new Set(how)].join('; ') || 'stop the program that has it open'}, then check again.`,
+    detail:
+      `This image is in use by ${holder}. Repairing it now could destroy data the running program writes at the same time. ` +
+      `To go on: ${[...new Set(how)].join('; ') || 'stop the program that has it open'}, then check again.`,
   };
 }
 

@@ -10,7 +10,15 @@ import { u16, u32, u64, utf8 } from '../format/bytes.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
 import { FileIO } from '../io/file-io.js';
 import { readPadded } from '../io/positional-io.js';
-import type { BackingLayer, BitmapInfo, ExtensionInfo, FeatureInfo, HeaderField, Overview, SnapshotInfo } from './contract.js';
+import type {
+  BackingLayer,
+  BitmapInfo,
+  ExtensionInfo,
+  FeatureInfo,
+  HeaderField,
+  Overview,
+  SnapshotInfo,
+} from '../contract/contract.js';
 
 const EXT_NAMES: Record<number, string> = {
   [C.EXT_BACKING_FORMAT]: 'backing file format',
@@ -21,8 +29,10 @@ const EXT_NAMES: Record<number, string> = {
 };
 
 const MEANINGS: Record<string, string> = {
-  '0:0': 'The image was not closed cleanly while refcounts were updated lazily; refcounts may be stale until a check repairs them.',
-  '0:1': 'QEMU found metadata pointing where it must not and marked the image corrupt; it opens read-only until repaired.',
+  '0:0':
+    'The image was not closed cleanly while refcounts were updated lazily; refcounts may be stale until a check repairs them.',
+  '0:1':
+    'QEMU found metadata pointing where it must not and marked the image corrupt; it opens read-only until repaired.',
   '0:2': 'Guest data lives in a separate raw file named by the data-file extension.',
   '0:3': 'Compressed clusters use the compression type in the header (not zlib).',
   '0:4': 'L2 entries are 128 bits with 32 subclusters each.',
@@ -47,13 +57,22 @@ const hexo = (n: number): string => `0x${n.toString(16)}`;
 function features(image: Qcow2Image): FeatureInfo[] {
   const h = image.header;
   const out: FeatureInfo[] = [];
-  const words: Array<[0 | 1 | 2, bigint]> = [[0, h.incompatibleFeatures], [1, h.compatibleFeatures], [2, h.autoclearFeatures]];
+  const words: Array<[0 | 1 | 2, bigint]> = [
+    [0, h.incompatibleFeatures],
+    [1, h.compatibleFeatures],
+    [2, h.autoclearFeatures],
+  ];
   for (const [type, bits] of words) {
     const names = featureNames(h, type, bits);
     let i = 0;
     for (let bit = 0; bit < 64; bit++) {
       if ((bits & (1n << BigInt(bit))) === 0n) continue;
-      out.push({ type: TYPE_NAMES[type], bit, name: names[i++] ?? `bit ${bit}`, meaning: MEANINGS[`${type}:${bit}`] ?? 'Not known to this tool.' });
+      out.push({
+        type: TYPE_NAMES[type],
+        bit,
+        name: names[i++] ?? `bit ${bit}`,
+        meaning: MEANINGS[`${type}:${bit}`] ?? 'Not known to this tool.',
+      });
     }
   }
   return out;
@@ -65,10 +84,18 @@ function extensions(image: Qcow2Image): ExtensionInfo[] {
     let summary = `${e.length} bytes`;
     if (e.type === C.EXT_BACKING_FORMAT) summary = h.backingFormat ?? '';
     else if (e.type === C.EXT_FEATURE_TABLE) summary = `${h.featureTable.length} named features`;
-    else if (e.type === C.EXT_BITMAPS && h.bitmaps) summary = `${h.bitmaps.nbBitmaps} bitmaps, directory at ${hexo(h.bitmaps.directoryOffset)} (${h.bitmaps.directorySize} bytes)`;
+    else if (e.type === C.EXT_BITMAPS && h.bitmaps)
+      summary = `${h.bitmaps.nbBitmaps} bitmaps, directory at ${hexo(h.bitmaps.directoryOffset)} (${h.bitmaps.directorySize} bytes)`;
     else if (e.type === C.EXT_DATA_FILE) summary = h.dataFileName ?? '';
-    else if (e.type === C.EXT_CRYPTO_HEADER && h.crypto) summary = `at ${hexo(h.crypto.offset)}, ${h.crypto.length} bytes`;
-    return { type: `0x${e.type.toString(16).padStart(8, '0')}`, name: EXT_NAMES[e.type] ?? 'unknown extension', length: e.length, known: e.known, summary };
+    else if (e.type === C.EXT_CRYPTO_HEADER && h.crypto)
+      summary = `at ${hexo(h.crypto.offset)}, ${h.crypto.length} bytes`;
+    return {
+      type: `0x${e.type.toString(16).padStart(8, '0')}`,
+      name: EXT_NAMES[e.type] ?? 'unknown extension',
+      length: e.length,
+      known: e.known,
+      summary,
+    };
   });
 }
 
@@ -77,8 +104,13 @@ async function snapshots(image: Qcow2Image): Promise<{ list: SnapshotInfo[]; err
     const { entries } = await image.readSnapshots();
     return {
       list: entries.map((s) => ({
-        id: s.id, name: s.name, vmStateSize: s.vmStateSize, date: new Date(s.dateSec * 1000).toISOString(),
-        virtualSize: s.diskSize ?? image.virtualSize, l1Size: s.l1Size, l1TableOffset: s.l1TableOffset,
+        id: s.id,
+        name: s.name,
+        vmStateSize: s.vmStateSize,
+        date: new Date(s.dateSec * 1000).toISOString(),
+        virtualSize: s.diskSize ?? image.virtualSize,
+        l1Size: s.l1Size,
+        l1TableOffset: s.l1TableOffset,
       })),
     };
   } catch (e) {
@@ -91,7 +123,11 @@ async function bitmaps(image: Qcow2Image): Promise<{ list: BitmapInfo[]; error?:
   const b = image.header.bitmaps;
   if (!b || b.directorySize === 0) return { list: [] };
   try {
-    const dir = await image.readStructure(b.directoryOffset, Math.min(b.directorySize, C.QCOW_MAX_BITMAP_DIRECTORY_SIZE), 'bitmap directory');
+    const dir = await image.readStructure(
+      b.directoryOffset,
+      Math.min(b.directorySize, C.QCOW_MAX_BITMAP_DIRECTORY_SIZE),
+      'bitmap directory',
+    );
     const list: BitmapInfo[] = [];
     let off = 0;
     for (let i = 0; i < b.nbBitmaps && off + 24 <= dir.length; i++) {
@@ -104,7 +140,13 @@ async function bitmaps(image: Qcow2Image): Promise<{ list: BitmapInfo[]; error?:
       if (flagsWord & 1) flags.push('in-use');
       if (flagsWord & 2) flags.push('auto');
       if (flagsWord & 4) flags.push('extra-data-compatible');
-      list.push({ name: utf8(dir, nameAt, nameLen), granularity: 2 ** (dir[off + 17] ?? 0), flags, tableOffset: u64(dir, off), tableSize: u32(dir, off + 8) });
+      list.push({
+        name: utf8(dir, nameAt, nameLen),
+        granularity: 2 ** (dir[off + 17] ?? 0),
+        flags,
+        tableOffset: u64(dir, off),
+        tableSize: u32(dir, off + 8),
+      });
       off = (nameAt + nameLen + 7) & ~7;
     }
     return { list };
@@ -117,7 +159,11 @@ async function bitmaps(image: Qcow2Image): Promise<{ list: BitmapInfo[]; error?:
  * The backing chain, followed through headers only, at most 16 deep. `allowed` decides whether
  * a backing path may be looked at (serve confines it to the root).
  */
-async function backingChain(image: Qcow2Image, path: string, allowed: (p: string) => Promise<boolean>): Promise<BackingLayer[]> {
+async function backingChain(
+  image: Qcow2Image,
+  path: string,
+  allowed: (p: string) => Promise<boolean>,
+): Promise<BackingLayer[]> {
   const out: BackingLayer[] = [];
   let name = image.header.backingFile;
   let format = image.header.backingFormat;
@@ -153,7 +199,11 @@ async function backingChain(image: Qcow2Image, path: string, allowed: (p: string
   return out;
 }
 
-export async function buildOverview(image: Qcow2Image, path: string, allowedBacking: (p: string) => Promise<boolean>): Promise<Overview> {
+export async function buildOverview(
+  image: Qcow2Image,
+  path: string,
+  allowedBacking: (p: string) => Promise<boolean>,
+): Promise<Overview> {
   const h = image.header;
   const g = image.geo;
   const dirty = image.isDirty;
@@ -165,18 +215,35 @@ export async function buildOverview(image: Qcow2Image, path: string, allowedBack
       : 'Clean: closed cleanly, no corruption recorded.';
   const fields: HeaderField[] = [
     { name: 'magic', value: 'QFI\\xfb' },
-    { name: 'version', value: String(h.version), note: h.version === 2 ? 'qcow2 v2 (compat=0.10): no feature bits' : 'qcow2 v3 (compat=1.1)' },
+    {
+      name: 'version',
+      value: String(h.version),
+      note: h.version === 2 ? 'qcow2 v2 (compat=0.10): no feature bits' : 'qcow2 v3 (compat=1.1)',
+    },
     { name: 'cluster_bits', value: String(h.clusterBits), note: `clusters of ${size(g.clusterSize)}` },
     { name: 'size', value: String(h.size), note: `virtual disk of ${size(h.size)}` },
-    { name: 'crypt_method', value: String(h.cryptMethod), note: ['not encrypted', 'AES (legacy, insecure)', 'LUKS'][h.cryptMethod] ?? '' },
-    { name: 'l1_size', value: String(h.l1Size), note: `${g.l1EntriesNeeded} ${g.l1EntriesNeeded === 1 ? 'entry' : 'entries'} needed for the virtual size` },
+    {
+      name: 'crypt_method',
+      value: String(h.cryptMethod),
+      note: ['not encrypted', 'AES (legacy, insecure)', 'LUKS'][h.cryptMethod] ?? '',
+    },
+    {
+      name: 'l1_size',
+      value: String(h.l1Size),
+      note: `${g.l1EntriesNeeded} ${g.l1EntriesNeeded === 1 ? 'entry' : 'entries'} needed for the virtual size`,
+    },
     { name: 'l1_table_offset', value: hexo(h.l1TableOffset) },
     { name: 'refcount_table_offset', value: hexo(h.refcountTableOffset) },
     { name: 'refcount_table_clusters', value: String(h.refcountTableClusters) },
     { name: 'nb_snapshots', value: String(h.nbSnapshots) },
     { name: 'snapshots_offset', value: hexo(h.snapshotsOffset) },
   ];
-  if (h.backingFileOffset) fields.push({ name: 'backing_file', value: h.backingFile ?? '', note: `at ${hexo(h.backingFileOffset)}, ${h.backingFileSize} bytes` });
+  if (h.backingFileOffset)
+    fields.push({
+      name: 'backing_file',
+      value: h.backingFile ?? '',
+      note: `at ${hexo(h.backingFileOffset)}, ${h.backingFileSize} bytes`,
+    });
   if (h.version === 3) {
     fields.push(
       { name: 'incompatible_features', value: `0x${h.incompatibleFeatures.toString(16)}` },
@@ -184,10 +251,18 @@ export async function buildOverview(image: Qcow2Image, path: string, allowedBack
       { name: 'autoclear_features', value: `0x${h.autoclearFeatures.toString(16)}` },
       { name: 'refcount_order', value: String(h.refcountOrder), note: `${g.refcountBits}-bit refcounts` },
       { name: 'header_length', value: String(h.headerLength) },
-      { name: 'compression_type', value: String(h.compressionType), note: h.compressionType === C.COMPRESSION_ZSTD ? 'zstd' : 'zlib' },
+      {
+        name: 'compression_type',
+        value: String(h.compressionType),
+        note: h.compressionType === C.COMPRESSION_ZSTD ? 'zstd' : 'zlib',
+      },
     );
   }
-  const [snaps, bms, backing] = await Promise.all([snapshots(image), bitmaps(image), backingChain(image, path, allowedBacking)]);
+  const [snaps, bms, backing] = await Promise.all([
+    snapshots(image),
+    bitmaps(image),
+    backingChain(image, path, allowedBacking),
+  ]);
   const ov: Overview = {
     name: basename(path),
     fileSize: image.fileSize,

@@ -11,7 +11,7 @@ import { ClusterType, classifyL2, decodeCompressed, l1Offset, l2Offset } from '.
 import type { Qcow2Image } from '../image/qcow2-image.js';
 import { readPadded } from '../io/positional-io.js';
 import type { Referrer } from '../check/types.js';
-import type { CancelToken } from './progress.js';
+import type { CancelToken } from '../base/task-control.js';
 
 export interface ReferrerSearch {
   referrers: Referrer[];
@@ -28,7 +28,11 @@ interface L1Source {
 /** Default budget: enough for images of a few hundred GiB of 64 KiB clusters. */
 export const DEFAULT_REFERRER_BUDGET = 256 * 1024 * 1024;
 
-export async function findReferrers(image: Qcow2Image, cluster: number, opts: { budget?: number; cancel?: CancelToken } = {}): Promise<ReferrerSearch> {
+export async function findReferrers(
+  image: Qcow2Image,
+  cluster: number,
+  opts: { budget?: number; cancel?: CancelToken } = {},
+): Promise<ReferrerSearch> {
   const cs = image.clusterSize;
   const g = image.geo;
   const h = image.header;
@@ -41,8 +45,10 @@ export async function findReferrers(image: Qcow2Image, cluster: number, opts: { 
 
   if (cluster === 0) out.push({ kind: 'header' });
   if (h.l1Size && inside(h.l1TableOffset, h.l1Size * 8)) out.push({ kind: 'header' });
-  if (h.refcountTableClusters && inside(h.refcountTableOffset, h.refcountTableClusters * cs)) out.push({ kind: 'header' });
-  if (h.bitmaps && h.bitmaps.directorySize && inside(h.bitmaps.directoryOffset, h.bitmaps.directorySize)) out.push({ kind: 'header' });
+  if (h.refcountTableClusters && inside(h.refcountTableOffset, h.refcountTableClusters * cs))
+    out.push({ kind: 'header' });
+  if (h.bitmaps?.directorySize && inside(h.bitmaps.directoryOffset, h.bitmaps.directorySize))
+    out.push({ kind: 'header' });
   if (h.crypto && inside(h.crypto.offset, h.crypto.length)) out.push({ kind: 'header' });
 
   // Refcount table entries → refcount blocks.
@@ -57,14 +63,19 @@ export async function findReferrers(image: Qcow2Image, cluster: number, opts: { 
     const { entries, byteLength } = await image.readSnapshots();
     snapTableLen = byteLength;
     for (const s of entries) {
-      if (s.l1Size && inside(s.l1TableOffset, s.l1Size * 8)) out.push({ kind: 'snapshot-table', table: h.snapshotsOffset, snapshotId: s.id });
+      if (s.l1Size && inside(s.l1TableOffset, s.l1Size * 8))
+        out.push({ kind: 'snapshot-table', table: h.snapshotsOffset, snapshotId: s.id });
       const bytes = Math.min(s.l1Size, C.QCOW_MAX_L1_SIZE / 8) * 8;
       if (bytes > budget || s.l1TableOffset % cs !== 0 || s.l1TableOffset >= image.fileSize) {
         if (bytes > budget) complete = false;
         continue;
       }
       budget -= bytes;
-      l1s.push({ offset: s.l1TableOffset, entries: await readPadded(image.io, s.l1TableOffset, bytes), snapshotId: s.id });
+      l1s.push({
+        offset: s.l1TableOffset,
+        entries: await readPadded(image.io, s.l1TableOffset, bytes),
+        snapshotId: s.id,
+      });
     }
   } catch {
     complete = false;
@@ -82,7 +93,8 @@ export async function findReferrers(image: Qcow2Image, cluster: number, opts: { 
         if (l1.snapshotId !== undefined) r.snapshotId = l1.snapshotId;
         return r;
       };
-      if (inside(l2, cs)) out.push(ref(l1.snapshotId === undefined ? 'l1' : 'snapshot-l1', l1.offset, i / 8, (i / 8) * g.l1Coverage));
+      if (inside(l2, cs))
+        out.push(ref(l1.snapshotId === undefined ? 'l1' : 'snapshot-l1', l1.offset, i / 8, (i / 8) * g.l1Coverage));
       if (l2 % cs !== 0 || l2 >= image.fileSize) continue;
       let table = l2Cache.get(l2);
       if (!table) {

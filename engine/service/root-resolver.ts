@@ -5,8 +5,8 @@
  */
 import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative, sep } from 'node:path';
-import type { FileEntry, FileList, FileRef } from './contract.js';
-import { ContractError } from './errors.js';
+import type { FileEntry, FileList, FileRef } from '../contract/contract.js';
+import { ContractError } from '../contract/errors.js';
 import { looksLikeQcow2 } from './overview.js';
 import type { RecentStore } from './recent.js';
 
@@ -38,7 +38,10 @@ export class RootResolver {
     try {
       real = await realpath(join(this.root, ...parts));
     } catch {
-      throw new ContractError('not-found', `no such file in the served folder: ${rel}`, { field: 'args.ref.path', value: rel });
+      throw new ContractError('not-found', `no such file in the served folder: ${rel}`, {
+        field: 'args.ref.path',
+        value: rel,
+      });
     }
     if (!this.contains(real)) throw denied('this path (through a symbolic link)', rel);
     return real;
@@ -57,33 +60,50 @@ export class RootResolver {
     }
   }
 
-  async resolve(ref: FileRef, recent: RecentStore, samples: Map<string, string>): Promise<{ path: string; name: string }> {
+  async resolve(
+    ref: FileRef,
+    recent: RecentStore,
+    samples: Map<string, string>,
+  ): Promise<{ path: string; name: string }> {
     switch (ref.kind) {
       case 'root': {
         const path = await this.resolveRelative(ref.path);
-        if (!(await stat(path)).isFile()) throw new ContractError('invalid-argument', `${ref.path} is not a regular file`, { field: 'args.ref.path', value: ref.path });
+        if (!(await stat(path)).isFile())
+          throw new ContractError('invalid-argument', `${ref.path} is not a regular file`, {
+            field: 'args.ref.path',
+            value: ref.path,
+          });
         return { path, name: this.relativeOf(path) };
       }
       case 'recent': {
         const item = recent.find(ref.id);
-        if (!item) throw new ContractError('not-found', `no recent entry ${ref.id}`, { field: 'args.ref.id', value: ref.id });
+        if (!item)
+          throw new ContractError('not-found', `no recent entry ${ref.id}`, { field: 'args.ref.id', value: ref.id });
         // Re-check: the file may have been replaced by a symlink since.
         const path = await this.resolveRelative(this.relativeOf(item.path));
         return { path, name: item.name };
       }
       case 'sample': {
         const path = samples.get(ref.name);
-        if (!path) throw new ContractError('not-found', `no bundled sample named ${ref.name}`, { field: 'args.ref.name', value: ref.name });
+        if (!path)
+          throw new ContractError('not-found', `no bundled sample named ${ref.name}`, {
+            field: 'args.ref.name',
+            value: ref.name,
+          });
         return { path, name: `sample: ${basename(path)}` };
       }
       default:
-        throw new ContractError('not-available', `opening by ${ref.kind} is only available in the desktop app`, { field: 'args.ref.kind', value: ref.kind });
+        throw new ContractError('not-available', `opening by ${ref.kind} is only available in the desktop app`, {
+          field: 'args.ref.kind',
+          value: ref.kind,
+        });
     }
   }
 
   async list(dir: string | undefined): Promise<FileList> {
     const real = dir ? await this.resolveRelative(dir) : this.root;
-    if (!(await stat(real)).isDirectory()) throw new ContractError('invalid-argument', `${dir} is not a folder`, { field: 'args.dir', value: String(dir) });
+    if (!(await stat(real)).isDirectory())
+      throw new ContractError('invalid-argument', `${dir} is not a folder`, { field: 'args.dir', value: String(dir) });
     const names = (await readdir(real)).sort().slice(0, MAX_LIST_ENTRIES);
     const entries: FileEntry[] = [];
     for (const name of names) {
@@ -95,7 +115,13 @@ export class RootResolver {
         const st = l.isSymbolicLink() ? await stat(target) : l;
         if (!st.isFile() && !st.isDirectory()) continue;
         const isFile = st.isFile();
-        entries.push({ name, path: this.relativeOf(full), kind: isFile ? 'file' : 'dir', size: isFile ? st.size : 0, qcow2: isFile && (await looksLikeQcow2(target)) });
+        entries.push({
+          name,
+          path: this.relativeOf(full),
+          kind: isFile ? 'file' : 'dir',
+          size: isFile ? st.size : 0,
+          qcow2: isFile && (await looksLikeQcow2(target)),
+        });
       } catch {
         // Vanished or unreadable entries are skipped.
       }

@@ -2,7 +2,7 @@
 // data they map in the file, counted in use but referenced by nothing: the checker calls them
 // leaks ("no harm to data"), and freeing them would throw the guest data away. Read the leaked
 // clusters and look for L2-like tables whose entries point at other leaked clusters.
-import type { SalvageAssessment } from './contract.js';
+import type { SalvageAssessment } from '../contract/contract.js';
 import type { Session } from './session.js';
 import { pointerTableSummary } from '../salvage/classify.js';
 
@@ -24,7 +24,13 @@ export async function assessLeaks(s: Session): Promise<SalvageAssessment> {
   const g = s.image.geo;
   const cs = g.clusterSize;
   const fileSize = await s.io.size();
-  const ctx = { clusterSize: cs, fileSize, targetLimit: fileSize, refcountOrder: g.refcountOrder, extendedL2: g.extendedL2 };
+  const ctx = {
+    clusterSize: cs,
+    fileSize,
+    targetLimit: fileSize,
+    refcountOrder: g.refcountOrder,
+    extendedL2: g.extendedL2,
+  };
   let examined = 0;
   let orphanTables = 0;
   const pointedAt = new Set<number>();
@@ -52,7 +58,8 @@ export async function assessLeaks(s: Session): Promise<SalvageAssessment> {
   }
   const r: SalvageAssessment = { orphanTables, orphanData: pointedAt.size, examined };
   if (orphanTables > 0)
-    r.advice = `${orphanTables} leaked cluster${orphanTables === 1 ? ' looks' : 's look'} like a table of your virtual disk still pointing at ` +
+    r.advice =
+      `${orphanTables} leaked cluster${orphanTables === 1 ? ' looks' : 's look'} like a table of your virtual disk still pointing at ` +
       `${pointedAt.size} cluster${pointedAt.size === 1 ? '' : 's'} of data: the table that should lead to ${orphanTables === 1 ? 'it' : 'them'} was lost ` +
       '(for example a zeroed L1 table). This data no longer shows in your virtual disk, and "repair leaks" would mark it free and lose it. ' +
       'Salvage it to a new image first.';

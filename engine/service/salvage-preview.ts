@@ -1,6 +1,6 @@
 // The salvage report reduced to what the wizard shows before and after writing: how much of the
 // active disk comes back, from where, what is lost and what was guessed.
-import type { SalvagePreview } from './contract.js';
+import type { SalvagePreview } from '../contract/contract.js';
 import type { SalvageReport } from '../salvage/types.js';
 
 const MAX_RANGES = 100;

@@ -6,7 +6,8 @@ export async function listSamples(dir: string | undefined): Promise<Map<string, 
   const out = new Map<string, string>();
   if (!dir) return out;
   try {
-    for (const n of (await readdir(dir)).sort()) if (/\.(qcow2|qcow)$/.test(n)) out.set(n, await realpath(join(dir, n)));
+    for (const n of (await readdir(dir)).sort())
+      if (/\.(qcow2|qcow)$/.test(n)) out.set(n, await realpath(join(dir, n)));
   } catch {
     // No samples bundled.
   }

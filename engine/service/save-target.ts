@@ -2,8 +2,8 @@
 // overwriting; inline bytes for a browser download; a native dialog only where the host has one.
 import { stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { SaveRef } from './contract.js';
-import { ContractError } from './errors.js';
+import type { SaveRef } from '../contract/contract.js';
+import { ContractError } from '../contract/errors.js';
 
 /** `disk.qcow2` + `.report.html` → `disk.report.html` (then `disk-2.report.html`, ... if taken). */
 export async function siblingPath(source: string, suffix: string): Promise<string> {
@@ -20,6 +20,10 @@ export async function siblingPath(source: string, suffix: string): Promise<strin
 export async function outputPath(save: SaveRef, source: string, suffix: string): Promise<string | undefined> {
   if (save.kind === 'inline') return undefined;
   if (save.kind === 'dialog')
-    throw new ContractError('not-available', 'a save dialog is not available in this window: save next to the image instead', { field: 'args.save.kind', value: 'dialog' });
+    throw new ContractError(
+      'not-available',
+      'a save dialog is not available in this window: save next to the image instead',
+      { field: 'args.save.kind', value: 'dialog' },
+    );
   return siblingPath(source, save.suffix ?? suffix);
 }

@@ -5,11 +5,17 @@
  * tests. One Service per host; one Connection per client (window or WebSocket).
  */
 import {
-  METHODS, parseClientMessage, validateArgs, type ArgsOf, type Method, type ResultOf, type ServerMessage,
-} from './contract.js';
-import { ContractError, toWireError } from './errors.js';
+  METHODS,
+  parseClientMessage,
+  validateArgs,
+  type ArgsOf,
+  type Method,
+  type ResultOf,
+  type ServerMessage,
+} from '../contract/contract.js';
+import { ContractError, toWireError } from '../contract/errors.js';
 import { isAvailable, type HandlerContext, type HandlerTable, type ServiceHost } from './handler.js';
-import { CancelToken, type ProgressEvent } from './progress.js';
+import { CancelToken, type ProgressEvent } from '../base/task-control.js';
 import { Sessions } from './session.js';
 import { handlers as app } from './handlers/app.js';
 import { handlers as image } from './handlers/image.js';
@@ -22,7 +28,16 @@ import { handlers as salvage } from './handlers/salvage.js';
 
 export type { ServiceHost } from './handler.js';
 
-export const ALL_HANDLERS: HandlerTable = { ...app, ...image, ...check, ...map, ...triage, ...recovery, ...report, ...salvage };
+export const ALL_HANDLERS: HandlerTable = {
+  ...app,
+  ...image,
+  ...check,
+  ...map,
+  ...triage,
+  ...recovery,
+  ...report,
+  ...salvage,
+};
 
 /** Progress events are relayed at most this often per request (the last one always goes). */
 const PROGRESS_INTERVAL_MS = 50;
@@ -30,7 +45,10 @@ const PROGRESS_INTERVAL_MS = 50;
 export class Service {
   readonly sessions = new Sessions();
 
-  constructor(readonly host: ServiceHost, private readonly table: HandlerTable = ALL_HANDLERS) {}
+  constructor(
+    readonly host: ServiceHost,
+    private readonly table: HandlerTable = ALL_HANDLERS,
+  ) {}
 
   /** Methods with a real handler in this build. */
   available(): Method[] {
@@ -38,7 +56,11 @@ export class Service {
   }
 
   /** Validate and run one request. */
-  async call<M extends Method>(method: M, rawArgs: unknown, opts: { progress?: (p: ProgressEvent) => void; cancel?: CancelToken } = {}): Promise<ResultOf<M>> {
+  async call<M extends Method>(
+    method: M,
+    rawArgs: unknown,
+    opts: { progress?: (p: ProgressEvent) => void; cancel?: CancelToken } = {},
+  ): Promise<ResultOf<M>> {
     const args = validateArgs(method, rawArgs);
     const handler = this.table[method];
     if (!handler) throw new ContractError('not-available', `${method} has no handler`);
@@ -68,7 +90,10 @@ export class Connection {
   private opened = new Set<string>();
   private closed = false;
 
-  constructor(private readonly service: Service, private readonly send: (m: ServerMessage) => void) {}
+  constructor(
+    private readonly service: Service,
+    private readonly send: (m: ServerMessage) => void,
+  ) {}
 
   /** Handle one message from the client (already decoded from its transport). */
   receive(raw: unknown): void {
@@ -85,7 +110,12 @@ export class Connection {
       return;
     }
     if (this.running.has(msg.id)) {
-      this.reply({ t: 'res', id: msg.id, ok: false, error: { code: 'invalid-argument', message: `request id ${msg.id} is already running` } });
+      this.reply({
+        t: 'res',
+        id: msg.id,
+        ok: false,
+        error: { code: 'invalid-argument', message: `request id ${msg.id} is already running` },
+      });
       return;
     }
     const cancel = new CancelToken();
@@ -115,7 +145,13 @@ export class Connection {
         if (this.closed && opens) void this.service.sessions.close(h);
         this.finish(id, timer, { t: 'res', id, ok: true, result });
       },
-      (err: unknown) => this.finish(id, timer, { t: 'res', id, ok: false, error: cancel.isCancelled ? { code: 'cancelled', message: 'cancelled' } : toWireError(err) }),
+      (err: unknown) =>
+        this.finish(id, timer, {
+          t: 'res',
+          id,
+          ok: false,
+          error: cancel.isCancelled ? { code: 'cancelled', message: 'cancelled' } : toWireError(err),
+        }),
     );
   }
 

@@ -5,7 +5,7 @@
 import type { CheckResult } from '../check/types.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
 import type { PositionalIO } from '../io/positional-io.js';
-import { ContractError } from './errors.js';
+import { ContractError } from '../contract/errors.js';
 
 export interface Session {
   handle: string;
@@ -80,7 +80,11 @@ export class Sessions {
 
   get(handle: string): Session {
     const s = this.map.get(handle);
-    if (!s) throw new ContractError('not-found', `no open image with handle ${handle}`, { field: 'args.handle', value: handle });
+    if (!s)
+      throw new ContractError('not-found', `no open image with handle ${handle}`, {
+        field: 'args.handle',
+        value: handle,
+      });
     return s;
   }
 

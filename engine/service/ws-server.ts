@@ -11,8 +11,8 @@ import { extname, resolve, sep } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { networkInterfaces } from 'node:os';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
-import type { ServerMessage } from './contract.js';
-import { decodeMessage, encodeMessage } from './wire.js';
+import type { ServerMessage } from '../contract/contract.js';
+import { decodeMessage, encodeMessage } from '../contract/wire.js';
 import { createServeHost } from './serve-host.js';
 import { listSamples } from './samples.js';
 import { Service } from './service.js';
@@ -40,12 +40,19 @@ export interface RunningServer {
 }
 
 const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon', '.json': 'application/json', '.woff2': 'font/woff2',
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.json': 'application/json',
+  '.woff2': 'font/woff2',
 };
 
 /** The CSP of the served page: our own scripts and styles, a WebSocket to this origin, nothing remote. */
-export const SERVE_CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+export const SERVE_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /** Incoming WebSocket messages are small requests; refuse anything larger. */
 const MAX_CLIENT_MESSAGE = 1024 * 1024;
@@ -66,7 +73,8 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const hostNames = (): string[] => {
     const names = ['127.0.0.1', 'localhost', '[::1]', bindHost.includes(':') ? `[${bindHost}]` : bindHost];
     if (bindHost === '0.0.0.0' || bindHost === '::')
-      for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) names.push(a.family === 'IPv6' ? `[${a.address}]` : a.address);
+      for (const list of Object.values(networkInterfaces()))
+        for (const a of list ?? []) names.push(a.family === 'IPv6' ? `[${a.address}]` : a.address);
     return names;
   };
   let allowed: Set<string> | undefined;
@@ -82,8 +90,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
 
   async function serveStatic(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const headers = {
-      'Content-Security-Policy': SERVE_CSP, 'X-Content-Type-Options': 'nosniff', 'Referrer-Policy': 'no-referrer',
-      'X-Frame-Options': 'DENY', 'Cache-Control': 'no-store', 'Cross-Origin-Opener-Policy': 'same-origin',
+      'Content-Security-Policy': SERVE_CSP,
+      'X-Content-Type-Options': 'nosniff',
+      'Referrer-Policy': 'no-referrer',
+      'X-Frame-Options': 'DENY',
+      'Cache-Control': 'no-store',
+      'Cross-Origin-Opener-Policy': 'same-origin',
     };
     if (!allowedHosts().has(req.headers.host ?? '')) {
       res.writeHead(421, headers).end('misdirected request');
@@ -105,7 +117,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       const real = await realpath(file);
       if (!real.startsWith(staticRoot + sep) || !(await stat(real)).isFile()) throw new Error('not a file');
       const body = await readFile(real);
-      res.writeHead(200, { ...headers, 'Content-Type': MIME[extname(real)] ?? 'application/octet-stream', 'Content-Length': body.length });
+      res.writeHead(200, {
+        ...headers,
+        'Content-Type': MIME[extname(real)] ?? 'application/octet-stream',
+        'Content-Length': body.length,
+      });
       res.end(req.method === 'HEAD' ? undefined : body);
     } catch {
       res.writeHead(404, headers).end('not found');
@@ -137,7 +153,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
         msg = decodeMessage(isBinary ? new Uint8Array(buf) : buf.toString('utf8'));
       } catch {
-        ws.send(encodeMessage({ t: 'res', id: -1, ok: false, error: { code: 'invalid-argument', message: 'message is not valid JSON' } }));
+        ws.send(
+          encodeMessage({
+            t: 'res',
+            id: -1,
+            ok: false,
+            error: { code: 'invalid-argument', message: 'message is not valid JSON' },
+          }),
+        );
         return;
       }
       conn.receive(msg);

@@ -7,18 +7,27 @@ import { decodeHeader, geometry, type Geometry, type Qcow2Header } from '../form
 import { l1Offset } from '../format/l2-entry.js';
 import { snapshotEntryLength, align8 } from '../format/snapshot.js';
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
-import { Qcow2FormatError } from '../errors.js';
+import { Qcow2FormatError } from '../base/errors.js';
 import { forEachEntry } from './table-reader.js';
 import { NoteList, hexOff } from './notes.js';
 
 export type MetaKind =
-  | 'header' | 'l1' | 'l2' | 'refcount-table' | 'refcount-block' | 'snapshot-table' | 'snapshot-l1'
-  | 'bitmap-directory' | 'bitmap-table' | 'bitmap-data' | 'crypto-header';
+  | 'header'
+  | 'l1'
+  | 'l2'
+  | 'refcount-table'
+  | 'refcount-block'
+  | 'snapshot-table'
+  | 'snapshot-l1'
+  | 'bitmap-directory'
+  | 'bitmap-table'
+  | 'bitmap-data'
+  | 'crypto-header';
 
 export const META_KIND_LABELS: Record<MetaKind, string> = {
-  'header': 'header cluster',
-  'l1': 'active L1 table',
-  'l2': 'L2 tables',
+  header: 'header cluster',
+  l1: 'active L1 table',
+  l2: 'L2 tables',
   'refcount-table': 'refcount table',
   'refcount-block': 'refcount blocks',
   'snapshot-table': 'snapshot table',
@@ -72,8 +81,12 @@ export async function mapMetadata(io: PositionalIO): Promise<MetadataMap> {
     const keep = Math.min(fileSize, bitsValid ? 2 ** bits : C.SECTOR_SIZE);
     notes.add(`the header was refused (${err.message}); only the first ${keep} bytes were kept`);
     return {
-      fileSize, clusterSize: bitsValid ? 2 ** bits : C.SECTOR_SIZE, headerRefusal: err.message,
-      ranges: [{ offset: 0, length: keep, kind: 'header' }], l2Tables: [], notes,
+      fileSize,
+      clusterSize: bitsValid ? 2 ** bits : C.SECTOR_SIZE,
+      headerRefusal: err.message,
+      ranges: [{ offset: 0, length: keep, kind: 'header' }],
+      l2Tables: [],
+      notes,
     };
   }
   const geo = geometry(header);
@@ -85,7 +98,15 @@ export async function mapMetadata(io: PositionalIO): Promise<MetadataMap> {
   if (header.crypto && header.crypto.length > 0)
     walker.range(header.crypto.offset, header.crypto.length, 'crypto-header', 'encryption header');
   await walker.bitmaps(header);
-  return { fileSize, clusterSize: geo.clusterSize, header, geo, ranges: walker.ranges, l2Tables: walker.l2Tables, notes };
+  return {
+    fileSize,
+    clusterSize: geo.clusterSize,
+    header,
+    geo,
+    ranges: walker.ranges,
+    l2Tables: walker.l2Tables,
+    notes,
+  };
 }
 
 class Walker {
@@ -104,7 +125,9 @@ class Walker {
   range(offset: number, length: number, kind: MetaKind, label: string): boolean {
     if (length <= 0) return false;
     if (offset >= this.fileSize) {
-      this.notes.add(`${label} at ${hexOff(offset)} lies beyond the end of the file (${hexOff(this.fileSize)}); nothing copied there`);
+      this.notes.add(
+        `${label} at ${hexOff(offset)} lies beyond the end of the file (${hexOff(this.fileSize)}); nothing copied there`,
+      );
       return false;
     }
     this.ranges.push({ offset, length: Math.min(length, this.fileSize - offset), kind });
@@ -154,23 +177,30 @@ class Walker {
   async snapshots(h: Qcow2Header): Promise<void> {
     if (h.nbSnapshots === 0) return;
     if (h.snapshotsOffset % this.cs !== 0) {
-      this.notes.add(`snapshot table offset ${hexOff(h.snapshotsOffset)} is not cluster aligned; snapshot table not copied`);
+      this.notes.add(
+        `snapshot table offset ${hexOff(h.snapshotsOffset)} is not cluster aligned; snapshot table not copied`,
+      );
       return;
     }
     const count = Math.min(h.nbSnapshots, C.QCOW_MAX_SNAPSHOTS);
-    if (h.nbSnapshots > count) this.notes.add(`the header claims ${h.nbSnapshots} snapshots; only the first ${count} were followed`);
+    if (h.nbSnapshots > count)
+      this.notes.add(`the header claims ${h.nbSnapshots} snapshots; only the first ${count} were followed`);
     let pos = 0;
     for (let i = 0; i < count && pos <= C.QCOW_MAX_SNAPSHOTS_SIZE; i++) {
       const at = h.snapshotsOffset + pos;
       if (at >= this.fileSize) {
-        this.notes.add(`snapshot table entry ${i} at ${hexOff(at)} lies beyond the end of the file; the rest of the table was not followed`);
+        this.notes.add(
+          `snapshot table entry ${i} at ${hexOff(at)} lies beyond the end of the file; the rest of the table was not followed`,
+        );
         break;
       }
       const fixed = await readPadded(this.io, at, C.SNAPSHOT_ENTRY_FIXED_SIZE);
       const l1Off = u64(fixed, 0);
       const l1Size = u32(fixed, 8);
       if (l1Off % this.cs !== 0)
-        this.notes.add(`snapshot entry ${i}: L1 table offset ${hexOff(l1Off)} is not cluster aligned; its tables were not copied`);
+        this.notes.add(
+          `snapshot entry ${i}: L1 table offset ${hexOff(l1Off)} is not cluster aligned; its tables were not copied`,
+        );
       else if (l1Size > C.QCOW_MAX_L1_SIZE / C.L1_ENTRY_SIZE)
         this.notes.add(`snapshot entry ${i}: L1 size ${hexOff(l1Size)} is too large; its tables were not copied`);
       else await this.l1Table(l1Off, l1Size, 'snapshot-l1', `snapshot ${i} L1 table`);
@@ -187,17 +217,26 @@ class Walker {
       return;
     }
     const dirSize = Math.min(b.directorySize, C.QCOW_MAX_BITMAP_DIRECTORY_SIZE);
-    if (dirSize < b.directorySize) this.notes.add(`bitmap directory size ${b.directorySize} exceeds QEMU's maximum; only ${dirSize} bytes were followed`);
+    if (dirSize < b.directorySize)
+      this.notes.add(
+        `bitmap directory size ${b.directorySize} exceeds QEMU's maximum; only ${dirSize} bytes were followed`,
+      );
     if (!this.range(b.directoryOffset, dirSize, 'bitmap-directory', 'bitmap directory')) return;
     const dir = await readPadded(this.io, b.directoryOffset, Math.min(dirSize, this.fileSize - b.directoryOffset));
     let pos = 0;
-    for (let i = 0; i < Math.min(b.nbBitmaps, C.QCOW_MAX_BITMAPS) && pos + C.BITMAP_DIR_ENTRY_FIXED_SIZE <= dir.length; i++) {
+    for (
+      let i = 0;
+      i < Math.min(b.nbBitmaps, C.QCOW_MAX_BITMAPS) && pos + C.BITMAP_DIR_ENTRY_FIXED_SIZE <= dir.length;
+      i++
+    ) {
       const tableOff = u64(dir, pos);
       const tableSize = u32(dir, pos + 8);
       const len = align8(C.BITMAP_DIR_ENTRY_FIXED_SIZE + u32(dir, pos + 20) + u16(dir, pos + 18));
       pos += len;
       if (tableOff % this.cs !== 0) {
-        this.notes.add(`bitmap ${i}: table offset ${hexOff(tableOff)} is not cluster aligned; its table was not copied`);
+        this.notes.add(
+          `bitmap ${i}: table offset ${hexOff(tableOff)} is not cluster aligned; its table was not copied`,
+        );
         continue;
       }
       if (tableSize > C.BME_MAX_TABLE_SIZE) {

@@ -27,7 +27,11 @@ export interface ShapeContext {
  * its non-zero entries are malformed: a real table damaged in a few entries passes, guest data fails
  * nearly every entry (and an all-zero cluster holds nothing to leak).
  */
-export function countMalformed(kind: MetaKind, bytes: Uint8Array, ctx: ShapeContext): { nonzero: number; malformed: number } {
+export function countMalformed(
+  kind: MetaKind,
+  bytes: Uint8Array,
+  ctx: ShapeContext,
+): { nonzero: number; malformed: number } {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const { geo, fileSize } = ctx;
   const cs = geo.clusterSize;
@@ -49,8 +53,13 @@ export function countMalformed(kind: MetaKind, bytes: Uint8Array, ctx: ShapeCont
   switch (kind) {
     case 'l1':
     case 'snapshot-l1':
-      words(8, (hi, lo) => (hi & C.L1E_RESERVED_MASK_HI) === 0 && (lo & C.L1E_RESERVED_MASK_LO) === 0
-        && plausible(hi & C.L1E_OFFSET_MASK_HI, (lo & C.L1E_OFFSET_MASK_LO) >>> 0));
+      words(
+        8,
+        (hi, lo) =>
+          (hi & C.L1E_RESERVED_MASK_HI) === 0 &&
+          (lo & C.L1E_RESERVED_MASK_LO) === 0 &&
+          plausible(hi & C.L1E_OFFSET_MASK_HI, (lo & C.L1E_OFFSET_MASK_LO) >>> 0),
+      );
       break;
     case 'l2':
       words(geo.l2EntrySize, (hi, lo, at) => {
@@ -61,17 +70,28 @@ export function countMalformed(kind: MetaKind, bytes: Uint8Array, ctx: ShapeCont
           const off = (hi & (2 ** offBits - 1)) * 0x1_0000_0000 + (lo >>> 0);
           return (hi & C.OFLAG_COPIED_HI) === 0 && off < fileSize;
         }
-        return (hi & C.L2E_STD_RESERVED_MASK_HI) === 0 && (lo & C.L2E_STD_RESERVED_MASK_LO) === 0
-          && plausible(hi & C.L2E_OFFSET_MASK_HI, (lo & C.L2E_OFFSET_MASK_LO) >>> 0);
+        return (
+          (hi & C.L2E_STD_RESERVED_MASK_HI) === 0 &&
+          (lo & C.L2E_STD_RESERVED_MASK_LO) === 0 &&
+          plausible(hi & C.L2E_OFFSET_MASK_HI, (lo & C.L2E_OFFSET_MASK_LO) >>> 0)
+        );
       });
       break;
     case 'refcount-table':
-      words(8, (hi, lo) => (lo & C.REFT_RESERVED_MASK_LO) === 0 && hi < 0x200000
-        && plausible(hi, (lo & C.REFT_OFFSET_MASK_LO) >>> 0));
+      words(
+        8,
+        (hi, lo) =>
+          (lo & C.REFT_RESERVED_MASK_LO) === 0 && hi < 0x200000 && plausible(hi, (lo & C.REFT_OFFSET_MASK_LO) >>> 0),
+      );
       break;
     case 'bitmap-table':
-      words(8, (hi, lo) => (hi & C.BME_RESERVED_MASK_HI) === 0 && (lo & C.BME_RESERVED_MASK_LO) === 0
-        && plausible(hi & C.BME_OFFSET_MASK_HI, (lo & C.BME_OFFSET_MASK_LO) >>> 0));
+      words(
+        8,
+        (hi, lo) =>
+          (hi & C.BME_RESERVED_MASK_HI) === 0 &&
+          (lo & C.BME_RESERVED_MASK_LO) === 0 &&
+          plausible(hi & C.BME_OFFSET_MASK_HI, (lo & C.BME_OFFSET_MASK_LO) >>> 0),
+      );
       break;
     case 'refcount-block': {
       // Real refcounts are small (one per snapshot plus the active state, with room for sharing),

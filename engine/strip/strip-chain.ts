@@ -5,7 +5,7 @@
 import { open, stat } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { MAX_BACKING_CHAIN_DEPTH, QCOW2_MAGIC } from '../format/constants.js';
-import { resolveBacking } from '../triage/backing-chain.js';
+import { resolveRelativeTo } from '../image/paths.js';
 import { stripFile, type StripOptions, type StripResult } from './strip.js';
 
 export interface StrippedLayer {
@@ -21,7 +21,11 @@ export interface ChainStrip {
   notes: string[];
 }
 
-export async function stripChain(srcPath: string, outPath: string, opts: StripOptions & { force?: boolean } = {}): Promise<ChainStrip> {
+export async function stripChain(
+  srcPath: string,
+  outPath: string,
+  opts: StripOptions & { force?: boolean } = {},
+): Promise<ChainStrip> {
   const layers: StrippedLayer[] = [];
   const notes: string[] = [];
   let src = srcPath;
@@ -43,11 +47,13 @@ export async function stripChain(srcPath: string, outPath: string, opts: StripOp
     const backing = result.backingFile;
     if (backing === undefined) return { layers, notes };
     if (isAbsolute(backing)) {
-      notes.push(`${src} names its backing file by an absolute path (${backing}); that layer was not copied: the copy would have to be placed at that very path`);
+      notes.push(
+        `${src} names its backing file by an absolute path (${backing}); that layer was not copied: the copy would have to be placed at that very path`,
+      );
       return { layers, notes };
     }
-    src = resolveBacking(src, backing);
-    out = resolveBacking(out, backing);
+    src = resolveRelativeTo(src, backing);
+    out = resolveRelativeTo(out, backing);
     format = result.backingFormat;
   }
   notes.push(`the backing chain is deeper than ${MAX_BACKING_CHAIN_DEPTH} layers; the rest was not copied`);

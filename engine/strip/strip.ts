@@ -4,7 +4,7 @@
 import { realpath, stat, unlink } from 'node:fs/promises';
 import { FileIO } from '../io/file-io.js';
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
-import type { CancelToken, ProgressSink } from '../service/progress.js';
+import type { CancelToken, ProgressSink } from '../base/task-control.js';
 import { INCOMPAT_DATA_FILE } from '../format/constants.js';
 import { META_KIND_LABELS, mapMetadata, type MetaKind, type MetaRange } from './metadata-map.js';
 import { scanL2ForClaims } from './guest-claims.js';
@@ -52,7 +52,9 @@ export async function stripIO(src: PositionalIO, dst: PositionalIO, opts: StripO
   const cs = map.clusterSize;
   opts.onProgress?.({ fraction: 0.05, stage: 'finding metadata' });
   if (map.header?.backingFile)
-    map.notes.add(`the image has a backing file '${map.header.backingFile}': QEMU opens it to check this copy, so strip it too and keep the same relative name (strip --with-backing does that)`);
+    map.notes.add(
+      `the image has a backing file '${map.header.backingFile}': QEMU opens it to check this copy, so strip it too and keep the same relative name (strip --with-backing does that)`,
+    );
 
   const kindsByCluster = new Map<number, Set<MetaKind>>();
   for (const r of map.ranges) {
@@ -81,9 +83,15 @@ export async function stripIO(src: PositionalIO, dst: PositionalIO, opts: StripO
         const bytes = await readPadded(src, start, Math.min(r.offset + r.length, (c + 1) * cs) - start);
         if (r.kind === 'l2') scanL2ForClaims(bytes, start, geo, map.fileSize, external, metaClusters, claims);
         const firstCluster = r.index !== undefined ? r.index * geo.refcountBlockEntries : undefined;
-        const shape = countMalformed(r.kind, bytes, { geo, fileSize: map.fileSize, nbSnapshots: header.nbSnapshots, firstCluster });
+        const shape = countMalformed(r.kind, bytes, {
+          geo,
+          fileSize: map.fileSize,
+          nbSnapshots: header.nbSnapshots,
+          firstCluster,
+        });
         // A table the header points at is trusted unless it clearly is none (enough entries, most malformed).
-        const looksWrong = shape.malformed * 2 > shape.nonzero && (!HEADER_TABLES.has(r.kind) || shape.nonzero >= MIN_EVIDENCE);
+        const looksWrong =
+          shape.malformed * 2 > shape.nonzero && (!HEADER_TABLES.has(r.kind) || shape.nonzero >= MIN_EVIDENCE);
         if (!looksWrong) good.add(c);
         else bad.set(c, `${shape.malformed} of ${shape.nonzero} entries malformed`);
       }
@@ -93,8 +101,10 @@ export async function stripIO(src: PositionalIO, dst: PositionalIO, opts: StripO
       const why = bad.get(c);
       if (claimedBy === undefined && why === undefined) continue;
       const kinds = [...(kindsByCluster.get(c) ?? [])];
-      const kept = kinds.some((k) => !SHAPED.has(k) && !HEADER_TABLES.has(k) && k !== 'bitmap-data') || good.has(c)
-        || (kinds.includes('bitmap-data') && claimedBy === undefined && why === undefined);
+      const kept =
+        kinds.some((k) => !SHAPED.has(k) && !HEADER_TABLES.has(k) && k !== 'bitmap-data') ||
+        good.has(c) ||
+        (kinds.includes('bitmap-data') && claimedBy === undefined && why === undefined);
       if (!kept) dropped.add(c);
       const conflict: StripConflict = { cluster: c, kinds, kept };
       if (claimedBy !== undefined) conflict.claimedBy = claimedBy;
@@ -102,9 +112,11 @@ export async function stripIO(src: PositionalIO, dst: PositionalIO, opts: StripO
       const what = kinds.map((k) => META_KIND_LABELS[k]).join(' / ');
       const where = `cluster ${c} (${hexOff(c * cs)})`;
       const claim = claimedBy !== undefined ? ` and ${claimedBy} maps it as guest data` : '';
-      map.notes.add(kept
-        ? `${where} holds the ${what}${claim}; its content looks like that, so it was kept`
-        : `${where} is pointed at as ${what}${claim}, but its content does not look like that (${why ?? 'not a table'}); zeroed to keep guest data out (findings about it will differ)`);
+      map.notes.add(
+        kept
+          ? `${where} holds the ${what}${claim}; its content looks like that, so it was kept`
+          : `${where} is pointed at as ${what}${claim}, but its content does not look like that (${why ?? 'not a table'}); zeroed to keep guest data out (findings about it will differ)`,
+      );
     }
   }
   opts.onProgress?.({ fraction: 0.1, stage: 'copying metadata' });
@@ -136,7 +148,12 @@ export async function stripIO(src: PositionalIO, dst: PositionalIO, opts: StripO
     s.bytes += r.length;
   }
   const result: StripResult = {
-    fileSize: map.fileSize, clusterSize: cs, keptBytes, structures, conflicts, notes: map.notes.all(),
+    fileSize: map.fileSize,
+    clusterSize: cs,
+    keptBytes,
+    structures,
+    conflicts,
+    notes: map.notes.all(),
   };
   if (map.headerRefusal) result.headerRefusal = map.headerRefusal;
   if (map.header?.backingFile) result.backingFile = map.header.backingFile;
@@ -145,7 +162,11 @@ export async function stripIO(src: PositionalIO, dst: PositionalIO, opts: StripO
 }
 
 /** Strip the image at `srcPath` into a new file `outPath` (refuses to overwrite unless `force`). */
-export async function stripFile(srcPath: string, outPath: string, opts: StripOptions & { force?: boolean } = {}): Promise<StripResult> {
+export async function stripFile(
+  srcPath: string,
+  outPath: string,
+  opts: StripOptions & { force?: boolean } = {},
+): Promise<StripResult> {
   const srcReal = await realpath(srcPath);
   const existing = await stat(outPath).catch(() => undefined);
   if (existing) {
@@ -173,7 +194,11 @@ export async function stripFile(srcPath: string, outPath: string, opts: StripOpt
 }
 
 /** The ranges to copy, sorted and merged, with dropped clusters cut out. */
-function keptIntervals(ranges: readonly MetaRange[], dropped: ReadonlySet<number>, cs: number): Array<[number, number]> {
+function keptIntervals(
+  ranges: readonly MetaRange[],
+  dropped: ReadonlySet<number>,
+  cs: number,
+): Array<[number, number]> {
   const pieces: Array<[number, number]> = [];
   for (const r of ranges) {
     let start = r.offset;

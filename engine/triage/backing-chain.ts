@@ -6,7 +6,7 @@ import * as C from '../format/constants.js';
 import { u32 } from '../format/bytes.js';
 import { FileIO } from '../io/file-io.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
-import { Qcow2FormatError } from '../errors.js';
+import { Qcow2FormatError } from '../base/errors.js';
 
 export interface BackingChain {
   /** Backing file names, nearest first, as each header names them. */
@@ -20,7 +20,10 @@ export function resolveBacking(imagePath: string, name: string): string {
   return isAbsolute(name) ? name : join(dirname(imagePath), name);
 }
 
-export async function followBackingChain(imagePath: string, first: { name?: string; format?: string }): Promise<BackingChain> {
+export async function followBackingChain(
+  imagePath: string,
+  first: { name?: string; format?: string },
+): Promise<BackingChain> {
   const names: string[] = [];
   const seen = new Set<string>([await realpath(imagePath).catch(() => imagePath)]);
   let current = imagePath;
@@ -28,13 +31,18 @@ export async function followBackingChain(imagePath: string, first: { name?: stri
   while (next.name !== undefined) {
     names.push(next.name);
     if (names.length > C.MAX_BACKING_CHAIN_DEPTH)
-      return { names, problem: `Could not open backing file: backing chain deeper than ${C.MAX_BACKING_CHAIN_DEPTH} layers` };
+      return {
+        names,
+        problem: `Could not open backing file: backing chain deeper than ${C.MAX_BACKING_CHAIN_DEPTH} layers`,
+      };
     // Protocol names (nbd:, http:, ...) are not files we can follow; QEMU would need the network.
     if (/^[a-z+]+:/.test(next.name) && !isAbsolute(next.name)) return { names };
     const path = resolveBacking(current, next.name);
     const real = await realpath(path).catch(() => undefined);
-    if (real === undefined) return { names, problem: `Could not open backing file: Could not open '${path}': No such file or directory` };
-    if (seen.has(real)) return { names, problem: `Could not open backing file: the backing chain loops back to '${path}'` };
+    if (real === undefined)
+      return { names, problem: `Could not open backing file: Could not open '${path}': No such file or directory` };
+    if (seen.has(real))
+      return { names, problem: `Could not open backing file: the backing chain loops back to '${path}'` };
     seen.add(real);
     let io: FileIO;
     try {
@@ -47,7 +55,8 @@ export async function followBackingChain(imagePath: string, first: { name?: stri
       const isQcow2 = head.length >= 8 && u32(head, 0) === C.QCOW2_MAGIC && u32(head, 4) >= 2;
       if (next.format !== undefined && next.format !== 'qcow2') return { names }; // raw and others: any bytes do
       if (!isQcow2) {
-        if (next.format === 'qcow2') return { names, problem: `Could not open backing file: Image is not in qcow2 format` };
+        if (next.format === 'qcow2')
+          return { names, problem: `Could not open backing file: Image is not in qcow2 format` };
         return { names }; // probed as another format (usually raw)
       }
       // A backing layer is opened normally (read-only), snapshot table included.

@@ -1,6 +1,6 @@
 // Triage output: the table a support engineer reads, and one JSON object per image for scripts.
-import { qemuJsonObject } from '../report/qemu-text.js';
-import { formatBytes, formatSeconds } from '../report/format-units.js';
+import { qemuJsonObject } from '../check/qemu-text.js';
+import { formatBytes, formatSeconds } from '../contract/units.js';
 import { VERDICT_WORDS, type TriageRow, type Verdict } from './types.js';
 
 const HEADINGS = ['PATH', 'VERDICT', 'LEAKS', 'ERRORS', 'FLAGS', 'VIRTUAL', 'FILE', 'BACKING', 'TIME'];
@@ -26,7 +26,10 @@ export function triageTable(rows: readonly TriageRow[], skipped = 0): string {
   const cells = [HEADINGS, ...rows.map(triageCells)];
   const widths = HEADINGS.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
   const line = (c: string[]): string =>
-    c.map((v, i) => (i === c.length - 1 ? v : RIGHT.has(i) ? v.padStart(widths[i]!) : v.padEnd(widths[i]!))).join('  ').trimEnd();
+    c
+      .map((v, i) => (i === c.length - 1 ? v : RIGHT.has(i) ? v.padStart(widths[i]!) : v.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   const out = cells.map(line);
   const notes = rows.filter((r) => r.error !== undefined);
   if (notes.length) {
@@ -39,8 +42,10 @@ export function triageTable(rows: readonly TriageRow[], skipped = 0): string {
 
 export function summaryLine(rows: readonly TriageRow[], skipped = 0): string {
   const order: Verdict[] = ['clean', 'leaks', 'corrupt', 'unreadable', 'not-qcow2'];
-  const parts = order.map((v) => [v, rows.filter((r) => r.verdict === v).length] as const)
-    .filter(([, n]) => n > 0).map(([v, n]) => `${n} ${v === 'leaks' ? 'with leaks' : VERDICT_WORDS[v]}`);
+  const parts = order
+    .map((v) => [v, rows.filter((r) => r.verdict === v).length] as const)
+    .filter(([, n]) => n > 0)
+    .map(([v, n]) => `${n} ${v === 'leaks' ? 'with leaks' : VERDICT_WORDS[v]}`);
   const skip = skipped ? ` (${skipped} other files in the folders were not qcow2 and were skipped)` : '';
   return `${rows.length} image${rows.length === 1 ? '' : 's'}: ${parts.join(', ') || 'none'}${skip}`;
 }
@@ -49,18 +54,18 @@ export function summaryLine(rows: readonly TriageRow[], skipped = 0): string {
 export function triageJson(r: TriageRow): string {
   const o: Record<string, unknown> = r.counters ? qemuJsonObject(r.path, r.counters) : { filename: r.path };
   Object.assign(o, {
-    'path': r.path,
-    'verdict': r.verdict,
+    path: r.path,
+    verdict: r.verdict,
     'exit-code': r.exitCode,
     'dirty-flag': r.dirty,
     'corrupt-flag': r.corrupt,
-    'version': r.version,
+    version: r.version,
     'virtual-size': r.virtualSize,
     'cluster-size': r.clusterSize,
     'file-size': r.fileSize,
     'backing-chain': r.backingChain,
-    'findings': r.findings,
-    'time': Number(r.elapsed.toFixed(3)),
+    findings: r.findings,
+    time: Number(r.elapsed.toFixed(3)),
   });
   if (r.error !== undefined) o.error = r.error;
   return JSON.stringify(o);

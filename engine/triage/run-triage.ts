@@ -3,8 +3,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { CancelledError } from '../errors.js';
-import type { CancelToken } from '../service/progress.js';
+import { CancelledError } from '../base/errors.js';
+import type { CancelToken } from '../base/task-control.js';
 import { triageImage } from './triage-image.js';
 import { VERDICT_EXIT, type TriageRow } from './types.js';
 import type { WorkerReply } from './worker.js';
@@ -64,11 +64,25 @@ export async function triageFiles(files: readonly string[], opts: TriageOptions 
 }
 
 function failedRow(path: string, error: string, elapsed: number): TriageRow {
-  return { path, verdict: 'unreadable', exitCode: VERDICT_EXIT.unreadable, error, fileSize: 0, backingChain: [], findings: {}, elapsed };
+  return {
+    path,
+    verdict: 'unreadable',
+    exitCode: VERDICT_EXIT.unreadable,
+    error,
+    fileSize: 0,
+    backingChain: [],
+    findings: {},
+    elapsed,
+  };
 }
 
 /** Run one image on `worker`; `discard` when the worker must not be reused (timed out, crashed). */
-function runInWorker(worker: Worker, id: number, path: string, opts: TriageOptions): Promise<{ row: TriageRow; discard: boolean }> {
+function runInWorker(
+  worker: Worker,
+  id: number,
+  path: string,
+  opts: TriageOptions,
+): Promise<{ row: TriageRow; discard: boolean }> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
@@ -85,12 +99,19 @@ function runInWorker(worker: Worker, id: number, path: string, opts: TriageOptio
     };
     const onError = (err: Error): void => {
       finish();
-      resolve({ row: failedRow(path, `internal error while checking: ${err.message}`, (performance.now() - t0) / 1000), discard: true });
+      resolve({
+        row: failedRow(path, `internal error while checking: ${err.message}`, (performance.now() - t0) / 1000),
+        discard: true,
+      });
     };
     const onExit = (): void => {
       finish();
       if (opts.cancel?.isCancelled) reject(new CancelledError());
-      else resolve({ row: failedRow(path, 'internal error while checking: the checker stopped', (performance.now() - t0) / 1000), discard: true });
+      else
+        resolve({
+          row: failedRow(path, 'internal error while checking: the checker stopped', (performance.now() - t0) / 1000),
+          discard: true,
+        });
     };
     worker.on('message', onMessage);
     worker.on('error', onError);
@@ -98,7 +119,10 @@ function runInWorker(worker: Worker, id: number, path: string, opts: TriageOptio
     if (opts.timeoutSeconds && opts.timeoutSeconds > 0) {
       timer = setTimeout(() => {
         finish();
-        resolve({ row: failedRow(path, `the check did not finish within ${opts.timeoutSeconds} s`, opts.timeoutSeconds!), discard: true });
+        resolve({
+          row: failedRow(path, `the check did not finish within ${opts.timeoutSeconds} s`, opts.timeoutSeconds!),
+          discard: true,
+        });
       }, opts.timeoutSeconds * 1000);
     }
     opts.cancel?.onCancel(() => void worker.terminate());

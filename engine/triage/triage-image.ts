@@ -7,14 +7,22 @@ import { decodeHeader } from '../format/header.js';
 import { FileIO } from '../io/file-io.js';
 import { checkFile } from '../check/index.js';
 import type { CheckResult } from '../check/types.js';
-import { CancelledError, Qcow2FormatError } from '../errors.js';
-import type { CancelToken } from '../service/progress.js';
+import { CancelledError, Qcow2FormatError } from '../base/errors.js';
+import type { CancelToken } from '../base/task-control.js';
 import { followBackingChain } from './backing-chain.js';
 import { VERDICT_EXIT, type TriageRow, type Verdict } from './types.js';
 
 export async function triageImage(path: string, cancel?: CancelToken): Promise<TriageRow> {
   const t0 = performance.now();
-  const row: TriageRow = { path, verdict: 'unreadable', exitCode: 1, fileSize: 0, backingChain: [], findings: {}, elapsed: 0 };
+  const row: TriageRow = {
+    path,
+    verdict: 'unreadable',
+    exitCode: 1,
+    fileSize: 0,
+    backingChain: [],
+    findings: {},
+    elapsed: 0,
+  };
   const done = (verdict: Verdict, error?: string): TriageRow => {
     row.verdict = verdict;
     row.exitCode = VERDICT_EXIT[verdict];
@@ -33,7 +41,8 @@ export async function triageImage(path: string, cancel?: CancelToken): Promise<T
       return done('not-qcow2', 'no qcow2 magic: QEMU probes it as another format (raw), which does not support checks');
     const version = u32(first, C.HDR.version);
     row.version = version;
-    if (version < 2) return done('not-qcow2', `version ${version}: a qcow (version 1) image, which does not support checks`);
+    if (version < 2)
+      return done('not-qcow2', `version ${version}: a qcow (version 1) image, which does not support checks`);
     let backing: { name?: string; format?: string } = {};
     try {
       const bits = u32(first, C.HDR.clusterBits);
@@ -65,8 +74,12 @@ export async function triageImage(path: string, cancel?: CancelToken): Promise<T
     for (const a of result.anomalies) row.findings[a.kind] = (row.findings[a.kind] ?? 0) + a.count;
     const c = result.counters;
     if (result.failed !== undefined)
-      return done('unreadable', result.failedAtOpen ? `Could not open '${path}': ${result.failed}` : `Check failed: ${result.failed}`);
-    if (c.checkErrors > 0) return done('unreadable', `Check failed: ${c.checkErrors} internal errors occurred during the check`);
+      return done(
+        'unreadable',
+        result.failedAtOpen ? `Could not open '${path}': ${result.failed}` : `Check failed: ${result.failed}`,
+      );
+    if (c.checkErrors > 0)
+      return done('unreadable', `Check failed: ${c.checkErrors} internal errors occurred during the check`);
     if (c.corruptions > 0) return done('corrupt');
     if (c.leaks > 0) return done('leaks');
     return done('clean');

@@ -5,11 +5,19 @@ export type Verdict = 'clean' | 'leaks' | 'corrupt' | 'unreadable' | 'not-qcow2'
 
 /** The exit code `qemu-img check` gives for each verdict (63: "format does not support checks"). */
 export const VERDICT_EXIT: Record<Verdict, 0 | 1 | 2 | 3 | 63> = {
-  'clean': 0, 'leaks': 3, 'corrupt': 2, 'unreadable': 1, 'not-qcow2': 63,
+  clean: 0,
+  leaks: 3,
+  corrupt: 2,
+  unreadable: 1,
+  'not-qcow2': 63,
 };
 
 export const VERDICT_WORDS: Record<Verdict, string> = {
-  'clean': 'clean', 'leaks': 'leaks', 'corrupt': 'corrupt', 'unreadable': 'unreadable', 'not-qcow2': 'not qcow2',
+  clean: 'clean',
+  leaks: 'leaks',
+  corrupt: 'corrupt',
+  unreadable: 'unreadable',
+  'not-qcow2': 'not qcow2',
 };
 
 /** What triage learned about one image. Plain data: it crosses worker and process boundaries. */

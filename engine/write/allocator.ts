@@ -79,7 +79,11 @@ export class Allocator {
     const order = this.host.geo.refcountOrder;
     const v = getRefcount(block, i, order) + delta;
     if (v < 0) throw new WriteError('refcount update', `refcount of cluster ${cluster} would drop below 0`);
-    if (v > maxRefcount(order)) throw new WriteError('refcount update', `refcount of cluster ${cluster} would overflow ${maxRefcount(order)} (refcount_bits=${2 ** order})`);
+    if (v > maxRefcount(order))
+      throw new WriteError(
+        'refcount update',
+        `refcount of cluster ${cluster} would overflow ${maxRefcount(order)} (refcount_bits=${2 ** order})`,
+      );
     setRefcount(block, i, order, v);
     if (delta < 0) this.host.event('cluster_free');
     if (v === 0) {
@@ -135,7 +139,10 @@ export class Allocator {
       const start = await this.findFree(n);
       let missing = -1;
       for (let c = start; c < start + n; c++) {
-        if (this.refblockOffset(Math.floor(c / this.rbEntries)) === 0) { missing = c; break; }
+        if (this.refblockOffset(Math.floor(c / this.rbEntries)) === 0) {
+          missing = c;
+          break;
+        }
       }
       if (missing >= 0) {
         await this.allocRefblock(missing);
@@ -206,7 +213,7 @@ export class Allocator {
       // Blocks needed: for `needed` and for every index covering the new area, where none exists.
       // More blocks make the area longer, which may need more blocks: iterate to a fixed point.
       let want = new Set<number>();
-      for (let nb = 0; ;) {
+      for (let nb = 0; ; ) {
         want = new Set<number>([needed]);
         for (let c = start; c < start + nb + tableClusters; c++) want.add(Math.floor(c / E));
         newBlocks = [...want].filter((i) => this.refblockOffset(i) === 0).sort((x, y) => x - y);
@@ -214,17 +221,27 @@ export class Allocator {
         nb = newBlocks.length;
       }
       const maxIndex = Math.max(...want);
-      if (maxIndex >= cap) { entries = maxIndex + 1; continue; }
+      if (maxIndex >= cap) {
+        entries = maxIndex + 1;
+        continue;
+      }
       // The area must be free where existing blocks describe it (e.g. leaks past EOF).
       let busy = -1;
       for (let c = start; c < start + newBlocks.length + tableClusters; c++) {
-        if (this.quarantine.has(c) || (this.refblockOffset(Math.floor(c / E)) !== 0 && (await this.refcount(c)) !== 0)) busy = c;
+        if (this.quarantine.has(c) || (this.refblockOffset(Math.floor(c / E)) !== 0 && (await this.refcount(c)) !== 0))
+          busy = c;
       }
-      if (busy >= 0) { start = busy + 1; continue; }
+      if (busy >= 0) {
+        start = busy + 1;
+        continue;
+      }
       break;
     }
     if (tableClusters * cs > C.QCOW_MAX_REFTABLE_SIZE)
-      throw new WriteError('refcount table growth', `refcount table would exceed ${C.QCOW_MAX_REFTABLE_SIZE} bytes (File too large)`);
+      throw new WriteError(
+        'refcount table growth',
+        `refcount table would exceed ${C.QCOW_MAX_REFTABLE_SIZE} bytes (File too large)`,
+      );
 
     await host.guardFree(start, newBlocks.length + tableClusters);
     const order = host.geo.refcountOrder;

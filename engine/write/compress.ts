@@ -2,7 +2,7 @@
 import { deflateRawSync, inflateRawSync, constants } from 'node:zlib';
 import { decompress as zstdDecompress } from 'fzstd';
 import { COMPRESSION_ZLIB } from '../format/constants.js';
-import { UnreadableError } from '../errors.js';
+import { UnreadableError } from '../base/errors.js';
 
 /** Compress one cluster as QEMU does for compression_type 0 (raw deflate, no header). */
 export function compressCluster(data: Uint8Array): Uint8Array {
@@ -16,12 +16,16 @@ export function compressCluster(data: Uint8Array): Uint8Array {
 export function decompressCluster(stored: Uint8Array, clusterSize: number, compressionType: number): Uint8Array {
   let out: Uint8Array;
   try {
-    out = compressionType === COMPRESSION_ZLIB
-      ? inflateRawSync(stored, { finishFlush: constants.Z_SYNC_FLUSH })
-      : zstdDecompress(stored);
+    out =
+      compressionType === COMPRESSION_ZLIB
+        ? inflateRawSync(stored, { finishFlush: constants.Z_SYNC_FLUSH })
+        : zstdDecompress(stored);
   } catch (e) {
     throw new UnreadableError(`compressed cluster does not decompress: ${e instanceof Error ? e.message : String(e)}`);
   }
-  if (out.length < clusterSize) throw new UnreadableError(`compressed cluster decompresses to ${out.length} bytes, expected ${clusterSize}`);
-  return out.length === clusterSize ? new Uint8Array(out.buffer, out.byteOffset, clusterSize) : out.slice(0, clusterSize);
+  if (out.length < clusterSize)
+    throw new UnreadableError(`compressed cluster decompresses to ${out.length} bytes, expected ${clusterSize}`);
+  return out.length === clusterSize
+    ? new Uint8Array(out.buffer, out.byteOffset, clusterSize)
+    : out.slice(0, clusterSize);
 }

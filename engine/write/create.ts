@@ -28,15 +28,19 @@ export async function createImage(io: PositionalIO, opts: CreateOptions): Promis
   const cb = opts.clusterBits ?? 16;
   const order = opts.refcountOrder ?? 4;
   const version = opts.version ?? 3;
-  if (!Number.isInteger(cb) || cb < C.MIN_CLUSTER_BITS || cb > C.MAX_CLUSTER_BITS) usage(`cluster_bits ${cb} outside ${C.MIN_CLUSTER_BITS}..${C.MAX_CLUSTER_BITS}`);
-  if (!Number.isInteger(order) || order < 0 || order > C.MAX_REFCOUNT_ORDER) usage(`refcount_order ${order} outside 0..6`);
+  if (!Number.isInteger(cb) || cb < C.MIN_CLUSTER_BITS || cb > C.MAX_CLUSTER_BITS)
+    usage(`cluster_bits ${cb} outside ${C.MIN_CLUSTER_BITS}..${C.MAX_CLUSTER_BITS}`);
+  if (!Number.isInteger(order) || order < 0 || order > C.MAX_REFCOUNT_ORDER)
+    usage(`refcount_order ${order} outside 0..6`);
   if (version === 2 && order !== 4) usage('version 2 images have 16-bit refcounts only');
   if (version === 2 && opts.lazyRefcounts) usage('lazy refcounts need version 3');
-  if (!Number.isSafeInteger(opts.size) || opts.size < 0 || opts.size % C.SECTOR_SIZE !== 0) usage(`size ${opts.size} is not a multiple of 512`);
+  if (!Number.isSafeInteger(opts.size) || opts.size < 0 || opts.size % C.SECTOR_SIZE !== 0)
+    usage(`size ${opts.size} is not a multiple of 512`);
   const cs = 2 ** cb;
   const l2Entries = cs / C.L2_ENTRY_SIZE_STD;
   const l1Size = Math.ceil(opts.size / (cs * l2Entries));
-  if (l1Size * 8 > C.QCOW_MAX_L1_SIZE) usage(`size ${opts.size} needs an L1 table larger than ${C.QCOW_MAX_L1_SIZE} bytes`);
+  if (l1Size * 8 > C.QCOW_MAX_L1_SIZE)
+    usage(`size ${opts.size} needs an L1 table larger than ${C.QCOW_MAX_L1_SIZE} bytes`);
   const l1Clusters = Math.max(1, Math.ceil((l1Size * 8) / cs));
   const E = (cs * 8) / 2 ** order;
   // Header, reftable, refblocks, L1: the refblocks must cover all of it (fixed point).
@@ -56,7 +60,8 @@ export async function createImage(io: PositionalIO, opts: CreateOptions): Promis
   const total = 1 + rtClusters + blocks + l1Clusters;
 
   const rb = new Uint8Array(blocks * cs);
-  for (let c = 0; c < total; c++) setRefcount(rb.subarray(Math.floor(c / E) * cs, Math.floor(c / E) * cs + cs), c % E, order, 1);
+  for (let c = 0; c < total; c++)
+    setRefcount(rb.subarray(Math.floor(c / E) * cs, Math.floor(c / E) * cs + cs), c % E, order, 1);
   const rt = new Uint8Array(rtClusters * cs);
   for (let i = 0; i < blocks; i++) putU64(rt, i * 8, rbOff + i * cs);
 
@@ -66,13 +71,35 @@ export async function createImage(io: PositionalIO, opts: CreateOptions): Promis
   // The L1 table as QEMU writes it: just its entries (the file ends there; the rest reads as zeros).
   if (l1Size > 0) await io.write(l1Off, new Uint8Array(l1Size * 8));
   await io.flush();
-  await io.write(0, encodeNewHeader({ version, cb, size: opts.size, l1Size, l1Off, rtOff, rtClusters, order, lazy: !!opts.lazyRefcounts, cs }));
+  await io.write(
+    0,
+    encodeNewHeader({
+      version,
+      cb,
+      size: opts.size,
+      l1Size,
+      l1Off,
+      rtOff,
+      rtClusters,
+      order,
+      lazy: !!opts.lazyRefcounts,
+      cs,
+    }),
+  );
   await io.flush();
 }
 
 function encodeNewHeader(p: {
-  version: 2 | 3; cb: number; size: number; l1Size: number; l1Off: number; rtOff: number; rtClusters: number;
-  order: number; lazy: boolean; cs: number;
+  version: 2 | 3;
+  cb: number;
+  size: number;
+  l1Size: number;
+  l1Off: number;
+  rtOff: number;
+  rtClusters: number;
+  order: number;
+  lazy: boolean;
+  cs: number;
 }): Uint8Array {
   const h = new Uint8Array(p.cs);
   putU32(h, C.HDR.magic, C.QCOW2_MAGIC);

@@ -26,7 +26,11 @@ export async function rebuildRefcountsInPlace(w: Qcow2Writer): Promise<void> {
     const next = new Uint8Array(cs);
     for (let k = 0; k < E; k++) {
       const r = walk.refs.get(i * E + k) ?? 0;
-      if (r > max) throw new WriteError('repairing the dirty image', `cluster ${i * E + k} has ${r} references, more than refcount_bits allows`);
+      if (r > max)
+        throw new WriteError(
+          'repairing the dirty image',
+          `cluster ${i * E + k} has ${r} references, more than refcount_bits allows`,
+        );
       if (r) setRefcount(next, k, order, r);
     }
     let same = true;

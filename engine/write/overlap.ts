@@ -9,7 +9,7 @@ import * as C from '../format/constants.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import type { Qcow2Header } from '../format/header.js';
-import { Qcow2FormatError } from '../errors.js';
+import { Qcow2FormatError } from '../base/errors.js';
 
 /** QEMU's names for the metadata kinds, as its "overlaps with ..." message prints them. */
 export type MetadataKind =
@@ -22,7 +22,10 @@ export type MetadataKind =
   | 'inactive L1 table';
 
 export class OverlapError extends Error {
-  constructor(readonly kind: MetadataKind, readonly offset: number) {
+  constructor(
+    readonly kind: MetadataKind,
+    readonly offset: number,
+  ) {
     super(`Preventing invalid write on metadata (overlaps with ${kind}) at 0x${offset.toString(16)}`);
     this.name = 'OverlapError';
   }

@@ -37,14 +37,22 @@ export async function walkReferences(img: Qcow2Image): Promise<ReferenceWalk> {
   const count = (offset: number, size: number, what: string): void => {
     if (size <= 0) return;
     if (offset + size - fileSize >= cs) {
-      problems.push(`${what}: region 0x${offset.toString(16)}+0x${size.toString(16)} exceeds the end of the file by a cluster or more`);
+      problems.push(
+        `${what}: region 0x${offset.toString(16)}+0x${size.toString(16)} exceeds the end of the file by a cluster or more`,
+      );
       return;
     }
     const last = Math.floor((offset + size - 1) / cs);
     for (let c = Math.floor(offset / cs); c <= last; c++) refs.set(c, (refs.get(c) ?? 0) + 1);
   };
 
-  const walkL1 = async (l1: Uint8Array, l1Off: number, l1Size: number, active: boolean, label: string): Promise<void> => {
+  const walkL1 = async (
+    l1: Uint8Array,
+    l1Off: number,
+    l1Size: number,
+    active: boolean,
+    label: string,
+  ): Promise<void> => {
     if (l1Size === 0) return;
     count(l1Off, l1Size * 8, `${label} L1 table`);
     for (let i = 0; i < l1Size; i++) {
@@ -54,9 +62,13 @@ export async function walkReferences(img: Qcow2Image): Promise<ReferenceWalk> {
       if ((hi & C.L1E_RESERVED_MASK_HI) !== 0 || (lo & C.L1E_RESERVED_MASK_LO) !== 0)
         problems.push(`${label} l1[${i}]: reserved bits set`);
       const l2off = l1Offset(hi, lo);
-      if (l2off % cs !== 0) { problems.push(`${label} l1[${i}]: L2 offset 0x${l2off.toString(16)} not cluster aligned`); continue; }
+      if (l2off % cs !== 0) {
+        problems.push(`${label} l1[${i}]: L2 offset 0x${l2off.toString(16)} not cluster aligned`);
+        continue;
+      }
       count(l2off, cs, `${label} l1[${i}] L2 table`);
-      if (active) copied.push({ kind: 'l1', cluster: l2off / cs, copied: (hi & C.OFLAG_COPIED_HI) !== 0, where: `l1[${i}]` });
+      if (active)
+        copied.push({ kind: 'l1', cluster: l2off / cs, copied: (hi & C.OFLAG_COPIED_HI) !== 0, where: `l1[${i}]` });
       if (l2off >= fileSize) continue;
       const l2 = await readPadded(img.io, l2off, cs);
       for (let j = 0; j < img.geo.l2Entries; j++) {
@@ -65,7 +77,8 @@ export async function walkReferences(img: Qcow2Image): Promise<ReferenceWalk> {
         if (eh === 0 && el === 0) continue;
         const t = classifyL2(eh, el, false, false);
         if (t === ClusterType.Compressed) {
-          if (eh & C.OFLAG_COPIED_HI) problems.push(`${label} l2@0x${l2off.toString(16)}[${j}]: COPIED set on a compressed cluster`);
+          if (eh & C.OFLAG_COPIED_HI)
+            problems.push(`${label} l2@0x${l2off.toString(16)}[${j}]: COPIED set on a compressed cluster`);
           const d = decodeCompressed(eh, el, img.geo);
           count(d.offset, d.size, `${label} compressed cluster`);
           continue;
@@ -74,9 +87,20 @@ export async function walkReferences(img: Qcow2Image): Promise<ReferenceWalk> {
           problems.push(`${label} l2@0x${l2off.toString(16)}[${j}]: reserved bits set`);
         if (t !== ClusterType.Normal && t !== ClusterType.ZeroAlloc) continue;
         const off = l2Offset(eh, el);
-        if (off % cs !== 0) { problems.push(`${label} l2@0x${l2off.toString(16)}[${j}]: data offset 0x${off.toString(16)} not cluster aligned`); continue; }
+        if (off % cs !== 0) {
+          problems.push(
+            `${label} l2@0x${l2off.toString(16)}[${j}]: data offset 0x${off.toString(16)} not cluster aligned`,
+          );
+          continue;
+        }
         count(off, cs, `${label} data cluster`);
-        if (active) copied.push({ kind: 'l2', cluster: off / cs, copied: (eh & C.OFLAG_COPIED_HI) !== 0, where: `l2@0x${l2off.toString(16)}[${j}]` });
+        if (active)
+          copied.push({
+            kind: 'l2',
+            cluster: off / cs,
+            copied: (eh & C.OFLAG_COPIED_HI) !== 0,
+            where: `l2@0x${l2off.toString(16)}[${j}]`,
+          });
       }
     }
   };
@@ -89,8 +113,14 @@ export async function walkReferences(img: Qcow2Image): Promise<ReferenceWalk> {
     const { entries, byteLength } = await img.readSnapshots();
     snapshotBytes = byteLength;
     for (const s of entries) {
-      if (s.l1TableOffset % cs !== 0) { problems.push(`snapshot ${s.id}: L1 offset not cluster aligned`); continue; }
-      if (s.l1Size * 8 > C.QCOW_MAX_L1_SIZE) { problems.push(`snapshot ${s.id}: L1 too large`); continue; }
+      if (s.l1TableOffset % cs !== 0) {
+        problems.push(`snapshot ${s.id}: L1 offset not cluster aligned`);
+        continue;
+      }
+      if (s.l1Size * 8 > C.QCOW_MAX_L1_SIZE) {
+        problems.push(`snapshot ${s.id}: L1 too large`);
+        continue;
+      }
       const l1 = await readPadded(img.io, s.l1TableOffset, s.l1Size * 8);
       await walkL1(l1, s.l1TableOffset, s.l1Size, false, `snapshot ${s.id}`);
     }
@@ -106,10 +136,19 @@ export async function walkReferences(img: Qcow2Image): Promise<ReferenceWalk> {
     const hi = u32(img.reftable, i * 8);
     const lo = u32(img.reftable, i * 8 + 4);
     if (hi === 0 && lo === 0) continue;
-    if (lo & C.REFT_RESERVED_MASK_LO) { problems.push(`reftable[${i}]: reserved bits set`); continue; }
+    if (lo & C.REFT_RESERVED_MASK_LO) {
+      problems.push(`reftable[${i}]: reserved bits set`);
+      continue;
+    }
     const off = hi * 0x1_0000_0000 + ((lo & C.REFT_OFFSET_MASK_LO) >>> 0);
-    if (off % cs !== 0) { problems.push(`reftable[${i}]: refcount block not cluster aligned`); continue; }
-    if (off / cs >= nbClusters) { problems.push(`reftable[${i}]: refcount block 0x${off.toString(16)} outside the image`); continue; }
+    if (off % cs !== 0) {
+      problems.push(`reftable[${i}]: refcount block not cluster aligned`);
+      continue;
+    }
+    if (off / cs >= nbClusters) {
+      problems.push(`reftable[${i}]: refcount block 0x${off.toString(16)} outside the image`);
+      continue;
+    }
     count(off, cs, `refcount block ${i}`);
   }
   return { refs, problems, copied, fileSize };

@@ -41,7 +41,8 @@ async function updateTreeRefcounts(w: Qcow2Writer, l1: Uint8Array, entries: numb
       if (t === ClusterType.Normal || t === ClusterType.ZeroAlloc) await w.alloc.change(l2Offset(hi, lo) / cs, delta);
       else if (t === ClusterType.Compressed) {
         const d = decodeCompressed(hi, lo, w.geo);
-        for (let c = Math.floor(d.offset / cs); c <= Math.floor((d.offset + d.size - 1) / cs); c++) await w.alloc.change(c, delta);
+        for (let c = Math.floor(d.offset / cs); c <= Math.floor((d.offset + d.size - 1) / cs); c++)
+          await w.alloc.change(c, delta);
       }
     }
     await w.alloc.change(l2off / cs, delta);
@@ -88,11 +89,17 @@ async function recomputeCopied(w: Qcow2Writer): Promise<void> {
 }
 
 /** Write a new snapshot table into fresh clusters and switch the header to it; free the old one. */
-async function replaceSnapshotTable(w: Qcow2Writer, entries: SnapshotEntry[], oldOffset: number, oldBytes: number): Promise<void> {
+async function replaceSnapshotTable(
+  w: Qcow2Writer,
+  entries: SnapshotEntry[],
+  oldOffset: number,
+  oldBytes: number,
+): Promise<void> {
   const cs = w.clusterSize;
   const parts = entries.map((e) => encodeSnapshotEntry(e, w.header.size));
   const bytes = parts.reduce((n, p) => n + p.length, 0);
-  if (bytes > C.QCOW_MAX_SNAPSHOTS_SIZE) throw new WriteError('snapshot table', `table would exceed ${C.QCOW_MAX_SNAPSHOTS_SIZE} bytes`);
+  if (bytes > C.QCOW_MAX_SNAPSHOTS_SIZE)
+    throw new WriteError('snapshot table', `table would exceed ${C.QCOW_MAX_SNAPSHOTS_SIZE} bytes`);
   let off = 0;
   if (entries.length > 0) {
     const clusters = Math.ceil(bytes / cs);
@@ -100,7 +107,10 @@ async function replaceSnapshotTable(w: Qcow2Writer, entries: SnapshotEntry[], ol
     await w.refCache.flush(); // allocate before reference
     const table = new Uint8Array(clusters * cs);
     let p = 0;
-    for (const part of parts) { table.set(part, p); p += part.length; }
+    for (const part of parts) {
+      table.set(part, p);
+      p += part.length;
+    }
     w.event('snapshot_write_table');
     await w.io.write(off, table);
     await w.barrier(); // fill before link
@@ -128,8 +138,10 @@ export function createSnapshot(w: Qcow2Writer, name: string): Promise<string> {
   return w.run(`create snapshot '${name}'`, async () => {
     await w.flushAllNow();
     const list = await listSnapshots(w);
-    if (list.some((e) => e.name === name)) throw new WriteError('create snapshot', `a snapshot named '${name}' exists`, { usage: true });
-    if (list.length >= C.QCOW_MAX_SNAPSHOTS) throw new WriteError('create snapshot', 'too many snapshots', { usage: true });
+    if (list.some((e) => e.name === name))
+      throw new WriteError('create snapshot', `a snapshot named '${name}' exists`, { usage: true });
+    if (list.length >= C.QCOW_MAX_SNAPSHOTS)
+      throw new WriteError('create snapshot', 'too many snapshots', { usage: true });
     const cs = w.clusterSize;
     const oldBytes = await tableBytes(w);
     // 1. The snapshot's copy of the active L1, durable.
@@ -154,10 +166,21 @@ export function createSnapshot(w: Qcow2Writer, name: string): Promise<string> {
     const now = Date.now();
     const id = String(list.reduce((m, e) => Math.max(m, Number.parseInt(e.id, 10) || 0), 0) + 1);
     const entry: SnapshotEntry = {
-      tableOffset: 0, l1TableOffset: l1Off, l1Size: w.header.l1Size, id, name,
-      dateSec: Math.floor(now / 1000), dateNsec: (now % 1000) * 1e6, vmClockNsec: 0, vmStateSize32: 0,
-      extraDataSize: C.SNAPSHOT_EXTRA_QEMU_SIZE, extraData: new Uint8Array(0), vmStateSize: 0,
-      diskSize: w.header.size, icount: -1, entryLength: 0,
+      tableOffset: 0,
+      l1TableOffset: l1Off,
+      l1Size: w.header.l1Size,
+      id,
+      name,
+      dateSec: Math.floor(now / 1000),
+      dateNsec: (now % 1000) * 1e6,
+      vmClockNsec: 0,
+      vmStateSize32: 0,
+      extraDataSize: C.SNAPSHOT_EXTRA_QEMU_SIZE,
+      extraData: new Uint8Array(0),
+      vmStateSize: 0,
+      diskSize: w.header.size,
+      icount: -1,
+      entryLength: 0,
     };
     await replaceSnapshotTable(w, [...list, entry], w.header.snapshotsOffset, oldBytes);
     await w.flushAllNow();
@@ -175,7 +198,12 @@ export function deleteSnapshot(w: Qcow2Writer, idOrName: string): Promise<void> 
     const oldBytes = await tableBytes(w);
     const snapL1 = await readPadded(w.io, s.l1TableOffset, s.l1Size * 8);
     // 1. Remove the reference (durably) ...
-    await replaceSnapshotTable(w, list.filter((e) => e !== s), w.header.snapshotsOffset, oldBytes);
+    await replaceSnapshotTable(
+      w,
+      list.filter((e) => e !== s),
+      w.header.snapshotsOffset,
+      oldBytes,
+    );
     // 2. ... then drop the refcounts of its tree and its L1 copy.
     await updateTreeRefcounts(w, snapL1, s.l1Size, -1);
     if (s.l1Size > 0) await w.alloc.free(s.l1TableOffset / cs, Math.ceil((s.l1Size * 8) / cs));
@@ -193,7 +221,11 @@ export function revertSnapshot(w: Qcow2Writer, idOrName: string): Promise<void> 
     const list = await listSnapshots(w);
     const s = findSnapshot(list, idOrName, 'revert to snapshot');
     if (s.diskSize !== undefined && s.diskSize !== w.header.size)
-      throw new WriteError('revert to snapshot', `the snapshot's disk size ${s.diskSize} differs from the current ${w.header.size}`, { usage: true });
+      throw new WriteError(
+        'revert to snapshot',
+        `the snapshot's disk size ${s.diskSize} differs from the current ${w.header.size}`,
+        { usage: true },
+      );
     if (s.l1Size > w.header.l1Size) await w.growL1(s.l1Size);
     const snapL1 = await readPadded(w.io, s.l1TableOffset, s.l1Size * 8);
     const cs = w.clusterSize;

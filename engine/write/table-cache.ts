@@ -166,7 +166,10 @@ export class TableCache {
       // Least recently used: first in insertion order. Clean entries go first.
       let victim: number | undefined;
       for (const [off, e] of this.entries) {
-        if (!e.dirty) { victim = off; break; }
+        if (!e.dirty) {
+          victim = off;
+          break;
+        }
       }
       if (victim === undefined) {
         victim = this.entries.keys().next().value as number;

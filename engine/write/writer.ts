@@ -11,7 +11,7 @@ import type { Geometry, Qcow2Header } from '../format/header.js';
 import { ClusterType, classifyL2, decodeCompressed, encodeCompressed, l1Offset, l2Offset } from '../format/l2-entry.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
-import { Qcow2FormatError } from '../errors.js';
+import { Qcow2FormatError } from '../base/errors.js';
 import { maxRefcount } from '../format/refcount.js';
 import { Allocator, type AllocatorHost } from './allocator.js';
 import { TableCache, type WriteOrdering } from './table-cache.js';
@@ -89,7 +89,13 @@ export class Qcow2Writer implements AllocatorHost {
       this.header.refcountTableOffset = off;
       this.header.refcountTableClusters = clusters;
     };
-    this.overlap = new OverlapGuard(() => ({ io: this.io, header: this.header, clusterSize: this.geo.clusterSize, l1: this.l1, reftable: this.alloc.reftable }));
+    this.overlap = new OverlapGuard(() => ({
+      io: this.io,
+      header: this.header,
+      clusterSize: this.geo.clusterSize,
+      l1: this.l1,
+      reftable: this.alloc.reftable,
+    }));
     this.lazy = opts.lazyRefcounts ?? (header.compatibleFeatures & C.COMPAT_LAZY_REFCOUNTS) !== 0n;
     this.dirtyOnDisk = (header.incompatibleFeatures & C.INCOMPAT_DIRTY) !== 0n;
   }
@@ -107,13 +113,36 @@ export class Qcow2Writer implements AllocatorHost {
     };
     if (!opts.readOnly) {
       if (io.readOnly) refuse('the file is opened read-only', 'io', io.name);
-      if (h.cryptMethod !== C.CRYPT_NONE) refuse('encrypted images are not supported', 'header.crypt_method', h.cryptMethod);
-      if (img.geo.extendedL2) refuse('extended L2 entries are not supported', 'header.incompatible_features', `0x${h.incompatibleFeatures.toString(16)}`);
-      if (img.hasExternalData) refuse('external data files are not supported', 'header.incompatible_features', `0x${h.incompatibleFeatures.toString(16)}`);
-      if (img.isCorrupt) refuse('the image is marked corrupt; check and repair it first', 'header.incompatible_features', `0x${h.incompatibleFeatures.toString(16)}`);
-      if ((h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) !== 0n) refuse('images with persistent bitmaps are not supported', 'header.autoclear_features', `0x${h.autoclearFeatures.toString(16)}`);
-      if ((h.autoclearFeatures & ~C.AUTOCLEAR_KNOWN_MASK) !== 0n) refuse('unknown autoclear features', 'header.autoclear_features', `0x${h.autoclearFeatures.toString(16)}`);
-      if (h.backingFile && !opts.backing) refuse(`the backing file must be supplied (${h.backingFile})`, 'header.backing_file', h.backingFile);
+      if (h.cryptMethod !== C.CRYPT_NONE)
+        refuse('encrypted images are not supported', 'header.crypt_method', h.cryptMethod);
+      if (img.geo.extendedL2)
+        refuse(
+          'extended L2 entries are not supported',
+          'header.incompatible_features',
+          `0x${h.incompatibleFeatures.toString(16)}`,
+        );
+      if (img.hasExternalData)
+        refuse(
+          'external data files are not supported',
+          'header.incompatible_features',
+          `0x${h.incompatibleFeatures.toString(16)}`,
+        );
+      if (img.isCorrupt)
+        refuse(
+          'the image is marked corrupt; check and repair it first',
+          'header.incompatible_features',
+          `0x${h.incompatibleFeatures.toString(16)}`,
+        );
+      if ((h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) !== 0n)
+        refuse(
+          'images with persistent bitmaps are not supported',
+          'header.autoclear_features',
+          `0x${h.autoclearFeatures.toString(16)}`,
+        );
+      if ((h.autoclearFeatures & ~C.AUTOCLEAR_KNOWN_MASK) !== 0n)
+        refuse('unknown autoclear features', 'header.autoclear_features', `0x${h.autoclearFeatures.toString(16)}`);
+      if (h.backingFile && !opts.backing)
+        refuse(`the backing file must be supplied (${h.backingFile})`, 'header.backing_file', h.backingFile);
     }
     const w = new Qcow2Writer(io, h, img.geo, img.l1.slice(), img.reftable.slice(), img.fileSize, opts);
     if (!opts.readOnly && w.dirtyOnDisk) await w.repairDirty();
@@ -161,7 +190,8 @@ export class Qcow2Writer implements AllocatorHost {
     this.l2Cache.discard(off);
     this.refCache.discard(off);
     if (this.freeByteOffset && Math.floor(this.freeByteOffset / this.clusterSize) === cluster) this.freeByteOffset = 0;
-    if (this.lastDecompressed && Math.floor(this.lastDecompressed.off / this.clusterSize) === cluster) this.lastDecompressed = null;
+    if (this.lastDecompressed && Math.floor(this.lastDecompressed.off / this.clusterSize) === cluster)
+      this.lastDecompressed = null;
   }
 
   // ---- serialisation and error handling ----
@@ -266,7 +296,8 @@ export class Qcow2Writer implements AllocatorHost {
    * then the old table's refcount drops.
    */
   private async l2ForWrite(l1i: number): Promise<number> {
-    if (l1i >= this.header.l1Size) throw new WriteError('L2 lookup', `L1 index ${l1i} beyond l1_size ${this.header.l1Size}`);
+    if (l1i >= this.header.l1Size)
+      throw new WriteError('L2 lookup', `L1 index ${l1i} beyond l1_size ${this.header.l1Size}`);
     const [hi, lo] = this.l1Entry(l1i);
     const old = l1Offset(hi, lo);
     if (old !== 0 && (hi & C.OFLAG_COPIED_HI) !== 0) return old;
@@ -374,7 +405,12 @@ export class Qcow2Writer implements AllocatorHost {
         let len = n;
         while (pos + len < end) {
           const next = await this.lookup(gc + Math.ceil((inC + len) / cs));
-          if (!next || classifyL2(next.hi, next.lo, false, false) !== ClusterType.Normal || l2Offset(next.hi, next.lo) !== host + len) break;
+          if (
+            !next ||
+            classifyL2(next.hi, next.lo, false, false) !== ClusterType.Normal ||
+            l2Offset(next.hi, next.lo) !== host + len
+          )
+            break;
           len += Math.min(cs, end - pos - len);
         }
         this.event('read_aio');
@@ -415,7 +451,11 @@ export class Qcow2Writer implements AllocatorHost {
 
   private checkRange(offset: number, length: number): void {
     if (offset < 0 || length < 0 || offset + length > this.header.size)
-      throw new WriteError(`guest range 0x${offset.toString(16)}+${length}`, `beyond the virtual size ${this.header.size}`, { usage: true });
+      throw new WriteError(
+        `guest range 0x${offset.toString(16)}+${length}`,
+        `beyond the virtual size ${this.header.size}`,
+        { usage: true },
+      );
   }
 
   private async writeInCluster(gc: number, inC: number, data: Uint8Array): Promise<void> {
@@ -448,7 +488,14 @@ export class Qcow2Writer implements AllocatorHost {
     }
     this.event('write_aio');
     await this.io.write(nc * cs, buf);
-    await this.linkCluster(l2off, index, (C.OFLAG_COPIED_HI | Math.floor((nc * cs) / 0x1_0000_0000)) >>> 0, (nc * cs) >>> 0, hi, lo);
+    await this.linkCluster(
+      l2off,
+      index,
+      (C.OFLAG_COPIED_HI | Math.floor((nc * cs) / 0x1_0000_0000)) >>> 0,
+      (nc * cs) >>> 0,
+      hi,
+      lo,
+    );
   }
 
   /**
@@ -456,7 +503,14 @@ export class Qcow2Writer implements AllocatorHost {
    * dependency), the new refcount before the entry (cache dependency); then the old target is
    * released (its refcount drop ordered after the entry).
    */
-  private async linkCluster(l2off: number, index: number, hi: number, lo: number, oldHi: number, oldLo: number): Promise<void> {
+  private async linkCluster(
+    l2off: number,
+    index: number,
+    hi: number,
+    lo: number,
+    oldHi: number,
+    oldLo: number,
+  ): Promise<void> {
     this.l2Cache.setDependsOnFlush();
     if (!this.lazy) await this.l2Cache.setDependency(this.refCache);
     await this.setL2Entry(l2off, index, hi, lo);
@@ -496,7 +550,11 @@ export class Qcow2Writer implements AllocatorHost {
     });
   }
 
-  private async eachCluster(offset: number, length: number, fn: (gc: number, inC: number, n: number) => Promise<void>): Promise<void> {
+  private async eachCluster(
+    offset: number,
+    length: number,
+    fn: (gc: number, inC: number, n: number) => Promise<void>,
+  ): Promise<void> {
     const cs = this.clusterSize;
     let pos = offset;
     const end = offset + length;
@@ -532,7 +590,10 @@ export class Qcow2Writer implements AllocatorHost {
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {
     return this.run(`compressed write at 0x${offset.toString(16)}`, async () => {
       const cs = this.clusterSize;
-      if (offset % cs !== 0) throw new WriteError('compressed write', `offset 0x${offset.toString(16)} is not cluster aligned`, { usage: true });
+      if (offset % cs !== 0)
+        throw new WriteError('compressed write', `offset 0x${offset.toString(16)} is not cluster aligned`, {
+          usage: true,
+        });
       if (data.length !== cs && offset + data.length !== this.header.size)
         throw new WriteError('compressed write', `length ${data.length} is not one cluster`, { usage: true });
       this.checkRange(offset, data.length);
@@ -571,7 +632,11 @@ export class Qcow2Writer implements AllocatorHost {
     this.event('cluster_alloc_bytes');
     const fb = this.freeByteOffset;
     // Pack into the partly used cluster unless its refcount is at the width's maximum.
-    if (fb !== 0 && (fb % cs) + bytes <= cs && (await this.alloc.refcount(Math.floor(fb / cs))) < maxRefcount(this.geo.refcountOrder)) {
+    if (
+      fb !== 0 &&
+      (fb % cs) + bytes <= cs &&
+      (await this.alloc.refcount(Math.floor(fb / cs))) < maxRefcount(this.geo.refcountOrder)
+    ) {
       await this.alloc.change(Math.floor(fb / cs), +1);
       this.freeByteOffset = (fb + bytes) % cs === 0 ? 0 : fb + bytes;
       return fb;
@@ -590,8 +655,12 @@ export class Qcow2Writer implements AllocatorHost {
    */
   resize(newSize: number): Promise<void> {
     return this.run(`resize to ${newSize}`, async () => {
-      if (newSize % C.SECTOR_SIZE !== 0) throw new WriteError('resize', `size ${newSize} is not a multiple of 512`, { usage: true });
-      if (newSize < this.header.size) throw new WriteError('resize', `shrinking (${this.header.size} -> ${newSize}) is not supported`, { usage: true });
+      if (newSize % C.SECTOR_SIZE !== 0)
+        throw new WriteError('resize', `size ${newSize} is not a multiple of 512`, { usage: true });
+      if (newSize < this.header.size)
+        throw new WriteError('resize', `shrinking (${this.header.size} -> ${newSize}) is not supported`, {
+          usage: true,
+        });
       const need = Math.ceil(newSize / this.geo.l1Coverage);
       if (need > this.header.l1Size) await this.growL1(need);
       const b = new Uint8Array(8);
@@ -609,7 +678,8 @@ export class Qcow2Writer implements AllocatorHost {
    */
   async growL1(entries: number): Promise<void> {
     const cs = this.clusterSize;
-    if (entries * 8 > C.QCOW_MAX_L1_SIZE) throw new WriteError('L1 growth', `L1 table would exceed ${C.QCOW_MAX_L1_SIZE} bytes`);
+    if (entries * 8 > C.QCOW_MAX_L1_SIZE)
+      throw new WriteError('L1 growth', `L1 table would exceed ${C.QCOW_MAX_L1_SIZE} bytes`);
     const clusters = Math.ceil((entries * 8) / cs);
     this.event('l1_grow_alloc_table');
     const start = await this.alloc.alloc(clusters);
@@ -657,15 +727,19 @@ export class Qcow2Writer implements AllocatorHost {
 
   /** Flush everything; with lazy refcounts also write the refcounts and clear the dirty bit. */
   close(): Promise<void> {
-    return this.run('close', async () => {
-      if (this.opts.readOnly) return;
-      await this.flushNow();
-      if (this.dirtyOnDisk) {
-        await this.refCache.writeBack();
-        await this.barrier();
-        await this.setDirtyBit(false);
-      }
-    }, false);
+    return this.run(
+      'close',
+      async () => {
+        if (this.opts.readOnly) return;
+        await this.flushNow();
+        if (this.dirtyOnDisk) {
+          await this.refCache.writeBack();
+          await this.barrier();
+          await this.setDirtyBit(false);
+        }
+      },
+      false,
+    );
   }
 
   /** Under lazy refcounts, set the dirty bit (durably) before the first metadata change. */
@@ -675,7 +749,9 @@ export class Qcow2Writer implements AllocatorHost {
   }
 
   private async setDirtyBit(on: boolean): Promise<void> {
-    const f = on ? this.header.incompatibleFeatures | C.INCOMPAT_DIRTY : this.header.incompatibleFeatures & ~C.INCOMPAT_DIRTY;
+    const f = on
+      ? this.header.incompatibleFeatures | C.INCOMPAT_DIRTY
+      : this.header.incompatibleFeatures & ~C.INCOMPAT_DIRTY;
     const b = new Uint8Array(8);
     putU64(b, 0, f);
     this.event('header_update');

@@ -7,7 +7,13 @@ import { createQcow2, qemuIo, tempDir } from '../helpers/qemu.js';
 import { Client, preloadPipe } from '../../renderer/src/client/client.js';
 import { Service } from '../../engine/service/service.js';
 import { RecentStore } from '../../engine/service/recent.js';
-import { ContractError, type ClientMessage, type Notice, type PreloadBridge, type ServerMessage } from '../../engine/service/contract.js';
+import {
+  ContractError,
+  type ClientMessage,
+  type Notice,
+  type PreloadBridge,
+  type ServerMessage,
+} from '../../engine/contract/contract.js';
 
 const t = tempDir('q2d-client-');
 afterAll(() => t.cleanup());
@@ -16,7 +22,12 @@ function wire(delayMs = 0): { client: Client; service: Service; notify(n: Notice
   const file = join(t.dir, 'disk.qcow2');
   createQcow2(file, '16M');
   qemuIo(file, ['write -P 0x7e 0 256k']);
-  const host = { kind: 'electron' as const, samples: [], recent: new RecentStore(), resolve: async () => ({ path: file, name: 'disk.qcow2' }) };
+  const host = {
+    kind: 'electron' as const,
+    samples: [],
+    recent: new RecentStore(),
+    resolve: async () => ({ path: file, name: 'disk.qcow2' }),
+  };
   const service = new Service(delayMs ? { ...host, testCheckDelayMs: delayMs } : host);
   const listeners = new Set<(m: ServerMessage) => void>();
   const conn = service.connect((m) => {
@@ -32,7 +43,11 @@ function wire(delayMs = 0): { client: Client; service: Service; notify(n: Notice
     },
     registerDrop: async () => 'x',
   };
-  return { client: new Client(preloadPipe(bridge)), service, notify: (n) => listeners.forEach((l) => l({ t: 'notice', notice: n })) };
+  return {
+    client: new Client(preloadPipe(bridge)),
+    service,
+    notify: (n) => listeners.forEach((l) => l({ t: 'notice', notice: n })),
+  };
 }
 
 describe('contract client over the preload pipe', () => {
@@ -41,7 +56,11 @@ describe('contract client over the preload pipe', () => {
     const opened = await client.call('image.open', { ref: { kind: 'dropped', id: 'g1' } });
     expect(opened.overview.virtualSize).toBe(16 * 1024 * 1024);
     const progress: number[] = [];
-    const check = await client.call('check.run', { handle: opened.handle }, { onProgress: (p) => progress.push(p.fraction) });
+    const check = await client.call(
+      'check.run',
+      { handle: opened.handle },
+      { onProgress: (p) => progress.push(p.fraction) },
+    );
     expect(check.counters.corruptions).toBe(0);
     const map = await client.call('map.host', { handle: opened.handle });
     expect(map.roles).toBeInstanceOf(Uint8Array);
@@ -57,7 +76,9 @@ describe('contract client over the preload pipe', () => {
     const err = await client.call('cluster.describe', { handle: 'abcdefgh12', cluster: 0 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ContractError);
     expect((err as ContractError).code).toBe('not-found');
-    const bad = await client.call('bytes.read', { handle: 'abcdefgh12', offset: 0, length: -4 } as never).catch((e: unknown) => e);
+    const bad = await client
+      .call('bytes.read', { handle: 'abcdefgh12', offset: 0, length: -4 } as never)
+      .catch((e: unknown) => e);
     expect((bad as ContractError).field).toBe('args.length');
     await service.dispose();
   });
@@ -67,7 +88,11 @@ describe('contract client over the preload pipe', () => {
     const opened = await client.call('image.open', { ref: { kind: 'dropped', id: 'g1' } });
     const ctl = new AbortController();
     const seen: string[] = [];
-    const job = client.call('check.run', { handle: opened.handle }, { signal: ctl.signal, onProgress: (p) => seen.push(p.stage) });
+    const job = client.call(
+      'check.run',
+      { handle: opened.handle },
+      { signal: ctl.signal, onProgress: (p) => seen.push(p.stage) },
+    );
     await new Promise((r) => setTimeout(r, 200));
     ctl.abort();
     const err = await job.catch((e: unknown) => e);
@@ -86,7 +111,10 @@ describe('contract client over the preload pipe', () => {
     notify({ kind: 'open', ref: { kind: 'recent', id: 'r1' } });
     off();
     notify({ kind: 'menu', command: 'close' });
-    expect(got).toEqual([{ kind: 'menu', command: 'open' }, { kind: 'open', ref: { kind: 'recent', id: 'r1' } }]);
+    expect(got).toEqual([
+      { kind: 'menu', command: 'open' },
+      { kind: 'open', ref: { kind: 'recent', id: 'r1' } },
+    ]);
     await service.dispose();
   });
 });

@@ -1,13 +1,13 @@
 // The contract's pure pieces: argument validators, envelope parsing, typed errors both ways, the
 // WebSocket binary framing, and the map's level-of-detail pyramid.
 import { describe, expect, it } from 'vitest';
-import { ContractError, METHODS, parseClientMessage, REQUESTS, validateArgs } from '../../engine/service/contract.js';
-import { toWireError } from '../../engine/service/errors.js';
-import { Qcow2FormatError, CancelledError } from '../../engine/errors.js';
-import { decodeMessage, encodeMessage } from '../../engine/service/wire.js';
+import { ContractError, METHODS, parseClientMessage, REQUESTS, validateArgs } from '../../engine/contract/contract.js';
+import { toWireError } from '../../engine/contract/errors.js';
+import { Qcow2FormatError, CancelledError } from '../../engine/base/errors.js';
+import { decodeMessage, encodeMessage } from '../../engine/contract/wire.js';
 import { buildOverlay, buildPyramid, layoutColumns, rankTable } from '../../renderer/src/map/pyramid.js';
 import { HOST_PALETTE } from '../../renderer/src/map/palette.js';
-import { HostRole } from '../../engine/check/roles.js';
+import { HostRole } from '../../engine/contract/roles.js';
 
 const H = 'abcdefgh12';
 
@@ -32,7 +32,11 @@ describe('argument validation', () => {
       ['image.open', { ref: { kind: 'root' } }, 'args.ref.path'],
       ['check.run', { handle: H, roleMap: 'yes' }, 'args.roleMap'],
       ['report.export', { handle: H, format: 'pdf', save: { kind: 'inline' } }, 'args.format'],
-      ['repair.apply', { handle: H, planId: 'p1', target: { kind: 'copy', save: { kind: 'path', path: '/tmp/x' } } }, 'args.target.save.kind'],
+      [
+        'repair.apply',
+        { handle: H, planId: 'p1', target: { kind: 'copy', save: { kind: 'path', path: '/tmp/x' } } },
+        'args.target.save.kind',
+      ],
     ];
     for (const [m, args, field] of cases) {
       try {
@@ -49,8 +53,20 @@ describe('argument validation', () => {
 
   it('parses envelopes and refuses malformed ones', () => {
     expect(parseClientMessage({ t: 'cancel', id: 4 })).toEqual({ t: 'cancel', id: 4 });
-    expect(parseClientMessage({ t: 'req', id: 1, method: 'app.hello' })).toEqual({ t: 'req', id: 1, method: 'app.hello', args: {} });
-    for (const bad of [null, 'x', { t: 'req', id: -1, method: 'app.hello' }, { t: 'req', id: 1, method: 'constructor' }, { t: 'res', id: 1 }, { t: 'req', id: 1, method: '__proto__' }])
+    expect(parseClientMessage({ t: 'req', id: 1, method: 'app.hello' })).toEqual({
+      t: 'req',
+      id: 1,
+      method: 'app.hello',
+      args: {},
+    });
+    for (const bad of [
+      null,
+      'x',
+      { t: 'req', id: -1, method: 'app.hello' },
+      { t: 'req', id: 1, method: 'constructor' },
+      { t: 'res', id: 1 },
+      { t: 'req', id: 1, method: '__proto__' },
+    ])
       expect(() => parseClientMessage(bad), JSON.stringify(bad)).toThrow(ContractError);
   });
 });
@@ -58,10 +74,20 @@ describe('argument validation', () => {
 describe('typed errors across the boundary', () => {
   it('keeps the code, field, value and QEMU wording', () => {
     const w = toWireError(new Qcow2FormatError('Unsupported cluster size: 2^30', 'header.cluster_bits', 30));
-    expect(w).toEqual({ code: 'format', message: 'Unsupported cluster size: 2^30 (header.cluster_bits = 30)', qemuReason: 'Unsupported cluster size: 2^30', field: 'header.cluster_bits', value: '30' });
+    expect(w).toEqual({
+      code: 'format',
+      message: 'Unsupported cluster size: 2^30 (header.cluster_bits = 30)',
+      qemuReason: 'Unsupported cluster size: 2^30',
+      field: 'header.cluster_bits',
+      value: '30',
+    });
     const back = ContractError.fromWire(JSON.parse(JSON.stringify(w)));
     expect(back).toBeInstanceOf(ContractError);
-    expect([back.code, back.field, back.qemuReason]).toEqual(['format', 'header.cluster_bits', 'Unsupported cluster size: 2^30']);
+    expect([back.code, back.field, back.qemuReason]).toEqual([
+      'format',
+      'header.cluster_bits',
+      'Unsupported cluster size: 2^30',
+    ]);
     expect(toWireError(new CancelledError()).code).toBe('cancelled');
     expect(toWireError(Object.assign(new Error('ENOENT: no such file'), { code: 'ENOENT' })).code).toBe('not-found');
     expect(ContractError.fromWire({ code: 'bogus', message: 7 }).code).toBe('internal');
@@ -112,9 +138,22 @@ describe('WebSocket framing', () => {
 
 describe('map pyramid', () => {
   it('reduces 2×2 blocks to their most important role, level after level', () => {
-    const codes = new Uint8Array([HostRole.Data, HostRole.Free, HostRole.Free, HostRole.Free, HostRole.Corrupt, HostRole.Data, HostRole.Free, HostRole.Free]);
+    const codes = new Uint8Array([
+      HostRole.Data,
+      HostRole.Free,
+      HostRole.Free,
+      HostRole.Free,
+      HostRole.Corrupt,
+      HostRole.Data,
+      HostRole.Free,
+      HostRole.Free,
+    ]);
     const p = buildPyramid(codes, 4, HOST_PALETTE.priority);
-    expect(p.levels.map((l) => [l.cols, l.rows])).toEqual([[4, 2], [2, 1], [1, 1]]);
+    expect(p.levels.map((l) => [l.cols, l.rows])).toEqual([
+      [4, 2],
+      [2, 1],
+      [1, 1],
+    ]);
     const code = (r: number) => p.codeOfRank[r];
     expect(Array.from(p.levels[1]!.data).map(code)).toEqual([HostRole.Corrupt, HostRole.Free]);
     expect(code(p.levels[2]!.data[0]!)).toBe(HostRole.Corrupt);
@@ -122,12 +161,21 @@ describe('map pyramid', () => {
 
   it('marks cells past the last cluster as empty and ranks unknown codes above free', () => {
     const p = buildPyramid(new Uint8Array([HostRole.Free, 99, HostRole.Free]), 2, HOST_PALETTE.priority);
-    expect(Array.from(p.levels[0]!.data)).toEqual([rankTable(HOST_PALETTE.priority).rankOf[HostRole.Free], 1, rankTable(HOST_PALETTE.priority).rankOf[HostRole.Free], 0]);
+    expect(Array.from(p.levels[0]!.data)).toEqual([
+      rankTable(HOST_PALETTE.priority).rankOf[HostRole.Free],
+      1,
+      rankTable(HOST_PALETTE.priority).rankOf[HostRole.Free],
+      0,
+    ]);
     expect(rankTable(HOST_PALETTE.priority).rankOf[HostRole.Free]).toBeGreaterThan(1);
   });
 
   it('overlays anomaly runs by severity and keeps 16.8 M clusters within ~2 bytes per cluster', () => {
-    const o = buildOverlay(10, 5, { first: new Float64Array([2, 8]), count: new Float64Array([3, 5]), severity: new Uint8Array([4, 3]) });
+    const o = buildOverlay(10, 5, {
+      first: new Float64Array([2, 8]),
+      count: new Float64Array([3, 5]),
+      severity: new Uint8Array([4, 3]),
+    });
     expect(Array.from(o.levels[0]!.data)).toEqual([2, 2, 6, 6, 6, 2, 2, 2, 5, 5]);
     const n = 16_777_216;
     const big = buildPyramid(new Uint8Array(n).fill(HostRole.Data), layoutColumns(n, 1.2), HOST_PALETTE.priority);

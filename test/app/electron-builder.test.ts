@@ -5,7 +5,13 @@ import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 
 const require = createRequire(import.meta.url);
-type Cfg = Record<string, unknown> & { linux?: { target?: string[] }; mac?: { target?: string[] }; win?: { target?: string[] }; fileAssociations?: Array<{ ext: string }>; icon?: string };
+type Cfg = Record<string, unknown> & {
+  linux?: { target?: string[] };
+  mac?: { target?: string[] };
+  win?: { target?: string[] };
+  fileAssociations?: Array<{ ext: string }>;
+  icon?: string;
+};
 const { getConfig, validateConfiguration } = require('app-builder-lib/out/util/config/config') as {
   getConfig(dir: string, path: string | null, fromOptions: unknown): Promise<Cfg>;
   validateConfiguration(c: Cfg, logger: unknown): Promise<void>;
@@ -29,7 +35,9 @@ describe('electron-builder.yml', () => {
 
   it('rejects a configuration with an unknown key (the schema check is real)', async () => {
     const cfg = await getConfig(resolve('.'), resolve('electron-builder.yml'), null);
-    await expect(validateConfiguration({ ...cfg, notAnOption: true }, new DebugLogger(false))).rejects.toThrow(/notAnOption|unknown property/i);
+    await expect(validateConfiguration({ ...cfg, notAnOption: true }, new DebugLogger(false))).rejects.toThrow(
+      /notAnOption|unknown property/i,
+    );
   });
 
   it('packages the bundled samples it refers to', () => {

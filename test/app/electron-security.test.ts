@@ -30,9 +30,17 @@ const h = vi.hoisted(() => {
       setPermissionRequestHandler: (f: Listener) => void (this.permission = f),
       setPermissionCheckHandler: (f: Listener) => void (this.permissionCheck = f),
     };
-    setWindowOpenHandler(f: Listener) { this.openHandler = f; }
-    on(ev: string, f: Listener) { this.handlers.set(ev, f); return this; }
-    once(ev: string, f: Listener) { this.handlers.set(ev, f); return this; }
+    setWindowOpenHandler(f: Listener) {
+      this.openHandler = f;
+    }
+    on(ev: string, f: Listener) {
+      this.handlers.set(ev, f);
+      return this;
+    }
+    once(ev: string, f: Listener) {
+      this.handlers.set(ev, f);
+      return this;
+    }
     send() {}
   }
   return { state, FakeContents };
@@ -45,18 +53,35 @@ vi.mock('electron', () => {
     constructor(public options: Record<string, unknown>) {
       state.windows.push({ options, contents: this.webContents });
     }
-    once() { return this; }
-    on() { return this; }
-    loadURL(u: string) { state.windows[state.windows.length - 1]!.loaded = u; return Promise.resolve(); }
-    isDestroyed() { return false; }
+    once() {
+      return this;
+    }
+    on() {
+      return this;
+    }
+    loadURL(u: string) {
+      state.windows[state.windows.length - 1]!.loaded = u;
+      return Promise.resolve();
+    }
+    isDestroyed() {
+      return false;
+    }
   }
   return {
     BrowserWindow,
     nativeTheme: { shouldUseDarkColors: true },
     contextBridge: { exposeInMainWorld: (k: string, v: unknown) => void (state.exposed[k] = v) },
-    ipcRenderer: { send: (...a: unknown[]) => void state.ipcSent.push(a), on: vi.fn(), removeListener: vi.fn(), invoke: vi.fn(async () => 'grant-id') },
+    ipcRenderer: {
+      send: (...a: unknown[]) => void state.ipcSent.push(a),
+      on: vi.fn(),
+      removeListener: vi.fn(),
+      invoke: vi.fn(async () => 'grant-id'),
+    },
     webUtils: { getPathForFile: () => '/tmp/x.qcow2' },
-    ipcMain: { on: (c: string, f: Listener) => void state.ipcOn.set(c, f), handle: (c: string, f: Listener) => void state.ipcHandle.set(c, f) },
+    ipcMain: {
+      on: (c: string, f: Listener) => void state.ipcOn.set(c, f),
+      handle: (c: string, f: Listener) => void state.ipcHandle.set(c, f),
+    },
     app: {
       enableSandbox: () => void (state.sandboxEnabled = true),
       requestSingleInstanceLock: () => true,
@@ -70,15 +95,27 @@ vi.mock('electron', () => {
     },
     dialog: { showOpenDialog: vi.fn(), showMessageBox: vi.fn() },
     Menu: { setApplicationMenu: (m: unknown) => void (state.menu = m), buildFromTemplate: (t: unknown) => t },
-    utilityProcess: { fork: (...a: unknown[]) => { state.forks.push(a); return { on() {}, postMessage() {}, kill() {} }; } },
+    utilityProcess: {
+      fork: (...a: unknown[]) => {
+        state.forks.push(a);
+        return { on() {}, postMessage() {}, kill() {} };
+      },
+    },
   };
 });
 
-import { APP_CSP, harden, isTrustedSender, isTrustedUrl, webPreferences, type RendererOrigin } from '../../electron/security.js';
+import {
+  APP_CSP,
+  harden,
+  isTrustedSender,
+  isTrustedUrl,
+  webPreferences,
+  type RendererOrigin,
+} from '../../electron/security.js';
 import { createMainWindow } from '../../electron/window.js';
 import { Bridge, type HostInbound } from '../../electron/bridge.js';
 import { menuTemplate } from '../../electron/menu.js';
-import type { ServerMessage } from '../../engine/service/contract.js';
+import type { ServerMessage } from '../../engine/contract/contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'q2d-electron-'));
 const indexHtml = join(dir, 'renderer', 'index.html');
@@ -90,8 +127,14 @@ describe('window', () => {
   it('uses context isolation, the sandbox, no Node integration, no webview, web security on', () => {
     const p = webPreferences('/x/preload.cjs');
     expect(p).toMatchObject({
-      contextIsolation: true, sandbox: true, nodeIntegration: false, nodeIntegrationInWorker: false,
-      nodeIntegrationInSubFrames: false, webSecurity: true, allowRunningInsecureContent: false, webviewTag: false,
+      contextIsolation: true,
+      sandbox: true,
+      nodeIntegration: false,
+      nodeIntegrationInWorker: false,
+      nodeIntegrationInSubFrames: false,
+      webSecurity: true,
+      allowRunningInsecureContent: false,
+      webviewTag: false,
       preload: '/x/preload.cjs',
     });
   });
@@ -139,8 +182,13 @@ describe('window', () => {
 });
 
 describe('Content-Security-Policy', () => {
-  const meta = /http-equiv="Content-Security-Policy" content="([^"]+)"/.exec(readFileSync('renderer/index.html', 'utf8'))?.[1] ?? '';
-  for (const [name, csp] of [['index.html meta', meta], ['APP_CSP', APP_CSP]] as const) {
+  const meta =
+    /http-equiv="Content-Security-Policy" content="([^"]+)"/.exec(readFileSync('renderer/index.html', 'utf8'))?.[1] ??
+    '';
+  for (const [name, csp] of [
+    ['index.html meta', meta],
+    ['APP_CSP', APP_CSP],
+  ] as const) {
     it(`${name} allows only our own scripts, no eval, no remote hosts`, () => {
       expect(csp).toMatch(/default-src 'none'/);
       expect(csp).toMatch(/script-src 'self'(;|$)/);
@@ -193,34 +241,73 @@ describe('bridge', () => {
   });
 
   it('forwards a valid request from our renderer', () => {
-    bridge.onRendererMessage(frame(ourUrl), { t: 'req', id: 1, method: 'cluster.describe', args: { handle: 'abcdefgh12', cluster: 5 } });
-    expect(posted).toEqual([{ t: 'client', msg: { t: 'req', id: 1, method: 'cluster.describe', args: { handle: 'abcdefgh12', cluster: 5 } } }]);
+    bridge.onRendererMessage(frame(ourUrl), {
+      t: 'req',
+      id: 1,
+      method: 'cluster.describe',
+      args: { handle: 'abcdefgh12', cluster: 5 },
+    });
+    expect(posted).toEqual([
+      { t: 'client', msg: { t: 'req', id: 1, method: 'cluster.describe', args: { handle: 'abcdefgh12', cluster: 5 } } },
+    ]);
   });
 
   it('refuses bad arguments in main, answering with invalid-argument naming the field', () => {
-    bridge.onRendererMessage(frame(ourUrl), { t: 'req', id: 2, method: 'cluster.describe', args: { handle: 'abcdefgh12', cluster: -1 } });
+    bridge.onRendererMessage(frame(ourUrl), {
+      t: 'req',
+      id: 2,
+      method: 'cluster.describe',
+      args: { handle: 'abcdefgh12', cluster: -1 },
+    });
     bridge.onRendererMessage(frame(ourUrl), { t: 'req', id: 3, method: 'no.such', args: {} });
-    bridge.onRendererMessage(frame(ourUrl), { t: 'req', id: 4, method: 'bytes.read', args: { handle: 'abcdefgh12', offset: 0, length: 1, path: '/etc/passwd' } });
+    bridge.onRendererMessage(frame(ourUrl), {
+      t: 'req',
+      id: 4,
+      method: 'bytes.read',
+      args: { handle: 'abcdefgh12', offset: 0, length: 1, path: '/etc/passwd' },
+    });
     expect(posted).toEqual([]);
-    expect(replies.map((r) => (r.t === 'res' && !r.ok ? [r.id, r.error.code] : null))).toEqual([[2, 'invalid-argument'], [3, 'invalid-argument'], [4, 'invalid-argument']]);
+    expect(replies.map((r) => (r.t === 'res' && !r.ok ? [r.id, r.error.code] : null))).toEqual([
+      [2, 'invalid-argument'],
+      [3, 'invalid-argument'],
+      [4, 'invalid-argument'],
+    ]);
     const first = replies[0] as { error: { field?: string } };
     expect(first.error.field).toBe('args.cluster');
   });
 
   it('never lets the renderer name a path: root refs are refused, the dialog result becomes a grant', async () => {
-    bridge.onRendererMessage(frame(ourUrl), { t: 'req', id: 5, method: 'image.open', args: { ref: { kind: 'root', path: '/etc/passwd' } } });
+    bridge.onRendererMessage(frame(ourUrl), {
+      t: 'req',
+      id: 5,
+      method: 'image.open',
+      args: { ref: { kind: 'root', path: '/etc/passwd' } },
+    });
     expect(posted).toEqual([]);
     expect(replies[0]).toMatchObject({ id: 5, ok: false, error: { code: 'not-available' } });
-    bridge.onRendererMessage(frame(ourUrl), { t: 'req', id: 6, method: 'image.open', args: { ref: { kind: 'dialog' } } });
+    bridge.onRendererMessage(frame(ourUrl), {
+      t: 'req',
+      id: 6,
+      method: 'image.open',
+      args: { ref: { kind: 'dialog' } },
+    });
     await vi.waitFor(() => expect(posted.length).toBe(2));
     expect(posted[0]).toMatchObject({ t: 'grant', path: file, name: 'disk.qcow2' });
     const grant = (posted[0] as { id: string }).id;
-    expect(posted[1]).toEqual({ t: 'client', msg: { t: 'req', id: 6, method: 'image.open', args: { ref: { kind: 'dropped', id: grant } } } });
+    expect(posted[1]).toEqual({
+      t: 'client',
+      msg: { t: 'req', id: 6, method: 'image.open', args: { ref: { kind: 'dropped', id: grant } } },
+    });
   });
 
   it('answers cancelled when the open dialog is dismissed', async () => {
     picked = null;
-    bridge.onRendererMessage(frame(ourUrl), { t: 'req', id: 7, method: 'image.open', args: { ref: { kind: 'dialog' } } });
+    bridge.onRendererMessage(frame(ourUrl), {
+      t: 'req',
+      id: 7,
+      method: 'image.open',
+      args: { ref: { kind: 'dialog' } },
+    });
     await vi.waitFor(() => expect(replies.length).toBe(1));
     expect(replies[0]).toMatchObject({ id: 7, ok: false, error: { code: 'cancelled' } });
     expect(posted).toEqual([]);
@@ -256,8 +343,15 @@ describe('main start-up', () => {
     expect([...h.state.ipcOn.keys()]).toEqual(['q2d:send']);
     expect([...h.state.ipcHandle.keys()]).toEqual(['q2d:drop']);
     // A message from a foreign frame through the real channel is dropped (nothing forwarded, no throw).
-    h.state.ipcOn.get('q2d:send')!({ senderFrame: frame('https://evil.example/') }, { t: 'req', id: 1, method: 'app.hello', args: {} });
-    await expect(Promise.resolve(h.state.ipcHandle.get('q2d:drop')!({ senderFrame: frame('https://evil.example/') }, '/etc/passwd'))).rejects.toThrow(/unexpected sender/);
+    h.state.ipcOn.get('q2d:send')!(
+      { senderFrame: frame('https://evil.example/') },
+      { t: 'req', id: 1, method: 'app.hello', args: {} },
+    );
+    await expect(
+      Promise.resolve(
+        h.state.ipcHandle.get('q2d:drop')!({ senderFrame: frame('https://evil.example/') }, '/etc/passwd'),
+      ),
+    ).rejects.toThrow(/unexpected sender/);
     // Every webContents created later gets new windows denied and webviews blocked.
     const c = new h.FakeContents();
     h.state.appOn.get('web-contents-created')!({}, c);
@@ -270,13 +364,25 @@ describe('main start-up', () => {
 describe('menu', () => {
   it('has File (Open…, Open Recent, Close), View and Help → About, wired to actions', () => {
     const calls: string[] = [];
-    const t = menuTemplate([{ id: 'r1', name: 'disk.qcow2', location: '/vm' }], {
-      open: () => calls.push('open'), openRecent: (id) => calls.push(`recent:${id}`), close: () => calls.push('close'),
-      showView: (v) => calls.push(`view:${v}`), about: () => calls.push('about'), quit: () => calls.push('quit'),
-    }, false);
+    const t = menuTemplate(
+      [{ id: 'r1', name: 'disk.qcow2', location: '/vm' }],
+      {
+        open: () => calls.push('open'),
+        openRecent: (id) => calls.push(`recent:${id}`),
+        close: () => calls.push('close'),
+        showView: (v) => calls.push(`view:${v}`),
+        about: () => calls.push('about'),
+        quit: () => calls.push('quit'),
+      },
+      false,
+    );
     const labels = t.map((m) => m.label);
     expect(labels).toEqual(['&File', '&View', '&Help']);
-    const file = t[0]!.submenu as Array<{ label?: string; click?: () => void; submenu?: Array<{ label?: string; click?: () => void }> }>;
+    const file = t[0]!.submenu as Array<{
+      label?: string;
+      click?: () => void;
+      submenu?: Array<{ label?: string; click?: () => void }>;
+    }>;
     expect(file.map((i) => i.label).filter(Boolean)).toEqual(['Open…', 'Open Recent', 'Close Image', 'Quit']);
     file[0]!.click!();
     file[1]!.submenu![0]!.click!();

@@ -4,7 +4,13 @@ import { run } from '../helpers/qemu.js';
 
 describe('electron/ type-check', () => {
   it('passes tsc -p electron/tsconfig.json against electron.d.ts', () => {
-    const r = run('node', ['node_modules/typescript/bin/tsc', '-p', 'electron/tsconfig.json', '--noEmit', '--listFiles']);
+    const r = run('node', [
+      'node_modules/typescript/bin/tsc',
+      '-p',
+      'electron/tsconfig.json',
+      '--noEmit',
+      '--listFiles',
+    ]);
     const errors = r.stdout.split('\n').filter((l) => /error TS\d+/.test(l));
     expect(errors).toEqual([]);
     expect(r.status).toBe(0);

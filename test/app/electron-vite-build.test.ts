@@ -10,7 +10,13 @@ describe('electron-vite build', () => {
     const r = run('node', ['node_modules/electron-vite/bin/electron-vite.js', 'build', '--logLevel', 'warn']);
     expect(r.stderr + r.stdout).not.toMatch(/error/i);
     expect(r.status).toBe(0);
-    for (const f of ['out/main/index.js', 'out/main/engine-host.js', 'out/preload/preload.cjs', 'out/renderer/index.html']) expect(existsSync(f), f).toBe(true);
+    for (const f of [
+      'out/main/index.js',
+      'out/main/engine-host.js',
+      'out/preload/preload.cjs',
+      'out/renderer/index.html',
+    ])
+      expect(existsSync(f), f).toBe(true);
     const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { main: string };
     expect(pkg.main).toBe('out/main/index.js');
     const preload = readFileSync('out/preload/preload.cjs', 'utf8');

@@ -5,7 +5,15 @@ import { run } from '../helpers/qemu.js';
 
 describe('renderer type-check', () => {
   it('svelte-check finds no errors', () => {
-    const r = run('node', ['node_modules/svelte-check/bin/svelte-check', '--tsconfig', 'renderer/tsconfig.json', '--threshold', 'error', '--output', 'machine']);
+    const r = run('node', [
+      'node_modules/svelte-check/bin/svelte-check',
+      '--tsconfig',
+      'renderer/tsconfig.json',
+      '--threshold',
+      'error',
+      '--output',
+      'machine',
+    ]);
     const errors = r.stdout.split('\n').filter((l) => / ERROR /.test(l));
     expect(errors).toEqual([]);
     expect(r.stdout).toMatch(/COMPLETED \d+ FILES 0 ERRORS/);

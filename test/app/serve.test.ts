@@ -8,11 +8,11 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { createQcow2, qemuIo, tempDir } from '../helpers/qemu.js';
 import { startServe, type Served } from '../e2e/harness.js';
-import { decodeMessage, encodeMessage } from '../../engine/service/wire.js';
-import type { ServerMessage } from '../../engine/service/contract.js';
+import { decodeMessage, encodeMessage } from '../../engine/contract/wire.js';
+import type { ServerMessage } from '../../engine/contract/contract.js';
 import { checkFile } from '../../engine/check/index.js';
 import { legendOf, trimRoleMap } from '../../engine/service/handlers/check.js';
-import { HOST_ROLE_COUNT } from '../../engine/check/roles.js';
+import { HOST_ROLE_COUNT } from '../../engine/contract/roles.js';
 
 const outside = tempDir('q2d-outside-');
 const root = tempDir('q2d-root-');
@@ -42,7 +42,10 @@ afterAll(async () => {
 });
 
 /** Open a WebSocket; resolves to the socket or to the HTTP status that refused it. */
-function connectWs(s: Served, opts: { token?: string | null; origin?: string | null; host?: string } = {}): Promise<WebSocket | number> {
+function connectWs(
+  s: Served,
+  opts: { token?: string | null; origin?: string | null; host?: string } = {},
+): Promise<WebSocket | number> {
   const token = opts.token === undefined ? s.token : opts.token;
   const url = `ws://127.0.0.1:${s.port}/ws${token === null ? '' : `?token=${encodeURIComponent(token)}`}`;
   const headers: Record<string, string> = {};
@@ -87,7 +90,11 @@ async function rpc(s: Served = served): Promise<Rpc> {
   return new Rpc(ws);
 }
 
-function httpGet(s: Served, path: string, host?: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+function httpGet(
+  s: Served,
+  path: string,
+  host?: string,
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port: s.port, path, headers: host ? { host } : {} }, (res) => {
       let body = '';
@@ -127,7 +134,9 @@ describe('serve', () => {
     expect(await connectWs(served, { origin: 'http://evil.example' })).toBe(403);
     expect(await connectWs(served, { origin: `http://127.0.0.1:${served.port + 1}` })).toBe(403);
     expect(await connectWs(served, { origin: null })).toBe(403);
-    expect(await connectWs(served, { host: `evil.example:${served.port}`, origin: `http://evil.example:${served.port}` })).toBe(421);
+    expect(
+      await connectWs(served, { host: `evil.example:${served.port}`, origin: `http://evil.example:${served.port}` }),
+    ).toBe(421);
   });
 
   it('answers app.hello with the available methods', async () => {
@@ -135,18 +144,27 @@ describe('serve', () => {
     const r = await c.call('app.hello', {});
     expect(r.ok).toBe(true);
     expect(r.result.host).toBe('serve');
-    expect(r.result.available).toEqual(expect.arrayContaining(['image.open', 'check.run', 'map.host', 'cluster.describe']));
+    expect(r.result.available).toEqual(
+      expect.arrayContaining(['image.open', 'check.run', 'map.host', 'cluster.describe']),
+    );
     // A method listed as available has a handler: it answers (here: not-found for an unknown handle), never not-available.
     const real = await c.call('image.overview', { handle: 'abcdefgh12' });
     expect(real.error.code).toBe('not-found');
     // Placeholders of later issues, if any remain, answer not-available.
-    if (!r.result.available.includes('salvage.scan')) expect((await c.call('salvage.scan', { handle: 'abcdefgh12' })).error.code).toBe('not-available');
+    if (!r.result.available.includes('salvage.scan'))
+      expect((await c.call('salvage.scan', { handle: 'abcdefgh12' })).error.code).toBe('not-available');
     c.ws.close();
   });
 
   it('opens only files under --root: .., absolute paths and symlinks out are refused', async () => {
     const c = await rpc();
-    for (const path of ['../' + outside.dir.split('/').pop() + '/secret.qcow2', outside.dir + '/secret.qcow2', 'escape.qcow2', 'escape-dir/secret.qcow2', 'sub/../../x']) {
+    for (const path of [
+      `../${outside.dir.split('/').pop()}/secret.qcow2`,
+      `${outside.dir}/secret.qcow2`,
+      'escape.qcow2',
+      'escape-dir/secret.qcow2',
+      'sub/../../x',
+    ]) {
       const r = await c.call('image.open', { ref: { kind: 'root', path } });
       expect(r.ok, path).toBe(false);
       expect(r.error.code, path).toBe('access-denied');
@@ -192,7 +210,7 @@ describe('serve', () => {
     c.ws.close();
   });
 
-  it('sends the role map as binary, equal to the engine\'s own check of the file', async () => {
+  it("sends the role map as binary, equal to the engine's own check of the file", async () => {
     const c = await rpc();
     const open = await c.call('image.open', { ref: { kind: 'root', path: 'disk.qcow2' } });
     const check = await c.call('check.run', { handle: open.result.handle });
@@ -202,9 +220,13 @@ describe('serve', () => {
     const engine = await checkFile(join(root.dir, 'disk.qcow2'), { roleMap: true, guestMap: true });
     // One cell per cluster of the file (the checker's slack past EOF is cut), byte for byte the checker's.
     expect(map.result.roles.length).toBe(engine.hostClusters);
-    expect(Buffer.from(map.result.roles).equals(Buffer.from(engine.roleMap!.subarray(0, engine.hostClusters)))).toBe(true);
+    expect(Buffer.from(map.result.roles).equals(Buffer.from(engine.roleMap!.subarray(0, engine.hostClusters)))).toBe(
+      true,
+    );
     expect(engine.roleMap!.subarray(engine.hostClusters).every((r) => r === 0)).toBe(true);
-    expect(check.result.hostLegend).toEqual(legendOf(trimRoleMap(engine.roleMap, engine.hostClusters), HOST_ROLE_COUNT));
+    expect(check.result.hostLegend).toEqual(
+      legendOf(trimRoleMap(engine.roleMap, engine.hostClusters), HOST_ROLE_COUNT),
+    );
     expect(check.result.counters).toEqual(engine.counters);
     const guest = await c.call('map.guest', { handle: open.result.handle });
     expect(Buffer.from(guest.result.states).equals(Buffer.from(engine.guestMap!))).toBe(true);
@@ -221,7 +243,9 @@ describe('serve', () => {
     const b = await rpc();
     expect((await b.call('image.overview', { handle: opened.result.handle })).ok).toBe(true);
     a.ws.close();
-    await expect.poll(async () => (await b.call('image.overview', { handle: opened.result.handle })).error?.code).toBe('not-found');
+    await expect
+      .poll(async () => (await b.call('image.overview', { handle: opened.result.handle })).error?.code)
+      .toBe('not-found');
     b.ws.close();
   });
 

@@ -23,9 +23,22 @@ const doctor = (...args: string[]) => {
 const asQemu = (stderr: string) => stderr.replaceAll('qcow2-doctor: ', 'qemu-img: ');
 
 describe('qcow2-doctor check vs qemu-img check', () => {
-  for (const name of ['clean-base', 'leak', 'cross-link-data', 'refblock-unaligned', 'clean-compressed', 'lazy-refcounts-crash',
-    'snapshot-count-too-large', 'snapshot-extra-data-too-large', 'refcount-overflow-bits-1', 'bitmap-directory-type-invalid',
-    'bitmaps-autoclear-cleared', 'bitmap-table-entry-invalid-in-use', 'data-beyond-eof', 'snapshot-l1-unaligned']) {
+  for (const name of [
+    'clean-base',
+    'leak',
+    'cross-link-data',
+    'refblock-unaligned',
+    'clean-compressed',
+    'lazy-refcounts-crash',
+    'snapshot-count-too-large',
+    'snapshot-extra-data-too-large',
+    'refcount-overflow-bits-1',
+    'bitmap-directory-type-invalid',
+    'bitmaps-autoclear-cleared',
+    'bitmap-table-entry-invalid-in-use',
+    'data-beyond-eof',
+    'snapshot-l1-unaligned',
+  ]) {
     it(`${name}: same stdout, stderr and exit code (human and json)`, () => {
       const f = SCENARIOS.find((s) => s.name === name)!.build(tmp.dir);
       const q = qemuCheckHuman(f);
@@ -63,7 +76,9 @@ describe('qcow2-doctor check vs qemu-img check', () => {
     expect([o.status, o.stderr]).toEqual([63, 'qcow2-doctor: This image format does not support checks\n']);
     const forced = doctor('-f', 'qcow2', raw);
     expect(forced.status).toBe(1);
-    expect(forced.stderr).toBe(`qcow2-doctor: Could not open '${raw}': Image is not in qcow2 format (header.magic = 0x0)\n`);
+    expect(forced.stderr).toBe(
+      `qcow2-doctor: Could not open '${raw}': Image is not in qcow2 format (header.magic = 0x0)\n`,
+    );
   });
 
   it('names the field and value when the header is invalid', () => {
@@ -73,19 +88,30 @@ describe('qcow2-doctor check vs qemu-img check', () => {
     const q = qemuCheckHuman(f);
     const o = doctor(f);
     expect(o.status).toBe(q.status);
-    expect(o.stderr).toBe(`qcow2-doctor: Could not open '${f}': Unsupported cluster size: 2^30 (header.cluster_bits = 30)\n`);
+    expect(o.stderr).toBe(
+      `qcow2-doctor: Could not open '${f}': Unsupported cluster size: 2^30 (header.cluster_bits = 30)\n`,
+    );
     expect(q.stderr).toContain('Unsupported cluster size: 2^30');
   });
 
-  it('rejects bad arguments with qemu-img\'s wording', () => {
+  it("rejects bad arguments with qemu-img's wording", () => {
     const f = SCENARIOS.find((s) => s.name === 'leak')!.build(tmp.dir);
-    expect(doctor('--output=xml', f)).toMatchObject({ status: 1, stderr: 'qcow2-doctor: --output must be used with human or json as argument.\n' });
-    expect(doctor('-r', 'foo', f)).toMatchObject({ status: 1, stderr: "qcow2-doctor: Unknown option value for -r (expecting 'leaks' or 'all'): foo\n" });
+    expect(doctor('--output=xml', f)).toMatchObject({
+      status: 1,
+      stderr: 'qcow2-doctor: --output must be used with human or json as argument.\n',
+    });
+    expect(doctor('-r', 'foo', f)).toMatchObject({
+      status: 1,
+      stderr: "qcow2-doctor: Unknown option value for -r (expecting 'leaks' or 'all'): foo\n",
+    });
     const missing = join(tmp.dir, 'missing.qcow2');
-    expect(doctor(missing)).toMatchObject({ status: 1, stderr: `qcow2-doctor: Could not open '${missing}': Could not open '${missing}': No such file or directory\n` });
+    expect(doctor(missing)).toMatchObject({
+      status: 1,
+      stderr: `qcow2-doctor: Could not open '${missing}': Could not open '${missing}': No such file or directory\n`,
+    });
   });
 
-  it('accepts QEMU\'s --image-opts and --object forms', () => {
+  it("accepts QEMU's --image-opts and --object forms", () => {
     const f = SCENARIOS.find((s) => s.name === 'leak')!.build(tmp.dir);
     const opts = `driver=qcow2,file.filename=${f}`;
     const q = run('qemu-img', ['check', '--object', 'secret,id=s0,data=x', '--image-opts', '--output=json', opts]);

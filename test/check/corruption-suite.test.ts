@@ -27,8 +27,13 @@ describe('corruption suite vs qemu-img check', () => {
       if (q.json) {
         const c = ours.result!.counters;
         expect({
-          checkErrors: c.checkErrors, corruptions: c.corruptions, leaks: c.leaks, imageEndOffset: c.imageEndOffset,
-          totalClusters: c.totalClusters, allocatedClusters: c.allocatedClusters, fragmentedClusters: c.fragmentedClusters,
+          checkErrors: c.checkErrors,
+          corruptions: c.corruptions,
+          leaks: c.leaks,
+          imageEndOffset: c.imageEndOffset,
+          totalClusters: c.totalClusters,
+          allocatedClusters: c.allocatedClusters,
+          fragmentedClusters: c.fragmentedClusters,
           compressedClusters: c.compressedClusters,
         }).toEqual(countersFromQemuJson(q.json));
       } else {
@@ -42,7 +47,9 @@ describe('corruption suite vs qemu-img check', () => {
       }
       // QEMU-visible problems all become anomalies with an explanation and a fix.
       if (ours.result && (ours.result.counters.corruptions || ours.result.counters.leaks)) {
-        const serious = ours.result.anomalies.filter((a) => !a.beyondQemu && (a.severity === 'error' || a.severity === 'leak'));
+        const serious = ours.result.anomalies.filter(
+          (a) => !a.beyondQemu && (a.severity === 'error' || a.severity === 'leak'),
+        );
         expect(serious.length).toBeGreaterThan(0);
         for (const a of serious) {
           expect(a.explanation.length).toBeGreaterThan(20);

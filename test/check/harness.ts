@@ -1,7 +1,7 @@
 // Run our checker in-process the way the CLI does, and put its verdict in qemu-img's terms.
 import { checkFile } from '../../engine/check/index.js';
 import type { CheckOptions, CheckResult } from '../../engine/check/types.js';
-import { Qcow2FormatError } from '../../engine/errors.js';
+import { Qcow2FormatError } from '../../engine/base/errors.js';
 
 export interface OurCheck {
   result?: CheckResult;
@@ -26,11 +26,16 @@ export async function ourCheck(file: string, opts: CheckOptions = {}): Promise<O
 
 /** QEMU's stderr without qemu-img's own closing lines and open-time warnings (not per-problem lines). */
 export function qemuProblemLines(stderr: string): string[] {
-  return stderr.split('\n').filter((l) => l !== ''
-    && !l.startsWith('qemu-img: Check failed')
-    && !l.startsWith('qemu-img: Could not open')
-    && !l.startsWith('qemu-img: warning:')
-    && !l.startsWith('Some clusters may be leaked'));
+  return stderr
+    .split('\n')
+    .filter(
+      (l) =>
+        l !== '' &&
+        !l.startsWith('qemu-img: Check failed') &&
+        !l.startsWith('qemu-img: Could not open') &&
+        !l.startsWith('qemu-img: warning:') &&
+        !l.startsWith('Some clusters may be leaked'),
+    );
 }
 
 /** Our lines without the open-time warnings (compared byte for byte by the CLI tests instead). */
@@ -42,8 +47,13 @@ export function ourProblemLines(lines: string[]): string[] {
 export function countersFromQemuJson(j: Record<string, unknown>): Record<string, number> {
   const n = (k: string) => (typeof j[k] === 'number' ? (j[k] as number) : 0);
   return {
-    checkErrors: n('check-errors'), corruptions: n('corruptions'), leaks: n('leaks'), imageEndOffset: n('image-end-offset'),
-    totalClusters: n('total-clusters'), allocatedClusters: n('allocated-clusters'), fragmentedClusters: n('fragmented-clusters'),
+    checkErrors: n('check-errors'),
+    corruptions: n('corruptions'),
+    leaks: n('leaks'),
+    imageEndOffset: n('image-end-offset'),
+    totalClusters: n('total-clusters'),
+    allocatedClusters: n('allocated-clusters'),
+    fragmentedClusters: n('fragmented-clusters'),
     compressedClusters: n('compressed-clusters'),
   };
 }

@@ -24,21 +24,46 @@ function luksImage(name: string): string {
 
 function makeLuksImage(name: string): string {
   const f = join(tmp.dir, name);
-  const args = ['create', '-q', '-f', 'qcow2', '--object', SECRET, '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', f, '64M'];
+  const args = [
+    'create',
+    '-q',
+    '-f',
+    'qcow2',
+    '--object',
+    SECRET,
+    '-o',
+    'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10',
+    f,
+    '64M',
+  ];
   const c = qemuImgCreateLuks(args);
   expect(c.status, c.stderr).toBe(0);
-  const r = run('qemu-io', ['--object', SECRET, '--image-opts', `driver=qcow2,file.filename=${f},encrypt.key-secret=sec0`, '-c', 'write -P 1 0 64k']);
+  const r = run('qemu-io', [
+    '--object',
+    SECRET,
+    '--image-opts',
+    `driver=qcow2,file.filename=${f},encrypt.key-secret=sec0`,
+    '-c',
+    'write -P 1 0 64k',
+  ]);
   expect(r.status).toBe(0);
   return f;
 }
 
 function qemuLuksCheck(f: string): { status: number; json: Record<string, unknown>; stderr: string } {
-  const r = run('qemu-img', ['check', '--object', SECRET, '--image-opts', `driver=qcow2,file.filename=${f},encrypt.key-secret=sec0`, '--output=json']);
+  const r = run('qemu-img', [
+    'check',
+    '--object',
+    SECRET,
+    '--image-opts',
+    `driver=qcow2,file.filename=${f},encrypt.key-secret=sec0`,
+    '--output=json',
+  ]);
   return { status: r.status, json: JSON.parse(r.stdout) as Record<string, unknown>, stderr: r.stderr };
 }
 
 describe('LUKS images', () => {
-  it('checks clean without the secret, with QEMU\'s counters', async () => {
+  it("checks clean without the secret, with QEMU's counters", async () => {
     const f = luksImage('clean.qcow2');
     const q = qemuLuksCheck(f);
     const before = sha256(f);

@@ -2,10 +2,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { checkFile, checkInWorker, describeHostCluster, openForCheck } from '../../engine/check/index.js';
-import { GuestState, HostRole } from '../../engine/check/roles.js';
-import { CancelledError } from '../../engine/errors.js';
+import { GuestState, HostRole } from '../../engine/contract/roles.js';
+import { CancelledError } from '../../engine/base/errors.js';
 import { FileIO } from '../../engine/io/file-io.js';
-import { CancelToken, type ProgressEvent } from '../../engine/service/progress.js';
+import { CancelToken, type ProgressEvent } from '../../engine/base/task-control.js';
 import { createQcow2, patchU64, qemuCheck, qemuImg, qemuIo, tempDir } from '../helpers/qemu.js';
 import { baseImage, SCENARIOS, snapshotImage } from './scenarios.js';
 
@@ -53,7 +53,12 @@ describe('guest map', () => {
     const r = await checkFile(f, { guestMap: true });
     const g = r.guestMap!;
     expect(g.length).toBe(128);
-    expect([g[0], g[1], g[2], g[3]]).toEqual([GuestState.Data, GuestState.Zero, GuestState.Compressed, GuestState.Unallocated]);
+    expect([g[0], g[1], g[2], g[3]]).toEqual([
+      GuestState.Data,
+      GuestState.Zero,
+      GuestState.Compressed,
+      GuestState.Unallocated,
+    ]);
   });
 
   it('shows unallocated clusters of an overlay as read from the backing file', async () => {
@@ -68,7 +73,12 @@ describe('guest map', () => {
     createQcow2(f, '8M', { extended_l2: true });
     qemuIo(f, ['write -P 1 0 4k', 'write -P 1 64k 64k', 'write -z 128k 64k']);
     const g = (await checkFile(f, { guestMap: true })).guestMap!;
-    expect([g[0], g[1], g[2], g[3]]).toEqual([GuestState.Partial, GuestState.Data, GuestState.Zero, GuestState.Unallocated]);
+    expect([g[0], g[1], g[2], g[3]]).toEqual([
+      GuestState.Partial,
+      GuestState.Data,
+      GuestState.Zero,
+      GuestState.Unallocated,
+    ]);
   });
 });
 
@@ -98,7 +108,7 @@ describe('describeHostCluster', () => {
     }
   });
 
-  it('names both referrers of a cross-link in the check\'s anomaly', async () => {
+  it("names both referrers of a cross-link in the check's anomaly", async () => {
     const r = await checkFile(scenario('cross-link-data').build(tmp.dir));
     const a = r.anomalies.find((x) => x.kind === 'refcount-too-low')!;
     expect([a.firstCluster, a.refcount, a.references]).toEqual([5, 1, 2]);
@@ -138,7 +148,14 @@ describe('progress, cancellation, worker thread', () => {
     expect(seen.at(-1)!.fraction).toBe(1);
     for (let i = 1; i < seen.length; i++) expect(seen[i]!.fraction).toBeGreaterThanOrEqual(seen[i - 1]!.fraction);
     const cancel = new CancelToken();
-    await expect(checkFile(f, { cancel, onProgress: (p) => { if (p.fraction > 0.1) cancel.cancel(); } })).rejects.toBeInstanceOf(CancelledError);
+    await expect(
+      checkFile(f, {
+        cancel,
+        onProgress: (p) => {
+          if (p.fraction > 0.1) cancel.cancel();
+        },
+      }),
+    ).rejects.toBeInstanceOf(CancelledError);
   });
 
   it('runs a check in a worker thread with the same verdict, lines and progress', async () => {
@@ -147,7 +164,11 @@ describe('progress, cancellation, worker thread', () => {
     const a = await checkFile(f, { onMessage: (l) => inProcess.push(l), roleMap: true });
     const lines: string[] = [];
     const progress: number[] = [];
-    const b = await checkInWorker(f, { onMessage: (l) => lines.push(l), onProgress: (p) => progress.push(p.fraction), roleMap: true });
+    const b = await checkInWorker(f, {
+      onMessage: (l) => lines.push(l),
+      onProgress: (p) => progress.push(p.fraction),
+      roleMap: true,
+    });
     expect(b.counters).toEqual(a.counters);
     expect(lines).toEqual(inProcess);
     expect(Array.from(b.roleMap!)).toEqual(Array.from(a.roleMap!));

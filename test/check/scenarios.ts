@@ -3,7 +3,18 @@
 // what QEMU 7.2 reports for it. Images are small (64 MiB virtual, 64 KiB clusters unless stated).
 import { join } from 'node:path';
 import { truncateSync } from 'node:fs';
-import { createQcow2, patchU16, patchU32, patchU64, qemuImg, qemuIo, readBytes, readU64, run, writeBytes } from '../helpers/qemu.js';
+import {
+  createQcow2,
+  patchU16,
+  patchU32,
+  patchU64,
+  qemuImg,
+  qemuIo,
+  readBytes,
+  readU64,
+  run,
+  writeBytes,
+} from '../helpers/qemu.js';
 
 export interface Scenario {
   name: string;
@@ -27,7 +38,11 @@ const M64 = 64 * 1024 * 1024;
  * The reference's base image: 64 MiB, 64 KiB clusters, 128 KiB written. Layout: header 0,
  * reftable 0x10000, refblock 0x20000, L1 0x30000, L2 0x40000, data 0x50000 and 0x60000.
  */
-export function baseImage(dir: string, name = 'base.qcow2', options: Record<string, string | number | boolean> = {}): string {
+export function baseImage(
+  dir: string,
+  name = 'base.qcow2',
+  options: Record<string, string | number | boolean> = {},
+): string {
   const f = join(dir, name);
   createQcow2(f, M64, options);
   qemuIo(f, ['write -P 0x11 0 128k']);
@@ -38,10 +53,19 @@ const REFBLOCK = 0x20000;
 const L1 = 0x30000;
 const L2 = 0x40000;
 
-function patched(name: string, ref: string, qemuExit: Scenario['qemuExit'], patch: (f: string) => void,
-  extra: Partial<Scenario> = {}): Scenario {
+function patched(
+  name: string,
+  ref: string,
+  qemuExit: Scenario['qemuExit'],
+  patch: (f: string) => void,
+  extra: Partial<Scenario> = {},
+): Scenario {
   return {
-    name, ref, qemuExit, compareLines: true, ...extra,
+    name,
+    ref,
+    qemuExit,
+    compareLines: true,
+    ...extra,
     build(dir) {
       const f = baseImage(dir, `${name}.qcow2`);
       patch(f);
@@ -50,10 +74,19 @@ function patched(name: string, ref: string, qemuExit: Scenario['qemuExit'], patc
   };
 }
 
-function cleanImage(name: string, size: number | string, options: Record<string, string | number | boolean>, cmds: string[],
-  after?: (f: string, dir: string) => void): Scenario {
+function cleanImage(
+  name: string,
+  size: number | string,
+  options: Record<string, string | number | boolean>,
+  cmds: string[],
+  after?: (f: string, dir: string) => void,
+): Scenario {
   return {
-    name, ref: 'clean matrix', qemuExit: 0, compareLines: true, clean: true,
+    name,
+    ref: 'clean matrix',
+    qemuExit: 0,
+    compareLines: true,
+    clean: true,
     build(dir) {
       const f = join(dir, `${name}.qcow2`);
       createQcow2(f, size, options);
@@ -86,14 +119,25 @@ export const SCENARIOS: Scenario[] = [
   cleanImage('clean-refcount-bits-1', M64, { refcount_bits: 1 }, ['write -P 1 0 192k']),
   cleanImage('clean-refcount-bits-4', M64, { refcount_bits: 4 }, ['write -P 1 0 192k']),
   cleanImage('clean-refcount-bits-64', M64, { refcount_bits: 64 }, ['write -P 1 0 192k']),
-  cleanImage('clean-extended-l2', M64, { extended_l2: true }, ['write -P 1 0 4k', 'write -P 2 100k 8k', 'write -z 1M 64k']),
+  cleanImage('clean-extended-l2', M64, { extended_l2: true }, [
+    'write -P 1 0 4k',
+    'write -P 2 100k 8k',
+    'write -z 1M 64k',
+  ]),
   cleanImage('clean-compressed', M64, {}, ['write -c -P 0x22 0 64k', 'write -c -P 0x23 64k 64k', 'write -P 1 1M 64k']),
-  cleanImage('clean-compressed-zstd', M64, { compression_type: 'zstd' }, ['write -c -P 0x22 0 64k', 'write -P 1 1M 64k']),
+  cleanImage('clean-compressed-zstd', M64, { compression_type: 'zstd' }, [
+    'write -c -P 0x22 0 64k',
+    'write -P 1 1M 64k',
+  ]),
   cleanImage('clean-zero-clusters', M64, {}, ['write -P 1 0 128k', 'write -z 0 64k', 'write -z 2M 64k']),
   cleanImage('clean-prealloc-metadata', '32M', { preallocation: 'metadata' }, []),
   cleanImage('clean-lazy-refcounts', M64, { lazy_refcounts: true }, ['write -P 1 0 64k']),
   {
-    name: 'clean-snapshots', ref: 'clean matrix', qemuExit: 0, compareLines: true, clean: true,
+    name: 'clean-snapshots',
+    ref: 'clean matrix',
+    qemuExit: 0,
+    compareLines: true,
+    clean: true,
     build(dir) {
       const f = snapshotImage(dir, 'clean-snapshots');
       qemuImg('snapshot', '-c', 'snap2', f);
@@ -102,7 +146,11 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'clean-bitmaps', ref: 'clean matrix', qemuExit: 0, compareLines: true, clean: true,
+    name: 'clean-bitmaps',
+    ref: 'clean matrix',
+    qemuExit: 0,
+    compareLines: true,
+    clean: true,
     build(dir) {
       const f = join(dir, 'clean-bitmaps.qcow2');
       createQcow2(f, M64);
@@ -113,7 +161,11 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'clean-backing', ref: 'clean matrix', qemuExit: 0, compareLines: true, clean: true,
+    name: 'clean-backing',
+    ref: 'clean matrix',
+    qemuExit: 0,
+    compareLines: true,
+    clean: true,
     build(dir) {
       const b = baseImage(dir, 'backing-base.qcow2');
       const f = join(dir, 'clean-backing.qcow2');
@@ -123,7 +175,11 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'clean-external-data', ref: 'clean matrix', qemuExit: 0, compareLines: true, clean: true,
+    name: 'clean-external-data',
+    ref: 'clean matrix',
+    qemuExit: 0,
+    compareLines: true,
+    clean: true,
     build(dir) {
       const f = join(dir, 'clean-external-data.qcow2');
       createQcow2(f, M64, { data_file: join(dir, 'clean-external-data.raw') });
@@ -139,9 +195,14 @@ export const SCENARIOS: Scenario[] = [
   patched('refcount-zero', '§2.13 #3', 2, (f) => patchU16(f, REFBLOCK + 5 * 2, 0)),
   patched('copied-clear-l2', 'S26', 2, (f) => patchU64(f, L2, 0x50000)),
   patched('copied-clear-l1', 'S26', 2, (f) => patchU64(f, L1, 0x40000)),
-  patched('copied-set-shared', '§2.11', 2, (f) => { patchU16(f, REFBLOCK + 6 * 2, 2); }),
+  patched('copied-set-shared', '§2.11', 2, (f) => {
+    patchU16(f, REFBLOCK + 6 * 2, 2);
+  }),
   {
-    name: 'cross-link-l2-tables', ref: 'S25', qemuExit: 2, compareLines: true,
+    name: 'cross-link-l2-tables',
+    ref: 'S25',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = join(dir, 'cross-link-l2-tables.qcow2');
       createQcow2(f, '1G');
@@ -151,7 +212,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'cluster-referenced-300-times', ref: 'S25', qemuExit: 2, compareLines: true,
+    name: 'cluster-referenced-300-times',
+    ref: 'S25',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = baseImage(dir, 'cluster-referenced-300-times.qcow2');
       const entries = Buffer.alloc(300 * 8);
@@ -161,7 +225,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'cross-link-refcount-bits-32', ref: 'S25', qemuExit: 2, compareLines: true,
+    name: 'cross-link-refcount-bits-32',
+    ref: 'S25',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = baseImage(dir, 'cross-link-refcount-bits-32.qcow2', { refcount_bits: 32 });
       const entries = Buffer.alloc(260 * 8);
@@ -171,7 +238,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'refcount-overflow-bits-1', ref: 'S27', qemuExit: 2, compareLines: true,
+    name: 'refcount-overflow-bits-1',
+    ref: 'S27',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = baseImage(dir, 'refcount-overflow-bits-1.qcow2', { refcount_bits: 1 });
       patchU64(f, L2 + 8, 0x8000000000050000n);
@@ -179,7 +249,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'leak-refcount-bits-1', ref: 'S23', qemuExit: 3, compareLines: true,
+    name: 'leak-refcount-bits-1',
+    ref: 'S23',
+    qemuExit: 3,
+    compareLines: true,
     build(dir) {
       const f = baseImage(dir, 'leak-refcount-bits-1.qcow2', { refcount_bits: 1 });
       patchU64(f, L2 + 8, 0);
@@ -187,7 +260,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'leak-refcount-bits-64', ref: 'S23', qemuExit: 3, compareLines: true,
+    name: 'leak-refcount-bits-64',
+    ref: 'S23',
+    qemuExit: 3,
+    compareLines: true,
     build(dir) {
       const f = baseImage(dir, 'leak-refcount-bits-64.qcow2', { refcount_bits: 64 });
       patchU64(f, L2 + 8, 0);
@@ -206,7 +282,10 @@ export const SCENARIOS: Scenario[] = [
   patched('l2-beyond-eof', 'S30', 2, (f) => patchU64(f, L1, 0x8000000010000000n)),
   patched('data-at-32pb', 'S30', 2, (f) => patchU64(f, L2 + 8, 0x8080000000000000n)),
   {
-    name: 'l1-entry-points-at-header', ref: '§2.7', qemuExit: 2, compareLines: true,
+    name: 'l1-entry-points-at-header',
+    ref: '§2.7',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = join(dir, 'l1-entry-points-at-header.qcow2');
       createQcow2(f, '1G');
@@ -223,7 +302,10 @@ export const SCENARIOS: Scenario[] = [
   patched('data-points-into-reftable', 'S6', 2, (f) => patchU64(f, L2, 0x8000000000010000n)),
   patched('header-unrefcounted', 'S12', 2, (f) => patchU16(f, REFBLOCK, 0)),
   {
-    name: 'data-points-into-snapshot-l2', ref: 'S7', qemuExit: 2, compareLines: true,
+    name: 'data-points-into-snapshot-l2',
+    ref: 'S7',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = snapshotImage(dir, 'data-points-into-snapshot-l2');
       // The active L2 (0x90000) entry 0 now points at the snapshot's L2 table (cluster 4).
@@ -235,14 +317,22 @@ export const SCENARIOS: Scenario[] = [
   // ---- C. refcount-structure damage ----
   patched('reftable-entry-zeroed', 'S13a', 2, (f) => patchU64(f, 0x10000, 0)),
   patched('refblock-zeroed', 'S13b', 2, (f) => writeBytes(f, REFBLOCK, new Uint8Array(64))),
-  patched('no-reftable', 'S15', 2, (f) => { patchU64(f, 48, 0); patchU32(f, 56, 0); }),
+  patched('no-reftable', 'S15', 2, (f) => {
+    patchU64(f, 48, 0);
+    patchU32(f, 56, 0);
+  }),
   patched('refblock-beyond-eof', 'S17', 2, (f) => patchU64(f, 0x10008, 0x100000)),
   patched('refblock-offset-overflow', 'S19', 2, (f) => patchU64(f, 0x10008, 0xffffffffffff0000n)),
   patched('reftable-reserved-bits', 'S21', 2, (f) => patchU64(f, 0x10000, 0x20001)),
   patched('refblock-unaligned', 'S11', 1, (f) => patchU64(f, 0x10000, 0x20200)),
-  patched('refblock-also-data', 'S22', 2, (f) => { patchU64(f, L2 + 8, 0x8000000000020000n); }),
+  patched('refblock-also-data', 'S22', 2, (f) => {
+    patchU64(f, L2 + 8, 0x8000000000020000n);
+  }),
   {
-    name: 'reference-past-eof-within-cluster', ref: 'S30', qemuExit: 0, compareLines: true,
+    name: 'reference-past-eof-within-cluster',
+    ref: 'S30',
+    qemuExit: 0,
+    compareLines: true,
     build(dir) {
       // The last data cluster is cut short: the reference overruns EOF by less than a cluster.
       const f = baseImage(dir, 'reference-past-eof-within-cluster.qcow2');
@@ -251,7 +341,11 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'refcounts-beyond-eof', ref: 'S28', qemuExit: 0, compareLines: true, extraKinds: ['refcount-beyond-eof'],
+    name: 'refcounts-beyond-eof',
+    ref: 'S28',
+    qemuExit: 0,
+    compareLines: true,
+    extraKinds: ['refcount-beyond-eof'],
     build(dir) {
       const f = baseImage(dir, 'refcounts-beyond-eof.qcow2');
       patchU16(f, REFBLOCK + 40 * 2, 1);
@@ -261,7 +355,10 @@ export const SCENARIOS: Scenario[] = [
 
   // ---- compressed clusters ----
   {
-    name: 'compressed-copied-flag', ref: 'S31', qemuExit: 2, compareLines: true,
+    name: 'compressed-copied-flag',
+    ref: 'S31',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = join(dir, 'compressed-copied-flag.qcow2');
       createQcow2(f, M64);
@@ -272,7 +369,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'compressed-beyond-eof', ref: 'S31', qemuExit: 2, compareLines: true,
+    name: 'compressed-beyond-eof',
+    ref: 'S31',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = join(dir, 'compressed-beyond-eof.qcow2');
       createQcow2(f, M64);
@@ -284,7 +384,11 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'compressed-undecodable', ref: '§2.14 #8', qemuExit: 0, compareLines: true, extraKinds: ['compressed-undecodable'],
+    name: 'compressed-undecodable',
+    ref: '§2.14 #8',
+    qemuExit: 0,
+    compareLines: true,
+    extraKinds: ['compressed-undecodable'],
     build(dir) {
       const f = join(dir, 'compressed-undecodable.qcow2');
       createQcow2(f, M64);
@@ -295,7 +399,11 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'compressed-shared-cluster', ref: '§1.7', qemuExit: 0, compareLines: true, clean: true,
+    name: 'compressed-shared-cluster',
+    ref: '§1.7',
+    qemuExit: 0,
+    compareLines: true,
+    clean: true,
     build(dir) {
       const f = join(dir, 'compressed-shared-cluster.qcow2');
       createQcow2(f, M64);
@@ -306,7 +414,10 @@ export const SCENARIOS: Scenario[] = [
 
   // ---- H. extended L2 ----
   {
-    name: 'ext-l2-alloc-and-zero', ref: 'S43', qemuExit: 2, compareLines: true,
+    name: 'ext-l2-alloc-and-zero',
+    ref: 'S43',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = join(dir, 'ext-l2-alloc-and-zero.qcow2');
       createQcow2(f, M64, { extended_l2: true });
@@ -316,7 +427,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'ext-l2-unallocated-with-alloc-bits', ref: 'S43', qemuExit: 2, compareLines: true,
+    name: 'ext-l2-unallocated-with-alloc-bits',
+    ref: 'S43',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = join(dir, 'ext-l2-unallocated-with-alloc-bits.qcow2');
       createQcow2(f, M64, { extended_l2: true });
@@ -326,7 +440,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'ext-l2-compressed-with-bitmap', ref: 'S43', qemuExit: 2, compareLines: true,
+    name: 'ext-l2-compressed-with-bitmap',
+    ref: 'S43',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = join(dir, 'ext-l2-compressed-with-bitmap.qcow2');
       createQcow2(f, M64, { extended_l2: true });
@@ -336,7 +453,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'ext-l2-prealloc-unaligned', ref: 'S10', qemuExit: 2, compareLines: true,
+    name: 'ext-l2-prealloc-unaligned',
+    ref: 'S10',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = join(dir, 'ext-l2-prealloc-unaligned.qcow2');
       createQcow2(f, M64, { extended_l2: true });
@@ -349,7 +469,10 @@ export const SCENARIOS: Scenario[] = [
 
   // ---- F. snapshots ----
   {
-    name: 'snapshot-l1-unaligned', ref: 'S33', qemuExit: 2, compareLines: true,
+    name: 'snapshot-l1-unaligned',
+    ref: 'S33',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = snapshotImage(dir, 'snapshot-l1-unaligned');
       patchU64(f, snapshotsOffset(f), 0x70200);
@@ -357,7 +480,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'snapshot-l1-too-large', ref: 'S33', qemuExit: 2, compareLines: true,
+    name: 'snapshot-l1-too-large',
+    ref: 'S33',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = snapshotImage(dir, 'snapshot-l1-too-large');
       patchU32(f, snapshotsOffset(f) + 8, 0x10000000);
@@ -365,7 +491,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'snapshot-entry-incomplete', ref: 'S34', qemuExit: 2, compareLines: true,
+    name: 'snapshot-entry-incomplete',
+    ref: 'S34',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = snapshotImage(dir, 'snapshot-entry-incomplete');
       const so = snapshotsOffset(f);
@@ -379,7 +508,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'snapshot-extra-data-too-large', ref: 'S35', qemuExit: 1, compareLines: true,
+    name: 'snapshot-extra-data-too-large',
+    ref: 'S35',
+    qemuExit: 1,
+    compareLines: true,
     build(dir) {
       const f = snapshotImage(dir, 'snapshot-extra-data-too-large');
       patchU32(f, snapshotsOffset(f) + 36, 2048);
@@ -387,7 +519,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'snapshot-count-too-large', ref: 'S37', qemuExit: 1, compareLines: true,
+    name: 'snapshot-count-too-large',
+    ref: 'S37',
+    qemuExit: 1,
+    compareLines: true,
     build(dir) {
       const f = snapshotImage(dir, 'snapshot-count-too-large');
       patchU32(f, 60, 131072);
@@ -395,7 +530,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'snapshot-offset-unaligned', ref: 'S38', qemuExit: 1, compareLines: true,
+    name: 'snapshot-offset-unaligned',
+    ref: 'S38',
+    qemuExit: 1,
+    compareLines: true,
     build(dir) {
       const f = snapshotImage(dir, 'snapshot-offset-unaligned');
       patchU64(f, 64, 0x80200);
@@ -403,7 +541,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'snapshot-table-beyond-eof', ref: '§2.6', qemuExit: 2, compareLines: true,
+    name: 'snapshot-table-beyond-eof',
+    ref: '§2.6',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = snapshotImage(dir, 'snapshot-table-beyond-eof');
       patchU64(f, 64, 0x4000000);
@@ -411,7 +552,11 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'snapshot-disk-size-differs', ref: '§2.14 #8', qemuExit: 0, compareLines: true, extraKinds: ['snapshot-disk-size'],
+    name: 'snapshot-disk-size-differs',
+    ref: '§2.14 #8',
+    qemuExit: 0,
+    compareLines: true,
+    extraKinds: ['snapshot-disk-size'],
     build(dir) {
       const f = snapshotImage(dir, 'snapshot-disk-size-differs');
       patchU64(f, snapshotsOffset(f) + 48, 32 * 1024 * 1024);
@@ -421,7 +566,10 @@ export const SCENARIOS: Scenario[] = [
 
   // ---- external data file ----
   {
-    name: 'external-data-compressed', ref: 'S45', qemuExit: 2, compareLines: true,
+    name: 'external-data-compressed',
+    ref: 'S45',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = join(dir, 'external-data-compressed.qcow2');
       createQcow2(f, M64, { data_file: join(dir, 'external-data-compressed.raw') });
@@ -431,7 +579,11 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'external-data-identity-mismatch', ref: 'S45', qemuExit: 0, compareLines: true, extraKinds: ['external-data-mismatch'],
+    name: 'external-data-identity-mismatch',
+    ref: 'S45',
+    qemuExit: 0,
+    compareLines: true,
+    extraKinds: ['external-data-mismatch'],
     build(dir) {
       const f = join(dir, 'external-data-identity-mismatch.qcow2');
       createQcow2(f, M64, { data_file: join(dir, 'external-data-identity-mismatch.raw') });
@@ -441,7 +593,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'external-data-with-snapshot', ref: 'S39', qemuExit: 2, compareLines: true,
+    name: 'external-data-with-snapshot',
+    ref: 'S39',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = join(dir, 'external-data-with-snapshot.qcow2');
       createQcow2(f, M64, { data_file: join(dir, 'external-data-with-snapshot.raw') });
@@ -465,7 +620,10 @@ export const SCENARIOS: Scenario[] = [
 
   // ---- dirty / corrupt bits, lazy refcounts ----
   {
-    name: 'lazy-refcounts-crash', ref: 'S2', qemuExit: 2, compareLines: true,
+    name: 'lazy-refcounts-crash',
+    ref: 'S2',
+    qemuExit: 2,
+    compareLines: true,
     build(dir) {
       const f = join(dir, 'lazy-refcounts-crash.qcow2');
       createQcow2(f, M64, { lazy_refcounts: true });
@@ -479,7 +637,11 @@ export const SCENARIOS: Scenario[] = [
 
   // ---- bitmaps ----
   {
-    name: 'bitmaps-autoclear-cleared', ref: 'S44', qemuExit: 3, compareLines: false, extraKinds: ['bitmaps-inconsistent'],
+    name: 'bitmaps-autoclear-cleared',
+    ref: 'S44',
+    qemuExit: 3,
+    compareLines: false,
+    extraKinds: ['bitmaps-inconsistent'],
     build(dir) {
       const f = join(dir, 'bitmaps-autoclear-cleared.qcow2');
       createQcow2(f, M64);
@@ -490,7 +652,11 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'bitmap-tail-bits-set', ref: '§2.14 #8', qemuExit: 0, compareLines: true, extraKinds: ['bitmap-tail-bits'],
+    name: 'bitmap-tail-bits-set',
+    ref: '§2.14 #8',
+    qemuExit: 0,
+    compareLines: true,
+    extraKinds: ['bitmap-tail-bits'],
     build(dir) {
       // 1 MiB disk, 512 B granularity: 2048 bits = 256 bytes of the bitmap's only data cluster are used.
       const f = join(dir, 'bitmap-tail-bits-set.qcow2');
@@ -506,7 +672,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'bitmap-table-entry-invalid-in-use', ref: 'S44', qemuExit: 1, compareLines: false,
+    name: 'bitmap-table-entry-invalid-in-use',
+    ref: 'S44',
+    qemuExit: 1,
+    compareLines: false,
     build(dir) {
       const f = join(dir, 'bitmap-table-entry-invalid-in-use.qcow2');
       createQcow2(f, M64);
@@ -520,7 +689,10 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'bitmap-directory-type-invalid', ref: 'S44', qemuExit: 1, compareLines: false,
+    name: 'bitmap-directory-type-invalid',
+    ref: 'S44',
+    qemuExit: 1,
+    compareLines: false,
     build(dir) {
       const f = join(dir, 'bitmap-directory-type-invalid.qcow2');
       createQcow2(f, M64);
@@ -533,7 +705,11 @@ export const SCENARIOS: Scenario[] = [
 
   // ---- v2 specifics (beyond QEMU) ----
   {
-    name: 'v2-zero-flag', ref: 'S46', qemuExit: 0, compareLines: true, extraKinds: ['v2-zero-flag'],
+    name: 'v2-zero-flag',
+    ref: 'S46',
+    qemuExit: 0,
+    compareLines: true,
+    extraKinds: ['v2-zero-flag'],
     build(dir) {
       const f = baseImage(dir, 'v2-zero-flag.qcow2', { compat: '0.10' });
       patchU64(f, L2 + 8, 0x8000000000060001n);
@@ -541,7 +717,11 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
-    name: 'metadata-overlap-l2-on-refblock', ref: '§2.9', qemuExit: 2, compareLines: true, extraKinds: ['metadata-overlap'],
+    name: 'metadata-overlap-l2-on-refblock',
+    ref: '§2.9',
+    qemuExit: 2,
+    compareLines: true,
+    extraKinds: ['metadata-overlap'],
     build(dir) {
       const f = join(dir, 'metadata-overlap-l2-on-refblock.qcow2');
       createQcow2(f, '1G');
@@ -560,7 +740,8 @@ export function bitmapsExt(f: string): { dirOffset: number; dirSize: number } {
     const type = h.readUInt32BE(off);
     const len = h.readUInt32BE(off + 4);
     if (type === 0) break;
-    if (type === 0x23852875) return { dirOffset: Number(h.readBigUInt64BE(off + 8 + 16)), dirSize: Number(h.readBigUInt64BE(off + 8 + 8)) };
+    if (type === 0x23852875)
+      return { dirOffset: Number(h.readBigUInt64BE(off + 8 + 16)), dirSize: Number(h.readBigUInt64BE(off + 8 + 8)) };
     off += 8 + Math.ceil(len / 8) * 8;
   }
   throw new Error(`${f}: no bitmaps extension`);

@@ -11,7 +11,7 @@ import { launchChromium, startServe, type Chromium, type Served } from './harnes
 import { makeClean, makeDamaged, makeSnapshots } from './images.js';
 import { checkFile } from '../../engine/check/index.js';
 import { legendOf, trimRoleMap } from '../../engine/service/handlers/check.js';
-import { HOST_ROLE_COUNT, HOST_ROLE_NAMES, HostRole } from '../../engine/check/roles.js';
+import { HOST_ROLE_COUNT, HOST_ROLE_NAMES, HostRole } from '../../engine/contract/roles.js';
 import { FileIO } from '../../engine/io/file-io.js';
 import { Qcow2Image } from '../../engine/image/qcow2-image.js';
 import { HOST_PALETTE } from '../../renderer/src/map/palette.js';
@@ -60,14 +60,19 @@ const shot = (page: Page, name: string) => page.screenshot({ path: `test-results
 /** Canvas pixels (RGBA hex strings) inside the cell's square, read from the map canvas. */
 async function cellPixels(page: Page, cell: number): Promise<string[]> {
   return page.evaluate((c) => {
-    const probe = (globalThis as unknown as { __q2dMaps: Record<string, { view: { cellCenter(n: number): { x: number; y: number }; scale: number } }> }).__q2dMaps.host!;
+    const probe = (
+      globalThis as unknown as {
+        __q2dMaps: Record<string, { view: { cellCenter(n: number): { x: number; y: number }; scale: number } }>;
+      }
+    ).__q2dMaps.host!;
     const canvas = document.querySelector('[data-testid="canvas-host"]') as HTMLCanvasElement;
     const ctx = canvas.getContext('2d')!;
     const { x, y } = probe.view.cellCenter(c);
     const half = Math.max(1, Math.floor(probe.view.scale / 2) - 2);
     const img = ctx.getImageData(Math.round(x - half), Math.round(y - half), 2 * half, 2 * half).data;
     const out: string[] = [];
-    for (let i = 0; i < img.length; i += 4) out.push('#' + [img[i], img[i + 1], img[i + 2]].map((v) => v!.toString(16).padStart(2, '0')).join(''));
+    for (let i = 0; i < img.length; i += 4)
+      out.push(`#${[img[i], img[i + 1], img[i + 2]].map((v) => v!.toString(16).padStart(2, '0')).join('')}`);
     return out;
   }, cell);
 }
@@ -75,7 +80,15 @@ async function cellPixels(page: Page, cell: number): Promise<string[]> {
 /** Page coordinates of a host cell's centre. */
 async function cellPoint(page: Page, cell: number, id = 'host'): Promise<{ x: number; y: number }> {
   const box = (await page.getByTestId(`canvas-${id}`).boundingBox())!;
-  const c = await page.evaluate(([n, i]) => (globalThis as unknown as { __q2dMaps: Record<string, { view: { cellCenter(k: number): { x: number; y: number } } }> }).__q2dMaps[i as string]!.view.cellCenter(n as number), [cell, id] as const);
+  const c = await page.evaluate(
+    ([n, i]) =>
+      (
+        globalThis as unknown as {
+          __q2dMaps: Record<string, { view: { cellCenter(k: number): { x: number; y: number } } }>;
+        }
+      ).__q2dMaps[i as string]!.view.cellCenter(n as number),
+    [cell, id] as const,
+  );
   return { x: box.x + c.x, y: box.y + c.y };
 }
 
@@ -83,11 +96,13 @@ async function legendCounts(page: Page, testid: string): Promise<Record<number, 
   const rows = page.locator(`[data-testid="${testid}"] tr`);
   await rows.first().waitFor();
   const out: Record<number, number> = {};
-  for (const r of await rows.all()) out[Number(await r.getAttribute('data-code'))] = Number(await r.getAttribute('data-count'));
+  for (const r of await rows.all())
+    out[Number(await r.getAttribute('data-code'))] = Number(await r.getAttribute('data-count'));
   return out;
 }
 
-const nonZero = (counts: number[]): Record<number, number> => Object.fromEntries(counts.map((n, i) => [i, n] as const).filter(([, n]) => n > 0));
+const nonZero = (counts: number[]): Record<number, number> =>
+  Object.fromEntries(counts.map((n, i) => [i, n] as const).filter(([, n]) => n > 0));
 
 describe('the app in Chromium', () => {
   it('opens a clean image and shows its header fields', async () => {
@@ -121,7 +136,7 @@ describe('the app in Chromium', () => {
     await page.close();
   });
 
-  it('draws the cluster map: legend counts equal the engine\'s, cells take their role\'s colour', async () => {
+  it("draws the cluster map: legend counts equal the engine's, cells take their role's colour", async () => {
     const page = await openImage('snapshots.qcow2');
     await page.getByTestId('tab-host-map').click();
     const engine = await checkFile(snaps, { roleMap: true });
@@ -131,17 +146,24 @@ describe('the app in Chromium', () => {
     // Cell colours: a few cells of different roles are drawn in their legend colour.
     const roles = engine.roleMap!;
     const samples = [HostRole.Header, HostRole.L1, HostRole.RefcountTable, HostRole.SnapshotTable, HostRole.Data]
-      .map((r) => roles.indexOf(r)).filter((i) => i >= 0);
+      .map((r) => roles.indexOf(r))
+      .filter((i) => i >= 0);
     expect(samples.length).toBe(5);
     for (const cell of samples) {
       const px = await cellPixels(page, cell);
       const want = HOST_PALETTE.colors[roles[cell]!]!;
-      expect(px.filter((p) => p === want).length / px.length, `cell ${cell} (${HOST_ROLE_NAMES[roles[cell]!]})`).toBeGreaterThan(0.5);
+      expect(
+        px.filter((p) => p === want).length / px.length,
+        `cell ${cell} (${HOST_ROLE_NAMES[roles[cell]!]})`,
+      ).toBeGreaterThan(0.5);
     }
     // Picking a role in the legend fades the others; picking it again shows all.
     const l1 = roles.indexOf(HostRole.L1);
     const data = roles.indexOf(HostRole.Data);
-    const share = async (cell: number, color: string) => { const px = await cellPixels(page, cell); return px.filter((p) => p === color).length / px.length; };
+    const share = async (cell: number, color: string) => {
+      const px = await cellPixels(page, cell);
+      return px.filter((p) => p === color).length / px.length;
+    };
     await page.getByTestId(`host-legend-${HostRole.L1}`).click();
     await expect.poll(() => share(data, HOST_PALETTE.colors[HostRole.Data]!)).toBe(0);
     expect(await share(l1, HOST_PALETTE.colors[HostRole.L1]!)).toBeGreaterThan(0.5);
@@ -163,7 +185,9 @@ describe('the app in Chromium', () => {
     await io.close();
     const p = await cellPoint(page, l1Cluster);
     await page.mouse.move(p.x, p.y);
-    await expect.poll(() => page.getByTestId('hover-status').textContent()).toContain(`cluster ${l1Cluster} · offset 0x${(l1Cluster * 65536).toString(16)} · L1 table`);
+    await expect
+      .poll(() => page.getByTestId('hover-status').textContent())
+      .toContain(`cluster ${l1Cluster} · offset 0x${(l1Cluster * 65536).toString(16)} · L1 table`);
     await expect.poll(() => page.getByTestId('hover-status').textContent()).toContain('refcount 1 / references 1');
     await page.mouse.click(p.x, p.y);
     await page.getByTestId('inspector').waitFor();
@@ -175,12 +199,14 @@ describe('the app in Chromium', () => {
     await expect.poll(() => page.getByTestId('hex').textContent()).toMatch(/^00030000\s+80 00 00 00 00 04 00 00/);
     // Keyboard: → selects the next cluster.
     await page.keyboard.press('ArrowRight');
-    await expect.poll(() => page.getByTestId('insp-offset').textContent()).toBe(`0x${((l1Cluster + 1) * 65536).toString(16)}`);
+    await expect
+      .poll(() => page.getByTestId('insp-offset').textContent())
+      .toBe(`0x${((l1Cluster + 1) * 65536).toString(16)}`);
     await shot(page, 'map-click');
     await page.close();
   });
 
-  it('shows the checker\'s anomaly on the map and in the inspector', async () => {
+  it("shows the checker's anomaly on the map and in the inspector", async () => {
     const page = await openImage('damaged.qcow2');
     await expect.poll(() => page.getByTestId('verdict').textContent()).toMatch(/corruption/);
     await page.getByTestId('tab-host-map').click();
@@ -199,7 +225,13 @@ describe('the app in Chromium', () => {
     const leakPx = await cellPixels(page, leak.firstCluster!);
     expect(leakPx.filter((p) => p === stripeLeak).length).toBeGreaterThan(leakPx.length / 5);
     // A clean data cell has no stripes.
-    const okCell = engine.roleMap!.findIndex((r, i) => r === HostRole.Data && !engine.anomalies.some((a) => a.firstCluster !== undefined && i >= a.firstCluster && i < a.firstCluster + a.count));
+    const okCell = engine.roleMap!.findIndex(
+      (r, i) =>
+        r === HostRole.Data &&
+        !engine.anomalies.some(
+          (a) => a.firstCluster !== undefined && i >= a.firstCluster && i < a.firstCluster + a.count,
+        ),
+    );
     const okPx = await cellPixels(page, okCell);
     expect(okPx.filter((p) => p === stripeErr || p === stripeLeak).length).toBe(0);
     expect(okPx.filter((p) => p === HOST_PALETTE.colors[HostRole.Data]).length).toBeGreaterThan(okPx.length / 2);
@@ -210,8 +242,13 @@ describe('the app in Chromium', () => {
     expect(await page.getByTestId('insp-references').textContent()).toBe('2');
     expect(await page.getByTestId('insp-refcount').textContent()).toBe('1');
     // Both L2 entries that point at it are named (table, index, guest offset).
-    const refs = (await page.getByTestId('insp-referrers').locator('li').allTextContents()).map((x) => x.replace(/\s+/g, ' '));
-    expect(refs).toEqual([expect.stringMatching(/^l2 table 0x[0-9a-f]+ \[4\] guest 0x4000$/), expect.stringMatching(/^l2 table 0x[0-9a-f]+ \[5\] guest 0x5000$/)]);
+    const refs = (await page.getByTestId('insp-referrers').locator('li').allTextContents()).map((x) =>
+      x.replace(/\s+/g, ' '),
+    );
+    expect(refs).toEqual([
+      expect.stringMatching(/^l2 table 0x[0-9a-f]+ \[4\] guest 0x4000$/),
+      expect.stringMatching(/^l2 table 0x[0-9a-f]+ \[5\] guest 0x5000$/),
+    ]);
     expect(await page.getByTestId('findings').textContent()).toContain(`Findings (${engine.anomalies.length})`);
     await shot(page, 'map-damaged');
     await page.close();
@@ -237,7 +274,9 @@ describe('the app in Chromium', () => {
     const page = await browser.context.newPage();
     await page.goto(served.url);
     await page.getByTestId('open-notes.txt').click();
-    await expect.poll(() => page.getByTestId('error').textContent()).toContain('Image is not in qcow2 format (header.magic = 0x');
+    await expect
+      .poll(() => page.getByTestId('error').textContent())
+      .toContain('Image is not in qcow2 format (header.magic = 0x');
     await shot(page, 'error');
     await page.getByTestId('error').getByRole('button', { name: 'Dismiss' }).click();
     await page.getByTestId('open-clean.qcow2').click();

@@ -7,8 +7,14 @@ import { join } from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
 
 export const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run',
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
 ];
 
 export interface Served {
@@ -21,9 +27,14 @@ export interface Served {
 }
 
 /** Start `node bin/qcow2-doctor.cjs serve --root ROOT --port 0` and wait for its URL line. */
-export async function startServe(root: string, env: Record<string, string> = {}, extra: string[] = []): Promise<Served> {
+export async function startServe(
+  root: string,
+  env: Record<string, string> = {},
+  extra: string[] = [],
+): Promise<Served> {
   const proc = spawn(process.execPath, ['bin/qcow2-doctor.cjs', 'serve', '--root', root, '--port', '0', ...extra], {
-    env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   let err = '';
@@ -45,12 +56,17 @@ export async function startServe(root: string, env: Record<string, string> = {},
   });
   const u = new URL(url);
   return {
-    url, origin: u.origin, token: u.searchParams.get('token')!, port: Number(u.port), proc,
-    stop: () => new Promise<void>((resolve) => {
-      if (proc.exitCode !== null) return resolve();
-      proc.once('exit', () => resolve());
-      proc.kill('SIGTERM');
-    }),
+    url,
+    origin: u.origin,
+    token: u.searchParams.get('token')!,
+    port: Number(u.port),
+    proc,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (proc.exitCode !== null) return resolve();
+        proc.once('exit', () => resolve());
+        proc.kill('SIGTERM');
+      }),
   };
 }
 
@@ -60,11 +76,16 @@ export interface Chromium {
 }
 
 /** Chromium with a fresh profile, a fixed viewport and the system's colour scheme forced to dark. */
-export async function launchChromium(opts: { width?: number; height?: number; colorScheme?: 'dark' | 'light' } = {}): Promise<Chromium> {
+export async function launchChromium(
+  opts: { width?: number; height?: number; colorScheme?: 'dark' | 'light' } = {},
+): Promise<Chromium> {
   const profile = mkdtempSync(join(tmpdir(), 'q2d-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS, headless: true,
-    viewport: { width: opts.width ?? 1400, height: opts.height ?? 900 }, colorScheme: opts.colorScheme ?? 'dark',
+    executablePath: '/usr/bin/chromium',
+    args: CHROMIUM_ARGS,
+    headless: true,
+    viewport: { width: opts.width ?? 1400, height: opts.height ?? 900 },
+    colorScheme: opts.colorScheme ?? 'dark',
   });
   return {
     context,

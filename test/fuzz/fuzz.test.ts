@@ -9,12 +9,12 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MemoryIO } from '../../engine/io/memory-io.js';
 import type { PositionalIO } from '../../engine/io/positional-io.js';
-import { CancelledError, Qcow2FormatError, UnreadableError } from '../../engine/errors.js';
+import { CancelledError, Qcow2FormatError, UnreadableError } from '../../engine/base/errors.js';
 import { openChain } from '../../engine/image/backing-chain.js';
 import { GuestReader } from '../../engine/image/guest-reader.js';
 import { formatJson, mapEntries } from '../../engine/image/map.js';
 import { qcow2ImageInfo, rawImageInfo } from '../../engine/image/info.js';
-import { renderInfoHuman, renderInfoJson } from '../../engine/image/info-render.js';
+import { renderInfoHuman, renderInfoJson } from '../../engine/report/info-render.js';
 import { checkImage, openForCheck } from '../../engine/check/index.js';
 import { createQcow2, qemuImg, qemuIo, tempDir } from '../helpers/qemu.js';
 import { createLuks } from '../info/helpers.js';
@@ -88,13 +88,18 @@ beforeAll(() => {
     qemuImg('bitmap', '--add', '-g', '8k', p, 'b1');
     qemuIo(p, ['write -P 7 0 256k']);
   });
-  seedFrom('backing', 250, (p) => {
-    const base = join(p, '..', 'base.qcow2');
-    createQcow2(base, '2M', { cluster_size: '4k' });
-    qemuIo(base, ['write -P 8 0 64k']);
-    createQcow2(p, '2M', { cluster_size: '4k' }, { file: 'base.qcow2', format: 'qcow2' });
-    qemuIo(p, ['write -P 9 16k 8k']);
-  }, ['base.qcow2']);
+  seedFrom(
+    'backing',
+    250,
+    (p) => {
+      const base = join(p, '..', 'base.qcow2');
+      createQcow2(base, '2M', { cluster_size: '4k' });
+      qemuIo(base, ['write -P 8 0 64k']);
+      createQcow2(p, '2M', { cluster_size: '4k' }, { file: 'base.qcow2', format: 'qcow2' });
+      qemuIo(p, ['write -P 9 16k 8k']);
+    },
+    ['base.qcow2'],
+  );
   seedFrom('luks', 150, (p) => createLuks(p, '1M'));
   seedFrom('datafile', 150, (p) => {
     createQcow2(p, '2M', { cluster_size: '4k', data_file: join(p, '..', 'data.raw'), data_file_raw: true });
@@ -144,7 +149,9 @@ async function exercise(files: Map<string, Uint8Array>): Promise<Outcome> {
     const chain = await openChain(TOP, { noBacking: true, noDataFile: true, openFile });
     try {
       const top = chain.top;
-      const info = top.image ? await qcow2ImageInfo(top.image, { filename: TOP }) : await rawImageInfo(top.io, { filename: TOP });
+      const info = top.image
+        ? await qcow2ImageInfo(top.image, { filename: TOP })
+        : await rawImageInfo(top.io, { filename: TOP });
       JSON.parse(renderInfoJson(info));
       renderInfoHuman(info);
     } finally {
@@ -210,60 +217,65 @@ describe('fuzzing open, info, guest reads and the checker', () => {
     }
   });
 
-  it('thousands of seeded mutations: only typed errors, no hang, bounded memory', async () => {
-    const base = memory();
-    let peak = base;
-    const failures: string[] = [];
-    const tally = { cases: 0, infoOk: 0, readOk: 0, mapOk: 0, checkOk: 0, refusedAll: 0 };
-    for (const [si, s] of SEEDS.entries()) {
-      const rand = prng(SEED_BASE ^ (si * 7919));
-      const top = s.files.get(TOP)!;
-      for (let c = 0; c < Math.round(s.cases * SCALE) && failures.length < 5; c++) {
-        let bytes: Uint8Array = top.slice();
-        const whats: string[] = [];
-        const n = 1 + Math.floor(rand() * 3);
-        for (let m = 0; m < n; m++) {
-          const r = mutateOnce(rand, bytes, s.targets!);
-          bytes = r.bytes;
-          whats.push(r.what);
-        }
-        const files = new Map(s.files);
-        files.set(TOP, bytes);
-        // Now and then the backing file is damaged instead (the top stays as mutated).
-        if (s.files.has('base.qcow2') && rand() < 0.25) {
-          const base = s.files.get('base.qcow2')!.slice();
-          const r = mutateOnce(rand, base, s.baseTargets!);
-          files.set('base.qcow2', r.bytes);
-          whats.push(`base: ${r.what}`);
-        }
-        const label = `${s.name} case ${c} [${whats.join('; ')}]`;
-        let o: Outcome;
-        try {
-          o = await withTimeLimit(exercise(files), CASE_TIME_LIMIT_MS, label);
-        } catch (e) {
-          failures.push(`${label}: ${(e as Error).message}`);
-          continue;
-        }
-        tally.cases++;
-        if (o.infoOk) tally.infoOk++;
-        if (o.readOk) tally.readOk++;
-        if (o.mapOk) tally.mapOk++;
-        if (o.checkOk) tally.checkOk++;
-        if (!o.infoOk && !o.readOk && !o.mapOk && !o.checkOk) tally.refusedAll++;
-        for (const p of o.problems) failures.push(`${label}: ${p}`);
-        if (c % 25 === 0) {
-          peak = Math.max(peak, memory());
-          if (peak - base > MEMORY_GROWTH_LIMIT) failures.push(`${label}: memory grew by ${Math.round((peak - base) / 2 ** 20)} MiB`);
+  it(
+    'thousands of seeded mutations: only typed errors, no hang, bounded memory',
+    async () => {
+      const base = memory();
+      let peak = base;
+      const failures: string[] = [];
+      const tally = { cases: 0, infoOk: 0, readOk: 0, mapOk: 0, checkOk: 0, refusedAll: 0 };
+      for (const [si, s] of SEEDS.entries()) {
+        const rand = prng(SEED_BASE ^ (si * 7919));
+        const top = s.files.get(TOP)!;
+        for (let c = 0; c < Math.round(s.cases * SCALE) && failures.length < 5; c++) {
+          let bytes: Uint8Array = top.slice();
+          const whats: string[] = [];
+          const n = 1 + Math.floor(rand() * 3);
+          for (let m = 0; m < n; m++) {
+            const r = mutateOnce(rand, bytes, s.targets!);
+            bytes = r.bytes;
+            whats.push(r.what);
+          }
+          const files = new Map(s.files);
+          files.set(TOP, bytes);
+          // Now and then the backing file is damaged instead (the top stays as mutated).
+          if (s.files.has('base.qcow2') && rand() < 0.25) {
+            const base = s.files.get('base.qcow2')!.slice();
+            const r = mutateOnce(rand, base, s.baseTargets!);
+            files.set('base.qcow2', r.bytes);
+            whats.push(`base: ${r.what}`);
+          }
+          const label = `${s.name} case ${c} [${whats.join('; ')}]`;
+          let o: Outcome;
+          try {
+            o = await withTimeLimit(exercise(files), CASE_TIME_LIMIT_MS, label);
+          } catch (e) {
+            failures.push(`${label}: ${(e as Error).message}`);
+            continue;
+          }
+          tally.cases++;
+          if (o.infoOk) tally.infoOk++;
+          if (o.readOk) tally.readOk++;
+          if (o.mapOk) tally.mapOk++;
+          if (o.checkOk) tally.checkOk++;
+          if (!o.infoOk && !o.readOk && !o.mapOk && !o.checkOk) tally.refusedAll++;
+          for (const p of o.problems) failures.push(`${label}: ${p}`);
+          if (c % 25 === 0) {
+            peak = Math.max(peak, memory());
+            if (peak - base > MEMORY_GROWTH_LIMIT)
+              failures.push(`${label}: memory grew by ${Math.round((peak - base) / 2 ** 20)} MiB`);
+          }
         }
       }
-    }
-    expect(failures.slice(0, 5)).toEqual([]);
-    // Not hollow: mutated images are still opened, read and checked most of the time, and some are refused.
-    expect(tally.cases).toBeGreaterThan(2500 * Math.min(1, SCALE));
-    expect(tally.infoOk).toBeGreaterThan(tally.cases / 3);
-    expect(tally.readOk).toBeGreaterThan(tally.cases / 4);
-    expect(tally.mapOk).toBeGreaterThan(tally.cases / 4);
-    expect(tally.checkOk).toBeGreaterThan(tally.cases / 3);
-    expect(tally.refusedAll).toBeGreaterThan(50);
-  }, 300_000 * Math.max(1, SCALE)); // the whole run; each case has its own hang limit
+      expect(failures.slice(0, 5)).toEqual([]);
+      // Not hollow: mutated images are still opened, read and checked most of the time, and some are refused.
+      expect(tally.cases).toBeGreaterThan(2500 * Math.min(1, SCALE));
+      expect(tally.infoOk).toBeGreaterThan(tally.cases / 3);
+      expect(tally.readOk).toBeGreaterThan(tally.cases / 4);
+      expect(tally.mapOk).toBeGreaterThan(tally.cases / 4);
+      expect(tally.checkOk).toBeGreaterThan(tally.cases / 3);
+      expect(tally.refusedAll).toBeGreaterThan(50);
+    },
+    300_000 * Math.max(1, SCALE),
+  ); // the whole run; each case has its own hang limit
 });

@@ -130,7 +130,7 @@ export function findTargets(img: Uint8Array): Targets {
       if (l2EntrySize === 16) add(`l2[${i}][${j}].bitmap`, l2 + j * 16 + 8, 8);
       const hi = u32(img, l2 + j * l2EntrySize);
       if (hi & C.OFLAG_COMPRESSED_HI) {
-        const off = (hi & ((2 ** (62 - (h.clusterBits - 8) - 32)) - 1)) * 2 ** 32 + u32(img, l2 + j * l2EntrySize + 4);
+        const off = (hi & (2 ** (62 - (h.clusterBits - 8) - 32) - 1)) * 2 ** 32 + u32(img, l2 + j * l2EntrySize + 4);
         regions.push({ name: `compressed data l2[${i}][${j}]`, offset: off, length: 512 });
       }
     }

@@ -40,7 +40,12 @@ export function qemuIo(file: string, cmds: string[], opts: { format?: string; ex
 }
 
 /** qemu-img create -f qcow2 with -o options. */
-export function createQcow2(file: string, size: string | number, options: Record<string, string | number | boolean> = {}, backing?: { file: string; format: string }): void {
+export function createQcow2(
+  file: string,
+  size: string | number,
+  options: Record<string, string | number | boolean> = {},
+  backing?: { file: string; format: string },
+): void {
   const o = Object.entries(options).map(([k, v]) => `${k}=${v === true ? 'on' : v === false ? 'off' : v}`);
   const args = ['create', '-q', '-f', 'qcow2'];
   if (o.length) args.push('-o', o.join(','));
@@ -133,6 +138,7 @@ export function sha256(file: string): string {
  */
 export function qemuImgCreateLuks(args: string[]): RunResult {
   let r = run('qemu-img', args);
-  for (let i = 0; i < 40 && r.status !== 0 && r.stderr.includes('Unable to get accurate CPU usage'); i++) r = run('qemu-img', args);
+  for (let i = 0; i < 40 && r.status !== 0 && r.stderr.includes('Unable to get accurate CPU usage'); i++)
+    r = run('qemu-img', args);
   return r;
 }

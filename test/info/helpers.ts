@@ -1,7 +1,7 @@
 // Helpers for the info tests: run `qemu-img info` and ours on the same file, make a LUKS image.
 import { readFileSync } from 'node:fs';
 import { collectImageInfo } from '../../engine/image/info-file.js';
-import { renderInfoHuman, renderInfoJson } from '../../engine/image/info-render.js';
+import { renderInfoHuman, renderInfoJson } from '../../engine/report/info-render.js';
 import { run, qemuImg, qemuImgCreateLuks } from '../helpers/qemu.js';
 
 export interface Both {
@@ -10,7 +10,11 @@ export interface Both {
 }
 
 /** `qemu-img info` (optionally --backing-chain) and our equivalent, rendered the same way. */
-export async function infoBoth(file: string, output: 'json' | 'human', opts: { chain?: boolean; cwd?: string } = {}): Promise<Both> {
+export async function infoBoth(
+  file: string,
+  output: 'json' | 'human',
+  opts: { chain?: boolean; cwd?: string } = {},
+): Promise<Both> {
   const args = ['info', `--output=${output}`];
   if (opts.chain) args.push('--backing-chain');
   args.push(file);
@@ -40,13 +44,34 @@ export function qemuRefusal(file: string): string | undefined {
  * accurate CPU usage" on a busy machine; retry a few times.
  */
 export function createLuks(file: string, size: string, extra: string[] = []): void {
-  const r = qemuImgCreateLuks(['create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=pw',
-    '-o', ['encrypt.format=luks', 'encrypt.key-secret=s0', 'encrypt.iter-time=10', ...extra].join(','), file, size]);
+  const r = qemuImgCreateLuks([
+    'create',
+    '-q',
+    '-f',
+    'qcow2',
+    '--object',
+    'secret,id=s0,data=pw',
+    '-o',
+    ['encrypt.format=luks', 'encrypt.key-secret=s0', 'encrypt.iter-time=10', ...extra].join(','),
+    file,
+    size,
+  ]);
   if (r.status !== 0) throw new Error(`could not create a LUKS image: ${r.stderr}`);
 }
 
 export function createAes(file: string, size: string): void {
-  qemuImg('create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=pw', '-o', 'encrypt.format=aes,encrypt.key-secret=s0', file, size);
+  qemuImg(
+    'create',
+    '-q',
+    '-f',
+    'qcow2',
+    '--object',
+    'secret,id=s0,data=pw',
+    '-o',
+    'encrypt.format=aes,encrypt.key-secret=s0',
+    file,
+    size,
+  );
 }
 
 /** Offsets of header extensions in cluster 0: type → byte offset of its 8-byte header. */

@@ -3,7 +3,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createQcow2, patchU32, patchU64, qemuImg, qemuIo, readU64, run, tempDir, writeBytes } from '../helpers/qemu.js';
+import {
+  createQcow2,
+  patchU32,
+  patchU64,
+  qemuImg,
+  qemuIo,
+  readU64,
+  run,
+  tempDir,
+  writeBytes,
+} from '../helpers/qemu.js';
 import { createAes, createLuks, extensionOffsets, infoBoth } from './helpers.js';
 
 const t = tempDir('q2d-info-');
@@ -73,11 +83,28 @@ const IMAGES: Record<string, () => void> = {
   },
   'datafile-notraw.qcow2': () => createQcow2(f('datafile-notraw.qcow2'), '8M', { data_file: f('datafile-notraw.raw') }),
   'luks.qcow2': () => createLuks(f('luks.qcow2'), '16M'),
-  'luks-essiv.qcow2': () => createLuks(f('luks-essiv.qcow2'), '16M',
-    ['encrypt.cipher-alg=aes-128', 'encrypt.cipher-mode=cbc', 'encrypt.ivgen-alg=essiv', 'encrypt.ivgen-hash-alg=sha256', 'encrypt.hash-alg=sha1']),
+  'luks-essiv.qcow2': () =>
+    createLuks(f('luks-essiv.qcow2'), '16M', [
+      'encrypt.cipher-alg=aes-128',
+      'encrypt.cipher-mode=cbc',
+      'encrypt.ivgen-alg=essiv',
+      'encrypt.ivgen-hash-alg=sha256',
+      'encrypt.hash-alg=sha1',
+    ]),
   'aes.qcow2': () => createAes(f('aes.qcow2'), '16M'),
-  'aes-v2.qcow2': () => qemuImg('create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=pw',
-    '-o', 'compat=0.10,encrypt.format=aes,encrypt.key-secret=s0', f('aes-v2.qcow2'), '16M'),
+  'aes-v2.qcow2': () =>
+    qemuImg(
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '--object',
+      'secret,id=s0,data=pw',
+      '-o',
+      'compat=0.10,encrypt.format=aes,encrypt.key-secret=s0',
+      f('aes-v2.qcow2'),
+      '16M',
+    ),
   'header-length-120.qcow2': () => {
     // 8 bytes of unknown header fields: the extensions move 8 bytes further.
     const p = f('header-length-120.qcow2');
@@ -163,7 +190,11 @@ describe('info output equals qemu-img info', () => {
       expect(ours).toBe(qemu);
     }
     const layers = JSON.parse((await infoBoth('chain/top.qcow2', 'json', { chain: true, cwd: t.dir })).ours);
-    expect(layers.map((l: { filename: string }) => l.filename)).toEqual(['chain/top.qcow2', 'chain/mid.qcow2', 'chain/base.raw']);
+    expect(layers.map((l: { filename: string }) => l.filename)).toEqual([
+      'chain/top.qcow2',
+      'chain/mid.qcow2',
+      'chain/base.raw',
+    ]);
   });
 
   it('an unknown header extension is listed by us and ignored by QEMU', async () => {
@@ -178,7 +209,9 @@ describe('info output equals qemu-img info', () => {
     const { qemu, ours } = await infoBoth(p, 'json');
     const q = JSON.parse(qemu);
     const o = JSON.parse(ours);
-    expect(o['format-specific'].data['x-unknown-header-extensions']).toEqual([{ type: '0x12345678', offset: end + 8, length: 5 }]);
+    expect(o['format-specific'].data['x-unknown-header-extensions']).toEqual([
+      { type: '0x12345678', offset: end + 8, length: 5 },
+    ]);
     delete o['format-specific'].data['x-unknown-header-extensions'];
     expect(o).toEqual(q);
     const human = (await infoBoth(p, 'human')).ours;

@@ -4,8 +4,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { collectImageInfo, InfoOpenError } from '../../engine/image/info-file.js';
-import { Qcow2FormatError } from '../../engine/errors.js';
-import { createQcow2, patchU16, patchU32, patchU64, qemuImg, qemuIo, readU64, run, tempDir, writeBytes } from '../helpers/qemu.js';
+import { Qcow2FormatError } from '../../engine/base/errors.js';
+import {
+  createQcow2,
+  patchU16,
+  patchU32,
+  patchU64,
+  qemuImg,
+  qemuIo,
+  readU64,
+  run,
+  tempDir,
+  writeBytes,
+} from '../helpers/qemu.js';
 import { createLuks, extensionOffsets, qemuRefusal } from './helpers.js';
 
 const t = tempDir('q2d-hostile-');
@@ -13,10 +24,18 @@ afterAll(t.cleanup);
 const base = (n: string): string => join(t.dir, `base-${n}.qcow2`);
 
 type Patch = (file: string) => void;
-const u8 = (off: number, v: number): Patch => (p) => writeBytes(p, off, Uint8Array.of(v));
-const u16 = (off: number, v: number): Patch => (p) => patchU16(p, off, v);
-const u32 = (off: number, v: number): Patch => (p) => patchU32(p, off, v);
-const u64 = (off: number, v: bigint | number): Patch => (p) => patchU64(p, off, v);
+const u8 =
+  (off: number, v: number): Patch =>
+  (p) =>
+    writeBytes(p, off, Uint8Array.of(v));
+const u32 =
+  (off: number, v: number): Patch =>
+  (p) =>
+    patchU32(p, off, v);
+const u64 =
+  (off: number, v: bigint | number): Patch =>
+  (p) =>
+    patchU64(p, off, v);
 
 let bm = { dir: 0, ext: 0, table0: 0 };
 let luks = 0;
@@ -84,32 +103,68 @@ const CASES: Case[] = [
   { name: 'bitmap type 2', from: 'bitmaps', patch: [(p) => writeBytes(p, bm.dir + 16, Uint8Array.of(2))] },
   { name: 'bitmap granularity 2^8', from: 'bitmaps', patch: [(p) => writeBytes(p, bm.dir + 17, Uint8Array.of(8))] },
   { name: 'bitmap reserved flag', from: 'bitmaps', patch: [(p) => patchU32(p, bm.dir + 12, 6)] },
-  { name: 'bitmap table entry with reserved bits', from: 'bitmaps', patch: [(p) => patchU64(p, bm.table0, readU64(p, bm.table0) | 1n)] },
+  {
+    name: 'bitmap table entry with reserved bits',
+    from: 'bitmaps',
+    patch: [(p) => patchU64(p, bm.table0, readU64(p, bm.table0) | 1n)],
+  },
   { name: 'bitmap table size wrong', from: 'bitmaps', patch: [(p) => patchU32(p, bm.dir + 8, 2)] },
   { name: 'bitmap extra data', from: 'bitmaps', patch: [(p) => patchU32(p, bm.dir + 20, 8)] },
   { name: 'bitmap name size 0', from: 'bitmaps', patch: [(p) => patchU16(p, bm.dir + 18, 0)] },
-  { name: 'duplicate bitmap names', from: 'bitmaps', patch: [(p) => writeBytes(p, bm.dir + 32 + 24, Buffer.from('b0'))] },
+  {
+    name: 'duplicate bitmap names',
+    from: 'bitmaps',
+    patch: [(p) => writeBytes(p, bm.dir + 32 + 24, Buffer.from('b0'))],
+  },
   { name: 'fewer bitmaps than the extension says', from: 'bitmaps', patch: [(p) => patchU32(p, bm.ext + 8, 3)] },
   { name: 'more bitmaps than the extension says', from: 'bitmaps', patch: [(p) => patchU32(p, bm.ext + 8, 1)] },
   { name: 'bitmap directory cut short', from: 'bitmaps', patch: [(p) => patchU64(p, bm.ext + 8 + 8, 60)] },
   { name: 'bitmap directory size 0', from: 'bitmaps', patch: [(p) => patchU64(p, bm.ext + 8 + 8, 0)] },
-  { name: 'bitmap directory beyond end of file', from: 'bitmaps', patch: [(p) => patchU64(p, bm.ext + 8 + 16, 0x40000000)] },
-  { name: 'bitmap directory offset misaligned', from: 'bitmaps', patch: [(p) => patchU64(p, bm.ext + 8 + 16, bm.dir + 512)] },
+  {
+    name: 'bitmap directory beyond end of file',
+    from: 'bitmaps',
+    patch: [(p) => patchU64(p, bm.ext + 8 + 16, 0x40000000)],
+  },
+  {
+    name: 'bitmap directory offset misaligned',
+    from: 'bitmaps',
+    patch: [(p) => patchU64(p, bm.ext + 8 + 16, bm.dir + 512)],
+  },
   { name: 'bitmaps extension reserved field', from: 'bitmaps', patch: [(p) => patchU32(p, bm.ext + 8 + 4, 1)] },
   { name: 'LUKS magic', from: 'luks', patch: [(p) => writeBytes(p, luks, Uint8Array.of(0))] },
   { name: 'LUKS version 2', from: 'luks', patch: [(p) => patchU16(p, luks + 6, 2)] },
-  { name: 'LUKS cipher name not terminated', from: 'luks', patch: [(p) => writeBytes(p, luks + 8, Buffer.alloc(32, 0x61))] },
+  {
+    name: 'LUKS cipher name not terminated',
+    from: 'luks',
+    patch: [(p) => writeBytes(p, luks + 8, Buffer.alloc(32, 0x61))],
+  },
   { name: 'LUKS payload overlapping the header', from: 'luks', patch: [(p) => patchU32(p, luks + 104, 1)] },
   { name: 'LUKS master key iterations 0', from: 'luks', patch: [(p) => patchU32(p, luks + 164, 0)] },
   { name: 'LUKS key slot stripes', from: 'luks', patch: [(p) => patchU32(p, luks + 208 + 44, 3999)] },
   { name: 'LUKS key slot state', from: 'luks', patch: [(p) => patchU32(p, luks + 208, 5)] },
   { name: 'LUKS key slots overlapping', from: 'luks', patch: [(p) => patchU32(p, luks + 208 + 48 + 40, 9)] },
-  { name: 'LUKS cipher mode without IV generator', from: 'luks', patch: [(p) => writeBytes(p, luks + 40, Buffer.from('xts\0'))] },
+  {
+    name: 'LUKS cipher mode without IV generator',
+    from: 'luks',
+    patch: [(p) => writeBytes(p, luks + 40, Buffer.from('xts\0'))],
+  },
   { name: 'LUKS unknown hash', from: 'luks', patch: [(p) => writeBytes(p, luks + 72, Buffer.from('zzz\0'))] },
   { name: 'LUKS key size', from: 'luks', patch: [(p) => patchU32(p, luks + 108, 17)] },
-  { name: 'LUKS essiv with an unusable hash', from: 'luks', patch: [(p) => writeBytes(p, luks + 40, Buffer.from('cbc-essiv:sha1\0')), (p) => patchU32(p, luks + 108, 16)] },
-  { name: 'LUKS header beyond end of file', from: 'luks', patch: [(p) => patchU64(p, extensionOffsets(p).get(0x0537be77)! + 8, 0x100000000)] },
-  { name: 'crypto extension too short for a LUKS header', from: 'luks', patch: [(p) => patchU64(p, extensionOffsets(p).get(0x0537be77)! + 16, 100)] },
+  {
+    name: 'LUKS essiv with an unusable hash',
+    from: 'luks',
+    patch: [(p) => writeBytes(p, luks + 40, Buffer.from('cbc-essiv:sha1\0')), (p) => patchU32(p, luks + 108, 16)],
+  },
+  {
+    name: 'LUKS header beyond end of file',
+    from: 'luks',
+    patch: [(p) => patchU64(p, extensionOffsets(p).get(0x0537be77)! + 8, 0x100000000)],
+  },
+  {
+    name: 'crypto extension too short for a LUKS header',
+    from: 'luks',
+    patch: [(p) => patchU64(p, extensionOffsets(p).get(0x0537be77)! + 16, 100)],
+  },
 ];
 
 describe('refusals match qemu-img info', () => {
@@ -121,7 +176,10 @@ describe('refusals match qemu-img info', () => {
       const before = readFileSync(p);
       const reason = qemuRefusal(p);
       expect(reason, 'QEMU refuses this image too').toBeDefined();
-      const err = await collectImageInfo(p).then(() => undefined, (e: unknown) => e);
+      const err = await collectImageInfo(p).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(InfoOpenError);
       const cause = (err as InfoOpenError).cause;
       expect(cause).toBeInstanceOf(Qcow2FormatError);
@@ -134,17 +192,27 @@ describe('refusals match qemu-img info', () => {
 });
 
 describe('structures past the end of the file', () => {
-  it('keep QEMU\'s reason but name the offset that is wrong', async () => {
+  it("keep QEMU's reason but name the offset that is wrong", async () => {
     const p = join(t.dir, 'dir-past-eof.qcow2');
     copyFileSync(base('bitmaps'), p);
     patchU64(p, bm.ext + 8 + 16, 0x40000000);
-    const e1 = await collectImageInfo(p).then(() => undefined, (e: unknown) => e as Error);
-    expect(e1?.message).toMatch(/Bitmap '' doesn't satisfy the constraints \(header_extension\.bitmaps\.directory_offset = 0x40000000 \(beyond end of file, \d+ bytes\)\)$/);
+    const e1 = await collectImageInfo(p).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(e1?.message).toMatch(
+      /Bitmap '' doesn't satisfy the constraints \(header_extension\.bitmaps\.directory_offset = 0x40000000 \(beyond end of file, \d+ bytes\)\)$/,
+    );
     const q = join(t.dir, 'luks-past-eof.qcow2');
     copyFileSync(base('luks'), q);
     patchU64(q, extensionOffsets(q).get(0x0537be77)! + 8, 0x100000000);
-    const e2 = await collectImageInfo(q).then(() => undefined, (e: unknown) => e as Error);
-    expect(e2?.message).toMatch(/Volume is not in LUKS format \(header_extension\.crypto\.offset = 0x100000000 \(beyond end of file, \d+ bytes\)\)$/);
+    const e2 = await collectImageInfo(q).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(e2?.message).toMatch(
+      /Volume is not in LUKS format \(header_extension\.crypto\.offset = 0x100000000 \(beyond end of file, \d+ bytes\)\)$/,
+    );
   });
 });
 
@@ -191,13 +259,17 @@ describe('the CLI', () => {
     const r = run('node', ['bin/qcow2-doctor.cjs', 'info', p]);
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toBe(`qcow2-doctor: Could not open '${p}': Active L1 table too large (header.l1_table_size = 16777216)\n`);
+    expect(r.stderr).toBe(
+      `qcow2-doctor: Could not open '${p}': Active L1 table too large (header.l1_table_size = 16777216)\n`,
+    );
   });
 
   it('exits 1 for a missing file and for a backing chain loop', () => {
     const missing = run('node', ['bin/qcow2-doctor.cjs', 'info', join(t.dir, 'nope.qcow2')]);
     expect(missing.status).toBe(1);
-    expect(missing.stderr).toBe(`qcow2-doctor: Could not open '${join(t.dir, 'nope.qcow2')}': No such file or directory\n`);
+    expect(missing.stderr).toBe(
+      `qcow2-doctor: Could not open '${join(t.dir, 'nope.qcow2')}': No such file or directory\n`,
+    );
     const a = join(t.dir, 'loop-a.qcow2');
     const b = join(t.dir, 'loop-b.qcow2');
     createQcow2(b, '1M');
@@ -214,7 +286,8 @@ describe('the CLI', () => {
     const d = join(t.dir, 'deep');
     run('mkdir', ['-p', d]);
     createQcow2(join(d, 'l0.qcow2'), '1M');
-    for (let i = 1; i <= 17; i++) createQcow2(join(d, `l${i}.qcow2`), '1M', {}, { file: `l${i - 1}.qcow2`, format: 'qcow2' });
+    for (let i = 1; i <= 17; i++)
+      createQcow2(join(d, `l${i}.qcow2`), '1M', {}, { file: `l${i - 1}.qcow2`, format: 'qcow2' });
     const ok = run('node', ['bin/qcow2-doctor.cjs', 'info', '--backing-chain', '--output=json', join(d, 'l15.qcow2')]);
     expect(ok.status, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout)).toHaveLength(16);

@@ -9,9 +9,9 @@ import { openChain } from '../../engine/image/backing-chain.js';
 import { GuestReader } from '../../engine/image/guest-reader.js';
 import { mapEntries } from '../../engine/image/map.js';
 import { collectImageInfo } from '../../engine/image/info-file.js';
-import { renderInfoHuman, renderInfoJson } from '../../engine/image/info-render.js';
+import { renderInfoHuman, renderInfoJson } from '../../engine/report/info-render.js';
 import { checkFile } from '../../engine/check/index.js';
-import { UnreadableError } from '../../engine/errors.js';
+import { UnreadableError } from '../../engine/base/errors.js';
 import { createQcow2, patchU64, qemuImg, qemuIo, run, sha256, tempDir } from '../helpers/qemu.js';
 import { createLuks } from './helpers.js';
 
@@ -28,48 +28,69 @@ interface Kind {
 }
 
 const KINDS: Record<string, Kind> = {
-  v2: { files: [f('v2.qcow2')], make: () => {
-    createQcow2(f('v2.qcow2'), '8M', { compat: '0.10' });
-    qemuIo(f('v2.qcow2'), ['write -P 1 0 256k']);
-    qemuImg('snapshot', '-c', 's', f('v2.qcow2'));
-  } },
-  'v3 snapshots + compressed + zero': { files: [f('v3.qcow2')], make: () => {
-    createQcow2(f('v3.qcow2'), '8M', { cluster_size: '4k' });
-    qemuIo(f('v3.qcow2'), ['write -P 1 0 64k', 'write -c -P 2 64k 64k', 'write -z 128k 64k']);
-    qemuImg('snapshot', '-c', 'a', f('v3.qcow2'));
-    qemuIo(f('v3.qcow2'), ['write -P 3 0 16k']);
-  } },
-  'extended L2 + zstd': { files: [f('extl2.qcow2')], make: () => {
-    createQcow2(f('extl2.qcow2'), '8M', { extended_l2: true, compression_type: 'zstd' });
-    qemuIo(f('extl2.qcow2'), ['write -P 4 4k 4k', 'write -c -P 5 1M 64k']);
-  } },
-  'dirty (lazy refcounts) + unknown autoclear bit + bitmaps': { files: [f('dirty.qcow2')], make: () => {
-    const p = f('dirty.qcow2');
-    createQcow2(p, '8M', { lazy_refcounts: true });
-    qemuImg('bitmap', '--add', p, 'b0');
-    qemuIo(p, ['write -P 6 0 128k']);
-    patchU64(p, 72, 0x1n); // dirty: QEMU repairs refcounts when it opens this read-write
-    patchU64(p, 88, 0x81n); // bitmaps + an unknown autoclear bit QEMU would clear
-  } },
-  'stale bitmaps extension': { files: [f('stale.qcow2')], make: () => {
-    const p = f('stale.qcow2');
-    createQcow2(p, '8M');
-    qemuImg('bitmap', '--add', p, 'b0');
-    qemuIo(p, ['write -P 11 0 64k']);
-    patchU64(p, 88, 0n); // QEMU drops the extension on its next header update
-  } },
-  'backing chain with a raw base': { files: [f('top.qcow2'), f('mid.qcow2'), f('base.raw')], make: () => {
-    qemuImg('create', '-q', '-f', 'raw', f('base.raw'), '8M');
-    qemuIo(f('base.raw'), ['write -P 7 0 1M'], { format: 'raw' });
-    createQcow2(f('mid.qcow2'), '8M', {}, { file: 'base.raw', format: 'raw' });
-    qemuIo(f('mid.qcow2'), ['write -P 8 512k 512k']);
-    createQcow2(f('top.qcow2'), '8M', {}, { file: 'mid.qcow2', format: 'qcow2' });
-    qemuIo(f('top.qcow2'), ['write -P 9 768k 64k']);
-  } },
-  'external data file': { files: [f('df.qcow2'), f('df.raw')], make: () => {
-    createQcow2(f('df.qcow2'), '8M', { data_file: f('df.raw') });
-    qemuIo(f('df.qcow2'), ['write -P 10 0 1M']);
-  } },
+  v2: {
+    files: [f('v2.qcow2')],
+    make: () => {
+      createQcow2(f('v2.qcow2'), '8M', { compat: '0.10' });
+      qemuIo(f('v2.qcow2'), ['write -P 1 0 256k']);
+      qemuImg('snapshot', '-c', 's', f('v2.qcow2'));
+    },
+  },
+  'v3 snapshots + compressed + zero': {
+    files: [f('v3.qcow2')],
+    make: () => {
+      createQcow2(f('v3.qcow2'), '8M', { cluster_size: '4k' });
+      qemuIo(f('v3.qcow2'), ['write -P 1 0 64k', 'write -c -P 2 64k 64k', 'write -z 128k 64k']);
+      qemuImg('snapshot', '-c', 'a', f('v3.qcow2'));
+      qemuIo(f('v3.qcow2'), ['write -P 3 0 16k']);
+    },
+  },
+  'extended L2 + zstd': {
+    files: [f('extl2.qcow2')],
+    make: () => {
+      createQcow2(f('extl2.qcow2'), '8M', { extended_l2: true, compression_type: 'zstd' });
+      qemuIo(f('extl2.qcow2'), ['write -P 4 4k 4k', 'write -c -P 5 1M 64k']);
+    },
+  },
+  'dirty (lazy refcounts) + unknown autoclear bit + bitmaps': {
+    files: [f('dirty.qcow2')],
+    make: () => {
+      const p = f('dirty.qcow2');
+      createQcow2(p, '8M', { lazy_refcounts: true });
+      qemuImg('bitmap', '--add', p, 'b0');
+      qemuIo(p, ['write -P 6 0 128k']);
+      patchU64(p, 72, 0x1n); // dirty: QEMU repairs refcounts when it opens this read-write
+      patchU64(p, 88, 0x81n); // bitmaps + an unknown autoclear bit QEMU would clear
+    },
+  },
+  'stale bitmaps extension': {
+    files: [f('stale.qcow2')],
+    make: () => {
+      const p = f('stale.qcow2');
+      createQcow2(p, '8M');
+      qemuImg('bitmap', '--add', p, 'b0');
+      qemuIo(p, ['write -P 11 0 64k']);
+      patchU64(p, 88, 0n); // QEMU drops the extension on its next header update
+    },
+  },
+  'backing chain with a raw base': {
+    files: [f('top.qcow2'), f('mid.qcow2'), f('base.raw')],
+    make: () => {
+      qemuImg('create', '-q', '-f', 'raw', f('base.raw'), '8M');
+      qemuIo(f('base.raw'), ['write -P 7 0 1M'], { format: 'raw' });
+      createQcow2(f('mid.qcow2'), '8M', {}, { file: 'base.raw', format: 'raw' });
+      qemuIo(f('mid.qcow2'), ['write -P 8 512k 512k']);
+      createQcow2(f('top.qcow2'), '8M', {}, { file: 'mid.qcow2', format: 'qcow2' });
+      qemuIo(f('top.qcow2'), ['write -P 9 768k 64k']);
+    },
+  },
+  'external data file': {
+    files: [f('df.qcow2'), f('df.raw')],
+    make: () => {
+      createQcow2(f('df.qcow2'), '8M', { data_file: f('df.raw') });
+      qemuIo(f('df.qcow2'), ['write -P 10 0 1M']);
+    },
+  },
   luks: { files: [f('luks.qcow2')], unreadable: true, make: () => createLuks(f('luks.qcow2'), '8M') },
 };
 

@@ -16,14 +16,22 @@ describe('crash-consistency campaign', () => {
       compressed: ['write_compressed', 'l2_update_compressed', 'read_compressed'],
       'grow-l1': ['l1_grow_alloc_table', 'l1_grow_write_table', 'l1_grow_activate_table'],
       refblocks: ['refblock_alloc', 'refblock_alloc_write', 'refblock_alloc_hookup'],
-      'grow-reftable': ['reftable_grow', 'refblock_alloc_write_blocks', 'refblock_alloc_write_table', 'refblock_alloc_switch_table'],
+      'grow-reftable': [
+        'reftable_grow',
+        'refblock_alloc_write_blocks',
+        'refblock_alloc_write_table',
+        'refblock_alloc_switch_table',
+      ],
       snapshots: ['snapshot_write_table', 'snapshot_switch_table', 'l2_alloc_cow_read', 'cluster_free'],
       'lazy-refcounts': ['header_update'],
     };
     for (const wl of labWorkloads()) {
       const events: string[] = [];
       const orig = RecordingIO.prototype.event;
-      RecordingIO.prototype.event = function (this: RecordingIO, name: string) { events.push(name); orig.call(this, name); };
+      RecordingIO.prototype.event = function (this: RecordingIO, name: string) {
+        events.push(name);
+        orig.call(this, name);
+      };
       try {
         const rec = await recordWorkload(wl, 'ordered');
         expect(rec.log.length, wl.name).toBeGreaterThan(5);
@@ -35,7 +43,13 @@ describe('crash-consistency campaign', () => {
   });
 
   it('ordered write path: zero corruptions and zero data mismatches in every crash state', async () => {
-    const reports = await runCampaign({ ordering: 'ordered', seed: 1, subsetsPerEpoch: 12, tornPerEpoch: 6, continueEvery: 4 });
+    const reports = await runCampaign({
+      ordering: 'ordered',
+      seed: 1,
+      subsetsPerEpoch: 12,
+      tornPerEpoch: 6,
+      continueEvery: 4,
+    });
     expect(reports.map((r) => r.name)).toEqual(NAMES);
     let total = 0;
     for (const r of reports) {
@@ -55,7 +69,13 @@ describe('crash-consistency campaign', () => {
   }, 600_000);
 
   it('negative control: without ordering the same lab finds corruption in every workload', async () => {
-    const reports = await runCampaign({ ordering: 'unordered', seed: 1, subsetsPerEpoch: 8, tornPerEpoch: 4, continueEvery: 0 });
+    const reports = await runCampaign({
+      ordering: 'unordered',
+      seed: 1,
+      subsetsPerEpoch: 8,
+      tornPerEpoch: 4,
+      continueEvery: 0,
+    });
     for (const r of reports) expect(r.corruptions + r.dataMismatches, r.name).toBeGreaterThan(0);
   }, 600_000);
 });

@@ -11,7 +11,21 @@ afterAll(t.cleanup);
 describe('qcow2-doctor lab', () => {
   it('prints the table, dumps crash states QEMU accepts, exits 0 on the ordered path', () => {
     const dump = join(t.dir, 'states');
-    const r = run('node', [BIN, 'lab', '--workload', 'zero', 'discard', '--budget', '60', '--subsets', '4', '--torn', '2', '--dump-states', dump]);
+    const r = run('node', [
+      BIN,
+      'lab',
+      '--workload',
+      'zero',
+      'discard',
+      '--budget',
+      '60',
+      '--subsets',
+      '4',
+      '--torn',
+      '2',
+      '--dump-states',
+      dump,
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/workload\s+states\s+corruptions\s+data mismatches/);
     expect(r.stdout).toMatch(/^zero\s+\d+\s+0\s+0\s/m);
@@ -22,7 +36,19 @@ describe('qcow2-doctor lab', () => {
   });
 
   it('the negative control reports corruption and exits 1', () => {
-    const r = run('node', [BIN, 'lab', '--unordered', '--workload', 'allocate', '--budget', '60', '--subsets', '4', '--torn', '2']);
+    const r = run('node', [
+      BIN,
+      'lab',
+      '--unordered',
+      '--workload',
+      'allocate',
+      '--budget',
+      '60',
+      '--subsets',
+      '4',
+      '--torn',
+      '2',
+    ]);
     expect(r.status).toBe(1);
     expect(r.stdout).toMatch(/^allocate\s+\d+\s+[1-9]\d*\s/m);
     expect(r.stdout).toMatch(/refcount=0 reference/);

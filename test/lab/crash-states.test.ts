@@ -68,7 +68,11 @@ describe('recording I/O and crash states', () => {
   });
 
   it('splits writes at absolute sector boundaries', () => {
-    expect(sectorPieces(500, 600)).toEqual([[0, 12], [12, 524], [524, 600]]);
+    expect(sectorPieces(500, 600)).toEqual([
+      [0, 12],
+      [12, 524],
+      [524, 600],
+    ]);
   });
 
   it('fault backend fails the request after an armed event (once) or crashes for good', async () => {

@@ -11,7 +11,16 @@ afterAll(t.cleanup);
 
 describe('crash states judged by qemu-img check', () => {
   it('sampled crash-state images of every workload check without corruption', async () => {
-    const reports = await runCampaign({ ordering: 'ordered', seed: 7, subsetsPerEpoch: 4, tornPerEpoch: 2, continueEvery: 0, stride: 6, dumpDir: t.dir, dumpEvery: 1 });
+    const reports = await runCampaign({
+      ordering: 'ordered',
+      seed: 7,
+      subsetsPerEpoch: 4,
+      tornPerEpoch: 2,
+      continueEvery: 0,
+      stride: 6,
+      dumpDir: t.dir,
+      dumpEvery: 1,
+    });
     const files = reports.flatMap((r) => r.dumped);
     expect(files.length).toBeGreaterThan(100);
     const verdicts = new Map<string, number>();

@@ -13,7 +13,7 @@ const BIN = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
 const ours = (args: string[], cwd: string) => run('node', [BIN, ...args], { cwd });
 
 describe('backing chains', () => {
-  it('resolves names as QEMU\'s path_combine does', () => {
+  it("resolves names as QEMU's path_combine does", () => {
     expect(resolveRelativeTo('top.qcow2', 'base.qcow2')).toBe('base.qcow2');
     expect(resolveRelativeTo('d/top.qcow2', 'base.qcow2')).toBe('d/base.qcow2');
     expect(resolveRelativeTo('/x/y/top.qcow2', '../b/base.qcow2')).toBe('/x/y/../b/base.qcow2');
@@ -33,7 +33,10 @@ describe('backing chains', () => {
       const top = join(t.dir, 'a', 'top.qcow2');
       createQcow2(top, '2M', {}, { file: '../b/base.qcow2', format: 'qcow2' });
       qemuIo(top, ['write -P 0x22 64k 4k']);
-      for (const args of [['map', 'a/top.qcow2'], ['map', '--output=json', 'a/top.qcow2']]) {
+      for (const args of [
+        ['map', 'a/top.qcow2'],
+        ['map', '--output=json', 'a/top.qcow2'],
+      ]) {
         const q = run('qemu-img', args, { cwd: t.dir });
         const o = ours(args, t.dir);
         expect(o.stderr).toBe('');
@@ -57,7 +60,10 @@ describe('backing chains', () => {
       const top = join(t.dir, 'top.qcow2');
       createQcow2(top, '1M', {}, { file: 'base.qcow2', format: 'raw' });
       const chain = await openChain(top);
-      expect(chain.layers.map((l) => [l.format, l.formatSource])).toEqual([['qcow2', 'probed'], ['raw', 'header']]);
+      expect(chain.layers.map((l) => [l.format, l.formatSource])).toEqual([
+        ['qcow2', 'probed'],
+        ['raw', 'header'],
+      ]);
       await chain.close();
       const ex = ours(['export', top, join(t.dir, 'o.raw')], t.dir);
       expect(ex.stderr).toBe('');
@@ -82,7 +88,11 @@ describe('backing chains', () => {
       createQcow2(top, '1M', {}, { file: 'base.raw', format: 'raw' });
       dropBackingFormat(top);
       const chain = await openChain(top);
-      expect(chain.layers[1]).toMatchObject({ format: 'raw', formatSource: 'probed', filename: join(t.dir, 'base.raw') });
+      expect(chain.layers[1]).toMatchObject({
+        format: 'raw',
+        formatSource: 'probed',
+        filename: join(t.dir, 'base.raw'),
+      });
       await chain.close();
       expect(ours(['map', '--output=json', top], t.dir).stdout).toBe(qemuImg('map', '--output=json', top));
     } finally {
@@ -109,7 +119,9 @@ describe('backing chains', () => {
       expect(ours(['map', '--output=json', deepest], t.dir).stdout).toBe(qemuImg('map', '--output=json', deepest));
       const r = ours(['export', prev, join(t.dir, 'o.raw')], t.dir);
       expect(r.status).toBe(1);
-      expect(r.stderr).toMatch(/^qcow2-doctor: Backing chain too deep: '.*l0\.qcow2' would be layer 17, at most 16 are accepted\n$/);
+      expect(r.stderr).toMatch(
+        /^qcow2-doctor: Backing chain too deep: '.*l0\.qcow2' would be layer 17, at most 16 are accepted\n$/,
+      );
     } finally {
       t.cleanup();
     }
@@ -124,10 +136,15 @@ describe('backing chains', () => {
       createQcow2(b, '1M', {}, { file: 'a.qcow2', format: 'qcow2' });
       qemuImg('rebase', '-u', '-f', 'qcow2', '-b', 'b.qcow2', '-F', 'qcow2', a);
       const before = [sha256(a), sha256(b)];
-      for (const cmd of [['map', b], ['export', b, join(t.dir, 'o.raw')]]) {
+      for (const cmd of [
+        ['map', b],
+        ['export', b, join(t.dir, 'o.raw')],
+      ]) {
         const r = ours(cmd, t.dir);
         expect(r.status).toBe(1);
-        expect(r.stderr).toBe(`qcow2-doctor: Backing file '${b}' creates an infinite loop (it is layer 0 of the chain)\n`);
+        expect(r.stderr).toBe(
+          `qcow2-doctor: Backing file '${b}' creates an infinite loop (it is layer 0 of the chain)\n`,
+        );
       }
       expect([sha256(a), sha256(b)]).toEqual(before);
     } finally {
@@ -142,7 +159,9 @@ describe('backing chains', () => {
       qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'gone.qcow2', '-F', 'qcow2', top, '1M');
       const r = ours(['map', top], t.dir);
       expect(r.status).toBe(1);
-      expect(r.stderr).toBe(`qcow2-doctor: Could not open backing file: Could not open '${join(t.dir, 'gone.qcow2')}': No such file or directory\n`);
+      expect(r.stderr).toBe(
+        `qcow2-doctor: Could not open backing file: Could not open '${join(t.dir, 'gone.qcow2')}': No such file or directory\n`,
+      );
       const vmdk = join(t.dir, 'v.img');
       writeFileSync(vmdk, Buffer.concat([Buffer.from('KDMV'), Buffer.alloc(508)]));
       const top2 = join(t.dir, 'top2.qcow2');
@@ -150,9 +169,13 @@ describe('backing chains', () => {
       dropBackingFormat(top2);
       const r2 = ours(['export', top2, join(t.dir, 'o.raw')], t.dir);
       expect(r2.status).toBe(1);
-      expect(r2.stderr).toMatch(/^qcow2-doctor: Could not open '.*v\.img': image is in vmdk format, which is not supported \(qcow2 and raw are\)\n$/);
+      expect(r2.stderr).toMatch(
+        /^qcow2-doctor: Could not open '.*v\.img': image is in vmdk format, which is not supported \(qcow2 and raw are\)\n$/,
+      );
       const r3 = ours(['map', join(t.dir, 'nope.qcow2')], t.dir);
-      expect(r3.stderr).toBe(`qcow2-doctor: Could not open '${join(t.dir, 'nope.qcow2')}': No such file or directory\n`);
+      expect(r3.stderr).toBe(
+        `qcow2-doctor: Could not open '${join(t.dir, 'nope.qcow2')}': No such file or directory\n`,
+      );
     } finally {
       t.cleanup();
     }
@@ -163,7 +186,9 @@ describe('backing chains', () => {
     try {
       mkdirSync(join(t.dir, 'img'));
       // Created from inside img/, so the recorded name is relative ("d.raw").
-      run('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'data_file=d.raw', 'x.qcow2', '1M'], { cwd: join(t.dir, 'img') });
+      run('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'data_file=d.raw', 'x.qcow2', '1M'], {
+        cwd: join(t.dir, 'img'),
+      });
       run('qemu-io', ['-c', 'write -P 0x66 0 64k', 'x.qcow2'], { cwd: join(t.dir, 'img') });
       const chain = await openChain(join(t.dir, 'img', 'x.qcow2'));
       expect(chain.top.dataFile?.filename).toBe(join(t.dir, 'img', 'd.raw'));

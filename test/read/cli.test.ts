@@ -61,7 +61,7 @@ describe('map and export commands', () => {
     }
   });
 
-  it('export of a snapshot taken before a resize has the snapshot\'s own size (qemu-img convert -l uses the current one)', () => {
+  it("export of a snapshot taken before a resize has the snapshot's own size (qemu-img convert -l uses the current one)", () => {
     const t = tempDir();
     try {
       const f = join(t.dir, 'r.qcow2');
@@ -91,7 +91,10 @@ describe('map and export commands', () => {
       const f = join(t.dir, 'p.qcow2');
       createQcow2(f, '1M', { cluster_size: 4096 });
       qemuIo(f, ['write -P 0x61 8k 4k']);
-      const r = run('sh', ['-c', `node ${BIN} export ${f} /dev/stdout | od -An -tx1 -v | tr -s ' \\n' '\\n\\n' | grep -c .`]);
+      const r = run('sh', [
+        '-c',
+        `node ${BIN} export ${f} /dev/stdout | od -An -tx1 -v | tr -s ' \\n' '\\n\\n' | grep -c .`,
+      ]);
       expect(r.stdout.trim()).toBe(String(1024 * 1024));
     } finally {
       t.cleanup();
@@ -104,7 +107,10 @@ describe('map and export commands', () => {
       const f = join(t.dir, 'm.qcow2');
       createQcow2(f, '8M', { cluster_size: 512 });
       // 400 alternating allocated / unallocated clusters, then compressed ones.
-      qemuIo(f, [...Array.from({ length: 400 }, (_, i) => `write -P 0x${(0x10 + (i % 200)).toString(16)} ${i * 1024} 512`), 'write -c -P 0x77 4M 4k']);
+      qemuIo(f, [
+        ...Array.from({ length: 400 }, (_, i) => `write -P 0x${(0x10 + (i % 200)).toString(16)} ${i * 1024} 512`),
+        'write -c -P 0x77 4M 4k',
+      ]);
       for (const out of ['--output=json', '--output=human']) {
         const o = ours('map', out, f);
         const q = run('qemu-img', ['map', out, f]);
@@ -139,12 +145,13 @@ describe('map and export commands', () => {
     }
   });
 
-  it('an empty disk: map prints QEMU\'s zero-length entry, export an empty file', () => {
+  it("an empty disk: map prints QEMU's zero-length entry, export an empty file", () => {
     const t = tempDir();
     try {
       const f = join(t.dir, 'empty.qcow2');
       createQcow2(f, 0, {});
-      for (const out of ['--output=json', '--output=human']) expect(ours('map', out, f).stdout).toBe(run('qemu-img', ['map', out, f]).stdout);
+      for (const out of ['--output=json', '--output=human'])
+        expect(ours('map', out, f).stdout).toBe(run('qemu-img', ['map', out, f]).stdout);
       expect(ours('export', f, join(t.dir, 'e.raw')).status).toBe(0);
       expect(statSync(join(t.dir, 'e.raw')).size).toBe(0);
     } finally {
@@ -152,7 +159,7 @@ describe('map and export commands', () => {
     }
   });
 
-  it('map of a huge sparse disk (8 TiB) equals qemu-img\'s', () => {
+  it("map of a huge sparse disk (8 TiB) equals qemu-img's", () => {
     const t = tempDir();
     try {
       const f = join(t.dir, 'huge.qcow2');

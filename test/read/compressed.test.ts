@@ -36,7 +36,9 @@ describe('compressed clusters', () => {
 
   it('zstd: a stream that ends early or is not zstd is refused with one line', () => {
     const short = zstdCli(content.subarray(0, 4096));
-    expect(() => decompressCluster(short, COMPRESSION_ZSTD, cs)).toThrow(/^zstd stream ends after 4096 of 65536 bytes$/);
+    expect(() => decompressCluster(short, COMPRESSION_ZSTD, cs)).toThrow(
+      /^zstd stream ends after 4096 of 65536 bytes$/,
+    );
     expect(() => decompressCluster(randomBytes(512), COMPRESSION_ZSTD, cs)).toThrow(DecompressionError);
     const cut = zstdCli(content);
     expect(() => decompressCluster(cut.subarray(0, cut.length - 10), COMPRESSION_ZSTD, cs)).toThrow(DecompressionError);
@@ -54,7 +56,7 @@ describe('compressed clusters', () => {
     expect(() => decompressCluster(bomb, COMPRESSION_ZSTD, cs)).toThrow(/more than the cluster size/);
   });
 
-  it('deflate: raw streams with QEMU\'s 4 KiB window or a 32 KiB one, trailing junk ignored', () => {
+  it("deflate: raw streams with QEMU's 4 KiB window or a 32 KiB one, trailing junk ignored", () => {
     for (const windowBits of [12, 15]) {
       const stream = Buffer.concat([deflateRawSync(content, { windowBits }), Buffer.alloc(100, 0x99)]);
       expect(Buffer.from(decompressCluster(stream, COMPRESSION_ZLIB, cs)).equals(content)).toBe(true);
@@ -63,8 +65,12 @@ describe('compressed clusters', () => {
 
   it('deflate: short output and garbage are refused with one line', () => {
     const half = deflateRawSync(content.subarray(0, cs / 2));
-    expect(() => decompressCluster(half, COMPRESSION_ZLIB, cs)).toThrow(/^deflate stream ends after 32768 of 65536 bytes$/);
-    expect(() => decompressCluster(Buffer.from([0xff, 0xff, 0xff, 0xff]), COMPRESSION_ZLIB, cs)).toThrow(/^invalid deflate stream/);
+    expect(() => decompressCluster(half, COMPRESSION_ZLIB, cs)).toThrow(
+      /^deflate stream ends after 32768 of 65536 bytes$/,
+    );
+    expect(() => decompressCluster(Buffer.from([0xff, 0xff, 0xff, 0xff]), COMPRESSION_ZLIB, cs)).toThrow(
+      /^invalid deflate stream/,
+    );
   });
 
   it('deflate: a stream longer than a cluster yields its first cluster, as QEMU reads it', () => {

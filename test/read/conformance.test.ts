@@ -62,7 +62,10 @@ describe('read path conformance with qemu-img 7.2', () => {
         expect(await ourMap(img.top, 'human')).toBe(qemuHumanMap(img.top));
 
         for (const sn of img.snapshots) {
-          for (const [key, value] of [['name', sn.name], ['id', sn.id]] as const) {
+          for (const [key, value] of [
+            ['name', sn.name],
+            ['id', sn.id],
+          ] as const) {
             const o = join(t.dir, `ours-${key}-${value}.raw`);
             const q = join(t.dir, `theirs-${key}-${value}.raw`);
             await ourExport(img.top, o, value);

@@ -8,7 +8,7 @@ import { exportRaw } from '../../engine/image/export.js';
 import { formatJson, mapEntries } from '../../engine/image/map.js';
 import { GuestReader } from '../../engine/image/guest-reader.js';
 import { MemoryIO } from '../../engine/io/memory-io.js';
-import { Qcow2FormatError, UnreadableError } from '../../engine/errors.js';
+import { Qcow2FormatError, UnreadableError } from '../../engine/base/errors.js';
 import { createQcow2, patchU32, patchU64, qemuImg, qemuIo, readU64, run, sha256, tempDir } from '../helpers/qemu.js';
 
 /** Export to memory; returns the error thrown (or undefined). */
@@ -29,7 +29,11 @@ async function exportError(file: string, snapshot?: string): Promise<Error | und
   }
 }
 
-function expectOneLine(e: Error | undefined, cls: typeof Qcow2FormatError | typeof UnreadableError, text: string): void {
+function expectOneLine(
+  e: Error | undefined,
+  cls: typeof Qcow2FormatError | typeof UnreadableError,
+  text: string,
+): void {
   expect(e).toBeInstanceOf(cls);
   expect(e!.message).toContain(text);
   expect(e!.message).not.toContain('\n');
@@ -43,7 +47,10 @@ function qemuConvertStderr(file: string, dir: string): string {
 }
 
 /** A 1 MiB image, 64 KiB clusters, one data cluster at guest 0; returns L1/L2 table offsets. */
-function basic(dir: string, opts: Record<string, string | number | boolean> = {}): { f: string; l1: number; l2: number } {
+function basic(
+  dir: string,
+  opts: Record<string, string | number | boolean> = {},
+): { f: string; l1: number; l2: number } {
   const f = join(dir, 'img.qcow2');
   createQcow2(f, '1M', opts);
   qemuIo(f, ['write -P 0x11 0 64k']);
@@ -53,7 +60,7 @@ function basic(dir: string, opts: Record<string, string | number | boolean> = {}
 }
 
 describe('read path on damaged images', () => {
-  it('unaligned L2 table offset in L1: QEMU\'s message, one line', async () => {
+  it("unaligned L2 table offset in L1: QEMU's message, one line", async () => {
     const t = tempDir();
     try {
       const { f, l1 } = basic(t.dir);
@@ -66,15 +73,21 @@ describe('read path on damaged images', () => {
     }
   });
 
-  it('unaligned data cluster offset in L2: QEMU\'s message; map refuses too', async () => {
+  it("unaligned data cluster offset in L2: QEMU's message; map refuses too", async () => {
     const t = tempDir();
     try {
       const { f, l2 } = basic(t.dir);
       patchU64(f, l2, 0x8000000000050200n);
       const e = await exportError(f);
-      expectOneLine(e, Qcow2FormatError, 'Cluster allocation offset 0x50200 unaligned (L2 offset: 0x40000, L2 index: 0)');
+      expectOneLine(
+        e,
+        Qcow2FormatError,
+        'Cluster allocation offset 0x50200 unaligned (L2 offset: 0x40000, L2 index: 0)',
+      );
       expect((e as Qcow2FormatError).field).toBe('l2_table@0x40000[0]');
-      expect(qemuConvertStderr(f, t.dir)).toContain('Cluster allocation offset 0x50200 unaligned (L2 offset: 0x40000, L2 index: 0)');
+      expect(qemuConvertStderr(f, t.dir)).toContain(
+        'Cluster allocation offset 0x50200 unaligned (L2 offset: 0x40000, L2 index: 0)',
+      );
       const chain = await openChain(f);
       await expect(mapEntries(chain)).rejects.toThrow(/Cluster allocation offset 0x50200 unaligned/);
       await chain.close();
@@ -88,7 +101,11 @@ describe('read path on damaged images', () => {
     try {
       const { f, l1 } = basic(t.dir);
       patchU64(f, l1, 0x8000000100000000n);
-      expectOneLine(await exportError(f), Qcow2FormatError, 'L2 table offset 0x100000000 beyond end of file (L1 index: 0)');
+      expectOneLine(
+        await exportError(f),
+        Qcow2FormatError,
+        'L2 table offset 0x100000000 beyond end of file (L1 index: 0)',
+      );
     } finally {
       t.cleanup();
     }
@@ -106,12 +123,16 @@ describe('read path on damaged images', () => {
     }
   });
 
-  it('extended L2: a subcluster both allocated and zero is an invalid entry (QEMU\'s message)', async () => {
+  it("extended L2: a subcluster both allocated and zero is an invalid entry (QEMU's message)", async () => {
     const t = tempDir();
     try {
       const { f, l2 } = basic(t.dir, { extended_l2: true });
       patchU64(f, l2 + 8, 0x0000000100000001n);
-      expectOneLine(await exportError(f), Qcow2FormatError, 'Invalid cluster entry found  (L2 offset: 0x40000, L2 index: 0)');
+      expectOneLine(
+        await exportError(f),
+        Qcow2FormatError,
+        'Invalid cluster entry found  (L2 offset: 0x40000, L2 index: 0)',
+      );
       expect(qemuConvertStderr(f, t.dir)).toContain('Invalid cluster entry found  (L2 offset: 0x40000, L2 index: 0)');
     } finally {
       t.cleanup();
@@ -123,7 +144,11 @@ describe('read path on damaged images', () => {
     try {
       const { f, l2 } = basic(t.dir, { extended_l2: true });
       patchU64(f, l2 + 16 + 8, 0x0000000000000004n); // entry 1: no offset, alloc bit 2
-      expectOneLine(await exportError(f), Qcow2FormatError, 'Invalid cluster entry found  (L2 offset: 0x40000, L2 index: 0x1)');
+      expectOneLine(
+        await exportError(f),
+        Qcow2FormatError,
+        'Invalid cluster entry found  (L2 offset: 0x40000, L2 index: 0x1)',
+      );
     } finally {
       t.cleanup();
     }
@@ -134,8 +159,14 @@ describe('read path on damaged images', () => {
     try {
       const { f, l2 } = basic(t.dir, { compat: '0.10' });
       patchU64(f, l2 + 8, 1n);
-      expectOneLine(await exportError(f), Qcow2FormatError, 'Zero cluster entry found in pre-v3 image (L2 offset: 0x40000, L2 index: 0x1)');
-      expect(qemuConvertStderr(f, t.dir)).toContain('Zero cluster entry found in pre-v3 image (L2 offset: 0x40000, L2 index: 0x1)');
+      expectOneLine(
+        await exportError(f),
+        Qcow2FormatError,
+        'Zero cluster entry found in pre-v3 image (L2 offset: 0x40000, L2 index: 0x1)',
+      );
+      expect(qemuConvertStderr(f, t.dir)).toContain(
+        'Zero cluster entry found in pre-v3 image (L2 offset: 0x40000, L2 index: 0x1)',
+      );
     } finally {
       t.cleanup();
     }
@@ -156,14 +187,18 @@ describe('read path on damaged images', () => {
         patchU64(f, coffset + 8, 0xffffffffffffffffn);
         expectOneLine(await exportError(f), Qcow2FormatError, 'Could not decompress cluster');
         patchU64(f, l2, (entry & ~((1n << 54n) - 1n)) | 0x3fff0000n);
-        expectOneLine(await exportError(f), Qcow2FormatError, 'Compressed cluster data at 0x3fff0000 beyond end of file');
+        expectOneLine(
+          await exportError(f),
+          Qcow2FormatError,
+          'Compressed cluster data at 0x3fff0000 beyond end of file',
+        );
       } finally {
         t.cleanup();
       }
     }
   });
 
-  it('external data file: offset not identity-mapped (QEMU\'s message) and compressed entries are refused', async () => {
+  it("external data file: offset not identity-mapped (QEMU's message) and compressed entries are refused", async () => {
     const t = tempDir();
     try {
       const f = join(t.dir, 'img.qcow2');
@@ -172,11 +207,20 @@ describe('read path on damaged images', () => {
       const l1 = Number(readU64(f, 40));
       const l2 = Number(readU64(f, l1) & 0x00fffffffffffe00n);
       patchU64(f, l2 + 16 * 8, 0x8000000000200000n);
-      expectOneLine(await exportError(f), Qcow2FormatError,
-        'External data file host cluster offset 0x200000 does not match guest cluster offset: 0x100000, L2 index: 0x10)');
-      expect(qemuConvertStderr(f, t.dir)).toContain('External data file host cluster offset 0x200000 does not match guest cluster offset: 0x100000, L2 index: 0x10)');
+      expectOneLine(
+        await exportError(f),
+        Qcow2FormatError,
+        'External data file host cluster offset 0x200000 does not match guest cluster offset: 0x100000, L2 index: 0x10)',
+      );
+      expect(qemuConvertStderr(f, t.dir)).toContain(
+        'External data file host cluster offset 0x200000 does not match guest cluster offset: 0x100000, L2 index: 0x10)',
+      );
       patchU64(f, l2 + 16 * 8, 0x4000000000050000n);
-      expectOneLine(await exportError(f), Qcow2FormatError, 'Compressed cluster entry found in image with external data file');
+      expectOneLine(
+        await exportError(f),
+        Qcow2FormatError,
+        'Compressed cluster entry found in image with external data file',
+      );
     } finally {
       t.cleanup();
     }
@@ -218,7 +262,9 @@ describe('read path on damaged images', () => {
       const secret = ['--object', 'secret,id=s0,data=pw'];
       qemuImg('create', '-q', '-f', 'qcow2', ...secret, '-o', 'encrypt.format=aes,encrypt.key-secret=s0', f, '4M');
       const opts = `driver=qcow2,file.filename=${f},encrypt.key-secret=s0`;
-      expect(run('qemu-io', [...secret, '--image-opts', '-c', 'write -P 0x55 0 128k', '-c', 'write -z 1M 64k', opts]).status).toBe(0);
+      expect(
+        run('qemu-io', [...secret, '--image-opts', '-c', 'write -P 0x55 0 128k', '-c', 'write -z 1M 64k', opts]).status,
+      ).toBe(0);
       expectOneLine(await exportError(f), UnreadableError, 'is encrypted (AES, header.crypt_method = 1)');
       const chain = await openChain(f);
       const ours = formatJson(await mapEntries(chain));
@@ -240,7 +286,14 @@ describe('read path on damaged images', () => {
       const expected = (await import('node:fs')).readFileSync(raw);
       const chain = await openChain(f);
       const reader = await GuestReader.open(chain);
-      for (const [off, len] of [[0, 1], [4095, 2], [8000, 5000], [65536 - 100, 300], [70000, 40000], [2 * 1024 * 1024 - 10, 100]] as const) {
+      for (const [off, len] of [
+        [0, 1],
+        [4095, 2],
+        [8000, 5000],
+        [65536 - 100, 300],
+        [70000, 40000],
+        [2 * 1024 * 1024 - 10, 100],
+      ] as const) {
         const got = await reader.read(off, len);
         const want = Buffer.alloc(len);
         expected.copy(want, 0, off, Math.min(off + len, expected.length));

@@ -59,7 +59,13 @@ function plain(name: string, cs: number, size: number, options: Record<string, s
   };
 }
 
-function compressed(name: string, cs: number, size: number, type: 'zlib' | 'zstd', extra: Record<string, string | number | boolean> = {}): MatrixCase {
+function compressed(
+  name: string,
+  cs: number,
+  size: number,
+  type: 'zlib' | 'zstd',
+  extra: Record<string, string | number | boolean> = {},
+): MatrixCase {
   return {
     name,
     build(dir) {
@@ -83,13 +89,29 @@ function convertedCompressed(name: string, cs: number, size: number, type: 'zlib
     build(dir) {
       const raw = join(dir, 'src.raw');
       qemuImg('create', '-q', '-f', 'raw', raw, String(size));
-      qemuIo(raw, [
-        `write -P 0x31 0 ${cs * 3}`,
-        `write -P 0x42 ${cs * 3} 512`,
-        `write -P 0x53 ${Math.floor(size / 2 / cs) * cs + 512} ${cs * 2}`,
-      ], { format: 'raw' });
+      qemuIo(
+        raw,
+        [
+          `write -P 0x31 0 ${cs * 3}`,
+          `write -P 0x42 ${cs * 3} 512`,
+          `write -P 0x53 ${Math.floor(size / 2 / cs) * cs + 512} ${cs * 2}`,
+        ],
+        { format: 'raw' },
+      );
       const f = join(dir, 'conv.qcow2');
-      qemuImg('convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2', '-o', `cluster_size=${cs},compression_type=${type}`, raw, f);
+      qemuImg(
+        'convert',
+        '-q',
+        '-c',
+        '-f',
+        'raw',
+        '-O',
+        'qcow2',
+        '-o',
+        `cluster_size=${cs},compression_type=${type}`,
+        raw,
+        f,
+      );
       return { top: f, files: [f], snapshots: [], compressed: true };
     },
   };
@@ -123,7 +145,10 @@ export const MATRIX: MatrixCase[] = [
   plain('64 KiB clusters, extended_l2', 64 * KiB, 8 * MiB, { extended_l2: true }),
   plain('32 KiB clusters, extended_l2, refcount_bits=16', 32 * KiB, 6 * MiB, { extended_l2: true }),
   plain('64 KiB clusters, unaligned virtual size', 64 * KiB, 5 * MiB + 512, {}),
-  plain('16 KiB clusters, extended_l2 (512-byte subclusters), refcount_bits=64', 16 * KiB, 3 * MiB, { extended_l2: true, refcount_bits: 64 }),
+  plain('16 KiB clusters, extended_l2 (512-byte subclusters), refcount_bits=64', 16 * KiB, 3 * MiB, {
+    extended_l2: true,
+    refcount_bits: 64,
+  }),
   plain('2 MiB clusters, extended_l2', 2 * MiB, 24 * MiB, { extended_l2: true }),
   compressed('zlib compressed, 64 KiB clusters', 64 * KiB, 8 * MiB, 'zlib'),
   compressed('zstd compressed, 64 KiB clusters', 64 * KiB, 8 * MiB, 'zstd'),
@@ -158,15 +183,17 @@ export const MATRIX: MatrixCase[] = [
       return { top: f, files: [f], snapshots: [] };
     },
   },
-  ...(['falloc', 'full'] as const).map((mode): MatrixCase => ({
-    name: `preallocation=${mode}`,
-    build(dir) {
-      const f = join(dir, `${mode}.qcow2`);
-      createQcow2(f, 2 * MiB, { preallocation: mode, cluster_size: mode === 'falloc' ? 4096 : 65536 });
-      qemuIo(f, ['write -P 0x45 64k 4k', 'write -z 128k 8k', 'write -P 0x46 1M 64k']);
-      return { top: f, files: [f], snapshots: [] };
-    },
-  })),
+  ...(['falloc', 'full'] as const).map(
+    (mode): MatrixCase => ({
+      name: `preallocation=${mode}`,
+      build(dir) {
+        const f = join(dir, `${mode}.qcow2`);
+        createQcow2(f, 2 * MiB, { preallocation: mode, cluster_size: mode === 'falloc' ? 4096 : 65536 });
+        qemuIo(f, ['write -P 0x45 64k 4k', 'write -z 128k 8k', 'write -P 0x46 1M 64k']);
+        return { top: f, files: [f], snapshots: [] };
+      },
+    }),
+  ),
   {
     name: 'raw image on its own (probed)',
     build(dir) {
@@ -190,7 +217,12 @@ export const MATRIX: MatrixCase[] = [
       qemuIo(mid, ['write -P 0x71 64k 64k', 'write -z 1M 4k', 'write -P 0x72 2M 96k', 'discard 3M 64k']);
       const top = join(dir, 'top.qcow2');
       qemuImg('create', '-q', '-f', 'qcow2', '-b', 'layers/mid.qcow2', '-F', 'qcow2', top, String(6 * MiB));
-      qemuIo(top, ['write -P 0x81 128k 4k', 'write -z 2M 32k', 'write -P 0x82 5M 64k', `write -P 0x83 ${4 * MiB - 512} 1k`]);
+      qemuIo(top, [
+        'write -P 0x81 128k 4k',
+        'write -z 2M 32k',
+        'write -P 0x82 5M 64k',
+        `write -P 0x83 ${4 * MiB - 512} 1k`,
+      ]);
       return { top, files: [base, mid, top], snapshots: [] };
     },
   },
@@ -232,7 +264,14 @@ export const MATRIX: MatrixCase[] = [
       qemuIo(f, ['write -P 0x23 64k 64k', 'write -z 1M 64k', 'write -P 0x24 3M 4k']);
       qemuImg('snapshot', '-c', 'second', f);
       qemuIo(f, ['discard 0 128k', 'write -P 0x25 2M 128k']);
-      return { top: f, files: [f], snapshots: [{ id: '1', name: 'first' }, { id: '2', name: 'second' }] };
+      return {
+        top: f,
+        files: [f],
+        snapshots: [
+          { id: '1', name: 'first' },
+          { id: '2', name: 'second' },
+        ],
+      };
     },
   },
   {
@@ -266,7 +305,13 @@ export const MATRIX: MatrixCase[] = [
       const f = join(dir, 'img.qcow2');
       const data = join(dir, 'img.data');
       createQcow2(f, 4 * MiB, { data_file: data });
-      qemuIo(f, ['write -P 0x41 0 192k', 'write -P 0x42 1M 4k', 'write -z 64k 64k', 'discard 128k 64k', 'write -P 0x43 3M 64k']);
+      qemuIo(f, [
+        'write -P 0x41 0 192k',
+        'write -P 0x42 1M 4k',
+        'write -z 64k 64k',
+        'discard 128k 64k',
+        'write -P 0x43 3M 64k',
+      ]);
       return { top: f, files: [f, data], snapshots: [] };
     },
   },

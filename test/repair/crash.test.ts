@@ -18,9 +18,23 @@ afterAll(t.cleanup);
 // One of each kind of write sequence: in-place lowering, a cross-link copy, a rebuild, a re-link,
 // a snapshot-table rewrite, a lazy-refcount crash, COPIED fixes, an entry fix, a rebuild over an
 // unreadable refcount block, and guest data sitting in a refcount block.
-const NAMES = ['leak', 'cross-link-data', 'refcount-zero', 'l2-beyond-eof', 'snapshot-entry-incomplete', 'lazy-refcounts-crash',
-  'copied-clear-l1', 'prealloc-zero-unaligned', 'refblock-unaligned', 'data-points-into-refblock', 'cross-link-l2-tables',
-  'bitmaps-autoclear-cleared', 'snapshot-extra-data-too-large', 'l1-table-beyond-eof', 'snapshot-l1-too-large'];
+const NAMES = [
+  'leak',
+  'cross-link-data',
+  'refcount-zero',
+  'l2-beyond-eof',
+  'snapshot-entry-incomplete',
+  'lazy-refcounts-crash',
+  'copied-clear-l1',
+  'prealloc-zero-unaligned',
+  'refblock-unaligned',
+  'data-points-into-refblock',
+  'cross-link-l2-tables',
+  'bitmaps-autoclear-cleared',
+  'snapshot-extra-data-too-large',
+  'l1-table-beyond-eof',
+  'snapshot-l1-too-large',
+];
 
 const num = (j: Record<string, unknown> | undefined, k: string): number => Number(j?.[k] ?? 0);
 
@@ -59,7 +73,10 @@ describe('crash states of a repair', () => {
         writeFileSync(cf, io.snapshot());
         const c2 = qemuCheck(cf);
         expect(c2.status, `${what}: ${c2.stderr}`).toBe(0);
-        expect(run('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'qcow2', cf, ref]).status, `${what}: guest data`).toBe(0);
+        expect(
+          run('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'qcow2', cf, ref]).status,
+          `${what}: guest data`,
+        ).toBe(0);
       }
     });
   }

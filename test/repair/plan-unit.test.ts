@@ -12,8 +12,8 @@ import { placeRefcountStructure, planRepair } from '../../engine/repair/planner.
 import { regionsOf } from '../../engine/repair/journal.js';
 import { allWrites, PHASES, planToJson, planToText } from '../../engine/repair/plan.js';
 import { planRepairFile, repairFile, StaleImageError, undoRepair, verifyFile } from '../../engine/repair/index.js';
-import { CancelToken } from '../../engine/service/progress.js';
-import { CancelledError } from '../../engine/errors.js';
+import { CancelToken } from '../../engine/base/task-control.js';
+import { CancelledError } from '../../engine/base/errors.js';
 
 const t = tempDir('q2d-repair-unit-');
 afterAll(t.cleanup);
@@ -31,7 +31,10 @@ describe('rebuilt refcount structure placement', () => {
     for (const c of [0, 1, 2, 5, 6, 9, 10, 11]) base[c] = 1;
     const forbidden = new Set([3, 4]);
     const p = placeRefcountStructure(base, (c) => c >= 1 && !forbidden.has(c), 8, 64);
-    const used = [...p.refblocks.values(), ...Array.from({ length: p.reftableClusters }, (_, k) => p.reftableStart + k)];
+    const used = [
+      ...p.refblocks.values(),
+      ...Array.from({ length: p.reftableClusters }, (_, k) => p.reftableStart + k),
+    ];
     for (const c of used) {
       expect(forbidden.has(c)).toBe(false);
       expect(base[c] ?? 0).toBe(0); // never on a cluster in use
@@ -70,9 +73,16 @@ describe('overlay and journal regions', () => {
   });
 
   it('merges touching and overlapping writes into disjoint journal regions', () => {
-    const w = (offset: number, len: number) => ({ offset, structure: 'header' as const, oldBytes: new Uint8Array(len), newBytes: new Uint8Array(len), why: '' });
+    const w = (offset: number, len: number) => ({
+      offset,
+      structure: 'header' as const,
+      oldBytes: new Uint8Array(len),
+      newBytes: new Uint8Array(len),
+      why: '',
+    });
     expect(regionsOf([w(72, 8), w(48, 12), w(60, 12), w(100, 4), w(102, 8)])).toEqual([
-      { offset: 48, length: 32 }, { offset: 100, length: 10 },
+      { offset: 48, length: 32 },
+      { offset: 100, length: 10 },
     ]);
   });
 });
@@ -84,12 +94,16 @@ describe('the plan as data', () => {
     const plan = await planRepair(io, { mode: 'all', name: 'mem' });
     const order = plan.steps.map((s) => PHASES.indexOf(s.phase));
     expect(order).toEqual([...order].sort((a, b) => a - b));
-    expect(plan.steps.map((s) => s.phase)).toEqual(expect.arrayContaining(['mark-corrupt', 'raise', 'data', 'relink', 'header']));
+    expect(plan.steps.map((s) => s.phase)).toEqual(
+      expect.arrayContaining(['mark-corrupt', 'raise', 'data', 'relink', 'header']),
+    );
     // Each write records the bytes it replaces at that moment: the corrupt bit set, then cleared.
     const hdr = allWrites(plan).filter((w) => w.offset === 72);
     expect(hdr.map((w) => w.newBytes[7])).toEqual([2, 0]);
     expect(hdr[1]!.oldBytes[7]).toBe(2);
-    const json = JSON.parse(JSON.stringify(planToJson(plan))) as { steps: Array<{ writes: Array<{ old: string; new: string }> }> };
+    const json = JSON.parse(JSON.stringify(planToJson(plan))) as {
+      steps: Array<{ writes: Array<{ old: string; new: string }> }>;
+    };
     expect(json.steps.flatMap((s) => s.writes)).toHaveLength(allWrites(plan).length);
     expect(planToText(plan).at(-1)).toMatch(/^Expected after repair: 0 errors, 0 leaked clusters/);
     // Planning never writes.
@@ -106,7 +120,13 @@ describe('wizard flow: plan → apply that plan → verify → undo', () => {
     expect(sha256(f)).toBe(before);
     const fractions: number[] = [];
     const journal = join(t.dir, 'wizard.journal');
-    const out = await repairFile({ image: f, mode: 'all', plan, journal, onProgress: (e) => fractions.push(e.fraction) });
+    const out = await repairFile({
+      image: f,
+      mode: 'all',
+      plan,
+      journal,
+      onProgress: (e) => fractions.push(e.fraction),
+    });
     expect(out.plan).toBe(plan);
     expect(out.applied).toBe(true);
     expect(fractions.at(-1)).toBe(1);

@@ -63,7 +63,9 @@ describe('refusals: one line, nothing changed', () => {
   it('refuses when the journal cannot be written, before touching the image', async () => {
     const f = scenario('cross-link-data');
     const before = sha256(f);
-    await expect(repairFile({ image: f, mode: 'all', journal: join(t.dir, 'no-such-dir', 'j') })).rejects.toThrow(/undo journal/);
+    await expect(repairFile({ image: f, mode: 'all', journal: join(t.dir, 'no-such-dir', 'j') })).rejects.toThrow(
+      /undo journal/,
+    );
     const existing = join(t.dir, 'existing.journal');
     writeFileSync(existing, 'x');
     await expect(repairFile({ image: f, mode: 'all', journal: existing })).rejects.toThrow(/already exists/);
@@ -82,10 +84,16 @@ describe('dry run, copies, journal', () => {
     expect(text.stdout).toMatch(/0x40008 l2-entry: 8000000000050000 -> 80000000000[0-9a-f]{5}/);
     expect(text.stdout).toContain('Expected after repair: 0 errors, 0 leaked clusters');
     const json = cli('check', '-r', 'all', '--dry-run', '--output=json', f);
-    const doc = JSON.parse(json.stdout) as { plan: { steps: Array<{ phase: string; writes: Array<{ offset: number; old: string; new: string; why: string }> }> } };
+    const doc = JSON.parse(json.stdout) as {
+      plan: {
+        steps: Array<{ phase: string; writes: Array<{ offset: number; old: string; new: string; why: string }> }>;
+      };
+    };
     const writes = doc.plan.steps.flatMap((s) => s.writes);
     expect(writes.length).toBe(plan.steps.reduce((k, s) => k + s.writes.length, 0));
-    expect(writes.every((w) => typeof w.offset === 'number' && w.old.length === w.new.length && w.why.length > 0)).toBe(true);
+    expect(writes.every((w) => typeof w.offset === 'number' && w.old.length === w.new.length && w.why.length > 0)).toBe(
+      true,
+    );
     expect(doc.plan.steps.map((s) => s.phase)).toEqual(plan.steps.map((s) => s.phase));
     expect(sha256(f)).toBe(before);
   });
@@ -129,7 +137,6 @@ describe('dry run, copies, journal', () => {
     bytes[bytes.length - 1]! ^= 0xff;
     writeFileSync(bad, bytes);
     await expect(readJournal(bad)).rejects.toThrow(/checksum/);
-
   });
 
   it('the CLI prints the journal path and `undo` restores the original SHA-256', () => {
@@ -193,7 +200,14 @@ describe('QEMU-compatible output and mode logic', () => {
     const theirs = qemuCheck(q, 'all');
     const ours = cli('check', '-r', 'all', '--no-journal', '--output=json', f);
     const oj = JSON.parse(ours.stdout) as Record<string, unknown>;
-    for (const k of ['leaks-fixed', 'corruptions-fixed', 'check-errors', 'image-end-offset', 'allocated-clusters', 'total-clusters'])
+    for (const k of [
+      'leaks-fixed',
+      'corruptions-fixed',
+      'check-errors',
+      'image-end-offset',
+      'allocated-clusters',
+      'total-clusters',
+    ])
       expect(oj[k], k).toBe(theirs.json?.[k]);
   });
 });
@@ -225,14 +239,18 @@ describe('where QEMU loses or hides data, we keep it and say so', () => {
     copyFileSync(f, q);
     qemuCheck(q, 'all');
     // QEMU: the entry stays broken, the snapshot cannot be read.
-    expect(run('qemu-img', ['convert', '-f', 'qcow2', '-l', 'snapshot.name=snap1', '-O', 'raw', q, `${q}.raw`]).status).not.toBe(0);
+    expect(
+      run('qemu-img', ['convert', '-f', 'qcow2', '-l', 'snapshot.name=snap1', '-O', 'raw', q, `${q}.raw`]).status,
+    ).not.toBe(0);
     const out = await repairFile({ image: f, mode: 'all', journal: false });
     const note = out.plan.fixes.find((x) => x.kind === 'snapshot-l1-restored');
     expect(note?.text).toMatch(/offset 0x70200 → 0x70000/);
     expect(qemuCheck(f).status).toBe(0);
     // Ours: the snapshot reads back as it was taken (0x11 over the first 128 KiB).
     const raw = `${f}.snap.raw`;
-    expect(run('qemu-img', ['convert', '-f', 'qcow2', '-l', 'snapshot.name=snap1', '-O', 'raw', f, raw]).status).toBe(0);
+    expect(run('qemu-img', ['convert', '-f', 'qcow2', '-l', 'snapshot.name=snap1', '-O', 'raw', f, raw]).status).toBe(
+      0,
+    );
     const b = readFileSync(raw).subarray(0, 128 * 1024);
     expect(b.every((x) => x === 0x11)).toBe(true);
   });

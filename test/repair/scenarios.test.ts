@@ -27,17 +27,30 @@ const t = tempDir('q2d-repair-');
 afterAll(t.cleanup);
 
 /** The check itself aborts (QEMU: exit 1 before any repair); we change nothing either. */
-const ABORTS = new Set(['snapshot-count-too-large', 'snapshot-offset-unaligned',
-  'bitmap-table-entry-invalid-in-use', 'bitmap-directory-type-invalid']);
+const ABORTS = new Set([
+  'snapshot-count-too-large',
+  'snapshot-offset-unaligned',
+  'bitmap-table-entry-invalid-in-use',
+  'bitmap-directory-type-invalid',
+]);
 
 /**
  * Parts we refuse because a fix would have to guess (what a human must decide is printed). QEMU
  * leaves errors in all of these too, except the last one, where it invents a snapshot entry from
  * the zeros past the end of the file.
  */
-const REFUSED = new Set(['data-unaligned', 'data-beyond-eof', 'data-at-32pb', 'compressed-beyond-eof',
-  'ext-l2-alloc-and-zero', 'ext-l2-unallocated-with-alloc-bits', 'ext-l2-compressed-with-bitmap', 'external-data-compressed', 'external-data-with-snapshot',
-  'snapshot-table-beyond-eof']);
+const REFUSED = new Set([
+  'data-unaligned',
+  'data-beyond-eof',
+  'data-at-32pb',
+  'compressed-beyond-eof',
+  'ext-l2-alloc-and-zero',
+  'ext-l2-unallocated-with-alloc-bits',
+  'ext-l2-compressed-with-bitmap',
+  'external-data-compressed',
+  'external-data-with-snapshot',
+  'snapshot-table-beyond-eof',
+]);
 
 /** Scenarios where `qemu-img check -r all` loses guest data that our repair keeps. */
 const QEMU_LOSES = new Set(['l2-table-unaligned', 'l2-beyond-eof', 'l2-points-into-l1', 'l1-table-beyond-eof']);

@@ -82,7 +82,9 @@ describe('PNG encoder and cluster map picture', () => {
     for (let i = 0; i < roles.length; i++) {
       const x = Math.floor(i * cell + cell / 2);
       const y = Math.floor(cell / 2);
-      expect([...rgb.subarray((y * width + x) * 3, (y * width + x) * 3 + 3)]).toEqual(hexRgb(REPORT_ROLE_COLORS[roles[i]!]!));
+      expect([...rgb.subarray((y * width + x) * 3, (y * width + x) * 3 + 3)]).toEqual(
+        hexRgb(REPORT_ROLE_COLORS[roles[i]!]!),
+      );
     }
     expect(pic.legend.find((l) => l.name === 'data')?.clusters).toBe(2);
     // A million clusters fit in a bounded picture; a corrupt cluster is never hidden by data.
@@ -93,7 +95,8 @@ describe('PNG encoder and cluster map picture', () => {
     const d2 = decodePng(p2.png);
     const red = hexRgb(REPORT_ROLE_COLORS[15]!);
     let found = false;
-    for (let i = 0; i < d2.rgb.length; i += 3) if (d2.rgb[i] === red[0] && d2.rgb[i + 1] === red[1] && d2.rgb[i + 2] === red[2]) found = true;
+    for (let i = 0; i < d2.rgb.length; i += 3)
+      if (d2.rgb[i] === red[0] && d2.rgb[i + 1] === red[1] && d2.rgb[i + 2] === red[2]) found = true;
     expect(found).toBe(true);
   });
 });
@@ -124,7 +127,9 @@ describe('check --report', () => {
     expect(verdict).toContain('Repair is recommended');
     expect(verdict).toContain('1 cluster is leaked: wasted space, no harm to your data.');
     expect(verdict).toContain('1 cluster is in use but marked free: the next write could overwrite your data.');
-    expect(await page.locator('[data-kind="refcount-zero-referenced"] h3').innerText()).toContain('Clusters in use but marked free');
+    expect(await page.locator('[data-kind="refcount-zero-referenced"] h3').innerText()).toContain(
+      'Clusters in use but marked free',
+    );
     expect(await page.locator('[data-kind="leaked-cluster"]').count()).toBe(1);
     const natural = await page.locator('.map img').evaluate((img) => (img as HTMLImageElement).naturalWidth);
     expect(natural).toBeGreaterThan(0);
@@ -134,7 +139,7 @@ describe('check --report', () => {
     await page.close();
   });
 
-  it('writes a JSON report with the verdict, QEMU\'s counters and every finding', () => {
+  it("writes a JSON report with the verdict, QEMU's counters and every finding", () => {
     const f = damagedImage('damaged-json.qcow2');
     const json = join(t.dir, 'report.json');
     expect(run('node', ['bin/qcow2-doctor.cjs', 'check', '--report', json, f]).status).toBe(2);
@@ -142,8 +147,13 @@ describe('check --report', () => {
     expect(rep.format).toBe('qcow2-doctor-report');
     expect(rep.verdict.word).toBe('corrupt');
     const q = qemuCheck(f).json!;
-    for (const k of ['corruptions', 'leaks', 'check-errors', 'image-end-offset', 'allocated-clusters']) expect(rep.check.qemuJson[k]).toBe(q[k]);
-    expect(rep.findings.map((g: { kind: string }) => g.kind)).toEqual(['copied-l2', 'refcount-zero-referenced', 'leaked-cluster']);
+    for (const k of ['corruptions', 'leaks', 'check-errors', 'image-end-offset', 'allocated-clusters'])
+      expect(rep.check.qemuJson[k]).toBe(q[k]);
+    expect(rep.findings.map((g: { kind: string }) => g.kind)).toEqual([
+      'copied-l2',
+      'refcount-zero-referenced',
+      'leaked-cluster',
+    ]);
     expect(rep.anomalies.length).toBeGreaterThanOrEqual(2);
     expect(rep.map.legend.find((l: { name: string }) => l.name === 'leaked').clusters).toBe(1);
     expect(rep.image).toMatchObject({ virtualSize: 64 << 20, clusterSize: 65536, version: 3, dirty: false });

@@ -1,6 +1,13 @@
 // Shared assertions for the salvage campaign (bench/sections/50-salvage.ts builds and measures).
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildImage, damagesFor, IMAGES, runScenario, formatTable, type ScenarioResult } from '../../bench/sections/50-salvage.js';
+import {
+  buildImage,
+  damagesFor,
+  IMAGES,
+  runScenario,
+  formatTable,
+  type ScenarioResult,
+} from '../../bench/sections/50-salvage.js';
 import { tempDir } from '../helpers/qemu.js';
 
 /**

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { salvageImage } from '../../engine/salvage/salvage.js';
 import { Qcow2SequentialWriter } from '../../engine/salvage/qcow2-output.js';
 import { FileIO } from '../../engine/io/file-io.js';
-import { CancelToken } from '../../engine/service/progress.js';
-import { CancelledError } from '../../engine/errors.js';
+import { CancelToken } from '../../engine/base/task-control.js';
+import { CancelledError } from '../../engine/base/errors.js';
 import { crc32 } from 'node:zlib';
 import { createQcow2, qemuCheck, qemuImg, qemuIo, readU64, run, sha256, tempDir, writeBytes } from '../helpers/qemu.js';
 
@@ -79,8 +79,8 @@ describe('the sequential qcow2 writer', () => {
     await io.close();
     const chk = qemuCheck(out);
     expect(chk.status).toBe(0);
-    expect(chk.json?.['corruptions'] ?? 0).toBe(0);
-    expect(chk.json?.['leaks'] ?? 0).toBe(0);
+    expect(chk.json?.corruptions ?? 0).toBe(0);
+    expect(chk.json?.leaks ?? 0).toBe(0);
     expect(ref(out, p('writer.raw')).equals(Buffer.from(expected))).toBe(true);
   });
 
@@ -103,10 +103,18 @@ describe('stop and resume', () => {
     const state = p('big.state');
     const cancel = new CancelToken();
     let firstRun = 0;
-    await expect(salvageImage(f, p('big.out'), {
-      resumeState: state, cancel,
-      progress: (e) => { if (e.stage === 'scanning clusters') { firstRun = e.fraction; cancel.cancel(); } },
-    })).rejects.toThrow(CancelledError);
+    await expect(
+      salvageImage(f, p('big.out'), {
+        resumeState: state,
+        cancel,
+        progress: (e) => {
+          if (e.stage === 'scanning clusters') {
+            firstRun = e.fraction;
+            cancel.cancel();
+          }
+        },
+      }),
+    ).rejects.toThrow(CancelledError);
     expect(existsSync(state)).toBe(true);
     const saved = JSON.parse(readFileSync(state, 'utf8'));
     expect(saved.findings.position).toBeGreaterThan(0);
@@ -115,7 +123,9 @@ describe('stop and resume', () => {
     let resumedAt = -1;
     const r = await salvageImage(f, p('big.out'), {
       resumeState: state,
-      progress: (e) => { if (e.stage === 'scanning clusters' && resumedAt < 0) resumedAt = e.fraction; },
+      progress: (e) => {
+        if (e.stage === 'scanning clusters' && resumedAt < 0) resumedAt = e.fraction;
+      },
     });
     expect(resumedAt).toBeGreaterThan(firstRun); // the second run did not start over
     expect(r.scan.complete).toBe(true);
@@ -146,14 +156,16 @@ describe('damaged data', () => {
     writeBytes(f, off, new Uint8Array(64).fill(0xff));
     const r = await salvageImage(f, p('cz.out'));
     const v = r.views[0]!;
-    expect(v.lost).toEqual([{ start: 65536, end: 131072, reason: `compressed cluster at 0x${off.toString(16)} does not decompress` }]);
+    expect(v.lost).toEqual([
+      { start: 65536, end: 131072, reason: `compressed cluster at 0x${off.toString(16)} does not decompress` },
+    ]);
     const got = readFileSync(p('cz.out'));
     expect(got.subarray(0, 65536).equals(want.subarray(0, 65536))).toBe(true);
     expect(got.subarray(131072).equals(want.subarray(131072))).toBe(true);
     expect(got.subarray(65536, 131072).every((b) => b === 0)).toBe(true);
   });
 
-  it('says so when the backing file is missing, and keeps the overlay\'s own data', async () => {
+  it("says so when the backing file is missing, and keeps the overlay's own data", async () => {
     const base = p('mb-base.qcow2');
     const top = p('mb-top.qcow2');
     createQcow2(base, '4M');
@@ -188,7 +200,7 @@ describe('qcow2-doctor salvage (CLI)', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/Snapshot 1 \(before\)/);
-    expect(r.stdout).toMatch(/Other disks in this image .*\n  active: active disk, 8\.00 MiB/);
+    expect(r.stdout).toMatch(/Other disks in this image .*\n {2}active: active disk, 8\.00 MiB/);
     expect(sha256(f)).toBe(before);
     expect(qemuCheck(p('cli.out.qcow2')).status).toBe(0);
     expect(ref(p('cli.out.qcow2'), p('cli.back')).equals(readFileSync(snapRef))).toBe(true);
@@ -230,7 +242,9 @@ describe('placement guesses are reported as guesses', () => {
     }
     expect(v.bytes.guessed).toBe(v.bytes.recovered);
     expect(v.confidence).toBe(0);
-    expect(r.guesses.join('\n')).toMatch(/3 L2 table\(s\) with no surviving L1 entry placed in host order into 32 free L1 slot/);
+    expect(r.guesses.join('\n')).toMatch(
+      /3 L2 table\(s\) with no surviving L1 entry placed in host order into 32 free L1 slot/,
+    );
   });
 
   it('leaves out an unreferenced L2 table when the active L1 is intact (a leak is not data)', async () => {
@@ -256,7 +270,9 @@ describe('what salvage refuses, in one line', () => {
   it('a file with no qcow2 structure at all', async () => {
     const f = p('plain.raw');
     writeFileSync(f, new Uint8Array(256 * 1024).fill(0x5a));
-    await expect(salvageImage(f, p('plain.out'))).rejects.toThrow(/no qcow2 header and no qcow2 tables found \(4 clusters scanned\)/);
+    await expect(salvageImage(f, p('plain.out'))).rejects.toThrow(
+      /no qcow2 header and no qcow2 tables found \(4 clusters scanned\)/,
+    );
     expect(existsSync(p('plain.out'))).toBe(false);
   });
 
@@ -267,7 +283,9 @@ describe('what salvage refuses, in one line', () => {
     createQcow2(f, '1M');
     writeBytes(f, 32, new Uint8Array([0, 0, 0, 1]));
     expect(qemuImg('info', '--output=json', f)).toMatch(/"encrypted": true/);
-    await expect(salvageImage(f, p('aes.out'))).rejects.toThrow('salvage cannot decrypt guest data (header.crypt_method = 1)');
+    await expect(salvageImage(f, p('aes.out'))).rejects.toThrow(
+      'salvage cannot decrypt guest data (header.crypt_method = 1)',
+    );
   });
 
   it('an empty file', async () => {
@@ -314,9 +332,13 @@ describe('random damage never crashes the salvage', () => {
     qemuImg('snapshot', '-c', 's', f0);
     qemuIo(f0, ['write -P 0x15 8k 16k']);
     const size = statSync(f0).size;
-    const junkOrZero = (k: number): Uint8Array => (k % 2 ? new Uint8Array(4096).map((_, i) => (i * 31 + k) & 0xff) : new Uint8Array(4096));
+    const junkOrZero = (k: number): Uint8Array =>
+      k % 2 ? new Uint8Array(4096).map((_, i) => (i * 31 + k) & 0xff) : new Uint8Array(4096);
     let seed = 12345;
-    const rnd = (): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed; };
+    const rnd = (): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed;
+    };
     for (let k = 0; k < 12; k++) {
       const f = p(`rnd${k + 1}.qcow2`);
       writeFileSync(f, readFileSync(f0));
@@ -328,7 +350,10 @@ describe('random damage never crashes the salvage', () => {
       const out = p(`rnd${k + 1}.out`);
       // Every third one also loses its header and is salvaged without any hint.
       if (k % 3 === 2) writeBytes(f, 0, junkOrZero(k));
-      const r = await salvageImage(f, out, { format: 'qcow2', ...(k % 3 === 2 ? {} : { virtualSize: 8 * 1024 * 1024 }) });
+      const r = await salvageImage(f, out, {
+        format: 'qcow2',
+        ...(k % 3 === 2 ? {} : { virtualSize: 8 * 1024 * 1024 }),
+      });
       if (k % 3 !== 2) expect(r.views[0]!.virtualSize).toBe(8 * 1024 * 1024);
       expect(qemuCheck(out).status).toBe(0);
     }
@@ -371,7 +396,12 @@ describe('clues from the guest data', () => {
     expect(r.virtualSize).toBe(size);
     expect(r.virtualSizeSource).toBe('guest-gpt');
     const placed = r.views[0]!.l2Tables;
-    expect(placed.filter((t) => t.source === 'guest-gpt').map((t) => t.l1Index).sort((a, b) => a - b)).toEqual([0, 31]);
+    expect(
+      placed
+        .filter((t) => t.source === 'guest-gpt')
+        .map((t) => t.l1Index)
+        .sort((a, b) => a - b),
+    ).toEqual([0, 31]);
     // The table in between has no clue: its position is a guess, and the report says so.
     const middle = placed.filter((t) => t.source === 'ordering');
     expect(middle).toHaveLength(1);
@@ -409,8 +439,16 @@ describe('lost and found', () => {
     const f = p('lf.qcow2');
     createQcow2(f, '8M');
     qemuIo(f, ['write -P 0x51 0 64k', 'write -P 0x52 3M 128k', 'write -P 0x53 1M 64k']);
-    const map = JSON.parse(qemuImg('map', '--output=json', f)) as Array<{ start: number; length: number; data: boolean; offset?: number }>;
-    const hosts = map.filter((m) => m.data && m.offset !== undefined).flatMap((m) => Array.from({ length: m.length / 65536 }, (_, k) => m.offset! + k * 65536)).sort((a, b) => a - b);
+    const map = JSON.parse(qemuImg('map', '--output=json', f)) as Array<{
+      start: number;
+      length: number;
+      data: boolean;
+      offset?: number;
+    }>;
+    const hosts = map
+      .filter((m) => m.data && m.offset !== undefined)
+      .flatMap((m) => Array.from({ length: m.length / 65536 }, (_, k) => m.offset! + k * 65536))
+      .sort((a, b) => a - b);
     const raw = readFileSync(f);
     const want = Buffer.concat(hosts.map((h) => raw.subarray(h, h + 65536)));
     writeBytes(f, 0x40000, new Uint8Array(65536)); // the only L2 table

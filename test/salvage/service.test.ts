@@ -49,7 +49,10 @@ describe('salvage.scan and salvage.export', () => {
     const f = join(t.dir, 'small.qcow2');
     createQcow2(f, '1M');
     const { handle } = await service.call('image.open', { ref: { kind: 'root', path: 'small.qcow2' } });
-    await expect(service.call('salvage.export', { handle, save: { kind: 'inline' } })).rejects.toMatchObject({ code: 'invalid-argument', field: 'args.save.kind' });
+    await expect(service.call('salvage.export', { handle, save: { kind: 'inline' } })).rejects.toMatchObject({
+      code: 'invalid-argument',
+      field: 'args.save.kind',
+    });
     expect(existsSync(join(t.dir, 'small.salvaged.qcow2'))).toBe(false);
   });
 });

@@ -7,7 +7,12 @@ import { qemuImg } from '../helpers/qemu.js';
 /** Host byte ranges [start, end) holding guest data of the active state, per QEMU. */
 export function guestDataRanges(file: string): Array<[number, number]> {
   const out: Array<[number, number]> = [];
-  const map = JSON.parse(qemuImg('map', '--output=json', '-f', 'qcow2', file)) as Array<{ length: number; data: boolean; offset?: number; depth: number }>;
+  const map = JSON.parse(qemuImg('map', '--output=json', '-f', 'qcow2', file)) as Array<{
+    length: number;
+    data: boolean;
+    offset?: number;
+    depth: number;
+  }>;
   for (const m of map) if (m.data && m.offset !== undefined && m.depth === 0) out.push([m.offset, m.offset + m.length]);
   return out.concat(compressedRanges(file));
 }

@@ -3,7 +3,18 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileS
 import { join } from 'node:path';
 import { stripFile } from '../../engine/strip/strip.js';
 import {
-  createQcow2, patchU16, patchU32, patchU64, qemuCheckHuman, qemuImg, qemuImgCreateLuks, qemuIo, readBytes, run, sha256, tempDir,
+  createQcow2,
+  patchU16,
+  patchU32,
+  patchU64,
+  qemuCheckHuman,
+  qemuImg,
+  qemuImgCreateLuks,
+  qemuIo,
+  readBytes,
+  run,
+  sha256,
+  tempDir,
 } from '../helpers/qemu.js';
 import { allZeroIn, containsRun, guestDataRanges } from './guest-data.js';
 
@@ -56,7 +67,13 @@ describe('strip: metadata-only copy', () => {
     const h = readFileSync(f);
     const l1 = Number(h.readBigUInt64BE(40));
     const snap = Number(h.readBigUInt64BE(64));
-    for (const [off, len] of [[0, 65536], [0x10000, 65536], [0x20000, 65536], [l1, 8], [snap, 40]] as const)
+    for (const [off, len] of [
+      [0, 65536],
+      [0x10000, 65536],
+      [0x20000, 65536],
+      [l1, 8],
+      [snap, 40],
+    ] as const)
       expect(readBytes(out, off, len).equals(readBytes(f, off, len))).toBe(true);
     expect(r.structures.l2?.count).toBeGreaterThanOrEqual(2);
     expect(r.structures['snapshot-l1']?.count).toBe(1);
@@ -90,14 +107,35 @@ describe('strip: metadata-only copy', () => {
 
     const l = path('luks.qcow2');
     const secret = ['--object', 'secret,id=s0,data=hunter2'];
-    const created = qemuImgCreateLuks(['create', '-q', '-f', 'qcow2', ...secret, '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=50', l, '16M']);
+    const created = qemuImgCreateLuks([
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      ...secret,
+      '-o',
+      'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=50',
+      l,
+      '16M',
+    ]);
     expect(created.status).toBe(0);
-    const io = run('qemu-io', [...secret, '--image-opts', `driver=qcow2,file.filename=${l},encrypt.key-secret=s0`, '-c', 'write -P 0x5a 0 64k']);
+    const io = run('qemu-io', [
+      ...secret,
+      '--image-opts',
+      `driver=qcow2,file.filename=${l},encrypt.key-secret=s0`,
+      '-c',
+      'write -P 0x5a 0 64k',
+    ]);
     expect(io.status).toBe(0);
     const out = `${l}.stripped`;
     await stripFile(l, out);
     const check = (file: string) => {
-      const r = run('qemu-img', ['check', ...secret, '--image-opts', `driver=qcow2,file.filename=${file},encrypt.key-secret=s0`]);
+      const r = run('qemu-img', [
+        'check',
+        ...secret,
+        '--image-opts',
+        `driver=qcow2,file.filename=${file},encrypt.key-secret=s0`,
+      ]);
       return { status: r.status, stdout: r.stdout };
     };
     expect(check(out)).toEqual(check(l));
@@ -113,7 +151,7 @@ describe('strip: metadata-only copy', () => {
 /** Offset and length from the full-disk-encryption header extension (type 0x0537be77). */
 function cryptoExtension(file: string): [number, number] {
   const h = readBytes(file, 0, 65536);
-  for (let off = h.readUInt32BE(100); off + 8 <= h.length;) {
+  for (let off = h.readUInt32BE(100); off + 8 <= h.length; ) {
     const type = h.readUInt32BE(off);
     const len = h.readUInt32BE(off + 4);
     if (type === 0) break;
@@ -190,7 +228,9 @@ describe('strip: damaged images give the same findings', () => {
     expect(allZeroIn(out, [[0x50000, 0x60000]])).toBe(true);
     expect(verdict(out).status).not.toBe(0);
     expect(r.conflicts).toEqual([{ cluster: 5, kinds: ['l2'], kept: false }]);
-    expect(r.notes.join('\n')).toContain('cluster 5 (0x50000) is pointed at as L2 tables, but its content does not look like that (8192 of 8192 entries malformed); zeroed');
+    expect(r.notes.join('\n')).toContain(
+      'cluster 5 (0x50000) is pointed at as L2 tables, but its content does not look like that (8192 of 8192 entries malformed); zeroed',
+    );
   });
 
   it('an L2 entry mapping the refcount block as data: the block is metadata-shaped and kept', async () => {
@@ -198,7 +238,9 @@ describe('strip: damaged images give the same findings', () => {
     patchU64(f, 0x40008, 0x8000000000020000n);
     const out = `${f}.stripped`;
     const r = await stripFile(f, out);
-    expect(r.conflicts).toEqual([{ cluster: 2, kinds: ['refcount-block'], kept: true, claimedBy: 'L2 table 0x40000 entry 1' }]);
+    expect(r.conflicts).toEqual([
+      { cluster: 2, kinds: ['refcount-block'], kept: true, claimedBy: 'L2 table 0x40000 entry 1' },
+    ]);
     expect(verdict(out)).toEqual(verdict(f));
   });
 
@@ -207,7 +249,9 @@ describe('strip: damaged images give the same findings', () => {
     patchU64(f, 0x10008, 0x50000n); // refcount table entry 1 -> data cluster 5 (pattern 0x5a)
     const out = `${f}.stripped`;
     const r = await stripFile(f, out);
-    expect(r.conflicts).toEqual([{ cluster: 5, kinds: ['refcount-block'], kept: false, claimedBy: 'L2 table 0x40000 entry 0' }]);
+    expect(r.conflicts).toEqual([
+      { cluster: 5, kinds: ['refcount-block'], kept: false, claimedBy: 'L2 table 0x40000 entry 0' },
+    ]);
     expect(r.notes.join('\n')).toContain('zeroed to keep guest data out');
     expect(containsRun(out, 0x5a)).toBe(false);
   });
@@ -227,7 +271,9 @@ describe('strip: damaged images give the same findings', () => {
     patchU64(f, 0x30000, 0x8000000000050200n);
     const out = `${f}.stripped`;
     const r = await stripFile(f, out);
-    expect(r.notes).toContain('active L1 table entry 0 points at 0x50200, which is not cluster aligned; nothing copied there');
+    expect(r.notes).toContain(
+      'active L1 table entry 0 points at 0x50200, which is not cluster aligned; nothing copied there',
+    );
     expect(containsRun(out, 0x5a)).toBe(false);
   });
 });
@@ -291,7 +337,9 @@ describe('strip: refusals', () => {
   it('refuses a file that is not qcow2, an existing output and the input itself', async () => {
     const raw = path('raw.img');
     writeFileSync(raw, Buffer.alloc(65536, 7));
-    await expect(stripFile(raw, `${raw}.out`)).rejects.toThrow('Image is not in qcow2 format (header.magic = 0x7070707)');
+    await expect(stripFile(raw, `${raw}.out`)).rejects.toThrow(
+      'Image is not in qcow2 format (header.magic = 0x7070707)',
+    );
     expect(existsSync(`${raw}.out`)).toBe(false);
     const f = makeImage('exists.qcow2');
     copyFileSync(f, `${f}.taken`);

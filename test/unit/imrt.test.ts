@@ -7,9 +7,11 @@ import { Imrt, IMRT_PAGE } from '../../engine/check/imrt.js';
 function rng(seed: number): (n: number) => number {
   let x = seed >>> 0 || 1;
   return (n) => {
-    x ^= x << 13; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
     x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
+    x ^= x << 5;
+    x >>>= 0;
     return x % n;
   };
 }
@@ -93,6 +95,11 @@ describe('Imrt', () => {
     expect(t.bytes.every((v) => v === 0)).toBe(true);
     const covered = Math.floor((n - 1) / 3001) * 3001 + 1;
     for (let pa = 0; pa + IMRT_PAGE <= covered; pa += IMRT_PAGE) expect(t.runCovers(pa, pa + IMRT_PAGE)).toBe(true);
-    expect(t.dense().subarray(0, covered).every((v) => v === 1)).toBe(true);
+    expect(
+      t
+        .dense()
+        .subarray(0, covered)
+        .every((v) => v === 1),
+    ).toBe(true);
   });
 });

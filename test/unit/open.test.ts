@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { FileIO } from '../../engine/io/file-io.js';
 import { MemoryIO } from '../../engine/io/memory-io.js';
 import { Qcow2Image } from '../../engine/image/qcow2-image.js';
-import { Qcow2FormatError } from '../../engine/errors.js';
+import { Qcow2FormatError } from '../../engine/base/errors.js';
 import { createQcow2, patchU32, qemuCheck, qemuIo, sha256, tempDir, writeBytes } from '../helpers/qemu.js';
 import { readFileSync } from 'node:fs';
 

@@ -15,7 +15,12 @@ function table(entries: bigint[]): Int32Array {
 /** The run's length read one entry at a time: same high word, offset one cluster further each. */
 function naive(entries: bigint[], i: number, stopEntry: number, cs: bigint): number {
   let n = 1;
-  while (i + n < stopEntry && entries[i + n] === entries[i]! + BigInt(n) * cs && (entries[i + n]! >> 32n) === (entries[i]! >> 32n)) n++;
+  while (
+    i + n < stopEntry &&
+    entries[i + n] === entries[i]! + BigInt(n) * cs &&
+    entries[i + n]! >> 32n === entries[i]! >> 32n
+  )
+    n++;
   return n;
 }
 
@@ -32,9 +37,8 @@ describe('runLength', () => {
       for (let trial = 0; trial < 40; trial++) {
         const n = 64 + rand(600);
         // Start anywhere, some just below a 4 GiB boundary so that runs reach it.
-        const startCluster = trial % 3 === 0
-          ? (BigInt(1 + rand(5)) << (32n - BigInt(cb))) - BigInt(rand(n))
-          : BigInt(1 + rand(1 << 20));
+        const startCluster =
+          trial % 3 === 0 ? (BigInt(1 + rand(5)) << (32n - BigInt(cb))) - BigInt(rand(n)) : BigInt(1 + rand(1 << 20));
         const entries: bigint[] = [];
         for (let i = 0; i < n; i++) entries.push(COPIED | ((startCluster + BigInt(i)) * cs));
         // Break the run here and there: a skipped cluster, a flag, a zero entry.
@@ -50,7 +54,9 @@ describe('runLength', () => {
           const stopEntry = i + 1 + rand(n - i);
           const rhi = u[2 * i]!;
           const lo = bswap32(u[2 * i + 1]!) >>> 0;
-          expect(runLength(u, i, 2 * stopEntry, rhi, lo, cb), `cb ${cb} trial ${trial} at ${i}`).toBe(naive(entries, i, stopEntry, cs));
+          expect(runLength(u, i, 2 * stopEntry, rhi, lo, cb), `cb ${cb} trial ${trial} at ${i}`).toBe(
+            naive(entries, i, stopEntry, cs),
+          );
         }
       }
     });

@@ -3,11 +3,17 @@
 import { join } from 'node:path';
 import { createQcow2, patchU16, patchU64, qemuIo, readBytes, readU64, run, writeBytes } from '../helpers/qemu.js';
 
-export const PATTERNS: Array<[number, string, string]> = [[0x5a, '0', '128k'], [0xa5, '1M', '64k']];
+export const PATTERNS: Array<[number, string, string]> = [
+  [0x5a, '0', '128k'],
+  [0xa5, '1M', '64k'],
+];
 
 function base(file: string, options: Record<string, string | number | boolean> = {}): string {
   createQcow2(file, '64M', options);
-  qemuIo(file, PATTERNS.map(([p, off, len]) => `write -P 0x${p.toString(16)} ${off} ${len}`));
+  qemuIo(
+    file,
+    PATTERNS.map(([p, off, len]) => `write -P 0x${p.toString(16)} ${off} ${len}`),
+  );
   return file;
 }
 
@@ -33,7 +39,14 @@ export function makeRefcountErrors(dir: string, name = 'refcount-errors.qcow2'):
 export function makeDirty(dir: string, name = 'dirty.qcow2'): string {
   const f = join(dir, name);
   createQcow2(f, '64M', { lazy_refcounts: true });
-  run('qemu-io', ['-f', 'qcow2', ...PATTERNS.flatMap(([p, off, len]) => ['-c', `write -P 0x${p.toString(16)} ${off} ${len}`]), '-c', 'sigraise 9', f]);
+  run('qemu-io', [
+    '-f',
+    'qcow2',
+    ...PATTERNS.flatMap(([p, off, len]) => ['-c', `write -P 0x${p.toString(16)} ${off} ${len}`]),
+    '-c',
+    'sigraise 9',
+    f,
+  ]);
   return f;
 }
 
@@ -46,7 +59,11 @@ export function makeNeedsRebuild(dir: string, name = 'needs-rebuild.qcow2'): str
 
 /** qemu-io reading back each pattern: throws when a byte differs. */
 export function assertPatterns(file: string, format: 'qcow2' | 'raw' = 'qcow2'): void {
-  qemuIo(file, PATTERNS.map(([p, off, len]) => `read -P 0x${p.toString(16)} ${off} ${len}`), { format });
+  qemuIo(
+    file,
+    PATTERNS.map(([p, off, len]) => `read -P 0x${p.toString(16)} ${off} ${len}`),
+    { format },
+  );
 }
 
 /** 4 KiB clusters, 16 MiB written, then every other L2 entry cleared: 2048 separate leaks. */

@@ -7,7 +7,10 @@ import { PATTERNS } from './images.js';
 
 function base(file: string): string {
   createQcow2(file, '64M');
-  qemuIo(file, PATTERNS.map(([p, off, len]) => `write -P 0x${p.toString(16)} ${off} ${len}`));
+  qemuIo(
+    file,
+    PATTERNS.map(([p, off, len]) => `write -P 0x${p.toString(16)} ${off} ${len}`),
+  );
   return file;
 }
 

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Service } from '../../engine/service/service.js';
 import { createServeHost } from '../../engine/service/serve-host.js';
-import { ContractError, toWireError } from '../../engine/service/errors.js';
+import { ContractError, toWireError } from '../../engine/contract/errors.js';
 import { qemuCheck, sha256, tempDir } from '../helpers/qemu.js';
 import { assertPatterns, makeLeaks } from './images.js';
 import { makeHeaderZeroed, makeL1Unreadable, makeL1Zeroed } from './salvage-images.js';
@@ -25,7 +25,10 @@ afterAll(async () => {
 
 /** The refusal as the renderer receives it (through the wire codec). */
 async function refusal(name: string): Promise<ContractError> {
-  const e = await service.call('image.open', { ref: { kind: 'root', path: name } }).then(() => undefined, (x: unknown) => x);
+  const e = await service.call('image.open', { ref: { kind: 'root', path: name } }).then(
+    () => undefined,
+    (x: unknown) => x,
+  );
   expect(e).toBeDefined();
   return ContractError.fromWire(toWireError(e));
 }
@@ -65,7 +68,11 @@ describe('wizard salvage path (service)', () => {
     const e = await refusal('l1-unreadable.qcow2');
     expect(e.code).toBe('format');
     expect(e.message).toContain('L1');
-    const out = await service.call('salvage.export', { handle: e.salvageSource!, save: { kind: 'sibling' }, format: 'raw' });
+    const out = await service.call('salvage.export', {
+      handle: e.salvageSource!,
+      save: { kind: 'sibling' },
+      format: 'raw',
+    });
     expect(out.name).toBe('l1-unreadable.salvaged.raw');
     expect(out.handle).toBeUndefined(); // a raw disk has no tables to verify
     expect(out.size).toBe(64 * 1024 * 1024);
@@ -75,7 +82,9 @@ describe('wizard salvage path (service)', () => {
   });
 
   it('an unknown salvage source is refused as not-found', async () => {
-    await expect(service.call('salvage.scan', { handle: 'nosuchhandle123' })).rejects.toMatchObject({ code: 'not-found' });
+    await expect(service.call('salvage.scan', { handle: 'nosuchhandle123' })).rejects.toMatchObject({
+      code: 'not-found',
+    });
   });
 
   it('a zeroed L1 table: the check sees only leaks, salvage.assess warns, salvage recovers every pattern', async () => {

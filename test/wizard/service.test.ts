@@ -6,7 +6,7 @@ import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Service } from '../../engine/service/service.js';
 import { createServeHost } from '../../engine/service/serve-host.js';
-import { ContractError } from '../../engine/service/errors.js';
+import { ContractError } from '../../engine/contract/errors.js';
 import { patchU64, qemuCheck, sha256, tempDir } from '../helpers/qemu.js';
 import { assertPatterns, makeDirty, makeLeaks, makeNeedsRebuild, makeRefcountErrors } from './images.js';
 
@@ -42,12 +42,15 @@ async function holdOpen(file: string): Promise<ChildProcess> {
 }
 
 describe('triage.scan', () => {
-  it('checks every qcow2 file of a folder and gives qemu-img check\'s verdicts, without absolute paths', async () => {
+  it("checks every qcow2 file of a folder and gives qemu-img check's verdicts, without absolute paths", async () => {
     makeLeaks(t.dir, 'tri/a-leaks.qcow2'.replace('tri/', ''));
     const rows = await service.call('triage.scan', { folder: { kind: 'root', path: '.' } });
     for (const r of rows) {
       const status = qemuCheck(join(t.dir, r.name)).status;
-      expect({ name: r.name, verdict: r.verdict }).toEqual({ name: r.name, verdict: { 0: 'clean', 1: 'unreadable', 2: 'corrupt', 3: 'leaks' }[status] });
+      expect({ name: r.name, verdict: r.verdict }).toEqual({
+        name: r.name,
+        verdict: { 0: 'clean', 1: 'unreadable', 2: 'corrupt', 3: 'leaks' }[status],
+      });
       expect(r.ref).toEqual({ kind: 'root', path: r.name });
     }
     expect(rows.find((r) => r.name === 'a-leaks.qcow2')?.summary).toBe('1 leaked cluster');
@@ -75,9 +78,14 @@ describe('safety: lock.status', () => {
     expect(s.holder).toContain(`qemu-io (pid ${q.pid}`);
     expect(s.detail).toContain('then check again');
     const rows = await service.call('triage.scan', { refs: [{ kind: 'root', path: 'held.qcow2' }] });
-    expect(rows[0]).toMatchObject({ verdict: 'in-use', summary: 'in use by another program (a running VM?); as read now: 1 leaked cluster' });
+    expect(rows[0]).toMatchObject({
+      verdict: 'in-use',
+      summary: 'in use by another program (a running VM?); as read now: 1 leaked cluster',
+    });
     const plan = await service.call('repair.plan', { handle: h, mode: 'all' });
-    const err = await service.call('repair.apply', { handle: h, planId: plan.planId, target: { kind: 'inPlace', journal: true } }).catch((e) => e);
+    const err = await service
+      .call('repair.apply', { handle: h, planId: plan.planId, target: { kind: 'inPlace', journal: true } })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(ContractError);
     expect((err as ContractError).code).toBe('busy');
     expect(sha256(f)).toBe(before);
@@ -91,31 +99,42 @@ describe('repair through the service', () => {
     ['refcount errors', makeRefcountErrors],
     ['a dirty image', makeDirty],
     ['an image needing a refcount rebuild', makeNeedsRebuild],
-  ])('%s: a repaired copy is clean for qemu-img, guest data compared equal, original untouched', async (label, make) => {
-    const name = `copy-${label.replace(/\W+/g, '-')}.qcow2`;
-    const f = make(t.dir, name);
-    const before = sha256(f);
-    const h = await open(name);
-    const plan = await service.call('repair.plan', { handle: h, mode: 'all' });
-    expect(plan.steps.length).toBeGreaterThan(0);
-    expect(plan.leaves).toEqual([]);
-    const applied = await service.call('repair.apply', { handle: h, planId: plan.planId, target: { kind: 'copy', save: { kind: 'sibling' } } });
-    expect(applied.name).toBe(name.replace('.qcow2', '.repaired.qcow2'));
-    const v = await service.call('repair.verify', { handle: applied.handle });
-    expect(v.ok).toBe(true);
-    expect(v.qemu?.status).toBe(0);
-    expect(v.guestData).toMatchObject({ differingBytes: 0, comparedBytes: 64 << 20 });
-    expect(qemuCheck(join(t.dir, applied.name)).status).toBe(0);
-    assertPatterns(join(t.dir, applied.name));
-    expect(sha256(f)).toBe(before);
-  });
+  ])(
+    '%s: a repaired copy is clean for qemu-img, guest data compared equal, original untouched',
+    async (label, make) => {
+      const name = `copy-${label.replace(/\W+/g, '-')}.qcow2`;
+      const f = make(t.dir, name);
+      const before = sha256(f);
+      const h = await open(name);
+      const plan = await service.call('repair.plan', { handle: h, mode: 'all' });
+      expect(plan.steps.length).toBeGreaterThan(0);
+      expect(plan.leaves).toEqual([]);
+      const applied = await service.call('repair.apply', {
+        handle: h,
+        planId: plan.planId,
+        target: { kind: 'copy', save: { kind: 'sibling' } },
+      });
+      expect(applied.name).toBe(name.replace('.qcow2', '.repaired.qcow2'));
+      const v = await service.call('repair.verify', { handle: applied.handle });
+      expect(v.ok).toBe(true);
+      expect(v.qemu?.status).toBe(0);
+      expect(v.guestData).toMatchObject({ differingBytes: 0, comparedBytes: 64 << 20 });
+      expect(qemuCheck(join(t.dir, applied.name)).status).toBe(0);
+      assertPatterns(join(t.dir, applied.name));
+      expect(sha256(f)).toBe(before);
+    },
+  );
 
   it('in place with a journal: clean, guest data equal to before, then undone byte for byte', async () => {
     const f = makeRefcountErrors(t.dir, 'inplace.qcow2');
     const original = readFileSync(f);
     const h = await open('inplace.qcow2');
     const plan = await service.call('repair.plan', { handle: h, mode: 'all' });
-    const applied = await service.call('repair.apply', { handle: h, planId: plan.planId, target: { kind: 'inPlace', journal: true } });
+    const applied = await service.call('repair.apply', {
+      handle: h,
+      planId: plan.planId,
+      target: { kind: 'inPlace', journal: true },
+    });
     expect(applied.handle).toBe(h);
     expect(applied.journal).toMatch(/^inplace\.qcow2\.repair-journal-/);
     expect(qemuCheck(f).status).toBe(0);
@@ -138,7 +157,9 @@ describe('repair through the service', () => {
     const h = await open('stale.qcow2');
     const plan = await service.call('repair.plan', { handle: h, mode: 'leaks' });
     patchU64(f, 0x40000 + 33 * 8, 0);
-    const err = await service.call('repair.apply', { handle: h, planId: plan.planId, target: { kind: 'inPlace' } }).catch((e) => e);
+    const err = await service
+      .call('repair.apply', { handle: h, planId: plan.planId, target: { kind: 'inPlace' } })
+      .catch((e) => e);
     expect((err as ContractError).code).toBe('busy');
     expect((err as ContractError).message).toContain('changed since the plan was made');
   });

@@ -75,7 +75,8 @@ describe('recovery wizard', () => {
     const text = await verdict.innerText();
     if (action === 'leaks') expect(text).toContain('wasted space, no harm to your data');
     if (name === 'dirty.qcow2') expect(text).toContain('was not closed cleanly');
-    if (name === 'needs-rebuild.qcow2') expect(text).toContain('in use but marked free: the next write could overwrite your data');
+    if (name === 'needs-rebuild.qcow2')
+      expect(text).toContain('in use but marked free: the next write could overwrite your data');
     await shot(page, `${name}-explain`);
 
     await page.getByTestId('wizard-to-action').click();
@@ -169,7 +170,9 @@ describe('recovery wizard', () => {
     const file = join(root.dir, 'held.qcow2');
     const q = spawn('qemu-io', ['-f', 'qcow2', file], { stdio: ['pipe', 'pipe', 'pipe'] });
     held.push(q);
-    await new Promise<void>((resolve) => q.stdout!.on('data', (d: Buffer) => d.toString().includes('qemu-io>') && resolve()));
+    await new Promise<void>((resolve) =>
+      q.stdout!.on('data', (d: Buffer) => d.toString().includes('qemu-io>') && resolve()),
+    );
     const page = await startWizard('held.qcow2');
     const locked = page.getByTestId('wizard-locked');
     await locked.waitFor();
@@ -214,21 +217,29 @@ describe('recovery wizard', () => {
     expect(await rows.count()).toBeLessThan(100);
     const firstCluster = await rows.first().locator('span').nth(2).innerText();
     // Scroll to the end: the last records are drawn, the first are gone from the page.
-    await page.getByTestId('anomaly-list').evaluate((el) => { el.scrollTop = el.scrollHeight; el.dispatchEvent(new Event('scroll')); });
+    await page.getByTestId('anomaly-list').evaluate((el) => {
+      el.scrollTop = el.scrollHeight;
+      el.dispatchEvent(new Event('scroll'));
+    });
     await expect.poll(() => rows.first().locator('span').nth(2).innerText()).not.toBe(firstCluster);
     expect(await rows.count()).toBeLessThan(100);
     // Sorting by cluster, descending: the highest cluster comes first.
-    await page.getByTestId('anomaly-list').evaluate((el) => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); });
+    await page.getByTestId('anomaly-list').evaluate((el) => {
+      el.scrollTop = 0;
+      el.dispatchEvent(new Event('scroll'));
+    });
     await expect.poll(() => rows.first().locator('span').nth(2).innerText()).toBe(firstCluster);
     await page.getByTestId('sort-cluster').click();
-    await expect.poll(async () => Number(await rows.first().locator('span').nth(2).innerText())).toBeGreaterThan(Number(firstCluster));
+    await expect
+      .poll(async () => Number(await rows.first().locator('span').nth(2).innerText()))
+      .toBeGreaterThan(Number(firstCluster));
     await page.getByTestId('anomaly-filter').fill('Leaked cluster 6 ');
     await expect.poll(() => page.getByTestId('anomaly-count').innerText()).toMatch(/^\d+ of 2,048 records$/);
     await shot(page, 'many-findings');
     await page.close();
   });
 
-  it('the triage table gives qemu-img check\'s verdict for every image of the folder', async () => {
+  it("the triage table gives qemu-img check's verdict for every image of the folder", async () => {
     const page = await browser.context.newPage();
     await page.goto(served.url);
     await page.getByTestId('tab-triage').click();
@@ -242,7 +253,10 @@ describe('recovery wizard', () => {
       const row = rows.nth(i);
       const name = (await row.locator('td').first().innerText()).trim();
       const status = qemuCheck(join(root.dir, name)).status;
-      expect({ name, verdict: await row.getAttribute('data-verdict') }).toEqual({ name, verdict: VERDICT_OF_EXIT[status] });
+      expect({ name, verdict: await row.getAttribute('data-verdict') }).toEqual({
+        name,
+        verdict: VERDICT_OF_EXIT[status],
+      });
     }
     await shot(page, 'triage');
     await page.close();

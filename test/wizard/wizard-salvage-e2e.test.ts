@@ -39,7 +39,8 @@ afterAll(async () => {
   root.cleanup();
 });
 
-const shot = (page: Page, name: string) => page.screenshot({ path: `test-results/wizard-salvage-${name}.png`, fullPage: true });
+const shot = (page: Page, name: string) =>
+  page.screenshot({ path: `test-results/wizard-salvage-${name}.png`, fullPage: true });
 
 async function openInWizard(name: string, s: Served = served): Promise<{ page: Page; errors: string[] }> {
   const page = await browser.context.newPage();
@@ -107,7 +108,9 @@ describe('recovery wizard: salvage', () => {
     const verdict = page.getByTestId('wizard-verdict');
     await verdict.waitFor({ timeout: 60_000 });
     expect(await verdict.getAttribute('data-salvage')).toBe('advised');
-    expect(await page.getByTestId('wizard-salvage-advice').innerText()).toContain('"repair leaks" would mark it free and lose it');
+    expect(await page.getByTestId('wizard-salvage-advice').innerText()).toContain(
+      '"repair leaks" would mark it free and lose it',
+    );
     await shot(page, 'l1-explain');
     await page.getByTestId('wizard-to-action').click();
     expect(await page.getByTestId('wizard-action-salvage').isChecked()).toBe(true);
@@ -155,7 +158,9 @@ describe('recovery wizard: salvage', () => {
     const verdict = page.getByTestId('wizard-verdict');
     await verdict.waitFor({ timeout: 60_000 });
     expect(await verdict.getAttribute('data-verdict')).toBe('corrupt');
-    expect(await page.getByTestId('wizard-salvage-advice').innerText()).toContain('cannot be repaired without guessing');
+    expect(await page.getByTestId('wizard-salvage-advice').innerText()).toContain(
+      'cannot be repaired without guessing',
+    );
     await shot(page, 'l2-explain');
     await page.getByTestId('wizard-to-action').click();
     expect(await page.getByTestId('wizard-action-salvage').isChecked()).toBe(true);

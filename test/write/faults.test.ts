@@ -26,7 +26,10 @@ const K = 1024;
 const SCENARIOS: Record<string, Scenario> = {
   alloc: {
     // iotest 026's shape: 1 KiB clusters, data already there so tables are loaded from disk.
-    make: (f) => { createQcow2(f, '1G', { cluster_size: 1024 }); qemuIo(f, ['write -P 0x11 0 64k']); },
+    make: (f) => {
+      createQcow2(f, '1G', { cluster_size: 1024 });
+      qemuIo(f, ['write -P 0x11 0 64k']);
+    },
     run: async (w) => {
       await w.write(0, patternBytes(1, 0, 128 * K));
       await w.write(300 * K + 100, patternBytes(2, 300 * K + 100, 1000));
@@ -38,14 +41,24 @@ const SCENARIOS: Record<string, Scenario> = {
     // 64-bit refcounts in 512-byte clusters: new refcount blocks every 64 clusters, and the
     // refcount table outgrows its cluster after 2 MiB.
     make: (f) => createQcow2(f, '8M', { cluster_size: 512, refcount_bits: 64 }),
-    run: async (w) => { await w.write(0, patternBytes(4, 0, 2304 * K)); await w.close(); },
+    run: async (w) => {
+      await w.write(0, patternBytes(4, 0, 2304 * K));
+      await w.close();
+    },
   },
   l1: {
     make: (f) => createQcow2(f, '64k', { cluster_size: 512 }),
-    run: async (w) => { await w.resize(4 * K * K); await w.write(4 * K * K - 4 * K, patternBytes(5, 4 * K * K - 4 * K, 4 * K)); await w.close(); },
+    run: async (w) => {
+      await w.resize(4 * K * K);
+      await w.write(4 * K * K - 4 * K, patternBytes(5, 4 * K * K - 4 * K, 4 * K));
+      await w.close();
+    },
   },
   compressed: {
-    make: (f) => { createQcow2(f, '1M', { cluster_size: 4096 }); qemuIo(f, ['write -c -P 0x21 0 4k']); },
+    make: (f) => {
+      createQcow2(f, '1M', { cluster_size: 4096 });
+      qemuIo(f, ['write -c -P 0x21 0 4k']);
+    },
     run: async (w) => {
       await w.writeCompressed(8 * K, patternBytes(6, 8 * K, 4 * K));
       await w.writeCompressed(12 * K, patternBytes(7, 12 * K, 4 * K));
@@ -54,7 +67,10 @@ const SCENARIOS: Record<string, Scenario> = {
     },
   },
   snapshot: {
-    make: (f) => { createQcow2(f, '1M', { cluster_size: 4096 }); qemuIo(f, ['write -P 0x31 0 16k']); },
+    make: (f) => {
+      createQcow2(f, '1M', { cluster_size: 4096 });
+      qemuIo(f, ['write -P 0x31 0 16k']);
+    },
     run: async (w) => {
       await createSnapshot(w, 's');
       await w.write(4 * K, patternBytes(9, 4 * K, 4 * K));
@@ -66,15 +82,36 @@ const SCENARIOS: Record<string, Scenario> = {
 };
 
 const EVENTS: Array<[string, keyof typeof SCENARIOS]> = [
-  ['l1_update', 'alloc'], ['l2_load', 'alloc'], ['l2_update', 'alloc'], ['l2_alloc_write', 'alloc'],
-  ['write_aio', 'alloc'], ['refblock_load', 'alloc'], ['refblock_update_part', 'alloc'], ['cluster_alloc', 'alloc'],
-  ['cow_read', 'alloc'], ['cow_write', 'alloc'], ['flush_to_disk', 'alloc'],
-  ['refblock_alloc', 'refcount'], ['refblock_alloc_write', 'refcount'], ['refblock_alloc_hookup', 'refcount'],
-  ['reftable_grow', 'refcount'], ['refblock_alloc_write_blocks', 'refcount'], ['refblock_alloc_write_table', 'refcount'],
+  ['l1_update', 'alloc'],
+  ['l2_load', 'alloc'],
+  ['l2_update', 'alloc'],
+  ['l2_alloc_write', 'alloc'],
+  ['write_aio', 'alloc'],
+  ['refblock_load', 'alloc'],
+  ['refblock_update_part', 'alloc'],
+  ['cluster_alloc', 'alloc'],
+  ['cow_read', 'alloc'],
+  ['cow_write', 'alloc'],
+  ['flush_to_disk', 'alloc'],
+  ['refblock_alloc', 'refcount'],
+  ['refblock_alloc_write', 'refcount'],
+  ['refblock_alloc_hookup', 'refcount'],
+  ['reftable_grow', 'refcount'],
+  ['refblock_alloc_write_blocks', 'refcount'],
+  ['refblock_alloc_write_table', 'refcount'],
   ['refblock_alloc_switch_table', 'refcount'],
-  ['l1_grow_alloc_table', 'l1'], ['l1_grow_write_table', 'l1'], ['l1_grow_activate_table', 'l1'], ['header_update', 'l1'],
-  ['cluster_alloc_bytes', 'compressed'], ['write_compressed', 'compressed'], ['l2_update_compressed', 'compressed'], ['read_compressed', 'compressed'],
-  ['snapshot_write_table', 'snapshot'], ['snapshot_switch_table', 'snapshot'], ['l2_alloc_cow_read', 'snapshot'], ['cluster_free', 'snapshot'],
+  ['l1_grow_alloc_table', 'l1'],
+  ['l1_grow_write_table', 'l1'],
+  ['l1_grow_activate_table', 'l1'],
+  ['header_update', 'l1'],
+  ['cluster_alloc_bytes', 'compressed'],
+  ['write_compressed', 'compressed'],
+  ['l2_update_compressed', 'compressed'],
+  ['read_compressed', 'compressed'],
+  ['snapshot_write_table', 'snapshot'],
+  ['snapshot_switch_table', 'snapshot'],
+  ['l2_alloc_cow_read', 'snapshot'],
+  ['cluster_free', 'snapshot'],
 ];
 
 const VARIANTS: Array<{ label: string; rule: Omit<FaultRule, 'event'> }> = [
@@ -98,14 +135,28 @@ function template(name: keyof typeof SCENARIOS): string {
 /** The file without fdatasync: what reaches the file is what matters here, not durability. */
 class NoSyncFile implements PositionalIO {
   constructor(private readonly f: FileIO) {}
-  get name(): string { return this.f.name; }
-  get readOnly(): boolean { return this.f.readOnly; }
-  read(o: number, n: number): Promise<Uint8Array> { return this.f.read(o, n); }
-  write(o: number, d: Uint8Array): Promise<void> { return this.f.write(o, d); }
+  get name(): string {
+    return this.f.name;
+  }
+  get readOnly(): boolean {
+    return this.f.readOnly;
+  }
+  read(o: number, n: number): Promise<Uint8Array> {
+    return this.f.read(o, n);
+  }
+  write(o: number, d: Uint8Array): Promise<void> {
+    return this.f.write(o, d);
+  }
   async flush(): Promise<void> {}
-  size(): Promise<number> { return this.f.size(); }
-  truncate(n: number): Promise<void> { return this.f.truncate(n); }
-  close(): Promise<void> { return this.f.close(); }
+  size(): Promise<number> {
+    return this.f.size();
+  }
+  truncate(n: number): Promise<void> {
+    return this.f.truncate(n);
+  }
+  close(): Promise<void> {
+    return this.f.close();
+  }
 }
 
 let n = 0;
@@ -127,7 +178,8 @@ describe('fault injection at named events', () => {
         expect(fio.seen, `${event} announced`).toContain(event);
         expect(err, `${event} ${v.label}: the operation reports the failure`).toBeInstanceOf(WriteError);
         expect((err as Error).message.split('\n')).toHaveLength(1);
-        if (v.rule.action !== 'crash') expect((err as Error).message).toMatch(v.rule.errno === 'EIO' ? /Input\/output error/ : /No space left/);
+        if (v.rule.action !== 'crash')
+          expect((err as Error).message).toMatch(v.rule.errno === 'EIO' ? /Input\/output error/ : /No space left/);
         let probe: Uint8Array | undefined;
         if (v.rule.once) {
           // Backed out and carrying on: a new write, flushed and closed, reads back through QEMU.
@@ -140,7 +192,7 @@ describe('fault injection at named events', () => {
         await io.close();
         const c = qemuCheck(f);
         expect([0, 3], `${event} ${v.label}: ${c.stdout}${c.stderr}`).toContain(c.status);
-        expect(c.json?.['corruptions'] ?? 0).toBe(0);
+        expect(c.json?.corruptions ?? 0).toBe(0);
         if (probe) {
           const out = qemuIo(f, ['read -P 0xab 0 4k']);
           expect(out).toMatch(/read 4096\/4096 bytes/);

@@ -23,7 +23,8 @@ async function fresh(size: number, clusterBits: number, ordering: WriteOrdering 
   return { mem, rec, w };
 }
 
-const isWriteAt = (e: { kind: string }, off: number): boolean => e.kind === 'write' && (e as unknown as { offset: number }).offset === off;
+const isWriteAt = (e: { kind: string }, off: number): boolean =>
+  e.kind === 'write' && (e as unknown as { offset: number }).offset === off;
 
 describe('ordering of the write path', () => {
   it('refcount before L2 table before L1 entry; data durable before the L2 entry maps it', async () => {
@@ -77,8 +78,8 @@ describe('ordering of the write path', () => {
       expect(w.stats.allocatingWrites).toBe(200);
       counts[ordering] = rec.flushCount;
     }
-    expect(counts['ordered']!).toBeLessThanOrEqual(6);
-    expect(counts['writethrough']!).toBeGreaterThanOrEqual(400);
+    expect(counts.ordered!).toBeLessThanOrEqual(6);
+    expect(counts.writethrough!).toBeGreaterThanOrEqual(400);
   });
 });
 

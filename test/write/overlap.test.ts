@@ -24,7 +24,9 @@ describe('metadata overlap guard', () => {
     const before = readBytes(f, 0x10000, 65536);
     const io = await FileIO.open(f, { write: true });
     const w = await Qcow2Writer.open(io);
-    await expect(w.write(0, new Uint8Array(512).fill(0xee))).rejects.toThrow(/overlaps with refcount table.*marked corrupt/);
+    await expect(w.write(0, new Uint8Array(512).fill(0xee))).rejects.toThrow(
+      /overlaps with refcount table.*marked corrupt/,
+    );
     await expect(w.write(65536, new Uint8Array(512))).rejects.toThrow(/unusable/);
     await io.close();
     expect(readBytes(f, 0x10000, 65536).equals(before)).toBe(true);

@@ -17,8 +17,8 @@ afterAll(t.cleanup);
 function expectClean(file: string): void {
   const c = qemuCheck(file);
   expect(c.status, `${file}: ${c.stdout}${c.stderr}`).toBe(0);
-  expect(c.json?.['corruptions'] ?? 0).toBe(0);
-  expect(c.json?.['leaks'] ?? 0).toBe(0);
+  expect(c.json?.corruptions ?? 0).toBe(0);
+  expect(c.json?.leaks ?? 0).toBe(0);
 }
 
 function qemuRaw(file: string, snapshot?: string): Buffer {
@@ -87,7 +87,7 @@ describe('images written by the engine, judged by QEMU', () => {
     });
   }
 
-  it('a new image has QEMU\'s layout and header, and QEMU writes to it cleanly', async () => {
+  it("a new image has QEMU's layout and header, and QEMU writes to it cleanly", async () => {
     const ours = join(t.dir, 'layout.qcow2');
     const io = await FileIO.open(ours, { create: true });
     await createImage(io, { size: 64 << 20, lazyRefcounts: true });
@@ -99,13 +99,15 @@ describe('images written by the engine, judged by QEMU', () => {
     expectClean(ours);
   });
 
-  it('QEMU-made images with QEMU data and a QEMU snapshot: our writes, then QEMU\'s, read back', async () => {
+  it("QEMU-made images with QEMU data and a QEMU snapshot: our writes, then QEMU's, read back", async () => {
     const f = join(t.dir, 'qemu-made.qcow2');
     createQcow2(f, '8M', { cluster_size: 4096 });
     qemuIo(f, ['write -P 0x11 0 64k', 'write -P 0x12 1M 8k', 'write -c -P 0x13 2M 4k']);
     run('qemu-img', ['snapshot', '-c', 'q1', f]);
     const model = new Uint8Array(8 << 20);
-    model.fill(0x11, 0, 65536); model.fill(0x12, 1 << 20, (1 << 20) + 8192); model.fill(0x13, 2 << 20, (2 << 20) + 4096);
+    model.fill(0x11, 0, 65536);
+    model.fill(0x12, 1 << 20, (1 << 20) + 8192);
+    model.fill(0x13, 2 << 20, (2 << 20) + 4096);
     const snapModel = model.slice();
     const io = await FileIO.open(f, { write: true });
     const w = await Qcow2Writer.open(io);
@@ -122,7 +124,7 @@ describe('images written by the engine, judged by QEMU', () => {
     expect(qemuRaw(f).equals(Buffer.from(model))).toBe(true);
   });
 
-  it('snapshots we create, delete and revert are QEMU\'s snapshots too', async () => {
+  it("snapshots we create, delete and revert are QEMU's snapshots too", async () => {
     const f = join(t.dir, 'snaps.qcow2');
     const io = await FileIO.open(f, { create: true });
     await createImage(io, { size: 4 << 20, clusterBits: 12 });

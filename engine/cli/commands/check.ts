@@ -2,13 +2,13 @@
 // in the JSON output. Repairs (-r and friends) are handed to the repair engine.
 import type { Command } from 'commander';
 import { FileIO } from '../../io/file-io.js';
-import { Qcow2FormatError } from '../../errors.js';
+import { Qcow2FormatError } from '../../base/errors.js';
 import { checkImage, openForCheck } from '../../check/run.js';
 import { BITMAPS_LEAK_HINT } from '../../check/analyze.js';
 import type { RepairMode } from '../../check/types.js';
 import { QCOW2_MAGIC } from '../../format/constants.js';
 import { u32 } from '../../format/bytes.js';
-import { humanSummary, qemuJson } from '../../report/qemu-text.js';
+import { humanSummary, qemuJson } from '../../check/qemu-text.js';
 import type { RepairCommandArgs } from './repair-options.js';
 
 interface CheckFlags {
@@ -29,7 +29,10 @@ interface CheckFlags {
 /** `--image-opts`: QEMU's key=value image description; we need only the file name. */
 export function fileFromImageOpts(opts: string): string | undefined {
   // Values may contain ",," for a literal comma, as in QEMU's option syntax.
-  const parts = opts.replaceAll(',,', '\u0000').split(',').map((p) => p.replaceAll('\u0000', ','));
+  const parts = opts
+    .replaceAll(',,', '\u0000')
+    .split(',')
+    .map((p) => p.replaceAll('\u0000', ','));
   for (const p of parts) {
     const eq = p.indexOf('=');
     const key = eq < 0 ? '' : p.slice(0, eq);
@@ -71,7 +74,11 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
   const wantsRepair = o.repair !== undefined || o.dryRun || o.journal !== undefined || o.outputImage !== undefined;
   if (wantsRepair) {
     const args: RepairCommandArgs = {
-      image: file, output: o.output, quiet: !!o.quiet, forceShare: !!o.forceShare, dryRun: !!o.dryRun,
+      image: file,
+      output: o.output,
+      quiet: !!o.quiet,
+      forceShare: !!o.forceShare,
+      dryRun: !!o.dryRun,
     };
     if (o.repair) args.mode = o.repair as RepairMode;
     if (o.journal !== undefined && o.journal !== true) args.journal = o.journal;
@@ -90,7 +97,8 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
     io = await FileIO.open(file, { syncReads: true });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    const reason = err.code === 'ENOENT' ? 'No such file or directory' : err.code === 'EACCES' ? 'Permission denied' : err.message;
+    const reason =
+      err.code === 'ENOENT' ? 'No such file or directory' : err.code === 'EACCES' ? 'Permission denied' : err.message;
     return fail(`Could not open '${given}': Could not open '${file}': ${reason}`);
   }
   try {
@@ -110,7 +118,9 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
     });
     err.flush();
     if (result.failed !== undefined) {
-      return result.failedAtOpen ? fail(`Could not open '${given}': ${result.failed}`) : fail(`Check failed: ${result.failed}`);
+      return result.failedAtOpen
+        ? fail(`Could not open '${given}': ${result.failed}`)
+        : fail(`Check failed: ${result.failed}`);
     }
     const c = result.counters;
     if (!o.quiet) {
@@ -129,7 +139,8 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
 }
 
 export function register(program: Command): void {
-  program.command('check')
+  program
+    .command('check')
     .description("check an image for inconsistencies, as 'qemu-img check' does (plus plain-language findings)")
     .argument('<image>', 'qcow2 image file')
     .option('--output <format>', "'human' or 'json'", 'human')
@@ -137,8 +148,12 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'print nothing on stdout')
     .option('-U, --force-share', 'open even if another process uses the image (checking is read-only anyway)')
     .option('-T, --cache <mode>', 'accepted for qemu-img compatibility; ignored')
-    .option('--image-opts', "treat IMAGE as QEMU image options (driver=qcow2,file.filename=PATH,...)")
-    .option('--object <def>', 'accepted for qemu-img compatibility (secrets are not needed: metadata is never encrypted)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--image-opts', 'treat IMAGE as QEMU image options (driver=qcow2,file.filename=PATH,...)')
+    .option(
+      '--object <def>',
+      'accepted for qemu-img compatibility (secrets are not needed: metadata is never encrypted)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('-r, --repair <mode>', "repair: 'leaks' or 'all'")
     .option('--dry-run', 'with -r: show what would be repaired, change nothing')
     .option('--journal <file>', 'with -r: where to keep the undo journal')

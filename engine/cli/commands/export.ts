@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander';
 import { chainFiles, withChain, type ImageChain } from '../../image/backing-chain.js';
 import { exportRaw } from '../../image/export.js';
 import { FileIO } from '../../io/file-io.js';
-import type { ProgressSink } from '../../service/progress.js';
+import type { ProgressSink } from '../../base/task-control.js';
 
 // `qcow2-doctor export`: the guest disk (or an internal snapshot of it) as a raw file.
 export function register(program: Command): void {
@@ -14,7 +14,10 @@ export function register(program: Command): void {
     .addOption(new Option('-f, --format <format>', 'image format (default: probed)').choices(['qcow2', 'raw']))
     .argument('<image>', 'image file (its backing chain is read too)')
     .argument('<out>', 'raw output file (created or overwritten)')
-    .addHelpText('after', '\nExamples:\n  qcow2-doctor export disk.qcow2 disk.raw\n  qcow2-doctor export --snapshot before-upgrade disk.qcow2 old.raw\n')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  qcow2-doctor export disk.qcow2 disk.raw\n  qcow2-doctor export --snapshot before-upgrade disk.qcow2 old.raw\n',
+    )
     .action(async (image: string, outPath: string, o: { snapshot?: string; format?: 'qcow2' | 'raw' }) => {
       await withChain(image, o.format ? { format: o.format } : {}, async (chain) => {
         refuseOverwritingInput(chain, outPath);
@@ -69,6 +72,8 @@ function progressBar(): ProgressSink {
     const width = 40;
     const filled = Math.round(fraction * width);
     // qemu-img convert -p's "(NN.NN/100%)", followed by a bar.
-    process.stderr.write(`\r    (${(fraction * 100).toFixed(2).padStart(6)}/100%) [${'#'.repeat(filled)}${' '.repeat(width - filled)}]${done ? '\n' : ''}`);
+    process.stderr.write(
+      `\r    (${(fraction * 100).toFixed(2).padStart(6)}/100%) [${'#'.repeat(filled)}${' '.repeat(width - filled)}]${done ? '\n' : ''}`,
+    );
   };
 }

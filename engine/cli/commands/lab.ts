@@ -18,15 +18,31 @@ interface LabFlags {
 }
 
 function table(rows: WorkloadReport[]): string {
-  const head = ['workload', 'states', 'corruptions', 'data mismatches', 'leaky', 'benign COPIED', 'continued', 'flushes/1000 alloc'];
+  const head = [
+    'workload',
+    'states',
+    'corruptions',
+    'data mismatches',
+    'leaky',
+    'benign COPIED',
+    'continued',
+    'flushes/1000 alloc',
+  ];
   const body = rows.map((r) => [
-    r.name, String(r.states), String(r.corruptions), String(r.dataMismatches), String(r.leaky), String(r.copiedBenign),
-    `${r.continueTried - r.continueFailures}/${r.continueTried}`, String(r.flushesPer1000AllocatingWrites),
+    r.name,
+    String(r.states),
+    String(r.corruptions),
+    String(r.dataMismatches),
+    String(r.leaky),
+    String(r.copiedBenign),
+    `${r.continueTried - r.continueFailures}/${r.continueTried}`,
+    String(r.flushesPer1000AllocatingWrites),
   ]);
   const total = rows.reduce((a, r) => [a[0]! + r.states, a[1]! + r.corruptions, a[2]! + r.dataMismatches], [0, 0, 0]);
   body.push(['total', String(total[0]), String(total[1]), String(total[2]), '', '', '', '']);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const fmt = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(fmt)].join('\n');
 }
 
@@ -39,9 +55,11 @@ const positiveInt = (s: string | undefined, name: string, dflt: number): number 
 
 export async function runLab(o: LabFlags): Promise<number> {
   const budget = o.budget === undefined ? 120 : Number(o.budget);
-  if (!Number.isFinite(budget) || budget <= 0) throw new Error(`--budget must be a positive number of seconds (got '${o.budget}')`);
+  if (!Number.isFinite(budget) || budget <= 0)
+    throw new Error(`--budget must be a positive number of seconds (got '${o.budget}')`);
   const known = labWorkloads().map((w) => w.name);
-  for (const w of o.workload ?? []) if (!known.includes(w)) throw new Error(`unknown workload '${w}' (known: ${known.join(', ')})`);
+  for (const w of o.workload ?? [])
+    if (!known.includes(w)) throw new Error(`unknown workload '${w}' (known: ${known.join(', ')})`);
   const ordering: WriteOrdering = o.unordered ? 'unordered' : 'ordered';
   const tty = process.stderr.isTTY === true;
   let last = 0;
@@ -64,7 +82,7 @@ export async function runLab(o: LabFlags): Promise<number> {
       else if (done === total) process.stderr.write(`${bar}\n`);
     },
   });
-  if (tty) process.stderr.write('\r'.padEnd(72) + '\r');
+  if (tty) process.stderr.write(`${'\r'.padEnd(72)}\r`);
   if (o.json) {
     process.stdout.write(`${JSON.stringify({ ordering, reports }, null, 2)}\n`);
   } else {
@@ -81,14 +99,21 @@ export async function runLab(o: LabFlags): Promise<number> {
 export function register(program: Command): void {
   program
     .command('lab')
-    .description('Crash-consistency lab: crash the write path at every point of its workloads and judge each crash state')
+    .description(
+      'Crash-consistency lab: crash the write path at every point of its workloads and judge each crash state',
+    )
     .option('--budget <seconds>', 'time budget for the whole campaign', '120')
     .option('--dump-states <dir>', 'write a sample of crash-state images (qcow2) to this folder')
     .option('--unordered', 'negative control: drop the ordering barriers and dependencies (must report corruption)')
     .option('--seed <n>', 'seed of the random crash states', '1')
     .option('--subsets <n>', 'random subsets of in-flight writes per flush epoch', '200')
     .option('--torn <n>', 'random subsets with one torn write per flush epoch', '100')
-    .option('--workload <name...>', `only these workloads (${labWorkloads().map((w) => w.name).join(', ')})`)
+    .option(
+      '--workload <name...>',
+      `only these workloads (${labWorkloads()
+        .map((w) => w.name)
+        .join(', ')})`,
+    )
     .option('--json', 'print the reports as JSON')
     .action(async (o: LabFlags) => {
       process.exitCode = await runLab(o);

@@ -1,6 +1,12 @@
 import { Option, type Command } from 'commander';
 import { withChain, type ImageChain } from '../../image/backing-chain.js';
-import { formatHumanEntry, formatJsonEntry, HUMAN_MAP_ERROR, HUMAN_MAP_HEADER, mergedEntries } from '../../image/map.js';
+import {
+  formatHumanEntry,
+  formatJsonEntry,
+  HUMAN_MAP_ERROR,
+  HUMAN_MAP_HEADER,
+  mergedEntries,
+} from '../../image/map.js';
 
 // `qcow2-doctor map`: the guest ranges of an image and where they live, as `qemu-img map` prints them.
 export function register(program: Command): void {
@@ -10,7 +16,10 @@ export function register(program: Command): void {
     .addOption(new Option('--output <format>', 'output format').choices(['human', 'json']).default('human'))
     .addOption(new Option('-f, --format <format>', 'image format (default: probed)').choices(['qcow2', 'raw']))
     .argument('<image>', 'image file (its backing chain is opened too)')
-    .addHelpText('after', '\nExamples:\n  qcow2-doctor map disk.qcow2\n  qcow2-doctor map --output=json overlay.qcow2\n')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  qcow2-doctor map disk.qcow2\n  qcow2-doctor map --output=json overlay.qcow2\n',
+    )
     .action(async (image: string, o: { output: 'human' | 'json'; format?: 'qcow2' | 'raw' }) => {
       await withChain(image, o.format ? { format: o.format } : {}, async (chain) => {
         // Printed as the entries come, like qemu-img: a huge map never sits in memory.
@@ -80,13 +89,16 @@ class BufferedOut {
     const chunk = this.buf;
     this.buf = '';
     if (!chunk) return this.pending;
-    this.pending = this.pending.then(() => new Promise<void>((resolve) => {
-      if (this.closed || process.stdout.write(chunk)) resolve();
-      else {
-        this.release = resolve;
-        process.stdout.once('drain', () => resolve());
-      }
-    }));
+    this.pending = this.pending.then(
+      () =>
+        new Promise<void>((resolve) => {
+          if (this.closed || process.stdout.write(chunk)) resolve();
+          else {
+            this.release = resolve;
+            process.stdout.once('drain', () => resolve());
+          }
+        }),
+    );
     return this.pending;
   }
 

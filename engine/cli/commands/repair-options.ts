@@ -4,10 +4,10 @@
 // stderr prefixed "qcow2-doctor:".
 import type { RepairMode } from '../../check/types.js';
 import { toCheckResult } from '../../check/index.js';
-import { Qcow2FormatError } from '../../errors.js';
+import { Qcow2FormatError } from '../../base/errors.js';
 import { FileIO } from '../../io/file-io.js';
 import { Qcow2Image } from '../../image/qcow2-image.js';
-import { humanSummary, qemuJson, qemuJsonObject, repairedBlock } from '../../report/qemu-text.js';
+import { humanSummary, qemuJson, qemuJsonObject, repairedBlock } from '../../check/qemu-text.js';
 import { writeReportFile } from '../../report/write-report.js';
 import { planToJson, planToText, repairFile, RepairRefusedError } from '../../repair/index.js';
 
@@ -38,11 +38,15 @@ export interface RepairCommandArgs {
   report?: string;
 }
 
-const say = (s: string): void => { process.stderr.write(`qcow2-doctor: ${s}\n`); };
+const say = (s: string): void => {
+  process.stderr.write(`qcow2-doctor: ${s}\n`);
+};
 
 /** Run the repair and return the process exit code (QEMU's: 0 clean, 1 failed, 2 corruptions left, 3 leaks left). */
 export async function runRepairCommand(args: RepairCommandArgs): Promise<number> {
-  const out = (s: string): void => { if (!args.quiet) process.stdout.write(s); };
+  const out = (s: string): void => {
+    if (!args.quiet) process.stdout.write(s);
+  };
   if (args.forceShare && !args.dryRun) {
     say('force-share=on can only be used with read-only images');
     return 1;
@@ -53,11 +57,18 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     return 1;
   }
   let stderrBuf = '';
-  const flushErr = (): void => { if (stderrBuf) { process.stderr.write(stderrBuf); stderrBuf = ''; } };
+  const flushErr = (): void => {
+    if (stderrBuf) {
+      process.stderr.write(stderrBuf);
+      stderrBuf = '';
+    }
+  };
   let outcome;
   try {
     outcome = await repairFile({
-      image: args.image, mode, dryRun: args.dryRun,
+      image: args.image,
+      mode,
+      dryRun: args.dryRun,
       ...(args.journal !== undefined ? { journal: args.journal } : {}),
       ...(args.outputImage !== undefined ? { outputImage: args.outputImage } : {}),
       onMessage: (line) => {
@@ -67,10 +78,19 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     });
   } catch (e) {
     flushErr();
-    if (e instanceof RepairRefusedError) { say(e.message); return 1; }
-    if (e instanceof Qcow2FormatError) { say(`Could not open '${args.image}': ${e.message}`); return 1; }
+    if (e instanceof RepairRefusedError) {
+      say(e.message);
+      return 1;
+    }
+    if (e instanceof Qcow2FormatError) {
+      say(`Could not open '${args.image}': ${e.message}`);
+      return 1;
+    }
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') { say(`Could not open '${args.image}': No such file or directory`); return 1; }
+    if (code === 'ENOENT') {
+      say(`Could not open '${args.image}': No such file or directory`);
+      return 1;
+    }
     throw e;
   }
   flushErr();
@@ -81,7 +101,8 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     return 1;
   }
   if (args.dryRun) {
-    if (args.output === 'json') out(`${JSON.stringify({ plan: planToJson(plan), check: qemuJsonObject(filename, before.counters) }, null, 4)}\n`);
+    if (args.output === 'json')
+      out(`${JSON.stringify({ plan: planToJson(plan), check: qemuJsonObject(filename, before.counters) }, null, 4)}\n`);
     else out(`${planToText(plan).join('\n')}\n`);
     if (plan.failed !== undefined) say(`-r ${mode} would fail: ${plan.failed}`);
     const c = before.counters;
@@ -95,9 +116,12 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
   for (const f of plan.fixes) if (f.qemuLine) process.stderr.write(`${f.qemuLine}\n`);
   for (const f of plan.fixes) if (f.differsFromQemu) say(`note: ${f.text}`);
   for (const r of plan.refusals) say(`not repaired: ${r.what} — ${r.decide}`);
-  if (outcome.copyMethod) say(`repaired a copy (${outcome.copyMethod}) at ${outcome.target}; ${args.image} is unchanged`);
-  if (outcome.journalPath) say(`undo journal: ${outcome.journalPath} (undo with: qcow2-doctor undo ${outcome.journalPath})`);
-  if (outcome.skippedPhases.includes('header')) say('the re-check still finds errors: the dirty/corrupt bits were left as they were');
+  if (outcome.copyMethod)
+    say(`repaired a copy (${outcome.copyMethod}) at ${outcome.target}; ${args.image} is unchanged`);
+  if (outcome.journalPath)
+    say(`undo journal: ${outcome.journalPath} (undo with: qcow2-doctor undo ${outcome.journalPath})`);
+  if (outcome.skippedPhases.includes('header'))
+    say('the re-check still finds errors: the dirty/corrupt bits were left as they were');
   const after = outcome.after ?? before;
   const counters = { ...after.counters, leaksFixed: plan.leaksFixed, corruptionsFixed: plan.corruptionsFixed };
   if (args.output === 'json') out(qemuJson(filename, counters, after.anomalies));
@@ -114,6 +138,9 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
       await io.close();
     }
   }
-  if (counters.checkErrors) { say('Check failed'); return 1; }
+  if (counters.checkErrors) {
+    say('Check failed');
+    return 1;
+  }
   return counters.corruptions ? 2 : counters.leaks ? 3 : 0;
 }

@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import { salvageImage } from '../../salvage/salvage.js';
 import { formatSalvageReport } from '../../salvage/report-text.js';
-import { CancelToken, type ProgressSink } from '../../service/progress.js';
-import { CancelledError } from '../../errors.js';
+import { CancelToken, type ProgressSink } from '../../base/task-control.js';
+import { CancelledError } from '../../base/errors.js';
 
 /** `qcow2-doctor salvage IMAGE OUT`: recover the guest disk(s) of a badly damaged image into new files. */
 export function register(program: Command): void {
@@ -13,7 +13,10 @@ export function register(program: Command): void {
     .argument('<image>', 'the damaged qcow2 file (opened read-only)')
     .argument('[out]', 'output file (omit with --dry-run)')
     .option('-f, --format <fmt>', 'output format: raw (sparse) or qcow2', 'raw')
-    .option('--snapshot <id|name|all>', "export a snapshot's disk instead of the active one; 'all' exports every disk (OUT.snapshot-ID)")
+    .option(
+      '--snapshot <id|name|all>',
+      "export a snapshot's disk instead of the active one; 'all' exports every disk (OUT.snapshot-ID)",
+    )
     .option('--report <file>', 'write the JSON report to FILE')
     .option('--json', 'print the JSON report instead of the human one')
     .option('--resume <statefile>', 'save scan progress to STATEFILE and resume from it (Ctrl-C stops and saves)')
@@ -22,7 +25,10 @@ export function register(program: Command): void {
     .option('--backing <file>', 'backing file to use (default: the one the header names)')
     .option('--no-backing', 'ignore any backing file (unallocated clusters read as zeros)')
     .option('--place-orphans', 'also place L2 tables no L1 entry references when the active L1 looks intact')
-    .option('--lost-found <file>', 'also copy every non-zero cluster nothing refers to into FILE (host order; map in the report)')
+    .option(
+      '--lost-found <file>',
+      'also copy every non-zero cluster nothing refers to into FILE (host order; map in the report)',
+    )
     .option('--force', 'replace OUT if it exists (never the image or its backing file)')
     .option('--dry-run', 'scan and report only; write no output')
     .action(async (image: string, out: string | undefined, o: Record<string, string | boolean | undefined>) => {
@@ -32,7 +38,8 @@ export function register(program: Command): void {
       const num = (name: string, v: unknown): number | undefined => {
         if (v === undefined) return undefined;
         const n = Number(v);
-        if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer (got ${String(v)})`);
+        if (!Number.isSafeInteger(n) || n <= 0)
+          throw new Error(`--${name} must be a positive integer (got ${String(v)})`);
         return n;
       };
       const cancel = new CancelToken();
@@ -40,21 +47,32 @@ export function register(program: Command): void {
       process.once('SIGINT', onSigint);
       try {
         const report = await salvageImage(image, o.dryRun ? undefined : out, {
-          format, snapshot: o.snapshot as string | undefined, resumeState: o.resume as string | undefined,
-          clusterSize: num('cluster-size', o.clusterSize), virtualSize: num('virtual-size', o.virtualSize),
-          backing: typeof o.backing === 'string' ? o.backing : undefined, noBacking: o.backing === false, placeOrphans: !!o.placeOrphans, overwrite: !!o.force, lostFound: o.lostFound as string | undefined,
-          progress: progressBar(), cancel,
+          format,
+          snapshot: o.snapshot as string | undefined,
+          resumeState: o.resume as string | undefined,
+          clusterSize: num('cluster-size', o.clusterSize),
+          virtualSize: num('virtual-size', o.virtualSize),
+          backing: typeof o.backing === 'string' ? o.backing : undefined,
+          noBacking: o.backing === false,
+          placeOrphans: !!o.placeOrphans,
+          overwrite: !!o.force,
+          lostFound: o.lostFound as string | undefined,
+          progress: progressBar(),
+          cancel,
         });
         clearBar();
-        if (o.report) await writeFile(String(o.report), JSON.stringify(report, null, 2) + '\n');
-        process.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : formatSalvageReport(report));
+        if (o.report) await writeFile(String(o.report), `${JSON.stringify(report, null, 2)}\n`);
+        process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatSalvageReport(report));
         const lost = report.views.some((v) => v.bytes.lost > 0);
         process.exitCode = lost ? 2 : 0;
       } catch (e) {
         clearBar();
         if (e instanceof CancelledError) {
-          process.stderr.write(o.resume ? `qcow2-doctor: scan stopped; run the same command again to resume from ${String(o.resume)}\n`
-            : 'qcow2-doctor: salvage cancelled (use --resume STATEFILE to be able to continue a scan)\n');
+          process.stderr.write(
+            o.resume
+              ? `qcow2-doctor: scan stopped; run the same command again to resume from ${String(o.resume)}\n`
+              : 'qcow2-doctor: salvage cancelled (use --resume STATEFILE to be able to continue a scan)\n',
+          );
           process.exitCode = 130;
           return;
         }
@@ -77,7 +95,9 @@ function progressBar(): ProgressSink | undefined {
     last = now;
     const width = 30;
     const filled = Math.round(e.fraction * width);
-    process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(e.fraction * 100).toFixed(1).padStart(5)}% ${e.stage.padEnd(24)}`);
+    process.stderr.write(
+      `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(e.fraction * 100).toFixed(1).padStart(5)}% ${e.stage.padEnd(24)}`,
+    );
     barShown = true;
   };
 }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { stripFile, type StripResult } from '../../strip/strip.js';
 import { stripChain } from '../../strip/strip-chain.js';
 import { META_KIND_LABELS, type MetaKind } from '../../strip/metadata-map.js';
-import { formatBytes } from '../../report/format-units.js';
+import { formatBytes } from '../../contract/units.js';
 
 export function register(program: Command): void {
   program
@@ -14,24 +14,34 @@ export function register(program: Command): void {
     .option('--with-backing', 'also strip every backing file, next to OUT under the names the chain uses')
     .option('--output <format>', 'human or json', 'human')
     .action(async (image: string, out: string, o: { force?: boolean; output: string; withBacking?: boolean }) => {
-      if (o.output !== 'human' && o.output !== 'json') throw new Error(`--output must be human or json, not '${o.output}'`);
+      if (o.output !== 'human' && o.output !== 'json')
+        throw new Error(`--output must be human or json, not '${o.output}'`);
       if (o.withBacking) {
         const c = await stripChain(image, out, { force: o.force === true });
         if (o.output === 'json') process.stdout.write(`${JSON.stringify(c, null, 2)}\n`);
         else {
-          for (const l of c.layers) process.stdout.write(l.result ? human(l.source, l.out, l.result) : `Wrote ${l.out}: an empty (all-zero, sparse) stand-in for the raw backing file ${l.source}.\n`);
+          for (const l of c.layers)
+            process.stdout.write(
+              l.result
+                ? human(l.source, l.out, l.result)
+                : `Wrote ${l.out}: an empty (all-zero, sparse) stand-in for the raw backing file ${l.source}.\n`,
+            );
           for (const n of c.notes) process.stdout.write(`Note: ${n}\n`);
         }
         return;
       }
       const r = await stripFile(image, out, { force: o.force === true });
-      process.stdout.write(o.output === 'json' ? `${JSON.stringify({ image, out, ...r }, null, 2)}\n` : human(image, out, r));
+      process.stdout.write(
+        o.output === 'json' ? `${JSON.stringify({ image, out, ...r }, null, 2)}\n` : human(image, out, r),
+      );
     });
 }
 
 function human(image: string, out: string, r: StripResult): string {
   const lines = [`Wrote ${out}: a metadata-only copy of ${image}.`];
-  lines.push(`Kept ${formatBytes(r.keptBytes)} of metadata at the same offsets; file length ${r.fileSize} bytes as before; every guest data cluster now reads as zeros.`);
+  lines.push(
+    `Kept ${formatBytes(r.keptBytes)} of metadata at the same offsets; file length ${r.fileSize} bytes as before; every guest data cluster now reads as zeros.`,
+  );
   if (r.headerRefusal) lines.push(`The header is refused (${r.headerRefusal}), so only the header was kept.`);
   for (const [kind, s] of Object.entries(r.structures) as Array<[MetaKind, { count: number; bytes: number }]>)
     lines.push(`  ${META_KIND_LABELS[kind]}: ${s.count} (${formatBytes(s.bytes)})`);

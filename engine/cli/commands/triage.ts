@@ -13,11 +13,14 @@ export function register(program: Command): void {
     .option('-j, --jobs <n>', 'images checked at once', '2')
     .option('--timeout <seconds>', 'give up on an image after this long (0: never)', '0')
     .action(async (paths: string[], o: { output: string; jobs: string; timeout: string }) => {
-      if (o.output !== 'human' && o.output !== 'json') throw new Error(`--output must be human or json, not '${o.output}'`);
+      if (o.output !== 'human' && o.output !== 'json')
+        throw new Error(`--output must be human or json, not '${o.output}'`);
       const jobs = Number(o.jobs);
-      if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new Error(`--jobs must be a whole number from 1 to 64, not '${o.jobs}'`);
+      if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64)
+        throw new Error(`--jobs must be a whole number from 1 to 64, not '${o.jobs}'`);
       const timeout = Number(o.timeout);
-      if (!Number.isFinite(timeout) || timeout < 0) throw new Error(`--timeout must be a number of seconds, not '${o.timeout}'`);
+      if (!Number.isFinite(timeout) || timeout < 0)
+        throw new Error(`--timeout must be a number of seconds, not '${o.timeout}'`);
 
       const found = await findImages(paths);
       const done: Array<TriageRow | undefined> = new Array(found.files.length);

@@ -5,7 +5,9 @@ import { undoRepair } from '../../repair/index.js';
 export async function runUndo(journal: string, opts: { image?: string; force?: boolean }): Promise<number> {
   try {
     const r = await undoRepair(journal, opts);
-    process.stdout.write(`Restored ${r.regionsRestored} region(s), ${r.bytesRestored} bytes, of ${r.image}; file length ${r.originalLength}.\n`);
+    process.stdout.write(
+      `Restored ${r.regionsRestored} region(s), ${r.bytesRestored} bytes, of ${r.image}; file length ${r.originalLength}.\n`,
+    );
     return 0;
   } catch (e) {
     process.stderr.write(`qcow2-doctor: ${(e as Error).message}\n`);
@@ -14,7 +16,8 @@ export async function runUndo(journal: string, opts: { image?: string; force?: b
 }
 
 export function register(program: Command): void {
-  program.command('undo')
+  program
+    .command('undo')
     .description('undo a repair: restore the original bytes recorded in its journal (verified by SHA-256)')
     .argument('<journal>', 'the journal file printed by the repair')
     .option('--image <path>', 'the image to restore (default: the path recorded in the journal)')

@@ -1,8 +1,8 @@
 // app.hello, files.list, recent.list, recent.forget.
-import { CONTRACT_VERSION } from '../contract.js';
-import { ContractError } from '../errors.js';
+import { CONTRACT_VERSION } from '../../contract/contract.js';
+import { ContractError } from '../../contract/errors.js';
 import type { HandlerTable } from '../handler.js';
-import { VERSION } from '../../version.js';
+import { VERSION } from '../../base/version.js';
 
 export const handlers: HandlerTable = {
   'app.hello': async (_args, ctx) => {
@@ -16,7 +16,8 @@ export const handlers: HandlerTable = {
     return ctx.host.rootName === undefined ? hello : { ...hello, root: ctx.host.rootName };
   },
   'files.list': async (args, ctx) => {
-    if (!ctx.host.listFiles) throw new ContractError('not-available', 'files.list is only available when serving a folder');
+    if (!ctx.host.listFiles)
+      throw new ContractError('not-available', 'files.list is only available when serving a folder');
     return ctx.host.listFiles(args.dir);
   },
   'recent.list': async (_args, ctx) => ctx.host.recent.list(),

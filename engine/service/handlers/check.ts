@@ -1,9 +1,9 @@
 // check.run (progress + cancel), anomalies.list, anomalies.ranges.
 import { analyzeImage, toCheckResult } from '../../check/index.js';
-import { GUEST_STATE_NAMES, HOST_ROLE_COUNT, HostRole } from '../../check/roles.js';
+import { GUEST_STATE_NAMES, HOST_ROLE_COUNT, HostRole } from '../../contract/roles.js';
 import type { Anomaly, Severity } from '../../check/types.js';
-import type { AnomalyPage, CheckSummary } from '../contract.js';
-import { ContractError } from '../errors.js';
+import type { AnomalyPage, CheckSummary } from '../../contract/contract.js';
+import { ContractError } from '../../contract/errors.js';
 import type { HandlerContext, HandlerTable } from '../handler.js';
 import type { Session } from '../session.js';
 
@@ -17,7 +17,11 @@ export function legendOf(map: Uint8Array | undefined, n: number): number[] {
   const c = new Float64Array(256);
   for (let i = 0; i < map.length; i++) c[map[i]!]!++;
   let top = n;
-  for (let k = 255; k >= n; k--) if (c[k]) { top = k + 1; break; }
+  for (let k = 255; k >= n; k--)
+    if (c[k]) {
+      top = k + 1;
+      break;
+    }
   return Array.from(c.subarray(0, top));
 }
 
@@ -44,9 +48,16 @@ export async function testDelay(ms: number, ctx: HandlerContext): Promise<void> 
   ctx.cancel.throwIfCancelled();
 }
 
-export function checkedSession(ctx: HandlerContext, handle: string): Session & { check: NonNullable<Session['check']> } {
+export function checkedSession(
+  ctx: HandlerContext,
+  handle: string,
+): Session & { check: NonNullable<Session['check']> } {
   const s = ctx.sessions.get(handle);
-  if (!s.check) throw new ContractError('not-found', 'no check result yet for this image: run check.run first', { field: 'args.handle', value: handle });
+  if (!s.check)
+    throw new ContractError('not-found', 'no check result yet for this image: run check.run first', {
+      field: 'args.handle',
+      value: handle,
+    });
   return s as Session & { check: NonNullable<Session['check']> };
 }
 
@@ -90,7 +101,11 @@ export const handlers: HandlerTable = {
   'anomalies.list': async (args, ctx) => {
     const s = checkedSession(ctx, args.handle);
     const all = s.check.anomalies;
-    const filtered = all.filter((a) => (args.kind === undefined || a.kind === args.kind) && (args.severity === undefined || a.severity === args.severity));
+    const filtered = all.filter(
+      (a) =>
+        (args.kind === undefined || a.kind === args.kind) &&
+        (args.severity === undefined || a.severity === args.severity),
+    );
     const byKindMap = new Map<string, { kind: string; severity: Severity; records: number; clusters: number }>();
     for (const a of all) {
       const k = byKindMap.get(a.kind) ?? { kind: a.kind, severity: a.severity, records: 0, clusters: 0 };
@@ -103,7 +118,9 @@ export const handlers: HandlerTable = {
       total: filtered.length,
       offset,
       items: filtered.slice(offset, offset + (args.limit ?? 100)),
-      byKind: [...byKindMap.values()].sort((a, b) => SEVERITY_CODE[b.severity] - SEVERITY_CODE[a.severity] || b.records - a.records),
+      byKind: [...byKindMap.values()].sort(
+        (a, b) => SEVERITY_CODE[b.severity] - SEVERITY_CODE[a.severity] || b.records - a.records,
+      ),
     };
     return page;
   },

@@ -2,8 +2,8 @@
 import { dirname } from 'node:path';
 import { Qcow2Image } from '../../image/qcow2-image.js';
 import { FileIO } from '../../io/file-io.js';
-import { GUEST_STATE_NAMES, GuestState } from '../../check/roles.js';
-import { ContractError, toWireError } from '../errors.js';
+import { GUEST_STATE_NAMES, GuestState } from '../../contract/roles.js';
+import { ContractError, toWireError } from '../../contract/errors.js';
 import type { HandlerContext, HandlerTable } from '../handler.js';
 import type { Session } from '../session.js';
 import { buildOverview } from '../overview.js';
@@ -38,7 +38,11 @@ export const handlers: HandlerTable = {
       throw unopenable(e, path, name, ctx);
     }
     const session = ctx.sessions.add({ path, name, io, image });
-    const recent = ctx.host.recent.touch(path, name, location ?? (ctx.host.kind === 'electron' ? dirname(path) : undefined));
+    const recent = ctx.host.recent.touch(
+      path,
+      name,
+      location ?? (ctx.host.kind === 'electron' ? dirname(path) : undefined),
+    );
     const overview = await overviewOf(session, ctx);
     overview.name = name;
     return { handle: session.handle, name, overview, recentId: recent.id };
@@ -57,7 +61,11 @@ export const handlers: HandlerTable = {
     const s = ctx.sessions.get(args.handle);
     const fileSize = await s.io.size();
     if (args.offset > fileSize)
-      throw new ContractError('invalid-argument', `offset ${args.offset} is past the end of the file (${fileSize} bytes)`, { field: 'args.offset', value: String(args.offset) });
+      throw new ContractError(
+        'invalid-argument',
+        `offset ${args.offset} is past the end of the file (${fileSize} bytes)`,
+        { field: 'args.offset', value: String(args.offset) },
+      );
     const bytes = await s.io.read(args.offset, Math.min(args.length, fileSize - args.offset));
     return { offset: args.offset, bytes, fileSize };
   },
@@ -65,7 +73,11 @@ export const handlers: HandlerTable = {
     const s = ctx.sessions.get(args.handle);
     const guestClusters = Math.ceil(s.image.virtualSize / s.image.clusterSize);
     if (args.guestCluster >= guestClusters)
-      throw new ContractError('invalid-argument', `guest cluster ${args.guestCluster} is past the virtual disk (${guestClusters} clusters)`, { field: 'args.guestCluster', value: String(args.guestCluster) });
+      throw new ContractError(
+        'invalid-argument',
+        `guest cluster ${args.guestCluster} is past the virtual disk (${guestClusters} clusters)`,
+        { field: 'args.guestCluster', value: String(args.guestCluster) },
+      );
     const loc = await locateGuestCluster(s.image, args.guestCluster);
     const mapped = s.check?.guestMap?.[args.guestCluster];
     if (mapped !== undefined) {

@@ -1,7 +1,7 @@
 // map.host, map.guest, cluster.describe.
-import { HOST_ROLE_NAMES, HostRole } from '../../check/roles.js';
+import { HOST_ROLE_NAMES, HostRole } from '../../contract/roles.js';
 import type { Anomaly } from '../../check/types.js';
-import { ContractError } from '../errors.js';
+import { ContractError } from '../../contract/errors.js';
 import type { HandlerTable } from '../handler.js';
 import { findReferrers } from '../referrers.js';
 
@@ -12,20 +12,42 @@ import { checkedSession } from './check.js';
 export const handlers: HandlerTable = {
   'map.host': async (args, ctx) => {
     const s = checkedSession(ctx, args.handle);
-    if (!s.check.roleMap) throw new ContractError('not-found', 'the last check did not build a role map', { field: 'args.handle', value: args.handle });
-    return { clusterSize: s.check.clusterSize, hostClusters: s.check.roleMap.length, roles: s.check.roleMap, hostLegend: s.hostLegend ?? [] };
+    if (!s.check.roleMap)
+      throw new ContractError('not-found', 'the last check did not build a role map', {
+        field: 'args.handle',
+        value: args.handle,
+      });
+    return {
+      clusterSize: s.check.clusterSize,
+      hostClusters: s.check.roleMap.length,
+      roles: s.check.roleMap,
+      hostLegend: s.hostLegend ?? [],
+    };
   },
   'map.guest': async (args, ctx) => {
     const s = checkedSession(ctx, args.handle);
-    if (!s.check.guestMap) throw new ContractError('not-found', 'the last check did not build a guest map', { field: 'args.handle', value: args.handle });
-    return { clusterSize: s.check.clusterSize, guestClusters: s.check.guestMap.length, states: s.check.guestMap, guestLegend: s.guestLegend ?? [] };
+    if (!s.check.guestMap)
+      throw new ContractError('not-found', 'the last check did not build a guest map', {
+        field: 'args.handle',
+        value: args.handle,
+      });
+    return {
+      clusterSize: s.check.clusterSize,
+      guestClusters: s.check.guestMap.length,
+      states: s.check.guestMap,
+      guestLegend: s.guestLegend ?? [],
+    };
   },
   'cluster.describe': async (args, ctx) => {
     const s = ctx.sessions.get(args.handle);
     const cs = s.image.clusterSize;
     const hostClusters = Math.max(s.check?.roleMap?.length ?? 0, Math.ceil(s.image.fileSize / cs));
     if (args.cluster >= hostClusters)
-      throw new ContractError('invalid-argument', `cluster ${args.cluster} is past the end of the map (${hostClusters} clusters)`, { field: 'args.cluster', value: String(args.cluster) });
+      throw new ContractError(
+        'invalid-argument',
+        `cluster ${args.cluster} is past the end of the map (${hostClusters} clusters)`,
+        { field: 'args.cluster', value: String(args.cluster) },
+      );
     const role = s.check?.roleMap?.[args.cluster] ?? HostRole.Free;
     let refcount: number | null;
     try {
@@ -33,19 +55,30 @@ export const handlers: HandlerTable = {
     } catch {
       refcount = null;
     }
-    const { referrers, complete } = args.referrers === false
-      ? { referrers: [], complete: false }
-      : await findReferrers(s.image, args.cluster, { cancel: ctx.cancel, budget: REFERRER_BUDGET });
-    const anomalies: Anomaly[] = (s.check?.anomalies ?? []).filter(
-      (a) => a.firstCluster !== undefined && args.cluster >= a.firstCluster && args.cluster < a.firstCluster + Math.max(1, a.count),
-    ).slice(0, 50);
+    const { referrers, complete } =
+      args.referrers === false
+        ? { referrers: [], complete: false }
+        : await findReferrers(s.image, args.cluster, { cancel: ctx.cancel, budget: REFERRER_BUDGET });
+    const anomalies: Anomaly[] = (s.check?.anomalies ?? [])
+      .filter(
+        (a) =>
+          a.firstCluster !== undefined &&
+          args.cluster >= a.firstCluster &&
+          args.cluster < a.firstCluster + Math.max(1, a.count),
+      )
+      .slice(0, 50);
     return {
       cluster: args.cluster,
       offset: args.cluster * cs,
       role,
       roleName: HOST_ROLE_NAMES[role] ?? `role ${role}`,
       refcount,
-      references: s.references && args.cluster < s.references.length ? s.references[args.cluster]! : complete && s.check ? referrers.length : null,
+      references:
+        s.references && args.cluster < s.references.length
+          ? s.references[args.cluster]!
+          : complete && s.check
+            ? referrers.length
+            : null,
       referrers: referrers.slice(0, 200),
       referrersComplete: complete && referrers.length <= 200,
       anomalies,

@@ -4,8 +4,8 @@
 import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { RepairPlanResult, VerifyResult } from '../contract.js';
-import { ContractError } from '../errors.js';
+import type { RepairPlanResult, VerifyResult } from '../../contract/contract.js';
+import { ContractError } from '../../contract/errors.js';
 import type { HandlerContext, HandlerTable } from '../handler.js';
 import { randomHandle, type Session } from '../session.js';
 import { FileIO } from '../../io/file-io.js';
@@ -16,7 +16,7 @@ import type { CheckResult } from '../../check/types.js';
 import { holderInfo, spaceFor } from '../lock-holder.js';
 import { outputPath } from '../save-target.js';
 import { compareGuest } from '../guest-compare.js';
-import { CancelledError } from '../../errors.js';
+import { CancelledError } from '../../base/errors.js';
 
 /** Steps sent for a plan; a plan of millions of writes is summarised after this many. */
 const MAX_STEPS = 20000;
@@ -46,16 +46,29 @@ export function repairRecordOf(s: Session): RepairRecord | undefined {
 }
 
 const RISK: Record<Phase, 'none' | 'low' | 'high'> = {
-  'mark-corrupt': 'none', 'clear-copied': 'none', 'grow': 'low', 'raise': 'low', 'switch-reftable': 'high', 'data': 'high',
-  'relink': 'high', 'lower': 'low', 'set-copied': 'none', 'header': 'none',
+  'mark-corrupt': 'none',
+  'clear-copied': 'none',
+  grow: 'low',
+  raise: 'low',
+  'switch-reftable': 'high',
+  data: 'high',
+  relink: 'high',
+  lower: 'low',
+  'set-copied': 'none',
+  header: 'none',
 };
 
 const PHASE_WORDS: Record<Phase, string> = {
-  'mark-corrupt': 'mark the image as being repaired', 'clear-copied': 'clear "writable in place" flags',
-  'grow': 'grow the file', 'raise': 'raise use counts / write new refcount structures',
-  'switch-reftable': 'switch to the rebuilt refcount table', 'data': 'copy shared clusters',
-  'relink': 'fix pointers', 'lower': 'lower use counts (free leaked space)', 'set-copied': 'set "writable in place" flags',
-  'header': 'clear the dirty and corrupt flags',
+  'mark-corrupt': 'mark the image as being repaired',
+  'clear-copied': 'clear "writable in place" flags',
+  grow: 'grow the file',
+  raise: 'raise use counts / write new refcount structures',
+  'switch-reftable': 'switch to the rebuilt refcount table',
+  data: 'copy shared clusters',
+  relink: 'fix pointers',
+  lower: 'lower use counts (free leaked space)',
+  'set-copied': 'set "writable in place" flags',
+  header: 'clear the dirty and corrupt flags',
 };
 
 /** Replace absolute paths by the session's display name (a browser never sees host paths). */
@@ -95,7 +108,12 @@ function planResult(planId: string, p: RepairPlan): RepairPlanResult {
   let n = 0;
   let more = 0;
   for (const step of p.steps) {
-    if (step.growTo !== undefined) steps.push({ title: `${PHASE_WORDS[step.phase]}: to ${step.growTo} bytes`, detail: `file length ${p.originalLength} → ${step.growTo}`, risk: RISK[step.phase] });
+    if (step.growTo !== undefined)
+      steps.push({
+        title: `${PHASE_WORDS[step.phase]}: to ${step.growTo} bytes`,
+        detail: `file length ${p.originalLength} → ${step.growTo}`,
+        risk: RISK[step.phase],
+      });
     for (const w of step.writes) {
       if (++n > MAX_STEPS) {
         more++;
@@ -108,7 +126,12 @@ function planResult(planId: string, p: RepairPlan): RepairPlanResult {
       });
     }
   }
-  if (more) steps.push({ title: `… and ${more} more writes of the same kinds`, detail: 'the complete list is in the JSON report and in `qcow2-doctor check -r … --dry-run`', risk: 'low' });
+  if (more)
+    steps.push({
+      title: `… and ${more} more writes of the same kinds`,
+      detail: 'the complete list is in the JSON report and in `qcow2-doctor check -r … --dry-run`',
+      risk: 'low',
+    });
   const leaves = p.refusals.map((r) => `${r.what} — ${r.decide}`);
   if (p.failed !== undefined) leaves.unshift(`the repair cannot run in this mode: ${p.failed}`);
   return { planId, steps, fixes: p.leaksFixed + p.corruptionsFixed, leaves };
@@ -139,7 +162,11 @@ export const handlers: HandlerTable = {
     const s = ctx.sessions.get(args.handle);
     const h = await holderInfo(s.path);
     const space = await spaceFor(s.path);
-    const r: Awaited<ReturnType<NonNullable<HandlerTable['lock.status']>>> = { locked: h.locked, detail: hidePaths(ctx, s, h.detail), spaceNeeded: space.needed };
+    const r: Awaited<ReturnType<NonNullable<HandlerTable['lock.status']>>> = {
+      locked: h.locked,
+      detail: hidePaths(ctx, s, h.detail),
+      spaceNeeded: space.needed,
+    };
     if (h.holder !== undefined) r.holder = h.holder;
     if (space.free !== undefined) r.spaceFree = space.free;
     return r;
@@ -162,17 +189,37 @@ export const handlers: HandlerTable = {
   'repair.apply': async (args, ctx) => {
     const s = ctx.sessions.get(args.handle);
     const stored = s.cache.get(`plan:${args.planId}`) as StoredPlan | undefined;
-    if (!stored) throw new ContractError('not-found', `no plan ${args.planId} for this image: make a plan first`, { field: 'args.planId', value: args.planId });
+    if (!stored)
+      throw new ContractError('not-found', `no plan ${args.planId} for this image: make a plan first`, {
+        field: 'args.planId',
+        value: args.planId,
+      });
     const st = await stat(s.path);
     if (st.mtimeMs !== stored.mtimeMs || st.size !== stored.size)
-      throw new ContractError('busy', 'the image changed since the plan was made: make a new plan and look at it again');
+      throw new ContractError(
+        'busy',
+        'the image changed since the plan was made: make a new plan and look at it again',
+      );
     if (stored.plan.failed !== undefined)
-      throw new ContractError('invalid-argument', hidePaths(ctx, s, `this plan cannot be applied: ${stored.plan.failed}`));
+      throw new ContractError(
+        'invalid-argument',
+        hidePaths(ctx, s, `this plan cannot be applied: ${stored.plan.failed}`),
+      );
     // Apply exactly the plan the user reviewed; the repair stops (StaleImageError) if the image moved on.
-    const common = { image: s.path, mode: stored.mode, plan: stored.plan, onProgress: ctx.progress, cancel: ctx.cancel };
+    const common = {
+      image: s.path,
+      mode: stored.mode,
+      plan: stored.plan,
+      onProgress: ctx.progress,
+      cancel: ctx.cancel,
+    };
     if (args.target.kind === 'copy') {
       const out = await outputPath(args.target.save, s.path, '.repaired.qcow2');
-      if (out === undefined) throw new ContractError('invalid-argument', 'a repaired copy is saved next to the image, not downloaded', { field: 'args.target.save.kind', value: 'inline' });
+      if (out === undefined)
+        throw new ContractError('invalid-argument', 'a repaired copy is saved next to the image, not downloaded', {
+          field: 'args.target.save.kind',
+          value: 'inline',
+        });
       const outcome = await repairFile({ ...common, outputImage: out }).catch((e) => refused(ctx, s, e));
       const io = await FileIO.open(out);
       let image: Qcow2Image;
@@ -187,16 +234,26 @@ export const handlers: HandlerTable = {
       return { handle: copy.handle, name: copy.name, counters: (outcome.after ?? outcome.before).counters };
     }
     const journal = args.target.journal ?? true;
-    const outcome = await repairFile({ ...common, ...(journal ? {} : { journal: false as const }) }).catch((e) => refused(ctx, s, e));
+    const outcome = await repairFile({ ...common, ...(journal ? {} : { journal: false as const }) }).catch((e) =>
+      refused(ctx, s, e),
+    );
     const beforeCheck = s.check;
     await reopen(s);
-    const record: RepairRecord = { before: { path: s.path }, plan: outcome.plan, ...(beforeCheck ? { beforeCheck } : {}) };
+    const record: RepairRecord = {
+      before: { path: s.path },
+      plan: outcome.plan,
+      ...(beforeCheck ? { beforeCheck } : {}),
+    };
     if (outcome.journalPath !== undefined) {
       record.journalPath = outcome.journalPath;
       record.before.journalPath = outcome.journalPath;
     }
     records.set(s, record);
-    const r: Awaited<ReturnType<NonNullable<HandlerTable['repair.apply']>>> = { handle: s.handle, name: s.name, counters: (outcome.after ?? outcome.before).counters };
+    const r: Awaited<ReturnType<NonNullable<HandlerTable['repair.apply']>>> = {
+      handle: s.handle,
+      name: s.name,
+      counters: (outcome.after ?? outcome.before).counters,
+    };
     if (outcome.journalPath !== undefined) r.journal = siblingName(ctx, s, outcome.journalPath);
     return r;
   },
@@ -207,17 +264,27 @@ export const handlers: HandlerTable = {
     const a = await verifyFile(s.path);
     ctx.cancel.throwIfCancelled();
     const c = a.counters;
-    const r: VerifyResult = { ok: a.failed === undefined && c.corruptions === 0 && c.leaks === 0 && c.checkErrors === 0, counters: c };
+    const r: VerifyResult = {
+      ok: a.failed === undefined && c.corruptions === 0 && c.leaks === 0 && c.checkErrors === 0,
+      counters: c,
+    };
     const q = await qemuCheck(s.path);
     if (q) r.qemu = { status: q.status, summary: hidePaths(ctx, s, q.summary) };
     const rec = records.get(s);
     if (rec && (rec.before.path !== s.path || rec.before.journalPath !== undefined)) {
       try {
-        const g = await compareGuest(rec.before, s.path, { cancel: ctx.cancel, progress: (p) => ctx.progress({ fraction: 0.3 + 0.7 * p.fraction, stage: p.stage }) });
+        const g = await compareGuest(rec.before, s.path, {
+          cancel: ctx.cancel,
+          progress: (p) => ctx.progress({ fraction: 0.3 + 0.7 * p.fraction, stage: p.stage }),
+        });
         r.guestData = { comparedBytes: g.comparedBytes, differingBytes: g.differingBytes, detail: g.detail };
       } catch (e) {
         if (e instanceof CancelledError) throw e;
-        r.guestData = { comparedBytes: 0, differingBytes: 0, detail: hidePaths(ctx, s, `guest data not compared: ${(e as Error).message}`) };
+        r.guestData = {
+          comparedBytes: 0,
+          differingBytes: 0,
+          detail: hidePaths(ctx, s, `guest data not compared: ${(e as Error).message}`),
+        };
       }
     }
     ctx.progress({ fraction: 1, stage: 'done' });
@@ -227,10 +294,14 @@ export const handlers: HandlerTable = {
   'repair.undo': async (args, ctx) => {
     const s = ctx.sessions.get(args.handle);
     const rec = records.get(s);
-    if (!rec?.journalPath) return { ok: false, detail: 'there is no undo journal for a repair of this image in this session' };
+    if (!rec?.journalPath)
+      return { ok: false, detail: 'there is no undo journal for a repair of this image in this session' };
     const r = await undoRepair(rec.journalPath, { image: s.path }).catch((e) => refused(ctx, s, e));
     await reopen(s);
     records.delete(s);
-    return { ok: true, detail: `restored ${r.regionsRestored} regions (${r.bytesRestored} bytes) and the original length of ${r.originalLength} bytes: the image is exactly as it was before the repair` };
+    return {
+      ok: true,
+      detail: `restored ${r.regionsRestored} regions (${r.bytesRestored} bytes) and the original length of ${r.originalLength} bytes: the image is exactly as it was before the repair`,
+    };
   },
 };

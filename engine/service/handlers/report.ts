@@ -2,8 +2,8 @@
 // image.strip (the metadata-only copy for support).
 import { writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { SavedOutput } from '../contract.js';
-import { ContractError } from '../errors.js';
+import type { SavedOutput } from '../../contract/contract.js';
+import { ContractError } from '../../contract/errors.js';
 import type { HandlerContext, HandlerTable } from '../handler.js';
 import type { Session } from '../session.js';
 import { checkedSession } from './check.js';
@@ -30,7 +30,16 @@ export const handlers: HandlerTable = {
     const extras: ReportExtras = {};
     if (rec) {
       const after = await verifyFile(s.path);
-      Object.assign(extras, repairExtras({ plan: rec.plan, applied: true, target: s.name, after, ...(rec.journalPath ? { journalPath: basename(rec.journalPath) } : {}) }));
+      Object.assign(
+        extras,
+        repairExtras({
+          plan: rec.plan,
+          applied: true,
+          target: s.name,
+          after,
+          ...(rec.journalPath ? { journalPath: basename(rec.journalPath) } : {}),
+        }),
+      );
     }
     // After a repair the report's findings are those from before it; the repair section says what it left.
     const result = rec?.beforeCheck ?? s.check!;
@@ -38,7 +47,13 @@ export const handlers: HandlerTable = {
     const bytes = new TextEncoder().encode(text);
     const mime = args.format === 'html' ? 'text/html' : 'application/json';
     const path = await outputPath(args.save, s.path, `.report.${args.format}`);
-    if (path === undefined) return { name: `${basename(s.name).replace(/\.(qcow2|qcow|img)$/i, '')}.report.${args.format}`, bytes, mime, size: bytes.length };
+    if (path === undefined)
+      return {
+        name: `${basename(s.name).replace(/\.(qcow2|qcow|img)$/i, '')}.report.${args.format}`,
+        bytes,
+        mime,
+        size: bytes.length,
+      };
     await writeFile(path, bytes, { flag: 'wx' });
     return { name: displayName(ctx, s, path), size: bytes.length, mime };
   },
@@ -52,11 +67,20 @@ export const handlers: HandlerTable = {
     if (path === undefined) {
       const size = await s.io.size();
       if (size > MAX_INLINE_STRIP)
-        throw new ContractError('invalid-argument', `the stripped copy would be ${size} bytes long: save it next to the image instead of downloading it`, { field: 'args.save.kind', value: 'inline' });
+        throw new ContractError(
+          'invalid-argument',
+          `the stripped copy would be ${size} bytes long: save it next to the image instead of downloading it`,
+          { field: 'args.save.kind', value: 'inline' },
+        );
       const mem = new MemoryIO(new Uint8Array(0), 'stripped');
       await stripIO(s.io, mem, { cancel: ctx.cancel, onProgress: ctx.progress });
       const bytes = mem.snapshot();
-      const out: SavedOutput = { name: `${basename(s.name).replace(/\.(qcow2|qcow|img)$/i, '')}.stripped.qcow2`, bytes, mime: 'application/octet-stream', size: bytes.length };
+      const out: SavedOutput = {
+        name: `${basename(s.name).replace(/\.(qcow2|qcow|img)$/i, '')}.stripped.qcow2`,
+        bytes,
+        mime: 'application/octet-stream',
+        size: bytes.length,
+      };
       return out;
     }
     const r = await stripFile(s.path, path, { cancel: ctx.cancel, onProgress: ctx.progress });

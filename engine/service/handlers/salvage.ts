@@ -4,15 +4,15 @@
 // download), with the salvage report beside it; a qcow2 output is opened so it can be verified.
 import { stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { ContractError } from '../errors.js';
+import { ContractError } from '../../contract/errors.js';
 import type { HandlerContext, HandlerTable } from '../handler.js';
 import { outputPath } from '../save-target.js';
 import { salvageImage, type SalvageOptions } from '../../salvage/salvage.js';
 import { formatSalvageReport } from '../../salvage/report-text.js';
-import { CancelledError } from '../../errors.js';
+import { CancelledError } from '../../base/errors.js';
 import { FileIO } from '../../io/file-io.js';
 import { Qcow2Image } from '../../image/qcow2-image.js';
-import type { SalvageExportResult } from '../contract.js';
+import type { SalvageExportResult } from '../../contract/contract.js';
 import { salvagePreview } from '../salvage-preview.js';
 import { assessLeaks } from '../salvage-assess.js';
 import { testDelay } from './check.js';
@@ -45,7 +45,9 @@ export const handlers: HandlerTable = {
     const v = r.views.find((x) => x.kind === 'active');
     const report = { ...r, image: basename(src.name) };
     const result: Awaited<ReturnType<NonNullable<HandlerTable['salvage.scan']>>> = {
-      recoverable: v ? v.bytes.recovered + v.bytes.backing : 0, lost: v?.bytes.lost ?? 0, summary: formatSalvageReport(report),
+      recoverable: v ? v.bytes.recovered + v.bytes.backing : 0,
+      lost: v?.bytes.lost ?? 0,
+      summary: formatSalvageReport(report),
     };
     const preview = salvagePreview(report);
     if (preview) result.preview = preview;
@@ -56,16 +58,29 @@ export const handlers: HandlerTable = {
     const src = ctx.sessions.fileOf(args.handle);
     const format = args.format ?? 'qcow2';
     if (args.save.kind === 'inline')
-      throw new ContractError('invalid-argument', 'a salvaged disk is too big to download: save it next to the image instead', { field: 'args.save.kind', value: 'inline' });
+      throw new ContractError(
+        'invalid-argument',
+        'a salvaged disk is too big to download: save it next to the image instead',
+        { field: 'args.save.kind', value: 'inline' },
+      );
     const path = await outputPath(args.save, src.path, format === 'qcow2' ? '.salvaged.qcow2' : '.salvaged.raw');
-    if (path === undefined) throw new ContractError('invalid-argument', 'no place to save the salvaged disk', { field: 'args.save.kind', value: args.save.kind });
+    if (path === undefined)
+      throw new ContractError('invalid-argument', 'no place to save the salvaged disk', {
+        field: 'args.save.kind',
+        value: args.save.kind,
+      });
     const r = await run(() => salvageImage(src.path, path, { ...options(ctx), format }));
     const report = { ...r, image: basename(src.name) };
     for (const v of report.views) if (v.output) v.output = shown(ctx, src, v.output);
     const reportPath = `${path}.report.txt`;
     await writeFile(reportPath, formatSalvageReport(report), { flag: 'wx' }).catch(() => undefined);
     const size = (await stat(path)).size;
-    const out: SalvageExportResult = { name: shown(ctx, src, path), size, mime: 'application/octet-stream', reportName: shown(ctx, src, reportPath) };
+    const out: SalvageExportResult = {
+      name: shown(ctx, src, path),
+      size,
+      mime: 'application/octet-stream',
+      reportName: shown(ctx, src, reportPath),
+    };
     const preview = salvagePreview(report);
     if (preview) out.preview = preview;
     if (format === 'qcow2') {
@@ -83,7 +98,11 @@ export const handlers: HandlerTable = {
 
   'salvage.assess': async (args, ctx) => {
     const s = ctx.sessions.get(args.handle);
-    if (!s.check) throw new ContractError('invalid-argument', 'check the image first (check.run)', { field: 'args.handle', value: args.handle });
+    if (!s.check)
+      throw new ContractError('invalid-argument', 'check the image first (check.run)', {
+        field: 'args.handle',
+        value: args.handle,
+      });
     return assessLeaks(s);
   },
 };

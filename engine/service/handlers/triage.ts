@@ -1,7 +1,7 @@
 // triage.scan: check several images (chosen ones, or every qcow2 file of a folder of the served
 // root) in the background, a bounded number at once, with progress and cancel.
-import type { FileList, FileRef, TriageRow } from '../contract.js';
-import { ContractError } from '../errors.js';
+import type { FileList, FileRef, TriageRow } from '../../contract/contract.js';
+import { ContractError } from '../../contract/errors.js';
 import type { HandlerContext, HandlerTable } from '../handler.js';
 import { triageFiles } from '../../triage/run-triage.js';
 import type { TriageRow as EngineRow } from '../../triage/types.js';
@@ -18,8 +18,17 @@ interface Target {
 }
 
 /** Every qcow2 file (by magic or name) under `dir` of the served root, through the host's listing. */
-async function folderTargets(ctx: HandlerContext, dir: string, recursive: boolean, depth = 0, out: Target[] = []): Promise<Target[]> {
-  if (!ctx.host.listFiles) throw new ContractError('not-available', 'folders can be triaged only when serving a folder', { field: 'args.folder' });
+async function folderTargets(
+  ctx: HandlerContext,
+  dir: string,
+  recursive: boolean,
+  depth = 0,
+  out: Target[] = [],
+): Promise<Target[]> {
+  if (!ctx.host.listFiles)
+    throw new ContractError('not-available', 'folders can be triaged only when serving a folder', {
+      field: 'args.folder',
+    });
   const list: FileList = await ctx.host.listFiles(dir);
   for (const e of list.entries) {
     ctx.cancel.throwIfCancelled();
@@ -43,10 +52,16 @@ function plural(n: number, one: string, many: string): string {
 function summaryOf(r: EngineRow): string {
   const c = r.counters;
   switch (r.verdict) {
-    case 'clean': return r.dirty || r.corrupt ? `no errors (${[r.dirty ? 'dirty' : '', r.corrupt ? 'marked corrupt' : ''].filter(Boolean).join(', ')} flag set)` : 'no errors';
-    case 'leaks': return plural(c!.leaks, 'leaked cluster', 'leaked clusters');
-    case 'corrupt': return `${plural(c!.corruptions, 'error', 'errors')}${c!.leaks ? `, ${plural(c!.leaks, 'leaked cluster', 'leaked clusters')}` : ''}`;
-    default: return r.error ?? r.verdict;
+    case 'clean':
+      return r.dirty || r.corrupt
+        ? `no errors (${[r.dirty ? 'dirty' : '', r.corrupt ? 'marked corrupt' : ''].filter(Boolean).join(', ')} flag set)`
+        : 'no errors';
+    case 'leaks':
+      return plural(c!.leaks, 'leaked cluster', 'leaked clusters');
+    case 'corrupt':
+      return `${plural(c!.corruptions, 'error', 'errors')}${c!.leaks ? `, ${plural(c!.leaks, 'leaked cluster', 'leaked clusters')}` : ''}`;
+    default:
+      return r.error ?? r.verdict;
   }
 }
 
@@ -59,20 +74,26 @@ export const handlers: HandlerTable = {
     }
     if (args.folder) {
       if (args.folder.kind !== 'root')
-        throw new ContractError('invalid-argument', 'a folder to triage must be a folder of the served root', { field: 'args.folder.kind', value: args.folder.kind });
+        throw new ContractError('invalid-argument', 'a folder to triage must be a folder of the served root', {
+          field: 'args.folder.kind',
+          value: args.folder.kind,
+        });
       await folderTargets(ctx, args.folder.path, args.recursive ?? true, 0, targets);
     }
     if (targets.length === 0) return [];
     let done = 0;
     ctx.progress({ fraction: 0, stage: `checking ${targets.length} images` });
-    const rows = await triageFiles(targets.map((t) => t.path), {
-      concurrency: 2,
-      cancel: ctx.cancel,
-      onRow: () => {
-        done++;
-        ctx.progress({ fraction: done / targets.length, stage: `checked ${done} of ${targets.length}` });
+    const rows = await triageFiles(
+      targets.map((t) => t.path),
+      {
+        concurrency: 2,
+        cancel: ctx.cancel,
+        onRow: () => {
+          done++;
+          ctx.progress({ fraction: done / targets.length, stage: `checked ${done} of ${targets.length}` });
+        },
       },
-    });
+    );
     const out: TriageRow[] = [];
     for (const [i, r] of rows.entries()) {
       const t = targets[i]!;
@@ -85,9 +106,15 @@ export const handlers: HandlerTable = {
       };
       const locks = await locksOn(t.path).catch(() => []);
       const row: TriageRow = {
-        name: t.name, ref: t.ref, verdict: locks.length ? 'in-use' : r.verdict,
-        summary: hide(locks.length ? `in use by another program (a running VM?); as read now: ${summaryOf(r)}` : summaryOf(r)),
-        fileSize: r.fileSize, backingChain: r.backingChain, elapsed: r.elapsed,
+        name: t.name,
+        ref: t.ref,
+        verdict: locks.length ? 'in-use' : r.verdict,
+        summary: hide(
+          locks.length ? `in use by another program (a running VM?); as read now: ${summaryOf(r)}` : summaryOf(r),
+        ),
+        fileSize: r.fileSize,
+        backingChain: r.backingChain,
+        elapsed: r.elapsed,
       };
       if (r.counters) row.counters = r.counters;
       if (r.dirty !== undefined) row.dirty = r.dirty;

@@ -5,10 +5,18 @@
  * rebuilt as typed ContractErrors.
  */
 import {
-  ContractError, type ArgsOf, type CallOptions, type ClientMessage, type ContractClient, type Method, type Notice,
-  type PreloadBridge, type ResultOf, type ServerMessage,
-} from '../../../engine/service/contract.js';
-import { decodeMessage, encodeMessage } from '../../../engine/service/wire.js';
+  ContractError,
+  type ArgsOf,
+  type CallOptions,
+  type ClientMessage,
+  type ContractClient,
+  type Method,
+  type Notice,
+  type PreloadBridge,
+  type ResultOf,
+  type ServerMessage,
+} from '../../../engine/contract/contract.js';
+import { decodeMessage, encodeMessage } from '../../../engine/contract/wire.js';
 
 /** A bidirectional message pipe (the transport). */
 export interface Pipe {
@@ -35,7 +43,8 @@ export class Client implements ContractClient {
     pipe.onMessage((m) => this.dispatch(m));
     pipe.onClose((reason) => {
       this.closedReason = reason;
-      for (const p of this.pending.values()) p.reject(new ContractError('io', `connection to the engine lost: ${reason}`));
+      for (const p of this.pending.values())
+        p.reject(new ContractError('io', `connection to the engine lost: ${reason}`));
       this.pending.clear();
     });
   }
@@ -45,7 +54,8 @@ export class Client implements ContractClient {
   }
 
   call<M extends Method>(method: M, args: ArgsOf<M>, opts: CallOptions = {}): Promise<ResultOf<M>> {
-    if (this.closedReason !== undefined) return Promise.reject(new ContractError('io', `connection to the engine lost: ${this.closedReason}`));
+    if (this.closedReason !== undefined)
+      return Promise.reject(new ContractError('io', `connection to the engine lost: ${this.closedReason}`));
     const id = this.nextId++;
     return new Promise<ResultOf<M>>((resolve, reject) => {
       const entry: Pending = { resolve: resolve as (v: unknown) => void, reject };
@@ -57,7 +67,9 @@ export class Client implements ContractClient {
           reject(new ContractError('cancelled', 'cancelled'));
           return;
         }
-        opts.signal.addEventListener('abort', () => this.pending.has(id) && this.pipe.send({ t: 'cancel', id }), { once: true });
+        opts.signal.addEventListener('abort', () => this.pending.has(id) && this.pipe.send({ t: 'cancel', id }), {
+          once: true,
+        });
       }
       this.pipe.send({ t: 'req', id, method, args } as ClientMessage);
     });
@@ -103,7 +115,11 @@ export function webSocketPipe(url: string): Pipe {
   const closeListeners: Array<(r: string) => void> = [];
   const ready = new Promise<void>((resolve, reject) => {
     ws.addEventListener('open', () => resolve(), { once: true });
-    ws.addEventListener('error', () => reject(new ContractError('io', 'could not connect to the engine (is the URL and its token right?)')), { once: true });
+    ws.addEventListener(
+      'error',
+      () => reject(new ContractError('io', 'could not connect to the engine (is the URL and its token right?)')),
+      { once: true },
+    );
   });
   ws.addEventListener('message', (ev: MessageEvent) => {
     const m = decodeMessage(ev.data as string | ArrayBuffer) as ServerMessage;
@@ -126,5 +142,8 @@ export function connect(): { client: Client; host: 'electron' | 'browser' } {
   if (bridge) return { client: new Client(preloadPipe(bridge)), host: 'electron' };
   const token = new URLSearchParams(location.search).get('token') ?? '';
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return { client: new Client(webSocketPipe(`${proto}//${location.host}/ws?token=${encodeURIComponent(token)}`)), host: 'browser' };
+  return {
+    client: new Client(webSocketPipe(`${proto}//${location.host}/ws?token=${encodeURIComponent(token)}`)),
+    host: 'browser',
+  };
 }

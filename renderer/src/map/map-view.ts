@@ -247,7 +247,7 @@ export class MapView {
   private strokeCell(cell: number | null, color: string, width: number): void {
     if (cell === null) return;
     const cols = this.pyramid.cols;
-    const x = (cell % cols - this.ox) * this.scale;
+    const x = ((cell % cols) - this.ox) * this.scale;
     const y = (Math.floor(cell / cols) - this.oy) * this.scale;
     const sz = Math.max(this.scale, 6);
     const pad = (sz - this.scale) / 2;
@@ -324,16 +324,37 @@ export class MapView {
     };
     const panPx = 60 * this.dpr;
     switch (e.key) {
-      case 'ArrowLeft': e.shiftKey ? this.panBy(panPx, 0) : step(-1); break;
-      case 'ArrowRight': e.shiftKey ? this.panBy(-panPx, 0) : step(1); break;
-      case 'ArrowUp': e.shiftKey ? this.panBy(0, panPx) : step(-cols); break;
-      case 'ArrowDown': e.shiftKey ? this.panBy(0, -panPx) : step(cols); break;
-      case 'Home': step(-n); break;
-      case 'End': step(n); break;
-      case '+': case '=': this.zoomAt(1.25, this.canvas.width / 2, this.canvas.height / 2); break;
-      case '-': case '_': this.zoomAt(0.8, this.canvas.width / 2, this.canvas.height / 2); break;
-      case '0': this.fit(); break;
-      default: return;
+      case 'ArrowLeft':
+        e.shiftKey ? this.panBy(panPx, 0) : step(-1);
+        break;
+      case 'ArrowRight':
+        e.shiftKey ? this.panBy(-panPx, 0) : step(1);
+        break;
+      case 'ArrowUp':
+        e.shiftKey ? this.panBy(0, panPx) : step(-cols);
+        break;
+      case 'ArrowDown':
+        e.shiftKey ? this.panBy(0, -panPx) : step(cols);
+        break;
+      case 'Home':
+        step(-n);
+        break;
+      case 'End':
+        step(n);
+        break;
+      case '+':
+      case '=':
+        this.zoomAt(1.25, this.canvas.width / 2, this.canvas.height / 2);
+        break;
+      case '-':
+      case '_':
+        this.zoomAt(0.8, this.canvas.width / 2, this.canvas.height / 2);
+        break;
+      case '0':
+        this.fit();
+        break;
+      default:
+        return;
     }
     e.preventDefault();
   };

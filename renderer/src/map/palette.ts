@@ -2,7 +2,7 @@
  * Colours of the maps and the order in which roles win when several clusters share one pixel
  * (zoomed out, the most telling role of a block is shown: damage first, then metadata, then data).
  */
-import { GUEST_STATE_NAMES, HOST_ROLE_NAMES } from '../../../engine/check/roles.js';
+import { GUEST_STATE_NAMES, HOST_ROLE_NAMES } from '../../../engine/contract/roles.js';
 
 export interface Palette {
   /** Display names by code. */

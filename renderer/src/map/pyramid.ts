@@ -75,7 +75,11 @@ export function buildPyramid(codes: Uint8Array, cols: number, priority: number[]
 }
 
 /** An overlay pyramid (e.g. anomaly severity 0..4 per cell), same layout, max-reduced. */
-export function buildOverlay(count: number, cols: number, runs: { first: Float64Array; count: Float64Array; severity: Uint8Array }): Pyramid {
+export function buildOverlay(
+  count: number,
+  cols: number,
+  runs: { first: Float64Array; count: Float64Array; severity: Uint8Array },
+): Pyramid {
   const codes = new Uint8Array(count);
   for (let i = 0; i < runs.first.length; i++) {
     const s = runs.severity[i]!;

@@ -3,13 +3,23 @@
  * check with progress and cancel, load the maps, report errors without leaving a broken screen.
  */
 import type {
-  AnomalyRanges, CheckSummary, FileRef, GuestMap, Hello, HostMap, Method, ArgsOf, OpenedImage, ResultOf,
-} from '../../../engine/service/contract.js';
-import { ContractError } from '../../../engine/service/contract.js';
+  AnomalyRanges,
+  CheckSummary,
+  FileRef,
+  GuestMap,
+  Hello,
+  HostMap,
+  Method,
+  ArgsOf,
+  OpenedImage,
+  ResultOf,
+} from '../../../engine/contract/contract.js';
+import { ContractError } from '../../../engine/contract/contract.js';
 import { connect, type Client } from '../client/client.js';
 
 /** Milestones of the last open (performance.now() ms; engineCheck in s), read by the bench. */
-export const timings: Record<string, number> = ((globalThis as { __q2dTimings?: Record<string, number> }).__q2dTimings = {});
+export const timings: Record<string, number> = ((globalThis as { __q2dTimings?: Record<string, number> }).__q2dTimings =
+  {});
 
 export interface Job {
   label: string;
@@ -108,7 +118,8 @@ class AppState {
     this.anomalyRanges = null;
     this.focusHostCluster = null;
     this.view = 'overview';
-    if (previous && previous.handle !== opened.handle) void this.client.call('image.close', { handle: previous.handle }).catch(() => undefined);
+    if (previous && previous.handle !== opened.handle)
+      void this.client.call('image.close', { handle: previous.handle }).catch(() => undefined);
     await this.runCheck();
   }
 
@@ -118,15 +129,19 @@ class AppState {
     const controller = new AbortController();
     this.job = { label: `Checking ${image.name}`, fraction: 0, stage: 'starting', controller };
     try {
-      const check = await this.client.call('check.run', { handle: image.handle }, {
-        signal: controller.signal,
-        onProgress: (p) => {
-          if (this.job) {
-            this.job.fraction = p.fraction;
-            this.job.stage = p.stage;
-          }
+      const check = await this.client.call(
+        'check.run',
+        { handle: image.handle },
+        {
+          signal: controller.signal,
+          onProgress: (p) => {
+            if (this.job) {
+              this.job.fraction = p.fraction;
+              this.job.stage = p.stage;
+            }
+          },
         },
-      });
+      );
       if (this.image?.handle !== image.handle) return;
       timings.checkDone = performance.now();
       timings.engineCheck = check.elapsed;

@@ -1,4 +1,10 @@
 import type { ViewDef } from './registry.js';
 import Anomalies from './Anomalies.svelte';
 
-export default { id: 'anomalies', title: 'Findings', order: 25, needs: 'check', component: Anomalies } satisfies ViewDef;
+export default {
+  id: 'anomalies',
+  title: 'Findings',
+  order: 25,
+  needs: 'check',
+  component: Anomalies,
+} satisfies ViewDef;

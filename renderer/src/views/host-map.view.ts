@@ -1,4 +1,10 @@
 import type { ViewDef } from './registry.js';
 import HostMap from './HostMap.svelte';
 
-export default { id: 'host-map', title: 'Cluster map', order: 20, needs: 'check', component: HostMap } satisfies ViewDef;
+export default {
+  id: 'host-map',
+  title: 'Cluster map',
+  order: 20,
+  needs: 'check',
+  component: HostMap,
+} satisfies ViewDef;

@@ -4,20 +4,38 @@
  * nothing is written before the user confirms the exact plan.
  */
 import type {
-  Anomaly, AnomalyPage, CheckSummary, FileRef, LockStatus, OpenedImage, RepairApplyResult, RepairPlanResult, SalvageAssessment,
-  SalvageExportResult, SalvageScanResult, SavedOutput, Severity, VerifyResult,
-} from '../../../engine/service/contract.js';
-import { ContractError } from '../../../engine/service/contract.js';
-import { plainVerdict, type PlainVerdict } from '../../../engine/report/verdict.js';
-import { kindTitle } from '../../../engine/report/kind-titles.js';
+  Anomaly,
+  AnomalyPage,
+  CheckSummary,
+  FileRef,
+  LockStatus,
+  OpenedImage,
+  RepairApplyResult,
+  RepairPlanResult,
+  SalvageAssessment,
+  SalvageExportResult,
+  SalvageScanResult,
+  SavedOutput,
+  Severity,
+  VerifyResult,
+} from '../../../engine/contract/contract.js';
+import { ContractError } from '../../../engine/contract/contract.js';
+import { plainVerdict, type PlainVerdict } from '../../../engine/contract/verdict.js';
+import { kindTitle } from '../../../engine/contract/kind-titles.js';
 import { app } from '../state/app.svelte.js';
 import { bytes } from '../lib/format.js';
 
 export type Step = 'choose' | 'safety' | 'diagnose' | 'explain' | 'action' | 'preview' | 'apply' | 'verify' | 'report';
 export const STEPS: Array<{ id: Step; title: string }> = [
-  { id: 'choose', title: 'Choose' }, { id: 'safety', title: 'Safety' }, { id: 'diagnose', title: 'Diagnose' },
-  { id: 'explain', title: 'Explain' }, { id: 'action', title: 'Choose a fix' }, { id: 'preview', title: 'Preview' },
-  { id: 'apply', title: 'Apply' }, { id: 'verify', title: 'Verify' }, { id: 'report', title: 'Report' },
+  { id: 'choose', title: 'Choose' },
+  { id: 'safety', title: 'Safety' },
+  { id: 'diagnose', title: 'Diagnose' },
+  { id: 'explain', title: 'Explain' },
+  { id: 'action', title: 'Choose a fix' },
+  { id: 'preview', title: 'Preview' },
+  { id: 'apply', title: 'Apply' },
+  { id: 'verify', title: 'Verify' },
+  { id: 'report', title: 'Report' },
 ];
 
 export type Target = 'copy' | 'inPlace';
@@ -78,7 +96,8 @@ class WizardState {
   error = $state<string | null>(null);
 
   private fail(e: unknown): void {
-    this.error = e instanceof ContractError && e.code === 'cancelled' ? null : e instanceof Error ? e.message : String(e);
+    this.error =
+      e instanceof ContractError && e.code === 'cancelled' ? null : e instanceof Error ? e.message : String(e);
   }
 
   reset(): void {
@@ -134,7 +153,13 @@ class WizardState {
 
   /** Leaked clusters that are orphaned tables still mapping data (a lost L1): salvage first. */
   get salvageAdvised(): boolean {
-    return this.unopenable !== null || this.verdict?.word === 'unreadable' || this.check?.failed !== undefined || !!this.assessment?.advice || this.refusals.length > 0;
+    return (
+      this.unopenable !== null ||
+      this.verdict?.word === 'unreadable' ||
+      this.check?.failed !== undefined ||
+      !!this.assessment?.advice ||
+      this.refusals.length > 0
+    );
   }
 
   /** 2. Who holds the image, and the space a copy needs. */
@@ -142,7 +167,11 @@ class WizardState {
     if (!this.image) return;
     try {
       this.lock = await app.client.call('lock.status', { handle: this.image.handle });
-      if (this.lock.spaceFree !== undefined && this.lock.spaceNeeded !== undefined && this.lock.spaceFree < this.lock.spaceNeeded * 1.1)
+      if (
+        this.lock.spaceFree !== undefined &&
+        this.lock.spaceNeeded !== undefined &&
+        this.lock.spaceFree < this.lock.spaceNeeded * 1.1
+      )
         this.target = 'inPlace';
     } catch (e) {
       this.fail(e);
@@ -150,7 +179,11 @@ class WizardState {
   }
 
   /** Run a long request with the wizard's progress bar (and Cancel when `cancellable`). */
-  private async run<T>(label: string, cancellable: boolean, fn: (opts: { signal?: AbortSignal; onProgress: (p: { fraction: number; stage: string }) => void }) => Promise<T>): Promise<T | undefined> {
+  private async run<T>(
+    label: string,
+    cancellable: boolean,
+    fn: (opts: { signal?: AbortSignal; onProgress: (p: { fraction: number; stage: string }) => void }) => Promise<T>,
+  ): Promise<T | undefined> {
     const controller = cancellable ? new AbortController() : undefined;
     this.job = { label, fraction: 0, stage: 'starting', ...(controller ? { controller } : {}) };
     this.error = null;
@@ -182,7 +215,9 @@ class WizardState {
     const img = this.image;
     if (!img) return;
     this.step = 'diagnose';
-    const check = await this.run(`Checking ${img.name}`, true, (o) => app.client.call('check.run', { handle: img.handle }, o));
+    const check = await this.run(`Checking ${img.name}`, true, (o) =>
+      app.client.call('check.run', { handle: img.handle }, o),
+    );
     if (!check) return; // cancelled or failed: stay on the diagnose step (Retry / Back)
     const page: AnomalyPage = await app.client.call('anomalies.list', { handle: img.handle, limit: 1000 });
     const first = new Map<string, Anomaly>();
@@ -197,8 +232,13 @@ class WizardState {
     this.groups = page.byKind.map((k) => {
       const a = first.get(k.kind);
       const g: KindGroup = {
-        kind: k.kind, title: kindTitle(k.kind), severity: k.severity, records: k.records, clusters: k.clusters || k.records,
-        explanation: a?.explanation ?? '', fix: a?.fix ?? '',
+        kind: k.kind,
+        title: kindTitle(k.kind),
+        severity: k.severity,
+        records: k.records,
+        clusters: k.clusters || k.records,
+        explanation: a?.explanation ?? '',
+        fix: a?.fix ?? '',
       };
       if (a?.firstCluster !== undefined) g.firstCluster = a.firstCluster;
       return g;
@@ -206,7 +246,11 @@ class WizardState {
     const ov = img.overview;
     const pseudo = page.byKind.map((k) => ({ kind: k.kind, count: k.clusters || k.records }) as Anomaly);
     this.verdict = plainVerdict({
-      counters: check.counters, anomalies: pseudo, dirty: ov.dirty, corrupt: ov.corrupt, ...(check.failed !== undefined ? { failed: check.failed } : {}),
+      counters: check.counters,
+      anomalies: pseudo,
+      dirty: ov.dirty,
+      corrupt: ov.corrupt,
+      ...(check.failed !== undefined ? { failed: check.failed } : {}),
     });
     this.check = check;
     this.assessment = null;
@@ -216,7 +260,9 @@ class WizardState {
     // beyond repair there: the explain step says so and recommends salvage.
     this.refusals = [];
     if (check.counters.corruptions > 0 && app.hello?.available.includes('salvage.scan')) {
-      const plan = await this.run('Working out what a repair could fix', false, () => app.client.call('repair.plan', { handle: img.handle, mode: 'all' }));
+      const plan = await this.run('Working out what a repair could fix', false, () =>
+        app.client.call('repair.plan', { handle: img.handle, mode: 'all' }),
+      );
       this.refusals = plan?.leaves ?? [];
     }
     await this.adoptIntoApp(img, check);
@@ -256,7 +302,9 @@ class WizardState {
     }
     const img = this.image;
     if (!img) return;
-    const plan = await this.run('Planning the repair', false, () => app.client.call('repair.plan', { handle: img.handle, mode: action }));
+    const plan = await this.run('Planning the repair', false, () =>
+      app.client.call('repair.plan', { handle: img.handle, mode: action }),
+    );
     if (!plan) return;
     this.plan = plan;
     this.step = 'preview';
@@ -268,10 +316,13 @@ class WizardState {
     const plan = this.plan;
     if (!img || !plan) return;
     this.step = 'apply';
-    const target = this.target === 'copy'
-      ? { kind: 'copy' as const, save: { kind: 'sibling' as const } }
-      : { kind: 'inPlace' as const, journal: true };
-    const r = await this.run('Repairing', false, (o) => app.client.call('repair.apply', { handle: img.handle, planId: plan.planId, target }, o));
+    const target =
+      this.target === 'copy'
+        ? { kind: 'copy' as const, save: { kind: 'sibling' as const } }
+        : { kind: 'inPlace' as const, journal: true };
+    const r = await this.run('Repairing', false, (o) =>
+      app.client.call('repair.apply', { handle: img.handle, planId: plan.planId, target }, o),
+    );
     if (!r) return;
     this.applied = r;
     await this.verifyNow();
@@ -282,7 +333,9 @@ class WizardState {
     const r = this.applied;
     if (!r) return;
     this.step = 'verify';
-    const v = await this.run('Verifying the repaired image', true, (o) => app.client.call('repair.verify', { handle: r.handle }, o));
+    const v = await this.run('Verifying the repaired image', true, (o) =>
+      app.client.call('repair.verify', { handle: r.handle }, o),
+    );
     if (!v) return;
     this.verify = v;
     // The map views and the header now show the repaired image.
@@ -302,7 +355,11 @@ class WizardState {
     const handle = this.applied?.handle ?? this.image?.handle;
     if (!handle) return undefined;
     try {
-      const out = await app.client.call('report.export', { handle, format, save: inline ? { kind: 'inline' } : { kind: 'sibling' } });
+      const out = await app.client.call('report.export', {
+        handle,
+        format,
+        save: inline ? { kind: 'inline' } : { kind: 'sibling' },
+      });
       this.saved = [...this.saved, out];
       return out;
     } catch (e) {
@@ -314,7 +371,9 @@ class WizardState {
   async strip(): Promise<void> {
     const handle = this.image?.handle;
     if (!handle) return;
-    const out = await this.run('Writing a metadata-only copy', true, (o) => app.client.call('image.strip', { handle, what: [], save: { kind: 'sibling' } }, o));
+    const out = await this.run('Writing a metadata-only copy', true, (o) =>
+      app.client.call('image.strip', { handle, what: [], save: { kind: 'sibling' } }, o),
+    );
     if (out) this.saved = [...this.saved, out];
   }
 
@@ -341,7 +400,9 @@ class WizardState {
     if (!handle) return;
     this.step = 'preview';
     this.salvageScan = null;
-    const scan = await this.run('Scanning the file for your data', true, (o) => app.client.call('salvage.scan', { handle }, o));
+    const scan = await this.run('Scanning the file for your data', true, (o) =>
+      app.client.call('salvage.scan', { handle }, o),
+    );
     if (scan) this.salvageScan = scan;
   }
 
@@ -351,7 +412,9 @@ class WizardState {
     if (!handle) return;
     this.step = 'apply';
     const format = this.salvageFormat;
-    const out = await this.run('Writing the recovered disk', true, (o) => app.client.call('salvage.export', { handle, save: { kind: 'sibling' }, format }, o));
+    const out = await this.run('Writing the recovered disk', true, (o) =>
+      app.client.call('salvage.export', { handle, save: { kind: 'sibling' }, format }, o),
+    );
     if (!out) {
       this.step = 'preview';
       return;
@@ -364,7 +427,9 @@ class WizardState {
       : `The recovered disk was written to ${out.name}.`;
     this.step = 'verify';
     if (!out.handle) return; // raw output: no metadata to check
-    const v = await this.run('Checking the salvaged image', true, (o) => app.client.call('repair.verify', { handle: out.handle! }, o));
+    const v = await this.run('Checking the salvaged image', true, (o) =>
+      app.client.call('repair.verify', { handle: out.handle! }, o),
+    );
     if (!v) return;
     this.verify = v;
     // The header and the map views now show the salvaged image.

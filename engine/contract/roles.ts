@@ -29,10 +29,26 @@ export const enum HostRole {
 }
 
 export const HOST_ROLE_NAMES: Record<number, string> = {
-  0: 'free', 1: 'header', 2: 'L1 table', 3: 'L2 table', 4: 'refcount table', 5: 'refcount block',
-  6: 'snapshot table', 7: 'snapshot L1 table', 8: 'snapshot L2 table', 9: 'bitmap directory',
-  10: 'bitmap table', 11: 'bitmap data', 12: 'data', 13: 'compressed data', 14: 'leaked', 15: 'corrupt',
-  16: 'beyond end of file', 17: 'encryption header', 18: 'preallocated zero', 19: 'snapshot-only data',
+  0: 'free',
+  1: 'header',
+  2: 'L1 table',
+  3: 'L2 table',
+  4: 'refcount table',
+  5: 'refcount block',
+  6: 'snapshot table',
+  7: 'snapshot L1 table',
+  8: 'snapshot L2 table',
+  9: 'bitmap directory',
+  10: 'bitmap table',
+  11: 'bitmap data',
+  12: 'data',
+  13: 'compressed data',
+  14: 'leaked',
+  15: 'corrupt',
+  16: 'beyond end of file',
+  17: 'encryption header',
+  18: 'preallocated zero',
+  19: 'snapshot-only data',
 };
 
 export const HOST_ROLE_COUNT = 20;
@@ -51,5 +67,11 @@ export const enum GuestState {
 }
 
 export const GUEST_STATE_NAMES: Record<number, string> = {
-  0: 'unallocated', 1: 'zero', 2: 'data', 3: 'compressed', 4: 'from backing file', 5: 'partly allocated', 6: 'invalid',
+  0: 'unallocated',
+  1: 'zero',
+  2: 'data',
+  3: 'compressed',
+  4: 'from backing file',
+  5: 'partly allocated',
+  6: 'invalid',
 };

@@ -1,7 +1,7 @@
 // `qemu-img info` output, JSON and human, byte for byte as QEMU 7.2 prints it (see qemu-json.ts for
 // the key order). Our own additions (unknown header extensions) use an "x-" key, only when present.
-import { dumpQemuHuman, sizeToStr, toQemuJson, type QDict, type QValue } from '../report/qemu-json.js';
-import type { EncryptInfo, ImageInfo, Qcow2SpecificInfo, SnapshotInfo } from './info.js';
+import { dumpQemuHuman, sizeToStr, toQemuJson, type QDict, type QValue } from './qemu-json.js';
+import type { EncryptInfo, ImageInfo, Qcow2SpecificInfo, SnapshotInfo } from '../image/info.js';
 
 /** The ImageInfo QAPI struct as a QObject (fields in the schema's order). */
 export function imageInfoQObject(info: ImageInfo): QDict {
@@ -17,7 +17,9 @@ export function imageInfoQObject(info: ImageInfo): QDict {
     'full-backing-filename': info.fullBackingFilename,
     'backing-filename-format': info.backingFilenameFormat,
     snapshots: info.snapshots?.map(snapshotQObject),
-    'format-specific': info.formatSpecific ? { type: 'qcow2', data: qcow2SpecificQObject(info.formatSpecific) } : undefined,
+    'format-specific': info.formatSpecific
+      ? { type: 'qcow2', data: qcow2SpecificQObject(info.formatSpecific) }
+      : undefined,
   };
 }
 
@@ -49,7 +51,9 @@ function qcow2SpecificQObject(q: Qcow2SpecificInfo): QDict {
   };
   if (q.unknownExtensions.length > 0)
     d['x-unknown-header-extensions'] = q.unknownExtensions.map((e) => ({
-      type: `0x${e.type.toString(16).padStart(8, '0')}`, offset: e.offset, length: e.length,
+      type: `0x${e.type.toString(16).padStart(8, '0')}`,
+      offset: e.offset,
+      length: e.length,
     }));
   return d;
 }
@@ -66,12 +70,14 @@ function encryptQObject(e: EncryptInfo): QDict {
     'payload-offset': e.payloadOffset,
     'master-key-iters': e.masterKeyIters,
     uuid: e.uuid,
-    slots: e.slots.map((s): QDict => ({
-      active: s.active,
-      iters: s.active ? s.iters : undefined,
-      stripes: s.active ? s.stripes : undefined,
-      'key-offset': s.keyOffset,
-    })),
+    slots: e.slots.map(
+      (s): QDict => ({
+        active: s.active,
+        iters: s.active ? s.iters : undefined,
+        stripes: s.active ? s.stripes : undefined,
+        'key-offset': s.keyOffset,
+      }),
+    ),
   };
 }
 
@@ -103,7 +109,7 @@ function humanOne(info: ImageInfo): string {
   if (info.snapshots) {
     s += 'Snapshot list:\n';
     s += `${'ID'.padEnd(10)}${'TAG'.padEnd(17)}${'VM SIZE'.padStart(8)}${'DATE'.padStart(20)}${'VM CLOCK'.padStart(13)}${'ICOUNT'.padStart(11)}\n`;
-    for (const sn of info.snapshots) s += snapshotLine(sn) + '\n';
+    for (const sn of info.snapshots) s += `${snapshotLine(sn)}\n`;
   }
   if (info.formatSpecific) {
     s += 'Format specific information:\n';
@@ -125,8 +131,10 @@ function snapshotLine(sn: SnapshotInfo): string {
   const icount = sn.icount === undefined ? '' : sn.icount.toString();
   const id = truncBytes(sn.id, 127);
   const name = truncBytes(sn.name, 255);
-  return `${padEndBytes(id, 9)} ${padEndBytes(name, 16)} ${padStartBytes(sizeToStr(BigInt.asUintN(64, sn.vmStateSize)), 8)}` +
-    `${padStartBytes(date, 20)}${padStartBytes(clock, 13)}${padStartBytes(icount, 11)}`;
+  return (
+    `${padEndBytes(id, 9)} ${padEndBytes(name, 16)} ${padStartBytes(sizeToStr(BigInt.asUintN(64, sn.vmStateSize)), 8)}` +
+    `${padStartBytes(date, 20)}${padStartBytes(clock, 13)}${padStartBytes(icount, 11)}`
+  );
 }
 
 const encoder = new TextEncoder();

@@ -12,10 +12,22 @@
  * Large typed arrays (role maps: up to 16.8 M bytes) are Uint8Array / Float64Array fields; the
  * WebSocket codec (wire.ts) sends them as binary, Electron's structured clone copies them as is.
  */
-import type { Anomaly, QemuCounters, Referrer, Severity } from '../check/types.js';
-import type { ProgressEvent } from './progress.js';
+import type { Anomaly, QemuCounters, Referrer, Severity } from './findings.js';
+import type { ProgressEvent } from '../base/task-control.js';
 import type { WireError } from './errors.js';
-import { array, bool, obj, oneOf, optional, str, tagged, uint, literal, type Infer, type Validator } from './validate.js';
+import {
+  array,
+  bool,
+  obj,
+  oneOf,
+  optional,
+  str,
+  tagged,
+  uint,
+  literal,
+  type Infer,
+  type Validator,
+} from './validate.js';
 
 export const CONTRACT_VERSION = 1;
 export type { Anomaly, QemuCounters, Referrer, Severity, ProgressEvent, WireError };
@@ -74,7 +86,13 @@ export const REQUESTS = {
   'check.run': obj({ handle, roleMap: optional(bool), guestMap: optional(bool) }),
   'map.host': obj({ handle }),
   'map.guest': obj({ handle }),
-  'anomalies.list': obj({ handle, offset: optional(uint()), limit: optional(uint(1000)), kind: optional(str({ max: 128 })), severity: optional(oneOf('error', 'leak', 'warning', 'info')) }),
+  'anomalies.list': obj({
+    handle,
+    offset: optional(uint()),
+    limit: optional(uint(1000)),
+    kind: optional(str({ max: 128 })),
+    severity: optional(oneOf('error', 'leak', 'warning', 'info')),
+  }),
   'anomalies.ranges': obj({ handle }),
   /** `referrers: false` skips the table scan (hover); the default finds who references the cluster (click). */
   'cluster.describe': obj({ handle, cluster: uint(), referrers: optional(bool) }),
@@ -84,13 +102,24 @@ export const REQUESTS = {
   'triage.scan': obj({ refs: optional(array(fileRef, 1000)), folder: optional(fileRef), recursive: optional(bool) }),
   // --- repair (issue 5: handlers/recovery.ts)
   'repair.plan': obj({ handle, mode: optional(oneOf('leaks', 'all')) }),
-  'repair.apply': obj({ handle, planId: id, target: tagged({ copy: obj({ kind: literal('copy'), save: saveRef }), inPlace: obj({ kind: literal('inPlace'), journal: optional(bool) }) }) }),
+  'repair.apply': obj({
+    handle,
+    planId: id,
+    target: tagged({
+      copy: obj({ kind: literal('copy'), save: saveRef }),
+      inPlace: obj({ kind: literal('inPlace'), journal: optional(bool) }),
+    }),
+  }),
   'repair.undo': obj({ handle }),
   'repair.verify': obj({ handle }),
   'lock.status': obj({ handle }),
   // --- report, strip, salvage (issue 8: handlers/report.ts, handlers/salvage.ts)
   'report.export': obj({ handle, format: oneOf('html', 'json'), save: saveRef }),
-  'image.strip': obj({ handle, what: array(oneOf('bitmaps', 'snapshots', 'backing', 'unknown-extensions'), 8), save: saveRef }),
+  'image.strip': obj({
+    handle,
+    what: array(oneOf('bitmaps', 'snapshots', 'backing', 'unknown-extensions'), 8),
+    save: saveRef,
+  }),
   /** `handle`: an opened image, or the salvageSource of an image.open that failed (issue 7). */
   'salvage.scan': obj({ handle }),
   'salvage.export': obj({ handle, save: saveRef, format: optional(oneOf('raw', 'qcow2')) }),
@@ -103,10 +132,18 @@ export type ArgsOf<M extends Method> = Infer<(typeof REQUESTS)[M]>;
 export const METHODS = Object.keys(REQUESTS) as Method[];
 
 /** Requests that report progress and accept a cancel. */
-export const LONG_METHODS: ReadonlySet<Method> = new Set<Method>(['check.run', 'triage.scan', 'repair.apply', 'repair.verify', 'salvage.scan', 'salvage.export', 'image.strip']);
+export const LONG_METHODS: ReadonlySet<Method> = new Set<Method>([
+  'check.run',
+  'triage.scan',
+  'repair.apply',
+  'repair.verify',
+  'salvage.scan',
+  'salvage.export',
+  'image.strip',
+]);
 
 export function isMethod(m: unknown): m is Method {
-  return typeof m === 'string' && Object.prototype.hasOwnProperty.call(REQUESTS, m);
+  return typeof m === 'string' && Object.hasOwn(REQUESTS, m);
 }
 
 /** Validate a request's arguments; throws ContractError('invalid-argument'). */
@@ -347,8 +384,18 @@ export interface TriageRow {
   /** Seconds the check took. */
   elapsed?: number;
 }
-export interface RepairPlanResult { planId: string; steps: Array<{ title: string; detail: string; risk: 'none' | 'low' | 'high' }>; fixes: number; leaves: string[] }
-export interface RepairApplyResult { handle: string; name: string; journal?: string; counters: QemuCounters }
+export interface RepairPlanResult {
+  planId: string;
+  steps: Array<{ title: string; detail: string; risk: 'none' | 'low' | 'high' }>;
+  fixes: number;
+  leaves: string[];
+}
+export interface RepairApplyResult {
+  handle: string;
+  name: string;
+  journal?: string;
+  counters: QemuCounters;
+}
 export interface VerifyResult {
   ok: boolean;
   counters: QemuCounters;
@@ -364,7 +411,12 @@ export interface LockStatus {
   spaceNeeded?: number;
   spaceFree?: number;
 }
-export interface SavedOutput { name: string; bytes?: Uint8Array; mime?: string; size: number }
+export interface SavedOutput {
+  name: string;
+  bytes?: Uint8Array;
+  mime?: string;
+  size: number;
+}
 export interface SalvageScanResult {
   recoverable: number;
   lost: number;
@@ -380,7 +432,15 @@ export interface SalvagePreview {
   virtualSize: number;
   virtualSizeSource: string;
   /** Guest bytes: read from data clusters, zero by the metadata, from a backing file, lost, placed by a guess. */
-  bytes: { recovered: number; compressed: number; zero: number; backing: number; backingMissing: number; lost: number; guessed: number };
+  bytes: {
+    recovered: number;
+    compressed: number;
+    zero: number;
+    backing: number;
+    backingMissing: number;
+    lost: number;
+    guessed: number;
+  };
   /** Fraction of recovered bytes placed from surviving metadata (1 = nothing guessed). */
   confidence: number;
   /** How sure the least sure guessed table placement is (0..1), when any was guessed. */
@@ -484,7 +544,8 @@ export type ServerMessage = ResponseMessage | ProgressMessage | NoticeMessage;
 export function parseClientMessage(m: unknown): ClientMessage {
   if (typeof m !== 'object' || m === null) throw envelopeError('message must be an object');
   const v = m as { t?: unknown; id?: unknown; method?: unknown; args?: unknown };
-  if (typeof v.id !== 'number' || !Number.isSafeInteger(v.id) || v.id < 0) throw envelopeError('message.id must be a non-negative integer');
+  if (typeof v.id !== 'number' || !Number.isSafeInteger(v.id) || v.id < 0)
+    throw envelopeError('message.id must be a non-negative integer');
   if (v.t === 'cancel') return { t: 'cancel', id: v.id };
   if (v.t !== 'req') throw envelopeError('message.t must be "req" or "cancel"');
   if (!isMethod(v.method)) throw envelopeError(`unknown method ${JSON.stringify(String(v.method)).slice(0, 80)}`);

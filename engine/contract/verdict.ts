@@ -1,7 +1,7 @@
 // The plain-language verdict: what a frightened non-expert reads first ("Your image was not closed
 // cleanly. 12 clusters are leaked: wasted space, no harm to your data. ..."). Pure: used by the
 // reports, the CLI and the recovery wizard alike (no node: imports here).
-import type { Anomaly, QemuCounters } from '../check/types.js';
+import type { Anomaly, QemuCounters } from './findings.js';
 
 export type VerdictWord = 'clean' | 'leaks' | 'corrupt' | 'unreadable';
 
@@ -37,17 +37,27 @@ export function plainVerdict(v: VerdictInput): PlainVerdict {
   const c = v.counters;
   const s: string[] = [];
   if (v.dirty) s.push('Your image was not closed cleanly, so its bookkeeping of used space may be out of date.');
-  if (v.corrupt) s.push('QEMU found a problem in this image earlier and marked it as corrupt; it will not open it for writing.');
+  if (v.corrupt)
+    s.push('QEMU found a problem in this image earlier and marked it as corrupt; it will not open it for writing.');
   if (v.failed !== undefined) {
     s.push(`The check could not be completed (${v.failed}), so the findings below may be incomplete.`);
   } else if (c.checkErrors > 0) {
-    s.push(`${plural(c.checkErrors, 'part', 'parts')} of the image's bookkeeping could not be read, so the check is incomplete.`);
+    s.push(
+      `${plural(c.checkErrors, 'part', 'parts')} of the image's bookkeeping could not be read, so the check is incomplete.`,
+    );
   }
-  if (c.leaks > 0) s.push(`${plural(c.leaks, 'cluster is', 'clusters are')} leaked: wasted space, no harm to your data.`);
+  if (c.leaks > 0)
+    s.push(`${plural(c.leaks, 'cluster is', 'clusters are')} leaked: wasted space, no harm to your data.`);
   const zeroRef = clustersOf(v.anomalies, 'refcount-zero-referenced');
-  if (zeroRef > 0) s.push(`${plural(zeroRef, 'cluster is', 'clusters are')} in use but marked free: the next write could overwrite your data.`);
+  if (zeroRef > 0)
+    s.push(
+      `${plural(zeroRef, 'cluster is', 'clusters are')} in use but marked free: the next write could overwrite your data.`,
+    );
   const low = clustersOf(v.anomalies, 'refcount-too-low');
-  if (low > 0) s.push(`${plural(low, 'cluster is', 'clusters are')} used by more tables than counted: a later write could change data that another part of the disk still needs.`);
+  if (low > 0)
+    s.push(
+      `${plural(low, 'cluster is', 'clusters are')} used by more tables than counted: a later write could change data that another part of the disk still needs.`,
+    );
   const other = c.corruptions - countedCorruptions(v.anomalies, ['refcount-zero-referenced', 'refcount-too-low']);
   if (other > 0) {
     const o = zeroRef + low > 0 ? 'other ' : '';
@@ -61,7 +71,9 @@ export function plainVerdict(v: VerdictInput): PlainVerdict {
     word = 'unreadable';
     headline = 'The image could not be checked completely';
     exitCode = 1;
-    s.push('Do not write to the image. Work on a copy: a repair may rebuild what cannot be read, or salvage can copy the guest data out.');
+    s.push(
+      'Do not write to the image. Work on a copy: a repair may rebuild what cannot be read, or salvage can copy the guest data out.',
+    );
   } else if (c.corruptions > 0) {
     word = 'corrupt';
     headline = 'Repair is recommended';
@@ -76,9 +88,11 @@ export function plainVerdict(v: VerdictInput): PlainVerdict {
     word = 'clean';
     headline = 'No problems found';
     exitCode = 0;
-    s.push(v.dirty || v.corrupt
-      ? 'Nothing is actually wrong; a repair only clears the flag.'
-      : 'No problems were found. Nothing needs to be done.');
+    s.push(
+      v.dirty || v.corrupt
+        ? 'Nothing is actually wrong; a repair only clears the flag.'
+        : 'No problems were found. Nothing needs to be done.',
+    );
   }
   return { word, headline, sentences: s, exitCode };
 }

@@ -9,7 +9,14 @@
  */
 const MAGIC = 0x42443251; // "Q2DB" read as little-endian u32
 const TYPES = {
-  Uint8Array, Int8Array, Uint16Array, Int16Array, Uint32Array, Int32Array, Float32Array, Float64Array,
+  Uint8Array,
+  Int8Array,
+  Uint16Array,
+  Int16Array,
+  Uint32Array,
+  Int32Array,
+  Float32Array,
+  Float64Array,
 } as const;
 type TypeName = keyof typeof TYPES;
 type AnyTyped = InstanceType<(typeof TYPES)[TypeName]>;
@@ -72,12 +79,14 @@ export function decodeMessage(data: string | ArrayBuffer | Uint8Array): unknown 
     if (typeof o.$bin === 'number' && typeof o.type === 'string' && typeof o.length === 'number' && o.type in TYPES) {
       const Ctor = TYPES[o.type as TypeName];
       const byteLength = o.length * Ctor.BYTES_PER_ELEMENT;
-      if (!Number.isSafeInteger(byteLength) || byteLength < 0 || pos + byteLength > bytes.length) throw new Error('binary frame: buffer beyond frame');
+      if (!Number.isSafeInteger(byteLength) || byteLength < 0 || pos + byteLength > bytes.length)
+        throw new Error('binary frame: buffer beyond frame');
       // A view into the frame when its alignment allows (no copy of a 16 MB role map); else a copy.
       const at = bytes.byteOffset + pos;
-      const arr = at % Ctor.BYTES_PER_ELEMENT === 0
-        ? new Ctor(bytes.buffer as ArrayBuffer, at, o.length)
-        : new Ctor(bytes.slice(pos, pos + byteLength).buffer, 0, o.length);
+      const arr =
+        at % Ctor.BYTES_PER_ELEMENT === 0
+          ? new Ctor(bytes.buffer as ArrayBuffer, at, o.length)
+          : new Ctor(bytes.slice(pos, pos + byteLength).buffer, 0, o.length);
       pos = align8(pos + byteLength);
       return arr;
     }

@@ -1,4 +1,5 @@
-import { CancelledError } from '../errors.js';
+// What a long task is steered and observed through: its cancel token and its progress sink.
+import { CancelledError } from './errors.js';
 
 /** Progress of a long job: a fraction in [0, 1] and what is being done. */
 export interface ProgressEvent {

@@ -43,7 +43,11 @@ export class ContractError extends Error {
   readonly salvageSource?: string;
   readonly salvageName?: string;
 
-  constructor(code: ErrorCode, message: string, extra: { field?: string; value?: string; qemuReason?: string; salvageSource?: string; salvageName?: string } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    extra: { field?: string; value?: string; qemuReason?: string; salvageSource?: string; salvageName?: string } = {},
+  ) {
     super(message);
     this.name = 'ContractError';
     this.code = code;
@@ -68,7 +72,8 @@ export class ContractError extends Error {
     const r = (typeof w === 'object' && w !== null ? w : {}) as Partial<WireError>;
     const code = typeof r.code === 'string' && CODES.has(r.code) ? r.code : 'internal';
     const message = typeof r.message === 'string' ? r.message : 'unknown error';
-    const extra: { field?: string; value?: string; qemuReason?: string; salvageSource?: string; salvageName?: string } = {};
+    const extra: { field?: string; value?: string; qemuReason?: string; salvageSource?: string; salvageName?: string } =
+      {};
     if (typeof r.field === 'string') extra.field = r.field;
     if (typeof r.value === 'string') extra.value = r.value;
     if (typeof r.qemuReason === 'string') extra.qemuReason = r.qemuReason;
@@ -78,7 +83,17 @@ export class ContractError extends Error {
   }
 }
 
-const CODES = new Set<ErrorCode>(['invalid-argument', 'not-found', 'access-denied', 'format', 'cancelled', 'not-available', 'io', 'busy', 'internal']);
+const CODES = new Set<ErrorCode>([
+  'invalid-argument',
+  'not-found',
+  'access-denied',
+  'format',
+  'cancelled',
+  'not-available',
+  'io',
+  'busy',
+  'internal',
+]);
 
 /**
  * Turn anything thrown inside the engine into a WireError (by name, so this module needs no engine

@@ -1,6 +1,6 @@
 // QEMU's check output: the human summary (qemu-img.c dump_human_image_check) and the JSON
 // document (ImageCheck, pretty-printed with 4 spaces), byte for byte.
-import type { Anomaly, QemuCounters } from '../check/types.js';
+import type { Anomaly, QemuCounters } from './types.js';
 
 /** C's printf("%0.2f"): like toFixed(2) except exact ties round half to even (glibc). */
 export function cFixed2(x: number): string {
@@ -18,14 +18,17 @@ export function humanSummary(c: QemuCounters): string {
   if (c.corruptions === 0 && c.leaks === 0 && c.checkErrors === 0) {
     s += 'No errors were found on the image.\n';
   } else {
-    if (c.corruptions) s += `\n${c.corruptions} errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n`;
-    if (c.leaks) s += `\n${c.leaks} leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n`;
+    if (c.corruptions)
+      s += `\n${c.corruptions} errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n`;
+    if (c.leaks)
+      s += `\n${c.leaks} leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n`;
     if (c.checkErrors) s += `\n${c.checkErrors} internal errors have occurred during the check.\n`;
   }
   if (c.totalClusters !== 0 && c.allocatedClusters !== 0) {
-    s += `${c.allocatedClusters}/${c.totalClusters} = ${cFixed2((100 * c.allocatedClusters) / c.totalClusters)}% allocated, `
-      + `${cFixed2((100 * c.fragmentedClusters) / c.allocatedClusters)}% fragmented, `
-      + `${cFixed2((100 * c.compressedClusters) / c.allocatedClusters)}% compressed clusters\n`;
+    s +=
+      `${c.allocatedClusters}/${c.totalClusters} = ${cFixed2((100 * c.allocatedClusters) / c.totalClusters)}% allocated, ` +
+      `${cFixed2((100 * c.fragmentedClusters) / c.allocatedClusters)}% fragmented, ` +
+      `${cFixed2((100 * c.compressedClusters) / c.allocatedClusters)}% compressed clusters\n`;
   }
   if (c.imageEndOffset) s += `Image end offset: ${c.imageEndOffset}\n`;
   return s;
@@ -42,7 +45,9 @@ export function repairedBlock(c: Pick<QemuCounters, 'leaksFixed' | 'corruptionsF
  */
 export function qemuJsonObject(filename: string, c: QemuCounters, anomalies?: Anomaly[]): Record<string, unknown> {
   const o: Record<string, unknown> = {};
-  const opt = (k: string, v: number) => { if (v !== 0) o[k] = v; };
+  const opt = (k: string, v: number) => {
+    if (v !== 0) o[k] = v;
+  };
   opt('image-end-offset', c.imageEndOffset);
   opt('compressed-clusters', c.compressedClusters);
   opt('total-clusters', c.totalClusters);
