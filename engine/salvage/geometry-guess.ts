@@ -3,7 +3,7 @@ import * as C from '../format/constants.js';
 import { u32, u64 } from '../format/bytes.js';
 import { decodeHeader, type Qcow2Header } from '../format/header.js';
 import type { PositionalIO } from '../io/positional-io.js';
-import { isZero, pointerTableSummary } from './classify.js';
+import { isZero, pointerTableSummary } from '../format/cluster-content.js';
 
 /** Header fields the salvage may use, each present only when it passed a sanity check. */
 export interface HeaderHints {

@@ -9,7 +9,7 @@ import * as C from '../format/constants.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import { FileIO } from '../io/file-io.js';
 import { CancelToken, type ProgressSink } from '../base/task-control.js';
-import { isZero } from './classify.js';
+import { isZero } from '../format/cluster-content.js';
 import type { ScanFindings } from './scan.js';
 import type { Reconstruction } from './types.js';
 

@@ -8,8 +8,8 @@ import { decodeSnapshotEntry, snapshotEntryLength } from '../format/snapshot.js'
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
 import type { HeaderHints } from './geometry-guess.js';
 import type { ScanFindings } from './scan.js';
-import type { PointerTableSummary } from './classify.js';
-import { isZero } from './classify.js';
+import type { PointerTableSummary } from '../format/cluster-content.js';
+import { isZero } from '../format/cluster-content.js';
 import { findGptHeaders, type GptClue } from './guest-clues.js';
 import { ClusterCache, l1EntryPlausible, l1Target, RefcountProbe, standardTarget } from './table-reader.js';
 import type { GuestView, L2Placement, LostL2, Reconstruction } from './types.js';

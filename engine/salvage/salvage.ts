@@ -14,7 +14,7 @@ import { reconstruct } from './reconstruct.js';
 import { ViewReader, type BackingDisk } from './guest-view.js';
 import { Qcow2SequentialWriter } from './qcow2-output.js';
 import { exportLostAndFound } from './lost-found.js';
-import { CLASS_NAMES } from './classify.js';
+import { CLASS_NAMES } from '../format/cluster-content.js';
 import type { GuestView, Reconstruction, SalvageReport, ViewReport } from './types.js';
 
 export interface SalvageOptions {

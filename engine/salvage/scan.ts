@@ -11,7 +11,7 @@ import {
   CLASS_NAMES,
   type ClassifyContext,
   type PointerTableSummary,
-} from './classify.js';
+} from '../format/cluster-content.js';
 
 export interface ScanGeometry {
   clusterBits: number;

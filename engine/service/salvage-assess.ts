@@ -4,7 +4,7 @@
 // clusters and look for L2-like tables whose entries point at other leaked clusters.
 import type { SalvageAssessment } from '../contract/contract.js';
 import type { Session } from './session.js';
-import { pointerTableSummary } from '../salvage/classify.js';
+import { pointerTableSummary } from '../format/cluster-content.js';
 
 /** Leaked clusters read at most, and bytes read at most (bounded time for huge leaks and 2 MiB clusters). */
 const MAX_EXAMINED = 4096;

@@ -1,8 +1,8 @@
-// Content classification of one host cluster, without trusting any metadata: what does this
-// cluster look like? The scan calls this for every cluster of the file, so the common cases
-// (zeros, guest data) must fail fast.
-import * as C from '../format/constants.js';
-import { getRefcount } from '../format/refcount.js';
+// What a host cluster looks like by its content alone, without trusting any metadata: zeros, data, a
+// header, a pointer table (L1, L2, refcount table), a refcount block, a snapshot table, a zstd stream. The
+// salvage scan classifies every cluster with it; check and repair use it as evidence of what a cluster is.
+import * as C from './constants.js';
+import { getRefcount } from './refcount.js';
 
 /** What a host cluster looks like by its content alone. Stored as one byte where a map is kept. */
 export const enum ClusterClass {
