@@ -1,0 +1,261 @@
+// One case of the differential campaign: the damaged image goes through our check, `-r leaks`,
+// `-r all` and salvage, and through `qemu-img check -r all`; what each leaves the guest reading is
+// compared sector by sector with the ground truth (always read by QEMU: `qemu-img convert`).
+//
+// The verdicts:
+//   lostVsQemu   bytes QEMU's repair keeps readable that ours does not
+//   falseClaims  a claim that does not hold against the ground truth: an exit 0 repair whose image
+//                differs outside the guest ranges it says are lost, or that qemu-img does not call
+//                clean; a "leaks only" check of an image whose data already differs; a salvage that
+//                says nothing is lost (or names what is lost) and is wrong elsewhere; a repair that
+//                exits 0 yet loses bytes that salvage of the same damaged file recovers with certainty
+//   refused      our repair refused a part (printed why) and left it for a person
+//   undetectable the damage leaves metadata both tools call clean but changes what the guest reads
+//                (e.g. a zero flag set on an allocated entry): no claim can be judged on it
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { Base } from './bases.js';
+import type { Damage } from './damage.js';
+import { ours, qemuImgAsync } from './tools.js';
+
+const SECTOR = 512;
+
+export interface CaseResult {
+  base: string;
+  kind: string;
+  what: string;
+  qemuKeptBytes: number;
+  oursKeptBytes: number;
+  lostVsQemu: number;
+  falseClaims: string[];
+  refused: boolean;
+  undetectable: boolean;
+  /** Exit codes: our check, -r leaks, -r all, salvage; qemu-img check before and after its repair. */
+  exits: { check: number; leaks: number; all: number; salvage: number; qemuCheck: number; qemuRepair: number };
+  /** Free-form notes when something odd happened (a tool crashed, timed out). */
+  notes: string[];
+}
+
+interface Range {
+  start: number;
+  length: number;
+}
+
+/** Sector-by-sector equality mask of `got` against `truth` (missing = nothing matches). */
+function matchMask(truth: Uint8Array, got: Uint8Array | undefined): Uint8Array {
+  const n = Math.ceil(truth.length / SECTOR);
+  const mask = new Uint8Array(n);
+  if (!got) return mask;
+  const a = Buffer.from(truth.buffer, truth.byteOffset, truth.length);
+  const b = Buffer.from(got.buffer, got.byteOffset, got.length);
+  const BLOCK = 64 * 1024;
+  for (let i = 0; i < n; i++) {
+    const s = i * SECTOR;
+    // Whole 64 KiB blocks first: most of a disk matches, and one compare beats 128.
+    if (
+      s % BLOCK === 0 &&
+      s + BLOCK <= truth.length &&
+      s + BLOCK <= b.length &&
+      a.compare(b, s, s + BLOCK, s, s + BLOCK) === 0
+    ) {
+      mask.fill(1, i, i + BLOCK / SECTOR);
+      i += BLOCK / SECTOR - 1;
+      continue;
+    }
+    const e = Math.min(truth.length, s + SECTOR);
+    if (e <= b.length && a.compare(b, s, e, s, e) === 0) mask[i] = 1;
+    else if (e > b.length && isZero(truth, s, e)) mask[i] = 1; // a short file reads as zeros past its end
+  }
+  return mask;
+}
+
+function isZero(b: Uint8Array, s: number, e: number): boolean {
+  for (let i = s; i < e; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+function inRanges(ranges: Range[], sector: number): boolean {
+  const s = sector * SECTOR;
+  return ranges.some((r) => s + SECTOR > r.start && s < r.start + r.length);
+}
+
+async function readAsRaw(image: string, raw: string): Promise<Uint8Array | undefined> {
+  const r = await qemuImgAsync(['convert', '-U', '-O', 'raw', image, raw]);
+  if (r.status !== 0) return undefined;
+  try {
+    return new Uint8Array(readFileSync(raw));
+  } finally {
+    rmSync(raw, { force: true });
+  }
+}
+
+function parseJson(text: string): Record<string, unknown> | undefined {
+  try {
+    const v = JSON.parse(text) as unknown;
+    return v && typeof v === 'object' ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `guest-ranges-lost` from our repair's JSON (absent = the repair claims nothing was lost). */
+function rangesLost(json: Record<string, unknown> | undefined): Range[] {
+  const v = json?.['guest-ranges-lost'];
+  return Array.isArray(v) ? (v as Range[]).filter((r) => typeof r.start === 'number') : [];
+}
+
+function countKept(mask: Uint8Array, truth: Uint8Array): number {
+  let kept = 0;
+  for (let i = 0; i < mask.length; i++) if (mask[i] && !isZero(truth, i * SECTOR, (i + 1) * SECTOR)) kept += SECTOR;
+  return kept;
+}
+
+function claimsOfRepair(
+  label: string,
+  exit: number,
+  qemuVerdict: number,
+  mask: Uint8Array,
+  lost: Range[],
+  claims: string[],
+): void {
+  if (exit !== 0) return;
+  if (qemuVerdict !== 0) claims.push(`${label} exited 0 but qemu-img check of its result exits ${qemuVerdict}`);
+  let wrong = 0;
+  for (let i = 0; i < mask.length; i++) if (!mask[i] && !inRanges(lost, i)) wrong++;
+  if (wrong > 0) claims.push(`${label} exited 0 but ${wrong * SECTOR} guest bytes differ outside the ranges it names`);
+}
+
+interface Salvaged {
+  exit: number;
+  mask: Uint8Array;
+  lost: Range[];
+}
+
+async function runSalvage(file: string, truth: Uint8Array): Promise<Salvaged> {
+  const out = `${file}.salvaged.raw`;
+  const report = `${file}.salvage.json`;
+  rmSync(out, { force: true });
+  rmSync(report, { force: true });
+  const r = await ours(['salvage', file, out, '--report', report]);
+  let got: Uint8Array | undefined;
+  let lost: Range[] = [];
+  try {
+    got = new Uint8Array(readFileSync(out));
+    const rep = parseJson(readFileSync(report, 'utf8'));
+    const views = (rep?.views as Array<{ lost?: Array<{ start: number; end: number }> }>) ?? [];
+    lost = (views[0]?.lost ?? []).map((l) => ({ start: l.start, length: l.end - l.start }));
+  } catch {
+    // no output: salvage refused or failed; its exit code says which
+  }
+  rmSync(out, { force: true });
+  rmSync(report, { force: true });
+  return { exit: r.status, mask: matchMask(truth, got), lost };
+}
+
+interface Repaired {
+  exit: number;
+  qemuVerdict: number;
+  mask: Uint8Array;
+  lost: Range[];
+  refused: boolean;
+  output: string;
+}
+
+async function runOurRepair(
+  file: string,
+  mode: 'leaks' | 'all',
+  truth: Uint8Array,
+  bytes: Uint8Array,
+): Promise<Repaired> {
+  writeFileSync(file, bytes);
+  const r = await ours(['check', '-r', mode, '--no-journal', '--output=json', file]);
+  const q = await qemuImgAsync(['check', '-U', file]);
+  const got = await readAsRaw(file, `${file}.raw`);
+  const output = `${r.stdout}\n${r.stderr}`;
+  return {
+    exit: r.status,
+    qemuVerdict: q.status,
+    mask: matchMask(truth, got),
+    lost: rangesLost(parseJson(r.stdout)),
+    refused: /refus/i.test(output),
+    output,
+  };
+}
+
+export async function judgeCase(base: Base, dmg: Damage, scratch: string): Promise<CaseResult> {
+  const truth = base.truth;
+  const claims: string[] = [];
+  const notes: string[] = [];
+  const damaged = `${scratch}.qcow2`;
+  writeFileSync(damaged, dmg.bytes);
+
+  // Inspecting: our check and QEMU's, both read-only.
+  const check = await ours(['check', '--output=json', damaged]);
+  const qemuCheck = await qemuImgAsync(['check', '-U', damaged]);
+  const after = readFileSync(damaged);
+  if (Buffer.compare(after, Buffer.from(dmg.bytes)) !== 0) claims.push('check changed bytes of the image it inspected');
+  const asIs = matchMask(truth, await readAsRaw(damaged, `${scratch}.asis.raw`));
+  const undetectable = check.status === 0 && qemuCheck.status === 0 && asIs.includes(0);
+  const checkJson = parseJson(check.stdout);
+  const anomalies = (checkJson?.anomalies as Array<{ kind: string; severity: string }>) ?? [];
+  const leaksOnly = check.status === 3 && !anomalies.some((a) => a.severity === 'error' || a.kind === 'lost-table');
+  if (leaksOnly && asIs.includes(0))
+    claims.push('check said "leaks only, no harm to data" but guest data already differs');
+
+  // QEMU's repair, on its own copy.
+  const qemuFile = `${scratch}.qemu.qcow2`;
+  writeFileSync(qemuFile, dmg.bytes);
+  const qemuRepair = await qemuImgAsync(['check', '-r', 'all', qemuFile]);
+  const qemuMask = matchMask(truth, await readAsRaw(qemuFile, `${qemuFile}.raw`));
+
+  const leaks = await runOurRepair(`${scratch}.leaks.qcow2`, 'leaks', truth, dmg.bytes);
+  const all = await runOurRepair(`${scratch}.all.qcow2`, 'all', truth, dmg.bytes);
+  const salvage = await runSalvage(damaged, truth);
+
+  let lostVsQemu = 0;
+  for (let i = 0; i < qemuMask.length; i++)
+    if (qemuMask[i] && !all.mask[i] && !isZero(truth, i * SECTOR, (i + 1) * SECTOR)) lostVsQemu += SECTOR;
+
+  if (!undetectable) {
+    claimsOfRepair('check -r leaks', leaks.exit, leaks.qemuVerdict, leaks.mask, leaks.lost, claims);
+    claimsOfRepair('check -r all', all.exit, all.qemuVerdict, all.mask, all.lost, claims);
+    if (salvage.exit === 0 && salvage.mask.includes(0))
+      claims.push('salvage said nothing is lost but guest data differs');
+    if (salvage.exit === 2) {
+      let wrong = 0;
+      for (let i = 0; i < salvage.mask.length; i++) if (!salvage.mask[i] && !inRanges(salvage.lost, i)) wrong++;
+      if (wrong > 0) claims.push(`salvage named its lost ranges but ${wrong * SECTOR} other guest bytes differ`);
+    }
+    if (all.exit === 0 && (salvage.exit === 0 || salvage.exit === 2)) {
+      let below = 0;
+      for (let i = 0; i < salvage.mask.length; i++)
+        if (salvage.mask[i] && !inRanges(salvage.lost, i) && !all.mask[i] && !inRanges(all.lost, i)) below++;
+      if (below > 0)
+        claims.push(`check -r all exited 0 but loses ${below * SECTOR} bytes salvage recovers with certainty`);
+    }
+  }
+  if (all.exit !== 0 && all.exit !== 130 && !all.refused && all.qemuVerdict !== 0)
+    notes.push(
+      `check -r all exited ${all.exit}, printed no refusal, and qemu-img check still exits ${all.qemuVerdict}`,
+    );
+  for (const f of [damaged, qemuFile, `${scratch}.leaks.qcow2`, `${scratch}.all.qcow2`]) rmSync(f, { force: true });
+  return {
+    base: base.name,
+    kind: dmg.kind,
+    what: dmg.what,
+    qemuKeptBytes: countKept(qemuMask, truth),
+    oursKeptBytes: countKept(all.mask, truth),
+    lostVsQemu,
+    falseClaims: claims,
+    refused: all.refused,
+    undetectable,
+    exits: {
+      check: check.status,
+      leaks: leaks.exit,
+      all: all.exit,
+      salvage: salvage.exit,
+      qemuCheck: qemuCheck.status,
+      qemuRepair: qemuRepair.status,
+    },
+    notes,
+  };
+}
