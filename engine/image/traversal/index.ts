@@ -17,3 +17,5 @@ export type {
   TargetKind,
   TraversalVisitor,
 } from './types.js';
+export { findClusterReferrers, toReferrer } from './cluster-referrers.js';
+export type { ClusterReferrers, ReferrerSearchOptions, ReferrerSearchResult } from './cluster-referrers.js';
