@@ -4,5 +4,3 @@ export { analyzeImage } from './analyze.js';
 export type { Analysis, EntryFinding } from './analyze.js';
 export { checkFile, checkImage, openForCheck, toCheckResult } from './run.js';
 export { checkInWorker } from './worker-client.js';
-export { describeHostCluster } from './describe.js';
-export type { HostClusterInfo } from './describe.js';

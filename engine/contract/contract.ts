@@ -330,11 +330,15 @@ export interface ClusterDescription {
   roleName: string;
   /** On-disk refcount (null when no refcount block covers it or it cannot be read). */
   refcount: number | null;
-  /** References the checker found (null when unknown: no check yet). */
+  /** References the metadata holds to the cluster, exact (null when unknown). */
   references: number | null;
   referrers: Referrer[];
   /** False when the referrer scan was skipped or stopped at its byte budget (the list may be partial). */
   referrersComplete: boolean;
+  /** Every referrer found, listed or not (absent when the scan did not run to its end). */
+  referrerCount?: number;
+  /** Referrers found per kind ('l2', 'snapshot-l2', 'l1', 'header', ...). */
+  referrersByKind?: Array<{ kind: string; count: number }>;
   anomalies: Anomaly[];
   beyondEof: boolean;
 }

@@ -10,7 +10,7 @@
 import { checkImage, openForCheck } from '../check/index.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
 import type { PositionalIO } from '../io/positional-io.js';
-import { walkReferences } from '../write/references.js';
+import { countReferences } from '../write/references.js';
 import { Qcow2Writer } from '../write/writer.js';
 
 export interface MetadataVerdict {
@@ -78,7 +78,7 @@ export async function judgeMetadata(io: PositionalIO, opts: JudgeOptions = {}): 
 
   // Second opinion, and the COPIED classification.
   const fresh = await Qcow2Image.open(io, { checkMode: true, zeroFillPastEof: true });
-  const walk = await walkReferences(fresh);
+  const walk = await countReferences(fresh);
   let mine = walk.problems.length;
   for (const p of walk.problems) hard(p);
   for (const [c, refs] of walk.refs) {

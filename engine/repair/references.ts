@@ -5,19 +5,18 @@
  * the image as it is, and again on an overlay of the image as it will be after the pointer fixes, to
  * get the final reference counts.
  *
- * Why our own walk next to the checker's: the planner needs the referrers of every cluster (to
- * resolve cross-links and re-link orphans) and a count that ignores invalid pointers, while the
- * checker reproduces QEMU's counting including its misreads. The checker stays the judge
- * (`qemu-img`-compatible messages, counters, the double check).
+ * The walk itself is the image's one metadata traversal; what is here is the repair's policy: which
+ * pointers are valid, what QEMU would count for the others, and which referrers to remember.
  */
 import * as C from '../format/constants.js';
-import { u32 } from '../format/bytes.js';
-import { ClusterType, classifyL2, decodeCompressed, l1Offset, l2Offset } from '../format/l2-entry.js';
 import { getRefcount } from '../format/refcount.js';
 import type { SnapshotEntry } from '../format/snapshot.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
-import { readPadded } from '../io/positional-io.js';
+import { readTables, refblockReference, sourceOf, traverse } from '../image/traversal/index.js';
+import type { Layer, Reference, TraversalVisitor } from '../image/traversal/index.js';
 import { readSnapshotsForRepair } from './snapshots.js';
+import { RefCounter } from './references-counter.js';
+import { l2EntryVisitor } from './references-l2.js';
 
 /** A reference to a host cluster from a table entry (or a structure). */
 export interface Ref {
@@ -109,469 +108,274 @@ export interface RefWalk {
 
 /** Clusters past the end of file whose on-disk refcount is read, so allocations there can be checked. */
 export const ALLOC_MARGIN = 64;
-/** L2 tables read in parallel. */
-const PREFETCH = 8;
 
 /**
- * Walk every structure of `img` and count references. Reads each table once; memory is a few bytes
- * per host cluster.
+ * Walk every structure of `img` and count references. Reads each table once per pass; memory is a
+ * few bytes per host cluster. Two passes: the first counts (and tracks only L1 → L2 references and
+ * guest data mapped onto metadata); the second, needed only when some cluster has more than one
+ * reference, walks again and records the referrers of just those clusters.
  */
 export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
-  const cs = img.clusterSize;
-  const geo = img.geo;
-  const fileSize = img.fileSize;
-  const n = Math.ceil(fileSize / cs);
-  let refs = new Uint32Array(Math.max(n, 1));
-  const metadata = new Map<number, string>();
-  const multi = new Map<number, Ref[]>();
-  const first = new Map<number, Ref>();
-  const bad: BadEntry[] = [];
-  const ext = img.hasExternalData;
-  const cl = (off: number): number => Math.floor(off / cs);
-
-  const grow = (c: number): void => {
-    if (c < refs.length) return;
-    const next = new Uint32Array(Math.max(c + 1, refs.length * 2));
-    next.set(refs);
-    refs = next;
-  };
-  // Two passes keep memory at a few bytes per cluster: the first counts (and tracks only L1 → L2
-  // references and guest data mapped onto metadata); the second, needed only when some cluster has
-  // more than one reference, walks again and records the referrers of just those clusters.
-  let pass: 1 | 2 = 1;
-  let shared: Uint8Array | undefined;
-  /** Count [off, off+len) as QEMU does, with its EOF guard. Returns false when refused (≥1 cluster past EOF). */
-  const count = (off: number, len: number): boolean => {
-    if (len <= 0) return true;
-    if (off + len - fileSize >= cs) return false;
-    if (pass === 2) return true;
-    const a = cl(off);
-    const b = cl(off + len - 1);
-    grow(b);
-    for (let c = a; c <= b; c++) refs[c]!++;
-    return true;
-  };
-  const flag = (b: BadEntry): void => {
-    if (pass === 1) bad.push(b);
-  };
-  const track = (c: number, r: Ref): void => {
-    const f = first.get(c);
-    if (!f) {
-      first.set(c, r);
-      return;
-    }
-    let m = multi.get(c);
-    if (!m) multi.set(c, (m = [f]));
-    m.push(r);
-  };
-  const markMeta = (off: number, len: number, what: string): void => {
-    if (len <= 0) return;
-    for (let c = cl(off); c <= cl(off + len - 1); c++) if (!metadata.has(c)) metadata.set(c, what);
-  };
-
-  // Refcount structure as it is on disk.
+  const k = new RefCounter(img);
+  const refblocks = refcountStructure(img, k);
+  k.markMeta(0, k.cs, 'header');
+  k.count(0, k.cs);
   const h = img.header;
-  const oldRefcountClusters = new Set<number>();
-  const refblocks: RefWalk['refblocks'] = [];
-  for (
-    let c = cl(h.refcountTableOffset);
-    h.refcountTableClusters && c < cl(h.refcountTableOffset) + h.refcountTableClusters;
-    c++
-  )
-    oldRefcountClusters.add(c);
-  const rtEntries = img.reftable.length / 8;
-  for (let i = 0; i < rtEntries; i++) {
-    const hi = u32(img.reftable, i * 8);
-    const lo = u32(img.reftable, i * 8 + 4);
-    if (hi === 0 && lo === 0) continue;
-    const off = hi * 0x1_0000_0000 + ((lo & C.REFT_OFFSET_MASK_LO) >>> 0);
-    let status: RefblockStatus = 'ok';
-    if (lo & C.REFT_RESERVED_MASK_LO) status = 'reserved-bits';
-    else if (off % cs !== 0) status = 'unaligned';
-    else if (off >= fileSize) status = 'beyond-eof';
-    refblocks.push({ index: i, offset: off, status });
-    if (off < fileSize) {
-      oldRefcountClusters.add(cl(off));
-      if (off % cs !== 0 && cl(off) + 1 < n) oldRefcountClusters.add(cl(off) + 1);
-    }
+  k.markMeta(h.l1TableOffset, h.l1Size * 8, 'active L1 table');
+  if (h.refcountTableClusters) k.markMeta(h.refcountTableOffset, h.refcountTableClusters * k.cs, 'refcount table');
+  for (const rb of refblocks) if (rb.status === 'ok') k.markMeta(rb.offset, k.cs, 'refcount block');
+  const snap = await snapshotLayers(img, k);
+
+  // Header-level structures counted once, after both passes (as they never change who is shared).
+  const late: Array<{ offset: number; length: number; what?: string }> = [];
+  const walk = (): Promise<void> =>
+    traverse(sourceOf(img), passVisitor(img, k, late), {
+      snapshots: { layers: snap.layers, tableBytes: snap.table.byteLength },
+      sharedL2: 'repeat',
+    });
+  await walk();
+  if (k.markShared()) {
+    k.pass = 2;
+    await walk();
+    k.pass = 1;
   }
-
-  // 1. Header.
-  count(0, cs);
-  markMeta(0, cs, 'header');
-  // 2. Active L1 (metadata map first, so entries pointing into metadata are recognised).
-  const l1Bytes = h.l1Size * 8;
-  markMeta(h.l1TableOffset, l1Bytes, 'active L1 table');
-  if (h.refcountTableClusters) markMeta(h.refcountTableOffset, h.refcountTableClusters * cs, 'refcount table');
-  for (const rb of refblocks) if (rb.status === 'ok') markMeta(rb.offset, cs, 'refcount block');
-
-  // Snapshot table (read tolerant: problems are reported, not thrown).
-  let snapshots: SnapshotEntry[] = [];
-  let snapshotTableBytes = 0;
-  let snapshotTableError: string | undefined;
-  const incompleteSnapshots: number[] = [];
-  const st = await readSnapshotsForRepair(img);
-  if (st.error !== undefined) snapshotTableError = st.error;
-  else {
-    snapshots = st.entries;
-    snapshotTableBytes = st.byteLength;
+  if (snap.table.byteLength) k.count(h.snapshotsOffset, snap.table.byteLength);
+  if (h.refcountTableClusters) k.count(h.refcountTableOffset, h.refcountTableClusters * k.cs);
+  for (const l of late) {
+    k.count(l.offset, l.length);
+    if (l.what) k.markMeta(l.offset, l.length, l.what);
   }
-  const oversizeSnapshots = st.oversize;
-  if (snapshotTableBytes) markMeta(h.snapshotsOffset, snapshotTableBytes, 'snapshot table');
-  snapshots.forEach((s, i) => {
-    if (h.version === 3 && s.extraDataSize < C.SNAPSHOT_EXTRA_V3_MIN) incompleteSnapshots.push(i);
-    if (s.l1TableOffset % cs === 0 && s.l1Size * 8 <= C.QCOW_MAX_L1_SIZE && s.l1TableOffset < fileSize)
-      markMeta(s.l1TableOffset, s.l1Size * 8, 'inactive L1 table');
-  });
-
-  const activeL1: RefWalk['activeL1'] = [];
-  const activeL2 = new Map<number, number[]>();
-  const allL2 = new Set<number>();
-
-  const walkL1 = async (l1Off: number, l1Size: number, active: boolean, snapshotId?: string): Promise<void> => {
-    if (l1Size === 0) return;
-    if (!count(l1Off, l1Size * 8)) {
-      // The table lies past the end of the file: never read zeros as "no mappings" and free what it held.
-      flag({
-        kind: 'l1-table-beyond-eof',
-        entry: -1,
-        hi: 0,
-        lo: 0,
-        active,
-        table: l1Off,
-        index: -1,
-        qemuClusters: [],
-        ...(snapshotId !== undefined ? { snapshotId } : {}),
-      });
-      return;
-    }
-    const l1 = active ? img.l1 : await readPadded(img.io, l1Off, l1Size * 8);
-    const pending: number[] = [];
-    for (let i = 0; i < l1Size; i++) {
-      const hi = u32(l1, i * 8);
-      const lo = u32(l1, i * 8 + 4);
-      if (hi === 0 && lo === 0) continue;
-      const entry = l1Off + i * 8;
-      const off = l1Offset(hi, lo);
-      const badBase = {
-        entry,
-        hi,
-        lo,
-        active,
-        table: l1Off,
-        index: i,
-        ...(snapshotId !== undefined ? { snapshotId } : {}),
-      };
-      if (hi & C.L1E_RESERVED_MASK_HI || lo & C.L1E_RESERVED_MASK_LO)
-        flag({ kind: 'l1-reserved-bits', ...badBase, qemuClusters: [] });
-      if (off === 0) {
-        // Flags without an offset: QEMU's I/O treats the range as unallocated, its check counts cluster 0.
-        flag({ kind: 'l1-zero-offset', ...badBase, qemuClusters: [0] });
-        continue;
-      }
-      if (off % cs !== 0) {
-        const q = off < fileSize ? [cl(off), cl(off) + 1] : [];
-        flag({ kind: 'l1-unaligned', ...badBase, qemuClusters: q });
-        continue;
-      }
-      if (off + cs - fileSize >= cs) {
-        flag({ kind: 'l1-beyond-eof', ...badBase, qemuClusters: [] });
-        continue;
-      }
-      const meta = metadata.get(cl(off));
-      if (meta !== undefined && meta !== 'L2 table') {
-        flag({ kind: 'l1-into-metadata', ...badBase, qemuClusters: [cl(off)] });
-        continue;
-      }
-      count(off, cs);
-      if (pass === 1) track(cl(off), { entry, kind: active ? 'l1' : 'snap-l1', guest: i * geo.l1Coverage });
-      if (active && pass === 1) {
-        activeL1.push({ entry, index: i, hi, lo, l2: off });
-        const a = activeL2.get(off);
-        if (a) a.push(entry);
-        else activeL2.set(off, [entry]);
-      }
-      // A table already walked from another L1 entry: its data counts again per reference (below).
-      if (visited.has(off)) continue;
-      visited.add(off);
-      pending.push(off, i);
-    }
-    // Read the tables a few at a time, in parallel, and walk them in L1 order.
-    for (let k = 0; k < pending.length; k += 2 * PREFETCH) {
-      const batch = pending.slice(k, k + 2 * PREFETCH);
-      const tables = await Promise.all(batch.filter((_, x) => x % 2 === 0).map((o) => readPadded(img.io, o, cs)));
-      tables.forEach((t, x) => walkL2(t, batch[2 * x]!, batch[2 * x + 1]!, active, snapshotId));
-    }
-  };
-
-  const walkL2 = (t: Uint8Array, l2Off: number, l1Index: number, active: boolean, snapshotId?: string): void => {
-    const step = geo.l2EntrySize;
-    for (let j = 0; j < geo.l2Entries; j++) {
-      const hi = u32(t, j * step);
-      const lo = u32(t, j * step + 4);
-      if (hi === 0 && lo === 0 && (!geo.extendedL2 || (u32(t, j * step + 8) === 0 && u32(t, j * step + 12) === 0)))
-        continue;
-      const entry = l2Off + j * step;
-      // Built only when a problem is found (this loop runs once per guest cluster).
-      const badBase = (): Omit<BadEntry, 'kind' | 'qemuClusters'> => ({
-        entry,
-        hi,
-        lo,
-        active,
-        table: l2Off,
-        index: j,
-        ...(snapshotId !== undefined ? { snapshotId } : {}),
-      });
-      const type = classifyL2(hi, lo, geo.extendedL2, ext);
-      const bmZero = geo.extendedL2 ? u32(t, j * step + 8) : 0;
-      const bmAlloc = geo.extendedL2 ? u32(t, j * step + 12) : 0;
-      if (
-        geo.extendedL2 &&
-        ((type === ClusterType.Compressed && (bmAlloc | bmZero) !== 0) ||
-          (type === ClusterType.Unallocated && bmAlloc !== 0) ||
-          (type === ClusterType.Normal && (bmAlloc & bmZero) !== 0))
-      ) {
-        // Subcluster bitmap damage: QEMU cannot repair it and neither do we (no way to know the intended bits).
-        flag({ kind: 'l2-unsupported', ...badBase(), qemuClusters: [] });
-        if (type !== ClusterType.Normal) continue;
-      }
-      if (type === ClusterType.Compressed) {
-        if (hi & C.OFLAG_COPIED_HI) flag({ kind: 'l2-compressed-copied', ...badBase(), qemuClusters: [] });
-        const d = decodeCompressed(hi, lo, geo);
-        if (ext) continue;
-        if (!count(d.offset, d.size)) {
-          flag({ kind: 'l2-compressed-beyond-eof', ...badBase(), qemuClusters: [] });
-          continue;
-        }
-        continue;
-      }
-      if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) continue;
-      if (hi & C.L2E_STD_RESERVED_MASK_HI || lo & C.L2E_STD_RESERVED_MASK_LO)
-        flag({ kind: 'l2-reserved-bits', ...badBase(), qemuClusters: [] });
-      const off = l2Offset(hi, lo);
-      if (off % cs !== 0) {
-        const q = off < fileSize ? [cl(off), cl(off) + 1] : [];
-        const noData = type === ClusterType.ZeroAlloc || (geo.extendedL2 && bmAlloc === 0);
-        flag({ kind: noData ? 'l2-prealloc-unaligned' : 'l2-data-unaligned', ...badBase(), qemuClusters: q });
-        continue;
-      }
-      if (ext) continue;
-      if (!count(off, cs)) {
-        flag({ kind: 'l2-beyond-eof', ...badBase(), qemuClusters: [] });
-        continue;
-      }
-      if (pass === 1 ? metadata.size > 0 && metadata.has(cl(off)) : shared![cl(off)] === 1)
-        track(cl(off), { entry, kind: active ? 'l2' : 'snap-l2', guest: l1Index * geo.l1Coverage + j * cs });
-    }
-  };
-
-  const walkAll = async (): Promise<void> => {
-    await walkL1(h.l1TableOffset, h.l1Size, true);
-    for (let si = 0; si < snapshots.length; si++) {
-      const s = snapshots[si]!;
-      const badBase = {
-        entry: h.snapshotsOffset + s.tableOffset,
-        hi: 0,
-        lo: 0,
-        active: false,
-        table: h.snapshotsOffset,
-        index: si,
-        snapshotId: s.id,
-      };
-      if (s.l1TableOffset % cs !== 0) {
-        flag({ kind: 'snapshot-l1-unaligned', ...badBase, qemuClusters: [] });
-        continue;
-      }
-      if (s.l1Size * 8 > C.QCOW_MAX_L1_SIZE) {
-        flag({ kind: 'snapshot-l1-too-large', ...badBase, qemuClusters: [] });
-        continue;
-      }
-      if (s.l1Size > 0 && s.l1TableOffset + s.l1Size * 8 - fileSize >= cs) {
-        flag({ kind: 'snapshot-l1-beyond-eof', ...badBase, qemuClusters: [] });
-        continue;
-      }
-      await walkL1(s.l1TableOffset, s.l1Size, false, s.id);
-    }
-    // Snapshot-shared L2 tables: their data references count once per L1 reference (QEMU walks them
-    // again for every L1 that points there). Add the extra counts now.
-    // (walkL1 skipped re-walking an L2 already seen; replay the counts for each further reference.)
-    await recountSharedL2(
-      img,
-      first,
-      multi,
-      refs,
-      cs,
-      geo.l2Entries,
-      geo.l2EntrySize,
-      fileSize,
-      ext,
-      pass === 1,
-      (c) => (pass === 1 ? metadata.has(c) : shared![c] === 1),
-    );
-  };
-  let visited = allL2;
-  await walkAll();
-  // Second pass only for clusters referenced more than once (cross-links, snapshot sharing).
-  const n2 = refs.length;
-  shared = new Uint8Array(n2);
-  let anyShared = false;
-  for (let c = 0; c < n2; c++)
-    if (refs[c]! > 1 && !metadata.has(c)) {
-      shared[c] = 1;
-      anyShared = true;
-    }
-  if (anyShared) {
-    pass = 2;
-    visited = new Set<number>();
-    await walkAll();
-    pass = 1;
-  }
-
-  if (snapshotTableBytes) count(h.snapshotsOffset, snapshotTableBytes);
-  if (h.refcountTableClusters) count(h.refcountTableOffset, h.refcountTableClusters * cs);
-  if (h.crypto?.length) {
-    count(h.crypto.offset, h.crypto.length);
-    markMeta(h.crypto.offset, h.crypto.length, 'encryption header');
-  }
-  let staleBitmaps = false;
-  if (h.bitmaps) {
-    if ((h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) === 0n) staleBitmaps = true;
-    else
-      await countBitmaps(img, h.bitmaps.directoryOffset, h.bitmaps.directorySize, h.bitmaps.nbBitmaps, count, markMeta);
-  }
-  for (const rb of refblocks) if (rb.status === 'ok') count(rb.offset, cs);
-
-  // On-disk refcounts, for every cluster counted plus a margin past the end for allocations.
-  const E = geo.refcountBlockEntries;
-  // One refcount block's worth past the end, so copies can be appended where an existing block counts them.
-  const L = Math.max(n, refs.length) + Math.max(ALLOC_MARGIN, Math.min(E, 1 << 20));
-  const onDisk = new Float64Array(L);
-  const onDiskUnknown = new Uint8Array(L);
-  for (const rb of refblocks) {
-    const first0 = rb.index * E;
-    if (first0 >= L) continue;
-    if (rb.status !== 'ok') {
-      onDiskUnknown.fill(1, first0, Math.min(L, first0 + E));
-      continue;
-    }
-    const block = await readPadded(img.io, rb.offset, cs);
-    for (let j = 0; j < E && first0 + j < L; j++) onDisk[first0 + j] = getRefcount(block, j, geo.refcountOrder);
-  }
-  if (refs.length < L) {
-    const r2 = new Uint32Array(L);
-    r2.set(refs);
-    refs = r2;
-  }
-
+  for (const rb of refblocks) if (rb.status === 'ok') k.count(rb.offset, k.cs);
+  const { onDisk, onDiskUnknown } = await readOnDisk(img, k, refblocks);
   return {
-    clusterSize: cs,
-    fileSize,
-    hostClusters: n,
-    refs,
+    clusterSize: k.cs,
+    fileSize: k.fileSize,
+    hostClusters: k.hostClusters,
+    refs: k.refs,
     onDisk,
     onDiskUnknown,
     refblocks,
-    oldRefcountClusters,
-    metadata,
-    multi,
-    first,
-    bad,
-    activeL1,
-    activeL2,
-    allL2,
-    snapshots,
-    snapshotTableBytes,
-    ...(snapshotTableError !== undefined ? { snapshotTableError } : {}),
-    incompleteSnapshots,
-    oversizeSnapshots,
-    staleBitmaps,
+    oldRefcountClusters: k.oldRefcountClusters,
+    metadata: k.metadata,
+    multi: k.multi,
+    first: k.first,
+    bad: k.bad,
+    activeL1: k.activeL1,
+    activeL2: k.activeL2,
+    allL2: k.allL2,
+    snapshots: snap.entries,
+    snapshotTableBytes: snap.table.byteLength,
+    ...(snap.table.error !== undefined ? { snapshotTableError: snap.table.error } : {}),
+    incompleteSnapshots: snap.incomplete,
+    oversizeSnapshots: snap.table.oversize,
+    staleBitmaps: h.bitmaps !== undefined && (h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) === 0n,
   };
 }
 
-/**
- * QEMU walks an L2 table once per L1 entry that points to it, so a table referenced from k L1
- * entries counts each of its data clusters k times. Our walk reads each table once; add the
- * remaining k−1 counts here.
- */
-async function recountSharedL2(
-  img: Qcow2Image,
-  first: Map<number, Ref>,
-  multi: Map<number, Ref[]>,
-  refs: Uint32Array,
-  cs: number,
-  l2Entries: number,
-  step: number,
-  fileSize: number,
-  ext: boolean,
-  countNow: boolean,
-  wanted: (c: number) => boolean,
-): Promise<void> {
-  for (const [c, list] of [...multi]) {
-    const l1refs = list.filter((r) => r.kind === 'l1' || r.kind === 'snap-l1');
-    if (l1refs.length < 2) continue;
-    const t = await readPadded(img.io, c * cs, cs);
-    for (let k = 1; k < l1refs.length; k++) {
-      const active = l1refs[k]!.kind === 'l1';
-      for (let j = 0; j < l2Entries; j++) {
-        const hi = u32(t, j * step);
-        const lo = u32(t, j * step + 4);
-        const type = classifyL2(hi, lo, img.geo.extendedL2, ext);
-        if (ext) continue;
-        if (type === ClusterType.Compressed) {
-          const d = decodeCompressed(hi, lo, img.geo);
-          if (d.offset + d.size - fileSize >= cs) continue;
-          if (countNow)
-            for (let x = Math.floor(d.offset / cs); x <= Math.floor((d.offset + d.size - 1) / cs); x++) refs[x]!++;
-          continue;
-        }
-        if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) continue;
-        const off = l2Offset(hi, lo);
-        if (off % cs !== 0 || off >= fileSize) continue;
-        const x = off / cs;
-        if (countNow) refs[x]!++;
-        if (!wanted(x)) continue;
-        const r: Ref = { entry: c * cs + j * step, kind: active ? 'l2' : 'snap-l2', guest: l1refs[k]!.guest + j * cs };
-        const f = first.get(x);
-        if (!f) first.set(x, r);
-        else {
-          let m = multi.get(x);
-          if (!m) multi.set(x, (m = [f]));
-          m.push(r);
-        }
-      }
+/** The refcount table's entries as they are on disk, and the clusters the structure occupies. */
+function refcountStructure(img: Qcow2Image, k: RefCounter): RefWalk['refblocks'] {
+  const h = img.header;
+  const cs = k.cs;
+  const first = Math.floor(h.refcountTableOffset / cs);
+  for (let c = first; h.refcountTableClusters && c < first + h.refcountTableClusters; c++) k.oldRefcountClusters.add(c);
+  const refblocks: RefWalk['refblocks'] = [];
+  for (let i = 0; i < img.reftable.length / 8; i++) {
+    const r = refblockReference(img.reftable, i, h.refcountTableOffset, k.fileSize, cs);
+    if (!r) continue;
+    const status: RefblockStatus = r.reserved
+      ? 'reserved-bits'
+      : r.problem === 'unaligned'
+        ? 'unaligned'
+        : r.offset >= k.fileSize
+          ? 'beyond-eof'
+          : 'ok';
+    refblocks.push({ index: i, offset: r.offset, status });
+    if (r.offset < k.fileSize) {
+      const c = Math.floor(r.offset / cs);
+      k.oldRefcountClusters.add(c);
+      if (r.offset % cs !== 0 && c + 1 < k.hostClusters) k.oldRefcountClusters.add(c + 1);
     }
   }
+  return refblocks;
 }
 
-async function countBitmaps(
+/** The snapshot table read with the repair's rules, and the layers of its valid-looking entries. */
+async function snapshotLayers(img: Qcow2Image, k: RefCounter) {
+  const h = img.header;
+  const table = await readSnapshotsForRepair(img);
+  const entries = table.error !== undefined ? [] : table.entries;
+  if (table.error !== undefined) table.byteLength = 0;
+  if (table.byteLength) k.markMeta(h.snapshotsOffset, table.byteLength, 'snapshot table');
+  const incomplete: number[] = [];
+  const layers: Layer[] = entries.map((s, i) => {
+    if (h.version === 3 && s.extraDataSize < C.SNAPSHOT_EXTRA_V3_MIN) incomplete.push(i);
+    if (s.l1TableOffset % k.cs === 0 && s.l1Size * 8 <= C.QCOW_MAX_L1_SIZE && s.l1TableOffset < k.fileSize)
+      k.markMeta(s.l1TableOffset, s.l1Size * 8, 'inactive L1 table');
+    k.layerEntry.set(i, h.snapshotsOffset + s.tableOffset);
+    return {
+      l1Offset: s.l1TableOffset,
+      l1Size: s.l1Size,
+      snapshotId: s.id,
+      snapshotIndex: i,
+      entryOffset: h.snapshotsOffset + s.tableOffset,
+    };
+  });
+  return { table, entries, layers, incomplete };
+}
+
+/** One pass's visitor: L1 tables, L1 entries and bitmaps here, L2 entries in references-l2.ts. */
+function passVisitor(
   img: Qcow2Image,
-  dirOff: number,
-  dirSize: number,
-  nb: number,
-  count: (o: number, l: number) => boolean,
-  markMeta: (o: number, l: number, w: string) => void,
-): Promise<void> {
-  if (dirSize === 0 || dirOff >= img.fileSize) return;
-  count(dirOff, dirSize);
-  markMeta(dirOff, dirSize, 'bitmap directory');
-  const dir = await readPadded(img.io, dirOff, Math.min(dirSize, C.QCOW_MAX_BITMAP_DIRECTORY_SIZE));
-  let pos = 0;
-  for (let i = 0; i < nb && pos + C.BITMAP_DIR_ENTRY_FIXED_SIZE <= dir.length; i++) {
-    const tOff = u32(dir, pos) * 0x1_0000_0000 + u32(dir, pos + 4);
-    const tSize = u32(dir, pos + 8);
-    const nameSize = (dir[pos + 18]! << 8) | dir[pos + 19]!;
-    const extra = u32(dir, pos + 20);
-    if (tSize > 0 && tSize <= C.BME_MAX_TABLE_SIZE && tOff < img.fileSize) {
-      count(tOff, tSize * 8);
-      markMeta(tOff, tSize * 8, 'bitmap table');
-      const t = await readPadded(img.io, tOff, tSize * 8);
-      for (let k = 0; k < tSize; k++) {
-        const hi = u32(t, k * 8) & C.BME_OFFSET_MASK_HI;
-        const lo = u32(t, k * 8 + 4) & C.BME_OFFSET_MASK_LO;
-        const off = hi * 0x1_0000_0000 + (lo >>> 0);
-        if (off) count(off, img.clusterSize);
+  k: RefCounter,
+  late: Array<{ offset: number; length: number; what?: string }>,
+): TraversalVisitor {
+  return {
+    reference: (r: Reference): boolean => {
+      switch (r.target) {
+        case 'l1':
+        case 'snapshot-l1':
+          return l1Table(k, r);
+        case 'l2':
+          return l1Entry(img, k, r);
+        case 'bitmap-directory':
+        case 'bitmap-table':
+        case 'bitmap-data':
+          return k.pass === 1 && bitmapStructure(k, r, late);
+        default:
+          return false;
       }
-    }
-    pos += Math.ceil((C.BITMAP_DIR_ENTRY_FIXED_SIZE + extra + nameSize) / 8) * 8;
+    },
+    l2Entry: l2EntryVisitor(img, k),
+  };
+}
+
+/** The pointer to an L1 table (the header's, or a snapshot table entry's). */
+function l1Table(k: RefCounter, r: Reference): boolean {
+  const snapshot = r.from.kind === 'snapshot-table';
+  if (snapshot) {
+    const base = {
+      entry: -1,
+      hi: 0,
+      lo: 0,
+      active: false,
+      table: r.from.table!,
+      index: r.from.index!,
+      snapshotId: r.from.snapshotId!,
+      qemuClusters: [],
+    };
+    const layerEntry = k.layerEntry.get(r.from.index!);
+    if (layerEntry !== undefined) base.entry = layerEntry;
+    if (r.problem === 'unaligned') return k.refuse({ kind: 'snapshot-l1-unaligned', ...base });
+    if (r.problem === 'too-large') return k.refuse({ kind: 'snapshot-l1-too-large', ...base });
+    if (r.problem === 'beyond-eof') return k.refuse({ kind: 'snapshot-l1-beyond-eof', ...base });
   }
+  if (r.length === 0) return false;
+  if (k.count(r.offset, r.length)) return true;
+  // The table lies past the end of the file: never read zeros as "no mappings" and free what it held.
+  k.flag({
+    kind: 'l1-table-beyond-eof',
+    entry: -1,
+    hi: 0,
+    lo: 0,
+    active: !snapshot,
+    table: r.offset,
+    index: -1,
+    qemuClusters: [],
+    ...(snapshot ? { snapshotId: r.from.snapshotId! } : {}),
+  });
+  return false;
+}
+
+/** An L1 entry: valid pointers to L2 tables are counted and followed, the others flagged. */
+function l1Entry(img: Qcow2Image, k: RefCounter, r: Reference): boolean {
+  const active = r.from.kind === 'l1';
+  const i = r.from.index!;
+  const entry = r.from.table! + i * 8;
+  const base = {
+    entry,
+    hi: r.hi,
+    lo: r.lo,
+    active,
+    table: r.from.table!,
+    index: i,
+    ...(r.from.snapshotId !== undefined ? { snapshotId: r.from.snapshotId } : {}),
+  };
+  const off = r.offset;
+  const c = Math.floor(off / k.cs);
+  if (r.reserved) k.flag({ kind: 'l1-reserved-bits', ...base, qemuClusters: [] });
+  // Flags without an offset: QEMU's I/O treats the range as unallocated, its check counts cluster 0.
+  if (r.problem === 'zero') return k.refuse({ kind: 'l1-zero-offset', ...base, qemuClusters: [0] });
+  if (r.problem === 'unaligned') {
+    const q = off < k.fileSize ? [c, c + 1] : [];
+    return k.refuse({ kind: 'l1-unaligned', ...base, qemuClusters: q });
+  }
+  if (r.problem === 'beyond-eof') return k.refuse({ kind: 'l1-beyond-eof', ...base, qemuClusters: [] });
+  const meta = k.metadata.get(c);
+  if (meta !== undefined && meta !== 'L2 table')
+    return k.refuse({ kind: 'l1-into-metadata', ...base, qemuClusters: [c] });
+  k.count(off, k.cs);
+  if (k.pass !== 1) return true;
+  k.track(c, { entry, kind: active ? 'l1' : 'snap-l1', guest: i * img.geo.l1Coverage });
+  k.allL2.add(off);
+  if (active) {
+    k.activeL1.push({ entry, index: i, hi: r.hi, lo: r.lo, l2: off });
+    const a = k.activeL2.get(off);
+    if (a) a.push(entry);
+    else k.activeL2.set(off, [entry]);
+  }
+  return true;
+}
+
+/** Bitmap directory, tables and data: counted once, after both passes (QEMU's rules, no alignment test). */
+function bitmapStructure(
+  k: RefCounter,
+  r: Reference,
+  late: Array<{ offset: number; length: number; what?: string }>,
+): boolean {
+  if (r.target === 'bitmap-data') {
+    late.push({ offset: r.offset, length: k.cs });
+    return true;
+  }
+  if (r.target === 'bitmap-directory') {
+    if (r.offset >= k.fileSize) return false;
+    late.push({ offset: r.offset, length: r.length, what: 'bitmap directory' });
+    return true;
+  }
+  const entries = r.length / 8;
+  if (entries === 0 || entries > C.BME_MAX_TABLE_SIZE || r.offset >= k.fileSize) return false;
+  late.push({ offset: r.offset, length: r.length, what: 'bitmap table' });
+  return true;
+}
+
+/** On-disk refcounts, for every cluster counted plus a margin past the end for allocations. */
+async function readOnDisk(img: Qcow2Image, k: RefCounter, refblocks: RefWalk['refblocks']) {
+  const E = img.geo.refcountBlockEntries;
+  // One refcount block's worth past the end, so copies can be appended where an existing block counts them.
+  const L = Math.max(k.hostClusters, k.refs.length) + Math.max(ALLOC_MARGIN, Math.min(E, 1 << 20));
+  const onDisk = new Float64Array(L);
+  const onDiskUnknown = new Uint8Array(L);
+  const wanted: Array<{ index: number; offset: number }> = [];
+  for (const rb of refblocks) {
+    const first0 = rb.index * E;
+    if (first0 >= L) continue;
+    if (rb.status !== 'ok') onDiskUnknown.fill(1, first0, Math.min(L, first0 + E));
+    else wanted.push(rb);
+  }
+  const perBatch = Math.max(1, Math.floor((8 << 20) / k.cs));
+  for (let b = 0; b < wanted.length; b += perBatch) {
+    const batch = wanted.slice(b, b + perBatch);
+    const blocks = await readTables(
+      img.io,
+      k.fileSize,
+      batch.map((x) => x.offset),
+      k.cs,
+    );
+    for (const rb of batch) {
+      const block = blocks.get(rb.offset)!;
+      const first0 = rb.index * E;
+      for (let j = 0; j < E && first0 + j < L; j++) onDisk[first0 + j] = getRefcount(block, j, img.geo.refcountOrder);
+    }
+  }
+  k.growTo(L);
+  return { onDisk, onDiskUnknown };
 }

@@ -1,14 +1,13 @@
-// Where every metadata structure of an image lives, found by following the header's pointers and
-// the tables they lead to. Read-only; tolerant of damage: a pointer that is unaligned or leads past
-// the end of the file is noted and not followed, so nothing is ever read or kept "there".
+// Where every metadata structure of an image lives, found by the image's metadata traversal.
+// Read-only; tolerant of damage: a pointer that is unaligned or leads past the end of the file is
+// noted and not followed, so nothing is ever read or kept "there".
 import * as C from '../format/constants.js';
-import { u16, u32, u64 } from '../format/bytes.js';
+import { u32 } from '../format/bytes.js';
 import { decodeHeader, geometry, type Geometry, type Qcow2Header } from '../format/header.js';
-import { l1Offset } from '../format/l2-entry.js';
-import { snapshotEntryLength, align8 } from '../format/snapshot.js';
-import { readPadded, type PositionalIO } from '../io/positional-io.js';
+import type { PositionalIO } from '../io/positional-io.js';
 import { Qcow2FormatError } from '../base/errors.js';
-import { forEachEntry } from './table-reader.js';
+import { sourceFromHeader, traverse } from '../image/traversal/index.js';
+import type { Reference, SnapshotTableProblem, TraversalVisitor } from '../image/traversal/index.js';
 import { NoteList, hexOff } from './notes.js';
 
 export type MetaKind =
@@ -90,39 +89,144 @@ export async function mapMetadata(io: PositionalIO): Promise<MetadataMap> {
     };
   }
   const geo = geometry(header);
-  const walker = new Walker(io, fileSize, geo.clusterSize, notes);
-  walker.range(0, geo.clusterSize, 'header', 'header cluster');
-  await walker.l1Table(header.l1TableOffset, header.l1Size, 'l1', 'active L1 table');
-  await walker.refcountTable(header);
-  await walker.snapshots(header);
-  if (header.crypto && header.crypto.length > 0)
-    walker.range(header.crypto.offset, header.crypto.length, 'crypto-header', 'encryption header');
-  await walker.bitmaps(header);
+  const collector = new RangeCollector(fileSize, geo.clusterSize, notes);
+  await traverse(sourceFromHeader(io, fileSize, header), collector.visitor(), { staleBitmaps: true });
   return {
     fileSize,
     clusterSize: geo.clusterSize,
     header,
     geo,
-    ranges: walker.ranges,
-    l2Tables: walker.l2Tables,
+    ranges: collector.ranges,
+    l2Tables: collector.l2Tables,
     notes,
   };
 }
 
-class Walker {
+/**
+ * Turns the traversal's references into byte ranges to keep, each structure once, with a note for
+ * every pointer that is not followed. The traversal walks a layer's entries right after the pointer
+ * to its L1 table, and a bitmap's table right after its directory entry: the labels follow that.
+ */
+class RangeCollector {
   readonly ranges: MetaRange[] = [];
   readonly l2Tables: number[] = [];
   private readonly seen = new Set<string>();
+  private layerLabel = '';
+  private bitmapLabel = '';
 
   constructor(
-    private readonly io: PositionalIO,
     private readonly fileSize: number,
     private readonly cs: number,
     private readonly notes: NoteList,
   ) {}
 
+  visitor(): TraversalVisitor {
+    return {
+      reference: (r) => this.reference(r),
+      snapshotTableProblem: (p) => this.snapshotTableProblem(p),
+    };
+  }
+
+  private reference(r: Reference): boolean {
+    switch (r.target) {
+      case 'header':
+        return this.range(0, this.cs, 'header', 'header cluster');
+      case 'l1':
+      case 'snapshot-l1':
+        return this.l1Table(r);
+      case 'l2':
+        // An entry with flags and no offset is kept as it reads: cluster 0 as an L2 table.
+        if (this.cluster(r.offset, 'l2', `${this.layerLabel} entry ${r.from.index}`)) this.l2Tables.push(r.offset);
+        return false;
+      case 'refcount-table':
+        return this.range(r.offset, r.length, 'refcount-table', 'refcount table');
+      case 'refcount-block': {
+        if (r.offset === 0) return false;
+        // Reserved bits make QEMU skip the block in its own walk, but refcount lookups still use it.
+        const off = r.hi >= 0x200000 ? Number.MAX_SAFE_INTEGER : r.offset;
+        this.cluster(off, 'refcount-block', `refcount table entry ${r.from.index}`, r.from.index);
+        return false;
+      }
+      case 'snapshot-table':
+        return this.range(r.offset, r.length, 'snapshot-table', 'snapshot table');
+      case 'crypto-header':
+        return this.range(r.offset, r.length, 'crypto-header', 'encryption header');
+      case 'bitmap-directory':
+        return this.bitmapDirectory(r);
+      case 'bitmap-table':
+        return this.bitmapTable(r);
+      case 'bitmap-data':
+        this.cluster(r.offset, 'bitmap-data', `${this.bitmapLabel} entry ${r.from.index}`);
+        return false;
+      default:
+        return false;
+    }
+  }
+
+  /** An L1 table (active or a snapshot's): kept, and its entries followed, once. */
+  private l1Table(r: Reference): boolean {
+    const snapshot = r.target === 'snapshot-l1';
+    const i = r.from.index;
+    this.layerLabel = snapshot ? `snapshot ${i} L1 table` : 'active L1 table';
+    if (snapshot && r.problem === 'unaligned') {
+      this.notes.add(
+        `snapshot entry ${i}: L1 table offset ${hexOff(r.offset)} is not cluster aligned; its tables were not copied`,
+      );
+      return false;
+    }
+    if (snapshot && r.problem === 'too-large') {
+      this.notes.add(`snapshot entry ${i}: L1 size ${hexOff(r.length / 8)} is too large; its tables were not copied`);
+      return false;
+    }
+    if (r.problem === 'unaligned') {
+      this.notes.add(`${this.layerLabel} at ${hexOff(r.offset)} is not cluster aligned; its tables were not copied`);
+      return false;
+    }
+    if (r.length === 0) return false;
+    const key = `l1table:${r.offset}:${r.length / 8}`;
+    if (this.seen.has(key)) return false;
+    this.seen.add(key);
+    return this.range(r.offset, r.length, snapshot ? 'snapshot-l1' : 'l1', this.layerLabel);
+  }
+
+  private snapshotTableProblem(p: SnapshotTableProblem): void {
+    if (p.problem === 'unaligned')
+      this.notes.add(`snapshot table offset ${hexOff(p.value)} is not cluster aligned; snapshot table not copied`);
+    else if (p.problem === 'too-many')
+      this.notes.add(`the header claims ${p.value} snapshots; only the first ${C.QCOW_MAX_SNAPSHOTS} were followed`);
+    else if (p.problem === 'beyond-eof')
+      this.notes.add(
+        `snapshot table entry ${p.index} at ${hexOff(p.value)} lies beyond the end of the file; the rest of the table was not followed`,
+      );
+  }
+
+  private bitmapDirectory(r: Reference): boolean {
+    if (r.offset % this.cs !== 0) {
+      this.notes.add(`bitmap directory offset ${hexOff(r.offset)} is not cluster aligned; bitmaps not copied`);
+      return false;
+    }
+    const dirSize = Math.min(r.length, C.QCOW_MAX_BITMAP_DIRECTORY_SIZE);
+    if (dirSize < r.length)
+      this.notes.add(`bitmap directory size ${r.length} exceeds QEMU's maximum; only ${dirSize} bytes were followed`);
+    return this.range(r.offset, dirSize, 'bitmap-directory', 'bitmap directory');
+  }
+
+  private bitmapTable(r: Reference): boolean {
+    const i = r.from.index;
+    this.bitmapLabel = `bitmap ${i} table`;
+    if (r.problem === 'unaligned') {
+      this.notes.add(`bitmap ${i}: table offset ${hexOff(r.offset)} is not cluster aligned; its table was not copied`);
+      return false;
+    }
+    if (r.problem === 'too-large') {
+      this.notes.add(`bitmap ${i}: table size ${r.length / 8} is too large; its table was not copied`);
+      return false;
+    }
+    return this.range(r.offset, r.length, 'bitmap-table', this.bitmapLabel);
+  }
+
   /** Record a byte range; false (with a note) when it starts past the end of the file. */
-  range(offset: number, length: number, kind: MetaKind, label: string): boolean {
+  private range(offset: number, length: number, kind: MetaKind, label: string): boolean {
     if (length <= 0) return false;
     if (offset >= this.fileSize) {
       this.notes.add(
@@ -135,7 +239,7 @@ class Walker {
   }
 
   /** Record a one-cluster structure reached through a table entry; refuses unaligned pointers. */
-  cluster(offset: number, kind: MetaKind, label: string, index?: number): boolean {
+  private cluster(offset: number, kind: MetaKind, label: string, index?: number): boolean {
     const key = `${kind}:${offset}`;
     if (this.seen.has(key)) return false;
     this.seen.add(key);
@@ -146,109 +250,5 @@ class Walker {
     const ok = this.range(offset, this.cs, kind, label);
     if (ok && index !== undefined) this.ranges[this.ranges.length - 1]!.index = index;
     return ok;
-  }
-
-  /** An L1 table (active or a snapshot's) and the L2 tables it points at. */
-  async l1Table(offset: number, entries: number, kind: 'l1' | 'snapshot-l1', label: string): Promise<void> {
-    if (entries === 0) return;
-    const key = `l1table:${offset}:${entries}`;
-    if (this.seen.has(key)) return;
-    this.seen.add(key);
-    if (!this.range(offset, entries * C.L1_ENTRY_SIZE, kind, label)) return;
-    await forEachEntry(this.io, offset, entries * C.L1_ENTRY_SIZE, this.fileSize, (i, hi, lo) => {
-      if (hi === 0 && lo === 0) return;
-      const l2 = l1Offset(hi, lo);
-      if (this.cluster(l2, 'l2', `${label} entry ${i}`)) this.l2Tables.push(l2);
-    });
-  }
-
-  async refcountTable(h: Qcow2Header): Promise<void> {
-    const bytes = h.refcountTableClusters * this.cs;
-    if (!this.range(h.refcountTableOffset, bytes, 'refcount-table', 'refcount table')) return;
-    await forEachEntry(this.io, h.refcountTableOffset, bytes, this.fileSize, (i, hi, lo) => {
-      const offLo = (lo & C.REFT_OFFSET_MASK_LO) >>> 0;
-      if (hi === 0 && offLo === 0) return;
-      // Reserved bits make QEMU skip the block in its own walk, but refcount lookups still use it.
-      const off = hi >= 0x200000 ? Number.MAX_SAFE_INTEGER : hi * 0x1_0000_0000 + offLo;
-      this.cluster(off, 'refcount-block', `refcount table entry ${i}`, i);
-    });
-  }
-
-  async snapshots(h: Qcow2Header): Promise<void> {
-    if (h.nbSnapshots === 0) return;
-    if (h.snapshotsOffset % this.cs !== 0) {
-      this.notes.add(
-        `snapshot table offset ${hexOff(h.snapshotsOffset)} is not cluster aligned; snapshot table not copied`,
-      );
-      return;
-    }
-    const count = Math.min(h.nbSnapshots, C.QCOW_MAX_SNAPSHOTS);
-    if (h.nbSnapshots > count)
-      this.notes.add(`the header claims ${h.nbSnapshots} snapshots; only the first ${count} were followed`);
-    let pos = 0;
-    for (let i = 0; i < count && pos <= C.QCOW_MAX_SNAPSHOTS_SIZE; i++) {
-      const at = h.snapshotsOffset + pos;
-      if (at >= this.fileSize) {
-        this.notes.add(
-          `snapshot table entry ${i} at ${hexOff(at)} lies beyond the end of the file; the rest of the table was not followed`,
-        );
-        break;
-      }
-      const fixed = await readPadded(this.io, at, C.SNAPSHOT_ENTRY_FIXED_SIZE);
-      const l1Off = u64(fixed, 0);
-      const l1Size = u32(fixed, 8);
-      if (l1Off % this.cs !== 0)
-        this.notes.add(
-          `snapshot entry ${i}: L1 table offset ${hexOff(l1Off)} is not cluster aligned; its tables were not copied`,
-        );
-      else if (l1Size > C.QCOW_MAX_L1_SIZE / C.L1_ENTRY_SIZE)
-        this.notes.add(`snapshot entry ${i}: L1 size ${hexOff(l1Size)} is too large; its tables were not copied`);
-      else await this.l1Table(l1Off, l1Size, 'snapshot-l1', `snapshot ${i} L1 table`);
-      pos += snapshotEntryLength(fixed, 0);
-    }
-    this.range(h.snapshotsOffset, pos, 'snapshot-table', 'snapshot table');
-  }
-
-  async bitmaps(h: Qcow2Header): Promise<void> {
-    const b = h.bitmaps;
-    if (!b || b.directorySize === 0) return;
-    if (b.directoryOffset % this.cs !== 0) {
-      this.notes.add(`bitmap directory offset ${hexOff(b.directoryOffset)} is not cluster aligned; bitmaps not copied`);
-      return;
-    }
-    const dirSize = Math.min(b.directorySize, C.QCOW_MAX_BITMAP_DIRECTORY_SIZE);
-    if (dirSize < b.directorySize)
-      this.notes.add(
-        `bitmap directory size ${b.directorySize} exceeds QEMU's maximum; only ${dirSize} bytes were followed`,
-      );
-    if (!this.range(b.directoryOffset, dirSize, 'bitmap-directory', 'bitmap directory')) return;
-    const dir = await readPadded(this.io, b.directoryOffset, Math.min(dirSize, this.fileSize - b.directoryOffset));
-    let pos = 0;
-    for (
-      let i = 0;
-      i < Math.min(b.nbBitmaps, C.QCOW_MAX_BITMAPS) && pos + C.BITMAP_DIR_ENTRY_FIXED_SIZE <= dir.length;
-      i++
-    ) {
-      const tableOff = u64(dir, pos);
-      const tableSize = u32(dir, pos + 8);
-      const len = align8(C.BITMAP_DIR_ENTRY_FIXED_SIZE + u32(dir, pos + 20) + u16(dir, pos + 18));
-      pos += len;
-      if (tableOff % this.cs !== 0) {
-        this.notes.add(
-          `bitmap ${i}: table offset ${hexOff(tableOff)} is not cluster aligned; its table was not copied`,
-        );
-        continue;
-      }
-      if (tableSize > C.BME_MAX_TABLE_SIZE) {
-        this.notes.add(`bitmap ${i}: table size ${tableSize} is too large; its table was not copied`);
-        continue;
-      }
-      const label = `bitmap ${i} table`;
-      if (!this.range(tableOff, tableSize * 8, 'bitmap-table', label)) continue;
-      await forEachEntry(this.io, tableOff, tableSize * 8, this.fileSize, (j, hi, lo) => {
-        const off = (hi & C.BME_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & C.BME_OFFSET_MASK_LO) >>> 0);
-        if (off !== 0) this.cluster(off, 'bitmap-data', `${label} entry ${j}`);
-      });
-    }
   }
 }

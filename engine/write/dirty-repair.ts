@@ -4,13 +4,13 @@
 import { Qcow2Image } from '../image/qcow2-image.js';
 import { getRefcount, maxRefcount, setRefcount } from '../format/refcount.js';
 import { readPadded } from '../io/positional-io.js';
-import { walkReferences } from './references.js';
+import { countReferences } from './references.js';
 import { WriteError } from './write-error.js';
 import type { Qcow2Writer } from './writer.js';
 
 export async function rebuildRefcountsInPlace(w: Qcow2Writer): Promise<void> {
   const img = await Qcow2Image.open(w.io, { checkMode: true });
-  const walk = await walkReferences(img);
+  const walk = await countReferences(img);
   if (walk.problems.length > 0)
     throw new WriteError('repairing the dirty image', `metadata is damaged, run a check first: ${walk.problems[0]}`);
   const E = w.geo.refcountBlockEntries;

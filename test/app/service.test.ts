@@ -75,7 +75,7 @@ describe('service handlers', () => {
     expect([d.refcount, d.references]).toEqual([2, 2]);
     expect(d.referrers.map((r) => [r.kind, r.index, r.guestOffset, r.snapshotId])).toEqual([
       ['l2', 0, 0, undefined],
-      ['l2', 0, 0, '1'],
+      ['snapshot-l2', 0, 0, '1'],
     ]);
     // The L2 table itself: referenced by the active L1 and the snapshot's L1.
     const l2 = await service.call('cluster.describe', { handle: o.handle, cluster: loc.l2Table! / 4096 });

@@ -1,10 +1,13 @@
-// Role map, guest map, describeHostCluster, cancellation and the worker-thread check.
-import { afterAll, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
-import { checkFile, checkInWorker, describeHostCluster, openForCheck } from '../../engine/check/index.js';
+// Role map, guest map, the app's cluster inspector, cancellation and the worker-thread check.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { basename, join } from 'node:path';
+import { checkFile, checkInWorker } from '../../engine/check/index.js';
+import { Service } from '../../engine/service/service.js';
+import { RecentStore } from '../../engine/service/recent.js';
+import { ContractError } from '../../engine/contract/errors.js';
+import type { FileRef } from '../../engine/contract/contract.js';
 import { GuestState, HostRole } from '../../engine/contract/roles.js';
 import { CancelledError } from '../../engine/base/errors.js';
-import { FileIO } from '../../engine/io/file-io.js';
 import { CancelToken, type ProgressEvent } from '../../engine/base/task-control.js';
 import { createQcow2, patchU64, qemuCheck, qemuImg, qemuIo, tempDir } from '../helpers/qemu.js';
 import { baseImage, SCENARIOS, snapshotImage } from './scenarios.js';
@@ -82,30 +85,48 @@ describe('guest map', () => {
   });
 });
 
-describe('describeHostCluster', () => {
-  it('lists both L2 entries of a cross-linked cluster with the on-disk refcount', async () => {
-    const f = scenario('cross-link-data').build(tmp.dir);
-    const io = await FileIO.open(f);
+describe("the app's cluster inspector (cluster.describe)", () => {
+  let service: Service;
+  beforeAll(() => {
+    service = new Service({
+      kind: 'test',
+      samples: [],
+      recent: new RecentStore(),
+      resolve: async (ref: FileRef) => {
+        if (ref.kind !== 'root') throw new ContractError('not-available', 'test host');
+        return { path: join(tmp.dir, ref.path), name: ref.path };
+      },
+    });
+  });
+  afterAll(() => service.dispose());
+  /** Open `file` in the app, check it, describe the clusters asked for, close it. */
+  const inspect = async (file: string, clusters: number[]) => {
+    const { handle } = await service.call('image.open', { ref: { kind: 'root', path: basename(file) } });
     try {
-      const image = await openForCheck(io);
-      const d = await describeHostCluster(image, 5);
-      expect(d.refcount).toBe(1);
-      expect(d.references).toBe(2);
-      expect(d.roleName).toBe('data');
-      expect(d.referrers).toEqual([
-        { kind: 'l2', table: 0x40000, index: 0, guestOffset: 0 },
-        { kind: 'l2', table: 0x40000, index: 1, guestOffset: 0x10000 },
-      ]);
-      const l2 = await describeHostCluster(image, 4);
-      expect(l2.role).toBe(HostRole.L2);
-      expect(l2.referrers).toEqual([{ kind: 'l1', table: 0x30000, index: 0 }]);
-      const leaked = await describeHostCluster(image, 6);
-      expect([leaked.role, leaked.references, leaked.refcount]).toEqual([HostRole.Leaked, 0, 1]);
-      const rb = await describeHostCluster(image, 2);
-      expect(rb.referrers).toEqual([{ kind: 'refcount-table', table: 0x10000, index: 0 }]);
+      await service.call('check.run', { handle });
+      const out = [];
+      for (const cluster of clusters) out.push(await service.call('cluster.describe', { handle, cluster }));
+      return out;
     } finally {
-      await io.close();
+      await service.call('image.close', { handle });
     }
+  };
+
+  it('lists both L2 entries of a cross-linked cluster with the on-disk refcount', async () => {
+    const [d, l2, leaked, rb] = await inspect(scenario('cross-link-data').build(tmp.dir), [5, 4, 6, 2]);
+    expect(d!.refcount).toBe(1);
+    expect(d!.references).toBe(2);
+    // Both referrers map guest data; the checker's map calls the cluster corrupt (refcount 1 < 2 references).
+    expect(d!.referrersByKind).toEqual([{ kind: 'l2', count: 2 }]);
+    expect(d!.roleName).toBe('corrupt');
+    expect(d!.referrers).toEqual([
+      { kind: 'l2', table: 0x40000, index: 0, guestOffset: 0 },
+      { kind: 'l2', table: 0x40000, index: 1, guestOffset: 0x10000 },
+    ]);
+    expect(l2!.role).toBe(HostRole.L2);
+    expect(l2!.referrers).toEqual([{ kind: 'l1', table: 0x30000, index: 0 }]);
+    expect([leaked!.role, leaked!.references, leaked!.refcount]).toEqual([HostRole.Leaked, 0, 1]);
+    expect(rb!.referrers).toEqual([{ kind: 'refcount-table', table: 0x10000, index: 0 }]);
   });
 
   it("names both referrers of a cross-link in the check's anomaly", async () => {
@@ -122,14 +143,8 @@ describe('describeHostCluster', () => {
   });
 
   it('names the snapshot that reaches a cluster', async () => {
-    const f = scenario('clean-snapshots').build(tmp.dir);
-    const io = await FileIO.open(f);
-    try {
-      const d = await describeHostCluster(await openForCheck(io), 5);
-      expect(d.referrers.some((r) => r.snapshotId === '1' && r.kind === 'snapshot-l2')).toBe(true);
-    } finally {
-      await io.close();
-    }
+    const [d] = await inspect(scenario('clean-snapshots').build(tmp.dir), [5]);
+    expect(d!.referrers.some((r) => r.snapshotId === '1' && r.kind === 'snapshot-l2')).toBe(true);
   });
 });
 

@@ -3,10 +3,7 @@ import { HOST_ROLE_NAMES, HostRole } from '../../contract/roles.js';
 import type { Anomaly } from '../../check/types.js';
 import { ContractError } from '../../contract/errors.js';
 import type { HandlerTable } from '../handler.js';
-import { findReferrers } from '../referrers.js';
-
-/** Bytes of tables a click may read to list referrers (about 1000 L2 tables of 64 KiB). */
-const REFERRER_BUDGET = 64 * 1024 * 1024;
+import { clusterReferences } from '../referrers.js';
 import { checkedSession } from './check.js';
 
 export const handlers: HandlerTable = {
@@ -55,10 +52,11 @@ export const handlers: HandlerTable = {
     } catch {
       refcount = null;
     }
-    const { referrers, complete } =
-      args.referrers === false
-        ? { referrers: [], complete: false }
-        : await findReferrers(s.image, args.cluster, { cancel: ctx.cancel, budget: REFERRER_BUDGET });
+    const refs = await clusterReferences(s.image, args.cluster, {
+      list: args.referrers !== false,
+      cancel: ctx.cancel,
+      ...(s.references && args.cluster < s.references.length ? { checked: s.references[args.cluster]! } : {}),
+    });
     const anomalies: Anomaly[] = (s.check?.anomalies ?? [])
       .filter(
         (a) =>
@@ -73,14 +71,7 @@ export const handlers: HandlerTable = {
       role,
       roleName: HOST_ROLE_NAMES[role] ?? `role ${role}`,
       refcount,
-      references:
-        s.references && args.cluster < s.references.length
-          ? s.references[args.cluster]!
-          : complete && s.check
-            ? referrers.length
-            : null,
-      referrers: referrers.slice(0, 200),
-      referrersComplete: complete && referrers.length <= 200,
+      ...refs,
       anomalies,
       beyondEof: args.cluster * cs >= s.image.fileSize,
     };

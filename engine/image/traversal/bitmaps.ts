@@ -1,0 +1,92 @@
+// Persistent bitmaps: the header extension's pointer to the bitmap directory, each directory
+// entry's pointer to its bitmap table, and each table entry's pointer to a bitmap data cluster.
+// The directory is read leniently (fixed fields only), so a damaged one still yields its pointers.
+import * as C from '../../format/constants.js';
+import { u16, u32, u64 } from '../../format/bytes.js';
+import { align8 } from '../../format/snapshot.js';
+import { readPadded } from '../../io/positional-io.js';
+import type { TraversalContext } from './context.js';
+import { readable, tableProblem } from './pointer.js';
+import type { Reference } from './types.js';
+
+export async function walkBitmaps(ctx: TraversalContext): Promise<void> {
+  const b = ctx.src.header.bitmaps;
+  if (!b || b.directorySize === 0) return;
+  const consistent = (ctx.src.header.autoclearFeatures & C.AUTOCLEAR_BITMAPS) !== 0n;
+  if (!consistent && !ctx.opts.staleBitmaps) return;
+  ctx.checkCancel();
+  const { fileSize } = ctx.src;
+  const cs = ctx.clusterSize;
+  const dir: Reference = {
+    target: 'bitmap-directory',
+    offset: b.directoryOffset,
+    length: b.directorySize,
+    from: { kind: 'header' },
+    hi: 0,
+    lo: 0,
+    reserved: false,
+  };
+  const problem =
+    b.directorySize > C.QCOW_MAX_BITMAP_DIRECTORY_SIZE
+      ? 'too-large'
+      : tableProblem(dir.offset, dir.length, fileSize, cs);
+  if (problem) dir.problem = problem;
+  const readBytes = Math.min(b.directorySize, C.QCOW_MAX_BITMAP_DIRECTORY_SIZE);
+  if (ctx.visitor.reference?.(dir) === false || !readable(dir.offset, readBytes, fileSize, cs)) return;
+  const bytes = await readPadded(ctx.src.io, dir.offset, Math.min(readBytes, fileSize - dir.offset));
+  ctx.visitor.table?.({ kind: 'bitmap-directory', offset: dir.offset }, bytes);
+  let pos = 0;
+  const count = Math.min(b.nbBitmaps, C.QCOW_MAX_BITMAPS);
+  for (let i = 0; i < count && pos + C.BITMAP_DIR_ENTRY_FIXED_SIZE <= bytes.length; i++) {
+    const tableSize = u32(bytes, pos + 8);
+    const table: Reference = {
+      target: 'bitmap-table',
+      offset: u64(bytes, pos),
+      length: tableSize * 8,
+      from: { kind: 'bitmap-directory', table: dir.offset, index: i },
+      hi: u32(bytes, pos),
+      lo: u32(bytes, pos + 4),
+      reserved: false,
+    };
+    pos += align8(C.BITMAP_DIR_ENTRY_FIXED_SIZE + u32(bytes, pos + 20) + u16(bytes, pos + 18));
+    const p =
+      table.offset % cs !== 0
+        ? 'unaligned'
+        : tableSize > C.BME_MAX_TABLE_SIZE
+          ? 'too-large'
+          : tableSize === 0
+            ? 'zero'
+            : tableProblem(table.offset, table.length, fileSize, cs);
+    if (p) table.problem = p;
+    if (ctx.visitor.reference?.(table) === false || p === 'unaligned' || p === 'too-large') continue;
+    if (!readable(table.offset, table.length, fileSize, cs)) continue;
+    await walkBitmapTable(ctx, table);
+  }
+}
+
+async function walkBitmapTable(ctx: TraversalContext, table: Reference): Promise<void> {
+  ctx.checkCancel();
+  const cs = ctx.clusterSize;
+  const t = await readPadded(ctx.src.io, table.offset, table.length);
+  ctx.visitor.table?.({ kind: 'bitmap-table', offset: table.offset }, t);
+  const visit = ctx.visitor.reference;
+  if (!visit) return;
+  for (let k = 0; k < table.length / 8; k++) {
+    const hi = u32(t, k * 8);
+    const lo = u32(t, k * 8 + 4);
+    const offset = (hi & C.BME_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & C.BME_OFFSET_MASK_LO) >>> 0);
+    if (offset === 0) continue;
+    const r: Reference = {
+      target: 'bitmap-data',
+      offset,
+      length: cs,
+      from: { kind: 'bitmap-table', table: table.offset, index: k },
+      hi,
+      lo,
+      reserved: (hi & C.BME_RESERVED_MASK_HI) !== 0 || (lo & C.BME_RESERVED_MASK_LO) !== 0,
+    };
+    if (offset % cs !== 0) r.problem = 'unaligned';
+    else if (offset >= ctx.src.fileSize) r.problem = 'beyond-eof';
+    visit(r);
+  }
+}
