@@ -5,7 +5,6 @@ import { execFileSync } from 'node:child_process';
 
 const MAX = 600;
 const PENDING = new Set([
-  'engine/check/analyze.ts',
   'engine/repair/planner.ts',
   'engine/salvage/reconstruct.ts',
   'engine/write/writer.ts',
