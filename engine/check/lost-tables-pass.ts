@@ -7,7 +7,7 @@ import type { Anomaly } from '../contract/findings.js';
 import { u32 } from '../format/bytes.js';
 import { readRanges } from './batch-reader.js';
 import { IMRT_PAGE } from './imrt.js';
-import { examineCluster, findLostTables, type LostTable, type TableEvidence } from './lost-tables.js';
+import { anyIn, examineCluster, findLostTables, type LostTable, type TableEvidence } from './lost-tables.js';
 import { BATCH_BYTES, type CheckState } from './state.js';
 
 /** Bytes of unreferenced clusters read that turn out to be neither tables nor their data, at most. */
@@ -24,11 +24,17 @@ export async function reportLostTables(state: CheckState): Promise<void> {
   const freeL1Slots: number[] = [];
   for (let i = 0; i < l1.length / 8 && i * span < state.image.virtualSize; i++)
     if (u32(l1, 8 * i) === 0 && u32(l1, 8 * i + 4) === 0) freeL1Slots.push(i);
+  const metadata = Float64Array.from(state.metaRoles.keys()).sort();
   const tables = findLostTables(evidence, {
     clusterSize: cs,
     l2Entries: state.image.geo.l2Entries,
     virtualSize: state.image.virtualSize,
-    isUnreferenced: (k) => k < state.fileClusters && state.refAt(k) === 0,
+    unreferencedIn: (start, count) => {
+      let n = 0;
+      for (let k = start; k < start + count && k < state.fileClusters; k++) if (state.refAt(k) === 0) n++;
+      return n;
+    },
+    liveMetadataIn: (start, count) => anyIn(metadata, start, start + count),
     liveRole: (k) => liveRole(state.metaRoles.get(k)),
     freeL1Slots,
   });
@@ -102,7 +108,9 @@ async function examineUnreferenced(state: CheckState): Promise<TableEvidence[]> 
   const known = new Uint8Array(state.fileClusters); // targets of tables found: data, not read
   const evidence: TableEvidence[] = [];
   let budget = state.counters.leaks > 0 ? BUDGET_WITH_LEAKS : BUDGET_WITHOUT_LEAKS;
-  const perBatch = Math.max(1, Math.floor(BATCH_BYTES / cs));
+  const maxBatch = Math.max(1, Math.floor(BATCH_BYTES / cs));
+  // Batches grow while nothing is found; after a table, one cluster at a time (its data usually follows it).
+  let perBatch = 1;
   const cursor = { next: 1 };
   while (budget > 0) {
     const batch = nextUnreferenced(state, cursor, perBatch, known);
@@ -110,15 +118,19 @@ async function examineUnreferenced(state: CheckState): Promise<TableEvidence[]> 
     state.checkCancel();
     const offsets = batch.map((k) => k * cs);
     const contents = await readRanges(state.image.io, state.fileSize, offsets, cs, state.zeros);
+    let foundHere = false;
     for (const k of batch) {
+      if (known[k]) continue; // a table of this batch maps it: data
       const found = examineCluster(contents.get(k * cs)!, k, ctx);
       if (!found) {
         budget -= cs;
         continue;
       }
+      foundHere = true;
       evidence.push(found);
-      for (const t of found.targets) if (t.cluster < known.length) known[t.cluster] = 1;
+      for (const t of found.targets) if (t < known.length) known[t] = 1;
     }
+    perBatch = foundHere ? 1 : Math.min(maxBatch, perBatch * 2);
   }
   return evidence;
 }

@@ -35,8 +35,10 @@ export interface ClusterRange {
 export interface TableEvidence {
   cluster: number;
   shape: 'pointer-table' | 'snapshot-table';
-  /** Pointer tables: the standard targets (host clusters) by entry index, in entry order. */
-  targets: { index: number; cluster: number }[];
+  /** Pointer tables: the standard targets' host clusters, in entry order (compact: tables hold thousands). */
+  targets: Float64Array;
+  /** The entry index of each target. */
+  targetIndexes: Uint32Array;
   /** Pointer tables: compressed entries (possible only in an L2 table). */
   compressed: number;
   /** Pointer tables: entries with the zero flag (possible only in an L2 table). */
@@ -51,8 +53,10 @@ export interface LostTableWorld {
   /** Entries per L2 table. */
   l2Entries: number;
   virtualSize: number;
-  /** Whether no live structure refers to host cluster k. */
-  isUnreferenced(cluster: number): boolean;
+  /** How many of host clusters [start, start+count) no live structure refers to. */
+  unreferencedIn(start: number, count: number): number;
+  /** Whether a live metadata cluster (any table, refcount block, header, ...) lies in [start, start+count). */
+  liveMetadataIn(start: number, count: number): boolean;
   /** What the live walk counted cluster k as: an L2 table, an L1 table, other metadata, or data/free. */
   liveRole(cluster: number): 'l2' | 'l1' | 'metadata' | undefined;
   /** Active L1 slots that are zero and inside the disk. */
@@ -88,19 +92,24 @@ export function examineCluster(content: Uint8Array, cluster: number, ctx: LostTa
   const summary = pointerTableSummary(content, 0, classify, offset);
   if (summary && summary.beyondEof === 0) {
     const step = ctx.extendedL2 ? C.L2_ENTRY_SIZE_EXT : C.L2_ENTRY_SIZE_STD;
-    const targets: { index: number; cluster: number }[] = [];
+    const clusters = new Float64Array(summary.entries);
+    const indexes = new Uint32Array(summary.entries);
+    let n = 0;
     const dv = new DataView(content.buffer, content.byteOffset, cs);
     for (let p = 0; p < cs; p += step) {
       const hi = dv.getUint32(p);
       const lo = dv.getUint32(p + 4);
       if ((hi | lo) === 0 || hi & C.OFLAG_COMPRESSED_HI) continue;
       const target = (hi & C.L2E_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & C.L2E_OFFSET_MASK_LO) >>> 0);
-      if (target !== 0) targets.push({ index: p / step, cluster: target / cs });
+      if (target === 0) continue;
+      clusters[n] = target / cs;
+      indexes[n++] = p / step;
     }
     return {
       cluster,
       shape: 'pointer-table',
-      targets,
+      targets: clusters.subarray(0, n),
+      targetIndexes: indexes.subarray(0, n),
       compressed: summary.compressed,
       zeroFlags: summary.zeroFlag,
     };
@@ -108,43 +117,55 @@ export function examineCluster(content: Uint8Array, cluster: number, ctx: LostTa
   if (looksLikeSnapshotTable(content, 0, { ...classify, targetLimit: ctx.fileSize })) {
     const dv = new DataView(content.buffer, content.byteOffset, cs);
     const l1 = dv.getUint32(0) * 0x1_0000_0000 + dv.getUint32(4);
-    return { cluster, shape: 'snapshot-table', targets: [], compressed: 0, zeroFlags: 0, l1Cluster: l1 / cs };
+    return {
+      cluster,
+      shape: 'snapshot-table',
+      targets: new Float64Array(0),
+      targetIndexes: new Uint32Array(0),
+      compressed: 0,
+      zeroFlags: 0,
+      l1Cluster: l1 / cs,
+    };
   }
   return undefined;
 }
 
 /** Which candidates are tables still pointing at data (see the file's head). */
 export function findLostTables(evidence: readonly TableEvidence[], world: LostTableWorld): LostTable[] {
-  const byCluster = new Map<number, TableEvidence>();
-  for (const e of evidence) byCluster.set(e.cluster, e);
+  const candidateTables = Float64Array.from(
+    evidence.filter((e) => e.shape === 'pointer-table').map((e) => e.cluster),
+  ).sort();
   // L2 tables first: a pointer table whose targets are distinct data clusters, some of them mapped by nothing else.
   const l2 = new Map<number, LostTable>();
   for (const e of evidence) {
     if (e.shape !== 'pointer-table') continue;
-    const table = asLostL2(e, byCluster, world);
+    const table = asLostL2(e, candidateTables, world);
     if (table) l2.set(e.cluster, table);
   }
   // L1 tables: every target an L2 table (a lost one or a live one), at least one lost.
   const l1: LostTable[] = [];
   for (const e of evidence) {
     if (e.shape !== 'pointer-table' || l2.has(e.cluster) || e.compressed || e.zeroFlags || !e.targets.length) continue;
-    if (!e.targets.every((t) => l2.has(t.cluster) || world.liveRole(t.cluster) === 'l2')) continue;
-    const mine = e.targets.filter((t) => l2.has(t.cluster));
+    if (!e.targets.every((t) => l2.has(t) || world.liveRole(t) === 'l2')) continue;
+    const mine: { index: number; cluster: number }[] = [];
+    e.targets.forEach((t, i) => {
+      if (l2.has(t)) mine.push({ index: e.targetIndexes[i]!, cluster: t });
+    });
     if (!mine.length) continue;
     const table: LostTable = emptyTable('l1', e.cluster);
     table.l2Tables = e.targets.length;
-    const ranges: number[] = [];
+    const ranges: ClusterRange[] = [];
     for (const t of mine) {
       const child = l2.get(t.cluster)!;
       table.dataClusters += child.dataClusters;
       table.unreferencedDataClusters += child.unreferencedDataClusters;
       table.compressedEntries += child.compressedEntries;
-      for (const r of child.dataRanges) for (let k = r.start; k < r.start + r.count; k++) ranges.push(k);
+      ranges.push(...child.dataRanges);
       placeGuest(child, t.index, world);
       child.placedBy = 'lost-l1';
       child.viaL1 = e.cluster;
     }
-    table.dataRanges = toRanges(ranges);
+    table.dataRanges = mergeRanges(ranges);
     l1.push(table);
   }
   placeOnlyFreeSlot(l2, world);
@@ -164,28 +185,41 @@ function emptyTable(kind: LostTable['kind'], cluster: number): LostTable {
 }
 
 /** An L2 table: distinct targets, none of them live metadata or another candidate table, some unreferenced. */
-function asLostL2(
-  e: TableEvidence,
-  byCluster: ReadonlyMap<number, TableEvidence>,
-  world: LostTableWorld,
-): LostTable | undefined {
+function asLostL2(e: TableEvidence, candidateTables: Float64Array, world: LostTableWorld): LostTable | undefined {
   if (!e.targets.length && !e.compressed) return undefined;
-  const seen = new Set<number>();
+  const sorted = isAscending(e.targets) ? e.targets : Float64Array.from(e.targets).sort();
+  for (let i = 1; i < sorted.length; i++) if (sorted[i] === sorted[i - 1]) return undefined; // mapped twice
+  const ranges = toRanges(sorted);
   let unreferenced = 0;
-  for (const t of e.targets) {
-    if (seen.has(t.cluster) || t.cluster === 0) return undefined;
-    seen.add(t.cluster);
-    if (world.liveRole(t.cluster) !== undefined) return undefined;
-    if (byCluster.get(t.cluster)?.shape === 'pointer-table') return undefined;
-    if (world.isUnreferenced(t.cluster)) unreferenced++;
+  for (const r of ranges) {
+    if (r.start === 0 || world.liveMetadataIn(r.start, r.count)) return undefined;
+    if (anyIn(candidateTables, r.start, r.start + r.count)) return undefined;
+    unreferenced += world.unreferencedIn(r.start, r.count);
   }
   if (unreferenced === 0) return undefined;
   const table = emptyTable('l2', e.cluster);
   table.dataClusters = e.targets.length;
   table.unreferencedDataClusters = unreferenced;
   table.compressedEntries = e.compressed;
-  table.dataRanges = toRanges(e.targets.map((t) => t.cluster));
+  table.dataRanges = ranges;
   return table;
+}
+
+function isAscending(a: Float64Array): boolean {
+  for (let i = 1; i < a.length; i++) if (a[i]! <= a[i - 1]!) return false;
+  return true;
+}
+
+/** Whether the sorted array holds a value in [from, to). */
+export function anyIn(sorted: ArrayLike<number>, from: number, to: number): boolean {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! < from) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < sorted.length && sorted[lo]! < to;
 }
 
 function placeGuest(table: LostTable, slot: number, world: LostTableWorld): void {
@@ -205,11 +239,22 @@ function placeOnlyFreeSlot(l2: ReadonlyMap<number, LostTable>, world: LostTableW
   unplaced[0]!.placedBy = 'only-free-slot';
 }
 
-/** Sorted runs of the given clusters. */
-export function toRanges(clusters: number[]): ClusterRange[] {
-  const sorted = [...clusters].sort((a, b) => a - b);
+/** Runs sorted and joined where they touch. */
+function mergeRanges(ranges: ClusterRange[]): ClusterRange[] {
   const out: ClusterRange[] = [];
-  for (const k of sorted) {
+  for (const r of [...ranges].sort((a, b) => a.start - b.start)) {
+    const last = out[out.length - 1];
+    if (last && r.start <= last.start + last.count) last.count = Math.max(last.count, r.start + r.count - last.start);
+    else out.push({ ...r });
+  }
+  return out;
+}
+
+/** Runs of the given clusters (sorted ascending). */
+export function toRanges(sorted: ArrayLike<number>): ClusterRange[] {
+  const out: ClusterRange[] = [];
+  for (let i = 0; i < sorted.length; i++) {
+    const k = sorted[i]!;
     const last = out[out.length - 1];
     if (last && k === last.start + last.count) last.count++;
     else if (!last || k >= last.start + last.count) out.push({ start: k, count: 1 });

@@ -171,8 +171,14 @@ export function lostTablesParagraph(anomalies: readonly Anomaly[]): string {
 }
 
 function mib(bytes: number): string {
-  const m = bytes / (1024 * 1024);
-  return `${m >= 10 ? Math.round(m) : Math.round(m * 10) / 10} MiB`;
+  const units = ['MiB', 'GiB', 'TiB', 'PiB'];
+  let v = bytes / (1024 * 1024);
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v >= 10 ? Math.round(v) : Math.round(v * 10) / 10} ${units[u]}`;
 }
 
 /** Corruptions QEMU counts beyond the refcount findings that only put data at risk. */

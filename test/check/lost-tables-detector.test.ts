@@ -23,7 +23,8 @@ function world(unreferenced: number[], live: Record<number, 'l1' | 'l2' | 'metad
     clusterSize: CS,
     l2Entries: CS / 8,
     virtualSize: 8 * (CS / 8) * CS,
-    isUnreferenced: (k) => unreferenced.includes(k),
+    unreferencedIn: (start, count) => unreferenced.filter((k) => k >= start && k < start + count).length,
+    liveMetadataIn: (start, count) => Object.keys(live).some((k) => Number(k) >= start && Number(k) < start + count),
     liveRole: (k) => live[k],
     freeL1Slots: free,
   };
