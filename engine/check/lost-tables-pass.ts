@@ -5,7 +5,9 @@
 import { HostRole } from '../contract/roles.js';
 import type { Anomaly } from '../contract/findings.js';
 import { u32 } from '../format/bytes.js';
+import { looksLikeRefcountBlock } from '../format/cluster-content.js';
 import { readRanges } from './batch-reader.js';
+import { BitmapError, bitmapsActive, loadBitmapDirectory } from './bitmaps.js';
 import { IMRT_PAGE } from './imrt.js';
 import { anyIn, examineCluster, findLostTables, type LostTable, type TableEvidence } from './lost-tables.js';
 import { BATCH_BYTES, type CheckState } from './state.js';
@@ -16,7 +18,7 @@ const BUDGET_WITH_LEAKS = 256 * 1024 * 1024;
 const BUDGET_WITHOUT_LEAKS = 16 * 1024 * 1024;
 
 export async function reportLostTables(state: CheckState): Promise<void> {
-  const evidence = await examineUnreferenced(state);
+  const evidence = await withoutOtherTables(state, await examineUnreferenced(state));
   if (!evidence.length) return;
   const cs = state.clusterSize;
   const span = state.image.geo.l2Entries * cs;
@@ -51,6 +53,40 @@ export async function reportLostTables(state: CheckState): Promise<void> {
     if (record?.kind === 'lost-table' && record.firstCluster === t.cluster) record.lostTable = lostTableInfo(t, cs);
   }
   for (const a of state.anomalies.list) if (a.kind === 'leaked-cluster') rewordLeak(a, atRisk);
+}
+
+/**
+ * Pointer tables that are not L1 or L2 tables: the stale tables of bitmaps QEMU ignores, and tables
+ * without a single COPIED flag whose first targets all read as refcount blocks (a lost refcount table).
+ */
+async function withoutOtherTables(state: CheckState, evidence: TableEvidence[]): Promise<TableEvidence[]> {
+  const cs = state.clusterSize;
+  const stale = new Set<number>();
+  if (state.image.header.bitmaps && !bitmapsActive(state.image)) {
+    try {
+      for (const bm of (await loadBitmapDirectory(state.image)).bitmaps) stale.add(Math.floor(bm.tableOffset / cs));
+    } catch (e) {
+      if (!(e instanceof BitmapError)) throw e;
+    }
+  }
+  const ctx = {
+    clusterSize: cs,
+    fileSize: state.fileSize,
+    targetLimit: state.fileSize,
+    refcountOrder: state.image.geo.refcountOrder,
+    extendedL2: state.extendedL2,
+  };
+  const kept: TableEvidence[] = [];
+  for (const e of evidence) {
+    if (stale.has(e.cluster)) continue;
+    if (e.shape === 'pointer-table' && e.copied === 0 && e.targets.length > 0) {
+      const sample = [...e.targets.subarray(0, 4)].map((k) => k * cs);
+      const blocks = await readRanges(state.image.io, state.fileSize, sample, cs, state.zeros);
+      if (sample.every((off) => looksLikeRefcountBlock(blocks.get(off)!, 0, ctx))) continue;
+    }
+    kept.push(e);
+  }
+  return kept;
 }
 
 function liveRole(role: number | undefined): 'l2' | 'l1' | 'metadata' | undefined {

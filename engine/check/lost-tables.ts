@@ -43,6 +43,8 @@ export interface TableEvidence {
   compressed: number;
   /** Pointer tables: entries with the zero flag (possible only in an L2 table). */
   zeroFlags: number;
+  /** Pointer tables: entries with COPIED (L1 and L2 tables; never a refcount or bitmap table). */
+  copied: number;
   /** Snapshot tables: the first entry's L1 table (host cluster). */
   l1Cluster?: number;
 }
@@ -112,6 +114,7 @@ export function examineCluster(content: Uint8Array, cluster: number, ctx: LostTa
       targetIndexes: indexes.subarray(0, n),
       compressed: summary.compressed,
       zeroFlags: summary.zeroFlag,
+      copied: summary.copied,
     };
   }
   if (looksLikeSnapshotTable(content, 0, { ...classify, targetLimit: ctx.fileSize })) {
@@ -124,6 +127,7 @@ export function examineCluster(content: Uint8Array, cluster: number, ctx: LostTa
       targetIndexes: new Uint32Array(0),
       compressed: 0,
       zeroFlags: 0,
+      copied: 0,
       l1Cluster: l1 / cs,
     };
   }
