@@ -12,6 +12,13 @@ interface KindInfo {
 
 /** What each kind means and how it is fixed, in words a non-expert understands. */
 export const ANOMALY_KINDS: Record<string, KindInfo> = {
+  'lost-table': {
+    severity: 'error',
+    beyondQemu: true,
+    explanation:
+      'Nothing refers to this table any more, but it still maps guest data: QEMU counts it and its data as leaks, yet the data is at risk.',
+    fix: 'Do not run repair of leaks: it would free the table and the data it maps. Run `qcow2-doctor check -r all` (it re-links lost tables where their place is certain) or `qcow2-doctor salvage` to copy the data out.',
+  },
   'leaked-cluster': {
     severity: 'leak',
     explanation: 'This part of the file is marked as in use, but nothing refers to it: it only wastes space.',

@@ -2,11 +2,11 @@
 // imports this directly, so a plain `qcow2-doctor check` never loads node:worker_threads).
 import { FileIO } from '../io/file-io.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
-import { analyzeImage, type Analysis } from './analyze.js';
+import { type CheckAnalysis, runCheckPasses } from './analyze.js';
 import type { CheckOptions, CheckResult } from './types.js';
 
 /** Turn an analysis into the public result. */
-export function toCheckResult(filename: string, a: Analysis, elapsed: number): CheckResult {
+export function toCheckResult(filename: string, a: CheckAnalysis, elapsed: number): CheckResult {
   const r: CheckResult = {
     filename,
     counters: a.counters,
@@ -28,7 +28,7 @@ export function toCheckResult(filename: string, a: Analysis, elapsed: number): C
  */
 export async function checkImage(image: Qcow2Image, opts: CheckOptions = {}): Promise<CheckResult> {
   const t0 = performance.now();
-  const a = await analyzeImage(image, opts);
+  const a = await runCheckPasses(image, opts);
   return toCheckResult(image.io.name, a, (performance.now() - t0) / 1000);
 }
 

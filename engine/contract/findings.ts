@@ -55,4 +55,29 @@ export interface Anomaly {
   qemuMessage?: string;
   /** True when QEMU does not report this (our extra diagnostics; counters unaffected). */
   beyondQemu?: boolean;
+  /** For kind 'lost-table': the orphaned table (at firstCluster) and the data it still maps. */
+  lostTable?: LostTableInfo;
+}
+
+/** An orphaned table that still maps data (nothing refers to it; QEMU counts its clusters as leaks). */
+export interface LostTableInfo {
+  table: 'l2' | 'l1' | 'snapshot-table';
+  /** Data clusters the table maps (an L1: through its lost L2 tables), and how many nothing else maps. */
+  dataClusters: number;
+  unreferencedDataClusters: number;
+  /** Bytes of those data clusters that nothing else maps (the data at risk). */
+  bytesAtRisk: number;
+  compressedEntries: number;
+  /** The data clusters as runs of host clusters. */
+  dataRanges: { start: number; count: number }[];
+  /** L2 tables an L1 table points at. */
+  l2Tables?: number;
+  /** Where the table belongs in the active disk, when certain: L1 slot and guest byte range. */
+  l1Index?: number;
+  guestStart?: number;
+  guestLength?: number;
+  /** How that place is known: held by a lost L1 table at that slot, or the only free L1 slot. */
+  placedBy?: 'lost-l1' | 'only-free-slot';
+  /** The lost L1 table that holds it (host cluster). */
+  viaL1?: number;
 }

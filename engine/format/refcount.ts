@@ -73,3 +73,35 @@ export function setRefcount(block: Uint8Array, index: number, order: number, val
 export function maxRefcount(order: number): number {
   return 2 ** (2 ** order) - 1;
 }
+
+/** Decode the first `count` refcounts of a block into `out` (one pass over the block, any width). */
+export function getRefcounts(block: Uint8Array, order: number, out: Float64Array, count: number): void {
+  switch (order) {
+    case 4:
+      for (let j = 0; j < count; j++) out[j] = (block[2 * j]! << 8) | block[2 * j + 1]!;
+      return;
+    case 3:
+      for (let j = 0; j < count; j++) out[j] = block[j]!;
+      return;
+    case 5:
+      for (let j = 0; j < count; j++) {
+        const o = 4 * j;
+        out[j] = ((block[o]! << 24) >>> 0) + ((block[o + 1]! << 16) | (block[o + 2]! << 8) | block[o + 3]!);
+      }
+      return;
+    case 6:
+      for (let j = 0; j < count; j++) {
+        const o = 8 * j;
+        const hi = ((block[o]! << 24) >>> 0) + ((block[o + 1]! << 16) | (block[o + 2]! << 8) | block[o + 3]!);
+        const lo = ((block[o + 4]! << 24) >>> 0) + ((block[o + 5]! << 16) | (block[o + 6]! << 8) | block[o + 7]!);
+        out[j] = hi * 0x1_0000_0000 + lo;
+      }
+      return;
+    default: {
+      const bits = 1 << order;
+      const per = 8 >>> order;
+      const mask = (1 << bits) - 1;
+      for (let j = 0; j < count; j++) out[j] = (block[Math.floor(j / per)]! >>> (bits * (j % per))) & mask;
+    }
+  }
+}

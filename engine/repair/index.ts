@@ -9,7 +9,7 @@
  * Every refusal (image in use, read-only, journal not writable, repair impossible in this mode) is a
  * RepairRefusedError with a one-line message, thrown before anything is written.
  */
-import { analyzeImage, type Analysis } from '../check/analyze.js';
+import { type CheckAnalysis, runCheckPasses } from '../check/analyze.js';
 import type { RepairMode } from '../check/types.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
 import { FileIO } from '../io/file-io.js';
@@ -64,9 +64,9 @@ export interface RepairOutcome {
   /** The file that was (or, for a dry run, would be) repaired. */
   target: string;
   /** The checker's analysis before the repair (QEMU's first pass). */
-  before: Analysis;
+  before: CheckAnalysis;
   /** The re-check after the repair (absent for dry runs and refusals). */
-  after?: Analysis;
+  after?: CheckAnalysis;
   journalPath?: string;
   copyMethod?: CopyMethod;
   applied: boolean;
@@ -79,9 +79,9 @@ async function analyze(
   onMessage?: (l: string) => void,
   onProgress?: ProgressSink,
   cancel?: CancelToken,
-): Promise<Analysis> {
+): Promise<CheckAnalysis> {
   const img = await Qcow2Image.open(io, { checkMode: true, zeroFillPastEof: true });
-  return analyzeImage(img, {
+  return runCheckPasses(img, {
     ...(onMessage ? { onMessage } : {}),
     ...(onProgress ? { onProgress } : {}),
     ...(cancel ? { cancel } : {}),
@@ -99,7 +99,7 @@ export async function planRepairFile(path: string, mode: RepairMode): Promise<Re
   }
 }
 
-async function planFor(io: PositionalIO, name: string, mode: RepairMode, before: Analysis): Promise<RepairPlan> {
+async function planFor(io: PositionalIO, name: string, mode: RepairMode, before: CheckAnalysis): Promise<RepairPlan> {
   const plan = await planRepair(io, { mode, name, anomalies: before.anomalies });
   // QEMU's -r leaks stops when the refcount structure needs a rebuild; the checker's flag is QEMU's.
   if (mode === 'leaks' && before.rebuild && plan.failed === undefined) {
@@ -109,7 +109,7 @@ async function planFor(io: PositionalIO, name: string, mode: RepairMode, before:
 }
 
 /** Check a file read-only (the wizard's "verify" step). */
-export async function verifyFile(path: string): Promise<Analysis> {
+export async function verifyFile(path: string): Promise<CheckAnalysis> {
   const io = await FileIO.open(path);
   try {
     return await analyze(io);
@@ -225,7 +225,7 @@ export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Om
       throw new RepairRefusedError((e as Error).message);
     }
   }
-  let after: Analysis | undefined;
+  let after: CheckAnalysis | undefined;
   const res = await applyPlan(io, plan, {
     ...(o.onProgress ? { onProgress: (e) => o.onProgress!({ fraction: 0.3 + 0.7 * e.fraction, stage: e.stage }) } : {}),
     ...(o.cancel ? { cancel: o.cancel } : {}),

@@ -9,6 +9,7 @@ import type { RepairMode } from '../../check/types.js';
 import { QCOW2_MAGIC } from '../../format/constants.js';
 import { u32 } from '../../format/bytes.js';
 import { humanSummary, qemuJson } from '../../check/qemu-text.js';
+import { lostTablesParagraph } from '../../contract/verdict.js';
 import type { RepairCommandArgs } from './repair-options.js';
 
 interface CheckFlags {
@@ -125,7 +126,7 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
     const c = result.counters;
     if (!o.quiet) {
       if (o.output === 'json') process.stdout.write(qemuJson(given, c, result.anomalies));
-      else process.stdout.write(humanSummary(c));
+      else process.stdout.write(humanSummary(c) + lostTablesParagraph(result.anomalies));
     }
     if (o.report !== undefined) {
       const { writeReportFile } = await import('../../report/write-report.js');

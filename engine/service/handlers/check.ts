@@ -1,5 +1,5 @@
 // check.run (progress + cancel), anomalies.list, anomalies.ranges.
-import { analyzeImage, toCheckResult } from '../../check/index.js';
+import { runCheckPasses, toCheckResult } from '../../check/index.js';
 import { GUEST_STATE_NAMES, HOST_ROLE_COUNT, HostRole } from '../../contract/roles.js';
 import type { Anomaly, Severity } from '../../check/types.js';
 import type { AnomalyPage, CheckSummary } from '../../contract/contract.js';
@@ -66,7 +66,7 @@ export const handlers: HandlerTable = {
     const s = ctx.sessions.get(args.handle);
     if (ctx.host.testCheckDelayMs) await testDelay(ctx.host.testCheckDelayMs, ctx);
     const t0 = performance.now();
-    const analysis = await analyzeImage(s.image, {
+    const analysis = await runCheckPasses(s.image, {
       roleMap: args.roleMap ?? true,
       guestMap: args.guestMap ?? true,
       onProgress: ctx.progress,

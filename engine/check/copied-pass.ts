@@ -1,0 +1,122 @@
+// QEMU's check_oflag_copied: an active L1 or L2 entry's COPIED flag must be set exactly when its
+// cluster's on-disk refcount is 1. The walk and the compare pass remember enough to know when no
+// entry can disagree; only then is the re-walk of the active tables skipped.
+import * as C from '../format/constants.js';
+import { hex64, u32 } from '../format/bytes.js';
+import { readRanges } from './batch-reader.js';
+import { type EntryFinding, referrerOf } from './entry-finding.js';
+import { msg } from './messages.js';
+import { LOOKUP_FAILED } from './refcount-lookup.js';
+import { BATCH_BYTES, type CheckState, TWO32 } from './state.js';
+import { l2Where } from './walk-l2.js';
+
+/** After the compare: entries without COPIED are right only if the cluster is shared (refcount != 1). */
+export function scanCopiedClear(state: CheckState): void {
+  if (!state.anyCopiedClear || state.copiedReplay) return;
+  const bits = state.copiedClear;
+  for (let b = 0; b < bits.length; b++) {
+    const x = bits[b]!;
+    if (x === 0) continue;
+    for (let bit = 0; bit < 8; bit++) {
+      if ((x >> bit) & 1 && state.refAt(b * 8 + bit) === 1) {
+        state.copiedReplay = true;
+        return;
+      }
+    }
+  }
+}
+
+/** The re-walk of the active tables, when a disagreement is possible. */
+export async function checkOflagCopied(state: CheckState): Promise<void> {
+  if (!state.copiedReplay) return;
+  const l1 = state.image.l1;
+  const n = l1.length / 8;
+  const perBatch = Math.max(1, Math.floor(BATCH_BYTES / state.clusterSize));
+  for (let i = 0; i < n; ) {
+    state.checkCancel();
+    const batch: number[] = [];
+    const offsets: number[] = [];
+    let j = i;
+    for (; j < n && batch.length < perBatch; j++) {
+      const hi = u32(l1, 8 * j);
+      const lo = u32(l1, 8 * j + 4);
+      const off = (hi & C.L1E_OFFSET_MASK_HI) * TWO32 + ((lo & C.L1E_OFFSET_MASK_LO) >>> 0);
+      if (off === 0) continue;
+      batch.push(j);
+      offsets.push(off);
+    }
+    const tables = await readRanges(state.image.io, state.fileSize, offsets, state.clusterSize, state.zeros);
+    for (let b = 0; b < batch.length; b++) {
+      const idx = batch[b]!;
+      await copiedL1Entry(state, idx, offsets[b]!);
+      await copiedL2Entries(state, idx, offsets[b]!, tables.get(offsets[b]!)!);
+    }
+    i = j;
+  }
+}
+
+/** The L1 entry's COPIED flag against its L2 table's refcount. */
+async function copiedL1Entry(state: CheckState, idx: number, l2Off: number): Promise<void> {
+  const l1 = state.image.l1;
+  const hi = u32(l1, 8 * idx);
+  const lo = u32(l1, 8 * idx + 4);
+  const rc = await state.lookup.get(Math.floor(l2Off / state.clusterSize));
+  if (rc === LOOKUP_FAILED || (rc === 1) === ((hi & C.OFLAG_COPIED_HI) !== 0)) return;
+  const line = msg.copiedL2(idx, hex64(hi, lo), rc);
+  state.say(line);
+  state.counters.corruptions++;
+  const w: EntryFinding = {
+    kind: 'copied-l1',
+    table: 'l1',
+    tableOffset: state.image.header.l1TableOffset,
+    index: idx,
+    entry: hex64(hi, lo),
+    refcount: rc,
+  };
+  state.find(w);
+  state.anomalies.add('copied-l1', {
+    cluster: Math.floor(l2Off / state.clusterSize),
+    refcount: rc,
+    qemuMessage: line,
+    referrer: referrerOf(w),
+  });
+  state.anomalies.cut();
+}
+
+/** Every allocated entry of the L2 table: its COPIED flag against its data cluster's refcount. */
+async function copiedL2Entries(state: CheckState, idx: number, l2Off: number, buf: Uint8Array): Promise<void> {
+  const geo = state.image.geo;
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const place = { l2Offset: l2Off, active: true, l1Index: idx, snapshot: undefined, copiedCheck: true };
+  for (let e = 0; e < geo.l2Entries; e++) {
+    const p = e * geo.l2EntrySize;
+    const ehi = dv.getUint32(p);
+    const elo = dv.getUint32(p + 4);
+    if ((ehi | elo) === 0 || ehi & C.OFLAG_COMPRESSED_HI) continue;
+    const hasOff = (ehi & C.L2E_OFFSET_MASK_HI) !== 0 || (elo & C.L2E_OFFSET_MASK_LO) !== 0;
+    const normal =
+      !state.extendedL2 && elo & C.OFLAG_ZERO_LO
+        ? hasOff
+        : hasOff || (state.dataFile && (ehi & C.OFLAG_COPIED_HI) !== 0);
+    if (!normal) continue;
+    const off = (ehi & C.L2E_OFFSET_MASK_HI) * TWO32 + ((elo & C.L2E_OFFSET_MASK_LO) >>> 0);
+    const erc = state.dataFile ? 1 : await state.lookup.get(Math.floor(off / state.clusterSize));
+    if (erc === LOOKUP_FAILED) continue;
+    if ((erc === 1) !== ((ehi & C.OFLAG_COPIED_HI) !== 0)) {
+      const line = msg.copiedData(hex64(ehi, elo), erc);
+      state.say(line);
+      state.counters.corruptions++;
+      const w = l2Where(state, ehi, elo, e, place);
+      w.kind = 'copied-l2';
+      w.refcount = erc;
+      state.find(w);
+      state.anomalies.add('copied-l2', {
+        cluster: Math.floor(off / state.clusterSize),
+        refcount: erc,
+        qemuMessage: line,
+        referrer: referrerOf(w),
+      });
+      state.anomalies.cut();
+    }
+  }
+}
