@@ -11,11 +11,12 @@ import type { Geometry, Qcow2Header } from '../format/header.js';
 import { ClusterType, classifyL2, decodeCompressed, encodeCompressed, l1Offset, l2Offset } from '../format/l2-entry.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
-import { Qcow2FormatError } from '../base/errors.js';
+import { Qcow2FormatError, UnreadableError } from '../base/errors.js';
 import { maxRefcount } from '../format/refcount.js';
 import { Allocator, type AllocatorHost } from './allocator.js';
 import { TableCache, type WriteOrdering } from './table-cache.js';
-import { compressCluster, decompressCluster } from './compress.js';
+import { compressCluster } from './compress.js';
+import { decompressCluster, DecompressionError } from '../image/compressed.js';
 import { WriteError } from './write-error.js';
 import { rebuildRefcountsInPlace } from './dirty-repair.js';
 import { OverlapError, OverlapGuard, type MetadataKind } from './overlap.js';
@@ -360,7 +361,7 @@ export class Qcow2Writer implements AllocatorHost {
         if (this.lastDecompressed?.off === d.offset) return this.lastDecompressed.data.slice();
         this.event('read_compressed');
         const stored = await readPadded(this.io, d.offset, d.size);
-        const data = decompressCluster(stored, cs, this.header.compressionType);
+        const data = decompressStored(stored, cs, this.header.compressionType);
         this.lastDecompressed = { off: d.offset, data };
         return data.slice();
       }
@@ -783,5 +784,15 @@ export class Qcow2Writer implements AllocatorHost {
   /** Expose reload for the snapshot module's error handling. */
   get options(): Readonly<WriterOptions> {
     return this.opts;
+  }
+}
+
+/** A compressed cluster's guest data by QEMU's rules; a bad stream cannot be rewritten. */
+function decompressStored(stored: Uint8Array, clusterSize: number, type: number): Uint8Array {
+  try {
+    return decompressCluster(stored, { type, clusterSize, lenient: false }).data;
+  } catch (e) {
+    if (e instanceof DecompressionError) throw new UnreadableError(`compressed cluster does not decompress: ${e.reason}`);
+    throw e;
   }
 }
