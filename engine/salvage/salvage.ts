@@ -316,7 +316,13 @@ async function openBacking(
     recon.warnings.push(`backing file ${name} may not be read here: treated as missing`);
     return missing();
   }
-  const io = await FileIO.open(file);
+  // Never a FIFO or a device: refused on the descriptor before anything is read.
+  const io = await FileIO.open(file, { regularOnly: true }).catch((e: { code?: string }) => {
+    if (e.code !== 'EFTYPE') throw e;
+    recon.warnings.push(`backing file ${name} is not a regular file: treated as missing`);
+    return undefined;
+  });
+  if (!io) return missing();
   const head = await io.read(0, 4);
   const isQcow2 =
     head.length === 4 && ((head[0]! << 24) | (head[1]! << 16) | (head[2]! << 8) | head[3]!) >>> 0 === C.QCOW2_MAGIC;
