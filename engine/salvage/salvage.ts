@@ -13,6 +13,7 @@ import { scanImage, type ScanFindings, type ScanGeometry } from './scan.js';
 import { reconstruct } from './reconstruct.js';
 import { ViewReader, type BackingDisk } from './guest-view.js';
 import { Qcow2SequentialWriter } from './qcow2-output.js';
+import { ensureFreeSpace, outputBytes, outputDataClusters } from './output-space.js';
 import { exportLostAndFound } from './lost-found.js';
 import { CLASS_NAMES } from '../format/cluster-content.js';
 import type { GuestView, Reconstruction, SalvageReport, ViewReport } from './types.js';
@@ -157,6 +158,13 @@ export async function salvageImage(
         if (existsSync(target) && !opts.overwrite)
           throw new Error(`${target} already exists (use --force to replace it)`);
       }
+      const backingSize = backing && !backing.disk.missing ? backing.disk.size : 0;
+      let need = 0;
+      for (const v of views) {
+        const clusters = await outputDataClusters(io, a.fileSize, recon, v, backingSize);
+        need += outputBytes(opts.format ?? 'raw', clusters, recon.clusterSize, v.virtualSize);
+      }
+      await ensureFreeSpace(outPath, need);
     }
     const reports: ViewReport[] = [];
     for (const v of views) {
