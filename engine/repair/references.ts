@@ -11,6 +11,7 @@
  * (`qemu-img`-compatible messages, counters, the double check).
  */
 import * as C from '../format/constants.js';
+import { walkBitmapDirectory } from '../format/bitmap.js';
 import { u32 } from '../format/bytes.js';
 import { ClusterType, classifyL2, decodeCompressed, l1Offset, l2Offset } from '../format/l2-entry.js';
 import { getRefcount } from '../format/refcount.js';
@@ -555,12 +556,9 @@ async function countBitmaps(
   count(dirOff, dirSize);
   markMeta(dirOff, dirSize, 'bitmap directory');
   const dir = await readPadded(img.io, dirOff, Math.min(dirSize, C.QCOW_MAX_BITMAP_DIRECTORY_SIZE));
-  let pos = 0;
-  for (let i = 0; i < nb && pos + C.BITMAP_DIR_ENTRY_FIXED_SIZE <= dir.length; i++) {
-    const tOff = u32(dir, pos) * 0x1_0000_0000 + u32(dir, pos + 4);
-    const tSize = u32(dir, pos + 8);
-    const nameSize = (dir[pos + 18]! << 8) | dir[pos + 19]!;
-    const extra = u32(dir, pos + 20);
+  for (const e of walkBitmapDirectory(dir, nb).entries) {
+    const tOff = e.tableOffset;
+    const tSize = e.tableSize;
     if (tSize > 0 && tSize <= C.BME_MAX_TABLE_SIZE && tOff < img.fileSize) {
       count(tOff, tSize * 8);
       markMeta(tOff, tSize * 8, 'bitmap table');
@@ -572,6 +570,5 @@ async function countBitmaps(
         if (off) count(off, img.clusterSize);
       }
     }
-    pos += Math.ceil((C.BITMAP_DIR_ENTRY_FIXED_SIZE + extra + nameSize) / 8) * 8;
   }
 }

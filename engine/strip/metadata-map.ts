@@ -2,10 +2,11 @@
 // the tables they lead to. Read-only; tolerant of damage: a pointer that is unaligned or leads past
 // the end of the file is noted and not followed, so nothing is ever read or kept "there".
 import * as C from '../format/constants.js';
-import { u16, u32, u64 } from '../format/bytes.js';
+import { walkBitmapDirectory } from '../format/bitmap.js';
+import { u32, u64 } from '../format/bytes.js';
 import { decodeHeader, geometry, type Geometry, type Qcow2Header } from '../format/header.js';
 import { l1Offset } from '../format/l2-entry.js';
-import { snapshotEntryLength, align8 } from '../format/snapshot.js';
+import { snapshotEntryLength } from '../format/snapshot.js';
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
 import { Qcow2FormatError } from '../base/errors.js';
 import { forEachEntry } from './table-reader.js';
@@ -223,16 +224,9 @@ class Walker {
       );
     if (!this.range(b.directoryOffset, dirSize, 'bitmap-directory', 'bitmap directory')) return;
     const dir = await readPadded(this.io, b.directoryOffset, Math.min(dirSize, this.fileSize - b.directoryOffset));
-    let pos = 0;
-    for (
-      let i = 0;
-      i < Math.min(b.nbBitmaps, C.QCOW_MAX_BITMAPS) && pos + C.BITMAP_DIR_ENTRY_FIXED_SIZE <= dir.length;
-      i++
-    ) {
-      const tableOff = u64(dir, pos);
-      const tableSize = u32(dir, pos + 8);
-      const len = align8(C.BITMAP_DIR_ENTRY_FIXED_SIZE + u32(dir, pos + 20) + u16(dir, pos + 18));
-      pos += len;
+    for (const [i, e] of walkBitmapDirectory(dir, b.nbBitmaps).entries.entries()) {
+      const tableOff = e.tableOffset;
+      const tableSize = e.tableSize;
       if (tableOff % this.cs !== 0) {
         this.notes.add(
           `bitmap ${i}: table offset ${hexOff(tableOff)} is not cluster aligned; its table was not copied`,
