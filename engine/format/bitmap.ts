@@ -78,34 +78,66 @@ export function decodeBitmapDirectory(buf: Uint8Array, ctx: BitmapDirContext): B
         'header_extension.bitmaps.nb_bitmaps',
         ctx.nbBitmaps,
       );
-    const nameSize = u16(buf, off + 18);
-    const extraDataSize = u32(buf, off + 20);
-    const entryLength = align8(C.BITMAP_DIR_ENTRY_FIXED_SIZE + nameSize + extraDataSize);
-    if (off + entryLength > buf.length) fail('Broken bitmap directory', `${where}.name_size`, nameSize);
-    if (extraDataSize !== 0) fail('Bitmap extra data is not supported', `${where}.extra_data_size`, extraDataSize);
-    const nameStart = off + C.BITMAP_DIR_ENTRY_FIXED_SIZE + extraDataSize;
-    let nameEnd = nameStart;
-    while (nameEnd < nameStart + nameSize && buf[nameEnd] !== 0) nameEnd++;
-    const e: BitmapDirEntry = {
-      dirOffset: off,
-      tableOffset: u64(buf, off),
-      tableSize: u32(buf, off + 8),
-      flags: u32(buf, off + 12),
-      type: buf[off + 16]!,
-      granularityBits: buf[off + 17]!,
-      name: utf8(buf, nameStart, nameEnd - nameStart),
-      nameSize,
-      extraDataSize,
-      entryLength,
-    };
+    const e = readDirEntry(buf, off);
+    if (off + e.entryLength > buf.length) fail('Broken bitmap directory', `${where}.name_size`, e.nameSize);
+    if (e.extraDataSize !== 0) fail('Bitmap extra data is not supported', `${where}.extra_data_size`, e.extraDataSize);
     const bad = dirEntryViolation(e, ctx);
     if (bad) fail(`Bitmap '${e.name}' doesn't satisfy the constraints`, `${where}.${bad.field}`, bad.value);
     out.push(e);
-    off += entryLength;
+    off += e.entryLength;
   }
   if (out.length !== ctx.nbBitmaps)
     fail('Less bitmaps found than specified in header extension', 'header_extension.bitmaps.nb_bitmaps', ctx.nbBitmaps);
   return out;
+}
+
+/**
+ * One directory entry at `off` as stored (its fixed part must fit in `buf`); the name is cut at
+ * the end of `buf` when it runs past it. The one reader of the entry layout.
+ */
+function readDirEntry(buf: Uint8Array, off: number): BitmapDirEntry {
+  const nameSize = u16(buf, off + 18);
+  const extraDataSize = u32(buf, off + 20);
+  const entryLength = align8(C.BITMAP_DIR_ENTRY_FIXED_SIZE + nameSize + extraDataSize);
+  const nameStart = Math.min(buf.length, off + C.BITMAP_DIR_ENTRY_FIXED_SIZE + extraDataSize);
+  const nameLimit = Math.min(buf.length, nameStart + nameSize);
+  let nameEnd = nameStart;
+  while (nameEnd < nameLimit && buf[nameEnd] !== 0) nameEnd++;
+  return {
+    dirOffset: off,
+    tableOffset: u64(buf, off),
+    tableSize: u32(buf, off + 8),
+    flags: u32(buf, off + 12),
+    type: buf[off + 16]!,
+    granularityBits: buf[off + 17]!,
+    name: utf8(buf, nameStart, nameEnd - nameStart),
+    nameSize,
+    extraDataSize,
+    entryLength,
+  };
+}
+
+/**
+ * The directory read as far as it goes, without QEMU's constraints: for readers that must go on
+ * past damage (strip, repair references, the app's overview). At most `nbBitmaps` entries (and
+ * QEMU's maximum); stops at the first entry whose fixed part does not fit, and says why when an
+ * entry (kept) runs past the directory.
+ */
+export function walkBitmapDirectory(
+  buf: Uint8Array,
+  nbBitmaps: number,
+): { entries: BitmapDirEntry[]; problem?: string } {
+  const entries: BitmapDirEntry[] = [];
+  let off = 0;
+  const max = Math.min(nbBitmaps, C.QCOW_MAX_BITMAPS);
+  while (entries.length < max && off + C.BITMAP_DIR_ENTRY_FIXED_SIZE <= buf.length) {
+    const e = readDirEntry(buf, off);
+    entries.push(e);
+    if (off + C.BITMAP_DIR_ENTRY_FIXED_SIZE + e.extraDataSize + e.nameSize > buf.length)
+      return { entries, problem: `bitmap directory entry ${entries.length - 1} runs past the directory` };
+    off += e.entryLength;
+  }
+  return { entries };
 }
 
 /** QEMU's flag names for `qemu-img info` (in-use, then auto; reserved bits are not listed). */

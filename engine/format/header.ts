@@ -123,6 +123,73 @@ const fail = (reason: string, field: string, value: string | number | bigint): n
  * in the order QEMU validates them, with QEMU's wording.
  */
 export function decodeHeader(buf: Uint8Array, opts: DecodeOptions = {}): Qcow2Header {
+  const f = decodeFixedFields(buf);
+  const { version, clusterBits, clusterSize, headerLength, incompatibleFeatures } = f;
+
+  const backingFileOffset = u64(buf, C.HDR.backingFileOffset);
+  if (backingFileOffset > clusterSize)
+    fail('Invalid backing file offset', 'header.backing_file_offset', backingFileOffset);
+  const backingFileSize = u32(buf, C.HDR.backingFileSize);
+
+  // Header extensions: from header_length to backing_file_offset (or the end of cluster 0).
+  const extEnd = Math.min(backingFileOffset !== 0 ? backingFileOffset : clusterSize, buf.length);
+  const extensions = readExtensions(buf, headerLength, extEnd);
+  const compressionType = decodeCompressionType(buf, version, headerLength, incompatibleFeatures);
+  const featureTable = decodeFeatureTable(extensions);
+  refuseUnknownIncompatible(incompatibleFeatures, featureTable);
+
+  if (f.refcountOrder > C.MAX_REFCOUNT_ORDER)
+    fail('Reference count entry width too large; may not exceed 64 bits', 'header.refcount_order', f.refcountOrder);
+
+  const extendedL2 = (incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
+  if (extendedL2 && clusterBits < C.MIN_EXTENDED_L2_CLUSTER_BITS)
+    fail(`Unsupported subcluster size: ${clusterSize / C.SUBCLUSTERS_PER_CLUSTER}`, 'header.cluster_bits', clusterBits);
+  const tables = decodeTables(buf, clusterSize, extendedL2, opts);
+
+  const cryptMethod = u32(buf, C.HDR.cryptMethod);
+  if (cryptMethod > C.CRYPT_LUKS)
+    fail(`Unsupported encryption method ${cryptMethod}`, 'header.crypt_method', cryptMethod);
+
+  const h: Qcow2Header = {
+    version,
+    backingFileOffset,
+    backingFileSize,
+    clusterBits,
+    size: tables.size,
+    cryptMethod,
+    l1Size: tables.l1Size,
+    l1TableOffset: tables.l1TableOffset,
+    refcountTableOffset: tables.refcountTableOffset,
+    refcountTableClusters: tables.refcountTableClusters,
+    nbSnapshots: tables.nbSnapshots,
+    snapshotsOffset: tables.snapshotsOffset,
+    incompatibleFeatures,
+    compatibleFeatures: f.compatibleFeatures,
+    autoclearFeatures: f.autoclearFeatures,
+    refcountOrder: f.refcountOrder,
+    headerLength,
+    compressionType,
+    extensions,
+    featureTable,
+    unknownHeaderFields: buf.slice(
+      Math.min(headerLength, version === 3 ? C.HEADER_V3_QEMU_LENGTH : C.HEADER_V2_LENGTH),
+      headerLength,
+    ),
+  };
+  decodeKnownExtensions(h, clusterSize);
+
+  if (backingFileOffset !== 0) {
+    if (backingFileSize > C.MAX_BACKING_FILE_NAME || backingFileSize > clusterSize - backingFileOffset)
+      fail('Backing file name too long', 'header.backing_file_size', backingFileSize);
+    if (backingFileOffset + backingFileSize > buf.length)
+      fail('Backing file name beyond end of file', 'header.backing_file_offset', backingFileOffset);
+    h.backingFile = utf8(buf, backingFileOffset, backingFileSize);
+  }
+  return h;
+}
+
+/** Magic, version, cluster size, the v3 feature words and the header length, checked in QEMU's order. */
+function decodeFixedFields(buf: Uint8Array) {
   // The magic first: a short file that is not qcow2 at all should be named as such.
   const magic = buf.length >= 4 ? u32(buf, C.HDR.magic) : -1;
   if (magic !== C.QCOW2_MAGIC)
@@ -151,14 +218,19 @@ export function decodeHeader(buf: Uint8Array, opts: DecodeOptions = {}): Qcow2He
   }
   if (headerLength > clusterSize) fail('qcow2 header exceeds cluster size', 'header.header_length', headerLength);
   if (headerLength > buf.length) fail('qcow2 header exceeds end of file', 'header.header_length', headerLength);
+  return {
+    version: version as 2 | 3,
+    clusterBits,
+    clusterSize,
+    incompatibleFeatures,
+    compatibleFeatures,
+    autoclearFeatures,
+    refcountOrder,
+    headerLength,
+  };
+}
 
-  const backingFileOffset = u64(buf, C.HDR.backingFileOffset);
-  if (backingFileOffset > clusterSize)
-    fail('Invalid backing file offset', 'header.backing_file_offset', backingFileOffset);
-  const backingFileSize = u32(buf, C.HDR.backingFileSize);
-
-  // Header extensions: from header_length to backing_file_offset (or the end of cluster 0).
-  const extEnd = Math.min(backingFileOffset !== 0 ? backingFileOffset : clusterSize, buf.length);
+function readExtensions(buf: Uint8Array, headerLength: number, extEnd: number): HeaderExtension[] {
   const extensions: HeaderExtension[] = [];
   let off = headerLength;
   while (off + 8 <= extEnd) {
@@ -171,25 +243,31 @@ export function decodeHeader(buf: Uint8Array, opts: DecodeOptions = {}): Qcow2He
     extensions.push({ type, offset: off, length, data: buf.slice(off, off + length), known: KNOWN_EXT.has(type) });
     off += Math.ceil(length / 8) * 8;
   }
+  return extensions;
+}
 
+function decodeCompressionType(buf: Uint8Array, version: number, headerLength: number, incompat: bigint): number {
   let compressionType = C.COMPRESSION_ZLIB;
   if (version === 3 && headerLength > C.HDR.compressionType) compressionType = buf[C.HDR.compressionType]!;
-  const compressionBit = (incompatibleFeatures & C.INCOMPAT_COMPRESSION) !== 0n;
+  const compressionBit = (incompat & C.INCOMPAT_COMPRESSION) !== 0n;
   if (compressionType !== C.COMPRESSION_ZLIB && compressionType !== C.COMPRESSION_ZSTD)
     fail(`qcow2: unknown compression type: ${compressionType}`, 'header.compression_type', compressionType);
   if (compressionType === C.COMPRESSION_ZLIB && compressionBit)
     fail(
       'qcow2: Compression type incompatible feature bit must not be set',
       'header.incompatible_features',
-      `0x${incompatibleFeatures.toString(16)}`,
+      `0x${incompat.toString(16)}`,
     );
   if (compressionType !== C.COMPRESSION_ZLIB && !compressionBit)
     fail(
       'qcow2: Compression type incompatible feature bit must be set',
       'header.incompatible_features',
-      `0x${incompatibleFeatures.toString(16)}`,
+      `0x${incompat.toString(16)}`,
     );
+  return compressionType;
+}
 
+function decodeFeatureTable(extensions: HeaderExtension[]): FeatureNameEntry[] {
   const featureTable: FeatureNameEntry[] = [];
   const ft = extensions.find((e) => e.type === C.EXT_FEATURE_TABLE);
   if (ft) {
@@ -199,33 +277,32 @@ export function decodeHeader(buf: Uint8Array, opts: DecodeOptions = {}): Qcow2He
       featureTable.push({ type: ft.data[i]!, bit: ft.data[i + 1]!, name: utf8(ft.data, i + 2, end - i - 2) });
     }
   }
+  return featureTable;
+}
 
-  const unknownIncompat = incompatibleFeatures & ~C.INCOMPAT_KNOWN_MASK;
-  if (unknownIncompat !== 0n) {
-    let rest = unknownIncompat;
-    const names: string[] = [];
-    for (const f of featureTable) {
-      const mask = 1n << BigInt(f.bit);
-      if (f.type === 0 && f.bit < 64 && (rest & mask) !== 0n) {
-        names.push(f.name);
-        rest &= ~mask;
-      }
+/** QEMU refuses unknown incompatible bits, naming them from the feature table where it can. */
+function refuseUnknownIncompatible(incompat: bigint, featureTable: FeatureNameEntry[]): void {
+  const unknownIncompat = incompat & ~C.INCOMPAT_KNOWN_MASK;
+  if (unknownIncompat === 0n) return;
+  let rest = unknownIncompat;
+  const names: string[] = [];
+  for (const f of featureTable) {
+    const mask = 1n << BigInt(f.bit);
+    if (f.type === 0 && f.bit < 64 && (rest & mask) !== 0n) {
+      names.push(f.name);
+      rest &= ~mask;
     }
-    if (rest !== 0n) names.push(`Unknown incompatible feature: ${rest.toString(16)}`);
-    fail(
-      `Unsupported qcow2 feature(s): ${names.join(', ')}`,
-      'header.incompatible_features',
-      `0x${incompatibleFeatures.toString(16)}`,
-    );
   }
+  if (rest !== 0n) names.push(`Unknown incompatible feature: ${rest.toString(16)}`);
+  fail(
+    `Unsupported qcow2 feature(s): ${names.join(', ')}`,
+    'header.incompatible_features',
+    `0x${incompat.toString(16)}`,
+  );
+}
 
-  if (refcountOrder > C.MAX_REFCOUNT_ORDER)
-    fail('Reference count entry width too large; may not exceed 64 bits', 'header.refcount_order', refcountOrder);
-
-  const extendedL2 = (incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
-  if (extendedL2 && clusterBits < C.MIN_EXTENDED_L2_CLUSTER_BITS)
-    fail(`Unsupported subcluster size: ${clusterSize / C.SUBCLUSTERS_PER_CLUSTER}`, 'header.cluster_bits', clusterBits);
-
+/** The refcount table, snapshot table and active L1 table fields, and the virtual size they must cover. */
+function decodeTables(buf: Uint8Array, clusterSize: number, extendedL2: boolean, opts: DecodeOptions) {
   const refcountTableOffset = u64(buf, C.HDR.refcountTableOffset);
   const refcountTableClusters = u32(buf, C.HDR.refcountTableClusters);
   if (refcountTableClusters === 0 && !opts.checkMode)
@@ -262,47 +339,7 @@ export function decodeHeader(buf: Uint8Array, opts: DecodeOptions = {}): Qcow2He
   const l1Needed = Math.ceil(size / (clusterSize * l2Entries));
   if (l1Needed > 0x7fffffff) fail('Image is too big', 'header.size', size);
   if (l1Size < l1Needed) fail('L1 table is too small', 'header.l1_size', l1Size);
-
-  const cryptMethod = u32(buf, C.HDR.cryptMethod);
-  if (cryptMethod > C.CRYPT_LUKS)
-    fail(`Unsupported encryption method ${cryptMethod}`, 'header.crypt_method', cryptMethod);
-
-  const h: Qcow2Header = {
-    version: version as 2 | 3,
-    backingFileOffset,
-    backingFileSize,
-    clusterBits,
-    size,
-    cryptMethod,
-    l1Size,
-    l1TableOffset,
-    refcountTableOffset,
-    refcountTableClusters,
-    nbSnapshots,
-    snapshotsOffset,
-    incompatibleFeatures,
-    compatibleFeatures,
-    autoclearFeatures,
-    refcountOrder,
-    headerLength,
-    compressionType,
-    extensions,
-    featureTable,
-    unknownHeaderFields: buf.slice(
-      Math.min(headerLength, version === 3 ? C.HEADER_V3_QEMU_LENGTH : C.HEADER_V2_LENGTH),
-      headerLength,
-    ),
-  };
-  decodeKnownExtensions(h, clusterSize);
-
-  if (backingFileOffset !== 0) {
-    if (backingFileSize > C.MAX_BACKING_FILE_NAME || backingFileSize > clusterSize - backingFileOffset)
-      fail('Backing file name too long', 'header.backing_file_size', backingFileSize);
-    if (backingFileOffset + backingFileSize > buf.length)
-      fail('Backing file name beyond end of file', 'header.backing_file_offset', backingFileOffset);
-    h.backingFile = utf8(buf, backingFileOffset, backingFileSize);
-  }
-  return h;
+  return { refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset, l1Size, l1TableOffset, size };
 }
 
 const KNOWN_EXT = new Set([

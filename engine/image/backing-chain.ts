@@ -1,12 +1,17 @@
 // Opening an image together with everything its guest data depends on: the backing chain (any
 // depth, qcow2 or raw layers) and each qcow2 layer's external data file. This is the one place that
-// turns file names recorded in headers into open files, the way QEMU does.
+// turns file names recorded in headers into open files, the way QEMU does, and the one set of
+// rules for following them: names are hostile, so a layer is opened only when the caller's
+// `mayRead` allows its path, only if it is a regular file (checked on the descriptor before any
+// read), never through a protocol (nbd:, http:, ...), at most MAX_BACKING_CHAIN_DEPTH deep and
+// never twice (loops).
 import { realpath, stat } from 'node:fs/promises';
+import { sep } from 'node:path';
 import * as C from '../format/constants.js';
 import { u32 } from '../format/bytes.js';
 import { FileIO } from '../io/file-io.js';
 import type { PositionalIO } from '../io/positional-io.js';
-import { UnreadableError } from '../base/errors.js';
+import { Qcow2FormatError, UnreadableError } from '../base/errors.js';
 import { Qcow2Image } from './qcow2-image.js';
 import { localPath, resolveRelativeTo } from './paths.js';
 
@@ -34,10 +39,30 @@ export interface ChainLayer {
   allocatedBytes?: number;
 }
 
+/** Confinement: may the file at this local path be opened? (serve allows only its root.) */
+export type MayRead = (path: string) => boolean | Promise<boolean>;
+
+/** Why a chain ends before its last recorded backing file (only with `partial`). */
+export interface ChainStop {
+  /** Depth the layer would have had. */
+  depth: number;
+  /** The name as resolved against its overlay. */
+  filename: string;
+  /** One line, QEMU's wording where QEMU has one. */
+  reason: string;
+  /**
+   * 'protocol' and 'not-allowed' are our refusals; 'format' a format QEMU reads and we do not;
+   * 'unopenable' is what QEMU would refuse too.
+   */
+  kind: 'protocol' | 'not-allowed' | 'format' | 'unopenable';
+}
+
 export interface ImageChain {
   /** layers[0] is the image opened; the last one has no backing file (or backing was not opened). */
   readonly layers: ChainLayer[];
   readonly top: ChainLayer;
+  /** Set when the chain was followed with `partial` and ended early. */
+  readonly stoppedAt?: ChainStop;
   /** Closes every file the chain opened. */
   close(): Promise<void>;
 }
@@ -55,8 +80,69 @@ export interface OpenChainOptions {
   checkMode?: boolean;
   /** Most layers accepted (default MAX_BACKING_CHAIN_DEPTH). */
   maxDepth?: number;
-  /** Opens a file read-only; default FileIO.open. Tests inject their own. */
+  /** Opens a file read-only; default FileIO.open of regular files only. Tests inject their own. */
   openFile?: (path: string) => Promise<PositionalIO>;
+  /** Backing layers and data files are opened only where this allows (the top is the caller's choice). */
+  mayRead?: MayRead;
+  /**
+   * Instead of failing, end the chain at a backing layer that cannot be followed (protocol, not
+   * allowed, missing, not a regular file, not an image we read) and say why in `stoppedAt`.
+   * Structural refusals (too deep, a loop) still throw.
+   */
+  partial?: boolean;
+}
+
+/** A MayRead allowing only files whose real path (links resolved) is `root` or under it. */
+export function confinedTo(root: string): MayRead {
+  const rootReal = realpath(root).catch(() => undefined);
+  return async (p: string) => {
+    const r = await rootReal;
+    const real = await realpath(p).catch(() => undefined);
+    if (r === undefined || real === undefined) return false;
+    return real === r || real.startsWith(r.endsWith(sep) ? r : r + sep);
+  };
+}
+
+/** Opens a layer read-only, refusing anything but a regular file before reading it. */
+export const openRegularFile = (path: string): Promise<PositionalIO> => FileIO.open(path, { regularOnly: true });
+
+/**
+ * May the backing file QEMU would look for at `filename` (already resolved against its overlay) be
+ * opened as layer `depth`? Returns its local path, or throws UnreadableError with the reason: a
+ * protocol name, a path `mayRead` refuses, a chain deeper than `maxDepth`.
+ */
+export async function admitLayer(
+  filename: string,
+  depth: number,
+  opts: { mayRead?: MayRead; maxDepth?: number } = {},
+): Promise<string> {
+  const maxDepth = opts.maxDepth ?? C.MAX_BACKING_CHAIN_DEPTH;
+  if (depth >= maxDepth)
+    throw new UnreadableError(
+      `Backing chain too deep: '${filename}' would be layer ${depth + 1}, at most ${maxDepth} are accepted`,
+    );
+  const local = localPath(filename);
+  if (local === undefined)
+    throw new ChainRefusal(
+      'protocol',
+      `Could not open '${filename}': only local files are supported (protocol '${filename.slice(0, filename.indexOf(':'))}')`,
+    );
+  if (depth > 0 && opts.mayRead && !(await opts.mayRead(local)))
+    throw new ChainRefusal(
+      'not-allowed',
+      `Could not open backing file: Could not open '${filename}': outside the folders this tool may read`,
+    );
+  return local;
+}
+
+/** An UnreadableError saying why a backing name is not followed (our refusal, not QEMU's). */
+export class ChainRefusal extends UnreadableError {
+  constructor(
+    readonly kind: 'protocol' | 'not-allowed',
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /**
@@ -76,7 +162,7 @@ export interface OpenChainOptions {
  * every file already opened is closed again.
  */
 export async function openChain(path: string, opts: OpenChainOptions = {}): Promise<ImageChain> {
-  const openFile = opts.openFile ?? ((p: string) => FileIO.open(p));
+  const openFile = opts.openFile ?? openRegularFile;
   // File-system facts (identity for cycles, allocation for holes) only describe files opened from
   // the file system; an injected opener may serve other bytes under the same names.
   const onDisk = opts.openFile === undefined;
@@ -86,6 +172,7 @@ export async function openChain(path: string, opts: OpenChainOptions = {}): Prom
   const layers: ChainLayer[] = [];
   const opened: PositionalIO[] = [];
   const seen = new Map<string, number>();
+  let stoppedAt: ChainStop | undefined;
   const closeAll = async () => {
     for (const io of opened.splice(0).reverse()) await io.close().catch(() => undefined);
   };
@@ -94,11 +181,16 @@ export async function openChain(path: string, opts: OpenChainOptions = {}): Prom
     let format: LayerFormat | undefined = opts.format;
     let formatSource: ChainLayer['formatSource'] = 'given';
     for (let depth = 0; ; depth++) {
-      if (depth >= maxDepth)
-        throw new UnreadableError(
-          `Backing chain too deep: '${filename}' would be layer ${depth + 1}, at most ${maxDepth} are accepted`,
-        );
-      const io = await openOrExplain(openFile, filename, depth);
+      let io: PositionalIO;
+      try {
+        const local = await admitLayer(filename, depth, { mayRead: opts.mayRead, maxDepth });
+        io = await openOrExplain(openFile, filename, local, depth);
+      } catch (e) {
+        const kind = e instanceof ChainRefusal ? e.kind : e instanceof OpenFailure ? 'unopenable' : undefined;
+        if (!opts.partial || depth === 0 || kind === undefined) throw e;
+        stoppedAt = { depth, filename, reason: (e as Error).message, kind };
+        break;
+      }
       opened.push(io);
       const key = await identityOf(filename);
       const prev = seen.get(key);
@@ -108,7 +200,13 @@ export async function openChain(path: string, opts: OpenChainOptions = {}): Prom
         );
       seen.set(key, depth);
       if (!format) {
-        format = await probeFormat(io, filename);
+        try {
+          format = await probeFormat(io, filename);
+        } catch (e) {
+          if (!opts.partial || depth === 0) throw e;
+          stoppedAt = { depth, filename, reason: (e as Error).message, kind: 'format' };
+          break;
+        }
         formatSource = 'probed';
       }
       const allocatedBytes = await allocatedOf(filename);
@@ -119,12 +217,26 @@ export async function openChain(path: string, opts: OpenChainOptions = {}): Prom
         layers.push(layer);
         break;
       }
-      const image = await Qcow2Image.open(io, { checkMode: opts.checkMode });
+      let image: Qcow2Image;
+      try {
+        image = await Qcow2Image.open(io, { checkMode: opts.checkMode });
+      } catch (e) {
+        if (!opts.partial || depth === 0 || !(e instanceof Qcow2FormatError)) throw e;
+        stoppedAt = { depth, filename, reason: `Could not open backing file: ${e.qemuReason}`, kind: 'unopenable' };
+        break;
+      }
       layer.image = image;
       layer.virtualSize = image.virtualSize;
       layers.push(layer);
       if (image.hasExternalData && !opts.noDataFile) {
-        const df = await openDataFile(image, filename, depth === 0 ? opts.dataFile : undefined, openFile, allocatedOf);
+        const df = await openDataFile(
+          image,
+          filename,
+          depth === 0 ? opts.dataFile : undefined,
+          openFile,
+          allocatedOf,
+          opts.mayRead,
+        );
         opened.push(df.io);
         layer.dataFile = df;
       }
@@ -148,11 +260,8 @@ export async function openChain(path: string, opts: OpenChainOptions = {}): Prom
     throw e;
   }
   const top = layers[0]!;
-  return {
-    layers,
-    top,
-    close: closeAll,
-  };
+  const chain: ImageChain = { layers, top, close: closeAll };
+  return stoppedAt ? { ...chain, stoppedAt } : chain;
 }
 
 /** Local paths of every file a chain reads: each layer and each external data file. */
@@ -179,21 +288,20 @@ export async function withChain<T>(
   }
 }
 
+/** A layer the file system would not give us (missing, not permitted, not a regular file). */
+class OpenFailure extends UnreadableError {}
+
 async function openOrExplain(
   openFile: (p: string) => Promise<PositionalIO>,
   filename: string,
+  local: string,
   depth: number,
 ): Promise<PositionalIO> {
-  const local = localPath(filename);
-  if (local === undefined)
-    throw new UnreadableError(
-      `Could not open '${filename}': only local files are supported (protocol '${filename.slice(0, filename.indexOf(':'))}')`,
-    );
   try {
     return await openFile(local);
   } catch (e) {
     const why = describeFsError(e);
-    throw new UnreadableError(
+    throw new OpenFailure(
       depth === 0
         ? `Could not open '${filename}': ${why}`
         : `Could not open backing file: Could not open '${filename}': ${why}`,
@@ -207,6 +315,7 @@ async function openDataFile(
   override: string | undefined,
   openFile: (p: string) => Promise<PositionalIO>,
   allocatedOf: (name: string) => Promise<number | undefined>,
+  mayRead: MayRead | undefined,
 ): Promise<{ filename: string; io: PositionalIO; allocatedBytes?: number }> {
   const recorded = override ?? image.header.dataFileName;
   if (recorded === undefined || recorded === '')
@@ -218,8 +327,15 @@ async function openDataFile(
   const candidates = override !== undefined ? [recorded] : [resolveRelativeTo(imageName, recorded), recorded];
   let lastError: unknown;
   for (const filename of [...new Set(candidates)]) {
+    const local = localPath(filename);
+    if (local === undefined || (mayRead && !(await mayRead(local)))) {
+      lastError = new Error(
+        local === undefined ? 'only local files are supported' : 'outside the folders this tool may read',
+      );
+      continue;
+    }
     try {
-      const io = await openFile(localPath(filename) ?? filename);
+      const io = await openFile(local);
       const df: { filename: string; io: PositionalIO; allocatedBytes?: number } = { filename, io };
       const a = await allocatedOf(filename);
       if (a !== undefined) df.allocatedBytes = a;
@@ -298,6 +414,8 @@ function describeFsError(e: unknown): string {
       return 'Is a directory';
     case 'ELOOP':
       return 'Too many levels of symbolic links';
+    case 'EFTYPE':
+      return 'not a regular file';
     default:
       return e instanceof Error ? e.message : String(e);
   }

@@ -173,7 +173,11 @@ export class GuestReader {
     const input = await readPadded(image.io, d.offset, d.size);
     let out: Uint8Array;
     try {
-      out = decompressCluster(input, image.header.compressionType, image.clusterSize);
+      out = decompressCluster(input, {
+        type: image.header.compressionType,
+        clusterSize: image.clusterSize,
+        lenient: false,
+      }).data;
     } catch (e) {
       if (e instanceof DecompressionError)
         throw new Qcow2FormatError(

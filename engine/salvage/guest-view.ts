@@ -7,7 +7,7 @@ import { classifyL2, ClusterType, decodeCompressed, l2Offset } from '../format/l
 import type { Geometry } from '../format/header.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import { CancelToken, type ProgressSink } from '../base/task-control.js';
-import { decompressCluster } from './decompress.js';
+import { decompressCluster } from '../image/compressed.js';
 import type { GuestView, LostRange, Reconstruction, ViewReport } from './types.js';
 
 /** A guest disk that unallocated clusters read from. `missing`: named but not found. */
@@ -162,7 +162,7 @@ export class ViewReader {
         const d = decodeCompressed(hi, lo, this.geo);
         const data =
           d.offset < this.fileSize
-            ? decompressCluster(
+            ? decompressOrLost(
                 await this.io.read(d.offset, Math.min(d.size, this.fileSize - d.offset)),
                 cs,
                 this.recon.compressionType,
@@ -344,4 +344,13 @@ function padCluster(piece: Uint8Array, cs: number): Uint8Array {
   const out = new Uint8Array(cs);
   out.set(piece);
   return out;
+}
+
+/** One cluster's data, or undefined when its stream does not yield a whole cluster by QEMU's rules. */
+function decompressOrLost(input: Uint8Array, clusterSize: number, type: number | undefined): Uint8Array | undefined {
+  try {
+    return decompressCluster(input, { type: type ?? 'detect', clusterSize, lenient: false }).data;
+  } catch {
+    return undefined;
+  }
 }

@@ -13,6 +13,7 @@ import { scanImage, type ScanFindings, type ScanGeometry } from './scan.js';
 import { reconstruct } from './reconstruct.js';
 import { ViewReader, type BackingDisk } from './guest-view.js';
 import { Qcow2SequentialWriter } from './qcow2-output.js';
+import { ensureFreeSpace, outputBytes, outputDataClusters } from './output-space.js';
 import { exportLostAndFound } from './lost-found.js';
 import { CLASS_NAMES } from '../format/cluster-content.js';
 import type { GuestView, Reconstruction, SalvageReport, ViewReport } from './types.js';
@@ -157,6 +158,13 @@ export async function salvageImage(
         if (existsSync(target) && !opts.overwrite)
           throw new Error(`${target} already exists (use --force to replace it)`);
       }
+      const backingSize = backing && !backing.disk.missing ? backing.disk.size : 0;
+      let need = 0;
+      for (const v of views) {
+        const clusters = await outputDataClusters(io, a.fileSize, recon, v, backingSize);
+        need += outputBytes(opts.format ?? 'raw', clusters, recon.clusterSize, v.virtualSize);
+      }
+      await ensureFreeSpace(outPath, need);
     }
     const reports: ViewReport[] = [];
     for (const v of views) {
@@ -316,7 +324,13 @@ async function openBacking(
     recon.warnings.push(`backing file ${name} may not be read here: treated as missing`);
     return missing();
   }
-  const io = await FileIO.open(file);
+  // Never a FIFO or a device: refused on the descriptor before anything is read.
+  const io = await FileIO.open(file, { regularOnly: true }).catch((e: { code?: string }) => {
+    if (e.code !== 'EFTYPE') throw e;
+    recon.warnings.push(`backing file ${name} is not a regular file: treated as missing`);
+    return undefined;
+  });
+  if (!io) return missing();
   const head = await io.read(0, 4);
   const isQcow2 =
     head.length === 4 && ((head[0]! << 24) | (head[1]! << 16) | (head[2]! << 8) | head[3]!) >>> 0 === C.QCOW2_MAGIC;

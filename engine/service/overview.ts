@@ -5,8 +5,9 @@
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { stat } from 'node:fs/promises';
 import * as C from '../format/constants.js';
+import { walkBitmapDirectory } from '../format/bitmap.js';
 import { featureNames } from '../format/header.js';
-import { u16, u32, u64, utf8 } from '../format/bytes.js';
+import { u32 } from '../format/bytes.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
 import { FileIO } from '../io/file-io.js';
 import { readPadded } from '../io/positional-io.js';
@@ -128,28 +129,21 @@ async function bitmaps(image: Qcow2Image): Promise<{ list: BitmapInfo[]; error?:
       Math.min(b.directorySize, C.QCOW_MAX_BITMAP_DIRECTORY_SIZE),
       'bitmap directory',
     );
-    const list: BitmapInfo[] = [];
-    let off = 0;
-    for (let i = 0; i < b.nbBitmaps && off + 24 <= dir.length; i++) {
-      const flagsWord = u32(dir, off + 12);
-      const nameLen = u16(dir, off + 18);
-      const extra = u32(dir, off + 20);
-      const nameAt = off + 24 + extra;
-      if (nameAt + nameLen > dir.length) throw new Error(`bitmap directory entry ${i} runs past the directory`);
-      const flags: string[] = [];
-      if (flagsWord & 1) flags.push('in-use');
-      if (flagsWord & 2) flags.push('auto');
-      if (flagsWord & 4) flags.push('extra-data-compatible');
-      list.push({
-        name: utf8(dir, nameAt, nameLen),
-        granularity: 2 ** (dir[off + 17] ?? 0),
-        flags,
-        tableOffset: u64(dir, off),
-        tableSize: u32(dir, off + 8),
-      });
-      off = (nameAt + nameLen + 7) & ~7;
-    }
-    return { list };
+    const { entries, problem } = walkBitmapDirectory(dir, b.nbBitmaps);
+    const list = entries.map(
+      (e): BitmapInfo => ({
+        name: e.name,
+        granularity: 2 ** e.granularityBits,
+        flags: [
+          ...(e.flags & 1 ? ['in-use'] : []),
+          ...(e.flags & 2 ? ['auto'] : []),
+          ...(e.flags & 4 ? ['extra-data-compatible'] : []),
+        ],
+        tableOffset: e.tableOffset,
+        tableSize: e.tableSize,
+      }),
+    );
+    return problem === undefined ? { list } : { list, error: problem };
   } catch (e) {
     return { list: [], error: e instanceof Error ? e.message : String(e) };
   }

@@ -5,6 +5,8 @@
 import { open, stat } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { MAX_BACKING_CHAIN_DEPTH, QCOW2_MAGIC } from '../format/constants.js';
+import { u32 } from '../format/bytes.js';
+import { admitLayer, ChainRefusal, openRegularFile, type MayRead } from '../image/backing-chain.js';
 import { resolveRelativeTo } from '../image/paths.js';
 import { stripFile, type StripOptions, type StripResult } from './strip.js';
 
@@ -24,20 +26,43 @@ export interface ChainStrip {
 export async function stripChain(
   srcPath: string,
   outPath: string,
-  opts: StripOptions & { force?: boolean } = {},
+  opts: StripOptions & { force?: boolean; mayRead?: MayRead } = {},
 ): Promise<ChainStrip> {
   const layers: StrippedLayer[] = [];
   const notes: string[] = [];
+  const seen = new Set<string>();
   let src = srcPath;
   let out = outPath;
   let format: string | undefined = 'qcow2';
   for (let depth = 0; depth < MAX_BACKING_CHAIN_DEPTH; depth++) {
+    // The image chain's rules: no protocol, only where allowed, only regular files, no loops.
+    try {
+      await admitLayer(src, depth, { mayRead: opts.mayRead });
+    } catch (e) {
+      if (!(e instanceof ChainRefusal)) throw e;
+      notes.push(`${e.message}; that layer was not copied`);
+      return { layers, notes };
+    }
+    const id = await identityOf(src);
+    if (seen.has(id)) {
+      notes.push(`the backing chain loops back to ${src}; it was copied once`);
+      return { layers, notes };
+    }
+    seen.add(id);
+    let magic: boolean;
+    try {
+      magic = await hasQcow2Magic(src);
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'EFTYPE' || depth === 0) throw e;
+      notes.push(`${src} is not a regular file; that layer was not copied`);
+      return { layers, notes };
+    }
     if (format !== 'qcow2' && format !== undefined) {
       await zeroCopy(src, out, opts.force === true);
       layers.push({ source: src, out });
       return { layers, notes };
     }
-    if (format === undefined && !(await hasQcow2Magic(src))) {
+    if (format === undefined && !magic) {
       await zeroCopy(src, out, opts.force === true); // probed as raw, as QEMU would
       layers.push({ source: src, out });
       return { layers, notes };
@@ -60,20 +85,26 @@ export async function stripChain(
   return { layers, notes };
 }
 
+/** The file's identity (device and inode), so two names of one file are one layer. */
+async function identityOf(path: string): Promise<string> {
+  const s = await stat(path).catch(() => undefined);
+  return s ? `${s.dev}:${s.ino}` : path;
+}
+
 async function hasQcow2Magic(path: string): Promise<boolean> {
-  const fh = await open(path, 'r');
+  const io = await openRegularFile(path);
   try {
-    const b = new Uint8Array(4);
-    const { bytesRead } = await fh.read(b, 0, 4, 0);
-    return bytesRead === 4 && new DataView(b.buffer).getUint32(0) === QCOW2_MAGIC;
+    const b = await io.read(0, 4);
+    return b.length === 4 && u32(b, 0) === QCOW2_MAGIC;
   } finally {
-    await fh.close();
+    await io.close();
   }
 }
 
 /** A sparse file of `src`'s length holding only zeros. */
 async function zeroCopy(src: string, out: string, force: boolean): Promise<void> {
-  const size = (await stat(src)).size;
+  const io = await openRegularFile(src); // never the length of a device or a FIFO
+  const size = await io.size().finally(() => io.close());
   const fh = await open(out, force ? 'w' : 'wx');
   try {
     await fh.truncate(size);

@@ -7,7 +7,8 @@ import { CancelledError } from '../base/errors.js';
 import type { CancelToken } from '../base/task-control.js';
 import { triageImage } from './triage-image.js';
 import { VERDICT_EXIT, type TriageRow } from './types.js';
-import type { WorkerReply } from './worker.js';
+import type { MayReadAnswer, MayReadQuestion, WorkerReply } from './worker.js';
+import type { MayRead } from '../image/backing-chain.js';
 
 export interface TriageOptions {
   /** Images checked at once (default 2). */
@@ -19,6 +20,8 @@ export interface TriageOptions {
   cancel?: CancelToken;
   /** Check in this thread instead of worker threads. */
   inProcess?: boolean;
+  /** Backing files are opened only where this allows (serve: inside its root). */
+  mayRead?: MayRead;
 }
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
@@ -41,7 +44,7 @@ export async function triageFiles(files: readonly string[], opts: TriageOptions 
         const path = files[index]!;
         let row: TriageRow;
         if (!useWorkers) {
-          row = await triageImage(path, opts.cancel);
+          row = await triageImage(path, opts.cancel, opts.mayRead);
         } else {
           worker ??= new Worker(WORKER_URL);
           const outcome = await runInWorker(worker, ++id, path, opts);
@@ -92,7 +95,13 @@ function runInWorker(
       worker.off('error', onError);
       worker.off('exit', onExit);
     };
-    const onMessage = (m: WorkerReply): void => {
+    const onMessage = (m: WorkerReply | MayReadQuestion): void => {
+      if ('mayReadId' in m) {
+        void Promise.resolve(opts.mayRead?.(m.path) ?? true)
+          .catch(() => false)
+          .then((allowed) => worker.postMessage({ mayReadId: m.mayReadId, allowed } satisfies MayReadAnswer));
+        return;
+      }
       if (m.id !== id) return;
       finish();
       resolve({ row: m.row, discard: false });
@@ -126,6 +135,6 @@ function runInWorker(
       }, opts.timeoutSeconds * 1000);
     }
     opts.cancel?.onCancel(() => void worker.terminate());
-    worker.postMessage({ id, path });
+    worker.postMessage({ id, path, confined: opts.mayRead !== undefined });
   });
 }

@@ -9,10 +9,10 @@ import { checkFile } from '../check/index.js';
 import type { CheckResult } from '../check/types.js';
 import { CancelledError, Qcow2FormatError } from '../base/errors.js';
 import type { CancelToken } from '../base/task-control.js';
-import { followBackingChain } from './backing-chain.js';
+import { openChain, type MayRead } from '../image/backing-chain.js';
 import { VERDICT_EXIT, type TriageRow, type Verdict } from './types.js';
 
-export async function triageImage(path: string, cancel?: CancelToken): Promise<TriageRow> {
+export async function triageImage(path: string, cancel?: CancelToken, mayRead?: MayRead): Promise<TriageRow> {
   const t0 = performance.now();
   const row: TriageRow = {
     path,
@@ -43,7 +43,6 @@ export async function triageImage(path: string, cancel?: CancelToken): Promise<T
     row.version = version;
     if (version < 2)
       return done('not-qcow2', `version ${version}: a qcow (version 1) image, which does not support checks`);
-    let backing: { name?: string; format?: string } = {};
     try {
       const bits = u32(first, C.HDR.clusterBits);
       const cs = bits >= C.MIN_CLUSTER_BITS && bits <= C.MAX_CLUSTER_BITS ? 2 ** bits : first.length;
@@ -52,14 +51,13 @@ export async function triageImage(path: string, cancel?: CancelToken): Promise<T
       row.corrupt = (h.incompatibleFeatures & C.INCOMPAT_CORRUPT) !== 0n;
       row.virtualSize = h.size;
       row.clusterSize = 2 ** h.clusterBits;
-      backing = { name: h.backingFile, format: h.backingFormat };
     } catch (err) {
       if (err instanceof Qcow2FormatError) return done('unreadable', `Could not open '${path}': ${err.qemuReason}`);
       throw err;
     }
 
     // QEMU opens the whole backing chain before checking; a missing layer fails the check.
-    const chain = await followBackingChain(path, backing);
+    const chain = await backingChain(path, mayRead);
     row.backingChain = chain.names;
     if (chain.problem) return done('unreadable', `Could not open '${path}': ${chain.problem}`);
 
@@ -103,4 +101,41 @@ async function readStart(path: string): Promise<Uint8Array> {
   } finally {
     await io.close();
   }
+}
+
+/**
+ * The backing chain as QEMU opens it for a check (every layer must open, snapshot tables
+ * included): the names as each header records them, nearest first, and QEMU's reason when a layer
+ * cannot be opened. A protocol name or a format QEMU reads and we do not ends the chain quietly:
+ * the check itself never reads backing data.
+ */
+async function backingChain(path: string, mayRead?: MayRead): Promise<{ names: string[]; problem?: string }> {
+  const names: string[] = [];
+  let problem: string | undefined;
+  let chain: Awaited<ReturnType<typeof openChain>>;
+  try {
+    chain = await openChain(path, { format: 'qcow2', noDataFile: true, partial: true, checkMode: true, mayRead });
+  } catch (err) {
+    // The top image itself: the check reports it in its own words.
+    if (err instanceof Qcow2FormatError) return { names };
+    return { names, problem: (err as Error).message };
+  }
+  try {
+    for (const layer of chain.layers) {
+      if (layer.depth > 0 && layer.image) {
+        try {
+          await layer.image.readSnapshots();
+        } catch (err) {
+          problem ??= `Could not open backing file: ${err instanceof Qcow2FormatError ? err.qemuReason : (err as Error).message}`;
+        }
+      }
+      const name = layer.image?.header.backingFile;
+      if (name !== undefined && name !== '') names.push(name);
+    }
+    const stop = chain.stoppedAt;
+    if (stop && (stop.kind === 'unopenable' || stop.kind === 'not-allowed')) problem ??= stop.reason;
+  } finally {
+    await chain.close();
+  }
+  return problem === undefined ? { names } : { names, problem };
 }

@@ -5,6 +5,19 @@ import { triageImage } from './triage-image.js';
 export interface WorkerRequest {
   id: number;
   path: string;
+  /** Ask the parent before opening a backing file (it holds the confinement rules). */
+  confined?: boolean;
+}
+
+/** The parent's answer to a MayReadQuestion. */
+export interface MayReadAnswer {
+  mayReadId: number;
+  allowed: boolean;
+}
+
+export interface MayReadQuestion {
+  mayReadId: number;
+  path: string;
 }
 
 export interface WorkerReply {
@@ -12,6 +25,24 @@ export interface WorkerReply {
   row: Awaited<ReturnType<typeof triageImage>>;
 }
 
-parentPort?.on('message', (req: WorkerRequest) => {
-  void triageImage(req.path).then((row) => parentPort!.postMessage({ id: req.id, row } satisfies WorkerReply));
+let questions = 0;
+const pending = new Map<number, (allowed: boolean) => void>();
+
+function askParent(path: string): Promise<boolean> {
+  const mayReadId = ++questions;
+  return new Promise((resolve) => {
+    pending.set(mayReadId, resolve);
+    parentPort!.postMessage({ mayReadId, path } satisfies MayReadQuestion);
+  });
+}
+
+parentPort?.on('message', (msg: WorkerRequest | MayReadAnswer) => {
+  if ('mayReadId' in msg) {
+    pending.get(msg.mayReadId)?.(msg.allowed);
+    pending.delete(msg.mayReadId);
+    return;
+  }
+  void triageImage(msg.path, undefined, msg.confined ? askParent : undefined).then((row) =>
+    parentPort!.postMessage({ id: msg.id, row } satisfies WorkerReply),
+  );
 });

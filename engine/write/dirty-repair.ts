@@ -6,9 +6,20 @@ import { getRefcount, maxRefcount, setRefcount } from '../format/refcount.js';
 import { readPadded } from '../io/positional-io.js';
 import { countReferences } from './references.js';
 import { WriteError } from './write-error.js';
-import type { Qcow2Writer } from './writer.js';
+import type { Geometry } from '../format/header.js';
+import type { PositionalIO } from '../io/positional-io.js';
+import type { Allocator } from './allocator.js';
 
-export async function rebuildRefcountsInPlace(w: Qcow2Writer): Promise<void> {
+/** What the rebuild needs of the writer (a narrow view, so this file does not depend on it). */
+export interface RefcountRebuildHost {
+  readonly io: PositionalIO;
+  readonly geo: Geometry;
+  readonly clusterSize: number;
+  readonly alloc: Pick<Allocator, 'reftableEntries' | 'refblockOffset'>;
+  event(name: string): void;
+}
+
+export async function rebuildRefcountsInPlace(w: RefcountRebuildHost): Promise<void> {
   const img = await Qcow2Image.open(w.io, { checkMode: true });
   const walk = await countReferences(img);
   if (walk.problems.length > 0)

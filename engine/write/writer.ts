@@ -8,47 +8,21 @@
 import * as C from '../format/constants.js';
 import { putU32, putU64, u32 } from '../format/bytes.js';
 import type { Geometry, Qcow2Header } from '../format/header.js';
-import { ClusterType, classifyL2, decodeCompressed, encodeCompressed, l1Offset, l2Offset } from '../format/l2-entry.js';
+import { ClusterType, classifyL2, decodeCompressed, l1Offset, l2Offset } from '../format/l2-entry.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
-import { readPadded, type PositionalIO } from '../io/positional-io.js';
+import type { PositionalIO } from '../io/positional-io.js';
 import { Qcow2FormatError } from '../base/errors.js';
-import { maxRefcount } from '../format/refcount.js';
 import { Allocator, type AllocatorHost } from './allocator.js';
 import { TableCache, type WriteOrdering } from './table-cache.js';
-import { compressCluster, decompressCluster } from './compress.js';
+import { clusterContents, readGuest } from './guest-read.js';
+import { writeCompressedCluster } from './compressed-write.js';
+import { growL1Table, growVirtualSize } from './resize.js';
+import type { WriterOptions, WriterStats } from './writer-options.js';
 import { WriteError } from './write-error.js';
 import { rebuildRefcountsInPlace } from './dirty-repair.js';
 import { OverlapError, OverlapGuard, type MetadataKind } from './overlap.js';
 
-/** Guest contents of a backing image (read-only), for unallocated clusters and copy-on-write. */
-export interface GuestReader {
-  readonly virtualSize: number;
-  read(offset: number, length: number): Promise<Uint8Array>;
-}
-
-export interface WriterOptions {
-  ordering?: WriteOrdering;
-  /** Only read guest data; every write method refuses. */
-  readOnly?: boolean;
-  /** The backing image's guest contents (when the image has a backing file). */
-  backing?: GuestReader;
-  /** Tables kept per cache (L2 tables, refcount blocks). Default 256. */
-  cacheTables?: number;
-  /**
-   * Lazy refcounts: refcount updates stay in memory until close, the dirty bit marks the image
-   * meanwhile. Default: on when the image has the lazy-refcounts compatible bit.
-   */
-  lazyRefcounts?: boolean;
-}
-
-/** Counters of what the writer did (the lab and the bench read them). */
-export interface WriterStats {
-  /** Flushes issued (ordering barriers plus guest flushes). */
-  flushes: number;
-  /** Guest writes that needed a new cluster. */
-  allocatingWrites: number;
-  guestWrites: number;
-}
+export type { GuestReader, WriterOptions, WriterStats } from './writer-options.js';
 
 export class Qcow2Writer implements AllocatorHost {
   readonly refCache: TableCache;
@@ -62,11 +36,12 @@ export class Qcow2Writer implements AllocatorHost {
   private queue: Promise<unknown> = Promise.resolve();
   private broken: string | null = null;
   /** Next free byte for compressed data (0: none); in-memory only. */
-  private freeByteOffset = 0;
+  freeByteOffset = 0;
   /** Lazy refcounts in effect, and whether the dirty bit is set on disk. */
   readonly lazy: boolean;
   private dirtyOnDisk = false;
-  private lastDecompressed: { off: number; data: Uint8Array } | null = null;
+  /** The last compressed cluster read (COW of neighbouring writes reads it again). */
+  lastDecompressed: { off: number; data: Uint8Array } | null = null;
   /** Refuses writes onto metadata (images whose refcounts or entries are wrong). */
   readonly overlap: OverlapGuard;
 
@@ -279,7 +254,7 @@ export class Qcow2Writer implements AllocatorHost {
   }
 
   /** The L2 entry mapping guest cluster `gc`, or null when no L2 table covers it. */
-  private async lookup(gc: number): Promise<{ l2off: number; index: number; hi: number; lo: number } | null> {
+  async lookup(gc: number): Promise<{ l2off: number; index: number; hi: number; lo: number } | null> {
     const l1i = Math.floor(gc / this.geo.l2Entries);
     if (l1i >= this.header.l1Size) return null;
     const [h1, l1lo] = this.l1Entry(l1i);
@@ -295,7 +270,7 @@ export class Qcow2Writer implements AllocatorHost {
    * copy a shared one (L2 COW). Order: refcount durable → table durable → L1 entry durable → only
    * then the old table's refcount drops.
    */
-  private async l2ForWrite(l1i: number): Promise<number> {
+  async l2ForWrite(l1i: number): Promise<number> {
     if (l1i >= this.header.l1Size)
       throw new WriteError('L2 lookup', `L1 index ${l1i} beyond l1_size ${this.header.l1Size}`);
     const [hi, lo] = this.l1Entry(l1i);
@@ -348,85 +323,11 @@ export class Qcow2Writer implements AllocatorHost {
     }
   }
 
-  /** Guest contents of one whole cluster given its L2 entry. */
-  private async clusterContents(gc: number, hi: number, lo: number): Promise<Uint8Array> {
-    const cs = this.clusterSize;
-    const t = classifyL2(hi, lo, false, false);
-    switch (t) {
-      case ClusterType.Normal:
-        return readPadded(this.io, l2Offset(hi, lo), cs);
-      case ClusterType.Compressed: {
-        const d = decodeCompressed(hi, lo, this.geo);
-        if (this.lastDecompressed?.off === d.offset) return this.lastDecompressed.data.slice();
-        this.event('read_compressed');
-        const stored = await readPadded(this.io, d.offset, d.size);
-        const data = decompressCluster(stored, cs, this.header.compressionType);
-        this.lastDecompressed = { off: d.offset, data };
-        return data.slice();
-      }
-      case ClusterType.ZeroPlain:
-      case ClusterType.ZeroAlloc:
-        return new Uint8Array(cs);
-      default:
-        return this.backingCluster(gc);
-    }
-  }
-
-  private async backingCluster(gc: number): Promise<Uint8Array> {
-    const cs = this.clusterSize;
-    const out = new Uint8Array(cs);
-    const b = this.opts.backing;
-    const start = gc * cs;
-    if (b && start < b.virtualSize) out.set((await b.read(start, Math.min(cs, b.virtualSize - start))).subarray(0, cs));
-    return out;
-  }
-
   // ---- guest reads ----
 
   /** Read guest bytes (zeros past the virtual size are not returned: the range is clipped). */
   read(offset: number, length: number): Promise<Uint8Array> {
-    return this.run(`guest read at 0x${offset.toString(16)}`, () => this.readNow(offset, length), false);
-  }
-
-  private async readNow(offset: number, length: number): Promise<Uint8Array> {
-    const end = Math.min(offset + length, this.header.size);
-    const out = new Uint8Array(Math.max(0, end - offset));
-    const cs = this.clusterSize;
-    let pos = offset;
-    while (pos < end) {
-      const gc = Math.floor(pos / cs);
-      const inC = pos - gc * cs;
-      const n = Math.min(cs - inC, end - pos);
-      const e = await this.lookup(gc);
-      const t = e ? classifyL2(e.hi, e.lo, false, false) : ClusterType.Unallocated;
-      if (e && t === ClusterType.Normal) {
-        // Coalesce guest clusters that are contiguous on the host into one read.
-        const host = l2Offset(e.hi, e.lo) + inC;
-        let len = n;
-        while (pos + len < end) {
-          const next = await this.lookup(gc + Math.ceil((inC + len) / cs));
-          if (
-            !next ||
-            classifyL2(next.hi, next.lo, false, false) !== ClusterType.Normal ||
-            l2Offset(next.hi, next.lo) !== host + len
-          )
-            break;
-          len += Math.min(cs, end - pos - len);
-        }
-        this.event('read_aio');
-        out.set(await readPadded(this.io, host, len), pos - offset);
-        pos += len;
-        continue;
-      } else if (e && (t === ClusterType.ZeroPlain || t === ClusterType.ZeroAlloc)) {
-        // zeros: `out` already holds them
-      } else if (e && t !== ClusterType.Unallocated) {
-        out.set((await this.clusterContents(gc, e.hi, e.lo)).subarray(inC, inC + n), pos - offset);
-      } else if (this.opts.backing) {
-        out.set((await this.backingCluster(gc)).subarray(inC, inC + n), pos - offset);
-      }
-      pos += n;
-    }
-    return out;
+    return this.run(`guest read at 0x${offset.toString(16)}`, () => readGuest(this, offset, length), false);
   }
 
   // ---- guest writes ----
@@ -449,7 +350,7 @@ export class Qcow2Writer implements AllocatorHost {
     });
   }
 
-  private checkRange(offset: number, length: number): void {
+  checkRange(offset: number, length: number): void {
     if (offset < 0 || length < 0 || offset + length > this.header.size)
       throw new WriteError(
         `guest range 0x${offset.toString(16)}+${length}`,
@@ -458,7 +359,7 @@ export class Qcow2Writer implements AllocatorHost {
       );
   }
 
-  private async writeInCluster(gc: number, inC: number, data: Uint8Array): Promise<void> {
+  async writeInCluster(gc: number, inC: number, data: Uint8Array): Promise<void> {
     const cs = this.clusterSize;
     const l1i = Math.floor(gc / this.geo.l2Entries);
     const index = gc % this.geo.l2Entries;
@@ -482,7 +383,7 @@ export class Qcow2Writer implements AllocatorHost {
       buf = data;
     } else {
       this.event('cow_read');
-      buf = await this.clusterContents(gc, hi, lo);
+      buf = await clusterContents(this, gc, hi, lo);
       buf.set(data, inC);
       this.event('cow_write');
     }
@@ -503,14 +404,7 @@ export class Qcow2Writer implements AllocatorHost {
    * dependency), the new refcount before the entry (cache dependency); then the old target is
    * released (its refcount drop ordered after the entry).
    */
-  private async linkCluster(
-    l2off: number,
-    index: number,
-    hi: number,
-    lo: number,
-    oldHi: number,
-    oldLo: number,
-  ): Promise<void> {
+  async linkCluster(l2off: number, index: number, hi: number, lo: number, oldHi: number, oldLo: number): Promise<void> {
     this.l2Cache.setDependsOnFlush();
     if (!this.lazy) await this.l2Cache.setDependency(this.refCache);
     await this.setL2Entry(l2off, index, hi, lo);
@@ -588,63 +482,7 @@ export class Qcow2Writer implements AllocatorHost {
    * into partly used clusters (each use counts one reference on the host cluster, as in QEMU).
    */
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {
-    return this.run(`compressed write at 0x${offset.toString(16)}`, async () => {
-      const cs = this.clusterSize;
-      if (offset % cs !== 0)
-        throw new WriteError('compressed write', `offset 0x${offset.toString(16)} is not cluster aligned`, {
-          usage: true,
-        });
-      if (data.length !== cs && offset + data.length !== this.header.size)
-        throw new WriteError('compressed write', `length ${data.length} is not one cluster`, { usage: true });
-      this.checkRange(offset, data.length);
-      const full = new Uint8Array(cs);
-      full.set(data);
-      const z = this.header.compressionType === C.COMPRESSION_ZLIB ? compressCluster(full) : null;
-      const gc = offset / cs;
-      if (!z || z.length >= cs - C.SECTOR_SIZE) {
-        await this.writeInCluster(gc, 0, full);
-        return;
-      }
-      const sectors = Math.ceil(z.length / C.SECTOR_SIZE);
-      const bytes = sectors * C.SECTOR_SIZE;
-      const l1i = Math.floor(gc / this.geo.l2Entries);
-      const index = gc % this.geo.l2Entries;
-      const l2off = await this.l2ForWrite(l1i);
-      const host = await this.allocBytes(bytes);
-      this.stats.allocatingWrites++;
-      await this.overlap.check(host, bytes);
-      const padded = new Uint8Array(bytes);
-      padded.set(z);
-      this.event('write_compressed');
-      await this.io.write(host, padded);
-      const l2 = await this.l2Cache.get(l2off);
-      const oldHi = u32(l2, index * 8);
-      const oldLo = u32(l2, index * 8 + 4);
-      const [hi, lo] = encodeCompressed(host, sectors, this.geo);
-      this.event('l2_update_compressed');
-      await this.linkCluster(l2off, index, hi, lo, oldHi, oldLo);
-    });
-  }
-
-  /** Sub-cluster allocation for compressed data (refcount +1 on the host cluster per use). */
-  private async allocBytes(bytes: number): Promise<number> {
-    const cs = this.clusterSize;
-    this.event('cluster_alloc_bytes');
-    const fb = this.freeByteOffset;
-    // Pack into the partly used cluster unless its refcount is at the width's maximum.
-    if (
-      fb !== 0 &&
-      (fb % cs) + bytes <= cs &&
-      (await this.alloc.refcount(Math.floor(fb / cs))) < maxRefcount(this.geo.refcountOrder)
-    ) {
-      await this.alloc.change(Math.floor(fb / cs), +1);
-      this.freeByteOffset = (fb + bytes) % cs === 0 ? 0 : fb + bytes;
-      return fb;
-    }
-    const c = await this.alloc.alloc(1);
-    const off = c * cs;
-    this.freeByteOffset = bytes === cs ? 0 : off + bytes;
-    return off;
+    return this.run(`compressed write at 0x${offset.toString(16)}`, () => writeCompressedCluster(this, offset, data));
   }
 
   // ---- L1 growth and resize ----
@@ -654,54 +492,15 @@ export class Qcow2Writer implements AllocatorHost {
    * writes the new size (8 bytes at header offset 24) and makes it durable.
    */
   resize(newSize: number): Promise<void> {
-    return this.run(`resize to ${newSize}`, async () => {
-      if (newSize % C.SECTOR_SIZE !== 0)
-        throw new WriteError('resize', `size ${newSize} is not a multiple of 512`, { usage: true });
-      if (newSize < this.header.size)
-        throw new WriteError('resize', `shrinking (${this.header.size} -> ${newSize}) is not supported`, {
-          usage: true,
-        });
-      const need = Math.ceil(newSize / this.geo.l1Coverage);
-      if (need > this.header.l1Size) await this.growL1(need);
-      const b = new Uint8Array(8);
-      putU64(b, 0, newSize);
-      this.event('header_update');
-      await this.io.write(C.HDR.size, b);
-      await this.barrier();
-      this.header.size = newSize;
-    });
+    return this.run(`resize to ${newSize}`, () => growVirtualSize(this, newSize));
   }
 
   /**
    * Grow the active L1 table to `entries`: allocate, make the refcounts durable, write the new
    * table durably, switch the header (12 bytes at offset 36, one sector), then free the old table.
    */
-  async growL1(entries: number): Promise<void> {
-    const cs = this.clusterSize;
-    if (entries * 8 > C.QCOW_MAX_L1_SIZE)
-      throw new WriteError('L1 growth', `L1 table would exceed ${C.QCOW_MAX_L1_SIZE} bytes`);
-    const clusters = Math.ceil((entries * 8) / cs);
-    this.event('l1_grow_alloc_table');
-    const start = await this.alloc.alloc(clusters);
-    await this.refCache.flush();
-    const table = new Uint8Array(clusters * cs);
-    table.set(this.l1);
-    this.event('l1_grow_write_table');
-    await this.io.write(start * cs, table);
-    await this.barrier();
-    const sw = new Uint8Array(12);
-    putU32(sw, 0, entries);
-    putU64(sw, 4, start * cs);
-    this.event('l1_grow_activate_table');
-    await this.io.write(C.HDR.l1Size, sw);
-    await this.barrier();
-    const oldOff = this.header.l1TableOffset;
-    const oldClusters = Math.ceil((this.header.l1Size * 8) / cs);
-    this.l1 = table.slice(0, entries * 8);
-    this.header.l1Size = entries;
-    this.header.l1TableOffset = start * cs;
-    this.overlap.invalidate();
-    if (oldOff !== 0 && oldClusters > 0) await this.alloc.free(oldOff / cs, oldClusters);
+  growL1(entries: number): Promise<void> {
+    return growL1Table(this, entries);
   }
 
   // ---- flush, close, lazy refcounts ----

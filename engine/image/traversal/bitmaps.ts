@@ -2,8 +2,8 @@
 // entry's pointer to its bitmap table, and each table entry's pointer to a bitmap data cluster.
 // The directory is read leniently (fixed fields only), so a damaged one still yields its pointers.
 import * as C from '../../format/constants.js';
-import { u16, u32, u64 } from '../../format/bytes.js';
-import { align8 } from '../../format/snapshot.js';
+import { walkBitmapDirectory } from '../../format/bitmap.js';
+import { u32 } from '../../format/bytes.js';
 import { readPadded } from '../../io/positional-io.js';
 import type { TraversalContext } from './context.js';
 import { readable, tableProblem } from './pointer.js';
@@ -35,20 +35,19 @@ export async function walkBitmaps(ctx: TraversalContext): Promise<void> {
   if (ctx.visitor.reference?.(dir) === false || !readable(dir.offset, readBytes, fileSize, cs)) return;
   const bytes = await readPadded(ctx.src.io, dir.offset, Math.min(readBytes, fileSize - dir.offset));
   ctx.visitor.table?.({ kind: 'bitmap-directory', offset: dir.offset }, bytes);
-  let pos = 0;
-  const count = Math.min(b.nbBitmaps, C.QCOW_MAX_BITMAPS);
-  for (let i = 0; i < count && pos + C.BITMAP_DIR_ENTRY_FIXED_SIZE <= bytes.length; i++) {
-    const tableSize = u32(bytes, pos + 8);
+  // The format's one directory parser, in its lenient form: a damaged directory still yields its pointers.
+  const { entries } = walkBitmapDirectory(bytes, b.nbBitmaps);
+  for (const [i, e] of entries.entries()) {
+    const tableSize = e.tableSize;
     const table: Reference = {
       target: 'bitmap-table',
-      offset: u64(bytes, pos),
+      offset: e.tableOffset,
       length: tableSize * 8,
       from: { kind: 'bitmap-directory', table: dir.offset, index: i },
-      hi: u32(bytes, pos),
-      lo: u32(bytes, pos + 4),
+      hi: u32(bytes, e.dirOffset),
+      lo: u32(bytes, e.dirOffset + 4),
       reserved: false,
     };
-    pos += align8(C.BITMAP_DIR_ENTRY_FIXED_SIZE + u32(bytes, pos + 20) + u16(bytes, pos + 18));
     const p =
       table.offset % cs !== 0
         ? 'unaligned'

@@ -145,7 +145,9 @@ function qemuCheck(path: string): Promise<{ status: number; summary: string } | 
     let out = '';
     let p;
     try {
-      p = spawn('qemu-img', ['check', '-f', 'qcow2', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+      // Never a name read from the image: backing disabled, so qemu-img opens no other file or host.
+      const spec = `json:${JSON.stringify({ driver: 'qcow2', backing: null, file: { driver: 'file', filename: path } })}`;
+      p = spawn('qemu-img', ['check', '-f', 'qcow2', spec], { stdio: ['ignore', 'pipe', 'pipe'] });
     } catch {
       resolve(undefined);
       return;

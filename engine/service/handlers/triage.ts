@@ -88,6 +88,7 @@ export const handlers: HandlerTable = {
       {
         concurrency: 2,
         cancel: ctx.cancel,
+        ...(ctx.host.mayRead ? { mayRead: ctx.host.mayRead.bind(ctx.host) } : {}),
         onRow: () => {
           done++;
           ctx.progress({ fraction: done / targets.length, stage: `checked ${done} of ${targets.length}` });
