@@ -4,6 +4,7 @@
 // data: it becomes an empty (sparse, all-zero) file of the same length.
 import { open, stat } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
+import { createOutputFile } from '../io/output-file.js';
 import { MAX_BACKING_CHAIN_DEPTH, QCOW2_MAGIC } from '../format/constants.js';
 import { resolveRelativeTo } from '../image/paths.js';
 import { stripFile, type StripOptions, type StripResult } from './strip.js';
@@ -74,10 +75,12 @@ async function hasQcow2Magic(path: string): Promise<boolean> {
 /** A sparse file of `src`'s length holding only zeros. */
 async function zeroCopy(src: string, out: string, force: boolean): Promise<void> {
   const size = (await stat(src)).size;
-  const fh = await open(out, force ? 'w' : 'wx');
+  const o = await createOutputFile(out, { replace: force });
   try {
-    await fh.truncate(size);
-  } finally {
-    await fh.close();
+    await o.io.truncate(size);
+  } catch (e) {
+    await o.discard();
+    throw e;
   }
+  await o.commit();
 }
