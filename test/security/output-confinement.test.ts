@@ -44,7 +44,7 @@ describe('outputs cannot escape the root', () => {
     expect(existsSync(target)).toBe(false);
     // The service picks the next free name instead, and writes inside the root.
     const { handle } = await open('disk.qcow2');
-    const r = (await service.call('image.strip', { handle, save: { kind: 'sibling' } })) as { name: string };
+    const r = (await service.call('image.strip', { handle, what: [], save: { kind: 'sibling' } })) as { name: string };
     expect(r.name).toBe('disk-2.stripped.qcow2');
     expect(lstatSync(join(root.dir, 'disk-2.stripped.qcow2')).isFile()).toBe(true);
     expect(existsSync(target)).toBe(false);
