@@ -19,8 +19,12 @@ function workerScript(): URL {
  * `timeoutMs`: the time budget; past it the worker is terminated (even mid-way through a
  * synchronous step that never looks at the cancel token) and the check fails with that said.
  */
-export function checkInWorker(path: string, opts: CheckOptions & { timeoutMs?: number } = {}): Promise<CheckResult> {
+export function checkInWorker(
+  path: string,
+  opts: CheckOptions & { timeoutMs?: number; wantReferences?: boolean } = {},
+): Promise<CheckResult & { references?: Uint8Array }> {
   const req: WorkerRequest = {
+    wantReferences: !!opts.wantReferences,
     path,
     roleMap: opts.roleMap,
     guestMap: opts.guestMap,
@@ -59,7 +63,7 @@ export function checkInWorker(path: string, opts: CheckOptions & { timeoutMs?: n
           opts.onProgress?.(m.progress);
           break;
         case 'result':
-          settle(() => resolve(m.result));
+          settle(() => resolve(m.references ? Object.assign(m.result, { references: m.references }) : m.result));
           break;
         case 'error':
           settle(() =>

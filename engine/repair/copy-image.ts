@@ -35,7 +35,10 @@ export async function copyImage(src: string, dst: string, root?: string): Promis
     return 'reflink';
   } catch (e) {
     if (e instanceof OutputExistsError) throw new Error(`refusing to overwrite ${dst}: it already exists`);
-    // No reflink here (ENOTSUP, EXDEV, EINVAL, ...): sparse copy below.
+    // No reflink here (ENOTSUP, EXDEV, EINVAL, ...): sparse copy below, into a fresh temporary
+    // file (a failed copyFile removes the one it was given).
+    await out.discard();
+    out = await createOutputFile(dst, { root });
   }
   const input = await open(src, 'r');
   const output = out.io;

@@ -74,13 +74,15 @@ export function checkedSession(
 async function runCheck(s: Session, ctx: HandlerContext, maps: { roleMap: boolean; guestMap: boolean }) {
   const fd = s.io instanceof FileIO ? s.io.fd : undefined;
   if (fd !== undefined && existsSync(`/proc/self/fd/${fd}`)) {
-    const r = await checkInWorker(`/proc/self/fd/${fd}`, {
+    const { references, ...r } = await checkInWorker(`/proc/self/fd/${fd}`, {
       ...maps,
+      wantReferences: true,
       onProgress: ctx.progress,
       cancel: ctx.cancel,
       ...(ctx.host.checkBudgetMs ? { timeoutMs: ctx.host.checkBudgetMs } : {}),
     });
-    delete s.references;
+    if (references) s.references = references;
+    else delete s.references;
     return { ...r, filename: s.name };
   }
   const t0 = performance.now();
