@@ -9,7 +9,12 @@ export default defineConfig({
     build: {
       outDir: 'out/main',
       rollupOptions: {
-        input: { index: resolve('electron/main.ts'), 'engine-host': resolve('electron/engine-host.ts') },
+        // check-worker: the check runs in a worker thread beside the engine host (worker-client.ts).
+        input: {
+          index: resolve('electron/main.ts'),
+          'engine-host': resolve('electron/engine-host.ts'),
+          'check-worker': resolve('engine/check/check-worker.ts'),
+        },
       },
     },
   },

@@ -76,7 +76,7 @@ export function startApp(): void {
   const openPath = async (path: string): Promise<void> => {
     try {
       const id = await bridge.grant(path);
-      toRenderer({ t: 'notice', notice: { kind: 'open', ref: { kind: 'dropped', id } } });
+      toRenderer({ t: 'notice', notice: { kind: 'open', ref: { kind: 'granted', id } } });
     } catch (err) {
       toRenderer({
         t: 'notice',
@@ -109,6 +109,7 @@ export function startApp(): void {
             quit: () => app.quit(),
           },
           process.platform === 'darwin',
+          !app.isPackaged,
         ),
       ),
     );

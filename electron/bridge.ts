@@ -81,7 +81,7 @@ export class Bridge {
       const grant = await this.grant(path);
       this.deps.post({
         t: 'client',
-        msg: { t: 'req', id, method: 'image.open', args: { ref: { kind: 'dropped', id: grant } } },
+        msg: { t: 'req', id, method: 'image.open', args: { ref: { kind: 'granted', id: grant } } },
       });
     } catch (err) {
       this.deps.toRenderer({ t: 'res', id, ok: false, error: toWireError(err) });
@@ -107,7 +107,7 @@ export class Bridge {
     return this.grant(path);
   }
 
-  /** Let the engine host read `path` (a file the user chose); returns the grant id for FileRef {kind:'dropped'}. */
+  /** Let the engine host read `path` (a file the user chose); returns the grant id for FileRef {kind:'granted'}. */
   async grant(path: string): Promise<string> {
     if (!(await this.deps.isFile(path))) throw new ContractError('not-found', `not a regular file: ${path}`);
     const id = randomBytes(12).toString('base64url');

@@ -51,7 +51,7 @@ async function main(): Promise<void> {
     samples: [...samples.keys()],
     recent,
     resolve: async (ref) => {
-      if (ref.kind === 'dropped') {
+      if (ref.kind === 'granted') {
         const g = grants.get(ref.id);
         if (!g) throw new ContractError('not-found', 'unknown file grant', { field: 'args.ref.id', value: ref.id });
         return g;

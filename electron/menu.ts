@@ -23,7 +23,13 @@ export const VIEW_ITEMS: Array<{ id: string; label: string; accelerator: string 
   { id: 'guest-map', label: 'Guest Map', accelerator: 'Alt+4' },
 ];
 
-export function menuTemplate(recent: RecentMenuItem[], a: MenuActions, isMac: boolean): MenuItemConstructorOptions[] {
+/** `devTools`: the Toggle Developer Tools item, in a development build only. */
+export function menuTemplate(
+  recent: RecentMenuItem[],
+  a: MenuActions,
+  isMac: boolean,
+  devTools = false,
+): MenuItemConstructorOptions[] {
   const recentItems: MenuItemConstructorOptions[] = recent.length
     ? recent.map((r) => ({ label: r.location ? `${r.name} — ${r.location}` : r.name, click: () => a.openRecent(r.id) }))
     : [{ label: 'No recent images', enabled: false }];
@@ -49,7 +55,7 @@ export function menuTemplate(recent: RecentMenuItem[], a: MenuActions, isMac: bo
         { role: 'zoomIn' as const },
         { role: 'zoomOut' as const },
         { role: 'togglefullscreen' as const },
-        { role: 'toggleDevTools' as const },
+        ...(devTools ? [{ role: 'toggleDevTools' as const }] : []),
       ],
     },
     {

@@ -2,7 +2,7 @@
  * The window's security settings and the checks every IPC message passes. Kept apart from the
  * rest of main so tests can assert them with `electron` mocked.
  */
-import type { WebContents, WebFrameMain, WebPreferences } from 'electron';
+import type { Session, WebContents, WebFrameMain, WebPreferences } from 'electron';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 
@@ -20,7 +20,8 @@ export const APP_CSP = [
   "object-src 'none'",
 ].join('; ');
 
-export function webPreferences(preloadPath: string): WebPreferences {
+/** `devTools`: only for a development build; a packaged app opens none. */
+export function webPreferences(preloadPath: string, devTools = false): WebPreferences {
   return {
     preload: preloadPath,
     contextIsolation: true,
@@ -34,7 +35,7 @@ export function webPreferences(preloadPath: string): WebPreferences {
     experimentalFeatures: false,
     navigateOnDragDrop: false,
     spellcheck: false,
-    devTools: true,
+    devTools,
   };
 }
 
@@ -83,8 +84,38 @@ export function isTrustedSender(frame: WebFrameMain | null | undefined, o: Rende
   return isTrustedUrl(frame.url, o);
 }
 
+/**
+ * The CSP as a response header on every page of ours (the meta tag in index.html is the second
+ * line): a header holds even for a document that lost or never had the tag.
+ */
+export function applyCspHeaders(session: Session, o: RendererOrigin): void {
+  session.webRequest.onHeadersReceived((details, callback) => {
+    if (!isTrustedUrl(details.url, o) && !isOwnAsset(details.url, o)) {
+      callback({});
+      return;
+    }
+    const headers = { ...details.responseHeaders };
+    for (const k of Object.keys(headers)) if (k.toLowerCase() === 'content-security-policy') delete headers[k];
+    callback({ responseHeaders: { ...headers, 'Content-Security-Policy': [APP_CSP] } });
+  });
+}
+
+/** A file of the built renderer (its scripts and styles beside index.html), or of the dev server. */
+function isOwnAsset(url: string, o: RendererOrigin): boolean {
+  try {
+    const u = new URL(url);
+    if (o.devUrl && u.origin === new URL(o.devUrl).origin) return true;
+    if (u.protocol !== 'file:') return false;
+    const dir = resolve(o.indexHtml, '..');
+    return resolve(fileURLToPath(u)).startsWith(`${dir}/`);
+  } catch {
+    return false;
+  }
+}
+
 /** Deny navigation, new windows, webviews and every permission request for a webContents. */
 export function harden(contents: WebContents, o: RendererOrigin): void {
+  applyCspHeaders(contents.session, o);
   contents.setWindowOpenHandler(() => ({ action: 'deny' }));
   contents.on('will-navigate', (event, url) => {
     if (!isTrustedUrl(url, o)) event.preventDefault();

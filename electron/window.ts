@@ -1,5 +1,5 @@
 /** The one application window. */
-import { BrowserWindow, nativeTheme } from 'electron';
+import { app, BrowserWindow, nativeTheme } from 'electron';
 import { harden, rendererUrl, webPreferences, type RendererOrigin } from './security.js';
 
 export function createMainWindow(preloadPath: string, origin: RendererOrigin): BrowserWindow {
@@ -11,7 +11,7 @@ export function createMainWindow(preloadPath: string, origin: RendererOrigin): B
     title: 'qcow2-doctor',
     show: false,
     backgroundColor: nativeTheme.shouldUseDarkColors ? '#15171b' : '#f6f7f9',
-    webPreferences: webPreferences(preloadPath),
+    webPreferences: webPreferences(preloadPath, !app.isPackaged),
   });
   harden(win.webContents, origin);
   win.once('ready-to-show', () => win.show());

@@ -3,7 +3,10 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { CancelledError, Qcow2FormatError } from '../base/errors.js';
 import { CancelToken } from '../base/task-control.js';
-import { checkFile } from './run.js';
+import { FileIO } from '../io/file-io.js';
+import { runCheckPasses } from './analyze.js';
+import { openForCheck, toCheckResult } from './run.js';
+import type { CheckOptions, CheckResult } from './types.js';
 import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 const port = parentPort!;
@@ -21,9 +24,26 @@ const flushLines = (): void => {
   lastFlush = Date.now();
 };
 
+/** checkFile, keeping the per-cluster reference counts when asked for them. */
+async function checkWithReferences(
+  path: string,
+  opts: CheckOptions,
+): Promise<{ result: CheckResult; references?: Uint8Array }> {
+  const io = await FileIO.open(path, { syncReads: true });
+  try {
+    const image = await openForCheck(io);
+    const t0 = performance.now();
+    const a = await runCheckPasses(image, opts);
+    const result = toCheckResult(image.io.name, a, (performance.now() - t0) / 1000);
+    return req.wantReferences ? { result, references: a.references } : { result };
+  } finally {
+    await io.close();
+  }
+}
+
 async function main(): Promise<void> {
   try {
-    const result = await checkFile(req.path, {
+    const { result, references } = await checkWithReferences(req.path, {
       roleMap: req.roleMap,
       guestMap: req.guestMap,
       cancel,
@@ -41,7 +61,8 @@ async function main(): Promise<void> {
     const transfer: ArrayBuffer[] = [];
     if (result.roleMap) transfer.push(result.roleMap.buffer as ArrayBuffer);
     if (result.guestMap) transfer.push(result.guestMap.buffer as ArrayBuffer);
-    port.postMessage({ type: 'result', result } satisfies WorkerReply, transfer);
+    if (references) transfer.push(references.buffer as ArrayBuffer);
+    port.postMessage({ type: 'result', result, ...(references ? { references } : {}) } satisfies WorkerReply, transfer);
   } catch (e) {
     flushLines();
     const reply: WorkerReply =

@@ -15,8 +15,16 @@ function workerScript(): URL {
   return new URL('../../dist/engine/check/check-worker.js', import.meta.url);
 }
 
-export function checkInWorker(path: string, opts: CheckOptions = {}): Promise<CheckResult> {
+/**
+ * `timeoutMs`: the time budget; past it the worker is terminated (even mid-way through a
+ * synchronous step that never looks at the cancel token) and the check fails with that said.
+ */
+export function checkInWorker(
+  path: string,
+  opts: CheckOptions & { timeoutMs?: number; wantReferences?: boolean } = {},
+): Promise<CheckResult & { references?: Uint8Array }> {
   const req: WorkerRequest = {
+    wantReferences: !!opts.wantReferences,
     path,
     roleMap: opts.roleMap,
     guestMap: opts.guestMap,
@@ -33,6 +41,19 @@ export function checkInWorker(path: string, opts: CheckOptions = {}): Promise<Ch
       void worker.terminate();
     };
     opts.cancel?.onCancel(() => worker.postMessage({ type: 'cancel' }));
+    const budget =
+      opts.timeoutMs === undefined
+        ? undefined
+        : setTimeout(
+            () =>
+              settle(() =>
+                reject(
+                  new Error(`the check took longer than its budget of ${opts.timeoutMs! / 1000} s and was stopped`),
+                ),
+              ),
+            opts.timeoutMs,
+          );
+    worker.once('exit', () => clearTimeout(budget));
     worker.on('message', (m: WorkerReply) => {
       switch (m.type) {
         case 'lines':
@@ -42,7 +63,7 @@ export function checkInWorker(path: string, opts: CheckOptions = {}): Promise<Ch
           opts.onProgress?.(m.progress);
           break;
         case 'result':
-          settle(() => resolve(m.result));
+          settle(() => resolve(m.references ? Object.assign(m.result, { references: m.references }) : m.result));
           break;
         case 'error':
           settle(() =>

@@ -8,12 +8,14 @@ export interface WorkerRequest {
   guestMap?: boolean;
   wantMessages: boolean;
   wantProgress: boolean;
+  /** Also send the per-cluster reference counts (the service's cluster.describe shows them). */
+  wantReferences?: boolean;
 }
 
 export type WorkerReply =
   | { type: 'lines'; lines: string[] }
   | { type: 'progress'; progress: ProgressEvent }
-  | { type: 'result'; result: CheckResult }
+  | { type: 'result'; result: CheckResult; references?: Uint8Array }
   | {
       type: 'error';
       kind: 'format' | 'cancelled' | 'other';

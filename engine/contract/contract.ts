@@ -6,8 +6,8 @@
  *
  * Files are never named by a path the renderer chose to write: images are opened through a
  * FileRef (a native dialog in Electron, a path under the served root in the browser, a recent
- * entry, a dropped file, a bundled sample) and then referred to by an opaque handle. Outputs go
- * to a SaveRef (a native save dialog, or a name the engine derives next to the source).
+ * entry, a file main granted (dialog, drop, file association), a bundled sample) and then referred
+ * to by an opaque handle. Outputs go to a SaveRef (a native save dialog, or a name the engine derives next to the source).
  *
  * Large typed arrays (role maps: up to 16.8 M bytes) are Uint8Array / Float64Array fields; the
  * WebSocket codec (wire.ts) sends them as binary, Electron's structured clone copies them as is.
@@ -50,8 +50,11 @@ export const fileRef = tagged({
   dialog: obj({ kind: literal('dialog') }),
   /** An entry of recent.list. */
   recent: obj({ kind: literal('recent'), id }),
-  /** A file dropped on the window; the id comes from the preload's `registerDrop`. */
-  dropped: obj({ kind: literal('dropped'), id }),
+  /**
+   * A file the main process granted the engine: chosen in the native dialog, dropped on the window
+   * (the id from the preload's `registerDrop`), or handed over by a file association.
+   */
+  granted: obj({ kind: literal('granted'), id }),
   /** A bundled sample image (resources/samples). */
   sample: obj({ kind: literal('sample'), name: str({ max: 128, pattern: /^[A-Za-z0-9_.-]+$/ }) }),
 });
@@ -581,6 +584,6 @@ export interface PreloadBridge {
   readonly contractVersion: number;
   send(message: ClientMessage): void;
   onMessage(listener: (m: ServerMessage) => void): () => void;
-  /** Register a dropped file with main; resolves to the id for FileRef {kind:'dropped'}. */
+  /** Register a dropped file with main; resolves to the id for FileRef {kind:'granted'}. */
   registerDrop(file: unknown): Promise<string>;
 }

@@ -46,6 +46,11 @@ export class FileIO implements PositionalIO {
     return new FileIO(path, fh, fh.fd, true);
   }
 
+  /** Wrap a handle opened elsewhere (a confined input or a new output file); closing it closes the handle. */
+  static fromHandle(name: string, fh: FileHandle, opts: { write?: boolean } = {}): FileIO {
+    return new FileIO(name, fh, fh.fd, !opts.write);
+  }
+
   get fd(): number {
     return this.rawFd;
   }

@@ -4,7 +4,8 @@
  * and the length set by truncate), so a sparse 100 GiB image does not become 100 GiB of zeros.
  */
 import { constants } from 'node:fs';
-import { copyFile, open, rm } from 'node:fs/promises';
+import { copyFile, open } from 'node:fs/promises';
+import { createOutputFile, OutputExistsError, type OutputFile } from '../io/output-file.js';
 
 export type CopyMethod = 'reflink' | 'sparse-copy';
 
@@ -19,43 +20,44 @@ function allZero(b: Uint8Array, n: number): boolean {
   return true;
 }
 
-export async function copyImage(src: string, dst: string): Promise<CopyMethod> {
+export async function copyImage(src: string, dst: string, root?: string): Promise<CopyMethod> {
+  let out: OutputFile;
   try {
-    await copyFile(src, dst, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE_FORCE);
+    out = await createOutputFile(dst, { root });
+  } catch (e) {
+    if (e instanceof OutputExistsError) throw new Error(`refusing to overwrite ${dst}: it already exists`);
+    throw new Error(`cannot create ${dst}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    // Into the new, empty temporary file (the held folder's path): a reflink shares extents.
+    await copyFile(src, out.tempPath, constants.COPYFILE_FICLONE_FORCE);
+    await out.commit();
     return 'reflink';
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') throw new Error(`refusing to overwrite ${dst}: it already exists`);
-    // No reflink here (ENOTSUP, EXDEV, EINVAL, ...): sparse copy below.
+    if (e instanceof OutputExistsError) throw new Error(`refusing to overwrite ${dst}: it already exists`);
+    // No reflink here (ENOTSUP, EXDEV, EINVAL, ...): sparse copy below, into a fresh temporary
+    // file (a failed copyFile removes the one it was given).
+    await out.discard();
+    out = await createOutputFile(dst, { root });
   }
   const input = await open(src, 'r');
-  let output;
-  try {
-    output = await open(dst, 'wx');
-  } catch (e) {
-    await input.close();
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(
-      code === 'EEXIST' ? `refusing to overwrite ${dst}: it already exists` : `cannot create ${dst}: ${code}`,
-    );
-  }
+  const output = out.io;
   try {
     const size = (await input.stat()).size;
     const buf = new Uint8Array(CHUNK);
     for (let pos = 0; pos < size; pos += CHUNK) {
       const { bytesRead } = await input.read(buf, 0, Math.min(CHUNK, size - pos), pos);
       if (bytesRead === 0) break;
-      if (!allZero(buf, bytesRead)) await output.write(buf, 0, bytesRead, pos);
+      if (!allZero(buf, bytesRead)) await output.write(pos, buf.subarray(0, bytesRead));
     }
     await output.truncate(size);
-    await output.sync();
+    await out.commit();
   } catch (e) {
-    await output.close().catch(() => undefined);
-    await rm(dst, { force: true });
+    await out.discard();
+    if (e instanceof OutputExistsError) throw new Error(`refusing to overwrite ${dst}: it already exists`);
     throw e;
   } finally {
     await input.close();
   }
-  await output.close();
   return 'sparse-copy';
 }

@@ -18,7 +18,15 @@ import type { CancelToken, ProgressSink } from '../base/task-control.js';
 import { applyPlan, StaleImageError } from './apply.js';
 export { StaleImageError } from './apply.js';
 import { copyImage, type CopyMethod } from './copy-image.js';
-import { defaultJournalPath, readJournal, undoFromJournal, writeJournal, type UndoResult } from './journal.js';
+import {
+  defaultJournalPath,
+  interruptedRepairMessage,
+  openJournalTarget,
+  readJournal,
+  undoFromJournal,
+  writeJournal,
+  type UndoResult,
+} from './journal.js';
 import { allWrites, isEmptyPlan, type RepairPlan } from './plan.js';
 import { planRepair } from './planner.js';
 import { inUseReason, journalUnwritableReason, notWritableReason } from './refusals.js';
@@ -45,6 +53,8 @@ export interface RepairRequest {
   journal?: string | false;
   /** Repair a copy at this path (reflink if possible, else a sparse copy); the original is never opened for writing. */
   outputImage?: string;
+  /** The folder the copy and the journal must be created in (serve: --root). */
+  outputRoot?: string | undefined;
   onProgress?: ProgressSink;
   /** Honoured until the first write to the image. */
   cancel?: CancelToken;
@@ -142,7 +152,7 @@ export async function repairFile(req: RepairRequest): Promise<RepairOutcome> {
   }
   if (!req.dryRun && req.outputImage !== undefined) {
     try {
-      copyMethod = await copyImage(req.image, req.outputImage);
+      copyMethod = await copyImage(req.image, req.outputImage, req.outputRoot);
     } catch (e) {
       throw new RepairRefusedError((e as Error).message);
     }
@@ -155,7 +165,7 @@ export async function repairFile(req: RepairRequest): Promise<RepairOutcome> {
       mode: req.mode,
       name: target,
       ...(req.dryRun ? { dryRun: true } : {}),
-      ...(journalPath !== undefined ? { journal: { path: journalPath, imagePath: target } } : {}),
+      ...(journalPath !== undefined ? { journal: { path: journalPath, imagePath: target, root: req.outputRoot } } : {}),
       ...(req.onProgress ? { onProgress: req.onProgress } : {}),
       ...(req.cancel ? { cancel: req.cancel } : {}),
       ...(req.onMessage ? { onMessage: req.onMessage } : {}),
@@ -172,7 +182,7 @@ export interface RepairIOOptions {
   name: string;
   dryRun?: boolean;
   /** Write the undo journal (for the file `imagePath`) before the first write. */
-  journal?: { path: string; imagePath: string };
+  journal?: { path: string; imagePath: string; root?: string | undefined };
   onProgress?: ProgressSink;
   cancel?: CancelToken;
   onMessage?: (line: string) => void;
@@ -220,7 +230,7 @@ export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Om
   o.cancel?.throwIfCancelled();
   if (o.journal !== undefined) {
     try {
-      await writeJournal(o.journal.path, o.journal.imagePath, io, allWrites(plan));
+      await writeJournal(o.journal.path, o.journal.imagePath, io, allWrites(plan), o.journal.root);
     } catch (e) {
       throw new RepairRefusedError((e as Error).message);
     }
@@ -235,6 +245,10 @@ export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Om
       after = await analyze(io);
       return after.counters.corruptions === 0 && after.counters.checkErrors === 0 && after.failed === undefined;
     },
+  }).catch((e: unknown) => {
+    const code = (e as NodeJS.ErrnoException)?.code;
+    if (typeof code !== 'string' || !/^E[A-Z]+$/.test(code)) throw e;
+    throw Object.assign(new Error(interruptedRepairMessage(e, o.journal?.path)), { code });
   });
   after ??= await analyze(io);
   return {
@@ -277,7 +291,7 @@ export async function undoRepair(
   const image = opts.image ?? j.meta.image;
   const reason = (await inUseReason(image).catch(() => undefined)) ?? (await notWritableReason(image));
   if (reason) throw new RepairRefusedError(reason);
-  const io = await FileIO.open(image, { write: true });
+  const io = await openJournalTarget(j.meta, image);
   try {
     const r = await undoFromJournal(j, io, opts.force ? { force: true } : {});
     return { ...r, image };

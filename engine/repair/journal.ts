@@ -9,6 +9,10 @@
 import { createHash } from 'node:crypto';
 import { open, readFile, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { QCOW2_MAGIC } from '../format/constants.js';
+import type { FileIO } from '../io/file-io.js';
+import { openInputFile } from '../io/input-file.js';
+import { createOutputFile, type OutputFile } from '../io/output-file.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import { readPadded } from '../io/positional-io.js';
 import type { PlannedWrite } from './plan.js';
@@ -70,6 +74,7 @@ export async function writeJournal(
   imagePath: string,
   io: PositionalIO,
   writes: PlannedWrite[],
+  root?: string,
 ): Promise<JournalMeta> {
   const originalLength = await io.size();
   const st = await stat(imagePath);
@@ -109,24 +114,21 @@ export async function writeJournal(
   const head = Buffer.alloc(12);
   head.write(MAGIC, 0, 'latin1');
   head.writeUInt32BE(metaBytes.length, 8);
-  let fh;
+  const fail = (e: unknown): Error =>
+    new Error(`cannot write the undo journal ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  let out: OutputFile;
   try {
-    fh = await open(path, 'wx');
+    out = await createOutputFile(path, { root });
   } catch (e) {
-    throw new Error(
-      `cannot write the undo journal ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-    );
+    throw fail(e);
   }
   try {
-    await fh.writeFile(Buffer.concat([head, metaBytes, data]));
-    await fh.sync();
+    await out.io.write(0, Buffer.concat([head, metaBytes, data]));
+    await out.commit();
   } catch (e) {
-    await fh.close().catch(() => undefined);
-    throw new Error(
-      `cannot write the undo journal ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-    );
+    await out.discard();
+    throw fail(e);
   }
-  await fh.close();
   await syncDir(dirname(path));
   return meta;
 }
@@ -169,6 +171,7 @@ export async function readJournal(path: string): Promise<LoadedJournal> {
   }
   if (meta.format !== 1 || !Array.isArray(meta.regions))
     throw new Error(`unsupported journal format: ${path} (format ${String(meta.format)})`);
+  checkMetaShape(meta, path);
   const data = buf.subarray(12 + metaLen);
   if (sha256(data) !== meta.dataSha256) throw new Error(`journal data checksum mismatch: ${path}`);
   for (const r of meta.regions) {
@@ -220,4 +223,76 @@ export async function undoFromJournal(
       throw new Error(`undo verification failed at 0x${r.offset.toString(16)}`);
   }
   return { regionsRestored: meta.regions.length, bytesRestored: bytes, originalLength: meta.originalLength };
+}
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isSha = (v: unknown): boolean => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v);
+
+/** Every field a restore acts on, checked before it is trusted (one line naming the field). */
+function checkMetaShape(meta: JournalMeta, path: string): void {
+  const bad = (field: string, value: unknown): Error =>
+    new Error(`journal metadata invalid: ${path} (${field} = ${JSON.stringify(value)?.slice(0, 80)})`);
+  if (typeof meta.image !== 'string' || meta.image === '') throw bad('image', meta.image);
+  for (const f of ['dev', 'ino', 'originalLength'] as const) if (!isCount(meta[f])) throw bad(f, meta[f]);
+  if (!meta.regions.some((r) => isCount(r?.savedLength) && r.savedLength > 0))
+    throw bad('regions', `${meta.regions.length} region(s), none with saved bytes`);
+  meta.regions.forEach((r, i) => {
+    for (const f of ['offset', 'length', 'savedLength', 'dataOffset'] as const)
+      if (!isCount(r[f])) throw bad(`regions[${i}].${f}`, r[f]);
+    if (r.savedLength > r.length) throw bad(`regions[${i}].savedLength`, r.savedLength);
+    if (r.offset + r.savedLength > meta.originalLength) throw bad(`regions[${i}].offset`, r.offset);
+    if (!isSha(r.sha256)) throw bad(`regions[${i}].sha256`, r.sha256);
+    if (!Array.isArray(r.statesSha256) || !r.statesSha256.every(isSha))
+      throw bad(`regions[${i}].statesSha256`, r.statesSha256);
+  });
+}
+
+/**
+ * Open the file a journal restores, refusing (one line, nothing written) unless it is the very
+ * file the repair wrote: a regular file, the device and inode the journal recorded, no shorter
+ * than before the repair (a repair only grows a file), and a qcow2 image. A journal from
+ * elsewhere therefore cannot truncate or overwrite an unrelated file it names.
+ */
+export async function openJournalTarget(meta: JournalMeta, imagePath: string): Promise<FileIO> {
+  const io = await openInputFile(imagePath, { write: true });
+  try {
+    const st = await stat(`/proc/self/fd/${io.fd}`).catch(() => stat(imagePath));
+    if (st.dev !== meta.dev || st.ino !== meta.ino)
+      throw new Error(
+        `refusing to undo: ${imagePath} is not the file this journal was written for (device ${st.dev} inode ${st.ino}, the journal names device ${meta.dev} inode ${meta.ino})`,
+      );
+    if (st.size < meta.originalLength)
+      throw new Error(
+        `refusing to undo: ${imagePath} is shorter (${st.size} bytes) than before the repair (${meta.originalLength}); a repair never shrinks a file`,
+      );
+    const head = await io.read(0, 4);
+    if (head.length < 4 || new DataView(head.buffer, head.byteOffset, 4).getUint32(0) !== QCOW2_MAGIC)
+      throw new Error(`refusing to undo: ${imagePath} is not a qcow2 image`);
+    return io;
+  } catch (e) {
+    await io.close();
+    throw e;
+  }
+}
+
+/**
+ * The message of a repair that stopped on a write error: the image is left marked corrupt, but
+ * the journal holds every byte it replaced, so it can be put back exactly.
+ */
+export function interruptedRepairMessage(e: unknown, journalPath: string | undefined): string {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const why =
+    code === 'ENOSPC'
+      ? 'the disk is full (ENOSPC)'
+      : code
+        ? `a write failed (${code})`
+        : `it failed (${(e as Error)?.message ?? String(e)})`;
+  if (journalPath === undefined)
+    return `the repair stopped because ${why}; the image may be marked corrupt and no undo journal was kept`;
+  return `the repair stopped because ${why}; the image is marked corrupt until restored, and it is safe to restore: every byte it replaced is in the journal. Free some space, then run: qcow2-doctor undo ${shellWord(journalPath)}`;
+}
+
+/** A path as one shell word (quoted only when it needs to be). */
+function shellWord(p: string): string {
+  return /^[\w./+:@-]+$/.test(p) ? p : `'${p.replace(/'/g, `'\\''`)}'`;
 }

@@ -1,6 +1,6 @@
 // `check --report FILE` and the app's "Save report": a self-contained HTML report or a JSON report,
 // chosen by the file's extension.
-import { writeFile, rename, unlink } from 'node:fs/promises';
+import { writeOutputFile } from '../io/output-file.js';
 import type { CheckResult } from '../check/types.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
 import { checkImage } from '../check/index.js';
@@ -52,12 +52,5 @@ export async function writeReportFile(
 ): Promise<void> {
   const format = reportFormatOf(path);
   const text = await reportContent(format, result, image, extras);
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    await writeFile(tmp, text);
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
+  await writeOutputFile(path, text, { replace: true });
 }

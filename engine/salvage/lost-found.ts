@@ -2,12 +2,11 @@
 // under a destroyed L2 table, leaked or freed clusters) copied in host order into one file, with a
 // map of where each run came from. Their guest position is unknown; file-carving tools can still
 // find files in them. One bit per host cluster marks what is accounted for (bounded below).
-import { rename, rm } from 'node:fs/promises';
 import { u32 } from '../format/bytes.js';
 import { classifyL2, ClusterType, decodeCompressed, l2Offset } from '../format/l2-entry.js';
 import * as C from '../format/constants.js';
 import type { PositionalIO } from '../io/positional-io.js';
-import { FileIO } from '../io/file-io.js';
+import { createOutputFile } from '../io/output-file.js';
 import { CancelToken, type ProgressSink } from '../base/task-control.js';
 import { isZero } from '../format/cluster-content.js';
 import type { ScanFindings } from './scan.js';
@@ -31,7 +30,12 @@ export async function exportLostAndFound(
   recon: Reconstruction,
   findings: ScanFindings,
   target: string,
-  opts: { progress?: ProgressSink; cancel?: CancelToken } = {},
+  opts: {
+    progress?: ProgressSink;
+    cancel?: CancelToken;
+    outputRoot?: string | undefined;
+    overwrite?: boolean | undefined;
+  } = {},
 ): Promise<LostFoundReport> {
   const cs = recon.clusterSize;
   const fileSize = findings.fileSize;
@@ -73,7 +77,8 @@ export async function exportLostAndFound(
       }
     }
 
-  const out = await FileIO.open(`${target}.partial`, { create: true });
+  const file = await createOutputFile(target, { root: opts.outputRoot, replace: opts.overwrite });
+  const out = file.io;
   const report: LostFoundReport = { file: target, clusters: 0, bytes: 0, runs: [], runsCapped: false };
   const chunk = Math.max(cs, Math.floor((8 * 1024 * 1024) / cs) * cs);
   const cancel = opts.cancel ?? CancelToken.none;
@@ -96,14 +101,11 @@ export async function exportLostAndFound(
         else report.runsCapped = true;
       }
     }
-    await out.flush();
-    await out.close();
+    await file.commit();
   } catch (e) {
-    await out.close().catch(() => {});
-    await rm(`${target}.partial`, { force: true });
+    await file.discard();
     throw e;
   }
-  await rename(`${target}.partial`, target);
   opts.progress?.({ fraction: 1, stage: 'done' });
   return report;
 }

@@ -2,10 +2,11 @@
 // file (resumable), reconstruct the mappings, and write each requested guest disk to a new file.
 // The damaged image is only ever opened read-only.
 import { existsSync } from 'node:fs';
-import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import * as C from '../format/constants.js';
 import { FileIO } from '../io/file-io.js';
+import { createOutputFile, writeOutputFile } from '../io/output-file.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import type { CancelToken, ProgressSink } from '../base/task-control.js';
 import { inferClusterBits, inferExtendedL2, readHeaderHints, type HeaderHints } from './geometry-guess.js';
@@ -33,6 +34,8 @@ export interface SalvageOptions {
   lostFound?: string;
   /** Replace output files that already exist (never the image or its backing file). */
   overwrite?: boolean;
+  /** The folder every output must stay in (serve: --root). */
+  outputRoot?: string | undefined;
   /** Do not read any backing file: unallocated clusters read as zeros. */
   noBacking?: boolean;
   /** May this backing file be read (a served root confines reads)? Refused = treated as missing. */
@@ -188,6 +191,8 @@ export async function salvageImage(
       report.lostFound = await exportLostAndFound(io, recon, a.findings, opts.lostFound, {
         progress: opts.progress,
         cancel: opts.cancel,
+        outputRoot: opts.outputRoot,
+        overwrite: opts.overwrite,
       });
     }
     return report;
@@ -222,8 +227,9 @@ function outputName(out: string, v: GuestView, many: boolean): string {
 }
 
 async function writeView(reader: ViewReader, target: string, opts: SalvageOptions): Promise<ViewReport> {
-  const partial = `${target}.partial`;
-  const out = await FileIO.open(partial, { create: true });
+  // Written under a hidden temporary name, given the output's name only when complete.
+  const file = await createOutputFile(target, { root: opts.outputRoot, replace: opts.overwrite });
+  const out = file.io;
   try {
     const cs = reader.cs;
     const size = reader.size;
@@ -278,12 +284,10 @@ async function writeView(reader: ViewReader, target: string, opts: SalvageOption
       // Durable before it takes its final name: a crash never leaves a half-written OUT.
       await out.flush();
     }
-    await out.close();
-    await rename(partial, target);
+    await file.commit();
     return report;
   } catch (e) {
-    await out.close().catch(() => {});
-    await rm(partial, { force: true });
+    await file.discard();
     throw e;
   }
 }
@@ -442,9 +446,7 @@ async function saveState(path: string, image: string, findings: ScanFindings): P
     mtimeMs: st.mtimeMs,
     findings,
   };
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, JSON.stringify(s));
-  await rename(tmp, path);
+  await writeOutputFile(path, JSON.stringify(s), { replace: true });
 }
 
 async function loadState(

@@ -16,7 +16,11 @@ export interface ServiceHost {
   mayRead?(path: string): Promise<boolean>;
   samples: string[];
   rootName?: string;
+  /** The served folder (serve only): inputs are opened and outputs created only under it, errors name paths relative to it. */
+  root?: string;
   recent: RecentStore;
+  /** The time budget of one check (serve: a hostile image cannot hold a worker for ever). */
+  checkBudgetMs?: number;
   /** Tests only: each check waits this long (in cancellable steps) before checking. */
   testCheckDelayMs?: number;
 }
@@ -28,6 +32,12 @@ export interface HandlerContext {
   cancel: CancelToken;
   /** Methods with a real handler in this service. */
   available: () => Method[];
+}
+
+/** The folder `path` must stay in when opened or written next to: the served root when it holds it. */
+export function confinementOf(host: ServiceHost, path: string): string | undefined {
+  if (host.root === undefined) return undefined;
+  return path === host.root || path.startsWith(`${host.root}/`) ? host.root : undefined;
 }
 
 export type Handler<M extends Method> = (args: ArgsOf<M>, ctx: HandlerContext) => Promise<ResultOf<M>>;

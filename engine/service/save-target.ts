@@ -1,6 +1,6 @@
 // Where an output goes (a SaveRef): next to the source under a name the engine chooses, never
 // overwriting; inline bytes for a browser download; a native dialog only where the host has one.
-import { stat } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { SaveRef } from '../contract/contract.js';
 import { ContractError } from '../contract/errors.js';
@@ -11,7 +11,8 @@ export async function siblingPath(source: string, suffix: string): Promise<strin
   const stem = basename(source).replace(/\.(qcow2|qcow|img)$/i, '');
   for (let n = 1; n < 1000; n++) {
     const p = join(dir, `${stem}${n === 1 ? '' : `-${n}`}${suffix}`);
-    if (!(await stat(p).catch(() => undefined))) return p;
+    // lstat: a name held by a link, even a dangling one, is taken.
+    if (!(await lstat(p).catch(() => undefined))) return p;
   }
   throw new ContractError('io', `no free name for ${stem}${suffix} next to the image`);
 }

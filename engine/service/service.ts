@@ -12,11 +12,13 @@ import {
   type Method,
   type ResultOf,
   type ServerMessage,
+  type WireError,
 } from '../contract/contract.js';
 import { ContractError, toWireError } from '../contract/errors.js';
 import { isAvailable, type HandlerContext, type HandlerTable, type ServiceHost } from './handler.js';
 import { CancelToken, type ProgressEvent } from '../base/task-control.js';
 import { Sessions } from './session.js';
+import { scrubPaths } from './path-scrub.js';
 import { handlers as app } from './handlers/app.js';
 import { handlers as image } from './handlers/image.js';
 import { handlers as check } from './handlers/check.js';
@@ -150,9 +152,17 @@ export class Connection {
           t: 'res',
           id,
           ok: false,
-          error: cancel.isCancelled ? { code: 'cancelled', message: 'cancelled' } : toWireError(err),
+          error: cancel.isCancelled ? { code: 'cancelled', message: 'cancelled' } : this.wireError(err),
         }),
     );
+  }
+
+  /** The error as the client sees it: under a served root, no server path crosses. */
+  private wireError(err: unknown): WireError {
+    const w = toWireError(err);
+    const root = this.service.host.root;
+    if (root !== undefined) w.message = scrubPaths(w.message, root);
+    return w;
   }
 
   /** The client went away: cancel whatever it started and close the images it opened. */

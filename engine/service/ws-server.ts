@@ -5,7 +5,7 @@
  * Host header must name this server (DNS rebinding); only files under --root can be opened.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { extname, resolve, sep } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -13,6 +13,7 @@ import { networkInterfaces } from 'node:os';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import type { ServerMessage } from '../contract/contract.js';
 import { decodeMessage, encodeMessage } from '../contract/wire.js';
+import { AccessGate, TOKEN_REQUIRED_PAGE } from './access-gate.js';
 import { createServeHost } from './serve-host.js';
 import { listSamples } from './samples.js';
 import { Service } from './service.js';
@@ -63,7 +64,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   if (opts.testCheckDelayMs) host.testCheckDelayMs = opts.testCheckDelayMs;
   const service = new Service(host);
   const token = opts.token ?? randomBytes(24).toString('base64url');
-  const tokenBytes = Buffer.from(token);
+  const gate = new AccessGate(token, () => port);
   const staticRoot = await realpath(opts.staticDir).catch(() => resolve(opts.staticDir));
   const bindHost = opts.host ?? '127.0.0.1';
   let port = 0;
@@ -79,17 +80,19 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   };
   let allowed: Set<string> | undefined;
   const allowedHosts = (): Set<string> => (allowed ??= new Set(hostNames().map((h) => `${h}:${port}`)));
-  const tokenOk = (t: string | null): boolean => {
-    if (t === null) return false;
-    const b = Buffer.from(t);
-    return b.length === tokenBytes.length && timingSafeEqual(b, tokenBytes);
-  };
 
-  const server: Server = createServer((req, res) => void serveStatic(req, res));
+  // A failure in a request must answer that request, never reach the process.
+  const server: Server = createServer((req, res) => {
+    serveStatic(req, res).catch((err: unknown) => {
+      process.stderr.write(`qcow2-doctor serve: ${req.method} failed: ${(err as Error)?.message ?? String(err)}\n`);
+      if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end();
+    });
+  });
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CLIENT_MESSAGE });
 
   async function serveStatic(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const headers = {
+    const headers: Record<string, string> = {
       'Content-Security-Policy': SERVE_CSP,
       'X-Content-Type-Options': 'nosniff',
       'Referrer-Policy': 'no-referrer',
@@ -105,8 +108,21 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       res.writeHead(405, headers).end();
       return;
     }
-    const url = new URL(req.url ?? '/', 'http://x');
-    let rel = decodeURIComponent(url.pathname);
+    let url: URL;
+    let rel: string;
+    try {
+      url = new URL(req.url ?? '/', 'http://x');
+      rel = decodeURIComponent(url.pathname);
+    } catch {
+      res.writeHead(400, headers).end('bad request: the path is not valid percent-encoding');
+      return;
+    }
+    const auth = gate.check(req, url);
+    if (!auth) {
+      res.writeHead(401, { ...headers, 'Content-Type': 'text/html; charset=utf-8' }).end(TOKEN_REQUIRED_PAGE);
+      return;
+    }
+    if (auth === 'query') Object.assign(headers, { 'Set-Cookie': gate.setCookieHeader() });
     if (rel === '/' || rel === '') rel = '/index.html';
     const file = resolve(staticRoot, `.${rel}`);
     if (!file.startsWith(staticRoot + sep)) {
@@ -133,10 +149,15 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   };
 
   server.on('upgrade', (req, socket, head) => {
-    const url = new URL(req.url ?? '/', 'http://x');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://x');
+    } catch {
+      return refuse(socket, 400, 'Bad Request');
+    }
     if (url.pathname !== '/ws') return refuse(socket, 404, 'Not Found');
     if (!allowedHosts().has(req.headers.host ?? '')) return refuse(socket, 421, 'Misdirected Request');
-    if (!tokenOk(url.searchParams.get('token'))) return refuse(socket, 401, 'Unauthorized');
+    if (!gate.check(req, url)) return refuse(socket, 401, 'Unauthorized');
     const origin = req.headers.origin;
     if (origin === undefined || !allowedHosts().has(origin.replace(/^http:\/\//, '')) || !origin.startsWith('http://'))
       return refuse(socket, 403, 'Forbidden');

@@ -4,6 +4,7 @@
 // data: it becomes an empty (sparse, all-zero) file of the same length.
 import { open, stat } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
+import { createOutputFile } from '../io/output-file.js';
 import { MAX_BACKING_CHAIN_DEPTH, QCOW2_MAGIC } from '../format/constants.js';
 import { u32 } from '../format/bytes.js';
 import { admitLayer, ChainRefusal, openRegularFile, type MayRead } from '../image/backing-chain.js';
@@ -105,10 +106,12 @@ async function hasQcow2Magic(path: string): Promise<boolean> {
 async function zeroCopy(src: string, out: string, force: boolean): Promise<void> {
   const io = await openRegularFile(src); // never the length of a device or a FIFO
   const size = await io.size().finally(() => io.close());
-  const fh = await open(out, force ? 'w' : 'wx');
+  const o = await createOutputFile(out, { replace: force });
   try {
-    await fh.truncate(size);
-  } finally {
-    await fh.close();
+    await o.io.truncate(size);
+  } catch (e) {
+    await o.discard();
+    throw e;
   }
+  await o.commit();
 }

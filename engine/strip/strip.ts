@@ -1,8 +1,9 @@
 // `strip`: a copy of an image that keeps every metadata structure byte-identical at the same
 // offsets and drops all guest data (never written: the copy is sparse and reads as zeros there), so
 // a customer can send it to support and the same findings reproduce on it.
-import { realpath, stat, unlink } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { FileIO } from '../io/file-io.js';
+import { createOutputFile, type OutputFile } from '../io/output-file.js';
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
 import type { CancelToken, ProgressSink } from '../base/task-control.js';
 import { INCOMPAT_DATA_FILE } from '../format/constants.js';
@@ -165,7 +166,7 @@ export async function stripIO(src: PositionalIO, dst: PositionalIO, opts: StripO
 export async function stripFile(
   srcPath: string,
   outPath: string,
-  opts: StripOptions & { force?: boolean } = {},
+  opts: StripOptions & { force?: boolean; outputRoot?: string | undefined } = {},
 ): Promise<StripResult> {
   const srcReal = await realpath(srcPath);
   const existing = await stat(outPath).catch(() => undefined);
@@ -175,18 +176,15 @@ export async function stripFile(
     if (!opts.force) throw new Error(`strip: ${outPath} already exists (use --force to replace it)`);
   }
   const src = await FileIO.open(srcPath);
-  let dst: FileIO | undefined;
+  let dst: OutputFile | undefined;
   try {
-    dst = await FileIO.open(outPath, { create: true });
-    const result = await stripIO(src, dst, opts);
-    await dst.close();
+    dst = await createOutputFile(outPath, { root: opts.outputRoot, replace: opts.force });
+    const result = await stripIO(src, dst.io, opts);
+    await dst.commit();
     dst = undefined;
     return result;
   } catch (err) {
-    if (dst) {
-      await dst.close().catch(() => undefined);
-      await unlink(outPath).catch(() => undefined);
-    }
+    await dst?.discard();
     throw err;
   } finally {
     await src.close();

@@ -53,7 +53,7 @@ function wire(delayMs = 0): { client: Client; service: Service; notify(n: Notice
 describe('contract client over the preload pipe', () => {
   it('opens, checks and reads typed results (typed arrays intact)', async () => {
     const { client, service } = wire();
-    const opened = await client.call('image.open', { ref: { kind: 'dropped', id: 'g1' } });
+    const opened = await client.call('image.open', { ref: { kind: 'granted', id: 'g1' } });
     expect(opened.overview.virtualSize).toBe(16 * 1024 * 1024);
     const progress: number[] = [];
     const check = await client.call(
@@ -85,7 +85,7 @@ describe('contract client over the preload pipe', () => {
 
   it('reports progress to the caller and cancels through an AbortSignal', async () => {
     const { client, service } = wire(5000);
-    const opened = await client.call('image.open', { ref: { kind: 'dropped', id: 'g1' } });
+    const opened = await client.call('image.open', { ref: { kind: 'granted', id: 'g1' } });
     const ctl = new AbortController();
     const seen: string[] = [];
     const job = client.call(

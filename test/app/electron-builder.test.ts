@@ -33,6 +33,20 @@ describe('electron-builder.yml', () => {
     expect(png.readUInt32BE(16)).toBeGreaterThanOrEqual(512); // width: macOS needs 512+
   });
 
+  it('flips the Electron fuses: no RunAsNode, NODE_OPTIONS or inspect arguments; cookies encrypted; app only from a checked asar', async () => {
+    const cfg = await getConfig(resolve('.'), resolve('electron-builder.yml'), null);
+    await validateConfiguration(cfg, new DebugLogger(false));
+    expect(cfg.asar).toBe(true);
+    expect(cfg.electronFuses).toEqual({
+      runAsNode: false,
+      enableNodeOptionsEnvironmentVariable: false,
+      enableNodeCliInspectArguments: false,
+      enableCookieEncryption: true,
+      enableEmbeddedAsarIntegrityValidation: true,
+      onlyLoadAppFromAsar: true,
+    });
+  });
+
   it('rejects a configuration with an unknown key (the schema check is real)', async () => {
     const cfg = await getConfig(resolve('.'), resolve('electron-builder.yml'), null);
     await expect(validateConfiguration({ ...cfg, notAnOption: true }, new DebugLogger(false))).rejects.toThrow(

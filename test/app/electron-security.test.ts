@@ -20,13 +20,16 @@ const h = vi.hoisted(() => {
     sandboxEnabled: false,
     forks: [] as unknown[][],
     menu: null as unknown,
+    packaged: false,
   };
   class FakeContents {
     handlers = new Map<string, Listener>();
     openHandler: Listener | null = null;
     permission: Listener | null = null;
     permissionCheck: Listener | null = null;
+    headersReceived: Listener | null = null;
     session = {
+      webRequest: { onHeadersReceived: (f: Listener) => void (this.headersReceived = f) },
       setPermissionRequestHandler: (f: Listener) => void (this.permission = f),
       setPermissionCheckHandler: (f: Listener) => void (this.permissionCheck = f),
     };
@@ -85,7 +88,9 @@ vi.mock('electron', () => {
     app: {
       enableSandbox: () => void (state.sandboxEnabled = true),
       requestSingleInstanceLock: () => true,
-      isPackaged: false,
+      get isPackaged() {
+        return state.packaged;
+      },
       getAppPath: () => process.cwd(),
       getPath: () => mkdtempSync(join(tmpdir(), 'q2d-userdata-')),
       on: (ev: string, f: Listener) => void state.appOn.set(ev, f),
@@ -147,6 +152,45 @@ describe('window', () => {
     expect((w.options.webPreferences as Record<string, unknown>).contextIsolation).toBe(true);
     expect((w.options.webPreferences as Record<string, unknown>).nodeIntegration).toBe(false);
     expect(w.loaded).toBe(ourUrl);
+  });
+
+  it('sends the CSP (connect-src none) as a response header of our pages, not only a meta tag', () => {
+    const before = h.state.windows.length;
+    createMainWindow('/x/preload.cjs', origin);
+    const c = h.state.windows[before]!.contents;
+    const answer = (url: string, responseHeaders: Record<string, string[]> = {}) => {
+      let got: unknown;
+      c.headersReceived!({ url, responseHeaders }, (r: unknown) => (got = r));
+      return got as { responseHeaders?: Record<string, string[]> };
+    };
+    const page = answer(ourUrl, { 'content-security-policy': ['default-src *'], 'x-other': ['1'] });
+    expect(page.responseHeaders!['Content-Security-Policy']).toEqual([APP_CSP]);
+    expect(page.responseHeaders!['content-security-policy']).toBeUndefined();
+    expect(page.responseHeaders!['x-other']).toEqual(['1']);
+    expect(APP_CSP).toMatch(/connect-src 'none'/);
+    const asset = answer(pathToFileURL(join(dir, 'renderer', 'assets', 'index.js')).href);
+    expect(asset.responseHeaders!['Content-Security-Policy']).toEqual([APP_CSP]);
+    expect(answer('https://example.com/')).toEqual({});
+  });
+
+  it('opens no DevTools in a packaged build: none in the window, no menu item', () => {
+    expect(webPreferences('/x/preload.cjs').devTools).toBe(false);
+    const noop = () => undefined;
+    const actions = { open: noop, openRecent: noop, close: noop, showView: noop, about: noop, quit: noop };
+    const roles = (dev: boolean) => JSON.stringify(menuTemplate([], actions, false, dev)).includes('toggleDevTools');
+    expect(roles(false)).toBe(false);
+    expect(roles(true)).toBe(true);
+    h.state.packaged = true;
+    try {
+      const before = h.state.windows.length;
+      createMainWindow('/x/preload.cjs', origin);
+      expect((h.state.windows[before]!.options.webPreferences as Record<string, unknown>).devTools).toBe(false);
+    } finally {
+      h.state.packaged = false;
+    }
+    const before = h.state.windows.length;
+    createMainWindow('/x/preload.cjs', origin);
+    expect((h.state.windows[before]!.options.webPreferences as Record<string, unknown>).devTools).toBe(true);
   });
 
   it('denies new windows, navigation elsewhere, redirects, webviews and every permission', () => {
@@ -296,7 +340,7 @@ describe('bridge', () => {
     const grant = (posted[0] as { id: string }).id;
     expect(posted[1]).toEqual({
       t: 'client',
-      msg: { t: 'req', id: 6, method: 'image.open', args: { ref: { kind: 'dropped', id: grant } } },
+      msg: { t: 'req', id: 6, method: 'image.open', args: { ref: { kind: 'granted', id: grant } } },
     });
   });
 

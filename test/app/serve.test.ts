@@ -115,13 +115,13 @@ describe('serve', () => {
   });
 
   it('serves the built renderer with a strict CSP and refuses a foreign Host header', async () => {
-    const page = await httpGet(served, '/');
+    const page = await httpGet(served, `/?token=${served.token}`);
     expect(page.status).toBe(200);
     expect(page.body).toContain('<div id="app">');
     expect(String(page.headers['content-security-policy'])).toMatch(/default-src 'none'/);
     expect(page.headers['referrer-policy']).toBe('no-referrer');
     expect((await httpGet(served, '/', `evil.example:${served.port}`)).status).toBe(421);
-    expect((await httpGet(served, '/../../../etc/passwd')).status).toBe(404);
+    expect((await httpGet(served, `/../../../etc/passwd?token=${served.token}`)).status).toBe(404);
   });
 
   it('refuses a WebSocket without the token or with a wrong one', async () => {

@@ -2,7 +2,9 @@ import { fstatSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { chainFiles, withChain, type ImageChain } from '../../image/backing-chain.js';
 import { exportRaw } from '../../image/export.js';
+import { stat } from 'node:fs/promises';
 import { FileIO } from '../../io/file-io.js';
+import { createOutputFile } from '../../io/output-file.js';
 import type { ProgressSink } from '../../base/task-control.js';
 
 // `qcow2-doctor export`: the guest disk (or an internal snapshot of it) as a raw file.
@@ -21,7 +23,11 @@ export function register(program: Command): void {
     .action(async (image: string, outPath: string, o: { snapshot?: string; format?: 'qcow2' | 'raw' }) => {
       await withChain(image, o.format ? { format: o.format } : {}, async (chain) => {
         refuseOverwritingInput(chain, outPath);
-        const out = await FileIO.open(outPath, { create: true });
+        // A device or pipe is written where it is; a file is created afresh, never through a link.
+        const existing = await stat(outPath).catch(() => undefined);
+        const file = existing && !existing.isFile() ? undefined : await createOutputFile(outPath, { replace: true });
+        const out = file ? file.io : await FileIO.open(outPath, { create: true });
+        let ok = false;
         try {
           const st = fstatSync(out.fd);
           // Block devices take positional writes but have no holes; pipes and terminals cannot seek.
@@ -30,9 +36,12 @@ export function register(program: Command): void {
           const progress = process.stderr.isTTY ? progressBar() : undefined;
           await exportRaw(chain, out, { snapshot: o.snapshot, dense, stream, progress });
           progress?.({ fraction: 1, stage: 'done' });
-          // No fdatasync: like qemu-img convert, the output is left to the page cache.
+          // A new file is made durable before it takes its name; a device is left to the page cache.
+          ok = true;
         } finally {
-          await out.close();
+          if (!file) await out.close();
+          else if (ok) await file.commit();
+          else await file.discard();
         }
       });
     });

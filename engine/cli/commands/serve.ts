@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { installRejectionGuard } from '../../service/process-guard.js';
 import { startServer } from '../../service/ws-server.js';
 
 /** The package root: the nearest folder above this module holding package.json. */
@@ -26,6 +27,7 @@ export function register(program: Command): void {
       const staticDir = join(pkg, 'dist', 'renderer');
       if (!existsSync(join(staticDir, 'index.html')))
         throw new Error(`the renderer is not built (${staticDir}): run npm run build:renderer`);
+      installRejectionGuard();
       const delay = Number(process.env.QCOW2_DOCTOR_TEST_CHECK_DELAY_MS ?? 0);
       const server = await startServer({
         root: o.root,

@@ -1,5 +1,8 @@
 // check.run (progress + cancel), anomalies.list, anomalies.ranges.
+import { existsSync } from 'node:fs';
 import { runCheckPasses, toCheckResult } from '../../check/index.js';
+import { checkInWorker } from '../../check/worker-client.js';
+import { FileIO } from '../../io/file-io.js';
 import { GUEST_STATE_NAMES, HOST_ROLE_COUNT, HostRole } from '../../contract/roles.js';
 import type { Anomaly, Severity } from '../../check/types.js';
 import type { AnomalyPage, CheckSummary } from '../../contract/contract.js';
@@ -61,23 +64,42 @@ export function checkedSession(
   return s as Session & { check: NonNullable<Session['check']> };
 }
 
+/**
+ * The check of an untrusted image runs in a worker thread, never on the thread that answers every
+ * client: a hostile image (a decompression bomb, a pathological table) can only slow its own
+ * request, and the time budget stops it. The worker reads the session's own open file through
+ * /proc/self/fd (worker threads share descriptors), so a path swapped since the open changes nothing.
+ * Images that are not plain files (a salvaged copy in memory) are checked here.
+ */
+async function runCheck(s: Session, ctx: HandlerContext, maps: { roleMap: boolean; guestMap: boolean }) {
+  const fd = s.io instanceof FileIO ? s.io.fd : undefined;
+  if (fd !== undefined && existsSync(`/proc/self/fd/${fd}`)) {
+    const { references, ...r } = await checkInWorker(`/proc/self/fd/${fd}`, {
+      ...maps,
+      wantReferences: true,
+      onProgress: ctx.progress,
+      cancel: ctx.cancel,
+      ...(ctx.host.checkBudgetMs ? { timeoutMs: ctx.host.checkBudgetMs } : {}),
+    });
+    if (references) s.references = references;
+    else delete s.references;
+    return { ...r, filename: s.name };
+  }
+  const t0 = performance.now();
+  const analysis = await runCheckPasses(s.image, { ...maps, onProgress: ctx.progress, cancel: ctx.cancel });
+  s.references = analysis.references;
+  return toCheckResult(s.name, analysis, (performance.now() - t0) / 1000);
+}
+
 export const handlers: HandlerTable = {
   'check.run': async (args, ctx) => {
     const s = ctx.sessions.get(args.handle);
     if (ctx.host.testCheckDelayMs) await testDelay(ctx.host.testCheckDelayMs, ctx);
-    const t0 = performance.now();
-    const analysis = await runCheckPasses(s.image, {
-      roleMap: args.roleMap ?? true,
-      guestMap: args.guestMap ?? true,
-      onProgress: ctx.progress,
-      cancel: ctx.cancel,
-    });
+    const result = await runCheck(s, ctx, { roleMap: args.roleMap ?? true, guestMap: args.guestMap ?? true });
     ctx.cancel.throwIfCancelled();
-    const result = toCheckResult(s.name, analysis, (performance.now() - t0) / 1000);
     const roles = trimRoleMap(result.roleMap, result.hostClusters);
     if (roles) result.roleMap = roles;
     s.check = result;
-    s.references = analysis.references;
     s.cache.clear();
     s.hostLegend = legendOf(result.roleMap, HOST_ROLE_COUNT);
     s.guestLegend = legendOf(result.guestMap, GUEST_STATE_COUNT);

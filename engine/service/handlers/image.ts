@@ -1,10 +1,10 @@
 // image.open, image.close, image.overview, bytes.read, guest.locate.
 import { dirname } from 'node:path';
 import { Qcow2Image } from '../../image/qcow2-image.js';
-import { FileIO } from '../../io/file-io.js';
+import { openInputFile } from '../../io/input-file.js';
 import { GUEST_STATE_NAMES, GuestState } from '../../contract/roles.js';
 import { ContractError, toWireError } from '../../contract/errors.js';
-import type { HandlerContext, HandlerTable } from '../handler.js';
+import { confinementOf, type HandlerContext, type HandlerTable } from '../handler.js';
 import type { Session } from '../session.js';
 import { buildOverview } from '../overview.js';
 import { locateGuestCluster, locateInBacking } from '../locate.js';
@@ -29,7 +29,8 @@ function unopenable(e: unknown, path: string, name: string, ctx: HandlerContext)
 export const handlers: HandlerTable = {
   'image.open': async (args, ctx) => {
     const { path, name, location } = await ctx.host.resolve(args.ref);
-    const io = await FileIO.open(path);
+    // The check on the open descriptor: a folder swapped for a link after the look-up is refused.
+    const io = await openInputFile(path, { root: confinementOf(ctx.host, path), name: path });
     let image: Qcow2Image;
     try {
       image = await Qcow2Image.open(io, { checkMode: true });

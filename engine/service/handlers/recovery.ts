@@ -6,9 +6,9 @@ import { stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { RepairPlanResult, VerifyResult } from '../../contract/contract.js';
 import { ContractError } from '../../contract/errors.js';
-import type { HandlerContext, HandlerTable } from '../handler.js';
+import { confinementOf, type HandlerContext, type HandlerTable } from '../handler.js';
 import { randomHandle, type Session } from '../session.js';
-import { FileIO } from '../../io/file-io.js';
+import { openInputFile } from '../../io/input-file.js';
 import { Qcow2Image } from '../../image/qcow2-image.js';
 import { planRepairFile, repairFile, undoRepair, verifyFile, RepairRefusedError } from '../../repair/index.js';
 import type { Phase, RepairPlan } from '../../repair/plan.js';
@@ -92,9 +92,9 @@ function refused(ctx: HandlerContext, s: Session, e: unknown): never {
   throw e;
 }
 
-async function reopen(s: Session): Promise<void> {
+async function reopen(s: Session, ctx: HandlerContext): Promise<void> {
   await s.io.close().catch(() => undefined);
-  s.io = await FileIO.open(s.path);
+  s.io = await openInputFile(s.path, { root: confinementOf(ctx.host, s.path), name: s.path });
   s.image = await Qcow2Image.open(s.io, { checkMode: true });
   delete s.check;
   delete s.references;
@@ -210,6 +210,7 @@ export const handlers: HandlerTable = {
     // Apply exactly the plan the user reviewed; the repair stops (StaleImageError) if the image moved on.
     const common = {
       image: s.path,
+      outputRoot: confinementOf(ctx.host, s.path),
       mode: stored.mode,
       plan: stored.plan,
       onProgress: ctx.progress,
@@ -223,7 +224,7 @@ export const handlers: HandlerTable = {
           value: 'inline',
         });
       const outcome = await repairFile({ ...common, outputImage: out }).catch((e) => refused(ctx, s, e));
-      const io = await FileIO.open(out);
+      const io = await openInputFile(out, { root: confinementOf(ctx.host, out), name: out });
       let image: Qcow2Image;
       try {
         image = await Qcow2Image.open(io, { checkMode: true });
@@ -240,7 +241,7 @@ export const handlers: HandlerTable = {
       refused(ctx, s, e),
     );
     const beforeCheck = s.check;
-    await reopen(s);
+    await reopen(s, ctx);
     const record: RepairRecord = {
       before: { path: s.path },
       plan: outcome.plan,
@@ -299,7 +300,7 @@ export const handlers: HandlerTable = {
     if (!rec?.journalPath)
       return { ok: false, detail: 'there is no undo journal for a repair of this image in this session' };
     const r = await undoRepair(rec.journalPath, { image: s.path }).catch((e) => refused(ctx, s, e));
-    await reopen(s);
+    await reopen(s, ctx);
     records.delete(s);
     return {
       ok: true,

@@ -1,16 +1,16 @@
 // report.export (HTML/JSON report of the last check, with the repair when there was one) and
 // image.strip (the metadata-only copy for support).
-import { writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { SavedOutput } from '../../contract/contract.js';
 import { ContractError } from '../../contract/errors.js';
-import type { HandlerContext, HandlerTable } from '../handler.js';
+import { confinementOf, type HandlerContext, type HandlerTable } from '../handler.js';
 import type { Session } from '../session.js';
 import { checkedSession } from './check.js';
 import { reportContent } from '../../report/write-report.js';
 import { repairExtras, type ReportExtras } from '../../report/report-data.js';
 import { stripFile, stripIO } from '../../strip/strip.js';
 import { MemoryIO } from '../../io/memory-io.js';
+import { writeOutputFile } from '../../io/output-file.js';
 import { outputPath } from '../save-target.js';
 import { repairRecordOf } from './recovery.js';
 import { verifyFile } from '../../repair/index.js';
@@ -54,7 +54,7 @@ export const handlers: HandlerTable = {
         mime,
         size: bytes.length,
       };
-    await writeFile(path, bytes, { flag: 'wx' });
+    await writeOutputFile(path, bytes, { root: confinementOf(ctx.host, path) });
     return { name: displayName(ctx, s, path), size: bytes.length, mime };
   },
 
@@ -83,7 +83,11 @@ export const handlers: HandlerTable = {
       };
       return out;
     }
-    const r = await stripFile(s.path, path, { cancel: ctx.cancel, onProgress: ctx.progress });
+    const r = await stripFile(s.path, path, {
+      cancel: ctx.cancel,
+      onProgress: ctx.progress,
+      outputRoot: confinementOf(ctx.host, path),
+    });
     return { name: displayName(ctx, s, path), size: r.fileSize, mime: 'application/octet-stream' };
   },
 };

@@ -2,15 +2,16 @@
 // image or on a file that failed to open (a salvage source, issue 7). The image is only read; the
 // export goes to a new file next to it (never inline: a disk image is too big to send as a
 // download), with the salvage report beside it; a qcow2 output is opened so it can be verified.
-import { stat, writeFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ContractError } from '../../contract/errors.js';
-import type { HandlerContext, HandlerTable } from '../handler.js';
+import { confinementOf, type HandlerContext, type HandlerTable } from '../handler.js';
 import { outputPath } from '../save-target.js';
 import { salvageImage, type SalvageOptions } from '../../salvage/salvage.js';
 import { formatSalvageReport } from '../../salvage/report-text.js';
 import { CancelledError } from '../../base/errors.js';
-import { FileIO } from '../../io/file-io.js';
+import { openInputFile } from '../../io/input-file.js';
+import { writeOutputFile } from '../../io/output-file.js';
 import { Qcow2Image } from '../../image/qcow2-image.js';
 import type { SalvageExportResult } from '../../contract/contract.js';
 import { salvagePreview } from '../salvage-preview.js';
@@ -69,11 +70,12 @@ export const handlers: HandlerTable = {
         field: 'args.save.kind',
         value: args.save.kind,
       });
-    const r = await run(() => salvageImage(src.path, path, { ...options(ctx), format }));
+    const root = confinementOf(ctx.host, path);
+    const r = await run(() => salvageImage(src.path, path, { ...options(ctx), format, outputRoot: root }));
     const report = { ...r, image: basename(src.name) };
     for (const v of report.views) if (v.output) v.output = shown(ctx, src, v.output);
     const reportPath = `${path}.report.txt`;
-    await writeFile(reportPath, formatSalvageReport(report), { flag: 'wx' }).catch(() => undefined);
+    await writeOutputFile(reportPath, formatSalvageReport(report), { root }).catch(() => undefined);
     const size = (await stat(path)).size;
     const out: SalvageExportResult = {
       name: shown(ctx, src, path),
@@ -85,7 +87,7 @@ export const handlers: HandlerTable = {
     if (preview) out.preview = preview;
     if (format === 'qcow2') {
       // Opened like a repaired copy: repair.verify, the maps and a report work on it.
-      const io = await FileIO.open(path);
+      const io = await openInputFile(path, { root, name: path });
       try {
         const image = await Qcow2Image.open(io, { checkMode: true });
         out.handle = ctx.sessions.add({ path, name: out.name, io, image }).handle;
