@@ -1,6 +1,7 @@
 // `qcow2-doctor lab`: the crash-consistency campaign over the write path's workloads. Prints a
-// table (workload, crash states tried, corruptions, data mismatches, flushes per 1000 allocating
-// writes) and exits 1 when any state shows a corruption or a data mismatch.
+// table (workload, crash states tried, corruptions, data mismatches, the workload's own guest
+// flushes apart from the flushes the write path issues to order metadata) and exits 1 when any
+// state shows a corruption or a data mismatch.
 import type { Command } from 'commander';
 import { runCampaign, type WorkloadReport } from '../../lab/campaign.js';
 import { labWorkloads } from '../../lab/workloads.js';
@@ -26,7 +27,10 @@ function table(rows: WorkloadReport[]): string {
     'leaky',
     'benign COPIED',
     'continued',
-    'flushes/1000 alloc',
+    'alloc writes',
+    'guest flushes',
+    'ordering flushes',
+    'ordering/1000 alloc',
   ];
   const body = rows.map((r) => [
     r.name,
@@ -36,10 +40,13 @@ function table(rows: WorkloadReport[]): string {
     String(r.leaky),
     String(r.copiedBenign),
     `${r.continueTried - r.continueFailures}/${r.continueTried}`,
-    String(r.flushesPer1000AllocatingWrites),
+    String(r.allocatingWrites),
+    String(r.guestFlushes),
+    String(r.orderingFlushes),
+    String(r.orderingFlushesPer1000AllocatingWrites),
   ]);
   const total = rows.reduce((a, r) => [a[0]! + r.states, a[1]! + r.corruptions, a[2]! + r.dataMismatches], [0, 0, 0]);
-  body.push(['total', String(total[0]), String(total[1]), String(total[2]), '', '', '', '']);
+  body.push(['total', String(total[0]), String(total[1]), String(total[2]), ...head.slice(4).map(() => '')]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const fmt = (cells: string[]) =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
