@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { MemoryIO } from '../io/memory-io.js';
 import { RecordingIO, type WriteLogEntry } from '../io/recording-io.js';
 import { createImage } from '../write/create.js';
-import { Qcow2Writer } from '../write/writer.js';
+import { Qcow2Writer, type WriterOptions } from '../write/writer.js';
 import type { WriteOrdering } from '../write/table-cache.js';
 import { createSnapshot, deleteSnapshot, revertSnapshot } from '../write/snapshots.js';
 import { CrashStateBuilder, describeCrashState, enumerateCrashStates, prng, type CrashState } from './crash-states.js';
@@ -235,9 +235,13 @@ async function checkData(io: MemoryIO, rec: Recording, state: CrashState, detail
 }
 
 /** Open the crashed image, write to it, flush, close: it must still read back and check clean. */
-async function continueAfterCrash(io: MemoryIO, details: string[]): Promise<boolean> {
+export async function continueAfterCrash(
+  io: MemoryIO,
+  details: string[],
+  writerOptions: WriterOptions = {},
+): Promise<boolean> {
   try {
-    const w = await Qcow2Writer.open(io);
+    const w = await Qcow2Writer.open(io, writerOptions);
     const cs = w.clusterSize;
     const size = w.virtualSize;
     const a = patternBytes(0xfff0, 512, 1536);
@@ -247,7 +251,7 @@ async function continueAfterCrash(io: MemoryIO, details: string[]): Promise<bool
     await w.write(lastOff, b);
     await w.flush();
     await w.close();
-    const r = await Qcow2Writer.open(io, { readOnly: true });
+    const r = await Qcow2Writer.open(io, { ...writerOptions, readOnly: true });
     const ra = await r.read(512, a.length);
     const rb = await r.read(lastOff, b.length);
     if (!Buffer.from(ra).equals(Buffer.from(a)) || !Buffer.from(rb).equals(Buffer.from(b))) {

@@ -6,8 +6,15 @@ import type { Command } from 'commander';
 import { runCampaign, type WorkloadReport } from '../../lab/campaign.js';
 import { labWorkloads } from '../../lab/workloads.js';
 import type { WriteOrdering } from '../../write/table-cache.js';
+import { runQemu } from './lab-qemu.js';
+import { runReplay } from './lab-replay.js';
 
 interface LabFlags {
+  replay?: string;
+  base?: string;
+  qemu?: boolean;
+  control?: string;
+  workDir?: string;
   budget?: string;
   dumpStates?: string;
   unordered?: boolean;
@@ -61,6 +68,10 @@ const positiveInt = (s: string | undefined, name: string, dflt: number): number 
 };
 
 export async function runLab(o: LabFlags): Promise<number> {
+  if (o.replay) return runReplay({ ...o, replay: o.replay });
+  if (o.qemu) return runQemu(o);
+  if (o.control || o.workDir) throw new Error('--control and --work-dir go with --qemu');
+  if (o.base) throw new Error('--base goes with --replay LOG');
   const budget = o.budget === undefined ? 120 : Number(o.budget);
   if (!Number.isFinite(budget) || budget <= 0)
     throw new Error(`--budget must be a positive number of seconds (got '${o.budget}')`);
@@ -109,12 +120,20 @@ export function register(program: Command): void {
     .description(
       'Crash-consistency lab: crash the write path at every point of its workloads and judge each crash state',
     )
-    .option('--budget <seconds>', 'time budget for the whole campaign', '120')
+    .option('--replay <log>', 'crash-test a dm-log-writes log (e.g. from QEMU blklogwrites) instead of our writer')
+    .option('--base <image>', 'with --replay: the image file as it was when logging began')
+    .option('--qemu', "crash-test QEMU's qcow2 driver: run its workloads under blklogwrites and replay the logs")
+    .option(
+      '--control <kind>',
+      'with --qemu: negative control, drop-flushes (log without flushes) or no-flush (QEMU cache.no-flush=on)',
+    )
+    .option('--work-dir <dir>', "with --qemu: keep each workload's images and log in DIR/WORKLOAD")
+    .option('--budget <seconds>', 'time budget for the whole campaign (default 120, 60 with --replay)')
     .option('--dump-states <dir>', 'write a sample of crash-state images (qcow2) to this folder')
     .option('--unordered', 'negative control: drop the ordering barriers and dependencies (must report corruption)')
     .option('--seed <n>', 'seed of the random crash states', '1')
-    .option('--subsets <n>', 'random subsets of in-flight writes per flush epoch', '200')
-    .option('--torn <n>', 'random subsets with one torn write per flush epoch', '100')
+    .option('--subsets <n>', 'random subsets of in-flight writes per flush epoch (default 200, 30 with --replay)')
+    .option('--torn <n>', 'random subsets with one torn write per flush epoch (default 100, 10 with --replay)')
     .option(
       '--workload <name...>',
       `only these workloads (${labWorkloads()
