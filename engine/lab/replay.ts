@@ -212,10 +212,9 @@ export async function replayLog(input: ReplayInput, opts: ReplayOptions = {}): P
   });
   states.push(...noDiscardStates(log));
   if (Number.isFinite(deadline)) {
-    // Under a time budget, a seeded random order keeps a fair sample when the time runs out;
-    // the full prefixes come first (they are what a real crash most often leaves).
+    // Under a time budget, a seeded random order keeps a fair sample when the time runs out.
     const rnd = prng(seed ^ 0x5eed);
-    const keyed = states.map((s) => ({ s, k: (s.kind === 'prefix' ? 0 : 1) + rnd() }));
+    const keyed = states.map((s) => ({ s, k: rnd() }));
     keyed.sort((a, b) => a.k - b.k);
     states = keyed.map((x) => x.s);
   }
