@@ -7,7 +7,8 @@
 // A write-zeroes is logged as a write of zero sectors. Everything in a log is hostile: each field
 // is checked before it is used, and every refusal names the field and its value.
 import { Qcow2FormatError } from '../base/errors.js';
-import type { PositionalIO } from '../io/positional-io.js';
+import { MemoryIO } from '../io/memory-io.js';
+import { type PositionalIO, readPadded } from '../io/positional-io.js';
 import type { WriteLogEntry } from '../io/recording-io.js';
 
 export const DM_LOG_MAGIC = 0x6a736677736872n;
@@ -145,5 +146,40 @@ export function encodeDmLog(log: readonly WriteLogEntry[], sectorSize = 512): Ui
   out.writeBigUInt64LE(DM_LOG_VERSION, 8);
   out.writeBigUInt64LE(BigInt(n), 16);
   out.writeUInt32LE(sectorSize, 24);
+  return out;
+}
+
+/**
+ * A write log made whole-sector, as a dm-log-writes log needs: each write widened to the sectors
+ * it touches with the bytes the disk held there at that point (the log replayed onto `base`), a
+ * truncate that grows the file written as zeros. A shrinking truncate cannot be expressed.
+ */
+export async function sectorAlignedLog(
+  base: Uint8Array,
+  log: readonly WriteLogEntry[],
+  sectorSize = 512,
+): Promise<WriteLogEntry[]> {
+  const disk = new MemoryIO(base);
+  const out: WriteLogEntry[] = [];
+  for (const [i, e] of log.entries()) {
+    if (e.kind === 'flush') out.push(e);
+    else if (e.kind === 'discard') {
+      const a = Math.ceil(e.offset / sectorSize) * sectorSize;
+      const b = Math.floor((e.offset + e.length) / sectorSize) * sectorSize;
+      if (b > a) out.push({ kind: 'discard', offset: a, length: b - a });
+    } else if (e.kind === 'truncate') {
+      const size = await disk.size();
+      if (e.size < size) throw new Error(`log entry ${i}: a truncate to ${e.size} (from ${size}) cannot be logged`);
+      const a = Math.floor(size / sectorSize) * sectorSize;
+      const b = Math.ceil(e.size / sectorSize) * sectorSize;
+      await disk.truncate(e.size);
+      if (b > a) out.push({ kind: 'write', offset: a, data: await readPadded(disk, a, b - a) });
+    } else {
+      await disk.write(e.offset, e.data);
+      const a = Math.floor(e.offset / sectorSize) * sectorSize;
+      const b = Math.ceil((e.offset + e.data.length) / sectorSize) * sectorSize;
+      out.push({ kind: 'write', offset: a, data: await readPadded(disk, a, b - a) });
+    }
+  }
   return out;
 }

@@ -7,6 +7,7 @@ import { runCampaign, type WorkloadReport } from '../../lab/campaign.js';
 import { labWorkloads } from '../../lab/workloads.js';
 import type { WriteOrdering } from '../../write/table-cache.js';
 import { runQemu } from './lab-qemu.js';
+import { recordLogs } from './lab-record.js';
 import { runReplay } from './lab-replay.js';
 
 interface LabFlags {
@@ -15,6 +16,7 @@ interface LabFlags {
   qemu?: boolean;
   control?: string;
   workDir?: string;
+  recordLog?: string;
   budget?: string;
   dumpStates?: string;
   unordered?: boolean;
@@ -79,6 +81,7 @@ export async function runLab(o: LabFlags): Promise<number> {
   for (const w of o.workload ?? [])
     if (!known.includes(w)) throw new Error(`unknown workload '${w}' (known: ${known.join(', ')})`);
   const ordering: WriteOrdering = o.unordered ? 'unordered' : 'ordered';
+  if (o.recordLog) return recordLogs(o.recordLog, o.workload, ordering);
   const tty = process.stderr.isTTY === true;
   let last = 0;
   const reports = await runCampaign({
@@ -128,6 +131,10 @@ export function register(program: Command): void {
       'with --qemu: negative control, drop-flushes (log without flushes) or no-flush (QEMU cache.no-flush=on)',
     )
     .option('--work-dir <dir>', "with --qemu: keep each workload's images and log in DIR/WORKLOAD")
+    .option(
+      '--record-log <dir>',
+      "write our workloads' writes as dm-log-writes logs (DIR/NAME.log, DIR/NAME.base.qcow2)",
+    )
     .option('--budget <seconds>', 'time budget for the whole campaign (default 120, 60 with --replay)')
     .option('--dump-states <dir>', 'write a sample of crash-state images (qcow2) to this folder')
     .option('--unordered', 'negative control: drop the ordering barriers and dependencies (must report corruption)')
