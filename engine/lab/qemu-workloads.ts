@@ -4,7 +4,8 @@
 // code sends to the file is logged (engine/lab/qemu-lab.ts runs them, engine/lab/replay.ts judges).
 // Images stay small (the lab compares the whole guest disk of every crash state).
 // Not here: compressed writes. QEMU 7.2's blklogwrites fails them with EIO (a compressed cluster
-// is written at byte granularity, the log takes whole sectors), so they cannot be logged.
+// is written at byte granularity, the log takes whole sectors), so they cannot be logged. Nor can
+// `qemu-img commit`: it reopens the backing file read-write, and blklogwrites cannot be reopened.
 
 export interface QemuStep {
   tool: 'qemu-io' | 'qemu-img';
