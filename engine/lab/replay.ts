@@ -202,7 +202,11 @@ class Replayer {
 
 export async function replayLog(input: ReplayInput, opts: ReplayOptions = {}): Promise<ReplayReport> {
   const seed = opts.seed ?? 1;
-  const deadline = opts.budgetSeconds ? Date.now() + opts.budgetSeconds * 1000 : Infinity;
+  const t0 = Date.now();
+  // Under a budget, the last fifth is kept for reducing failures: a verdict without its reproducer
+  // is half an answer.
+  const deadline = opts.budgetSeconds ? t0 + opts.budgetSeconds * 800 : Infinity;
+  const reduceBy = opts.budgetSeconds ? Math.max(t0 + opts.budgetSeconds * 1000, Date.now() + 1000) : Infinity;
   const r = new Replayer(input, opts);
   const log = input.log;
   let states = enumerateCrashStates(log, {
@@ -262,11 +266,9 @@ export async function replayLog(input: ReplayInput, opts: ReplayOptions = {}): P
     }
     opts.onProgress?.({ done: i + 1, total: states.length });
   }
-  // Reducing failures gets a little time of its own beyond the budget: a verdict without its
-  // reproducer is half an answer.
-  const reduceBy = Date.now() + 30_000;
+  const reduceDeadline = Number.isFinite(reduceBy) ? Math.max(reduceBy, Date.now() + 1000) : Date.now() + 60_000;
   for (const { state, v } of failing) {
-    const min = await r.minimize(state, v, reduceBy);
+    const min = await r.minimize(state, v, reduceDeadline);
     rep.failures.push({
       state: r.describe(state),
       entries: entryRanges(r.entriesOf(state).map(r.src)),
