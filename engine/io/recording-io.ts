@@ -7,7 +7,9 @@ import type { PositionalIO } from './positional-io.js';
 export type WriteLogEntry =
   | { kind: 'write'; offset: number; data: Uint8Array }
   | { kind: 'flush' }
-  | { kind: 'truncate'; size: number };
+  | { kind: 'truncate'; size: number }
+  /** A discard (punch hole) of `length` bytes: reads as zeros if it reached the disk, else as before. */
+  | { kind: 'discard'; offset: number; length: number };
 
 /** A named point the writer announced (blkdebug-style event), at log position `at`. */
 export interface LoggedEvent {

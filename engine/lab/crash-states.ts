@@ -8,7 +8,7 @@ import type { WriteLogEntry } from '../io/recording-io.js';
 import { MemoryIO } from '../io/memory-io.js';
 import { SECTOR_SIZE } from '../format/constants.js';
 
-export type CrashStateKind = 'prefix' | 'subset' | 'torn';
+export type CrashStateKind = 'prefix' | 'subset' | 'torn' | 'nodiscard';
 
 export interface CrashState {
   kind: CrashStateKind;
@@ -16,10 +16,12 @@ export interface CrashState {
   crashAt: number;
   /** Log index of the last flush completed before the crash, -1 if none: entries up to it are durable. */
   lastFlush: number;
-  /** Log indices in (lastFlush, crashAt) of the volatile writes/truncates that reached the disk, ascending. */
+  /** Log indices in (lastFlush, crashAt) of the volatile writes/truncates/discards that reached the disk, ascending. */
   applied: number[];
   /** One volatile write that reached the disk only partly: which sector pieces of it landed. */
   torn?: { index: number; pieces: number[] };
+  /** No discard ever reached the disk (a device may ignore them), durable ones included. */
+  dropDiscards?: boolean;
 }
 
 export interface EnumerateOptions {
@@ -128,10 +130,14 @@ export function enumerateCrashStates(log: readonly WriteLogEntry[], opts: Enumer
   return states;
 }
 
-function applyEntry(io: MemoryIO, e: WriteLogEntry): Promise<void> {
+async function applyEntry(io: MemoryIO, e: WriteLogEntry): Promise<void> {
   if (e.kind === 'write') return io.write(e.offset, e.data);
   if (e.kind === 'truncate') return io.truncate(e.size);
-  return Promise.resolve();
+  if (e.kind === 'discard') {
+    // A punched hole reads as zeros; it never grows the file.
+    const n = Math.min(e.length, (await io.size()) - e.offset);
+    if (n > 0) await io.write(e.offset, new Uint8Array(n));
+  }
 }
 
 /**
@@ -151,6 +157,7 @@ export class CrashStateBuilder {
 
   /** The disk contents after the crash `state`, as a fresh writable MemoryIO. */
   async build(state: CrashState): Promise<MemoryIO> {
+    if (state.dropDiscards) return this.buildWithoutDiscards(state);
     if (state.lastFlush < this.cacheUpTo) {
       this.cache = new MemoryIO(this.base);
       this.cacheUpTo = -1;
@@ -175,6 +182,14 @@ export class CrashStateBuilder {
     }
     return io;
   }
+
+  private async buildWithoutDiscards(state: CrashState): Promise<MemoryIO> {
+    const io = new MemoryIO(this.base, 'crash-state');
+    const keep = (i: number) => this.log[i]!.kind !== 'discard';
+    for (let i = 0; i <= state.lastFlush; i++) if (keep(i)) await applyEntry(io, this.log[i]!);
+    for (const i of state.applied) if (keep(i)) await applyEntry(io, this.log[i]!);
+    return io;
+  }
 }
 
 /** One-off: build a single crash state from the base bytes. */
@@ -188,6 +203,7 @@ export function materializeCrashState(
 
 /** A one-line description of a state, for reports and dump file names. */
 export function describeCrashState(s: CrashState): string {
-  const t = s.torn ? ` torn#${s.torn.index}[${s.torn.pieces.join(',')}]` : '';
+  const t =
+    (s.torn ? ` torn#${s.torn.index}[${s.torn.pieces.join(',')}]` : '') + (s.dropDiscards ? ' no discards' : '');
   return `${s.kind} crash@${s.crashAt} durable<=${s.lastFlush} +${s.applied.length} volatile${t}`;
 }

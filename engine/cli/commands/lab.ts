@@ -1,12 +1,22 @@
 // `qcow2-doctor lab`: the crash-consistency campaign over the write path's workloads. Prints a
-// table (workload, crash states tried, corruptions, data mismatches, flushes per 1000 allocating
-// writes) and exits 1 when any state shows a corruption or a data mismatch.
+// table (workload, crash states tried, corruptions, data mismatches, the workload's own guest
+// flushes apart from the flushes the write path issues to order metadata) and exits 1 when any
+// state shows a corruption or a data mismatch.
 import type { Command } from 'commander';
 import { runCampaign, type WorkloadReport } from '../../lab/campaign.js';
 import { labWorkloads } from '../../lab/workloads.js';
 import type { WriteOrdering } from '../../write/table-cache.js';
+import { runQemu } from './lab-qemu.js';
+import { recordLogs } from './lab-record.js';
+import { runReplay } from './lab-replay.js';
 
 interface LabFlags {
+  replay?: string;
+  base?: string;
+  qemu?: boolean;
+  control?: string;
+  workDir?: string;
+  recordLog?: string;
   budget?: string;
   dumpStates?: string;
   unordered?: boolean;
@@ -26,7 +36,10 @@ function table(rows: WorkloadReport[]): string {
     'leaky',
     'benign COPIED',
     'continued',
-    'flushes/1000 alloc',
+    'alloc writes',
+    'guest flushes',
+    'ordering flushes',
+    'ordering/1000 alloc',
   ];
   const body = rows.map((r) => [
     r.name,
@@ -36,10 +49,13 @@ function table(rows: WorkloadReport[]): string {
     String(r.leaky),
     String(r.copiedBenign),
     `${r.continueTried - r.continueFailures}/${r.continueTried}`,
-    String(r.flushesPer1000AllocatingWrites),
+    String(r.allocatingWrites),
+    String(r.guestFlushes),
+    String(r.orderingFlushes),
+    String(r.orderingFlushesPer1000AllocatingWrites),
   ]);
   const total = rows.reduce((a, r) => [a[0]! + r.states, a[1]! + r.corruptions, a[2]! + r.dataMismatches], [0, 0, 0]);
-  body.push(['total', String(total[0]), String(total[1]), String(total[2]), '', '', '', '']);
+  body.push(['total', String(total[0]), String(total[1]), String(total[2]), ...head.slice(4).map(() => '')]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const fmt = (cells: string[]) =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
@@ -54,6 +70,10 @@ const positiveInt = (s: string | undefined, name: string, dflt: number): number 
 };
 
 export async function runLab(o: LabFlags): Promise<number> {
+  if (o.replay) return runReplay({ ...o, replay: o.replay });
+  if (o.qemu) return runQemu(o);
+  if (o.control || o.workDir) throw new Error('--control and --work-dir go with --qemu');
+  if (o.base) throw new Error('--base goes with --replay LOG');
   const budget = o.budget === undefined ? 120 : Number(o.budget);
   if (!Number.isFinite(budget) || budget <= 0)
     throw new Error(`--budget must be a positive number of seconds (got '${o.budget}')`);
@@ -61,6 +81,7 @@ export async function runLab(o: LabFlags): Promise<number> {
   for (const w of o.workload ?? [])
     if (!known.includes(w)) throw new Error(`unknown workload '${w}' (known: ${known.join(', ')})`);
   const ordering: WriteOrdering = o.unordered ? 'unordered' : 'ordered';
+  if (o.recordLog) return recordLogs(o.recordLog, o.workload, ordering);
   const tty = process.stderr.isTTY === true;
   let last = 0;
   const reports = await runCampaign({
@@ -102,12 +123,24 @@ export function register(program: Command): void {
     .description(
       'Crash-consistency lab: crash the write path at every point of its workloads and judge each crash state',
     )
-    .option('--budget <seconds>', 'time budget for the whole campaign', '120')
+    .option('--replay <log>', 'crash-test a dm-log-writes log (e.g. from QEMU blklogwrites) instead of our writer')
+    .option('--base <image>', 'with --replay: the image file as it was when logging began')
+    .option('--qemu', "crash-test QEMU's qcow2 driver: run its workloads under blklogwrites and replay the logs")
+    .option(
+      '--control <kind>',
+      'with --qemu: negative control, drop-flushes (log without flushes) or no-flush (QEMU cache.no-flush=on)',
+    )
+    .option('--work-dir <dir>', "with --qemu: keep each workload's images and log in DIR/WORKLOAD")
+    .option(
+      '--record-log <dir>',
+      "write our workloads' writes as dm-log-writes logs (DIR/NAME.log, DIR/NAME.base.qcow2)",
+    )
+    .option('--budget <seconds>', 'time budget for the whole campaign (default 120, 60 with --replay)')
     .option('--dump-states <dir>', 'write a sample of crash-state images (qcow2) to this folder')
     .option('--unordered', 'negative control: drop the ordering barriers and dependencies (must report corruption)')
     .option('--seed <n>', 'seed of the random crash states', '1')
-    .option('--subsets <n>', 'random subsets of in-flight writes per flush epoch', '200')
-    .option('--torn <n>', 'random subsets with one torn write per flush epoch', '100')
+    .option('--subsets <n>', 'random subsets of in-flight writes per flush epoch (default 200, 30 with --replay)')
+    .option('--torn <n>', 'random subsets with one torn write per flush epoch (default 100, 10 with --replay)')
     .option(
       '--workload <name...>',
       `only these workloads (${labWorkloads()
