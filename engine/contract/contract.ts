@@ -454,6 +454,19 @@ export interface SalvagePreview {
   warnings: string[];
   /** Internal snapshots found (only the active disk is exported here). */
   snapshots: number;
+  /** The verdict, as `qcow2-doctor salvage` words it: status 0 (every position certain, nothing
+   * lost), 2 (ranges lost), 4 (some data placed by guess), 6 (both). */
+  outcome: { exitCode: 0 | 2 | 4 | 6; words: string };
+  /** How each mapped guest range was placed (at most 100): from an L1 table, by evidence in the
+   * data, by elimination, or by guess with a confidence below 1. */
+  placement: Array<{
+    start: number;
+    end: number;
+    how: 'from-l1' | 'from-snapshot-l1' | 'by-evidence' | 'by-elimination' | 'by-guess';
+    confidence: number;
+    detail: string;
+  }>;
+  placementMore: number;
 }
 export interface SalvageExportResult extends SavedOutput {
   /** An opened handle on the salvaged qcow2 (for repair.verify, the maps, a report); absent for raw. */

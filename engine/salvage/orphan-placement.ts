@@ -214,5 +214,6 @@ function inherit(st: ReconstructState, ctx: OrphanContext): void {
     inherited++;
   }
   dropPlacedFromLost(active);
-  if (inherited) st.guesses.push(`${inherited} L1 slot(s) of the active disk assumed unchanged since the newest snapshot`);
+  if (inherited)
+    st.guesses.push(`${inherited} L1 slot(s) of the active disk assumed unchanged since the newest snapshot`);
 }

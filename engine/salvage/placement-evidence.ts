@@ -77,12 +77,14 @@ export async function placeByEvidence(st: ReconstructState, inp: EvidenceInput):
     if (start === undefined) continue;
     for (const c of copies) {
       const slot = slotFor(start.at + c.clue.volumeOffset!, c.rel);
-      if (slot !== undefined) vote(c.host, slot, `${c.clue.kind}; ${name.split(':')[0]} volume at guest ${start.at} (${start.why})`);
+      if (slot !== undefined)
+        vote(c.host, slot, `${c.clue.kind}; ${name.split(':')[0]} volume at guest ${start.at} (${start.why})`);
     }
   }
   // 3. One slot per table and one table per slot; anything contested stays unplaced.
   const claims = new Map<number, number[]>();
-  for (const [host, m] of votes) if (m.size === 1) claims.set([...m.keys()][0]!, [...(claims.get([...m.keys()][0]!) ?? []), host]);
+  for (const [host, m] of votes)
+    if (m.size === 1) claims.set([...m.keys()][0]!, [...(claims.get([...m.keys()][0]!) ?? []), host]);
   const pins: EvidencePin[] = [];
   for (const [slot, hosts] of claims) {
     if (hosts.length !== 1 || !inp.free(slot)) continue;

@@ -31,7 +31,13 @@ export function placedRanges(v: GuestView, coverage: number): PlacedRange[] {
     const end = Math.min(v.virtualSize, start + coverage);
     const h = how(v, p);
     const last = out[out.length - 1];
-    if (last && last.end === start && last.how === h.how && last.detail === h.detail && last.confidence === p.confidence)
+    if (
+      last &&
+      last.end === start &&
+      last.how === h.how &&
+      last.detail === h.detail &&
+      last.confidence === p.confidence
+    )
       last.end = end;
     else out.push({ start, end, how: h.how, confidence: p.confidence, detail: h.detail });
   }

@@ -52,8 +52,7 @@ function qcow2WithZeroedL1(raw: string, name: string): string {
 const guessedSlots = (r: SalvageReport): number[] =>
   r.views[0]!.l2Tables.filter((x) => x.confidence < 1).map((x) => x.l1Index);
 const evidenceSlots = (r: SalvageReport): number[] =>
-  r.views[0]!.l2Tables
-    .filter((x) => x.source === 'evidence')
+  r.views[0]!.l2Tables.filter((x) => x.source === 'evidence')
     .map((x) => x.l1Index)
     .sort((a, b) => a - b);
 
@@ -105,7 +104,9 @@ describe('the certainty of a salvage', () => {
     writeBytes(f, l2, new Uint8Array(4096).fill(0xff)); // the second table destroyed
     const r = cli(f, p('l.out'));
     expect(r.status).toBe(2);
-    expect(r.stdout).toMatch(/Outcome: recovered with losses; 2\.00 MiB lost \(written as zeros\); every recovered byte's position is certain/);
+    expect(r.stdout).toMatch(
+      /Outcome: recovered with losses; 2\.00 MiB lost \(written as zeros\); every recovered byte's position is certain/,
+    );
     expect(r.stdout).toMatch(/guest 0x0\.\.0x200000: from the L1 table — active L1 table/);
   });
 
