@@ -12,7 +12,8 @@ export function salvageOutcome(views: ViewReport[]): SalvageOutcome {
     guessed = 0;
   let conf: number | undefined;
   for (const v of views) {
-    lost += v.bytes.lost;
+    // Data of a backing file that is missing is not in the output either.
+    lost += v.bytes.lost + v.bytes.backingMissing;
     guessed += v.bytes.guessed;
     if (!v.bytes.guessed) continue;
     for (const p of v.l2Tables) if (p.confidence < 1) conf = Math.min(conf ?? 1, p.confidence);
