@@ -114,7 +114,9 @@ function formatView(v: ViewReport): string[] {
     out.push(`  LOST ${humanSize(b.lost)} (written as zeros):`);
     for (const l of v.lost.slice(0, 20)) out.push(`    guest ${hx(l.start)}..${hx(l.end)}: ${l.reason}`);
     if (v.lost.length > 20) out.push(`    … ${v.lost.length - 20} more ranges`);
-  } else if (b.guessed) out.push('  no range known lost, but the data placed by guess may be at the wrong offset');
+  } else if (b.backingMissing)
+    out.push("  nothing lost from this file; the missing backing file's data is not in the output");
+  else if (b.guessed) out.push('  no range known lost, but the data placed by guess may be at the wrong offset');
   else out.push('  nothing lost');
   return out;
 }

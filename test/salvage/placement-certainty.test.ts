@@ -110,6 +110,21 @@ describe('the certainty of a salvage', () => {
     expect(r.stdout).toMatch(/guest 0x0\.\.0x200000: from the L1 table — active L1 table/);
   });
 
+  it('exit 6 when data was placed by guess and a range is lost (its backing file is missing)', () => {
+    const base = p('b6-base.raw');
+    writeFileSync(base, Buffer.alloc(8 * MIB, 0x42));
+    const f = p('b6.qcow2');
+    createQcow2(f, '8M', { cluster_size: 4096 }, { file: 'b6-base.raw', format: 'raw' });
+    qemuIo(f, ['write -P 0x61 0 4k', 'write -P 0x62 5M 4k']);
+    zeroL1(f);
+    writeFileSync(base, ''); // the backing file's data is gone
+    const r = cli(f, p('b6.out'), '--backing', p('nowhere.raw'));
+    expect(r.status).toBe(6);
+    expect(r.stdout).toMatch(
+      /Outcome: recovered with losses; .* lost \(written as zeros\); 8\.00 KiB placed by guess, confidence 0\.4/,
+    );
+  });
+
   it('documents the exit statuses in its help', () => {
     const h = run('node', ['bin/qcow2-doctor.cjs', 'salvage', '--help']);
     expect(h.stdout).toMatch(/ {2}4 {2}recovered; some data was placed in the disk by guess/);
