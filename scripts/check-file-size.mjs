@@ -7,7 +7,6 @@ const MAX = 600;
 // biome-ignore format: one line per pending file, so each split removes only its own line
 const PENDING = new Set([
   'engine/repair/planner.ts',
-  'engine/salvage/reconstruct.ts',
 ]);
 const files = execFileSync('git', ['ls-files', 'engine/**/*.ts'], { encoding: 'utf8' }).split('\n').filter(Boolean);
 let bad = 0;

@@ -30,6 +30,8 @@ import {
 } from './validate.js';
 
 export const CONTRACT_VERSION = 1;
+export type { SalvageAssessment, SalvageExportResult, SalvagePreview, SalvageScanResult } from './salvage-results.js';
+import type { SalvageAssessment, SalvageExportResult, SalvagePreview, SalvageScanResult } from './salvage-results.js';
 export type { Anomaly, QemuCounters, Referrer, Severity, ProgressEvent, WireError };
 import { ContractError } from './errors.js';
 export { ContractError };
@@ -424,61 +426,6 @@ export interface SavedOutput {
   mime?: string;
   size: number;
 }
-export interface SalvageScanResult {
-  recoverable: number;
-  lost: number;
-  summary: string;
-  /** The active disk's numbers for the wizard's preview (issue 7). */
-  preview?: SalvagePreview;
-}
-export interface SalvagePreview {
-  header: 'intact' | 'damaged' | 'missing';
-  headerDamage?: string;
-  clusterSize: number;
-  clusterSizeSource: string;
-  virtualSize: number;
-  virtualSizeSource: string;
-  /** Guest bytes: read from data clusters, zero by the metadata, from a backing file, lost, placed by a guess. */
-  bytes: {
-    recovered: number;
-    compressed: number;
-    zero: number;
-    backing: number;
-    backingMissing: number;
-    lost: number;
-    guessed: number;
-  };
-  /** Fraction of recovered bytes placed from surviving metadata (1 = nothing guessed). */
-  confidence: number;
-  /** How sure the least sure guessed table placement is (0..1), when any was guessed. */
-  guessedConfidence?: number;
-  l2Tables: number;
-  l2Guessed: number;
-  /** Guest ranges written as zeros (at most 100). */
-  lostRanges: Array<{ start: number; end: number; reason: string }>;
-  lostRangesMore: number;
-  guesses: string[];
-  warnings: string[];
-  /** Internal snapshots found (only the active disk is exported here). */
-  snapshots: number;
-}
-export interface SalvageExportResult extends SavedOutput {
-  /** An opened handle on the salvaged qcow2 (for repair.verify, the maps, a report); absent for raw. */
-  handle?: string;
-  preview?: SalvagePreview;
-  /** The salvage report written next to the output. */
-  reportName?: string;
-}
-export interface SalvageAssessment {
-  /** Leaked clusters that look like L2 tables, and the leaked clusters they point at. */
-  orphanTables: number;
-  orphanData: number;
-  /** Leaked clusters looked at (capped). */
-  examined: number;
-  /** Plain words when salvage should come before any repair. */
-  advice?: string;
-}
-
 export interface Results {
   'app.hello': Hello;
   'files.list': FileList;

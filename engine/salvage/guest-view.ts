@@ -8,6 +8,7 @@ import type { Geometry } from '../format/header.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import { CancelToken, type ProgressSink } from '../base/task-control.js';
 import { decompressCluster } from '../image/compressed.js';
+import { placedRanges } from './placement-ranges.js';
 import type { GuestView, LostRange, Reconstruction, ViewReport } from './types.js';
 
 /** A guest disk that unallocated clusters read from. `missing`: named but not found. */
@@ -105,6 +106,7 @@ export class ViewReader {
       bytes,
       lost: acc.lost,
       confidence: bytes.recovered === 0 ? 1 : 1 - bytes.guessed / bytes.recovered,
+      placement: placedRanges(v, this.cs * this.l2Entries),
     };
   }
 

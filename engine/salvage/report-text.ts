@@ -1,7 +1,15 @@
 // The salvage report for people: what was recovered from where, what is missing, what was guessed.
-import type { SalvageReport, ViewReport } from './types.js';
+import type { PlacedRange, SalvageReport, ViewReport } from './types.js';
 
 const hx = (n: number): string => `0x${n.toString(16)}`;
+
+const PLACED: Record<PlacedRange['how'], string> = {
+  'from-l1': 'from the L1 table',
+  'from-snapshot-l1': "from the snapshot's L1 table",
+  'by-evidence': 'by file system evidence',
+  'by-elimination': 'by elimination',
+  'by-guess': 'BY GUESS',
+};
 
 export function humanSize(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
@@ -68,6 +76,7 @@ export function formatSalvageReport(r: SalvageReport): string {
     out.push('', 'Warnings:');
     for (const w of r.warnings) out.push(`  - ${w}`);
   }
+  if (r.outcome) out.push('', `Outcome: ${r.outcome.words}`);
   return `${out.join('\n')}\n`;
 }
 
@@ -87,16 +96,27 @@ function formatView(v: ViewReport): string[] {
     out.push(`  ${humanSize(b.backingMissing)} belong to the missing backing file (written as zeros)`);
   if (b.guessed)
     out.push(
-      `  ${humanSize(b.guessed)} placed by a guess (confidence ${(v.confidence * 100).toFixed(1)}% of recovered bytes certain)`,
+      `  ${humanSize(b.guessed)} placed by guess (${(v.confidence * 100).toFixed(1)}% of the recovered bytes are at a certain position)`,
     );
   const guessed = v.l2Tables.filter((p) => p.confidence < 1);
   for (const p of guessed.slice(0, 20))
     out.push(`    L2 table ${hx(p.host)} → L1 index ${p.l1Index} (${p.source}, confidence ${p.confidence})`);
   if (guessed.length > 20) out.push(`    … ${guessed.length - 20} more`);
+  if (v.placement.length) {
+    out.push('  how each mapped guest range was placed:');
+    for (const r of v.placement.slice(0, 20))
+      out.push(
+        `    guest ${hx(r.start)}..${hx(r.end)}: ${PLACED[r.how]}${r.how === 'by-guess' ? ` (confidence ${r.confidence})` : ''} — ${r.detail}`,
+      );
+    if (v.placement.length > 20) out.push(`    … ${v.placement.length - 20} more ranges (all in the JSON report)`);
+  }
   if (b.lost) {
     out.push(`  LOST ${humanSize(b.lost)} (written as zeros):`);
     for (const l of v.lost.slice(0, 20)) out.push(`    guest ${hx(l.start)}..${hx(l.end)}: ${l.reason}`);
     if (v.lost.length > 20) out.push(`    … ${v.lost.length - 20} more ranges`);
-  } else out.push('  nothing lost');
+  } else if (b.backingMissing)
+    out.push("  nothing lost from this file; the missing backing file's data is not in the output");
+  else if (b.guessed) out.push('  no range known lost, but the data placed by guess may be at the wrong offset');
+  else out.push('  nothing lost');
   return out;
 }

@@ -16,6 +16,7 @@ import { ViewReader, type BackingDisk } from './guest-view.js';
 import { Qcow2SequentialWriter } from './qcow2-output.js';
 import { ensureFreeSpace, outputBytes, outputDataClusters } from './output-space.js';
 import { exportLostAndFound } from './lost-found.js';
+import { salvageOutcome } from './salvage-outcome.js';
 import { CLASS_NAMES } from '../format/cluster-content.js';
 import type { GuestView, Reconstruction, SalvageReport, ViewReport } from './types.js';
 
@@ -48,7 +49,7 @@ export interface SalvageOptions {
   depth?: number;
 }
 
-export interface Analysis {
+export interface SalvageAnalysis {
   hints: HeaderHints;
   findings: ScanFindings;
   recon: Reconstruction;
@@ -58,7 +59,7 @@ export interface Analysis {
 const STATE_KIND = 'qcow2-doctor-salvage-scan';
 
 /** Scan and reconstruct without writing anything. */
-export async function analyzeImage(io: PositionalIO, opts: SalvageOptions = {}): Promise<Analysis> {
+export async function scanAndReconstruct(io: PositionalIO, opts: SalvageOptions = {}): Promise<SalvageAnalysis> {
   const fileSize = await io.size();
   if (fileSize === 0) throw new Error(`${io.name}: empty file (file size = 0)`);
   const first = await io.read(0, 2 * 1024 * 1024);
@@ -135,7 +136,7 @@ export async function salvageImage(
   const io = await FileIO.open(imagePath);
   let backing: OpenedBacking | undefined;
   try {
-    const a = await analyzeImage(io, opts);
+    const a = await scanAndReconstruct(io, opts);
     const { recon } = a;
     backing = opts.noBacking ? undefined : await openBacking(imagePath, recon, opts);
     if (
@@ -357,10 +358,10 @@ async function openBacking(
     };
   }
   // A qcow2 backing file: analyse it like the overlay; its own backing chain recursively.
-  let sub: Analysis;
+  let sub: SalvageAnalysis;
   let subBacking: OpenedBacking | undefined;
   try {
-    sub = await analyzeImage(io, { depth });
+    sub = await scanAndReconstruct(io, { depth });
     subBacking = await openBacking(file, sub.recon, { depth, mayReadBacking: opts.mayReadBacking });
   } catch (e) {
     await io.close();
@@ -386,7 +387,7 @@ async function openBacking(
   };
 }
 
-function buildReport(image: string, a: Analysis, views: ViewReport[], backing?: OpenedBacking): SalvageReport {
+function buildReport(image: string, a: SalvageAnalysis, views: ViewReport[], backing?: OpenedBacking): SalvageReport {
   const { recon, findings } = a;
   const counts: Record<string, number> = {};
   CLASS_NAMES.forEach((n, i) => {
@@ -422,6 +423,7 @@ function buildReport(image: string, a: Analysis, views: ViewReport[], backing?: 
     views,
     guesses: recon.guesses,
     warnings: recon.warnings,
+    outcome: views.length ? salvageOutcome(views) : undefined,
   };
 }
 

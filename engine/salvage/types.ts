@@ -5,12 +5,16 @@ export interface L2Placement {
   l1Index: number;
   /** Host offset of the L2 table. */
   host: number;
-  /** l1: an L1 entry points at it; snapshot-match: shares data with a snapshot's L2 at that index;
-   * guest-gpt: a GPT header in its data records its own LBA; inherited: the active disk still
-   * shares the newest snapshot's L2; ordering: host-order guess. */
-  source: 'l1' | 'snapshot-match' | 'guest-gpt' | 'inherited' | 'ordering';
-  /** 0..1. 1 = read from surviving metadata. */
+  /** l1: an L1 entry points at it (the active L1, or a snapshot's in a snapshot's disk);
+   * evidence: a structure in its data records its own guest offset (GPT, MBR, NTFS, ext4, LVM);
+   * only-slot: the one table left for the one slot left in a disk of known size (certain);
+   * snapshot-match: shares data with a snapshot's L2 at that index; inherited: the active disk
+   * still shares the newest snapshot's L2; ordering: host-order guess. */
+  source: 'l1' | 'evidence' | 'only-slot' | 'snapshot-match' | 'inherited' | 'ordering';
+  /** 0..1. 1 = certain (read from surviving metadata, or pinned by evidence); below 1 = a guess. */
   confidence: number;
+  /** What pinned it, for source 'evidence'. */
+  evidence?: string;
 }
 
 export interface LostL2 {
@@ -61,6 +65,8 @@ export interface Reconstruction {
   };
   guesses: string[];
   warnings: string[];
+  /** Present once the disks were exported (or measured with --dry-run). */
+  outcome?: SalvageOutcome;
 }
 
 export interface LostRange {
@@ -98,6 +104,34 @@ export interface ViewReport {
   lost: LostRange[];
   /** Fraction of recovered bytes placed from surviving metadata. */
   confidence: number;
+  /** How each mapped guest range was placed, in guest order. */
+  placement: PlacedRange[];
+}
+
+/** A guest range mapped by L2 tables placed the same way. */
+export interface PlacedRange {
+  start: number;
+  end: number;
+  /** from-l1: the active L1; from-snapshot-l1: the snapshot's own L1 (or, for the active disk, a
+   * snapshot's L1 it still shares); by-evidence: a structure in the data records its position;
+   * by-elimination: the only table left for the only slot left; by-guess: see confidence. */
+  how: 'from-l1' | 'from-snapshot-l1' | 'by-evidence' | 'by-elimination' | 'by-guess';
+  /** 1 when certain. */
+  confidence: number;
+  detail: string;
+}
+
+/** The salvage's verdict: its exit status and its words, the same in the CLI, JSON and the app. */
+export interface SalvageOutcome {
+  /** 0: every recovered byte at a certain position, nothing lost; 2: guest ranges lost; 4: some
+   * recovered bytes placed by guess; 6: both. */
+  exitCode: 0 | 2 | 4 | 6;
+  /** Bytes lost and bytes placed by guess, over the exported disks. */
+  lost: number;
+  guessed: number;
+  /** The least sure guessed placement among them (present when something was guessed). */
+  guessConfidence?: number;
+  words: string;
 }
 
 export interface SalvageReport {
@@ -127,4 +161,6 @@ export interface SalvageReport {
   };
   guesses: string[];
   warnings: string[];
+  /** Present once the disks were exported (or measured with --dry-run). */
+  outcome?: SalvageOutcome;
 }

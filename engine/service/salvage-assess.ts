@@ -62,6 +62,7 @@ export async function assessLeaks(s: Session): Promise<SalvageAssessment> {
       `${orphanTables} leaked cluster${orphanTables === 1 ? ' looks' : 's look'} like a table of your virtual disk still pointing at ` +
       `${pointedAt.size} cluster${pointedAt.size === 1 ? '' : 's'} of data: the table that should lead to ${orphanTables === 1 ? 'it' : 'them'} was lost ` +
       '(for example a zeroed L1 table). This data no longer shows in your virtual disk, and "repair leaks" would mark it free and lose it. ' +
-      'Salvage it to a new image first.';
+      'Salvage it to a new image first: its preview says which parts of the disk it can put back at a certain place, ' +
+      'and which only by guess (where no surviving table or structure in the data records their position).';
   return r;
 }

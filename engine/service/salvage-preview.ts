@@ -1,6 +1,7 @@
 // The salvage report reduced to what the wizard shows before and after writing: how much of the
 // active disk comes back, from where, what is lost and what was guessed.
 import type { SalvagePreview } from '../contract/contract.js';
+import { salvageOutcome } from '../salvage/salvage-outcome.js';
 import type { SalvageReport } from '../salvage/types.js';
 
 const MAX_RANGES = 100;
@@ -23,9 +24,17 @@ export function salvagePreview(r: SalvageReport): SalvagePreview | undefined {
     guesses: r.guesses.slice(0, 50),
     warnings: r.warnings.slice(0, 50),
     snapshots: r.disks.filter((d) => d.kind === 'snapshot').length,
+    outcome: outcomeOf(salvageOutcome([v])),
+    placement: v.placement.slice(0, MAX_RANGES).map((x) => ({ ...x })),
+    placementMore: Math.max(0, v.placement.length - MAX_RANGES),
   };
   const guessed = v.l2Tables.filter((t) => t.confidence < 1);
+  // The least sure placement among those that hold recovered data decides the words.
   if (guessed.length) p.guessedConfidence = Math.min(...guessed.map((t) => t.confidence));
   if (r.headerDamage !== undefined && r.header !== 'intact') p.headerDamage = r.headerDamage;
   return p;
+}
+
+function outcomeOf(o: ReturnType<typeof salvageOutcome>): SalvagePreview['outcome'] {
+  return { exitCode: o.exitCode, words: o.words };
 }

@@ -4,7 +4,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { analyzeImage, salvageImage } from '../../engine/salvage/salvage.js';
+import { salvageImage, scanAndReconstruct } from '../../engine/salvage/salvage.js';
 import { outputBytes, outputDataClusters } from '../../engine/salvage/output-space.js';
 import { FileIO } from '../../engine/io/file-io.js';
 import { createQcow2, patchU64, qemuIo, readU64, tempDir } from '../helpers/qemu.js';
@@ -46,7 +46,7 @@ describe('salvage output size against free space', () => {
     qemuIo(f, ['write -P 0x11 0 192k', 'write -z 1M 64k', 'write -P 0x22 512M 64k']);
     const io = await FileIO.open(f);
     try {
-      const a = await analyzeImage(io);
+      const a = await scanAndReconstruct(io);
       const active = a.recon.views.find((v) => v.kind === 'active')!;
       expect(await outputDataClusters(io, a.fileSize, a.recon, active, 0)).toBe(4);
       // With a backing disk of 512 MiB, the clusters the overlay leaves unallocated may hold data too:

@@ -398,7 +398,7 @@ describe('clues from the guest data', () => {
     const placed = r.views[0]!.l2Tables;
     expect(
       placed
-        .filter((t) => t.source === 'guest-gpt')
+        .filter((t) => t.source === 'evidence')
         .map((t) => t.l1Index)
         .sort((a, b) => a - b),
     ).toEqual([0, 31]);

@@ -49,3 +49,16 @@ export function makeL2Overwritten(dir: string, name = 'l2-overwritten.qcow2'): s
   writeBytes(f, l2, new Uint8Array(64 * 1024).fill(0xff));
   return f;
 }
+
+/**
+ * 4 KiB clusters, data at 0..3M (0x11), 37M..42M (0x22) and 200M (0x33, 64k): six L2 tables; the
+ * L1 table zeroed. Nothing that survives says where the tables past the first belong.
+ */
+export function makeL1ZeroedScattered(dir: string, name = 'l1-zeroed-scattered.qcow2'): string {
+  const f = join(dir, name);
+  createQcow2(f, '256M', { cluster_size: 4096 });
+  qemuIo(f, ['write -P 0x11 0 3M', 'write -P 0x22 37M 5M', 'write -P 0x33 200M 64k']);
+  const l1 = Number(readU64(f, 40));
+  writeBytes(f, l1, new Uint8Array(128 * 8));
+  return f;
+}

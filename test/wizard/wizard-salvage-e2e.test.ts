@@ -12,7 +12,13 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { launchChromium, startServe, type Chromium, type Served } from '../e2e/harness.js';
 import { assertPatterns } from './images.js';
-import { makeHeaderZeroed, makeL1Unreadable, makeL1Zeroed, makeL2Overwritten } from './salvage-images.js';
+import {
+  makeHeaderZeroed,
+  makeL1Unreadable,
+  makeL1Zeroed,
+  makeL1ZeroedScattered,
+  makeL2Overwritten,
+} from './salvage-images.js';
 import { qemuCheck, qemuIo, sha256, tempDir } from '../helpers/qemu.js';
 
 const root = tempDir('q2d-wizard-salvage-e2e-');
@@ -24,6 +30,7 @@ mkdirSync('test-results', { recursive: true });
 beforeAll(async () => {
   makeHeaderZeroed(root.dir);
   makeL1Zeroed(root.dir);
+  makeL1ZeroedScattered(root.dir);
   makeL1Unreadable(root.dir);
   makeL2Overwritten(root.dir);
   [served, slow, browser] = await Promise.all([
@@ -122,6 +129,36 @@ describe('recovery wizard: salvage', () => {
     expect(qemuCheck(salvaged).status).toBe(0);
     assertPatterns(salvaged);
     expect(sha256(file)).toBe(original);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('a zeroed L1 whose tables nothing places: the preview and the result say "placed by guess", never a green success', async () => {
+    const { page, errors } = await openInWizard('l1-zeroed-scattered.qcow2');
+    await page.getByTestId('wizard-diagnose').click();
+    await page.getByTestId('wizard-verdict').waitFor({ timeout: 60_000 });
+    await page.getByTestId('wizard-to-action').click();
+    await page.getByTestId('wizard-action-salvage').check();
+    await page.getByTestId('wizard-to-preview').click();
+    const verdict = page.getByTestId('wizard-salvage-verdict');
+    await verdict.waitFor({ timeout: 60_000 });
+    expect(await verdict.getAttribute('data-exit')).toBe('4');
+    expect(await verdict.getAttribute('class')).not.toMatch(/\bok\b/);
+    expect(await verdict.innerText()).toMatch(/Recovered; 8\.\d+ MiB placed by guess, confidence 40%/);
+    expect(await verdict.innerText()).not.toContain('All of the data');
+    expect(await page.getByTestId('wizard-salvage-placement').innerText()).toContain('BY GUESS (confidence 40%)');
+    await shot(page, 'guess-preview');
+    await page.getByTestId('wizard-salvage').click();
+    const verified = page.getByTestId('wizard-verified');
+    await verified.waitFor({ timeout: 60_000 });
+    expect(await verified.getAttribute('class')).toMatch(/\bguess\b/);
+    expect(await verified.innerText()).toContain('placed by guess');
+    expect(await verified.innerText()).not.toContain('The salvaged image is clean');
+    expect(await page.getByTestId('wizard-salvage-outcome').innerText()).not.toContain('Lost: nothing');
+    await shot(page, 'guess-verified');
+    await page.getByTestId('wizard-to-report').click();
+    expect(await page.getByTestId('wizard-salvaged').innerText()).toContain('placed by guess, confidence 0.4');
+    expect(await page.getByTestId('wizard-salvaged').innerText()).not.toContain('nothing was lost');
     expect(errors).toEqual([]);
     await page.close();
   });

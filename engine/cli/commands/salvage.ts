@@ -10,6 +10,19 @@ export function register(program: Command): void {
   program
     .command('salvage')
     .description('recover the guest data of a damaged image into a new file (never modifies IMAGE)')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Exit status:',
+        "  0  recovered; every recovered byte's position is certain (read from surviving metadata,",
+        '     or pinned by a structure in the data that records its own offset); nothing lost',
+        '  2  recovered with losses: some guest ranges are lost (written as zeros; listed in the report)',
+        '  4  recovered; some data was placed in the disk by guess (the report says which ranges and how sure)',
+        '  6  both: ranges lost, and some data placed by guess',
+        '  1  error; 130 interrupted',
+      ].join('\n'),
+    )
     .argument('<image>', 'the damaged qcow2 file (opened read-only)')
     .argument('[out]', 'output file (omit with --dry-run)')
     .option('-f, --format <fmt>', 'output format: raw (sparse) or qcow2', 'raw')
@@ -63,8 +76,7 @@ export function register(program: Command): void {
         clearBar();
         if (o.report) await writeFile(String(o.report), `${JSON.stringify(report, null, 2)}\n`);
         process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatSalvageReport(report));
-        const lost = report.views.some((v) => v.bytes.lost > 0);
-        process.exitCode = lost ? 2 : 0;
+        process.exitCode = report.outcome?.exitCode ?? 0;
       } catch (e) {
         clearBar();
         if (e instanceof CancelledError) {

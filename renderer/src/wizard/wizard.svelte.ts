@@ -14,6 +14,7 @@ import type {
   RepairPlanResult,
   SalvageAssessment,
   SalvageExportResult,
+  SalvagePreview,
   SalvageScanResult,
   SavedOutput,
   Severity,
@@ -422,9 +423,7 @@ class WizardState {
     this.salvaged = out;
     this.saved = [...this.saved, out, ...(out.reportName ? [{ name: out.reportName, size: 0 }] : [])];
     const p = out.preview;
-    this.salvage = p
-      ? `Recovered ${bytes(p.bytes.recovered)} of data to ${out.name}; ${p.bytes.lost ? `${bytes(p.bytes.lost)} could not be found and reads as zeros` : 'nothing was lost'}.`
-      : `The recovered disk was written to ${out.name}.`;
+    this.salvage = p ? salvageSentence(p, out.name) : `The recovered disk was written to ${out.name}.`;
     this.step = 'verify';
     if (!out.handle) return; // raw output: no metadata to check
     const v = await this.run('Checking the salvaged image', true, (o) =>
@@ -454,3 +453,13 @@ class WizardState {
 }
 
 export const wizard = new WizardState();
+
+/** The salvage's outcome in one sentence: "nothing was lost" only when every position is certain. */
+export function salvageSentence(p: SalvagePreview, name: string): string {
+  const lost = p.bytes.lost ? `${bytes(p.bytes.lost)} could not be found and reads as zeros` : '';
+  const guess = p.bytes.guessed
+    ? `${bytes(p.bytes.guessed)} placed by guess, confidence ${p.guessedConfidence ?? 0}: that data may sit at the wrong place in the disk`
+    : '';
+  const tail = [lost, guess].filter(Boolean).join('; ') || 'every byte is at a certain place, nothing was lost';
+  return `Recovered ${bytes(p.bytes.recovered)} of data to ${name}; ${tail}.`;
+}

@@ -1,0 +1,111 @@
+// L1 tables: which one is the active disk's when the header is gone, and what each entry says
+// (an L2 table still there, one destroyed, an entry unreadable).
+import * as C from '../format/constants.js';
+import { u32 } from '../format/bytes.js';
+import { readPadded } from '../io/positional-io.js';
+import { allZero, isL2, readInFile, type ReconstructState } from './reconstruct-state.js';
+import type { SnapshotInfo } from './snapshot-recovery.js';
+import { l1EntryPlausible, l1Target } from './table-reader.js';
+import type { L2Placement, LostL2 } from './types.js';
+
+export interface ActiveL1 {
+  offset: number;
+  size: number;
+  source: 'header' | 'scan';
+}
+
+export async function findActiveL1(
+  st: ReconstructState,
+  snaps: SnapshotInfo[],
+  snapL1s: Set<number>,
+): Promise<ActiveL1 | undefined> {
+  const { hints, cs, fileSize } = st;
+  if (hints.l1Offset !== undefined && hints.l1Size !== undefined && hints.l1Offset < fileSize)
+    return { offset: hints.l1Offset, size: hints.l1Size, source: 'header' };
+  // Header lost: L1-like tables that no snapshot claims; contiguous clusters form one table.
+  const starts = [...st.role.entries()]
+    .filter(([o, r]) => r === 'l1' && !snapL1s.has(o))
+    .map(([o]) => o)
+    .sort((a, b) => a - b);
+  const runs: Array<{ offset: number; clusters: number }> = [];
+  for (const o of starts) {
+    const last = runs[runs.length - 1];
+    const end = last ? last.offset + last.clusters * cs : -1;
+    // A sparse L1 spanning several clusters has all-zero clusters between its used ones.
+    if (last && o >= end && o - end <= 64 * cs && (await allZero(st, end, o)))
+      last.clusters = (o - last.offset) / cs + 1;
+    else runs.push({ offset: o, clusters: 1 });
+  }
+  if (!runs.length) return undefined;
+  // The active L1 is the one owning the most L2 tables of its own (snapshots share the rest).
+  const snapL2 = new Set<number>();
+  for (const s of snaps) {
+    const buf = await readInFile(st, s.l1Offset, s.l1Size * 8);
+    for (let p = 0; p < buf.length; p += 8) snapL2.add(l1Target(buf, p));
+  }
+  let best: { run: { offset: number; clusters: number }; own: number; total: number; live: boolean } | undefined;
+  for (const run of runs) {
+    const buf = await readPadded(st.io, run.offset, run.clusters * cs);
+    let own = 0,
+      total = 0;
+    for (let p = 0; p < buf.length; p += 8) {
+      const t = l1Target(buf, p);
+      if (!t || !isL2(st, t)) continue;
+      total++;
+      if (!snapL2.has(t)) own++;
+    }
+    const rc = st.probe ? await st.probe.refcount(run.offset / cs) : undefined;
+    const live = rc !== undefined && rc > 0;
+    const better =
+      !best ||
+      (live && !best.live) ||
+      (live === best.live && (own > best.own || (own === best.own && total > best.total)));
+    if (better) best = { run, own, total, live };
+  }
+  if (!best) return undefined;
+  if (runs.length > 1)
+    st.guesses.push(
+      `active L1 table chosen among ${runs.length} L1-like tables: 0x${best.run.offset.toString(16)} (owns ${best.own} L2 table(s) no snapshot uses)`,
+    );
+  else st.guesses.push(`active L1 table found by scanning at 0x${best.run.offset.toString(16)}`);
+  return { offset: best.run.offset, size: best.run.clusters * (cs / 8), source: 'scan' };
+}
+
+export interface L1Reading {
+  placed: L2Placement[];
+  lost: LostL2[];
+  state: 'valid' | 'damaged' | 'lost';
+}
+
+export async function readL1(st: ReconstructState, offset: number, size: number): Promise<L1Reading> {
+  const { cs, fileSize, limit } = st;
+  const bytes = Math.min(size, C.QCOW_MAX_L1_SIZE / 8) * 8;
+  const buf = await readInFile(st, offset, bytes);
+  const placed: L2Placement[] = [];
+  const lost: LostL2[] = [];
+  let bad = 0,
+    nonZero = 0;
+  for (let i = 0; i * 8 < buf.length; i++) {
+    const p = i * 8;
+    if (u32(buf, p) === 0 && u32(buf, p + 4) === 0) continue;
+    nonZero++;
+    if (!l1EntryPlausible(buf, p, cs, limit)) {
+      bad++;
+      lost.push({ l1Index: i, host: 0, reason: 'L1 entry unreadable' });
+      continue;
+    }
+    const t = l1Target(buf, p);
+    if (t === 0) continue;
+    if (isL2(st, t)) placed.push({ l1Index: i, host: t, source: 'l1', confidence: 1 });
+    else if (t >= fileSize) lost.push({ l1Index: i, host: t, reason: 'L2 table beyond end of file (truncated)' });
+    else
+      lost.push({
+        l1Index: i,
+        host: t,
+        reason: `L2 table at 0x${t.toString(16)} destroyed (cluster no longer holds a table)`,
+      });
+  }
+  // All zero, or mostly unreadable: nothing in it can be trusted to say "unallocated".
+  const state = nonZero === 0 || bad * 2 > nonZero ? 'lost' : bad > 0 || lost.length > 0 ? 'damaged' : 'valid';
+  return { placed, lost, state };
+}

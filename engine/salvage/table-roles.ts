@@ -1,0 +1,67 @@
+// Which pointer tables are L1 tables, L2 tables and refcount tables, by what they point to; and the
+// refcount structure, when it survives, to tell live tables from stale copies.
+import * as C from '../format/constants.js';
+import type { PointerTableSummary } from '../format/cluster-content.js';
+import { isZero } from '../format/cluster-content.js';
+import { readPadded } from '../io/positional-io.js';
+import type { ReconstructState, TableRole } from './reconstruct-state.js';
+import { RefcountProbe, standardTarget } from './table-reader.js';
+
+/** Decide every table's role; tables that surviving metadata names keep the role it gives them. */
+export async function assignRoles(st: ReconstructState): Promise<void> {
+  const { hints, cs } = st;
+  // An L1 whose L2 tables were all destroyed points only at garbage: the header still names it.
+  const named = new Map<number, TableRole>();
+  if (hints.intact && hints.l1Offset !== undefined && hints.l1Size !== undefined)
+    for (let o = hints.l1Offset; o < hints.l1Offset + hints.l1Size * 8; o += cs) named.set(o - (o % cs), 'l1');
+  if (hints.intact && hints.refcountTableOffset !== undefined)
+    for (let k = 0; k < (hints.refcountTableClusters ?? 1); k++)
+      named.set(hints.refcountTableOffset + k * cs, 'reftable');
+  for (const t of st.findings.tables) st.role.set(t.offset, named.get(t.offset) ?? (await tableRole(st, t)));
+}
+
+async function tableRole(st: ReconstructState, t: PointerTableSummary): Promise<TableRole> {
+  if (t.extended) return 'l2';
+  if (t.compressed > 0 || t.zeroFlag > 0) return 'l2';
+  const { cs } = st;
+  const buf = await st.cache.get(t.offset);
+  let total = 0,
+    inTables = 0,
+    inRb = 0;
+  const others: number[] = [];
+  for (let p = 0; p < cs; p += 8) {
+    const x = standardTarget(buf, p);
+    if (!x) continue;
+    total++;
+    if (st.tables.has(x)) inTables++;
+    else if (st.refblocks.has(x)) inRb++;
+    else others.push(x);
+  }
+  if (inRb * 2 >= total && t.copied === 0) return 'reftable';
+  if (inTables * 2 > total) return 'l1';
+  // An L1 whose L2 tables are empty (all entries zero) points at zero clusters.
+  if (inTables > 0 && others.length <= 64) {
+    let zeros = 0;
+    for (const x of others) if (x < st.fileSize && isZero(await st.cache.get(x), 0, cs)) zeros++;
+    if ((inTables + zeros) * 2 > total) return 'l1';
+  }
+  return 'l2';
+}
+
+/** A refcount table that describes itself (its own cluster counted in use), if any survives. */
+export async function findRefcountProbe(st: ReconstructState): Promise<RefcountProbe | undefined> {
+  const { hints, cs, fileSize } = st;
+  const order = hints.refcountOrder ?? 4;
+  const candidates: Array<{ off: number; clusters: number }> = [];
+  if (hints.refcountTableOffset !== undefined)
+    candidates.push({ off: hints.refcountTableOffset, clusters: hints.refcountTableClusters ?? 1 });
+  for (const [o, r] of st.role) if (r === 'reftable') candidates.push({ off: o, clusters: 1 });
+  for (const c of candidates) {
+    if (c.off >= fileSize) continue;
+    const rt = await readPadded(st.io, c.off, Math.min(c.clusters * cs, C.QCOW_MAX_REFTABLE_SIZE));
+    const p = new RefcountProbe(st.io, rt, cs, order, fileSize, (o) => st.refblocks.has(o));
+    const self = await p.refcount(c.off / cs);
+    if (self !== undefined && self >= 1) return p;
+  }
+  return undefined;
+}
