@@ -127,6 +127,26 @@ export class Imrt {
     }
   }
 
+  /** The first cluster of [from, to) counted zero times, or `to` (runs and untouched pages skipped whole). */
+  nextUncounted(from: number, to: number): number {
+    const pages = this.pages;
+    const bytes = this.bytes;
+    let k = from;
+    while (k < to) {
+      const p = 4 * (k >>> PAGE_BITS);
+      const pageEnd = Math.min(to, ((k >>> PAGE_BITS) + 1) * IMRT_PAGE);
+      const hullHi = pages[p + 1]!;
+      if (hullHi === 0 || k < pages[p]!) return k; // outside the hull: zero
+      const runLo = pages[p + 2]!;
+      const runHi = pages[p + 3]!;
+      for (; k < pageEnd; k++) {
+        if (k >= runLo && k < runHi) k = runHi - 1;
+        else if (k >= hullHi || bytes[k] === 0) return k;
+      }
+    }
+    return to;
+  }
+
   /** Every count written out as bytes. */
   dense(): Uint8Array {
     this.prepareBytes(0, this.bytes.length, false);

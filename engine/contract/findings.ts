@@ -72,7 +72,7 @@ export interface LostTableInfo {
   dataRanges: { start: number; count: number }[];
   /** L2 tables an L1 table points at. */
   l2Tables?: number;
-  /** Where the table belongs in the active disk, when certain: L1 slot and guest byte range. */
+  /** Where the table belongs, when certain: L1 slot and guest byte range (of the disk of the L1 holding it). */
   l1Index?: number;
   guestStart?: number;
   guestLength?: number;
