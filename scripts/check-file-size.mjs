@@ -4,12 +4,7 @@ import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
 const MAX = 600;
-const PENDING = new Set([
-  'engine/check/analyze.ts',
-  'engine/repair/planner.ts',
-  'engine/salvage/reconstruct.ts',
-  'engine/write/writer.ts',
-]);
+const PENDING = new Set(['engine/check/analyze.ts', 'engine/salvage/reconstruct.ts', 'engine/write/writer.ts']);
 const files = execFileSync('git', ['ls-files', 'engine/**/*.ts'], { encoding: 'utf8' }).split('\n').filter(Boolean);
 let bad = 0;
 for (const f of files) {

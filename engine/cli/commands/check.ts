@@ -9,7 +9,7 @@ import type { RepairMode } from '../../check/types.js';
 import { QCOW2_MAGIC } from '../../format/constants.js';
 import { u32 } from '../../format/bytes.js';
 import { humanSummary, qemuJson } from '../../check/qemu-text.js';
-import type { RepairCommandArgs } from './repair-options.js';
+import type { RepairCommandArgs } from './repair-command.js';
 
 interface CheckFlags {
   output: string;
@@ -85,7 +85,7 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
     if (o.outputImage !== undefined) args.outputImage = o.outputImage;
     if (o.report !== undefined) args.report = o.report;
     // Loaded on demand: a plain check stays free of the repair engine's start-up cost.
-    const { runRepairCommand } = await import('./repair-options.js');
+    const { runRepairCommand } = await import('./repair-command.js');
     return runRepairCommand(args);
   }
   if (o.format !== undefined && o.format !== 'qcow2') {

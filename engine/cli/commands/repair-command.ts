@@ -1,7 +1,8 @@
-// The hand-over from `qcow2-doctor check` to the repair engine (issue 5): `check -r leaks|all`,
-// `--dry-run`, `--journal`, `--no-journal`, `--output-image`. Streams, texts and exit codes follow
-// `qemu-img check -r`; our own notes (journal path, deliberate differences, refused parts) go to
-// stderr prefixed "qcow2-doctor:".
+// The whole repair command, `qcow2-doctor check -r leaks|all` with `--dry-run`, `--journal`,
+// `--no-journal`, `--output-image`, `--cautious`: hands the image to the repair engine and prints the
+// outcome. Streams, texts and exit codes follow `qemu-img check -r`; our own notes (journal path,
+// deliberate differences, refused parts, dropped pointers, guest ranges lost) go to stderr prefixed
+// "qcow2-doctor:".
 import type { RepairMode } from '../../check/types.js';
 import { toCheckResult } from '../../check/index.js';
 import { Qcow2FormatError } from '../../base/errors.js';
@@ -114,7 +115,7 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     return 1;
   }
   for (const f of plan.fixes) if (f.qemuLine) process.stderr.write(`${f.qemuLine}\n`);
-  for (const f of plan.fixes) if (f.differsFromQemu) say(`note: ${f.text}`);
+  for (const f of plan.fixes) if (f.differsFromQemu || f.explain) say(`note: ${f.text}`);
   for (const r of plan.refusals) say(`not repaired: ${r.what} — ${r.decide}`);
   if (outcome.copyMethod)
     say(`repaired a copy (${outcome.copyMethod}) at ${outcome.target}; ${args.image} is unchanged`);
