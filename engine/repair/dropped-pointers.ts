@@ -1,14 +1,46 @@
 /**
- * L2 entries that map guest data to a place nobody can read it from: an unaligned host offset, or
- * past the end of the file. Refused (today's cautious behaviour): what a person must decide is said.
+ * L2 entries that map guest data to a place nobody can read it from: an unaligned host offset (QEMU
+ * fails the read), past the end of the file, a compressed stream running past it. No readable data is
+ * at stake, so -r all drops the pointer by default: the range reads as zeros (a zero cluster; in v2
+ * images unallocated), the original entry stays in the undo journal, and the output names it. With
+ * `cautious`, the part is refused instead and a person decides.
  */
+import * as C from '../format/constants.js';
 import { hex64 } from '../format/bytes.js';
-import { l2Offset } from '../format/l2-entry.js';
+import { decodeCompressed, l2Offset } from '../format/l2-entry.js';
+import { addLostRange, guestOffsetsOfL2Entry } from './guest-ranges.js';
 import { at, type PlanContext, whereIs } from './plan-context.js';
 import type { BadEntry } from './references.js';
 
-export function planDroppedPointer(ctx: PlanContext, b: BadEntry, _alone: boolean): void {
-  refuseDataPointer(ctx, b);
+export function planDroppedPointer(ctx: PlanContext, b: BadEntry): void {
+  // Extended L2 entries carry a subcluster bitmap in a second word: never rewritten half-way.
+  // (-r leaks refuses too, so that nothing an unresolved pointer may need is freed.)
+  if (!ctx.all || ctx.opts.cautious || ctx.geo.extendedL2) {
+    refuseDataPointer(ctx, b);
+    return;
+  }
+  const v3 = ctx.header.version === 3;
+  const target =
+    b.kind === 'l2-compressed-beyond-eof'
+      ? `a compressed stream at ${at(decodeCompressed(b.hi, b.lo, ctx.geo).offset)} running past the end of the file`
+      : b.kind === 'l2-data-unaligned'
+        ? `unaligned host offset ${at(l2Offset(b.hi, b.lo))}`
+        : `host offset ${at(l2Offset(b.hi, b.lo))}, past the end of the file`;
+  const guests = guestOffsetsOfL2Entry(ctx, b);
+  for (const g of guests) addLostRange(ctx, g, ctx.clusterSize);
+  const reads = v3 ? 'zeros' : 'zeros (or the backing file)';
+  ctx.entryFix.set(b.entry, {
+    hi: 0,
+    lo: v3 ? C.OFLAG_ZERO_LO : 0,
+    why: `${whereIs(b)}: drop the pointer to ${target} (was ${hex64(b.hi, b.lo)})`,
+  });
+  ctx.fixes.push({
+    kind: 'pointer-dropped',
+    counts: 'corruption',
+    differsFromQemu: true,
+    text: `${whereIs(b)}${guests.length ? ` (guest offset ${guests.map(at).join(', ')})` : b.snapshotId !== undefined ? ` (snapshot ${b.snapshotId})` : ''} pointed to ${target}, which nothing can read; pointer ${hex64(b.hi, b.lo)} dropped, the range now reads as ${reads} — the undo journal keeps the original entry (qcow2-doctor undo JOURNAL puts it back); QEMU leaves the error in place`,
+  });
+  ctx.corruptionsFixed++;
 }
 
 function refuseDataPointer(ctx: PlanContext, b: BadEntry): void {
@@ -17,7 +49,7 @@ function refuseDataPointer(ctx: PlanContext, b: BadEntry): void {
       kind: b.kind,
       what: `${whereIs(b)} maps guest data to unaligned host offset ${at(l2Offset(b.hi, b.lo))}`,
       decide:
-        'which cluster the data really is in (QEMU would count the two clusters it straddles); restore the entry by hand or clear it (that range then reads as zeros/backing)',
+        'which cluster the data really is in (QEMU would count the two clusters it straddles); restore the entry by hand or clear it (that range then reads as zeros/backing) — without --cautious, -r all drops it',
     });
     return;
   }
@@ -25,6 +57,6 @@ function refuseDataPointer(ctx: PlanContext, b: BadEntry): void {
     kind: b.kind,
     what: `${whereIs(b)} points past the end of the file (${hex64(b.hi, b.lo)})`,
     decide:
-      'whether a leaked cluster is the data it lost (leaked clusters are kept), or to clear the entry (that range then reads as zeros/backing)',
+      'whether a leaked cluster is the data it lost (leaked clusters are kept), or to clear the entry (that range then reads as zeros/backing) — without --cautious, -r all drops it',
   });
 }

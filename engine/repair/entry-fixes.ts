@@ -61,7 +61,7 @@ export async function planEntryFixes(ctx: PlanContext): Promise<EntryFixOutcome>
       case 'l2-data-unaligned':
       case 'l2-beyond-eof':
       case 'l2-compressed-beyond-eof':
-        planDroppedPointer(ctx, b, alone);
+        planDroppedPointer(ctx, b);
         break;
       case 'l2-unsupported':
         ctx.refusals.push({

@@ -8,6 +8,7 @@ import { putU64 } from '../format/bytes.js';
 import { setRefcount } from '../format/refcount.js';
 import type { Allocation } from './allocation.js';
 import { planCopied } from './copied-flags.js';
+import { mergedRanges } from './guest-ranges.js';
 import type { ImageAsItWillBe } from './overlay-rewalk.js';
 import { PlanBuilder } from './plan-builder.js';
 import { entryBytes, type PlanContext } from './plan-context.js';
@@ -163,6 +164,7 @@ export async function planWrites(ctx: PlanContext, x: WriteInputs): Promise<Repa
     },
     leaksFixed: ctx.leaksFixed,
     corruptionsFixed: ctx.corruptionsFixed,
+    guestRangesLost: mergedRanges(ctx.guestRangesLost),
   };
 }
 

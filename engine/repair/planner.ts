@@ -1,9 +1,11 @@
 /**
  * Make the repair plan (pure with respect to the image: reads only, writes nothing). Phase by phase:
  *
+ *  0. trusted-view.ts      which claim to a cluster is true, from its content (evidence.ts)
  *  1. entry-fixes.ts       entries with reserved bits, unaligned preallocated zero clusters, snapshot
  *                          entries; what would need a guess is refused and reported
  *  2. relinks.ts           damaged pointers to tables re-linked to the orphaned table still there
+ *     lost-table-relinks.ts  L2 tables no L1 entry points at: re-linked where certain, never freed
  *  3. cross-links.ts       clusters shared against their refcount are copied
  *  4. snapshot-table-fix.ts  incomplete snapshot entries rewritten, stale bitmaps dropped
  *  5. allocation.ts        rebuild or not; clusters for the copies and the new snapshot table
@@ -12,12 +14,11 @@
  *  8. plan-writes.ts       the ordered writes, in place or as a rebuilt structure; COPIED from the
  *                          final counts; dirty and corrupt bits last
  */
-import { Qcow2Image } from '../image/qcow2-image.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import { allocateClusters } from './allocation.js';
 import { planCrossLinkCopies } from './cross-links.js';
 import { planEntryFixes } from './entry-fixes.js';
-import { walkReferences } from './references.js';
+import { planLostL2Tables } from './lost-table-relinks.js';
 import { rewalkWithFixes } from './overlay-rewalk.js';
 import { newPlanContext, type PlanContext, type PlanOptions } from './plan-context.js';
 import { planWrites } from './plan-writes.js';
@@ -25,17 +26,20 @@ import type { RepairPlan } from './plan.js';
 import { planL1EntryRelinks, planLostL1Relink } from './relinks.js';
 import { planSnapshotTable, planStaleBitmaps } from './snapshot-table-fix.js';
 import { targetRefcounts } from './target-refcounts.js';
+import { noteMisplacedRefblocks, openTrusted } from './trusted-view.js';
 
 export type { PlanOptions } from './plan-context.js';
 
 export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<RepairPlan> {
   const originalLength = await io.size();
-  const img = await Qcow2Image.open(io, { checkMode: true, zeroFillPastEof: true });
-  const ctx = newPlanContext(io, opts, originalLength, img, await walkReferences(img));
+  const trusted = await openTrusted(io, originalLength);
+  const ctx = newPlanContext(io, opts, originalLength, trusted.img, trusted.walk);
+  noteMisplacedRefblocks(ctx, trusted.misplaced);
 
   const { relinkNeeded, lostL1 } = await planEntryFixes(ctx);
   await planL1EntryRelinks(ctx, relinkNeeded);
   await planLostL1Relink(ctx, lostL1);
+  await planLostL2Tables(ctx);
   const copies = planCrossLinkCopies(ctx);
   const snapshotTable = planSnapshotTable(ctx);
   const headerExt = await planStaleBitmaps(ctx);
@@ -65,6 +69,7 @@ function failedPlan(ctx: PlanContext, failed: string): RepairPlan {
     expected: { remainingCorruptions: 1, remainingLeaks: 0, fileLength: ctx.originalLength },
     leaksFixed: 0,
     corruptionsFixed: 0,
+    guestRangesLost: [],
     failed,
   };
 }

@@ -6,6 +6,9 @@
  */
 import * as C from '../format/constants.js';
 import { putU64 } from '../format/bytes.js';
+import { readPadded } from '../io/positional-io.js';
+import { l2TableEvidence } from './evidence.js';
+import { addLostRange, describeRange } from './guest-ranges.js';
 import { findOrphanL1, findOrphanL2 } from './orphan-tables.js';
 import { at, l1EntryOffset, type PlanContext, whereIs } from './plan-context.js';
 import type { BadEntry } from './references.js';
@@ -34,17 +37,8 @@ export async function planL1EntryRelinks(ctx: PlanContext, relinkNeeded: BadEntr
     return;
   }
   for (const x of relinkNeeded) {
-    if (ctx.all && cands.length === 0 && x.kind === 'l1-into-metadata') {
-      // The target is provably another structure, not an L2 table, and no lost table exists.
-      const what = w.metadata.get(Math.floor(l1EntryOffset(x) / cs));
-      ctx.entryFix.set(x.entry, { hi: 0, lo: 0, why: `${whereIs(x)}: pointed into the ${what}; cleared` });
-      ctx.fixes.push({
-        kind: 'l1-cleared',
-        counts: 'corruption',
-        differsFromQemu: true,
-        text: `${whereIs(x)} pointed into the ${what} at ${at(l1EntryOffset(x))}, which is not an L2 table, and no orphaned L2 table exists; the entry was cleared (that guest range now reads as unallocated — it never mapped real data)`,
-      });
-      ctx.corruptionsFixed++;
+    if (ctx.all && cands.length === 0 && x.kind === 'l1-into-metadata' && (await clearable(ctx, x))) {
+      clearL1Entry(ctx, x);
       continue;
     }
     ctx.refusals.push({
@@ -55,6 +49,35 @@ export async function planL1EntryRelinks(ctx: PlanContext, relinkNeeded: BadEntr
         : 'no orphaned L2 table was found: clear the entry (its guest range then reads as zeros/backing) if that is acceptable',
     });
   }
+}
+
+/**
+ * Whether an L1 entry pointing into another structure may be cleared: never when the cluster it names
+ * validates as an L2 table (then the pointer may well be right, and the other claimant wrong).
+ */
+async function clearable(ctx: PlanContext, x: BadEntry): Promise<boolean> {
+  const cs = ctx.clusterSize;
+  const off = l1EntryOffset(x);
+  if (off % cs !== 0) return true;
+  const buf = await readPadded(ctx.img.io, off, cs);
+  return l2TableEvidence(buf, off / cs, ctx.img, ctx.walk.fileSize) === 0;
+}
+
+/** The target is provably another structure, not an L2 table, and no lost table exists: clear the entry. */
+function clearL1Entry(ctx: PlanContext, x: BadEntry): void {
+  const cs = ctx.clusterSize;
+  const what = ctx.walk.metadata.get(Math.floor(l1EntryOffset(x) / cs));
+  const start = x.index * ctx.geo.l1Coverage;
+  if (x.active) addLostRange(ctx, start, ctx.geo.l1Coverage);
+  const range = describeRange({ start, length: Math.min(ctx.geo.l1Coverage, Math.max(0, ctx.header.size - start)) });
+  ctx.entryFix.set(x.entry, { hi: 0, lo: 0, why: `${whereIs(x)}: pointed into the ${what}; cleared` });
+  ctx.fixes.push({
+    kind: 'l1-cleared',
+    counts: 'corruption',
+    differsFromQemu: true,
+    text: `${whereIs(x)} pointed into the ${what} at ${at(l1EntryOffset(x))}, whose content is not an L2 table, and no orphaned L2 table exists; the entry was cleared: ${x.active ? `guest range ${range}` : `that range of snapshot ${x.snapshotId ?? '?'}`} now reads as unallocated, and whatever it mapped is lost (the undo journal keeps the entry)`,
+  });
+  ctx.corruptionsFixed++;
 }
 
 const problem = (b: BadEntry): string => b.kind.replace('l1-', '').replace(/-/g, ' ');

@@ -57,14 +57,13 @@ export function targetRefcounts(ctx: PlanContext, final: RefWalk): TargetRefcoun
       if (origLeak) keptLeaks++;
     }
   }
-  if (keptLeaks)
+  // (Clusters kept as evidence without a refusal are named by the phase that kept them.)
+  if (keptLeaks && protectAll)
     ctx.fixes.push({
       kind: 'leaks-kept',
       counts: 'none',
       differsFromQemu: true,
-      text: protectAll
-        ? `${keptLeaks} leaked cluster(s) kept and no refcount lowered, because an unresolved problem may still need them (QEMU would free them)`
-        : `${keptLeaks} leaked cluster(s) kept: they hold tables that still map data, or that data (QEMU would free them)`,
+      text: `${keptLeaks} leaked cluster(s) kept and no refcount lowered, because an unresolved problem may still need them (QEMU would free them)`,
     });
   const maxRc = maxRefcount(ctx.geo.refcountOrder);
   for (let c = 0; c < clusterCount; c++) {

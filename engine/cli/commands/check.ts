@@ -18,6 +18,7 @@ interface CheckFlags {
   forceShare?: boolean;
   repair?: string;
   dryRun?: boolean;
+  cautious?: boolean;
   journal?: string | boolean;
   outputImage?: string;
   report?: string;
@@ -71,7 +72,8 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
   if (o.output !== 'human' && o.output !== 'json') return fail('--output must be used with human or json as argument.');
   if (o.repair !== undefined && o.repair !== 'leaks' && o.repair !== 'all')
     return fail(`Unknown option value for -r (expecting 'leaks' or 'all'): ${o.repair}`);
-  const wantsRepair = o.repair !== undefined || o.dryRun || o.journal !== undefined || o.outputImage !== undefined;
+  const wantsRepair =
+    o.repair !== undefined || o.dryRun || o.cautious || o.journal !== undefined || o.outputImage !== undefined;
   if (wantsRepair) {
     const args: RepairCommandArgs = {
       image: file,
@@ -79,6 +81,7 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
       quiet: !!o.quiet,
       forceShare: !!o.forceShare,
       dryRun: !!o.dryRun,
+      cautious: !!o.cautious,
     };
     if (o.repair) args.mode = o.repair as RepairMode;
     if (o.journal !== undefined && o.journal !== true) args.journal = o.journal;
@@ -156,6 +159,10 @@ export function register(program: Command): void {
     )
     .option('-r, --repair <mode>', "repair: 'leaks' or 'all'")
     .option('--dry-run', 'with -r: show what would be repaired, change nothing')
+    .option(
+      '--cautious',
+      'with -r all: refuse, rather than drop, pointers to data nothing can read (unaligned or past the end of the file)',
+    )
     .option('--journal <file>', 'with -r: where to keep the undo journal')
     .option('--no-journal', 'with -r: keep no undo journal')
     .option('--output-image <copy>', 'with -r: repair a copy, leave the original untouched')
