@@ -262,6 +262,9 @@ export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Om
       return after.counters.corruptions === 0 && after.counters.checkErrors === 0 && after.failed === undefined;
     },
   });
+  if (after && !res.skipped.includes('header') && plan.steps.some((s) => s.phase === 'header' && s.writes.length))
+    // The re-check ran before the last phase cleared the dirty and corrupt bits: they are gone now.
+    after = { ...after, anomalies: after.anomalies.filter((a) => a.kind !== 'dirty-bit' && a.kind !== 'corrupt-bit') };
   after ??= await analyze(io);
   return {
     plan,
