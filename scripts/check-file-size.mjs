@@ -4,10 +4,8 @@ import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
 const MAX = 600;
-// biome-ignore format: one line per pending file, so each split removes only its own line
-const PENDING = new Set([
-  'engine/repair/planner.ts',
-]);
+// Files still being split would be listed here with the reason; the list only shrinks.
+const PENDING = new Set([]);
 const files = execFileSync('git', ['ls-files', 'engine/**/*.ts'], { encoding: 'utf8' }).split('\n').filter(Boolean);
 let bad = 0;
 for (const f of files) {

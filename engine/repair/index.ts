@@ -33,6 +33,8 @@ import { inUseReason, journalUnwritableReason, notWritableReason } from './refus
 
 export type { RepairPlan, PlannedWrite, PlanStep, Refusal, FixNote, Phase } from './plan.js';
 export { planToJson, planToText, PHASES } from './plan.js';
+export { describeRange } from './guest-ranges.js';
+export type { GuestRange } from './plan.js';
 export type { UndoResult } from './journal.js';
 export type { CopyMethod } from './copy-image.js';
 
@@ -44,7 +46,17 @@ export class RepairRefusedError extends Error {
   }
 }
 
-export interface RepairRequest {
+/** How the repair decides (the CLI's flags, the wizard's choices). */
+export interface RepairChoices {
+  /**
+   * Refuse instead of dropping a pointer to data nobody can read (an L2 entry whose data offset is
+   * unaligned or past the end of the file). Default false: -r all drops such pointers, keeps their
+   * bytes in the undo journal and names them. The wizard uses true as its default.
+   */
+  cautious?: boolean;
+}
+
+export interface RepairRequest extends RepairChoices {
   image: string;
   mode: RepairMode;
   /** Plan only; write nothing (no copy, no journal). */
@@ -99,18 +111,29 @@ async function analyze(
 }
 
 /** Dry run: the plan for `path` in `mode`. Opens read-only; writes nothing. */
-export async function planRepairFile(path: string, mode: RepairMode): Promise<RepairPlan> {
+export async function planRepairFile(path: string, mode: RepairMode, choices: RepairChoices = {}): Promise<RepairPlan> {
   const io = await FileIO.open(path);
   try {
     const before = await analyze(io);
-    return await planFor(io, path, mode, before);
+    return await planFor(io, path, mode, before, choices);
   } finally {
     await io.close();
   }
 }
 
-async function planFor(io: PositionalIO, name: string, mode: RepairMode, before: CheckAnalysis): Promise<RepairPlan> {
-  const plan = await planRepair(io, { mode, name, anomalies: before.anomalies });
+async function planFor(
+  io: PositionalIO,
+  name: string,
+  mode: RepairMode,
+  before: CheckAnalysis,
+  choices: RepairChoices,
+): Promise<RepairPlan> {
+  const plan = await planRepair(io, {
+    mode,
+    name,
+    anomalies: before.anomalies,
+    ...(choices.cautious ? { cautious: true } : {}),
+  });
   // QEMU's -r leaks stops when the refcount structure needs a rebuild; the checker's flag is QEMU's.
   if (mode === 'leaks' && before.rebuild && plan.failed === undefined) {
     return { ...plan, steps: [], failed: 'need to rebuild refcount structures', leaksFixed: 0, corruptionsFixed: 0 };
@@ -170,6 +193,7 @@ export async function repairFile(req: RepairRequest): Promise<RepairOutcome> {
       ...(req.cancel ? { cancel: req.cancel } : {}),
       ...(req.onMessage ? { onMessage: req.onMessage } : {}),
       ...(req.plan ? { plan: req.plan } : {}),
+      ...(req.cautious ? { cautious: true } : {}),
     });
     return { ...r, target, ...(copyMethod ? { copyMethod } : {}) };
   } finally {
@@ -177,7 +201,7 @@ export async function repairFile(req: RepairRequest): Promise<RepairOutcome> {
   }
 }
 
-export interface RepairIOOptions {
+export interface RepairIOOptions extends RepairChoices {
   mode: RepairMode;
   name: string;
   dryRun?: boolean;
@@ -214,14 +238,16 @@ export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Om
     // QEMU's -r all repairs one case the plain check aborts on: snapshot extra data over 1024 bytes.
     const p =
       o.mode === 'all' && !before.failedAtOpen
-        ? await planRepair(io, { mode: o.mode, name: o.name }).catch(() => undefined)
+        ? await planRepair(io, { mode: o.mode, name: o.name, ...(o.cautious ? { cautious: true } : {}) }).catch(
+            () => undefined,
+          )
         : undefined;
     if (!p?.fixes.some((f) => f.kind === 'snapshot-extra-truncated') || p.refusals.length > 0) {
       return { plan: await failedPlan(io, o.name, o.mode, before.failed), before, applied: false, skippedPhases: [] };
     }
     plan = p;
   } else {
-    plan = await planFor(io, o.name, o.mode, before);
+    plan = await planFor(io, o.name, o.mode, before, o);
   }
   if (o.dryRun || plan.failed !== undefined || isEmptyPlan(plan)) {
     const after = !o.dryRun && plan.failed === undefined ? before : undefined;
@@ -250,6 +276,9 @@ export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Om
     if (typeof code !== 'string' || !/^E[A-Z]+$/.test(code)) throw e;
     throw Object.assign(new Error(interruptedRepairMessage(e, o.journal?.path)), { code });
   });
+  if (after && !res.skipped.includes('header') && plan.steps.some((s) => s.phase === 'header' && s.writes.length))
+    // The re-check ran before the last phase cleared the dirty and corrupt bits: they are gone now.
+    after = { ...after, anomalies: after.anomalies.filter((a) => a.kind !== 'dirty-bit' && a.kind !== 'corrupt-bit') };
   after ??= await analyze(io);
   return {
     plan,
@@ -275,6 +304,7 @@ async function failedPlan(io: PositionalIO, name: string, mode: RepairMode, reas
     expected: { remainingCorruptions: 0, remainingLeaks: 0, fileLength: len },
     leaksFixed: 0,
     corruptionsFixed: 0,
+    guestRangesLost: [],
     failed: reason,
   };
 }

@@ -80,7 +80,15 @@ export interface FixNote {
   text: string;
   /** True when this is where we deliberately differ from what `qemu-img check -r` would do. */
   differsFromQemu?: boolean;
+  /** Printed as a note even where QEMU does the same (a decision the user should know about). */
+  explain?: boolean;
   counts: 'leak' | 'corruption' | 'none';
+}
+
+/** A range of the guest disk, in bytes. */
+export interface GuestRange {
+  start: number;
+  length: number;
 }
 
 export interface ExpectedResult {
@@ -105,6 +113,11 @@ export interface RepairPlan {
   /** QEMU-compatible counts of what is repaired. */
   leaksFixed: number;
   corruptionsFixed: number;
+  /**
+   * Guest ranges whose data the damage destroyed: after the repair they read as zeros (or from the
+   * backing file). Empty when no guest byte is lost.
+   */
+  guestRangesLost?: GuestRange[];
   /**
    * Set when the repair cannot run at all in this mode, with QEMU's wording (e.g. `-r leaks` on an
    * image whose refcount structure must be rebuilt: "need to rebuild refcount structures"). Nothing
@@ -171,7 +184,7 @@ export function planToText(plan: RepairPlan): string[] {
     out.push('    flush');
   }
   if (n === 0) out.push('  (no writes)');
-  for (const f of plan.fixes) if (f.differsFromQemu) out.push(`  note: ${f.text}`);
+  for (const f of plan.fixes) if (f.differsFromQemu || f.explain) out.push(`  note: ${f.text}`);
   for (const r of plan.refusals) out.push(`  not repaired: ${r.what} — ${r.decide}`);
   out.push(
     `Expected after repair: ${plan.expected.remainingCorruptions} errors, ${plan.expected.remainingLeaks} leaked clusters, file length ${plan.expected.fileLength}`,

@@ -10,7 +10,7 @@ import { QCOW2_MAGIC } from '../../format/constants.js';
 import { u32 } from '../../format/bytes.js';
 import { humanSummary, qemuJson } from '../../check/qemu-text.js';
 import { lostTablesParagraph } from '../../contract/verdict.js';
-import type { RepairCommandArgs } from './repair-options.js';
+import type { RepairCommandArgs } from './repair-command.js';
 
 interface CheckFlags {
   output: string;
@@ -19,6 +19,7 @@ interface CheckFlags {
   forceShare?: boolean;
   repair?: string;
   dryRun?: boolean;
+  cautious?: boolean;
   journal?: string | boolean;
   outputImage?: string;
   report?: string;
@@ -72,7 +73,8 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
   if (o.output !== 'human' && o.output !== 'json') return fail('--output must be used with human or json as argument.');
   if (o.repair !== undefined && o.repair !== 'leaks' && o.repair !== 'all')
     return fail(`Unknown option value for -r (expecting 'leaks' or 'all'): ${o.repair}`);
-  const wantsRepair = o.repair !== undefined || o.dryRun || o.journal !== undefined || o.outputImage !== undefined;
+  const wantsRepair =
+    o.repair !== undefined || o.dryRun || o.cautious || o.journal !== undefined || o.outputImage !== undefined;
   if (wantsRepair) {
     const args: RepairCommandArgs = {
       image: file,
@@ -80,13 +82,14 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
       quiet: !!o.quiet,
       forceShare: !!o.forceShare,
       dryRun: !!o.dryRun,
+      cautious: !!o.cautious,
     };
     if (o.repair) args.mode = o.repair as RepairMode;
     if (o.journal !== undefined && o.journal !== true) args.journal = o.journal;
     if (o.outputImage !== undefined) args.outputImage = o.outputImage;
     if (o.report !== undefined) args.report = o.report;
     // Loaded on demand: a plain check stays free of the repair engine's start-up cost.
-    const { runRepairCommand } = await import('./repair-options.js');
+    const { runRepairCommand } = await import('./repair-command.js');
     return runRepairCommand(args);
   }
   if (o.format !== undefined && o.format !== 'qcow2') {
@@ -157,6 +160,10 @@ export function register(program: Command): void {
     )
     .option('-r, --repair <mode>', "repair: 'leaks' or 'all'")
     .option('--dry-run', 'with -r: show what would be repaired, change nothing')
+    .option(
+      '--cautious',
+      'with -r all: refuse, rather than drop, pointers to data nothing can read (unaligned or past the end of the file)',
+    )
     .option('--journal <file>', 'with -r: where to keep the undo journal')
     .option('--no-journal', 'with -r: keep no undo journal')
     .option('--output-image <copy>', 'with -r: repair a copy, leave the original untouched')

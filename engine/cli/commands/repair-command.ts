@@ -1,15 +1,16 @@
-// The hand-over from `qcow2-doctor check` to the repair engine (issue 5): `check -r leaks|all`,
-// `--dry-run`, `--journal`, `--no-journal`, `--output-image`. Streams, texts and exit codes follow
-// `qemu-img check -r`; our own notes (journal path, deliberate differences, refused parts) go to
-// stderr prefixed "qcow2-doctor:".
+// The whole repair command, `qcow2-doctor check -r leaks|all` with `--dry-run`, `--journal`,
+// `--no-journal`, `--output-image`, `--cautious`: hands the image to the repair engine and prints the
+// outcome. Streams, texts and exit codes follow `qemu-img check -r`; our own notes (journal path,
+// deliberate differences, refused parts, dropped pointers, guest ranges lost) go to stderr prefixed
+// "qcow2-doctor:".
 import type { RepairMode } from '../../check/types.js';
 import { toCheckResult } from '../../check/index.js';
 import { Qcow2FormatError } from '../../base/errors.js';
 import { FileIO } from '../../io/file-io.js';
 import { Qcow2Image } from '../../image/qcow2-image.js';
-import { humanSummary, qemuJson, qemuJsonObject, repairedBlock } from '../../check/qemu-text.js';
+import { humanSummary, qemuJsonObject, repairedBlock } from '../../check/qemu-text.js';
 import { writeReportFile } from '../../report/write-report.js';
-import { planToJson, planToText, repairFile, RepairRefusedError } from '../../repair/index.js';
+import { describeRange, planToJson, planToText, repairFile, RepairRefusedError } from '../../repair/index.js';
 
 /**
  * Everything `qcow2-doctor check` was given when a repair was requested. The check command calls
@@ -30,6 +31,8 @@ export interface RepairCommandArgs {
   forceShare: boolean;
   /** --dry-run: plan and print what would change, write nothing. */
   dryRun: boolean;
+  /** --cautious: refuse, rather than drop, pointers to data nothing can read. */
+  cautious?: boolean;
   /** --journal FILE: where to keep the undo journal; false for --no-journal; undefined = default location. */
   journal?: string | false;
   /** --output-image COPY: repair a copy at COPY and leave the original untouched. */
@@ -53,7 +56,7 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
   }
   const mode: RepairMode | undefined = args.mode ?? (args.dryRun ? 'all' : undefined);
   if (mode === undefined) {
-    say('--journal, --no-journal and --output-image need -r leaks|all');
+    say('--journal, --no-journal, --output-image and --cautious need -r leaks|all');
     return 1;
   }
   let stderrBuf = '';
@@ -69,6 +72,7 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
       image: args.image,
       mode,
       dryRun: args.dryRun,
+      ...(args.cautious ? { cautious: true } : {}),
       ...(args.journal !== undefined ? { journal: args.journal } : {}),
       ...(args.outputImage !== undefined ? { outputImage: args.outputImage } : {}),
       onMessage: (line) => {
@@ -114,8 +118,17 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     return 1;
   }
   for (const f of plan.fixes) if (f.qemuLine) process.stderr.write(`${f.qemuLine}\n`);
-  for (const f of plan.fixes) if (f.differsFromQemu) say(`note: ${f.text}`);
+  for (const f of plan.fixes)
+    if (f.kind === 'pointer-dropped') say(`dropped: ${f.text.replace('JOURNAL', outcome.journalPath ?? 'JOURNAL')}`);
+    else if (f.differsFromQemu || f.explain) say(`note: ${f.text}`);
   for (const r of plan.refusals) say(`not repaired: ${r.what} — ${r.decide}`);
+  const lost = plan.guestRangesLost ?? [];
+  if (lost.length) {
+    say(`guest data lost to the damage (now reads as zeros or from the backing file): ${lost.length} range(s)`);
+    for (const r of lost) say(`  lost: guest ${describeRange(r)}`);
+  }
+  if (plan.fixes.some((f) => f.kind === 'pointer-dropped') && !outcome.journalPath)
+    say('no undo journal was kept (--no-journal / --output-image): the dropped pointers are gone from this image');
   if (outcome.copyMethod)
     say(`repaired a copy (${outcome.copyMethod}) at ${outcome.target}; ${args.image} is unchanged`);
   if (outcome.journalPath)
@@ -124,7 +137,10 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     say('the re-check still finds errors: the dirty/corrupt bits were left as they were');
   const after = outcome.after ?? before;
   const counters = { ...after.counters, leaksFixed: plan.leaksFixed, corruptionsFixed: plan.corruptionsFixed };
-  if (args.output === 'json') out(qemuJson(filename, counters, after.anomalies));
+  if (args.output === 'json')
+    out(
+      `${JSON.stringify({ ...qemuJsonObject(filename, counters, after.anomalies), 'guest-ranges-lost': lost }, null, 4)}\n`,
+    );
   else {
     if (counters.leaksFixed || counters.corruptionsFixed) out(repairedBlock(counters));
     out(humanSummary(counters));

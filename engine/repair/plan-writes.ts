@@ -1,0 +1,245 @@
+/**
+ * Phase 8 of the plan: the ordered writes. Corrupt bit first (structural rewrites), COPIED cleared,
+ * refcounts raised (or a rebuilt structure switched to), copies and the new snapshot table written,
+ * pointers re-linked, refcounts lowered, COPIED set, dirty and corrupt bits cleared last.
+ */
+import * as C from '../format/constants.js';
+import { putU64 } from '../format/bytes.js';
+import { setRefcount } from '../format/refcount.js';
+import type { Allocation } from './allocation.js';
+import { planCopied } from './copied-flags.js';
+import { mergedRanges } from './guest-ranges.js';
+import type { ImageAsItWillBe } from './overlay-rewalk.js';
+import { PlanBuilder } from './plan-builder.js';
+import { entryBytes, type PlanContext } from './plan-context.js';
+import { lowerRebuiltBlocks, planRebuild, type RefcountStages } from './refcount-rebuild.js';
+import { noteRefcountChanges } from './refcount-notes.js';
+import type { RepairPlan } from './plan.js';
+import type { RefWalk } from './references.js';
+import { onDiskCount, type TargetRefcounts } from './target-refcounts.js';
+
+export interface WriteInputs {
+  alloc: Allocation;
+  targets: TargetRefcounts;
+  willBe: ImageAsItWillBe;
+  headerExt: { offset: number; bytes: Uint8Array } | undefined;
+}
+
+const headerWord = (v: bigint): Uint8Array => {
+  const b = new Uint8Array(8);
+  putU64(b, 0, v);
+  return b;
+};
+
+export async function planWrites(ctx: PlanContext, x: WriteInputs): Promise<RepairPlan> {
+  const { walk: w, header: h, clusterSize: cs } = ctx;
+  const { alloc, targets, willBe } = x;
+  const rebuild = alloc.rebuild;
+  const target = targets.target;
+  const onDisk = onDiskCount(w);
+  const pb = new PlanBuilder(ctx.io, ctx.originalLength);
+  const v3 = h.version === 3;
+  const expectClean =
+    ctx.refusals.length === 0 &&
+    (ctx.all ||
+      (w.bad.length === 0 &&
+        !hasLowRefcounts(w) &&
+        w.incompleteSnapshots.length === 0 &&
+        w.oversizeSnapshots.length === 0));
+  const structural =
+    rebuild ||
+    ctx.entryFix.size > 0 ||
+    alloc.copies.length > 0 ||
+    alloc.snapshotTable !== undefined ||
+    ctx.headerFixes.length > 0;
+  let incompat = h.incompatibleFeatures;
+  if (structural && v3 && expectClean && (incompat & C.INCOMPAT_CORRUPT) === 0n) {
+    incompat |= C.INCOMPAT_CORRUPT;
+    await pb.write(
+      'mark-corrupt',
+      C.HDR.incompatibleFeatures,
+      headerWord(incompat),
+      'header',
+      'set the corrupt bit while the structure is rewritten (cleared last, after the re-check)',
+    );
+  }
+
+  let stages: RefcountStages;
+  if (!rebuild) {
+    const inForce = new Float64Array(target.length);
+    for (let c = 0; c < target.length; c++) inForce[c] = Math.max(onDisk(c), target[c]!);
+    stages = { final: target, inForce, rebuiltBlocks: new Map() };
+  } else stages = await planRebuild(ctx, pb, target, alloc.allocated);
+  const { final, inForce } = stages;
+
+  // COPIED flags from the final counts, on the final tables. The scan reads every active L2 table
+  // again; it can only find something when the image is re-pointed, the checker saw a COPIED
+  // problem, or some refcount crosses 1.
+  const anomalies = ctx.opts.anomalies;
+  let copiedScan =
+    willBe.repointed ||
+    anomalies === undefined ||
+    anomalies.some((a) => a.kind === 'copied-l1' || a.kind === 'copied-l2');
+  for (let c = 0; c < final.length && !copiedScan; c++)
+    if ((final[c] === 1) !== (onDisk(c) === 1) && (willBe.walk.refs[c] ?? 0) > 0) copiedScan = true;
+  const copied = copiedScan
+    ? await planCopied(
+        willBe.img,
+        willBe.walk,
+        final,
+        inForce,
+        ctx.entryFix,
+        ctx.all || expectClean,
+        !targets.protectAll,
+      )
+    : { clear: [], set: [], relinkValue: new Map(), notes: [] };
+
+  noteRefcountChanges(ctx, rebuild, target, final);
+
+  // Phase by phase.
+  for (const e of copied.clear) await pb.write('clear-copied', e.entry, entryBytes(e.hi, e.lo), e.structure, e.why);
+  if (!rebuild) await refcountBlockChanges(ctx, pb, 'raise', target.length, onDisk, (c) => inForce[c]!);
+  for (const cp of alloc.copies)
+    await pb.write(
+      'data',
+      cp.to * cs,
+      cp.content!,
+      cp.kind === 'l2' ? 'l2-table' : 'data-copy',
+      `copy of cluster ${cp.from} (${cp.why})`,
+    );
+  if (alloc.snapshotTable) {
+    const padded = new Uint8Array(Math.ceil(alloc.snapshotTable.length / cs) * cs);
+    padded.set(alloc.snapshotTable);
+    await pb.write(
+      'data',
+      alloc.snapshotTableStart * cs,
+      padded,
+      'snapshot-table',
+      'rewritten snapshot table with complete entries',
+    );
+  }
+  await relinkWrites(ctx, pb, copied.relinkValue, x);
+  if (!rebuild)
+    await refcountBlockChanges(
+      ctx,
+      pb,
+      'lower',
+      target.length,
+      (c) => inForce[c]!,
+      (c) => final[c]!,
+    );
+  else await lowerRebuiltBlocks(ctx, pb, stages);
+  for (const e of copied.set) await pb.write('set-copied', e.entry, entryBytes(e.hi, e.lo), e.structure, e.why);
+  for (const l of copied.notes) {
+    ctx.fixes.push(l);
+    ctx.corruptionsFixed++;
+  }
+  if (v3 && expectClean && (incompat & (C.INCOMPAT_DIRTY | C.INCOMPAT_CORRUPT)) !== 0n) {
+    const bits = [
+      incompat & C.INCOMPAT_DIRTY ? 'the dirty bit' : '',
+      incompat & C.INCOMPAT_CORRUPT ? 'the corrupt bit' : '',
+    ].filter(Boolean);
+    await pb.write(
+      'header',
+      C.HDR.incompatibleFeatures,
+      headerWord(incompat & ~(C.INCOMPAT_DIRTY | C.INCOMPAT_CORRUPT)),
+      'header',
+      `clear ${bits.join(' and ')} (last)`,
+    );
+  }
+
+  return {
+    image: ctx.opts.name ?? ctx.io.name,
+    mode: ctx.opts.mode,
+    clusterSize: cs,
+    originalLength: ctx.originalLength,
+    steps: pb.steps_(),
+    fixes: ctx.fixes,
+    refusals: ctx.refusals,
+    rebuild,
+    expected: {
+      remainingCorruptions: ctx.refusals.length + (ctx.all ? 0 : countLow(w, target, onDisk)),
+      remainingLeaks: targets.keptLeaks,
+      fileLength: await pb.finalLength(),
+    },
+    leaksFixed: ctx.leaksFixed,
+    corruptionsFixed: ctx.corruptionsFixed,
+    guestRangesLost: mergedRanges(ctx.guestRangesLost),
+  };
+}
+
+/** The relink phase: entry fixes (with their final COPIED bit), the snapshot table and header switches. */
+async function relinkWrites(
+  ctx: PlanContext,
+  pb: PlanBuilder,
+  relinkValue: Map<number, { hi: number; lo: number; why: string }>,
+  x: WriteInputs,
+): Promise<void> {
+  const h = ctx.header;
+  for (const [entry, v] of ctx.entryFix) {
+    const fin = relinkValue.get(entry) ?? v;
+    const inL1 =
+      (entry >= h.l1TableOffset && entry < h.l1TableOffset + h.l1Size * 8) ||
+      ctx.walk.snapshots.some((s) => entry >= s.l1TableOffset && entry < s.l1TableOffset + s.l1Size * 8);
+    await pb.write('relink', entry, entryBytes(fin.hi, fin.lo), inL1 ? 'l1-entry' : 'l2-entry', v.why);
+  }
+  if (x.alloc.snapshotTable)
+    await pb.write(
+      'relink',
+      C.HDR.nbSnapshots,
+      x.willBe.snapshotHeader,
+      'header',
+      'switch to the rewritten snapshot table (12 bytes)',
+    );
+  for (const f of ctx.headerFixes) await pb.write('relink', f.offset, f.bytes, 'header', f.why);
+  if (x.headerExt)
+    await pb.write(
+      'relink',
+      x.headerExt.offset,
+      x.headerExt.bytes,
+      'header',
+      'drop the stale bitmaps extension (header extension area rewritten; every pointer field unchanged)',
+    );
+}
+
+/** In-place refcount changes, per refcount block, from one count to another. */
+async function refcountBlockChanges(
+  ctx: PlanContext,
+  pb: PlanBuilder,
+  phase: 'raise' | 'lower',
+  n: number,
+  from: (c: number) => number,
+  to: (c: number) => number,
+): Promise<void> {
+  const cs = ctx.clusterSize;
+  const entries = ctx.geo.refcountBlockEntries;
+  for (const rb of ctx.walk.refblocks) {
+    if (rb.status !== 'ok') continue;
+    const first = rb.index * entries;
+    if (first >= n) continue;
+    const before = await pb.read(rb.offset, cs);
+    const after = before.slice();
+    let changed = false;
+    for (let j = 0; j < entries && first + j < n; j++) {
+      const a = from(first + j);
+      const b = to(first + j);
+      if (a !== b) {
+        setRefcount(after, j, ctx.geo.refcountOrder, b);
+        changed = true;
+      }
+    }
+    if (changed)
+      await pb.writeDiff(phase, rb.offset, before, after, 'refcount-block', `${phase} refcounts in block ${rb.index}`);
+  }
+}
+
+function hasLowRefcounts(w: RefWalk): boolean {
+  for (let c = 0; c < w.refs.length; c++) if (!w.onDiskUnknown[c] && w.onDisk[c]! < w.refs[c]!) return true;
+  return false;
+}
+
+function countLow(w: RefWalk, target: Float64Array, onDisk: (c: number) => number): number {
+  let n = w.bad.length;
+  for (let c = 0; c < target.length; c++) if (onDisk(c) < (w.refs[c] ?? 0)) n++;
+  return n;
+}
