@@ -135,7 +135,10 @@ describe('the cluster map and the hex view', () => {
       page.evaluate(() => {
         const m = (
           globalThis as unknown as {
-            __q2dMaps: Record<string, { view: Record<string, number>; pyramid: { cols: number; rows: number } }>;
+            __q2dMaps: Record<
+              string,
+              { view: { scale: number; ox: number; oy: number }; pyramid: { cols: number; rows: number } }
+            >;
           }
         ).__q2dMaps.host!;
         const c = document.querySelector('[data-testid="canvas-host"]') as HTMLCanvasElement;
@@ -174,7 +177,10 @@ describe('the cluster map and the hex view', () => {
     const g = await page.evaluate(() => {
       const m = (
         globalThis as unknown as {
-          __q2dMaps: Record<string, { view: Record<string, number>; pyramid: { cols: number; rows: number } }>;
+          __q2dMaps: Record<
+            string,
+            { view: { scale: number; ox: number; oy: number }; pyramid: { cols: number; rows: number } }
+          >;
         }
       ).__q2dMaps.host!;
       const c = document.querySelector('[data-testid="canvas-host"]') as HTMLCanvasElement;

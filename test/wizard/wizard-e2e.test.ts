@@ -196,6 +196,7 @@ describe('recovery wizard', () => {
     const text = await locked.innerText();
     expect(text).toContain(`qemu-io (pid ${q.pid}`);
     expect(text).toMatch(/quit QEMU|kill/);
+    expect(text).not.toContain('`'); // plain words, no literal Markdown
     expect(await page.getByTestId('wizard-diagnose').count()).toBe(0);
     await shot(page, 'locked');
     q.kill('SIGKILL');
