@@ -163,7 +163,9 @@ describe('recovery wizard', () => {
     // The app checked the restored image again: the header badge says what qemu-img check says now.
     const corruptions = Number(qemuCheck(file).json?.corruptions);
     expect(corruptions).toBeGreaterThan(0);
-    await expect.poll(() => page.getByTestId('verdict').innerText()).toBe(`${corruptions} ${corruptions === 1 ? 'corruption' : 'corruptions'}`);
+    await expect
+      .poll(() => page.getByTestId('verdict').innerText())
+      .toBe(`${corruptions} ${corruptions === 1 ? 'corruption' : 'corruptions'}`);
     await page.close();
   });
 
@@ -214,7 +216,9 @@ describe('recovery wizard', () => {
     await expect.poll(() => panel.getAttribute('data-verdict')).toBe('corrupt');
     const corruptions = Number(qemuCheck(join(root.dir, 'refcount-errors.qcow2')).json?.corruptions);
     // Header badge and Overview agree; no green "clean" next to a red count.
-    expect(await page.getByTestId('verdict').innerText()).toBe(`${corruptions} ${corruptions === 1 ? 'corruption' : 'corruptions'}`);
+    expect(await page.getByTestId('verdict').innerText()).toBe(
+      `${corruptions} ${corruptions === 1 ? 'corruption' : 'corruptions'}`,
+    );
     expect(await page.locator('.badge.ok').count()).toBe(0);
     await page.getByTestId('ov-repair').click();
     await page.getByTestId('wizard-safety').waitFor();
