@@ -62,6 +62,8 @@ export class MapView {
   private left = 0;
   private top = 0;
   private minimap: MinimapBox | null = null;
+  /** The whole map is shown (Fit): a resize fits again instead of keeping the old scale. */
+  private fitted = true;
 
   constructor(
     private readonly canvas: HTMLCanvasElement,
@@ -127,7 +129,7 @@ export class MapView {
       this.canvas.width = w;
       this.canvas.height = h;
       this.image = this.ctx.createImageData(w, h);
-      if (first) this.fit();
+      if (first || this.fitted) this.fit();
       else this.clamp();
     }
     this.invalidate();
@@ -161,6 +163,7 @@ export class MapView {
 
   /** Whole map in view. */
   fit(): void {
+    this.fitted = true;
     this.scale = this.fitScale();
     this.clamp();
     this.invalidate();
@@ -174,6 +177,7 @@ export class MapView {
   /** Zoom by `factor` keeping the device-pixel point (px, py) fixed. */
   zoomAt(factor: number, px: number, py: number): void {
     const s = Math.min(this.maxScale(), Math.max(this.minScale(), this.scale * factor));
+    this.fitted = s <= this.fitScale();
     const ax = px - this.left;
     const ay = py - this.top;
     const cx = this.ox + ax / this.scale;
@@ -196,6 +200,7 @@ export class MapView {
   reveal(cell: number, minPx = 24): void {
     const { cols } = this.pyramid;
     this.scale = Math.min(this.maxScale(), Math.max(this.scale, minPx * this.dpr, this.fitScale()));
+    this.fitted = this.scale <= this.fitScale();
     const x = cell % cols;
     const y = Math.floor(cell / cols);
     this.ox = x + 0.5 - this.areaW / this.scale / 2;
