@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../base/version.js';
+import { describeCliError } from './input-errors.js';
 
 interface CommandModule {
   register(program: Command): void;
@@ -43,7 +44,7 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 1;
       return;
     }
-    process.stderr.write(`qcow2-doctor: ${err instanceof Error ? err.message : String(err)}\n`);
+    for (const line of await describeCliError(err, argv)) process.stderr.write(`qcow2-doctor: ${line}\n`);
     process.exitCode = 1;
   }
 }

@@ -383,6 +383,8 @@ export interface TriageRow {
   ref: FileRef;
   verdict: 'clean' | 'leaks' | 'corrupt' | 'unreadable' | 'not-qcow2' | 'in-use';
   summary: string;
+  /** Without a qcow2 header: not a disk image, a raw disk, or a qcow2 whose header is damaged (salvage). */
+  content?: 'not-disk' | 'raw-disk' | 'damaged-header';
   counters?: QemuCounters;
   /** Triage table columns (issue 7). */
   dirty?: boolean;

@@ -3,28 +3,31 @@
 import { HOST_ROLE_COUNT, HOST_ROLE_NAMES } from '../contract/roles.js';
 import { encodePng } from './png.js';
 
-/** Colours by HostRole code; the same as the app's map (renderer/src/map/palette.ts). */
+/**
+ * Colours by HostRole code: the same as the app's map (renderer/src/map/palette.ts, held there to
+ * ΔE ≥ 20 between roles in normal and red-green deficient vision; a test keeps the two equal).
+ */
 export const REPORT_ROLE_COLORS = [
   '#2b2f36',
-  '#f2c14e',
-  '#e07a1f',
-  '#f29e4c',
-  '#6c5ce7',
-  '#a29bfe',
-  '#00b894',
-  '#1e9e7a',
-  '#55efc4',
-  '#fd79a8',
-  '#e84393',
-  '#f7a6c8',
-  '#3d7ee0',
-  '#00cec9',
-  '#ffd32a',
-  '#ff3b30',
-  '#9b1c1c',
-  '#b8e994',
-  '#5f6b7a',
-  '#7aa6e8',
+  '#f0f0f0',
+  '#f2d7a6',
+  '#ff6e00',
+  '#c98fff',
+  '#4719b3',
+  '#60c3aa',
+  '#00db49',
+  '#0abd60',
+  '#fbb1f7',
+  '#b42db4',
+  '#b14356',
+  '#0047fa',
+  '#42a1ae',
+  '#ffff29',
+  '#da0b12',
+  '#861313',
+  '#ebff8a',
+  '#4e5574',
+  '#5770ff',
 ];
 /** Which role a shared cell shows: damage first, then metadata, then data (as the app does). */
 const PRIORITY = [15, 16, 14, 1, 2, 4, 6, 9, 17, 3, 5, 7, 8, 10, 11, 13, 12, 19, 18, 0];
@@ -42,6 +45,9 @@ export interface MapPicture {
   height: number;
   /** Clusters per cell (1 when every cluster has its own cell). */
   clustersPerCell: number;
+  /** Cells per row and each cell's size in pixels (the rulers of the report are laid out with them). */
+  cols: number;
+  cellPx: number;
   /** Clusters per role, for the legend (only roles present). */
   legend: Array<{ role: number; name: string; color: string; clusters: number }>;
 }
@@ -49,14 +55,25 @@ export interface MapPicture {
 const MAX_CELLS = 65536;
 const MAX_COLS = 256;
 const TARGET_WIDTH = 768;
+const MAX_CELL_PX = 32;
+
+/**
+ * Cells per row: one row for a handful of clusters; otherwise about twice as wide as high, in
+ * multiples of 8 so the row offsets step evenly (never a long thin strip).
+ */
+export function pictureColumns(cells: number): number {
+  if (cells <= 16) return cells;
+  const c = Math.ceil(Math.sqrt(cells * 2));
+  return Math.min(MAX_COLS, Math.ceil(c / 8) * 8);
+}
 
 export function clusterMapPicture(roleMap: Uint8Array): MapPicture {
   const n = Math.max(1, roleMap.length);
   const per = Math.max(1, Math.ceil(n / MAX_CELLS));
   const cells = Math.ceil(n / per);
-  const cols = Math.min(cells, MAX_COLS);
+  const cols = pictureColumns(cells);
   const rows = Math.ceil(cells / cols);
-  const cellPx = Math.max(2, Math.min(24, Math.floor(TARGET_WIDTH / cols)));
+  const cellPx = Math.max(2, Math.min(MAX_CELL_PX, Math.floor(TARGET_WIDTH / cols)));
   const gap = cellPx >= 6 ? 1 : 0;
   const width = cols * cellPx;
   const height = rows * cellPx;
@@ -96,7 +113,7 @@ export function clusterMapPicture(roleMap: Uint8Array): MapPicture {
       });
     }
   }
-  return { png: encodePng(width, height, rgb), width, height, clustersPerCell: per, legend };
+  return { png: encodePng(width, height, rgb), width, height, clustersPerCell: per, cols, cellPx, legend };
 }
 
 function hexRgb(css: string): [number, number, number] {

@@ -35,10 +35,39 @@ th{background:#eef1f4;font-weight:600}td.num{text-align:right;font-variant-numer
 .group{background:#fff;border:1px solid #e0e3e7;border-radius:8px;padding:12px 16px;margin:10px 0}.group h3{margin:0 0 6px;font-size:16px}
 .group p{margin:4px 0}.fix{color:#1d4f91}code,pre{font:12.5px/1.45 ui-monospace,SFMono-Regular,Menlo,monospace}
 pre{background:#fff;border:1px solid #e0e3e7;border-radius:6px;padding:10px;overflow:auto;white-space:pre-wrap}
-details summary{cursor:pointer;color:#1d4f91}.map img{image-rendering:pixelated;max-width:100%;border:1px solid #d8dce1;background:#14161a}
+details summary{cursor:pointer;color:#1d4f91}.map img{image-rendering:pixelated;display:block;border:1px solid #d8dce1;background:#14161a}.mapgrid{display:grid;grid-template-columns:auto auto;width:max-content;max-width:100%;overflow-x:auto;font:11px ui-monospace,monospace;color:#4a5260}.ruler{position:relative}.ruler span{position:absolute;white-space:nowrap}.rtop{height:28px}.rtop span{bottom:2px;border-left:1px solid #9aa3ad;padding-left:3px;line-height:12px}.rleft{width:96px}.rleft span{right:6px;line-height:11px;text-align:right}
 .legend{display:flex;flex-wrap:wrap;gap:6px 14px;margin:8px 0;font-size:13px}.legend span.sw{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:5px;vertical-align:-1px}
 .cols{display:grid;grid-template-columns:1fr 1fr;gap:16px}.note{color:#5b6470;font-size:13px}footer{margin:32px 0 8px;color:#5b6470;font-size:13px}
 `;
+
+/** The picture with rulers: clusters and bytes along the top (offset within a row), each row's first cluster and offset on the left. */
+function mapWithRulers(map: MapPicture, clusterSize: number): string {
+  const per = map.clustersPerCell;
+  const rows = Math.round(map.height / map.cellPx);
+  const colStep = niceStep(64 / map.cellPx);
+  const rowStep = niceStep(26 / map.cellPx);
+  const top: string[] = [];
+  for (let c = 0; c < map.cols; c += colStep)
+    top.push(`<span style="left:${c * map.cellPx}px">+${c * per}<br>+${formatBytes(c * per * clusterSize)}</span>`);
+  const left: string[] = [];
+  for (let r = 0; r < rows; r += rowStep) {
+    const cluster = r * map.cols * per;
+    left.push(`<span style="top:${r * map.cellPx}px">#${cluster}<br>0x${(cluster * clusterSize).toString(16)}</span>`);
+  }
+  return [
+    '<div class="mapgrid"><div></div>',
+    `<div class="ruler rtop" style="width:${map.width}px">${top.join('')}</div>`,
+    `<div class="ruler rleft" style="height:${map.height}px">${left.join('')}</div>`,
+    `<img alt="Map of the image's clusters by role" width="${map.width}" height="${map.height}" src="${pngDataUrl(map.png)}">`,
+    '</div>',
+  ].join('');
+}
+
+const niceStep = (min: number): number => {
+  let n = 1;
+  while (n < min) n *= 2;
+  return n;
+};
 
 export function renderHtmlReport(data: ReportData, map?: MapPicture): string {
   const v = data.verdict;
@@ -118,7 +147,7 @@ export function renderHtmlReport(data: ReportData, map?: MapPicture): string {
     out.push(
       '<h2>Cluster map</h2><div class="map">',
       `<p class="note">Each square is ${map.clustersPerCell === 1 ? 'one cluster' : `${map.clustersPerCell} clusters (showing the most telling one)`} of the file, in file order, left to right and top to bottom.</p>`,
-      `<img alt="Map of the image's clusters by role" width="${map.width}" height="${map.height}" src="${pngDataUrl(map.png)}">`,
+      mapWithRulers(map, data.image.clusterSize),
       '<div class="legend">',
       ...map.legend.map(
         (l) => `<span><span class="sw" style="background:${l.color}"></span>${esc(l.name)}: ${l.clusters}</span>`,

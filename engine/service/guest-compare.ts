@@ -1,6 +1,7 @@
 // After a repair: is the guest disk still the same? Reads both guest views (the image before the
 // repair — the original file for a repaired copy, or the repaired file with the undo journal's
 // saved bytes laid back over it for an in-place repair — and the repaired image) and compares them.
+import { formatBytes } from '../contract/units.js';
 import { FileIO } from '../io/file-io.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import { openChain } from '../image/backing-chain.js';
@@ -75,7 +76,7 @@ export async function compareGuest(
         differingBytes: differing,
         detail:
           differing === 0
-            ? `all ${ra.size} bytes of the virtual disk read the same before and after the repair`
+            ? `all ${formatBytes(ra.size)} of the virtual disk read the same before and after the repair`
             : `${differing} bytes of the virtual disk read differently after the repair (first at guest offset ${first})`,
       };
       if (first !== undefined) r.firstDifference = first;

@@ -42,12 +42,12 @@ export async function holderInfo(path: string): Promise<HolderInfo> {
     const comm = (await procText(pid, 'comm'))?.trim() ?? 'a process';
     const vm = vmNameOf((await procText(pid, 'cmdline')) ?? '');
     parts.push(`${comm} (pid ${pid}${vm ? `, VM '${vm}'` : ''})`);
-    if (vm) how.push(`shut the virtual machine down from inside the guest or with \`virsh shutdown ${vm}\``);
+    if (vm) how.push(`shut the virtual machine down from inside the guest or with: virsh shutdown ${vm}`);
     else if (/qemu/i.test(comm))
       how.push(
-        `shut the virtual machine down from inside the guest, or quit QEMU (monitor command \`quit\`, or \`kill ${pid}\` once the guest is shut down)`,
+        `shut the virtual machine down from inside the guest, or quit QEMU (monitor command quit, or kill ${pid} once the guest is shut down)`,
       );
-    else how.push(`close the program that has it open (\`kill ${pid}\` as a last resort)`);
+    else how.push(`close the program that has it open (kill ${pid} as a last resort)`);
   }
   const holder = parts.length ? parts.join(', ') : 'another process (its id is hidden from us)';
   return {

@@ -67,6 +67,7 @@ export function triageJson(r: TriageRow): string {
     findings: r.findings,
     time: Number(r.elapsed.toFixed(3)),
   });
+  if (r.content !== undefined) o.content = r.content;
   if (r.error !== undefined) o.error = r.error;
   return JSON.stringify(o);
 }

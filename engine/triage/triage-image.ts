@@ -10,6 +10,7 @@ import type { CheckResult } from '../check/types.js';
 import { CancelledError, Qcow2FormatError } from '../base/errors.js';
 import type { CancelToken } from '../base/task-control.js';
 import { openChain, type MayRead } from '../image/backing-chain.js';
+import { contentSentence, guessContent } from './content-kind.js';
 import { VERDICT_EXIT, type TriageRow, type Verdict } from './types.js';
 
 export async function triageImage(path: string, cancel?: CancelToken, mayRead?: MayRead): Promise<TriageRow> {
@@ -37,8 +38,12 @@ export async function triageImage(path: string, cancel?: CancelToken, mayRead?: 
 
     // The header, read on its own: what QEMU's probe sees, and the flags the table shows.
     const first = await readStart(path);
-    if (first.length < 8 || u32(first, 0) !== C.QCOW2_MAGIC)
-      return done('not-qcow2', 'no qcow2 magic: QEMU probes it as another format (raw), which does not support checks');
+    if (first.length < 8 || u32(first, 0) !== C.QCOW2_MAGIC) {
+      // QEMU probes it as raw and cannot check it; say what it is: text, a raw disk, or a qcow2 whose header is gone.
+      const guess = await guessContent(path);
+      row.content = guess.kind;
+      return done('not-qcow2', contentSentence(guess));
+    }
     const version = u32(first, C.HDR.version);
     row.version = version;
     if (version < 2)

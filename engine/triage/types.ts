@@ -28,6 +28,8 @@ export interface TriageRow {
   exitCode: 0 | 1 | 2 | 3 | 63;
   /** The check's QEMU counters, when the check ran (also when it stopped early). */
   counters?: QemuCounters;
+  /** For a file without a qcow2 header: what it is instead (not a disk image, a raw disk, a damaged qcow2). */
+  content?: 'not-disk' | 'raw-disk' | 'damaged-header';
   /** Why the image is unreadable or not qcow2, or QEMU's "Check failed" reason. */
   error?: string;
   version?: number;

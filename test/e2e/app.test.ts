@@ -112,7 +112,11 @@ describe('the app in Chromium', () => {
     expect(await page.getByTestId('ov-cluster-size').textContent()).toContain('65536 bytes');
     expect(await page.getByTestId('ov-virtual-size').textContent()).toContain('67108864 bytes');
     expect(await page.getByTestId('ov-refcount-bits').textContent()).toBe('16 bits');
-    expect(await page.getByTestId('ov-state').textContent()).toContain('clean');
+    expect(await page.getByTestId('ov-state').textContent()).toContain('none set');
+    // The verdict in plain words opens the Overview, agreeing with the header badge.
+    expect(await page.getByTestId('ov-verdict').getAttribute('data-verdict')).toBe('clean');
+    expect(await page.getByTestId('ov-headline').textContent()).toBe('No problems found');
+    expect(await page.getByTestId('ov-repair').count()).toBe(0);
     expect(await page.getByTestId('field-l1_table_offset').textContent()).toMatch(/0x30000/);
     expect(await page.getByTestId('ck-corruptions').textContent()).toBe('0');
     await shot(page, 'overview-clean');
@@ -289,9 +293,15 @@ describe('the app in Chromium', () => {
     const page = await openImage('clean.qcow2', slow);
     const progress = page.getByTestId('progress');
     await progress.waitFor();
-    await expect.poll(async () => Number(await progress.getAttribute('aria-valuenow'))).toBeGreaterThan(0);
+    const bar = progress.getByRole('progressbar');
+    await expect.poll(async () => Number(await bar.getAttribute('aria-valuenow'))).toBeGreaterThan(0);
+    // Bytes done of the image's size, the rate, and the time left (or so far).
+    await expect
+      .poll(() => page.getByTestId('progress-detail').textContent(), { timeout: 10_000 })
+      .toMatch(/^[\d.]+ (B|KiB|MiB) of [\d.]+ MiB · [\d.]+ (B|KiB|MiB)\/s · (about .+ left|.+ so far)$/);
     await shot(page, 'progress');
-    await page.getByTestId('cancel').click();
+    // Esc cancels what Cancel cancels.
+    await page.keyboard.press('Escape');
     await expect.poll(() => page.getByTestId('notice').textContent()).toContain('Cancelled');
     expect(await progress.count()).toBe(0);
     expect(await page.getByTestId('error').count()).toBe(0);

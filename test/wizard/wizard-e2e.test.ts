@@ -65,7 +65,10 @@ describe('recovery wizard', () => {
   ] as const)('%s: diagnose, explain, plan, repair (%s, %s), verify, report', async (name, action, target) => {
     const file = join(root.dir, name);
     const original = sha256(file);
-    const qemuBefore = qemuCheck(file).status;
+    const before = qemuCheck(file);
+    const qemuBefore = before.status;
+    const corruptions = Number(before.json?.corruptions ?? 0);
+    const leaks = Number(before.json?.leaks ?? 0);
     const page = await startWizard(name);
     if (target === 'inPlace') await page.getByTestId('wizard-target-inplace').check();
     await page.getByTestId('wizard-diagnose').click();
@@ -80,6 +83,8 @@ describe('recovery wizard', () => {
     await shot(page, `${name}-explain`);
 
     await page.getByTestId('wizard-to-action').click();
+    // An option that would do nothing is not offered.
+    expect(await page.getByTestId('wizard-action-leaks').count()).toBe(leaks > 0 ? 1 : 0);
     await page.getByTestId(`wizard-action-${action}`).check();
     await page.getByTestId('wizard-to-preview').click();
     const plan = page.getByTestId('wizard-plan');
@@ -92,6 +97,13 @@ describe('recovery wizard', () => {
     expect(filtered).toBeGreaterThan(0);
     expect(filtered).toBeLessThanOrEqual(steps);
     await page.getByTestId('wizard-plan-search').fill('');
+    // The summary counts in the checker's units (qemu-img check's corruptions and leaked clusters), plurals right.
+    const summary = await page.getByTestId('wizard-plan-summary').innerText();
+    expect(summary).toMatch(steps === 1 ? /^1 metadata write / : new RegExp(`^${steps} metadata writes `));
+    if (action === 'all' && corruptions > 0)
+      expect(summary).toContain(`${corruptions} ${corruptions === 1 ? 'corruption' : 'corruptions'}`);
+    if (leaks > 0) expect(summary).toContain(`${leaks} ${leaks === 1 ? 'leaked cluster' : 'leaked clusters'}`);
+    expect(summary).not.toMatch(/problems/);
     await shot(page, `${name}-preview`);
     expect(sha256(file)).toBe(original); // nothing written before "apply"
 
@@ -148,6 +160,12 @@ describe('recovery wizard', () => {
     await page.getByTestId('wizard-undo').click();
     await page.getByTestId('wizard-undone').waitFor();
     expect(readFileSync(file).equals(original)).toBe(true);
+    // The app checked the restored image again: the header badge says what qemu-img check says now.
+    const corruptions = Number(qemuCheck(file).json?.corruptions);
+    expect(corruptions).toBeGreaterThan(0);
+    await expect
+      .poll(() => page.getByTestId('verdict').innerText())
+      .toBe(`${corruptions} ${corruptions === 1 ? 'corruption' : 'corruptions'}`);
     await page.close();
   });
 
@@ -157,7 +175,8 @@ describe('recovery wizard', () => {
     const page = await startWizard('leaks.qcow2', slow);
     await page.getByTestId('wizard-diagnose').click();
     await page.getByTestId('wizard-progress').waitFor();
-    await page.getByTestId('wizard-cancel').click();
+    // Esc cancels what Cancel cancels.
+    await page.keyboard.press('Escape');
     await page.getByTestId('wizard-diagnose-stopped').waitFor();
     expect(await page.getByTestId('wizard-progress').count()).toBe(0);
     expect(await page.getByTestId('wizard-error').count()).toBe(0);
@@ -179,12 +198,31 @@ describe('recovery wizard', () => {
     const text = await locked.innerText();
     expect(text).toContain(`qemu-io (pid ${q.pid}`);
     expect(text).toMatch(/quit QEMU|kill/);
+    expect(text).not.toContain('`'); // plain words, no literal Markdown
     expect(await page.getByTestId('wizard-diagnose').count()).toBe(0);
     await shot(page, 'locked');
     q.kill('SIGKILL');
     await new Promise((r) => q.once('exit', r));
     await page.getByTestId('wizard-recheck-lock').click();
     await page.getByTestId('wizard-diagnose').waitFor();
+    await page.close();
+  });
+
+  it('Overview says the verdict in plain words and its "Repair…" starts the wizard on this image', async () => {
+    const page = await browser.context.newPage();
+    await page.goto(served.url);
+    await page.getByTestId('open-refcount-errors.qcow2').click();
+    const panel = page.getByTestId('ov-verdict');
+    await expect.poll(() => panel.getAttribute('data-verdict')).toBe('corrupt');
+    const corruptions = Number(qemuCheck(join(root.dir, 'refcount-errors.qcow2')).json?.corruptions);
+    // Header badge and Overview agree; no green "clean" next to a red count.
+    expect(await page.getByTestId('verdict').innerText()).toBe(
+      `${corruptions} ${corruptions === 1 ? 'corruption' : 'corruptions'}`,
+    );
+    expect(await page.locator('.badge.ok').count()).toBe(0);
+    await page.getByTestId('ov-repair').click();
+    await page.getByTestId('wizard-safety').waitFor();
+    expect(await page.getByTestId('wizard-image').innerText()).toBe('refcount-errors.qcow2');
     await page.close();
   });
 

@@ -1,5 +1,6 @@
 // `qcow2-doctor check`: qemu-img check's flags, streams, texts and exit codes, plus our anomalies
 // in the JSON output. Repairs (-r and friends) are handed to the repair engine.
+import { reasonOf, salvageHint } from '../input-errors.js';
 import type { Command } from 'commander';
 import { FileIO } from '../../io/file-io.js';
 import { Qcow2FormatError } from '../../base/errors.js';
@@ -101,14 +102,18 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
     io = await FileIO.open(file, { syncReads: true });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    const reason =
-      err.code === 'ENOENT' ? 'No such file or directory' : err.code === 'EACCES' ? 'Permission denied' : err.message;
+    const reason = reasonOf(err) ?? err.message;
     return fail(`Could not open '${given}': Could not open '${file}': ${reason}`);
   }
   try {
     const head = await io.read(0, 8);
     const isQcow2 = head.length >= 8 && u32(head, 0) === QCOW2_MAGIC && u32(head, 4) >= 2;
-    if (!isQcow2 && o.format === undefined) return fail('This image format does not support checks', 63);
+    if (!isQcow2 && o.format === undefined) {
+      const hint = await salvageHint(file);
+      const code = fail('This image format does not support checks', 63);
+      if (hint) process.stderr.write(`qcow2-doctor: ${hint}\n`);
+      return code;
+    }
     let image;
     try {
       image = await openForCheck(io);

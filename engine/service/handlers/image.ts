@@ -7,6 +7,7 @@ import { ContractError, toWireError } from '../../contract/errors.js';
 import { confinementOf, type HandlerContext, type HandlerTable } from '../handler.js';
 import type { Session } from '../session.js';
 import { buildOverview } from '../overview.js';
+import { guessContent } from '../../triage/content-kind.js';
 import { locateGuestCluster, locateInBacking } from '../locate.js';
 
 async function overviewOf(s: Session, ctx: HandlerContext) {
@@ -19,10 +20,16 @@ async function overviewOf(s: Session, ctx: HandlerContext) {
  * the refusal keeps its error and carries a salvage-source handle (sent as WireError.salvageSource)
  * so the wizard can offer salvage without a second file dialog.
  */
-function unopenable(e: unknown, path: string, name: string, ctx: HandlerContext): unknown {
+async function unopenable(e: unknown, path: string, name: string, ctx: HandlerContext): Promise<unknown> {
   const code = toWireError(e).code;
-  if ((code === 'format' || code === 'io') && e instanceof Error)
-    Object.assign(e, { salvageSource: ctx.sessions.addSource(path, name).handle, salvageName: name });
+  if (!((code === 'format' || code === 'io') && e instanceof Error)) return e;
+  // A text file or a raw disk has nothing for salvage to find: say what it is instead.
+  const guess = await guessContent(path).catch(() => null);
+  if (guess && guess.kind !== 'damaged-header' && /not in qcow2 format/.test(e.message)) {
+    e.message += ` — ${guess.kind === 'raw-disk' ? guess.why : `not a disk image (${guess.why})`}`;
+    return e;
+  }
+  Object.assign(e, { salvageSource: ctx.sessions.addSource(path, name).handle, salvageName: name });
   return e;
 }
 
@@ -36,7 +43,7 @@ export const handlers: HandlerTable = {
       image = await Qcow2Image.open(io, { checkMode: true });
     } catch (e) {
       await io.close();
-      throw unopenable(e, path, name, ctx);
+      throw await unopenable(e, path, name, ctx);
     }
     const session = ctx.sessions.add({ path, name, io, image });
     const recent = ctx.host.recent.touch(

@@ -1,6 +1,7 @@
 // The recovery wizard's requests: lock status and space (safety), repair plan (preview), apply (to a
 // copy, or in place with an undo journal), verify (fresh check, QEMU's verdict when qemu-img is
 // installed, guest data compared with before), undo. The repair itself is engine/repair's.
+import { formatBytes } from '../../contract/units.js';
 import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -304,7 +305,7 @@ export const handlers: HandlerTable = {
     records.delete(s);
     return {
       ok: true,
-      detail: `restored ${r.regionsRestored} regions (${r.bytesRestored} bytes) and the original length of ${r.originalLength} bytes: the image is exactly as it was before the repair`,
+      detail: `restored ${r.regionsRestored} ${r.regionsRestored === 1 ? 'region' : 'regions'} (${formatBytes(r.bytesRestored)}) and the original length of ${formatBytes(r.originalLength)}: the image is exactly as it was before the repair`,
     };
   },
 };

@@ -121,6 +121,7 @@ export const handlers: HandlerTable = {
       if (r.dirty !== undefined) row.dirty = r.dirty;
       if (r.corrupt !== undefined) row.corrupt = r.corrupt;
       if (r.virtualSize !== undefined) row.virtualSize = r.virtualSize;
+      if (r.content !== undefined) row.content = r.content;
       out.push(row);
     }
     return out;

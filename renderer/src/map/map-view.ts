@@ -6,12 +6,30 @@
  */
 import { EMPTY, type Pyramid } from './pyramid.js';
 import { rgba32, UNKNOWN_COLOR, type Palette } from './palette.js';
+import {
+  drawLabels,
+  drawRulers,
+  type ChromeGeometry,
+  type MinimapBox,
+  minimapBox,
+  paintMinimap,
+  RULER_LEFT,
+  RULER_TOP,
+  strokeMinimap,
+} from './map-chrome.js';
 
 export interface MapViewEvents {
   hover(cell: number | null): void;
   select(cell: number): void;
   /** Fired after each frame with its drawing time (ms), for the bench. */
   frame?(ms: number): void;
+}
+
+export interface MapViewOptions {
+  /** Bytes per cell (the rulers' byte offsets); 0: clusters only. */
+  unit?: number;
+  /** Short name of a cell's role/state (labels at high zoom). */
+  nameOf?: (cell: number) => string;
 }
 
 const BG = rgba32('#14161a');
@@ -40,12 +58,19 @@ export class MapView {
   private drag: { x: number; y: number; ox: number; oy: number; moved: boolean } | null = null;
   private resizeObs: ResizeObserver;
   private disposed = false;
+  /** Rulers' size in device pixels: the cells start right of and below them. */
+  private left = 0;
+  private top = 0;
+  private minimap: MinimapBox | null = null;
+  /** The whole map is shown (Fit): a resize fits again instead of keeping the old scale. */
+  private fitted = true;
 
   constructor(
     private readonly canvas: HTMLCanvasElement,
     private pyramid: Pyramid,
     palette: Palette,
     private readonly events: MapViewEvents,
+    private readonly opts: MapViewOptions = {},
   ) {
     const ctx = canvas.getContext('2d', { alpha: false });
     if (!ctx) throw new Error('canvas 2D context unavailable');
@@ -95,6 +120,8 @@ export class MapView {
   /** Canvas size in device pixels follows its CSS size. */
   resize(): void {
     this.dpr = globalThis.devicePixelRatio || 1;
+    this.left = RULER_LEFT * this.dpr;
+    this.top = RULER_TOP * this.dpr;
     const w = Math.max(1, Math.round(this.canvas.clientWidth * this.dpr));
     const h = Math.max(1, Math.round(this.canvas.clientHeight * this.dpr));
     if (w !== this.canvas.width || h !== this.canvas.height) {
@@ -102,59 +129,93 @@ export class MapView {
       this.canvas.width = w;
       this.canvas.height = h;
       this.image = this.ctx.createImageData(w, h);
-      if (first) this.fit();
+      if (first || this.fitted) this.fit();
+      else this.clamp();
     }
     this.invalidate();
   }
 
+  /** Map area in device pixels (the canvas less the rulers). */
+  private get areaW(): number {
+    return Math.max(1, this.canvas.width - this.left);
+  }
+  private get areaH(): number {
+    return Math.max(1, this.canvas.height - this.top);
+  }
+
+  /** The scale at which the whole map fills the area (one dimension edge to edge). */
+  private fitScale(): number {
+    return Math.min(this.areaW / this.pyramid.cols, this.areaH / this.pyramid.rows);
+  }
+
+  private maxScale(): number {
+    return Math.max(MAX_PX_PER_CELL * this.dpr, this.fitScale());
+  }
+
+  /** Keep the map in view: centred on an axis it does not fill, never panned off into the void. */
+  private clamp(): void {
+    const vw = this.areaW / this.scale;
+    const vh = this.areaH / this.scale;
+    const { cols, rows } = this.pyramid;
+    this.ox = vw >= cols ? -(vw - cols) / 2 : Math.min(Math.max(this.ox, 0), cols - vw);
+    this.oy = vh >= rows ? -(vh - rows) / 2 : Math.min(Math.max(this.oy, 0), rows - vh);
+  }
+
   /** Whole map in view. */
   fit(): void {
-    const { cols, rows } = this.pyramid;
-    const w = this.canvas.width;
-    const h = this.canvas.height;
-    this.scale = Math.min(w / cols, h / rows, MAX_PX_PER_CELL);
-    this.ox = -(w / this.scale - cols) / 2;
-    this.oy = -(h / this.scale - rows) / 2;
+    this.fitted = true;
+    this.scale = this.fitScale();
+    this.clamp();
     this.invalidate();
   }
 
+  /** Zoomed out no further than the whole map: no island in an empty field. */
   private minScale(): number {
-    const { cols, rows } = this.pyramid;
-    return Math.min(this.canvas.width / cols, this.canvas.height / rows, 1) / 4;
+    return this.fitScale();
   }
 
   /** Zoom by `factor` keeping the device-pixel point (px, py) fixed. */
   zoomAt(factor: number, px: number, py: number): void {
-    const s = Math.min(MAX_PX_PER_CELL, Math.max(this.minScale(), this.scale * factor));
-    const cx = this.ox + px / this.scale;
-    const cy = this.oy + py / this.scale;
+    const s = Math.min(this.maxScale(), Math.max(this.minScale(), this.scale * factor));
+    this.fitted = s <= this.fitScale();
+    const ax = px - this.left;
+    const ay = py - this.top;
+    const cx = this.ox + ax / this.scale;
+    const cy = this.oy + ay / this.scale;
     this.scale = s;
-    this.ox = cx - px / s;
-    this.oy = cy - py / s;
+    this.ox = cx - ax / s;
+    this.oy = cy - ay / s;
+    this.clamp();
     this.invalidate();
   }
 
   panBy(dxPx: number, dyPx: number): void {
     this.ox -= dxPx / this.scale;
     this.oy -= dyPx / this.scale;
+    this.clamp();
     this.invalidate();
   }
 
-  /** Center a cell and zoom so it is at least `minPx` device pixels wide. */
-  reveal(cell: number, minPx = 12): void {
+  /** Frame a cell: zoom so it is at least `minPx` CSS pixels wide, centre it as far as the map allows. */
+  reveal(cell: number, minPx = 24): void {
     const { cols } = this.pyramid;
-    if (this.scale < minPx) this.scale = minPx;
+    this.scale = Math.min(this.maxScale(), Math.max(this.scale, minPx * this.dpr, this.fitScale()));
+    this.fitted = this.scale <= this.fitScale();
     const x = cell % cols;
     const y = Math.floor(cell / cols);
-    this.ox = x + 0.5 - this.canvas.width / this.scale / 2;
-    this.oy = y + 0.5 - this.canvas.height / this.scale / 2;
+    this.ox = x + 0.5 - this.areaW / this.scale / 2;
+    this.oy = y + 0.5 - this.areaH / this.scale / 2;
+    this.clamp();
     this.invalidate();
   }
 
   /** Cell under a CSS-pixel point of the canvas, or null. */
   cellAt(cssX: number, cssY: number): number | null {
-    const x = Math.floor(this.ox + (cssX * this.dpr) / this.scale);
-    const y = Math.floor(this.oy + (cssY * this.dpr) / this.scale);
+    const dx = cssX * this.dpr - this.left;
+    const dy = cssY * this.dpr - this.top;
+    if (dx < 0 || dy < 0 || this.inMinimap(cssX * this.dpr, cssY * this.dpr)) return null;
+    const x = Math.floor(this.ox + dx / this.scale);
+    const y = Math.floor(this.oy + dy / this.scale);
     if (x < 0 || y < 0 || x >= this.pyramid.cols || y >= this.pyramid.rows) return null;
     const i = y * this.pyramid.cols + x;
     return i < this.pyramid.count ? i : null;
@@ -164,7 +225,31 @@ export class MapView {
   cellCenter(cell: number): { x: number; y: number } {
     const x = cell % this.pyramid.cols;
     const y = Math.floor(cell / this.pyramid.cols);
-    return { x: ((x + 0.5 - this.ox) * this.scale) / this.dpr, y: ((y + 0.5 - this.oy) * this.scale) / this.dpr };
+    return {
+      x: ((x + 0.5 - this.ox) * this.scale + this.left) / this.dpr,
+      y: ((y + 0.5 - this.oy) * this.scale + this.top) / this.dpr,
+    };
+  }
+
+  private inMinimap(px: number, py: number): boolean {
+    const b = this.minimap;
+    return !!b && px >= b.x && py >= b.y && px < b.x + b.w && py < b.y + b.h;
+  }
+
+  /** Centre the view on the point of the minimap under (px, py) device pixels. */
+  private jumpFromMinimap(px: number, py: number): void {
+    const b = this.minimap!;
+    const col = ((px - b.x) / b.w) * this.pyramid.cols;
+    const row = ((py - b.y) / b.h) * this.pyramid.rows;
+    this.ox = col - this.areaW / this.scale / 2;
+    this.oy = row - this.areaH / this.scale / 2;
+    this.clamp();
+    this.invalidate();
+  }
+
+  private geometry(): ChromeGeometry {
+    const { scale, ox, oy, dpr, left, top } = this;
+    return { scale, ox, oy, dpr, left, top, width: this.canvas.width, height: this.canvas.height };
   }
 
   setSelected(cell: number | null): void {
@@ -201,26 +286,28 @@ export class MapView {
     const colIdx = new Int32Array(W);
     const colEdge = new Uint8Array(W);
     const grid = s >= 8;
+    const left = this.left;
+    const top = this.top;
     for (let x = 0; x < W; x++) {
-      const c = this.ox + (x + 0.5) / s;
+      const c = this.ox + (x - left + 0.5) / s;
       const lx = Math.floor(c / k);
-      colIdx[x] = lx >= 0 && lx < colsL ? lx : -1;
-      if (grid) colEdge[x] = Math.floor(this.ox + x / s) !== Math.floor(this.ox + (x + 1) / s) ? 1 : 0;
+      colIdx[x] = x >= left && lx >= 0 && lx < colsL ? lx : -1;
+      if (grid) colEdge[x] = Math.floor(this.ox + (x - left) / s) !== Math.floor(this.ox + (x - left + 1) / s) ? 1 : 0;
     }
     const colors = this.colors;
     const ocolors = this.overlayColors;
     const data = lvl.data;
     const odata = ov?.data;
     for (let y = 0; y < H; y++) {
-      const r = this.oy + (y + 0.5) / s;
+      const r = this.oy + (y - top + 0.5) / s;
       const ly = Math.floor(r / k);
       const rowOut = y * W;
-      if (ly < 0 || ly >= rowsL) {
+      if (y < top || ly < 0 || ly >= rowsL) {
         out.fill(BG, rowOut, rowOut + W);
         continue;
       }
       const base = ly * colsL;
-      const rowEdge = grid && Math.floor(this.oy + y / s) !== Math.floor(this.oy + (y + 1) / s);
+      const rowEdge = grid && Math.floor(this.oy + (y - top) / s) !== Math.floor(this.oy + (y - top + 1) / s);
       for (let x = 0; x < W; x++) {
         const lx = colIdx[x]!;
         if (lx < 0) {
@@ -238,7 +325,16 @@ export class MapView {
         out[rowOut + x] = c;
       }
     }
+    const g = this.geometry();
+    // The minimap, when part of the map is out of view.
+    const whole = this.areaW / s >= this.pyramid.cols - 1e-6 && this.areaH / s >= this.pyramid.rows - 1e-6;
+    this.minimap = whole ? null : minimapBox(g, this.pyramid);
+    if (this.minimap) paintMinimap(out, W, this.minimap, this.pyramid, colors, BG);
     this.ctx.putImageData(img, 0, 0);
+    const nameOf = this.opts.nameOf;
+    if (nameOf) drawLabels(this.ctx, g, this.pyramid, (cell) => colors[this.pyramid.levels[0]!.data[cell]!]!, nameOf);
+    drawRulers(this.ctx, g, this.pyramid, this.opts.unit ?? 0);
+    if (this.minimap) strokeMinimap(this.ctx, g, this.pyramid, this.minimap);
     this.strokeCell(this.hovered, 'rgba(255,255,255,0.9)', 1);
     this.strokeCell(this.selected, '#ffffff', 2);
     this.events.frame?.(performance.now() - t0);
@@ -247,8 +343,9 @@ export class MapView {
   private strokeCell(cell: number | null, color: string, width: number): void {
     if (cell === null) return;
     const cols = this.pyramid.cols;
-    const x = ((cell % cols) - this.ox) * this.scale;
-    const y = (Math.floor(cell / cols) - this.oy) * this.scale;
+    const x = ((cell % cols) - this.ox) * this.scale + this.left;
+    const y = (Math.floor(cell / cols) - this.oy) * this.scale + this.top;
+    if (x + this.scale < this.left || y + this.scale < this.top) return;
     const sz = Math.max(this.scale, 6);
     const pad = (sz - this.scale) / 2;
     this.ctx.lineWidth = width * this.dpr;
@@ -265,6 +362,13 @@ export class MapView {
 
   private onDown = (e: PointerEvent): void => {
     this.canvas.focus();
+    const r = this.canvas.getBoundingClientRect();
+    const px = (e.clientX - r.left) * this.dpr;
+    const py = (e.clientY - r.top) * this.dpr;
+    if (this.inMinimap(px, py)) {
+      this.jumpFromMinimap(px, py);
+      return;
+    }
     this.drag = { x: e.clientX, y: e.clientY, ox: this.ox, oy: this.oy, moved: false };
     this.canvas.setPointerCapture?.(e.pointerId);
   };
@@ -278,6 +382,7 @@ export class MapView {
       if (this.drag.moved) {
         this.ox = this.drag.ox - (dx * this.dpr) / this.scale;
         this.oy = this.drag.oy - (dy * this.dpr) / this.scale;
+        this.clamp();
         this.invalidate();
         return;
       }
@@ -363,7 +468,7 @@ export class MapView {
     const c = this.cellCenter(cell);
     const w = this.canvas.clientWidth;
     const h = this.canvas.clientHeight;
-    if (c.x < 0 || c.y < 0 || c.x > w || c.y > h) this.reveal(cell, this.scale);
+    if (c.x < RULER_LEFT || c.y < RULER_TOP || c.x > w || c.y > h) this.reveal(cell, this.scale / this.dpr);
   }
 
   dispose(): void {

@@ -13,28 +13,31 @@ export interface Palette {
   priority: number[];
 }
 
-// Host roles, indexed by HostRole code.
+// Host roles, indexed by HostRole code. Chosen so that every pair stays apart (CIELAB ΔE ≥ 20) in
+// normal vision and simulated protanopia and deuteranopia; test/renderer/palette.test.ts holds it to that.
+// Families keep their meaning: metadata tables warm, refcounts violet, snapshots green, bitmaps
+// magenta, data blue, leaked yellow, corrupt red, header white.
 const HOST_COLORS = [
   '#2b2f36', // free
-  '#f2c14e', // header
-  '#e07a1f', // L1
-  '#f29e4c', // L2
-  '#6c5ce7', // refcount table
-  '#a29bfe', // refcount block
-  '#00b894', // snapshot table
-  '#1e9e7a', // snapshot L1
-  '#55efc4', // snapshot L2
-  '#fd79a8', // bitmap directory
-  '#e84393', // bitmap table
-  '#f7a6c8', // bitmap data
-  '#3d7ee0', // data
-  '#00cec9', // compressed
-  '#ffd32a', // leaked
-  '#ff3b30', // corrupt
-  '#9b1c1c', // beyond end of file
-  '#b8e994', // encryption header
-  '#5f6b7a', // preallocated zero
-  '#7aa6e8', // snapshot-only data
+  '#f0f0f0', // header
+  '#f2d7a6', // L1
+  '#ff6e00', // L2
+  '#c98fff', // refcount table
+  '#4719b3', // refcount block
+  '#60c3aa', // snapshot table
+  '#00db49', // snapshot L1
+  '#0abd60', // snapshot L2
+  '#fbb1f7', // bitmap directory
+  '#b42db4', // bitmap table
+  '#b14356', // bitmap data
+  '#0047fa', // data
+  '#42a1ae', // compressed
+  '#ffff29', // leaked
+  '#da0b12', // corrupt
+  '#861313', // beyond end of file
+  '#ebff8a', // encryption header
+  '#4e5574', // preallocated zero
+  '#5770ff', // snapshot-only data
 ];
 
 export const HOST_PALETTE: Palette = {
@@ -45,12 +48,12 @@ export const HOST_PALETTE: Palette = {
 
 const GUEST_COLORS = [
   '#2b2f36', // unallocated
-  '#5f6b7a', // zero
-  '#3d7ee0', // data
-  '#00cec9', // compressed
-  '#a29bfe', // from backing file
-  '#f29e4c', // partly allocated
-  '#ff3b30', // invalid
+  '#6b7280', // zero
+  '#0047fa', // data
+  '#7fe0e0', // compressed
+  '#c98fff', // from backing file
+  '#ff9f1a', // partly allocated
+  '#da0b12', // invalid
 ];
 
 export const GUEST_PALETTE: Palette = {

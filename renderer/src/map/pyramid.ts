@@ -37,7 +37,9 @@ export function rankTable(priority: number[]): { rankOf: Uint8Array; codeOfRank:
 
 /** Columns for `count` cells so that the whole map fills a view of this aspect (width / height). */
 export function layoutColumns(count: number, aspect: number): number {
-  return Math.max(1, Math.min(count, Math.ceil(Math.sqrt(count * Math.max(0.2, aspect)))));
+  const cols = Math.max(1, Math.min(count, Math.ceil(Math.sqrt(count * Math.max(0.2, aspect)))));
+  // Rows of a round number of clusters read better on the rulers (row offsets step evenly).
+  return cols > 64 ? Math.ceil(cols / 16) * 16 : cols;
 }
 
 export function buildPyramid(codes: Uint8Array, cols: number, priority: number[]): Pyramid {

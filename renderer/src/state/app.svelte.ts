@@ -26,6 +26,9 @@ export interface Job {
   fraction: number;
   stage: string;
   controller: AbortController;
+  /** performance.now() at the start, and the bytes the job goes over: for the rate and time left. */
+  started: number;
+  total?: number;
 }
 
 class AppState {
@@ -127,7 +130,14 @@ class AppState {
     const image = this.image;
     if (!image || this.job) return;
     const controller = new AbortController();
-    this.job = { label: `Checking ${image.name}`, fraction: 0, stage: 'starting', controller };
+    this.job = {
+      label: `Checking ${image.name}`,
+      fraction: 0,
+      stage: 'starting',
+      controller,
+      started: performance.now(),
+      total: image.overview.fileSize,
+    };
     try {
       const check = await this.client.call(
         'check.run',

@@ -68,6 +68,9 @@ export interface WizardJob {
   stage: string;
   /** Absent while the job must not be stopped (writing). */
   controller?: AbortController;
+  /** performance.now() at the start, and the bytes the job goes over: for the rate and time left. */
+  started: number;
+  total?: number;
 }
 
 class WizardState {
@@ -145,6 +148,14 @@ class WizardState {
     }
   }
 
+  /** Start on an image the main window has open (Overview's "Repair…"): straight to the safety step. */
+  async begin(img: OpenedImage): Promise<void> {
+    this.reset();
+    this.image = img;
+    this.step = 'safety';
+    await this.refreshLock();
+  }
+
   /** Start at the explanation for a file the main window failed to open. */
   offerSalvage(u: Unopenable): void {
     this.reset();
@@ -186,7 +197,15 @@ class WizardState {
     fn: (opts: { signal?: AbortSignal; onProgress: (p: { fraction: number; stage: string }) => void }) => Promise<T>,
   ): Promise<T | undefined> {
     const controller = cancellable ? new AbortController() : undefined;
-    this.job = { label, fraction: 0, stage: 'starting', ...(controller ? { controller } : {}) };
+    const total = this.image?.overview.fileSize;
+    this.job = {
+      label,
+      fraction: 0,
+      stage: 'starting',
+      started: performance.now(),
+      ...(controller ? { controller } : {}),
+      ...(total !== undefined ? { total } : {}),
+    };
     this.error = null;
     try {
       return await fn({
@@ -384,7 +403,15 @@ class WizardState {
     try {
       const u = await app.client.call('repair.undo', { handle: r.handle });
       this.undone = u.detail;
-      if (u.ok) this.applied = { ...r, journal: undefined } as RepairApplyResult;
+      if (!u.ok) return;
+      this.applied = { ...r, journal: undefined } as RepairApplyResult;
+      // The image is back as it was: check it again so the header badge and the maps tell the truth.
+      const check = await this.run('Checking the restored image', true, (o) =>
+        app.client.call('check.run', { handle: r.handle }, o),
+      );
+      if (!check) return;
+      const overview = await app.client.call('image.overview', { handle: r.handle });
+      await this.adoptIntoApp({ handle: r.handle, name: r.name, overview }, check);
     } catch (e) {
       this.fail(e);
     }
