@@ -14,6 +14,7 @@ const REASONS: Record<string, string> = {
   ENAMETOOLONG: 'File name too long',
   ENXIO: 'No such device or address',
   EBUSY: 'Device or resource busy',
+  EFTYPE: 'Not a regular file',
 };
 
 /** The reason in words for a file-system error code, or undefined for other errors. */

@@ -41,6 +41,12 @@ export class FileIO implements PositionalIO {
     });
     if (!st.isFile()) {
       await fh.close();
+      // A directory keeps the system's own code, so every caller words it "Is a directory".
+      if (st.isDirectory())
+        throw Object.assign(new Error(`EISDIR: illegal operation on a directory, open '${path}'`), {
+          code: 'EISDIR',
+          path,
+        });
       throw Object.assign(new Error(`'${path}' is not a regular file`), { code: 'EFTYPE' });
     }
     return new FileIO(path, fh, fh.fd, true);

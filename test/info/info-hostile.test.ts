@@ -294,7 +294,9 @@ describe('the CLI', () => {
     const deep = run('node', ['bin/qcow2-doctor.cjs', 'info', '--backing-chain', join(d, 'l17.qcow2')]);
     expect(deep.status).toBe(1);
     expect(deep.stdout).toBe('');
-    expect(deep.stderr).toBe('qcow2-doctor: Backing chain is deeper than 16 images (backing chain depth = 17)\n');
+    expect(deep.stderr).toBe(
+      `qcow2-doctor: Could not open '${join(d, 'l17.qcow2')}': Backing chain is deeper than 16 images (backing chain depth = 17)\n`,
+    );
   });
 
   it('prints the same JSON as qemu-img info', () => {
