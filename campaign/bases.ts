@@ -63,22 +63,23 @@ function configName(c: BaseConfig): string {
 }
 
 /** Seeded guest writes: patterns at aligned offsets, in a random order (so tables interleave with data). */
-function writeCommands(rng: Prng, c: BaseConfig, count: number): string[] {
+function writeCommands(rng: Prng, c: BaseConfig, count: number, touched = new Set<number>()): string[] {
   const cmds: string[] = [];
   const unit = Math.max(512, Math.min(c.clusterSize, 65536));
   const slots = Math.floor(c.virtualSize / unit);
+  const cs = c.clusterSize;
   for (let i = 0; i < count; i++) {
     const at = Math.floor(rng() * slots) * unit;
     const len = Math.min(c.virtualSize - at, unit * (1 + Math.floor(rng() * 4)));
     const pattern = 1 + Math.floor(rng() * 254);
-    // Compressed writes must cover whole clusters.
-    if (c.compressed && rng() < 0.5 && c.clusterSize <= 65536) {
-      const cl = Math.floor(at / c.clusterSize) * c.clusterSize;
-      if (cl + c.clusterSize <= c.virtualSize) {
-        cmds.push(`write -c -P ${pattern} ${cl} ${c.clusterSize}`);
-        continue;
-      }
+    // Compressed writes must cover whole clusters that were never written (QEMU refuses to overwrite).
+    const cl = Math.floor(at / cs);
+    if (c.compressed && rng() < 0.5 && cs <= 65536 && !touched.has(cl) && (cl + 1) * cs <= c.virtualSize) {
+      touched.add(cl);
+      cmds.push(`write -c -P ${pattern} ${cl * cs} ${cs}`);
+      continue;
     }
+    for (let k = Math.floor(at / cs); k * cs < at + len; k++) touched.add(k);
     cmds.push(`write -P ${pattern} ${at} ${len}`);
   }
   return cmds;
@@ -111,10 +112,12 @@ export async function makeBase(dir: string, c: BaseConfig, rng: Prng): Promise<B
   } else {
     qemuImg(['create', '-q', '-f', 'qcow2', '-o', opts.join(','), image, String(c.virtualSize)]);
   }
-  qemuIo(image, writeCommands(rng, c, 10 + Math.floor(rng() * 20)));
+  const touched = new Set<number>();
+  qemuIo(image, writeCommands(rng, c, 10 + Math.floor(rng() * 20), touched));
   if (c.snapshot) {
     qemuImg(['snapshot', '-c', 'before', image]);
-    qemuIo(image, writeCommands(rng, c, 6 + Math.floor(rng() * 10)));
+    // After a snapshot every cluster is shared, so no compressed write may land on a written one either.
+    qemuIo(image, writeCommands(rng, c, 6 + Math.floor(rng() * 10), touched));
     if (rng() < 0.3) qemuImg(['snapshot', '-c', 'after', image]);
   }
   const rawPath = join(dir, `${name}.truth.raw`);

@@ -74,7 +74,7 @@ export async function runCampaign(o: CampaignOptions, log: (line: string) => voi
         const i = next++;
         const c = makeCase(o.seed, i, bases, files);
         // Case files sit beside the bases, so a relative backing name still resolves.
-        const r = await judgeCase(c.base, c, join(dir, `case-${w}`));
+        const r = await judgeCase(c.base, c, join(dir, `case-${w}`), i);
         results.push(r);
         if ((r.falseClaims.length > 0 || r.lostVsQemu > 0) && o.keep) {
           mkdirSync(o.keep, { recursive: true });

@@ -20,6 +20,8 @@ import { ours, qemuImgAsync } from './tools.js';
 const SECTOR = 512;
 
 export interface CaseResult {
+  /** The case's number in its seed's sequence (the same seed and number give the same damage). */
+  index: number;
   base: string;
   kind: string;
   what: string;
@@ -181,7 +183,7 @@ async function runOurRepair(
   };
 }
 
-export async function judgeCase(base: Base, dmg: Damage, scratch: string): Promise<CaseResult> {
+export async function judgeCase(base: Base, dmg: Damage, scratch: string, index: number): Promise<CaseResult> {
   const truth = base.truth;
   const claims: string[] = [];
   const notes: string[] = [];
@@ -239,6 +241,7 @@ export async function judgeCase(base: Base, dmg: Damage, scratch: string): Promi
     );
   for (const f of [damaged, qemuFile, `${scratch}.leaks.qcow2`, `${scratch}.all.qcow2`]) rmSync(f, { force: true });
   return {
+    index,
     base: base.name,
     kind: dmg.kind,
     what: dmg.what,

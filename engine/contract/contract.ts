@@ -103,9 +103,9 @@ export const REQUESTS = {
   'cluster.describe': obj({ handle, cluster: uint(), referrers: optional(bool) }),
   'guest.locate': obj({ handle, guestCluster: uint() }),
   'bytes.read': obj({ handle, offset: uint(), length: uint(MAX_HEX_READ) }),
-  // --- several images (issue 7: handlers/triage.ts)
+  // --- several images (handlers/triage.ts)
   'triage.scan': obj({ refs: optional(array(fileRef, 1000)), folder: optional(fileRef), recursive: optional(bool) }),
-  // --- repair (issue 5: handlers/recovery.ts)
+  // --- repair (handlers/recovery.ts)
   'repair.plan': obj({ handle, mode: optional(oneOf('leaks', 'all')) }),
   'repair.apply': obj({
     handle,
@@ -118,14 +118,14 @@ export const REQUESTS = {
   'repair.undo': obj({ handle }),
   'repair.verify': obj({ handle }),
   'lock.status': obj({ handle }),
-  // --- report, strip, salvage (issue 8: handlers/report.ts, handlers/salvage.ts)
+  // --- report, strip, salvage (handlers/report.ts, handlers/salvage.ts)
   'report.export': obj({ handle, format: oneOf('html', 'json'), save: saveRef }),
   'image.strip': obj({
     handle,
     what: array(oneOf('bitmaps', 'snapshots', 'backing', 'unknown-extensions'), 8),
     save: saveRef,
   }),
-  /** `handle`: an opened image, or the salvageSource of an image.open that failed (issue 7). */
+  /** `handle`: an opened image, or the salvageSource of an image.open that failed. */
   'salvage.scan': obj({ handle }),
   'salvage.export': obj({ handle, save: saveRef, format: optional(oneOf('raw', 'qcow2')) }),
   /** After a check: do leaked clusters look like lost tables still pointing at data (a zeroed L1)? */
@@ -386,7 +386,7 @@ export interface TriageRow {
   /** Without a qcow2 header: not a disk image, a raw disk, or a qcow2 whose header is damaged (salvage). */
   content?: 'not-disk' | 'raw-disk' | 'damaged-header';
   counters?: QemuCounters;
-  /** Triage table columns (issue 7). */
+  /** Triage table columns. */
   dirty?: boolean;
   corrupt?: boolean;
   virtualSize?: number;
@@ -411,14 +411,14 @@ export interface VerifyResult {
   ok: boolean;
   counters: QemuCounters;
   qemu?: { status: number; summary: string };
-  /** Guest data of the repaired image compared with the image before the repair (issue 7). */
+  /** Guest data of the repaired image compared with the image before the repair. */
   guestData?: { comparedBytes: number; differingBytes: number; detail: string };
 }
 export interface LockStatus {
   locked: boolean;
   holder?: string;
   detail: string;
-  /** Bytes a repaired copy needs (the image's allocated size) and bytes free next to it (issue 7). */
+  /** Bytes a repaired copy needs (the image's allocated size) and bytes free next to it. */
   spaceNeeded?: number;
   spaceFree?: number;
 }

@@ -29,7 +29,7 @@ export interface WireError {
   value?: string;
   /** QEMU's wording for a format refusal. */
   qemuReason?: string;
-  /** A file that could not be opened as an image: a handle salvage.scan/export accept (issue 7). */
+  /** A file that could not be opened as an image: a handle salvage.scan/export accept. */
   salvageSource?: string;
   /** The refused file's display name (never a host path when serving). */
   salvageName?: string;

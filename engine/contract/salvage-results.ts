@@ -6,7 +6,7 @@ export interface SalvageScanResult {
   recoverable: number;
   lost: number;
   summary: string;
-  /** The active disk's numbers for the wizard's preview (issue 7). */
+  /** The active disk's numbers for the wizard's preview. */
   preview?: SalvagePreview;
 }
 export interface SalvagePreview {

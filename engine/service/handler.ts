@@ -1,6 +1,5 @@
 /** What a handler file exports: functions keyed by contract method, run with a context. */
 import type { ArgsOf, FileList, FileRef, HostKind, Method, ResultOf } from '../contract/contract.js';
-import { ContractError } from '../contract/errors.js';
 import type { CancelToken, ProgressSink } from '../base/task-control.js';
 import type { RecentStore } from './recent.js';
 import type { Sessions } from './session.js';
@@ -42,18 +41,3 @@ export function confinementOf(host: ServiceHost, path: string): string | undefin
 
 export type Handler<M extends Method> = (args: ArgsOf<M>, ctx: HandlerContext) => Promise<ResultOf<M>>;
 export type HandlerTable = { [M in Method]?: Handler<M> };
-
-const NOT_AVAILABLE = Symbol('not-available');
-
-/** A placeholder handler for a request whose implementation lands later (another issue). */
-export function notAvailable<M extends Method>(method: M, issue: string): Handler<M> {
-  const h = (async () => {
-    throw new ContractError('not-available', `${method} is not available yet (${issue})`);
-  }) as Handler<M> & { [NOT_AVAILABLE]?: true };
-  h[NOT_AVAILABLE] = true;
-  return h;
-}
-
-export function isAvailable(h: unknown): boolean {
-  return typeof h === 'function' && !(h as { [NOT_AVAILABLE]?: true })[NOT_AVAILABLE];
-}

@@ -31,7 +31,10 @@ describe('npm start without Electron', () => {
       expect(html).toContain('<div id="app"');
       const script = /src="\.?\/?(assets\/[^"]+\.js)"/.exec(html);
       expect(script).not.toBeNull();
-      expect((await fetch(new URL(script![1]!, url))).status).toBe(200);
+      // The page's own assets come with the cookie the first load set (serve's token gate), as in a browser.
+      const cookie = page.headers.get('set-cookie')?.split(';')[0];
+      expect(cookie).toBeTruthy();
+      expect((await fetch(new URL(script![1]!, url), { headers: { cookie: cookie! } })).status).toBe(200);
     } finally {
       if (proc.exitCode === null) process.kill(-proc.pid!, 'SIGTERM');
     }

@@ -1,5 +1,5 @@
-// Salvage scan and export (issue 8): the same engine as `qcow2-doctor salvage`, on an opened
-// image or on a file that failed to open (a salvage source, issue 7). The image is only read; the
+// Salvage scan and export: the same engine as `qcow2-doctor salvage`, on an opened
+// image or on a file that failed to open (a salvage source). The image is only read; the
 // export goes to a new file next to it (never inline: a disk image is too big to send as a
 // download), with the salvage report beside it; a qcow2 output is opened so it can be verified.
 import { stat } from 'node:fs/promises';

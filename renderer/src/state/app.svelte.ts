@@ -42,7 +42,7 @@ class AppState {
   anomalyRanges = $state.raw<AnomalyRanges | null>(null);
   job = $state<Job | null>(null);
   error = $state<string | null>(null);
-  /** The last open was refused but salvage can read the file (issue 7): offered next to the error. */
+  /** The last open was refused but salvage can read the file: offered next to the error. */
   salvageOffer = $state<{ handle: string; name: string; reason: string } | null>(null);
   notice = $state<string | null>(null);
   view = $state('files');

@@ -88,7 +88,7 @@ class WizardState {
   saved = $state<SavedOutput[]>([]);
   undone = $state<string | null>(null);
   salvage = $state<string | null>(null);
-  /** Salvage path (issue 7 step 5): the refused file, the leak assessment, the scan and the export. */
+  /** Salvage path: the refused file, the leak assessment, the scan and the export. */
   unopenable = $state<Unopenable | null>(null);
   assessment = $state<SalvageAssessment | null>(null);
   salvageScan = $state<SalvageScanResult | null>(null);
