@@ -13,6 +13,7 @@
 //   undetectable the damage leaves metadata both tools call clean but changes what the guest reads
 //                (e.g. a zero flag set on an allocated entry): no claim can be judged on it
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { isZero } from '../engine/format/cluster-content.js';
 import type { Base } from './bases.js';
 import type { Damage } from './damage.js';
 import { ours, qemuImgAsync } from './tools.js';
@@ -65,14 +66,14 @@ function matchMask(truth: Uint8Array, got: Uint8Array | undefined): Uint8Array {
     }
     const e = Math.min(truth.length, s + SECTOR);
     if (e <= b.length && a.compare(b, s, e, s, e) === 0) mask[i] = 1;
-    else if (e > b.length && isZero(truth, s, e)) mask[i] = 1; // a short file reads as zeros past its end
+    else if (e > b.length && zeroBetween(truth, s, e)) mask[i] = 1; // a short file reads as zeros past its end
   }
   return mask;
 }
 
-function isZero(b: Uint8Array, s: number, e: number): boolean {
-  for (let i = s; i < e; i++) if (b[i] !== 0) return false;
-  return true;
+/** Bytes [s, e) of `b` are all zero (a range past its end is not). */
+function zeroBetween(b: Uint8Array, s: number, e: number): boolean {
+  return e <= b.length && isZero(b, s, e - s);
 }
 
 function inRanges(ranges: Range[], sector: number): boolean {
@@ -107,7 +108,8 @@ function rangesLost(json: Record<string, unknown> | undefined): Range[] {
 
 function countKept(mask: Uint8Array, truth: Uint8Array): number {
   let kept = 0;
-  for (let i = 0; i < mask.length; i++) if (mask[i] && !isZero(truth, i * SECTOR, (i + 1) * SECTOR)) kept += SECTOR;
+  for (let i = 0; i < mask.length; i++)
+    if (mask[i] && !zeroBetween(truth, i * SECTOR, (i + 1) * SECTOR)) kept += SECTOR;
   return kept;
 }
 
@@ -215,7 +217,7 @@ export async function judgeCase(base: Base, dmg: Damage, scratch: string, index:
 
   let lostVsQemu = 0;
   for (let i = 0; i < qemuMask.length; i++)
-    if (qemuMask[i] && !all.mask[i] && !isZero(truth, i * SECTOR, (i + 1) * SECTOR)) lostVsQemu += SECTOR;
+    if (qemuMask[i] && !all.mask[i] && !zeroBetween(truth, i * SECTOR, (i + 1) * SECTOR)) lostVsQemu += SECTOR;
 
   if (!undetectable) {
     claimsOfRepair('check -r leaks', leaks.exit, leaks.qemuVerdict, leaks.mask, leaks.lost, claims);
