@@ -1,43 +1,77 @@
 // QEMU's calculate_refcounts: count every reference the metadata makes, in QEMU's order (header,
 // active L1 and its L2 tables, snapshots' L1 and L2 tables, snapshot table, refcount table,
-// encryption header, bitmaps, refcount blocks), so the messages come out in QEMU's order too.
+// encryption header, bitmaps, refcount blocks), so the messages come out in QEMU's order too. The
+// image's one traversal walks the metadata in that order (`asQemuCheck`) and reads the tables; the
+// checker counts what it hands over: references one by one, L2 tables whole (walk-l2.ts).
 import { HostRole } from '../contract/roles.js';
+import { sourceOf, traverse } from '../image/traversal/index.js';
+import type { Reference, TraversalVisitor } from '../image/traversal/index.js';
 import { checkRefblocks } from './refblocks-pass.js';
-import type { CheckState } from './state.js';
-import { walkBitmaps } from './walk-bitmaps.js';
-import { checkL1 } from './walk-l1.js';
-import { walkSnapshotLayers } from './walk-snapshots.js';
+import type { CheckedSnapshot } from './snapshot-table.js';
+import { BATCH_BYTES, type CheckState } from './state.js';
+import { BitmapCounting } from './walk-bitmaps.js';
+import { countL1Entry, countL1Table, walkL2Table } from './walk-l1.js';
+import { snapshotL1Reference, snapshotLayers } from './walk-snapshots.js';
 
 export async function calculateRefcounts(state: CheckState): Promise<void> {
-  const h = state.image.header;
-  const cs = state.clusterSize;
-  // 1. header
-  state.incRange(0, cs, HostRole.Header, { kind: 'header', table: 'header' });
-  state.claimMeta(0, cs, HostRole.Header, 'header');
-  // 2. active L1
-  await checkL1(state, h.l1TableOffset, h.l1Size, true, undefined);
-  // 3. snapshots
-  await walkSnapshotLayers(state);
-  // 4. snapshot table
-  state.incRange(h.snapshotsOffset, state.snapshotTableSize, HostRole.SnapshotTable, {
-    kind: 'snapshot-table',
-    table: 'header',
+  const bitmaps = new BitmapCounting(state);
+  // The layer being walked: undefined for the active one, else its snapshot (layers come one by one).
+  let snapshot: CheckedSnapshot | undefined;
+  let snapshotsSeen = 0;
+  let stage = 'active L2 tables';
+  const reference = (r: Reference): boolean => {
+    switch (r.target) {
+      case 'l2':
+        countL1Entry(state, r, snapshot);
+        return true;
+      case 'l1':
+        snapshot = undefined;
+        countL1Table(state, r, undefined);
+        return true;
+      case 'snapshot-l1': {
+        snapshot = state.snapshots[snapshotsSeen++]!;
+        stage = 'snapshot L2 tables';
+        return snapshotL1Reference(state, r, snapshot, snapshotsSeen === 1);
+      }
+      case 'refcount-table':
+        countHeaderField(state, r, HostRole.RefcountTable, 'reftable', 'refcount table');
+        return false; // its entries are QEMU's check_refblocks (refblocks-pass.ts)
+      case 'header':
+        countHeaderField(state, r, HostRole.Header, 'header', 'header');
+        return true;
+      case 'snapshot-table':
+        countHeaderField(state, r, HostRole.SnapshotTable, 'snapshot-table', 'snapshot table');
+        return true;
+      case 'crypto-header':
+        countHeaderField(state, r, HostRole.CryptoHeader, 'crypto-header', 'encryption header');
+        return true;
+      default:
+        bitmaps.reference(r);
+        return true;
+    }
+  };
+  const visitor: TraversalVisitor = {
+    reference,
+    table: (t, bytes) => {
+      if (t.kind === 'l2') walkL2Table(state, t, bytes, snapshot);
+      else if (t.kind === 'bitmap-table') bitmaps.table(t, bytes);
+    },
+    batchDone: (_kind, tables) => state.work(tables, stage),
+    bitmapTableEnd: (t, bytes) => bitmaps.tableEnd(t, bytes),
+  };
+  await traverse(sourceOf(state.image), visitor, {
+    asQemuCheck: true,
+    snapshots: { layers: snapshotLayers(state), tableBytes: state.snapshotTableSize },
+    buffers: state.pools,
+    batchBytes: BATCH_BYTES,
+    yieldTurns: state.listened,
+    ...(state.opts.cancel ? { cancel: state.opts.cancel } : {}),
   });
-  state.claimMeta(h.snapshotsOffset, state.snapshotTableSize, HostRole.SnapshotTable, 'snapshot table');
-  // 5. refcount table
-  const rtBytes = h.refcountTableClusters * cs;
-  state.incRange(h.refcountTableOffset, rtBytes, HostRole.RefcountTable, { kind: 'reftable', table: 'header' });
-  state.claimMeta(h.refcountTableOffset, rtBytes, HostRole.RefcountTable, 'refcount table');
-  // 6. encryption header
-  if (h.crypto?.length) {
-    state.incRange(h.crypto.offset, h.crypto.length, HostRole.CryptoHeader, {
-      kind: 'crypto-header',
-      table: 'header',
-    });
-    state.claimMeta(h.crypto.offset, h.crypto.length, HostRole.CryptoHeader, 'encryption header');
-  }
-  // 7. bitmaps
-  await walkBitmaps(state);
-  // 8. refcount blocks
   checkRefblocks(state);
+}
+
+/** A structure the header points at directly: counted, and claimed as metadata. */
+function countHeaderField(state: CheckState, r: Reference, role: number, kind: string, what: string): void {
+  state.incRange(r.offset, r.length, role, { kind, table: 'header' });
+  state.claimMeta(r.offset, r.length, role, what);
 }

@@ -3,7 +3,10 @@
 // the end of the disk in a bitmap's last data cluster must be zero.
 import { HostRole } from '../contract/roles.js';
 import * as C from '../format/constants.js';
+import { Qcow2FormatError } from '../base/errors.js';
+import { decodeBitmapTable } from '../format/bitmap.js';
 import { u32 } from '../format/bytes.js';
+import type { Reference, TableRead } from '../image/traversal/index.js';
 import { readPadded } from '../io/positional-io.js';
 import { BitmapError, bitmapsActive, loadBitmapDirectory, loadBitmapTable } from './bitmaps.js';
 import { CheckAbort, type CheckState, TWO32 } from './state.js';
@@ -38,46 +41,64 @@ export async function openBitmaps(state: CheckState): Promise<void> {
   }
 }
 
-/** calculate_refcounts' step 7 (qcow2_check_bitmaps_refcounts): directory, tables, data clusters. */
-export async function walkBitmaps(state: CheckState): Promise<void> {
-  const dir = state.bitmapDir;
-  if (!dir) return;
-  state.incRange(dir.offset, dir.size, HostRole.BitmapDirectory, { kind: 'bitmap-directory', table: 'header' });
-  state.claimMeta(dir.offset, dir.size, HostRole.BitmapDirectory, 'bitmap directory');
-  const names = new Set<string>();
-  for (const bm of dir.bitmaps) {
-    if (names.has(bm.name))
-      state.anomalies.add('bitmap-duplicate-name', { referrer: { kind: 'bitmap-directory', table: bm.entryOffset } });
-    names.add(bm.name);
-    state.incRange(bm.tableOffset, bm.tableSize * 8, HostRole.BitmapTable, {
-      kind: 'bitmap-table',
-      table: 'bitmap-directory',
-      tableOffset: bm.entryOffset,
-    });
-    state.claimMeta(bm.tableOffset, bm.tableSize * 8, HostRole.BitmapTable, 'bitmap table');
-    let t: Uint8Array;
-    try {
-      t = await loadBitmapTable(state.image, bm);
-    } catch (e) {
-      if (!(e instanceof BitmapError)) throw e;
-      state.counters.corruptions++;
-      state.anomalies.add('bitmap-invalid', { referrer: { kind: 'bitmap-directory', table: bm.entryOffset } });
-      throw new CheckAbort('Invalid argument');
-    }
-    for (let i = 0; i < bm.tableSize; i++) {
-      const hi = u32(t, 8 * i);
-      const lo = u32(t, 8 * i + 4);
-      const off = (hi & C.BME_OFFSET_MASK_HI) * TWO32 + ((lo & C.BME_OFFSET_MASK_LO) >>> 0);
-      if (off === 0) continue;
-      state.incRange(off, state.clusterSize, HostRole.BitmapData, {
+/**
+ * calculate_refcounts' step 7 (qcow2_check_bitmaps_refcounts) on the traversal: the directory, each
+ * bitmap's table (checked as QEMU loads it) and its data clusters counted; then, beyond QEMU, the
+ * bits past the end of the disk. Bitmaps are matched to the directory QEMU loaded at open by ordinal.
+ */
+export class BitmapCounting {
+  private readonly names = new Set<string>();
+
+  constructor(private readonly state: CheckState) {}
+
+  reference(r: Reference): void {
+    const state = this.state;
+    const dir = state.bitmapDir;
+    if (!dir) return;
+    if (r.target === 'bitmap-directory') {
+      state.incRange(dir.offset, dir.size, HostRole.BitmapDirectory, { kind: 'bitmap-directory', table: 'header' });
+      state.claimMeta(dir.offset, dir.size, HostRole.BitmapDirectory, 'bitmap directory');
+    } else if (r.target === 'bitmap-table') {
+      const bm = dir.bitmaps[r.from.index!];
+      if (!bm) return;
+      if (this.names.has(bm.name))
+        state.anomalies.add('bitmap-duplicate-name', { referrer: { kind: 'bitmap-directory', table: bm.entryOffset } });
+      this.names.add(bm.name);
+      state.incRange(bm.tableOffset, bm.tableSize * 8, HostRole.BitmapTable, {
+        kind: 'bitmap-table',
+        table: 'bitmap-directory',
+        tableOffset: bm.entryOffset,
+      });
+      state.claimMeta(bm.tableOffset, bm.tableSize * 8, HostRole.BitmapTable, 'bitmap table');
+    } else if (r.target === 'bitmap-data') {
+      state.incRange(r.offset, state.clusterSize, HostRole.BitmapData, {
         kind: 'bitmap-data',
         table: 'bitmap-table',
-        tableOffset: bm.tableOffset,
-        index: i,
+        tableOffset: r.from.table,
+        index: r.from.index,
       });
-      state.claimMeta(off, state.clusterSize, HostRole.BitmapData, 'bitmap data');
+      state.claimMeta(r.offset, state.clusterSize, HostRole.BitmapData, 'bitmap data');
     }
-    if ((bm.flags & C.BME_FLAG_IN_USE) === 0) await bitmapTailBits(state, bm, t);
+  }
+
+  /** A bitmap table as read: QEMU refuses an invalid entry (-EINVAL), which ends the check. */
+  table(t: TableRead, bytes: Uint8Array): void {
+    const bm = this.state.bitmapDir?.bitmaps[t.index!];
+    if (!bm) return;
+    try {
+      decodeBitmapTable(bytes, this.state.clusterSize, bm.name);
+    } catch (e) {
+      if (!(e instanceof Qcow2FormatError)) throw e;
+      this.state.counters.corruptions++;
+      this.state.anomalies.add('bitmap-invalid', { referrer: { kind: 'bitmap-directory', table: bm.entryOffset } });
+      throw new CheckAbort('Invalid argument');
+    }
+  }
+
+  /** After a table's data clusters were counted. */
+  async tableEnd(t: TableRead, bytes: Uint8Array): Promise<void> {
+    const bm = this.state.bitmapDir?.bitmaps[t.index!];
+    if (bm && (bm.flags & C.BME_FLAG_IN_USE) === 0) await bitmapTailBits(this.state, bm, bytes);
   }
 }
 

@@ -7,7 +7,7 @@ import { u32 } from '../../format/bytes.js';
 import { readPadded } from '../../io/positional-io.js';
 import type { TraversalContext } from './context.js';
 import { readable, tableProblem } from './pointer.js';
-import type { Reference } from './types.js';
+import type { Reference, TableRead } from './types.js';
 
 export async function walkBitmaps(ctx: TraversalContext): Promise<void> {
   const b = ctx.src.header.bitmaps;
@@ -59,17 +59,19 @@ export async function walkBitmaps(ctx: TraversalContext): Promise<void> {
     if (p) table.problem = p;
     if (ctx.visitor.reference?.(table) === false || p === 'unaligned' || p === 'too-large') continue;
     if (!readable(table.offset, table.length, fileSize, cs)) continue;
-    await walkBitmapTable(ctx, table);
+    const read: TableRead = { kind: 'bitmap-table', offset: table.offset, index: i };
+    const t = await walkBitmapTable(ctx, table, read);
+    await ctx.visitor.bitmapTableEnd?.(read, t);
   }
 }
 
-async function walkBitmapTable(ctx: TraversalContext, table: Reference): Promise<void> {
+async function walkBitmapTable(ctx: TraversalContext, table: Reference, read: TableRead): Promise<Uint8Array> {
   ctx.checkCancel();
   const cs = ctx.clusterSize;
   const t = await readPadded(ctx.src.io, table.offset, table.length);
-  ctx.visitor.table?.({ kind: 'bitmap-table', offset: table.offset }, t);
+  ctx.visitor.table?.(read, t);
   const visit = ctx.visitor.reference;
-  if (!visit) return;
+  if (!visit) return t;
   for (let k = 0; k < table.length / 8; k++) {
     const hi = u32(t, k * 8);
     const lo = u32(t, k * 8 + 4);
@@ -88,4 +90,5 @@ async function walkBitmapTable(ctx: TraversalContext, table: Reference): Promise
     else if (offset >= ctx.src.fileSize) r.problem = 'beyond-eof';
     visit(r);
   }
+  return t;
 }

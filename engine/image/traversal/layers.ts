@@ -4,10 +4,10 @@ import * as C from '../../format/constants.js';
 import { u32 } from '../../format/bytes.js';
 import { l1Offset } from '../../format/l2-entry.js';
 import { readPadded } from '../../io/positional-io.js';
+import { pipeline } from './batch-reads.js';
 import type { TraversalContext } from './context.js';
 import { visitL2Entries } from './l2-entries.js';
 import { readable, tableProblem } from './pointer.js';
-import { readTables } from './read-tables.js';
 import type { Holder, Layer, PointerProblem, Reference } from './types.js';
 
 /** The reference to a layer's L1 table: from the header (active) or from the snapshot table. */
@@ -49,40 +49,47 @@ export async function walkLayer(ctx: TraversalContext, layer: Layer): Promise<vo
       ? ctx.src.l1.subarray(0, ref.length)
       : await readPadded(ctx.src.io, ref.offset, ref.length);
   ctx.visitor.table?.({ kind: 'l1', offset: ref.offset, layer }, l1);
+  if (ctx.opts.asQemuCheck) return walkL1AsQemuCheck(ctx, layer, l1);
   const pending = l1Entries(ctx, layer, l1);
   await walkL2Tables(ctx, pending, false);
 }
 
+/** L1 entry `i` (`hi`, `lo`, not both zero) of `layer` as a reference to its L2 table. */
+function l2Reference(ctx: TraversalContext, layer: Layer, i: number, hi: number, lo: number): Reference {
+  const cs = ctx.clusterSize;
+  const offset = l1Offset(hi, lo);
+  const active = layer.snapshotId === undefined;
+  const from: Holder = {
+    kind: active ? 'l1' : 'snapshot-l1',
+    table: layer.l1Offset,
+    index: i,
+    guestOffset: i * ctx.src.geo.l1Coverage,
+  };
+  if (!active) from.snapshotId = layer.snapshotId!;
+  const r: Reference = {
+    target: 'l2',
+    offset,
+    length: cs,
+    from,
+    hi,
+    lo,
+    reserved: (hi & C.L1E_RESERVED_MASK_HI) !== 0 || (lo & C.L1E_RESERVED_MASK_LO) !== 0,
+  };
+  if (offset === 0) r.problem = 'zero';
+  else if (offset % cs !== 0) r.problem = 'unaligned';
+  else if (offset >= ctx.src.fileSize) r.problem = 'beyond-eof';
+  return r;
+}
+
 /** Deliver the L1 entries; returns the L2 tables to walk now (offset, L1 index, layer). */
 function l1Entries(ctx: TraversalContext, layer: Layer, l1: Uint8Array): Array<[number, number, Layer]> {
-  const { fileSize } = ctx.src;
-  const cs = ctx.clusterSize;
-  const active = layer.snapshotId === undefined;
   const pending: Array<[number, number, Layer]> = [];
   for (let i = 0; i < layer.l1Size; i++) {
     const hi = u32(l1, i * 8);
     const lo = u32(l1, i * 8 + 4);
     if (hi === 0 && lo === 0) continue;
-    const offset = l1Offset(hi, lo);
-    const from: Holder = {
-      kind: active ? 'l1' : 'snapshot-l1',
-      table: layer.l1Offset,
-      index: i,
-      guestOffset: i * ctx.src.geo.l1Coverage,
-    };
-    if (!active) from.snapshotId = layer.snapshotId!;
-    const r: Reference = {
-      target: 'l2',
-      offset,
-      length: cs,
-      from,
-      hi,
-      lo,
-      reserved: (hi & C.L1E_RESERVED_MASK_HI) !== 0 || (lo & C.L1E_RESERVED_MASK_LO) !== 0,
-    };
-    if (offset === 0) r.problem = 'zero';
-    else if (offset % cs !== 0) r.problem = 'unaligned';
-    else if (offset >= fileSize) r.problem = 'beyond-eof';
+    const r = l2Reference(ctx, layer, i, hi, lo);
+    const offset = r.offset;
     if (ctx.visitor.reference?.(r) === false || r.problem) continue;
     if (ctx.seenL2.has(offset)) {
       if (ctx.opts.sharedL2 !== 'repeat') continue;
@@ -99,24 +106,79 @@ function l1Entries(ctx: TraversalContext, layer: Layer, l1: Uint8Array): Array<[
 
 /** Read the tables batch by batch (sorted reads) and hand them over in the given order. */
 async function walkL2Tables(ctx: TraversalContext, pending: Array<[number, number, Layer]>, repeat: boolean) {
-  const cs = ctx.clusterSize;
   const wantBytes = ctx.visitor.table !== undefined || ctx.visitor.l2Entry !== undefined;
   if (!wantBytes) return;
-  for (let k = 0; k < pending.length; k += ctx.tablesPerBatch) {
-    ctx.checkCancel();
+  let k = 0;
+  const nextBatch = () => {
+    if (k >= pending.length) return undefined;
     const batch = pending.slice(k, k + ctx.tablesPerBatch);
-    const tables = await readTables(
-      ctx.src.io,
-      ctx.src.fileSize,
-      batch.map((b) => b[0]),
-      cs,
-    );
+    k += batch.length;
+    return { batch, offsets: batch.map((b) => b[0]) };
+  };
+  await readBatches(ctx, nextBatch, ({ batch }, tables) => {
     for (const [offset, l1Index, layer] of batch) {
       const t = tables.get(offset)!;
       ctx.visitor.table?.({ kind: 'l2', offset, layer, index: l1Index, repeat }, t);
       visitL2Entries(ctx, t, offset, l1Index, layer, repeat);
     }
-  }
+    ctx.visitor.batchDone?.('l2', batch.length);
+  });
+}
+
+/** The traversal's batched reading: sorted merged reads into its arenas, cancellable between batches. */
+function readBatches<B extends { offsets: number[] }>(
+  ctx: TraversalContext,
+  nextBatch: () => B | undefined,
+  handle: (batch: B, tables: Map<number, Uint8Array>) => void,
+): Promise<void> {
+  const { io, fileSize } = ctx.src;
+  return pipeline(
+    io,
+    fileSize,
+    ctx.clusterSize,
+    ctx.zeros,
+    ctx.buffers,
+    nextBatch,
+    (batch, tables) => {
+      ctx.checkCancel();
+      handle(batch, tables);
+    },
+    ctx.opts.yieldTurns ?? true,
+  );
+}
+
+/**
+ * QEMU's check_refcounts_l1: every non-empty entry in L1 order, its reference and then its table,
+ * read where the entry points (aligned or not; zeros past the end of the file), however often it
+ * was walked before. Tables are read a batch at a time, in sorted merged reads.
+ */
+async function walkL1AsQemuCheck(ctx: TraversalContext, layer: Layer, l1: Uint8Array): Promise<void> {
+  const visitor = ctx.visitor;
+  let i = 0;
+  const nextBatch = (): { entries: number[]; offsets: number[] } | undefined => {
+    const entries: number[] = [];
+    const offsets: number[] = [];
+    for (; i < layer.l1Size && entries.length < ctx.tablesPerBatch; i++) {
+      const hi = u32(l1, 8 * i);
+      const lo = u32(l1, 8 * i + 4);
+      if ((hi | lo) === 0) continue;
+      entries.push(i);
+      offsets.push(l1Offset(hi, lo));
+    }
+    return entries.length > 0 ? { entries, offsets } : undefined;
+  };
+  await readBatches(ctx, nextBatch, ({ entries, offsets }, tables) => {
+    for (let b = 0; b < entries.length; b++) {
+      const idx = entries[b]!;
+      const r = l2Reference(ctx, layer, idx, u32(l1, 8 * idx), u32(l1, 8 * idx + 4));
+      if (visitor.reference?.(r) === false) continue;
+      const offset = offsets[b]!;
+      const t = tables.get(offset)!;
+      visitor.table?.({ kind: 'l2', offset, layer, index: idx, repeat: false }, t);
+      visitL2Entries(ctx, t, offset, idx, layer, false);
+    }
+    visitor.batchDone?.('l2', entries.length);
+  });
 }
 
 /** Walk each shared L2 table again for each further L1 reference to it (QEMU's counting). */

@@ -35,7 +35,14 @@ export function refblockReference(
   return r;
 }
 
+/** The refcount table and its entries, then (on request) the blocks. */
 export async function walkRefcounts(ctx: TraversalContext): Promise<void> {
+  const rt = await walkRefcountTable(ctx);
+  if (rt) await walkRefblocks(ctx, rt);
+}
+
+/** The header's pointer to the refcount table; returns the table's bytes when it is followed. */
+export async function walkRefcountTable(ctx: TraversalContext): Promise<Uint8Array | undefined> {
   ctx.checkCancel();
   const { header: h, fileSize } = ctx.src;
   const cs = ctx.clusterSize;
@@ -51,15 +58,22 @@ export async function walkRefcounts(ctx: TraversalContext): Promise<void> {
   };
   const problem = tableProblem(ref.offset, length, fileSize, cs);
   if (problem) ref.problem = problem;
-  if (ctx.visitor.reference?.(ref) === false || !readable(ref.offset, length, fileSize, cs)) return;
+  if (ctx.visitor.reference?.(ref) === false || !readable(ref.offset, length, fileSize, cs)) return undefined;
   const rt =
     ctx.src.reftable && ctx.src.reftable.length >= length
       ? ctx.src.reftable.subarray(0, length)
       : await readPadded(ctx.src.io, ref.offset, length);
   ctx.visitor.table?.({ kind: 'refcount-table', offset: ref.offset }, rt);
+  return rt;
+}
+
+/** The refcount table's entries (pointers to refcount blocks) and, on request, the blocks. */
+export async function walkRefblocks(ctx: TraversalContext, rt: Uint8Array): Promise<void> {
+  const { header: h, fileSize } = ctx.src;
+  const cs = ctx.clusterSize;
   const blocks: Array<[number, number]> = [];
-  for (let i = 0; i < length / 8; i++) {
-    const r = refblockReference(rt, i, ref.offset, fileSize, cs);
+  for (let i = 0; i < rt.length / 8; i++) {
+    const r = refblockReference(rt, i, h.refcountTableOffset, fileSize, cs);
     if (!r) continue;
     if (ctx.visitor.reference?.(r) === false || r.problem || r.reserved) continue;
     blocks.push([r.offset, i]);
@@ -76,5 +90,6 @@ export async function walkRefcounts(ctx: TraversalContext): Promise<void> {
     );
     for (const [offset, index] of batch)
       ctx.visitor.table({ kind: 'refcount-block', offset, index }, read.get(offset)!);
+    ctx.visitor.batchDone?.('refcount-block', batch.length);
   }
 }

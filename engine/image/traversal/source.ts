@@ -4,6 +4,7 @@ import type { CancelToken } from '../../base/task-control.js';
 import { INCOMPAT_DATA_FILE } from '../../format/constants.js';
 import { geometry, type Geometry, type Qcow2Header } from '../../format/header.js';
 import type { PositionalIO } from '../../io/positional-io.js';
+import type { BufferPool } from './batch-reads.js';
 import type { Qcow2Image } from '../qcow2-image.js';
 import type { Layer } from './types.js';
 
@@ -41,6 +42,19 @@ export interface TraversalOptions {
   staleBitmaps?: boolean;
   /** Bytes of tables read per batch (bounds memory). */
   batchBytes?: number;
+  /**
+   * Walk as QEMU's check (calculate_refcounts) does. Its order: the header, the active layer, each
+   * snapshot's layer, the snapshot table, the refcount table, the encryption header, the bitmaps,
+   * then the refcount table's entries. Every non-empty L1 entry is followed where it points,
+   * aligned or not (zeros past the end of the file), its reference and its table handed over
+   * together, in L1 order: a table shared by N entries is walked N times, each in its place.
+   * `sharedL2` does not apply.
+   */
+  asQemuCheck?: boolean;
+  /** Arenas the tables are read into (reused across the caller's own reads); else the traversal's own. */
+  buffers?: BufferPool[];
+  /** Give the event loop a turn every few milliseconds of synchronous reading (default true). */
+  yieldTurns?: boolean;
 }
 
 export function sourceOf(img: Qcow2Image): TraversalSource {

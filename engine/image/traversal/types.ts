@@ -108,7 +108,10 @@ export interface TableRead {
   kind: 'l1' | 'l2' | 'refcount-table' | 'refcount-block' | 'bitmap-directory' | 'bitmap-table';
   offset: number;
   layer?: Layer;
-  /** L2 tables: the L1 index that led here; refcount blocks: the refcount table index. */
+  /**
+   * L2 tables: the L1 index that led here; refcount blocks: the refcount table index; bitmap
+   * tables: the bitmap's ordinal in the directory.
+   */
   index?: number;
   repeat?: boolean;
 }
@@ -133,4 +136,11 @@ export interface TraversalVisitor {
   table?(t: TableRead, bytes: Uint8Array): void;
   l2Entry?(e: L2Entry): void;
   snapshotTableProblem?(p: SnapshotTableProblem): void;
+  /** A batch of `tables` L2 tables or refcount blocks was handed over (for progress). */
+  batchDone?(kind: 'l2' | 'refcount-block', tables: number): void;
+  /**
+   * After a bitmap table and the references it holds were handed over; awaited, so a consumer may
+   * read what the table points at before the walk goes on.
+   */
+  bitmapTableEnd?(t: TableRead, bytes: Uint8Array): void | Promise<void>;
 }
