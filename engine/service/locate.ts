@@ -6,9 +6,8 @@ import { GUEST_STATE_NAMES, GuestState } from '../contract/roles.js';
 import { hex64, u32 } from '../format/bytes.js';
 import { ClusterType, classifyL2, decodeCompressed, l1Offset, l2Offset } from '../format/l2-entry.js';
 import { readPadded } from '../io/positional-io.js';
-import { FileIO } from '../io/file-io.js';
-import { Qcow2Image } from '../image/qcow2-image.js';
-import { dirname, isAbsolute, join } from 'node:path';
+import { type ChainLayer, type ChainStop, type ImageChain, openChain } from '../image/backing-chain.js';
+import type { Qcow2Image } from '../image/qcow2-image.js';
 import type { GuestLocation } from '../contract/contract.js';
 
 export async function locateGuestCluster(image: Qcow2Image, guestCluster: number): Promise<GuestLocation> {
@@ -84,8 +83,10 @@ export async function locateGuestCluster(image: Qcow2Image, guestCluster: number
 
 /**
  * Follow the backing chain for a guest offset the top image does not hold: the first layer that
- * has data (or zeroes) for it, with its host offset in that layer's file. At most 16 layers;
- * `mayRead` confines the walk (serve: the root). Reads one L1/L2 entry per layer.
+ * has data (or zeroes) for it, with its host offset in that layer's file. The chain is opened by
+ * the image's one chain follower (metadata only), with its rules: `mayRead` confines every layer
+ * (serve: the root), MAX_BACKING_CHAIN_DEPTH layers at most, never a loop. Reads one L1/L2 entry
+ * per layer. Layers are named as their overlay records them.
  */
 export async function locateInBacking(
   image: Qcow2Image,
@@ -93,43 +94,55 @@ export async function locateInBacking(
   guestOffset: number,
   mayRead: (p: string) => Promise<boolean>,
 ): Promise<GuestLocation['backingLayer']> {
-  let name = image.header.backingFile;
-  let format = image.header.backingFormat;
-  let base = dirname(path);
-  for (let depth = 1; name !== undefined && depth <= 16; depth++) {
-    const layerName = name;
-    const full = isAbsolute(name) ? name : join(base, name);
-    if (!(await mayRead(full))) return { depth, name, stateName: 'not readable here' };
-    let io: FileIO;
-    try {
-      io = await FileIO.open(full);
-    } catch {
-      return { depth, name, stateName: 'missing' };
-    }
-    try {
-      if (format !== undefined && format !== 'qcow2') {
-        const size = await io.size();
-        return guestOffset < size
-          ? { depth, name, stateName: 'data (raw)', hostOffset: guestOffset }
-          : { depth, name, stateName: 'zero (past the end)' };
-      }
-      const layer = await Qcow2Image.open(io, { checkMode: true });
-      if (guestOffset >= layer.virtualSize) return { depth, name, stateName: 'zero (past the end)' };
-      const loc = await locateGuestCluster(layer, Math.floor(guestOffset / layer.clusterSize));
-      if (loc.state !== GuestState.Backing) {
-        const out: NonNullable<GuestLocation['backingLayer']> = { depth, name, stateName: loc.stateName };
-        if (loc.hostOffset !== undefined)
-          out.hostOffset = loc.hostOffset + (loc.state === GuestState.Compressed ? 0 : guestOffset % layer.clusterSize);
-        return out;
-      }
-      name = layer.header.backingFile;
-      format = layer.header.backingFormat;
-      base = dirname(full);
-    } catch (e) {
-      return { depth, name: layerName, stateName: `unreadable: ${e instanceof Error ? e.message : String(e)}` };
-    } finally {
-      await io.close();
-    }
+  const first = image.header.backingFile;
+  if (first === undefined || first === '') return undefined;
+  if (!(await mayRead(path))) return { depth: 1, name: first, stateName: 'not readable here' };
+  let chain: ImageChain;
+  try {
+    chain = await openChain(path, { partial: true, noDataFile: true, checkMode: true, mayRead });
+  } catch (e) {
+    return { depth: 1, name: first, stateName: `unreadable: ${e instanceof Error ? e.message : String(e)}` };
   }
-  return undefined;
+  try {
+    for (let depth = 1; depth < chain.layers.length; depth++) {
+      const name = chain.layers[depth - 1]!.image!.header.backingFile!;
+      const found = await lookIn(chain.layers[depth]!, depth, name, guestOffset);
+      if (found) return found;
+    }
+    const stop = chain.stoppedAt;
+    const last = chain.layers[chain.layers.length - 1]!.image?.header.backingFile;
+    if (!stop || last === undefined) return undefined;
+    return { depth: stop.depth, name: last, stateName: stoppedState(stop) };
+  } finally {
+    await chain.close();
+  }
+}
+
+/** What layer `depth` of a chain holds at `guestOffset` (undefined: it defers to its own backing file). */
+async function lookIn(
+  layer: ChainLayer,
+  depth: number,
+  name: string,
+  guestOffset: number,
+): Promise<GuestLocation['backingLayer']> {
+  if (guestOffset >= layer.virtualSize) return { depth, name, stateName: 'zero (past the end)' };
+  if (!layer.image) return { depth, name, stateName: 'data (raw)', hostOffset: guestOffset };
+  const img = layer.image;
+  try {
+    const loc = await locateGuestCluster(img, Math.floor(guestOffset / img.clusterSize));
+    if (loc.state === GuestState.Backing) return undefined;
+    const out: NonNullable<GuestLocation['backingLayer']> = { depth, name, stateName: loc.stateName };
+    if (loc.hostOffset !== undefined)
+      out.hostOffset = loc.hostOffset + (loc.state === GuestState.Compressed ? 0 : guestOffset % img.clusterSize);
+    return out;
+  } catch (e) {
+    return { depth, name, stateName: `unreadable: ${e instanceof Error ? e.message : String(e)}` };
+  }
+}
+
+/** Why the chain ends before the layer: our confinement, a missing file, or what QEMU would refuse. */
+function stoppedState(stop: ChainStop): string {
+  if (stop.kind === 'not-allowed' || stop.kind === 'protocol') return 'not readable here';
+  if (/No such file or directory$/.test(stop.reason)) return 'missing';
+  return `unreadable: ${stop.reason}`;
 }

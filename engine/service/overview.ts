@@ -2,13 +2,13 @@
  * The Overview view's data: the header decoded field by field, features by name with what they
  * mean, header extensions, snapshots, bitmaps and the backing chain. Reads only.
  */
-import { basename, dirname, isAbsolute, join } from 'node:path';
-import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
 import * as C from '../format/constants.js';
 import { walkBitmapDirectory } from '../format/bitmap.js';
 import { featureNames } from '../format/header.js';
 import { u32 } from '../format/bytes.js';
-import { Qcow2Image } from '../image/qcow2-image.js';
+import { type ImageChain, openChain } from '../image/backing-chain.js';
+import type { Qcow2Image } from '../image/qcow2-image.js';
 import { FileIO } from '../io/file-io.js';
 import { readPadded } from '../io/positional-io.js';
 import type {
@@ -150,45 +150,49 @@ async function bitmaps(image: Qcow2Image): Promise<{ list: BitmapInfo[]; error?:
 }
 
 /**
- * The backing chain, followed through headers only, at most 16 deep. `allowed` decides whether
- * a backing path may be looked at (serve confines it to the root).
+ * The backing chain as the image's one chain follower opens it (metadata only: no data files), with
+ * its rules: `allowed` confines every backing file (serve: the root), at most
+ * MAX_BACKING_CHAIN_DEPTH layers, never a loop. A layer that cannot be opened ends the list,
+ * marked not present. Each layer is named as its overlay records it.
  */
 async function backingChain(
   image: Qcow2Image,
   path: string,
   allowed: (p: string) => Promise<boolean>,
 ): Promise<BackingLayer[]> {
+  const first = image.header.backingFile;
+  if (first === undefined || first === '') return [];
   const out: BackingLayer[] = [];
-  let name = image.header.backingFile;
-  let format = image.header.backingFormat;
-  let base = dirname(path);
-  for (let depth = 1; name !== undefined && depth <= 16; depth++) {
-    const full = isAbsolute(name) ? name : join(base, name);
+  const unreached = (depth: number, name: string, format: string | undefined): void => {
     const layer: BackingLayer = { depth, name, present: false };
     if (format !== undefined) layer.format = format;
     out.push(layer);
-    if (!(await allowed(full))) break;
-    try {
-      const st = await stat(full);
-      layer.present = st.isFile();
-      if (!layer.present) break;
-      if (format !== undefined && format !== 'qcow2') {
-        layer.virtualSize = st.size;
-        break;
-      }
-      const io = await FileIO.open(full);
-      try {
-        const next = await Qcow2Image.open(io, { checkMode: true });
-        layer.virtualSize = next.virtualSize;
-        name = next.header.backingFile;
-        format = next.header.backingFormat;
-        base = dirname(full);
-      } finally {
-        await io.close();
-      }
-    } catch {
-      break;
+  };
+  if (!(await allowed(path))) {
+    unreached(1, first, image.header.backingFormat);
+    return out;
+  }
+  let chain: ImageChain;
+  try {
+    chain = await openChain(path, { partial: true, noDataFile: true, checkMode: true, mayRead: allowed });
+  } catch {
+    // A loop, a chain too deep, a backing format we do not read: the first name, not followed.
+    unreached(1, first, image.header.backingFormat);
+    return out;
+  }
+  try {
+    for (let depth = 1; depth < chain.layers.length; depth++) {
+      const overlay = chain.layers[depth - 1]!.image!.header;
+      const layer: BackingLayer = { depth, name: overlay.backingFile!, present: true };
+      if (overlay.backingFormat !== undefined) layer.format = overlay.backingFormat;
+      layer.virtualSize = chain.layers[depth]!.virtualSize;
+      out.push(layer);
     }
+    const stop = chain.stoppedAt;
+    const last = chain.layers[chain.layers.length - 1]!.image?.header;
+    if (stop && last?.backingFile !== undefined) unreached(stop.depth, last.backingFile, last.backingFormat);
+  } finally {
+    await chain.close();
   }
   return out;
 }
