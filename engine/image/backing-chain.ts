@@ -9,7 +9,7 @@ import { realpath, stat } from 'node:fs/promises';
 import { sep } from 'node:path';
 import * as C from '../format/constants.js';
 import { u32 } from '../format/bytes.js';
-import { FileIO } from '../io/file-io.js';
+import { openInputFile } from '../io/input-file.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import { Qcow2FormatError, UnreadableError } from '../base/errors.js';
 import { Qcow2Image } from './qcow2-image.js';
@@ -80,7 +80,7 @@ export interface OpenChainOptions {
   checkMode?: boolean;
   /** Most layers accepted (default MAX_BACKING_CHAIN_DEPTH). */
   maxDepth?: number;
-  /** Opens a file read-only; default FileIO.open of regular files only. Tests inject their own. */
+  /** Opens a file read-only; default openInputFile (regular files only). Tests inject their own. */
   openFile?: (path: string) => Promise<PositionalIO>;
   /** Backing layers and data files are opened only where this allows (the top is the caller's choice). */
   mayRead?: MayRead;
@@ -104,7 +104,7 @@ export function confinedTo(root: string): MayRead {
 }
 
 /** Opens a layer read-only, refusing anything but a regular file before reading it. */
-export const openRegularFile = (path: string): Promise<PositionalIO> => FileIO.open(path, { regularOnly: true });
+export const openRegularFile = (path: string): Promise<PositionalIO> => openInputFile(path);
 
 /**
  * May the backing file QEMU would look for at `filename` (already resolved against its overlay) be

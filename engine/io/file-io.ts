@@ -1,4 +1,4 @@
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ReadOnlyError, type PositionalIO } from './positional-io.js';
 
@@ -16,40 +16,20 @@ export class FileIO implements PositionalIO {
     readonly readOnly: boolean,
   ) {}
 
+  /**
+   * Open a file the caller names directly (an output being written, a file this tool made). An
+   * input chosen by a user or named in a header goes through `openInputFile` (io/input-file.ts),
+   * which refuses what is not a regular file before reading it.
+   */
   static async open(
     path: string,
-    opts: { write?: boolean; create?: boolean; syncReads?: boolean; regularOnly?: boolean } = {},
+    opts: { write?: boolean; create?: boolean; syncReads?: boolean } = {},
   ): Promise<FileIO> {
     const readOnly = !opts.write && !opts.create;
-    if (opts.regularOnly && readOnly) return FileIO.openRegular(path);
     const flags = opts.create ? 'w+' : opts.write ? 'r+' : 'r';
     if (opts.syncReads && readOnly) return new FileIO(path, undefined, openSync(path, flags), true);
     const fh = await open(path, flags);
     return new FileIO(path, fh, fh.fd, readOnly);
-  }
-
-  /**
-   * Read-only, refusing anything but a regular file before reading from it: opened non-blocking
-   * (a FIFO nobody writes to would otherwise hold a thread of the pool forever), then fstat'ed.
-   * The error for another kind of file has code 'EFTYPE'.
-   */
-  private static async openRegular(path: string): Promise<FileIO> {
-    const fh = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
-    const st = await fh.stat().catch(async (e: unknown) => {
-      await fh.close();
-      throw e;
-    });
-    if (!st.isFile()) {
-      await fh.close();
-      // A directory keeps the system's own code, so every caller words it "Is a directory".
-      if (st.isDirectory())
-        throw Object.assign(new Error(`EISDIR: illegal operation on a directory, open '${path}'`), {
-          code: 'EISDIR',
-          path,
-        });
-      throw Object.assign(new Error(`'${path}' is not a regular file`), { code: 'EFTYPE' });
-    }
-    return new FileIO(path, fh, fh.fd, true);
   }
 
   /** Wrap a handle opened elsewhere (a confined input or a new output file); closing it closes the handle. */

@@ -1,8 +1,9 @@
 /**
- * The one way to open an input under a root: open it, then check what the descriptor really is:
- * a regular file (never a FIFO, device or folder, which could block or be endless) whose real
- * path lies under `root`. The check is on the open descriptor, so a folder swapped for a symbolic
- * link between the look-up and the open is caught.
+ * The one way to open an input: open it, then check what the descriptor really is: a regular file
+ * (never a FIFO, device or folder, which could block or be endless) and, given a `root`, one whose
+ * real path lies under it. Opened non-blocking, so a FIFO nobody writes to cannot hold a thread of
+ * the pool; the checks are on the open descriptor, so a folder swapped for a symbolic link between
+ * the look-up and the open is caught.
  */
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -10,11 +11,11 @@ import { basename } from 'node:path';
 import { ConfinementError, isInside, realPathOfFd, realRoot } from './confine.js';
 import { FileIO } from './file-io.js';
 
-/** Not a regular file: refused before a byte is read. */
+/** Not a regular file (a FIFO, a device, a socket): refused before a byte is read. */
 export class NotRegularFileError extends Error {
-  readonly code = 'EINVAL';
-  constructor(name: string) {
-    super(`${name} is not a regular file`);
+  code = 'EFTYPE';
+  constructor(name: string, what?: string) {
+    super(what ? `${name} is not a regular file: it is ${what}` : `${name} is not a regular file`);
   }
 }
 
@@ -23,11 +24,14 @@ export async function openInputFile(
   path: string,
   opts: { root?: string | undefined; write?: boolean; name?: string } = {},
 ): Promise<FileIO> {
-  // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
-  const flags = (opts.write ? constants.O_RDWR : constants.O_RDONLY) | constants.O_NONBLOCK;
+  const flags = (opts.write ? constants.O_RDWR : constants.O_RDONLY) | (constants.O_NONBLOCK ?? 0);
   const fh = await open(path, flags);
   try {
-    if (!(await fh.stat()).isFile()) throw new NotRegularFileError(opts.name ?? basename(path));
+    const st = await fh.stat();
+    // A directory keeps the system's own code, so every caller words it "Is a directory".
+    if (st.isDirectory())
+      throw Object.assign(new NotRegularFileError(opts.name ?? basename(path), 'a directory'), { code: 'EISDIR' });
+    if (!st.isFile()) throw new NotRegularFileError(opts.name ?? basename(path));
     if (opts.root !== undefined) {
       const real = await realPathOfFd(fh.fd);
       if (real === undefined || !isInside(real, await realRoot(opts.root)))

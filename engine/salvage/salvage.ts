@@ -6,6 +6,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import * as C from '../format/constants.js';
 import { FileIO } from '../io/file-io.js';
+import { openInputFile } from '../io/input-file.js';
 import { createOutputFile, writeOutputFile } from '../io/output-file.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import type { CancelToken, ProgressSink } from '../base/task-control.js';
@@ -330,7 +331,7 @@ async function openBacking(
     return missing();
   }
   // Never a FIFO or a device: refused on the descriptor before anything is read.
-  const io = await FileIO.open(file, { regularOnly: true }).catch((e: { code?: string }) => {
+  const io = await openInputFile(file).catch((e: { code?: string }) => {
     if (e.code !== 'EFTYPE') throw e;
     recon.warnings.push(`backing file ${name} is not a regular file: treated as missing`);
     return undefined;

@@ -9,7 +9,7 @@ import { featureNames } from '../format/header.js';
 import { u32 } from '../format/bytes.js';
 import { type ImageChain, openChain } from '../image/backing-chain.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
-import { FileIO } from '../io/file-io.js';
+import { openInputFile } from '../io/input-file.js';
 import { readPadded } from '../io/positional-io.js';
 import type {
   BackingLayer,
@@ -293,7 +293,7 @@ export async function buildOverview(
 /** Read the first bytes of a file to tell whether it is qcow2 (for file lists). */
 export async function looksLikeQcow2(path: string): Promise<boolean> {
   try {
-    const io = await FileIO.open(path);
+    const io = await openInputFile(path);
     try {
       const b = await readPadded(io, 0, 4);
       return u32(b, 0) === C.QCOW2_MAGIC;
