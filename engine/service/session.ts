@@ -15,7 +15,11 @@ export interface Session {
   io: PositionalIO;
   image: Qcow2Image;
   check?: CheckResult;
-  /** References the checker counted per host cluster (QEMU's IMRT), from the last check. */
+  /**
+   * References the checker counted per host cluster (QEMU's IMRT), from the last check: exact below
+   * 255 (and below the refcount width's maximum); a saturated count is recounted exactly by the
+   * traversal when the inspector asks (service/referrers.ts).
+   */
   references?: ArrayLike<number>;
   /** Counts per HostRole / GuestState of `check`'s maps. */
   hostLegend?: number[];
