@@ -4,7 +4,7 @@
 // Beyond QEMU: refcounts for clusters past the compared range.
 import { HostRole } from '../contract/roles.js';
 import { getRefcounts } from '../format/refcount.js';
-import { pipeline, readRangesInto } from './batch-reader.js';
+import { pipeline, readRangesInto } from '../image/traversal/batch-reads.js';
 import { IMRT_PAGE } from './imrt.js';
 import { msg } from './messages.js';
 import { WIDE_SENTINEL } from './refcount-array.js';

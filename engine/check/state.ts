@@ -7,7 +7,7 @@ import { GuestState, HostRole } from '../contract/roles.js';
 import { u32 } from '../format/bytes.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
 import { AnomalyCollector } from './anomalies.js';
-import { BufferPool } from './batch-reader.js';
+import { BufferPool } from '../image/traversal/batch-reads.js';
 import type { BitmapDirectory } from './bitmaps.js';
 import type { CompressedSample } from './compressed-sample.js';
 import { type EntryFinding, referrerOf } from './entry-finding.js';
