@@ -5,7 +5,7 @@
 // catch, a hang the watchdog killed, the heap limit) is recorded with the case it was running and
 // restarted with the next seed for the time left. Corpus and findings stay in DIR (.tmp/fuzz).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -84,11 +84,10 @@ async function runTarget(target) {
       continue;
     }
     const current = join(out, `current-${target}.json`);
-    const kind = /watchdog/.test(stderr)
-      ? 'hang'
-      : /heap out of memory|Allocation failed/i.test(stderr)
-        ? 'memory'
-        : 'crash';
+    const marker = join(out, `watchdog-${target}`);
+    const hang = existsSync(marker);
+    if (hang) rmSync(marker);
+    const kind = hang ? 'hang' : /heap out of memory|Allocation failed/i.test(stderr) ? 'memory' : 'crash';
     const death = {
       target,
       kind,

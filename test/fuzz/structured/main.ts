@@ -2,7 +2,8 @@
 // `main.mjs --target NAME --time S --seed N --out DIR`. The corpus is kept in DIR/corpus/NAME.json
 // between runs; findings go to DIR/findings/NAME-*.json. A watchdog thread kills the process when a
 // case runs past the hang limit (a synchronous loop cannot be stopped from inside), after the case
-// was saved to DIR/current-NAME.json, so the parent records it.
+// was saved to DIR/current-NAME.json, and leaves DIR/watchdog-NAME behind, so the parent records it
+// as a hang (a message on stderr would never be written: the main thread is the one stuck).
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -10,6 +11,8 @@ import { startCoverage } from './coverage.js';
 import { fuzz, type FuzzCase } from './runner.js';
 import { makeSeeds } from './seeds.js';
 import { TARGETS, type TargetName } from './targets.js';
+
+const UNSAVEABLE = '{"unsaveable":"nested too deep for JSON.stringify"}';
 
 const arg = (name: string, dflt?: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -42,11 +45,11 @@ new Worker(
    setInterval(() => {
      const at = Atomics.load(s, 0);
      if (at > 0 && Date.now() - workerData.started - at * 10 > workerData.hangMs) {
-       process.stderr.write('watchdog: case running past ' + workerData.hangMs + ' ms\\n');
+       require('node:fs').writeFileSync(workerData.marker, 'watchdog: case running past ' + workerData.hangMs + ' ms');
        process.kill(process.pid, 'SIGKILL');
      }
    }, 250);`,
-  { eval: true, workerData: { stamp, started, hangMs } },
+  { eval: true, workerData: { stamp, started, hangMs, marker: join(out, `watchdog-${target}`) } },
 ).unref();
 
 const stats = await fuzz({
@@ -58,14 +61,20 @@ const stats = await fuzz({
   memoryLimit: 1536 * 1024 * 1024,
   corpus,
   beforeCase: (c) => {
-    writeFileSync(currentFile, JSON.stringify(c, replace));
+    writeFileSync(currentFile, saveable(c));
     Atomics.store(stamp, 0, Math.max(1, Math.floor((Date.now() - started) / 10)));
   },
   afterCase: () => Atomics.store(stamp, 0, 0),
 });
-writeFileSync(corpusFile, JSON.stringify(stats.corpus, replace));
+writeFileSync(
+  corpusFile,
+  `[${stats.corpus
+    .map(saveable)
+    .filter((x) => x !== UNSAVEABLE)
+    .join(',')}]`,
+);
 for (const [i, f] of stats.findings.entries())
-  writeFileSync(join(out, 'findings', `${target}-${seed}-${i}.json`), JSON.stringify(f, replace, 1));
+  writeFileSync(join(out, 'findings', `${target}-${seed}-${i}.json`), saveable(f));
 console.log(
   JSON.stringify({
     target,
@@ -82,6 +91,15 @@ console.log(
   }),
 );
 process.exit(0);
+
+/** A case or finding as JSON; a request nested thousands deep cannot be, and is named as such. */
+function saveable(v: unknown): string {
+  try {
+    return JSON.stringify(v, replace);
+  } catch {
+    return UNSAVEABLE;
+  }
+}
 
 /** Typed arrays (contract frames) as JSON and back. */
 function replace(_k: string, v: unknown): unknown {
