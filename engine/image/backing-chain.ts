@@ -9,6 +9,7 @@ import { realpath, stat } from 'node:fs/promises';
 import { sep } from 'node:path';
 import * as C from '../format/constants.js';
 import { u32 } from '../format/bytes.js';
+import { descriptorAllowed } from '../io/confine.js';
 import { openInputFile } from '../io/input-file.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import { Qcow2FormatError, UnreadableError } from '../base/errors.js';
@@ -185,6 +186,7 @@ export async function openChain(path: string, opts: OpenChainOptions = {}): Prom
       try {
         const local = await admitLayer(filename, depth, { mayRead: opts.mayRead, maxDepth });
         io = await openOrExplain(openFile, filename, local, depth);
+        if (depth > 0) await confineOpened(io, filename, opts.mayRead);
       } catch (e) {
         const kind = e instanceof ChainRefusal ? e.kind : e instanceof OpenFailure ? 'unopenable' : undefined;
         if (!opts.partial || depth === 0 || kind === undefined) throw e;
@@ -288,6 +290,26 @@ export async function withChain<T>(
   }
 }
 
+/** The descriptor of a file opened from the file system, if it has one. */
+const fdOf = (io: PositionalIO): number | undefined => {
+  const fd = (io as { fd?: unknown }).fd;
+  return typeof fd === 'number' ? fd : undefined;
+};
+
+/**
+ * After the open: the file the descriptor really refers to must be one `mayRead` allows (the name
+ * was checked before the open; a folder on the way may have been swapped for a link since).
+ * Closes the file and refuses otherwise.
+ */
+async function confineOpened(io: PositionalIO, filename: string, mayRead: MayRead | undefined): Promise<void> {
+  if (!mayRead || (await descriptorAllowed(fdOf(io), mayRead))) return;
+  await io.close().catch(() => undefined);
+  throw new ChainRefusal(
+    'not-allowed',
+    `Could not open backing file: Could not open '${filename}': outside the folders this tool may read (the file opened is elsewhere: a folder was swapped for a symbolic link)`,
+  );
+}
+
 /** A layer the file system would not give us (missing, not permitted, not a regular file). */
 class OpenFailure extends UnreadableError {}
 
@@ -336,6 +358,7 @@ async function openDataFile(
     }
     try {
       const io = await openFile(local);
+      await confineOpened(io, filename, mayRead);
       const df: { filename: string; io: PositionalIO; allocatedBytes?: number } = { filename, io };
       const a = await allocatedOf(filename);
       if (a !== undefined) df.allocatedBytes = a;

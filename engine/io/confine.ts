@@ -15,6 +15,20 @@ export async function realPathOfFd(fd: number): Promise<string | undefined> {
   }
 }
 
+/**
+ * May the file an open descriptor really refers to be read? Asks `allowed` about the descriptor's
+ * real path rather than the name it was opened by, so a folder swapped for a symbolic link between
+ * the check of the name and the open is caught. Without /proc, falls back to the name's answer.
+ */
+export async function descriptorAllowed(
+  fd: number | undefined,
+  allowed: (path: string) => boolean | Promise<boolean>,
+): Promise<boolean> {
+  if (fd === undefined) return true;
+  const real = await realPathOfFd(fd);
+  return real === undefined ? true : await allowed(real);
+}
+
 /** True when real path `p` is `root` or lies inside it (both already real). */
 export function isInside(p: string, root: string): boolean {
   return p === root || p.startsWith(root.endsWith(sep) ? root : root + sep);

@@ -30,6 +30,8 @@ export interface JournalRegion {
   sha256: string;
   /** SHA-256 of the region (over `savedLength` bytes) after each write touching it, in order. */
   statesSha256: string[];
+  /** SHA-256 of the region (over `savedLength` bytes) as the finished repair leaves it. */
+  repairedSha256: string;
 }
 
 export interface JournalMeta {
@@ -95,7 +97,15 @@ export async function writeJournal(
       if (b > a) work.set(w.newBytes.subarray(a - w.offset, b - w.offset), a - offset);
       states.push(sha256(work));
     }
-    regions.push({ offset, length, savedLength, dataOffset, sha256: sha256(saved), statesSha256: states });
+    regions.push({
+      offset,
+      length,
+      savedLength,
+      dataOffset,
+      sha256: sha256(saved),
+      statesSha256: states,
+      repairedSha256: sha256(work),
+    });
     chunks.push(saved);
     dataOffset += savedLength;
   }
@@ -200,12 +210,13 @@ export async function undoFromJournal(
 ): Promise<UndoResult> {
   const { meta, data } = j;
   if (!opts.force) {
-    for (const r of meta.regions) {
+    for (const [i, r] of meta.regions.entries()) {
       if (r.savedLength === 0) continue;
       const now = sha256(await readPadded(io, r.offset, r.savedLength));
-      if (now !== r.sha256 && !r.statesSha256.includes(now))
+      // The repaired bytes, or (an interrupted repair) the original or a state in between.
+      if (now !== r.repairedSha256 && now !== r.sha256 && !r.statesSha256.includes(now))
         throw new Error(
-          `image changed since the repair: region 0x${r.offset.toString(16)} (+${r.savedLength}) holds bytes the repair did not write; use --force to restore anyway`,
+          `refusing to undo: the image changed since the repair: bytes at 0x${r.offset.toString(16)} (+${r.savedLength}) do not match regions[${i}].repairedSha256 ${r.repairedSha256.slice(0, 16)}… (now ${now.slice(0, 16)}…); use --force to restore anyway`,
         );
     }
   }
@@ -244,6 +255,7 @@ function checkMetaShape(meta: JournalMeta, path: string): void {
     if (!isSha(r.sha256)) throw bad(`regions[${i}].sha256`, r.sha256);
     if (!Array.isArray(r.statesSha256) || !r.statesSha256.every(isSha))
       throw bad(`regions[${i}].statesSha256`, r.statesSha256);
+    if (!isSha(r.repairedSha256)) throw bad(`regions[${i}].repairedSha256`, r.repairedSha256);
   });
 }
 

@@ -55,6 +55,7 @@ describe('a crafted undo journal', () => {
       dataOffset: 0,
       sha256: hash(first.subarray(0, 1)),
       statesSha256: [hash(first.subarray(0, 1))],
+      repairedSha256: hash(first.subarray(0, 1)),
     };
     craftJournal(
       forged,
@@ -100,6 +101,81 @@ describe('a crafted undo journal', () => {
     expect(sha256(other)).toBe(otherBefore);
     // The real target is restored as before.
     await undoRepair(journal);
+  });
+});
+
+describe('journal integrity: the repaired bytes are recorded and compared', () => {
+  const cli = (args: string[]) => run('node', [join(process.cwd(), 'bin', 'qcow2-doctor.cjs'), ...args]);
+
+  it('the journal records SHA-256 of every region as the repair left it, and they match the image', async () => {
+    const f = scenario('refcount-zero');
+    const journal = join(t.dir, 'rz-integrity.journal');
+    expect((await repairFile({ image: f, mode: 'all', journal })).applied).toBe(true);
+    const { meta } = await readJournal(journal);
+    const img = readFileSync(f);
+    for (const r of meta.regions.filter((x) => x.savedLength > 0))
+      expect(r.repairedSha256).toBe(hash(img.subarray(r.offset, r.offset + r.savedLength)));
+    // The repair changed what it journaled: the repaired bytes are not the original ones.
+    expect(meta.regions.some((r) => r.savedLength > 0 && r.repairedSha256 !== r.sha256)).toBe(true);
+  });
+
+  it('undo refuses an image changed after the repair, naming the field (one line, exit 1, nothing written)', async () => {
+    const f = scenario('leak');
+    const before = sha256(f);
+    const journal = join(t.dir, 'leak-changed.journal');
+    expect((await repairFile({ image: f, mode: 'all', journal })).applied).toBe(true);
+    const { meta } = await readJournal(journal);
+    const i = meta.regions.findIndex((r) => r.savedLength > 0);
+    const r = meta.regions[i]!;
+    // Someone writes into a region the repair wrote, after the repair.
+    const img = readFileSync(f);
+    img[r.offset + r.savedLength - 1]! ^= 0x5a;
+    writeFileSync(f, img);
+    const changed = sha256(f);
+    await expect(undoRepair(journal)).rejects.toThrow(new RegExp(`regions\\[${i}\\]\\.repairedSha256`));
+    const out = cli(['undo', journal]);
+    expect(out.status).toBe(1);
+    expect(out.stderr.trim().split('\n')).toHaveLength(1);
+    expect(out.stderr).toMatch(
+      /refusing to undo: the image changed since the repair: .*regions\[\d+\]\.repairedSha256/,
+    );
+    expect(sha256(f)).toBe(changed);
+    // Put back as the repair left it, undo goes through and restores the original bytes.
+    img[r.offset + r.savedLength - 1]! ^= 0x5a;
+    writeFileSync(f, img);
+    await undoRepair(journal);
+    expect(sha256(f)).toBe(before);
+  });
+
+  it('a crafted journal whose recorded repaired bytes are not the target bytes is refused before writing', async () => {
+    const f = scenario('leak');
+    const journal = join(t.dir, 'leak-crafted.journal');
+    expect((await repairFile({ image: f, mode: 'all', journal })).applied).toBe(true);
+    const { meta, data } = await readJournal(journal);
+    const after = sha256(f);
+    // Well-formed (every checksum of the journal itself holds), the target's real identity, but the
+    // region would restore attacker bytes over bytes the repair never wrote.
+    const evil = Buffer.alloc(512, 0xee);
+    const region = {
+      offset: 0,
+      length: 512,
+      savedLength: 512,
+      dataOffset: 0,
+      sha256: hash(evil),
+      statesSha256: [hash(Buffer.alloc(512, 0x11))],
+      repairedSha256: hash(Buffer.alloc(512, 0x11)),
+    };
+    const crafted = join(t.dir, 'crafted.journal');
+    const { dataSha256: _d, ...rest } = meta;
+    craftJournal(crafted, { ...rest, regions: [region] }, evil);
+    await expect(undoRepair(crafted)).rejects.toThrow(/regions\[0\]\.repairedSha256/);
+    expect(sha256(f)).toBe(after);
+    // A journal without the field is refused when read, naming it.
+    const missing = join(t.dir, 'missing.journal');
+    const { repairedSha256: _r, ...noField } = region;
+    craftJournal(missing, { ...rest, regions: [noField as typeof region] }, evil);
+    await expect(readJournal(missing)).rejects.toThrow(/regions\[0\]\.repairedSha256 = undefined/);
+    expect(data.length).toBeGreaterThan(0);
   });
 });
 
