@@ -111,6 +111,13 @@ export class DmLogRecorder implements PositionalIO {
     }
   }
 
+  /** The wrapped file was flushed (and published) by its owner: log that flush and close the log only. */
+  async finish(): Promise<void> {
+    await this.entry(0, 0, DM_LOG_FLUSH);
+    await this.writeSuper();
+    await this.log.close();
+  }
+
   /** Close the log (superblock final) and the wrapped file. */
   async close(): Promise<void> {
     try {
@@ -127,9 +134,11 @@ export class DmLogRecorder implements PositionalIO {
 }
 
 /**
- * What a command needs for `--record-log LOG`: refuse an existing LOG (or base copy) up front, then
- * `wrap` the file the command writes: with `copyBase`, the file as it is just before the first write
- * is copied to `basePath` first (exclusively; a reflink or sparse copy where the system offers one).
+ * What a command needs for `--record-log LOG`: refuse an existing LOG (or base) up front, then `wrap`
+ * the file the command writes. With `copyBase` (a repair in place), the file as it is just before the
+ * first write is copied to LOG.base.qcow2 first (exclusively; a reflink where the system offers one).
+ * Without (strip, salvage: a new file, published by rename after its final flush), the base is an
+ * empty file and `finish()` logs that final flush once the command has published its output.
  */
 export class LogRecording {
   recorder: DmLogRecorder | undefined;
@@ -144,7 +153,7 @@ export class LogRecording {
 
   /** Throws a one-line error when LOG or its base copy already exists. */
   async refuseExisting(): Promise<void> {
-    for (const p of this.copyBase ? [this.logPath, this.basePath] : [this.logPath])
+    for (const p of [this.logPath, this.basePath])
       if (
         await stat(p).then(
           () => true,
@@ -155,10 +164,17 @@ export class LogRecording {
   }
 
   wrap = async (io: PositionalIO): Promise<PositionalIO> => {
+    if (this.recorder) throw new Error('--record-log records one output file; this command writes several');
     if (this.copyBase) await copyFile(io.name, this.basePath, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+    else await (await open(this.basePath, 'wx', 0o644)).close();
     this.recorder = await DmLogRecorder.create(io, this.logPath);
     return this.recorder;
   };
+
+  /** After a new file was published (strip, salvage): its final flush, and the log closed. */
+  async finish(): Promise<void> {
+    await this.recorder?.finish();
+  }
 
   /** One line for the user: where the log is and how to replay it. */
   summary(base = this.basePath): string {

@@ -105,3 +105,47 @@ describe('check -r --record-log', () => {
     expect(existsSync(join(t.dir, 'dry.log'))).toBe(false);
   });
 });
+
+describe('strip and salvage -f qcow2 --record-log', () => {
+  for (const cmd of ['strip', 'salvage'] as const) {
+    it(`${cmd}: the new file's writes replay; states before its final flush are counted unpublished`, async () => {
+      const sub = join(t.dir, `new-${cmd}`);
+      mkdirSync(sub);
+      const f = SCENARIOS.find((x) => x.name === 'leak')!.build(sub);
+      const out = join(sub, 'out.qcow2');
+      const log = join(sub, 'out.log');
+      const args = cmd === 'strip' ? [f, out] : ['-f', 'qcow2', f, out];
+      const r = run('node', [BIN, cmd, ...args, '--record-log', log]);
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+      expect(readFileSync(`${log}.base.qcow2`).length).toBe(0);
+      const dm = await readDmLog(new MemoryIO(new Uint8Array(readFileSync(log))));
+      expect(dm.log.at(-1)?.kind).toBe('flush');
+      const all = dm.log.map((_, i) => i).filter((i) => dm.log[i]!.kind !== 'flush');
+      const end = await new CrashStateBuilder(new Uint8Array(0), dm.log).build({
+        kind: 'prefix',
+        crashAt: dm.log.length,
+        lastFlush: -1,
+        applied: all,
+      });
+      expect(Buffer.from(end.snapshot()).equals(readFileSync(out))).toBe(true);
+      const replay = run('node', [BIN, 'lab', '--replay', log, '--base', `${log}.base.qcow2`, '--budget', '10']);
+      expect(replay.status, replay.stdout + replay.stderr).toBe(0);
+      expect(replay.stdout).toMatch(/^unpublished\s+[1-9]\d* \(a new file/m);
+      expect(replay.stdout).toMatch(/^corrupt\s+0$/m);
+    });
+  }
+
+  it('salvage refuses --record-log with a raw output, in one line', () => {
+    const r = run('node', [
+      BIN,
+      'salvage',
+      join(t.dir, 'x.qcow2'),
+      join(t.dir, 'y.raw'),
+      '--record-log',
+      join(t.dir, 'y.log'),
+    ]);
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/--record-log goes with -f qcow2/);
+  });
+});
