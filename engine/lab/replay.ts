@@ -63,7 +63,7 @@ export interface ReplayReport {
    * States not judged because nobody can see them: with an empty base (a new file, published by
    * rename after its final flush, as strip and salvage write), every state before that flush.
    */
-  unpublished: number;
+  unpublished?: number;
   /** States whose only qemu-img complaint is a COPIED flag on a cluster with one reference. */
   copiedBenign: number;
   dirtyRepaired: number;
