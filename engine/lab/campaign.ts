@@ -46,7 +46,8 @@ export interface Recording {
   allocatingWrites: number;
 }
 
-async function applyOp(
+/** Apply one lab operation to the writer and to the guest model (and the snapshots' models). */
+export async function applyOp(
   w: Qcow2Writer,
   model: { bytes: Uint8Array },
   snaps: Map<string, Uint8Array>,

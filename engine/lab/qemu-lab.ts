@@ -32,33 +32,66 @@ export interface QemuWorkloadReport extends ReplayReport {
 
 const LOG_SIZE = '256M';
 
-function sh(cmd: string, args: string[], cwd: string): string {
+/** Run a QEMU tool in `cwd`; `ok` false when it exits non-zero or (qemu-io) reports a failed command. */
+export function runQemuTool(cmd: string, args: string[], cwd: string): { ok: boolean; out: string } {
   const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', maxBuffer: 1 << 26, timeout: 120_000 });
   if (r.error) throw new Error(`${cmd}: ${r.error.message}`);
   const out = `${r.stdout}${r.stderr}`;
-  // qemu-io reports a failed command on stdout and still exits 0.
-  if (r.status !== 0 || (cmd === 'qemu-io' && /failed|error/i.test(out)))
-    throw new Error(`${cmd} ${args.join(' ')}: exit ${r.status}: ${out.trim().split('\n')[0]}`);
-  return r.stdout;
+  // qemu-io reports a failed command on stdout and may still exit 0.
+  return { ok: r.status === 0 && !(cmd === 'qemu-io' && /failed|error/i.test(out)), out };
 }
 
-function imageOpts(step: QemuStep, first: boolean, control: QemuControl): string {
+function sh(cmd: string, args: string[], cwd: string): string {
+  const r = runQemuTool(cmd, args, cwd);
+  if (!r.ok) throw new Error(`${cmd} ${args.join(' ')}: ${r.out.trim().split('\n')[0]}`);
+  return r.out;
+}
+
+/**
+ * The --image-opts of one step: qcow2 over blklogwrites over the image file, or with `blkdebugConfig`
+ * QEMU's fault injector stacked between qcow2 and blklogwrites (what blkdebug fails never reaches
+ * the log, nor the disk).
+ */
+function imageOpts(step: QemuStep, first: boolean, control: QemuControl, blkdebugConfig?: string): string {
   const o = ['driver=qcow2'];
   if (step.opts) o.push(step.opts);
   if (control === 'no-flush') o.push('cache.no-flush=on');
+  let log = 'file.';
+  if (blkdebugConfig) {
+    o.push('file.driver=blkdebug', `file.config=${blkdebugConfig}`);
+    log = 'file.image.';
+  }
   // The superblock after every entry: without flushes (cache.no-flush) it would never be written.
   o.push(
-    'file.driver=blklogwrites',
-    'file.file.filename=disk.qcow2',
-    'file.log.filename=log.bin',
-    'file.log-super-update-interval=1',
+    `${log}driver=blklogwrites`,
+    `${log}file.filename=disk.qcow2`,
+    `${log}log.filename=log.bin`,
+    `${log}log-super-update-interval=1`,
   );
-  if (!first) o.push('file.log-append=on');
+  if (!first) o.push(`${log}log-append=on`);
   return o.join(',');
 }
 
-/** Make the workload's image in `dir` (base.qcow2: the image when logging begins) and log its steps. */
-export function recordQemuWorkload(wl: QemuWorkload, dir: string, control: QemuControl = 'none'): void {
+/** Run step `k` of a workload (after prepareQemuWorkload); with `blkdebugConfig`, under QEMU's fault injector. */
+export function runQemuStep(
+  step: QemuStep,
+  k: number,
+  dir: string,
+  control: QemuControl = 'none',
+  blkdebugConfig?: string,
+): { ok: boolean; out: string } {
+  const opts = imageOpts(step, k === 0, control, blkdebugConfig);
+  if (step.tool === 'qemu-io')
+    return runQemuTool('qemu-io', ['--image-opts', ...step.args.flatMap((c) => ['-c', c]), opts], dir);
+  return runQemuTool(
+    'qemu-img',
+    [step.args[0]!, ...step.args.slice(1), '--image-opts', opts, ...(step.after ?? [])],
+    dir,
+  );
+}
+
+/** Make the workload's image in `dir` (base.qcow2: the image when logging begins) and an empty log. */
+export function prepareQemuWorkload(wl: QemuWorkload, dir: string): void {
   if (wl.backing) {
     sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', wl.backing.options, 'backing.qcow2', wl.backing.size], dir);
     if (wl.backing.io.length)
@@ -70,10 +103,14 @@ export function recordQemuWorkload(wl: QemuWorkload, dir: string, control: QemuC
   if (wl.setup?.length) sh('qemu-io', ['-f', 'qcow2', ...wl.setup.flatMap((c) => ['-c', c]), 'disk.qcow2'], dir);
   copyFileSync(join(dir, 'disk.qcow2'), join(dir, 'base.qcow2'));
   sh('qemu-img', ['create', '-q', '-f', 'raw', 'log.bin', LOG_SIZE], dir);
+}
+
+/** Make the workload's image in `dir` (base.qcow2: the image when logging begins) and log its steps. */
+export function recordQemuWorkload(wl: QemuWorkload, dir: string, control: QemuControl = 'none'): void {
+  prepareQemuWorkload(wl, dir);
   wl.steps.forEach((step, k) => {
-    const opts = imageOpts(step, k === 0, control);
-    if (step.tool === 'qemu-io') sh('qemu-io', ['--image-opts', ...step.args.flatMap((c) => ['-c', c]), opts], dir);
-    else sh('qemu-img', [step.args[0]!, ...step.args.slice(1), '--image-opts', opts, ...(step.after ?? [])], dir);
+    const r = runQemuStep(step, k, dir, control);
+    if (!r.ok) throw new Error(`${step.tool} ${step.args.join(' ')}: ${r.out.trim().split('\n')[0]}`);
   });
 }
 

@@ -59,6 +59,11 @@ export interface ReplayReport {
   corrupt: number;
   dataMismatches: number;
   leaky: number;
+  /**
+   * States not judged because nobody can see them: with an empty base (a new file, published by
+   * rename after its final flush, as strip and salvage write), every state before that flush.
+   */
+  unpublished?: number;
   /** States whose only qemu-img complaint is a COPIED flag on a cluster with one reference. */
   copiedBenign: number;
   dirtyRepaired: number;
@@ -215,6 +220,13 @@ export async function replayLog(input: ReplayInput, opts: ReplayOptions = {}): P
     tornPerEpoch: opts.tornPerEpoch ?? 10,
   });
   states.push(...noDiscardStates(log));
+  let unpublished = 0;
+  if (input.base.length === 0) {
+    const lastFlush = log.map((e) => e.kind).lastIndexOf('flush');
+    const visible = states.filter((s) => lastFlush >= 0 && s.lastFlush === lastFlush);
+    unpublished = states.length - visible.length;
+    states = visible;
+  }
   if (Number.isFinite(deadline)) {
     // Under a time budget, a seeded random order keeps a fair sample when the time runs out.
     const rnd = prng(seed ^ 0x5eed);
@@ -227,6 +239,7 @@ export async function replayLog(input: ReplayInput, opts: ReplayOptions = {}): P
     flushes: log.filter((e) => e.kind === 'flush').length,
     discards: log.filter((e) => e.kind === 'discard').length,
     statesPlanned: states.length,
+    unpublished,
     states: 0,
     corrupt: 0,
     dataMismatches: 0,

@@ -79,6 +79,8 @@ export interface RepairRequest extends RepairChoices {
    * boundary that leaves the image at worst leaky).
    */
   plan?: RepairPlan;
+  /** Wrap the opened target before the repair uses it (e.g. to record every write: --record-log). */
+  wrapIO?: (io: PositionalIO) => Promise<PositionalIO>;
 }
 
 export interface RepairOutcome {
@@ -182,8 +184,10 @@ export async function repairFile(req: RepairRequest): Promise<RepairOutcome> {
     target = req.outputImage;
   }
 
-  const io = await FileIO.open(target, { write: !req.dryRun });
+  const file = await FileIO.open(target, { write: !req.dryRun });
+  let io: PositionalIO = file;
   try {
+    if (req.wrapIO) io = await req.wrapIO(file);
     const r = await repairIO(io, {
       mode: req.mode,
       name: target,

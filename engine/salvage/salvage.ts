@@ -34,6 +34,8 @@ export interface SalvageOptions {
   placeOrphans?: boolean;
   /** Also copy every non-zero cluster nothing refers to into this file (with a map in the report). */
   lostFound?: string;
+  /** Wrap each view's output before anything is written to it (e.g. to record every write: --record-log). */
+  wrapOutput?: (io: PositionalIO) => Promise<PositionalIO>;
   /** Replace output files that already exist (never the image or its backing file). */
   overwrite?: boolean;
   /** The folder every output must stay in (serve: --root). */
@@ -231,7 +233,7 @@ function outputName(out: string, v: GuestView, many: boolean): string {
 async function writeView(reader: ViewReader, target: string, opts: SalvageOptions): Promise<ViewReport> {
   // Written under a hidden temporary name, given the output's name only when complete.
   const file = await createOutputFile(target, { root: opts.outputRoot, replace: opts.overwrite });
-  const out = file.io;
+  const out = opts.wrapOutput ? await opts.wrapOutput(file.io) : file.io;
   try {
     const cs = reader.cs;
     const size = reader.size;

@@ -40,6 +40,8 @@ export interface StripResult {
 export interface StripOptions {
   cancel?: CancelToken;
   onProgress?: ProgressSink;
+  /** Wrap the output before anything is written to it (e.g. to record every write: --record-log). */
+  wrapOutput?: (io: PositionalIO) => Promise<PositionalIO>;
 }
 
 const COPY_CHUNK = 4 << 20;
@@ -179,7 +181,7 @@ export async function stripFile(
   let dst: OutputFile | undefined;
   try {
     dst = await createOutputFile(outPath, { root: opts.outputRoot, replace: opts.force });
-    const result = await stripIO(src, dst.io, opts);
+    const result = await stripIO(src, opts.wrapOutput ? await opts.wrapOutput(dst.io) : dst.io, opts);
     await dst.commit();
     dst = undefined;
     return result;

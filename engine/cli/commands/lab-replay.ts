@@ -32,6 +32,7 @@ export function replaySummary(r: ReplayReport): string {
     ['flushes', r.flushes],
     ['discards', r.discards],
     ['states tried', `${r.states} of ${r.statesPlanned}`],
+    ...(r.unpublished ? [['unpublished', `${r.unpublished} (a new file, invisible before its final flush)`]] : []),
     ['corrupt', r.corrupt],
     ['data mismatches', r.dataMismatches],
     ['leaky', r.leaky],

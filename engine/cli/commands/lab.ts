@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { runCampaign, type WorkloadReport } from '../../lab/campaign.js';
 import { labWorkloads } from '../../lab/workloads.js';
 import type { WriteOrdering } from '../../write/table-cache.js';
+import { runInject } from './lab-inject.js';
 import { runQemu } from './lab-qemu.js';
 import { recordLogs } from './lab-record.js';
 import { runReplay } from './lab-replay.js';
@@ -14,6 +15,8 @@ interface LabFlags {
   replay?: string;
   base?: string;
   qemu?: boolean;
+  inject?: boolean;
+  event?: string[];
   control?: string;
   workDir?: string;
   recordLog?: string;
@@ -71,6 +74,8 @@ const positiveInt = (s: string | undefined, name: string, dflt: number): number 
 
 export async function runLab(o: LabFlags): Promise<number> {
   if (o.replay) return runReplay({ ...o, replay: o.replay });
+  if (o.inject) return runInject(o);
+  if (o.event) throw new Error('--event goes with --inject');
   if (o.qemu) return runQemu(o);
   if (o.control || o.workDir) throw new Error('--control and --work-dir go with --qemu');
   if (o.base) throw new Error('--base goes with --replay LOG');
@@ -126,6 +131,11 @@ export function register(program: Command): void {
     .option('--replay <log>', 'crash-test a dm-log-writes log (e.g. from QEMU blklogwrites) instead of our writer')
     .option('--base <image>', 'with --replay: the image file as it was when logging began')
     .option('--qemu', "crash-test QEMU's qcow2 driver: run its workloads under blklogwrites and replay the logs")
+    .option(
+      '--inject',
+      'error paths: each workload once per fault-injection event it reaches (with --qemu: QEMU under blkdebug)',
+    )
+    .option('--event <name...>', 'with --inject: only these events (blkdebug names)')
     .option(
       '--control <kind>',
       'with --qemu: negative control, drop-flushes (log without flushes) or no-flush (QEMU cache.no-flush=on)',

@@ -10,6 +10,7 @@ import { FileIO } from '../../io/file-io.js';
 import { Qcow2Image } from '../../image/qcow2-image.js';
 import { humanSummary, qemuJsonObject, repairedBlock } from '../../check/qemu-text.js';
 import { writeReportFile } from '../../report/write-report.js';
+import { LogRecording } from '../../lab/dm-log-recorder.js';
 import { describeRange, planToJson, planToText, repairFile, RepairRefusedError } from '../../repair/index.js';
 
 /**
@@ -39,6 +40,8 @@ export interface RepairCommandArgs {
   outputImage?: string;
   /** --report FILE: also write a report (engine/report/write-report.ts). */
   report?: string;
+  /** --record-log LOG: log every write as dm-log-writes to LOG, the image before the repair to LOG.base.qcow2. */
+  recordLog?: string;
 }
 
 const say = (s: string): void => {
@@ -59,6 +62,19 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     say('--journal, --no-journal, --output-image and --cautious need -r leaks|all');
     return 1;
   }
+  if (args.recordLog !== undefined && args.dryRun) {
+    say('--record-log goes with a repair that writes, not with --dry-run');
+    return 1;
+  }
+  const rec = args.recordLog !== undefined ? new LogRecording(args.recordLog, true) : undefined;
+  if (rec) {
+    try {
+      await rec.refuseExisting();
+    } catch (e) {
+      say((e as Error).message);
+      return 1;
+    }
+  }
   let stderrBuf = '';
   const flushErr = (): void => {
     if (stderrBuf) {
@@ -75,6 +91,7 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
       ...(args.cautious ? { cautious: true } : {}),
       ...(args.journal !== undefined ? { journal: args.journal } : {}),
       ...(args.outputImage !== undefined ? { outputImage: args.outputImage } : {}),
+      ...(rec ? { wrapIO: rec.wrap } : {}),
       onMessage: (line) => {
         stderrBuf += `${line.startsWith('qemu-img: ') ? `qcow2-doctor: ${line.slice(10)}` : line}\n`;
         if (stderrBuf.length > 1 << 16) flushErr();
@@ -131,6 +148,7 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     say('no undo journal was kept (--no-journal / --output-image): the dropped pointers are gone from this image');
   if (outcome.copyMethod)
     say(`repaired a copy (${outcome.copyMethod}) at ${outcome.target}; ${args.image} is unchanged`);
+  if (rec) say(rec.summary());
   if (outcome.journalPath)
     say(`undo journal: ${outcome.journalPath} (undo with: qcow2-doctor undo ${outcome.journalPath})`);
   if (outcome.skippedPhases.includes('header'))

@@ -4,6 +4,7 @@ import { salvageImage } from '../../salvage/salvage.js';
 import { formatSalvageReport } from '../../salvage/report-text.js';
 import { CancelToken, type ProgressSink } from '../../base/task-control.js';
 import { CancelledError } from '../../base/errors.js';
+import { LogRecording } from '../../lab/dm-log-recorder.js';
 
 /** `qcow2-doctor salvage IMAGE OUT`: recover the guest disk(s) of a badly damaged image into new files. */
 export function register(program: Command): void {
@@ -44,10 +45,15 @@ export function register(program: Command): void {
     )
     .option('--force', 'replace OUT if it exists (never the image or its backing file)')
     .option('--dry-run', 'scan and report only; write no output')
+    .option('--record-log <log>', 'with -f qcow2: log every write to OUT (dm-log-writes) to LOG, with an empty base')
     .action(async (image: string, out: string | undefined, o: Record<string, string | boolean | undefined>) => {
       const format = String(o.format);
       if (format !== 'raw' && format !== 'qcow2') throw new Error(`--format must be raw or qcow2 (got ${format})`);
       if (!out && !o.dryRun) throw new Error('missing OUT (or use --dry-run)');
+      if (o.recordLog !== undefined && (format !== 'qcow2' || o.dryRun || o.snapshot === 'all'))
+        throw new Error('--record-log goes with -f qcow2 writing one output (not --dry-run, not --snapshot all)');
+      const rec = typeof o.recordLog === 'string' ? new LogRecording(o.recordLog, false) : undefined;
+      await rec?.refuseExisting();
       const num = (name: string, v: unknown): number | undefined => {
         if (v === undefined) return undefined;
         const n = Number(v);
@@ -70,10 +76,13 @@ export function register(program: Command): void {
           placeOrphans: !!o.placeOrphans,
           overwrite: !!o.force,
           lostFound: o.lostFound as string | undefined,
+          ...(rec ? { wrapOutput: rec.wrap } : {}),
           progress: progressBar(),
           cancel,
         });
         clearBar();
+        await rec?.finish();
+        if (rec) process.stderr.write(`qcow2-doctor: ${rec.summary()}\n`);
         if (o.report) await writeFile(String(o.report), `${JSON.stringify(report, null, 2)}\n`);
         process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatSalvageReport(report));
         process.exitCode = report.outcome?.exitCode ?? 0;

@@ -3,6 +3,14 @@ import { stripFile, type StripResult } from '../../strip/strip.js';
 import { stripChain } from '../../strip/strip-chain.js';
 import { META_KIND_LABELS, type MetaKind } from '../../strip/metadata-map.js';
 import { formatBytes } from '../../contract/units.js';
+import { LogRecording } from '../../lab/dm-log-recorder.js';
+
+interface StripFlags {
+  force?: boolean;
+  output: string;
+  withBacking?: boolean;
+  recordLog?: string;
+}
 
 export function register(program: Command): void {
   program
@@ -13,9 +21,14 @@ export function register(program: Command): void {
     .option('--force', 'replace OUT if it already exists')
     .option('--with-backing', 'also strip every backing file, next to OUT under the names the chain uses')
     .option('--output <format>', 'human or json', 'human')
-    .action(async (image: string, out: string, o: { force?: boolean; output: string; withBacking?: boolean }) => {
+    .option('--record-log <log>', 'log every write to OUT (dm-log-writes) to LOG, with an empty LOG.base.qcow2')
+    .action(async (image: string, out: string, o: StripFlags) => {
       if (o.output !== 'human' && o.output !== 'json')
         throw new Error(`--output must be human or json, not '${o.output}'`);
+      if (o.recordLog !== undefined && o.withBacking)
+        throw new Error('--record-log records one output file; it does not go with --with-backing');
+      const rec = o.recordLog !== undefined ? new LogRecording(o.recordLog, false) : undefined;
+      await rec?.refuseExisting();
       if (o.withBacking) {
         const c = await stripChain(image, out, { force: o.force === true });
         if (o.output === 'json') process.stdout.write(`${JSON.stringify(c, null, 2)}\n`);
@@ -30,10 +43,12 @@ export function register(program: Command): void {
         }
         return;
       }
-      const r = await stripFile(image, out, { force: o.force === true });
+      const r = await stripFile(image, out, { force: o.force === true, ...(rec ? { wrapOutput: rec.wrap } : {}) });
+      await rec?.finish();
       process.stdout.write(
         o.output === 'json' ? `${JSON.stringify({ image, out, ...r }, null, 2)}\n` : human(image, out, r),
       );
+      if (rec) process.stderr.write(`qcow2-doctor: ${rec.summary()}\n`);
     });
 }
 
