@@ -93,9 +93,10 @@ describe('write history', () => {
     expect(data.touched).toEqual([{ first: expect.any(Number), count: 4, role: HostRole.Data }]);
     const roles = new Set(h.entries.flatMap((e) => e.touched.map((r) => r.role)));
     for (const r of [HostRole.L1, HostRole.L2, HostRole.RefcountBlock, HostRole.Data]) expect(roles).toContain(r);
-    // QEMU orders its metadata: the data write comes before the L2 update that points at it.
-    const l2 = h.entries.findIndex((e) => e.touched.some((r) => r.role === HostRole.L2));
-    expect(l2).toBeGreaterThan(h.entries.indexOf(data));
+    // QEMU orders its metadata: the data write, then a flush, then the L2 update that maps it.
+    const l2 = h.entries.findIndex((e, i) => i > data.index && e.touched.some((r) => r.role === HostRole.L2));
+    expect(l2).toBeGreaterThan(data.index);
+    expect(h.entries[l2]!.epoch).toBeGreaterThan(data.epoch);
     await service.call('history.close', { handle: h.handle });
   });
 
