@@ -2,13 +2,21 @@
 // history.close: a write log scrubbed entry by entry, and its crash states judged.
 import { ContractError } from '../../contract/errors.js';
 import type { HandlerTable } from '../handler.js';
-import { explainState, judgeHistory } from '../history/judge.js';
+import { notJudged } from '../history/judge.js';
+import { explainInWorker, judgeInWorker } from '../history/judge-client.js';
 import { openHistory, recordHistory, workloadNames } from '../history/load.js';
-import { closeHistory, exclusive, getHistory, rememberState } from '../history/store.js';
+import { closeHistory, exclusive, getHistory, type History, rememberState } from '../history/store.js';
 import { checkPrefix } from '../history/timeline.js';
 
 /** Seconds history.judge runs when the request names no budget. */
 const DEFAULT_BUDGET = 20;
+
+const inputOf = (h: History) => ({
+  base: h.base,
+  log: h.log,
+  source: h.source,
+  epochs: h.entries.map((e) => e.epoch),
+});
 
 export const handlers: HandlerTable = {
   'history.open': async (args, ctx) => openHistory(ctx, args),
@@ -38,18 +46,21 @@ export const handlers: HandlerTable = {
         field: 'args.budget',
         value: '0',
       });
-    return exclusive(h, 'judge', () =>
-      judgeHistory(h, {
-        budgetSeconds: args.budget ?? DEFAULT_BUDGET,
-        seed: args.seed ?? 1,
-        cancel: ctx.cancel,
-        progress: ctx.progress,
-      }),
-    );
+    return exclusive(h, 'judge', async () => {
+      const r = await judgeInWorker(inputOf(h), args.budget ?? DEFAULT_BUDGET, args.seed ?? 1, ctx);
+      h.judgement = r.judgement;
+      h.judged = r.judged;
+      return r.judgement;
+    });
   },
   'history.explain': async (args, ctx) => {
     const h = getHistory(ctx.sessions, args.handle);
-    return exclusive(h, 'judge', () => explainState(h, args.state, ctx.cancel));
+    return exclusive(h, 'judge', () => {
+      const j = h.judged?.[args.state];
+      const v = h.judgement?.states[args.state];
+      if (!j || !v) return notJudged(args.state, h.judged?.length ?? 0);
+      return explainInWorker(inputOf(h), j, v, ctx);
+    });
   },
   'history.close': async (args, ctx) => {
     closeHistory(ctx.sessions, args.handle);

@@ -10,17 +10,44 @@ import type {
   HistoryStateVerdict,
   StateVerdictWord,
 } from '../../contract/history.js';
-import { type CrashState, describeCrashState, enumerateCrashStates } from '../../lab/crash-states.js';
+import type { WriteLogEntry } from '../../io/recording-io.js';
+import {
+  type CrashState,
+  CrashStateBuilder,
+  describeCrashState,
+  enumerateCrashStates,
+} from '../../lab/crash-states.js';
 import { judgeMetadata } from '../../lab/judge.js';
 import { describeEntry, entryRanges } from '../../lab/replay.js';
 import { GuestExpectations } from '../../lab/replay-expect.js';
 import { prefixState } from './timeline.js';
-import type { History, JudgedState } from './store.js';
+import type { JudgedState } from './store.js';
+
+/** What judging needs of a history (plain data: it crosses to a worker thread). */
+export interface JudgeInput {
+  base: Uint8Array;
+  log: WriteLogEntry[];
+  /** dm-log-writes entry of each log item. */
+  source: number[];
+  /** Flush epoch of each log item. */
+  epochs: number[];
+}
+
+/** A judge input with the builder and the guest model its states are built and checked with. */
+interface Judging extends JudgeInput {
+  builder: CrashStateBuilder;
+  expect: GuestExpectations;
+}
+
+function judging(input: JudgeInput): Judging {
+  const builder = new CrashStateBuilder(input.base, input.log);
+  return { ...input, builder, expect: new GuestExpectations(input.log, builder, undefined, GUEST_COMPARED) };
+}
 
 /** Guest bytes compared per state: the start of the disk, where small logs write. */
 export const GUEST_COMPARED = 16 * 2 ** 20;
 /** Time a history.explain may spend reducing a failing state. */
-const EXPLAIN_MS = 15_000;
+export const EXPLAIN_MS = 15_000;
 
 export interface JudgeRun {
   budgetSeconds: number;
@@ -38,7 +65,7 @@ interface Outcome {
 const yieldNow = () => new Promise((r) => setImmediate(r));
 
 /** Prefixes and per-epoch subsets, interleaved so that a budget that runs out leaves a fair sample of both. */
-export function planStates(h: History, seed: number): CrashState[] {
+export function planStates(h: JudgeInput, seed: number): CrashState[] {
   const prefixes: CrashState[] = [];
   for (let p = 0; p <= h.log.length; p++) prefixes.push(prefixState(h.log, p));
   const others = enumerateCrashStates(h.log, { seed, prefixes: false, subsetsPerEpoch: 6, tornPerEpoch: 2 });
@@ -50,10 +77,10 @@ export function planStates(h: History, seed: number): CrashState[] {
   return out;
 }
 
-async function judgeOne(h: History, expect: GuestExpectations, state: CrashState): Promise<Outcome> {
-  const io = await h.judgeBuilder.build(state);
+async function judgeOne(h: Judging, state: CrashState): Promise<Outcome> {
+  const io = await h.builder.build(state);
   const details: string[] = [];
-  const bad = await expect.check(io, state, details);
+  const bad = await h.expect.check(io, state, details);
   const m = await judgeMetadata(io);
   details.push(...m.details);
   if (m.wasDirty) details.push('the dirty bit was set: judged after the repair a read-write open makes');
@@ -62,22 +89,27 @@ async function judgeOne(h: History, expect: GuestExpectations, state: CrashState
   return { word, bad, details };
 }
 
-function epochOf(h: History, state: CrashState): number {
-  return state.lastFlush < 0 ? 0 : (h.entries[state.lastFlush]?.epoch ?? 0) + 1;
+function epochOf(h: JudgeInput, state: CrashState): number {
+  return state.lastFlush < 0 ? 0 : (h.epochs[state.lastFlush] ?? 0) + 1;
 }
 
-export async function judgeHistory(h: History, run: JudgeRun): Promise<HistoryJudgement> {
+export interface Judged {
+  judgement: HistoryJudgement;
+  judged: JudgedState[];
+}
+
+export async function judgeStates(input: JudgeInput, run: JudgeRun): Promise<Judged> {
   const t0 = Date.now();
   const deadline = t0 + run.budgetSeconds * 1000;
+  const h = judging(input);
   const plan = planStates(h, run.seed);
-  const expect = new GuestExpectations(h.log, h.judgeBuilder, undefined, GUEST_COMPARED);
   const states: HistoryStateVerdict[] = [];
   const judged: JudgedState[] = [];
   const counts: Record<StateVerdictWord, number> = { consistent: 0, leaky: 0, corrupt: 0 };
   for (const state of plan) {
     if (Date.now() >= deadline) break;
     run.cancel.throwIfCancelled();
-    const o = await judgeOne(h, expect, state);
+    const o = await judgeOne(h, state);
     const id = states.length;
     counts[o.word]++;
     states.push({
@@ -104,9 +136,7 @@ export async function judgeHistory(h: History, run: JudgeRun): Promise<HistoryJu
     counts,
     guestCompared: GUEST_COMPARED,
   };
-  h.judgement = judgement;
-  h.judged = judged;
-  return judgement;
+  return { judgement, judged };
 }
 
 /** Timeline indices a state holds: the durable prefix, the in-flight ones that landed, the torn one. */
@@ -118,7 +148,7 @@ function entriesOf(s: CrashState): number[] {
   return ids.sort((a, b) => a - b);
 }
 
-function describe(h: History, s: CrashState): string {
+function describe(h: JudgeInput, s: CrashState): string {
   const src = (i: number) => h.source[i] ?? i;
   const durable = s.lastFlush >= 0 ? `entries 0-${s.lastFlush} durable (flushed)` : 'nothing flushed yet';
   const torn = s.torn ? `; entry ${s.torn.index} torn (sectors ${s.torn.pieces.join(',')} of it landed)` : '';
@@ -132,11 +162,14 @@ function describe(h: History, s: CrashState): string {
  * A judged state explained: its problems, and the fewest in-flight entries that still fail the
  * same way (the durable part kept), found by dropping one landed entry at a time.
  */
-export async function explainState(h: History, id: number, cancel: CancelToken): Promise<HistoryExplanation> {
-  const j = h.judged?.[id];
-  const v = h.judgement?.states[id];
-  if (!j || !v) return notJudged(id, h.judged?.length ?? 0);
-  const expect = new GuestExpectations(h.log, h.judgeBuilder, undefined, GUEST_COMPARED);
+export async function explainJudged(
+  input: JudgeInput,
+  j: JudgedState,
+  v: HistoryStateVerdict,
+  cancel: CancelToken,
+): Promise<HistoryExplanation> {
+  const h = judging(input);
+  const id = v.id;
   const deadline = Date.now() + EXPLAIN_MS;
   const key = (o: Outcome) => `${o.word}/${o.bad > 0}`;
   const want = key({ word: v.verdict, bad: v.dataMismatches, details: [] });
@@ -150,7 +183,7 @@ export async function explainState(h: History, id: number, cancel: CancelToken):
       }
       cancel.throwIfCancelled();
       const trial: CrashState = { ...cur, applied: cur.applied.filter((_, x) => x !== k) };
-      if (key(await judgeOne(h, expect, trial)) === want) cur = trial;
+      if (key(await judgeOne(h, trial)) === want) cur = trial;
       await yieldNow();
     }
   }
@@ -167,7 +200,7 @@ export async function explainState(h: History, id: number, cancel: CancelToken):
   };
 }
 
-function notJudged(id: number, n: number): never {
+export function notJudged(id: number, n: number): never {
   throw new ContractError('not-found', `no judged state ${id} (${n} judged: run history.judge first)`, {
     field: 'args.state',
     value: String(id),

@@ -3,7 +3,7 @@
 import { ContractError } from '../../contract/errors.js';
 import type { HistoryEntry, HistoryJudgement, HistoryState } from '../../contract/history.js';
 import type { WriteLogEntry } from '../../io/recording-io.js';
-import { type CrashState, CrashStateBuilder } from '../../lab/crash-states.js';
+import type { CrashState, CrashStateBuilder } from '../../lab/crash-states.js';
 import { randomHandle, type Sessions } from '../session.js';
 
 /** Histories open at once per service; the oldest is closed to make room. */
@@ -35,9 +35,7 @@ export interface History {
   /** The last judgement, and what each of its states was (for history.explain). */
   judgement?: HistoryJudgement;
   judged?: JudgedState[];
-  /** Builds the states history.judge and history.explain work on (scrubbing keeps its own `builder`). */
-  judgeBuilder: CrashStateBuilder;
-  /** One request at a time per lane works on a builder: scrubbing never waits for a judgement. */
+  /** One request at a time per lane: scrubbing (on `builder`) never waits for a judgement (in a worker). */
   busy: Record<Lane, Promise<unknown>>;
 }
 
@@ -52,10 +50,7 @@ function storeOf(sessions: Sessions): Map<string, History> {
   return s;
 }
 
-export function addHistory(
-  sessions: Sessions,
-  h: Omit<History, 'handle' | 'states' | 'busy' | 'judgeBuilder'>,
-): History {
+export function addHistory(sessions: Sessions, h: Omit<History, 'handle' | 'states' | 'busy'>): History {
   const store = storeOf(sessions);
   while (store.size >= MAX_HISTORIES) {
     const oldest = store.keys().next().value;
@@ -66,7 +61,6 @@ export function addHistory(
     ...h,
     handle: randomHandle(),
     states: new Map(),
-    judgeBuilder: new CrashStateBuilder(h.base, h.log),
     busy: { maps: Promise.resolve(), judge: Promise.resolve() },
   };
   store.set(full.handle, full);
