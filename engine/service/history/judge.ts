@@ -11,12 +11,7 @@ import type {
   StateVerdictWord,
 } from '../../contract/history.js';
 import type { WriteLogEntry } from '../../io/recording-io.js';
-import {
-  type CrashState,
-  CrashStateBuilder,
-  describeCrashState,
-  enumerateCrashStates,
-} from '../../lab/crash-states.js';
+import { type CrashState, CrashStateBuilder, enumerateCrashStates } from '../../lab/crash-states.js';
 import { judgeMetadata } from '../../lab/judge.js';
 import { describeEntry, entryRanges } from '../../lab/replay.js';
 import { GuestExpectations } from '../../lab/replay-expect.js';
@@ -155,7 +150,8 @@ function describe(h: JudgeInput, s: CrashState): string {
   const landed = s.applied.length ? entryRanges(s.applied) : 'none';
   const issued = s.crashAt > s.lastFlush + 1 ? `${s.lastFlush + 1}-${s.crashAt - 1}` : 'none';
   const log = s.applied.some((i) => src(i) !== i) ? ` (log entries ${entryRanges(s.applied.map(src))})` : '';
-  return `${durable}; in flight: ${issued}, landed: ${landed}${log}${torn} [${describeCrashState(s)}]`;
+  const discards = s.dropDiscards ? '; every discard ignored by the device' : '';
+  return `${durable}; in flight: ${issued}, landed: ${landed}${log}${torn}${discards}`;
 }
 
 /**

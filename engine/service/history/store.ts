@@ -7,7 +7,7 @@ import type { CrashState, CrashStateBuilder } from '../../lab/crash-states.js';
 import { randomHandle, type Sessions } from '../session.js';
 
 /** Histories open at once per service; the oldest is closed to make room. */
-export const MAX_HISTORIES = 4;
+export const MAX_HISTORIES = 3;
 /** Cluster maps kept per history (scrubbing back and forth costs nothing the second time). */
 const STATE_CACHE = 48;
 
