@@ -2,7 +2,7 @@
 // clusters each write touches by role, the map after the last entry is the map of QEMU's own final
 // image, the crash states along the timeline judge clean, and the same log without its flushes is
 // caught with the entries that cause it. Hostile input is refused in one line naming the field.
-import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CancelToken } from '../../engine/base/task-control.js';
@@ -49,6 +49,9 @@ beforeAll(async () => {
   writeFileSync(join(outside.dir, 'log.bin'), readFileSync(log));
   symlinkSync(join(outside.dir, 'log.bin'), join(t.dir, 'escape.bin'));
   mkdirSync(join(t.dir, 'folder.bin'));
+  // A base past the 64 MiB a history holds in memory (sparse: nothing is written).
+  writeFileSync(join(t.dir, 'huge.qcow2'), '');
+  truncateSync(join(t.dir, 'huge.qcow2'), 65 * 2 ** 20);
   // Two qemu-io sessions logging into one log (log-append): the image between them is known.
   const d2 = join(t.dir, 'two.qcow2');
   copyFileSync(base, d2);
@@ -222,6 +225,10 @@ describe('write history', () => {
       [() => openLog('notalog.bin'), /bad magic.*superblock\.magic/],
       [() => openLog('escape.bin'), /escape\.bin is outside the folder it must stay in/],
       [() => openLog('folder.bin'), /folder\.bin is not a regular file/],
+      [
+        () => service.call('history.open', { log: root('log.bin'), base: root('huge.qcow2') }),
+        /args\.base is 68157440 bytes, more than the 67108864 a history may hold/,
+      ],
       [() => service.call('history.open', { log: root('log.bin') } as never), /args\.base/],
       [() => service.call('history.stateAt', { handle: h.handle, prefix: -1 }), /args\.prefix must be an integer/],
       [

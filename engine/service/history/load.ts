@@ -21,10 +21,11 @@ export const MAX_BASE_BYTES = 64 * 2 ** 20;
 /** Write data a log may carry in all (held in memory). */
 export const MAX_LOG_DATA = 256 * 2 ** 20;
 
-async function readInput(ctx: HandlerContext, ref: FileRef, field: string, max: number) {
+/** Open an input the way image.open does: resolved by the host, a regular file, confined to the root. */
+async function readInput(ctx: HandlerContext, ref: FileRef) {
   const { path, name } = await ctx.host.resolve(ref);
   const io = await openInputFile(path, { root: confinementOf(ctx.host, path), name: path });
-  return { io, name, max, field };
+  return { io, name };
 }
 
 function tooBig(field: string, size: number, max: number): never {
@@ -35,7 +36,7 @@ function tooBig(field: string, size: number, max: number): never {
 }
 
 export async function openHistory(ctx: HandlerContext, refs: { log: FileRef; base: FileRef }): Promise<HistoryOpened> {
-  const base = await readInput(ctx, refs.base, 'args.base', MAX_BASE_BYTES);
+  const base = await readInput(ctx, refs.base);
   let baseBytes: Uint8Array;
   try {
     const size = await base.io.size();
@@ -44,7 +45,7 @@ export async function openHistory(ctx: HandlerContext, refs: { log: FileRef; bas
   } finally {
     await base.io.close();
   }
-  const log = await readInput(ctx, refs.log, 'args.log', MAX_LOG_DATA);
+  const log = await readInput(ctx, refs.log);
   let dm: Awaited<ReturnType<typeof readDmLog>>;
   try {
     dm = await readDmLog(log.io, { maxDataBytes: MAX_LOG_DATA, maxEntries: MAX_HISTORY_ENTRIES });
