@@ -118,6 +118,7 @@ describe('write history view', () => {
     const at = Number(/^#(\d+) /.exec(text)?.[1]);
     await cause.click();
     await expect.poll(() => position(page)).toBe(at + 1);
+    await page.getByTestId('history-cause').first().scrollIntoViewIfNeeded();
     await checked(page, 'history-failing-state');
     expect(errors).toEqual([]);
     await page.close();
