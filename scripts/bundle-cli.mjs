@@ -62,6 +62,7 @@ if (dynamic)
 for (const [name, src] of [
   ['worker', 'dist/engine/triage/worker.js'],
   ['check-worker', 'dist/engine/check/check-worker.js'],
+  ['history-judge-worker', 'dist/engine/service/history/judge-worker.js'],
 ]) {
   await build({
     input: { [name]: join(root, src) },

@@ -35,6 +35,8 @@ import type { SalvageAssessment, SalvageExportResult, SalvagePreview, SalvageSca
 export type { Anomaly, QemuCounters, Referrer, Severity, ProgressEvent, WireError };
 import { ContractError } from './errors.js';
 export { ContractError };
+import { historyRequests, type HistoryResults } from './history.js';
+export type * from './history.js';
 export type { ErrorCode } from './errors.js';
 
 // ---------------------------------------------------------------- shared argument pieces
@@ -130,6 +132,8 @@ export const REQUESTS = {
   'salvage.export': obj({ handle, save: saveRef, format: optional(oneOf('raw', 'qcow2')) }),
   /** After a check: do leaked clusters look like lost tables still pointing at data (a zeroed L1)? */
   'salvage.assess': obj({ handle }),
+  // --- write history (handlers/history.ts)
+  ...historyRequests(fileRef),
 } satisfies Record<string, Validator<unknown>>;
 
 export type Method = keyof typeof REQUESTS;
@@ -145,6 +149,9 @@ export const LONG_METHODS: ReadonlySet<Method> = new Set<Method>([
   'salvage.scan',
   'salvage.export',
   'image.strip',
+  'history.open',
+  'history.record',
+  'history.judge',
 ]);
 
 export function isMethod(m: unknown): m is Method {
@@ -456,6 +463,7 @@ export interface Results {
   'salvage.export': SalvageExportResult;
   'salvage.assess': SalvageAssessment;
 }
+export interface Results extends HistoryResults {}
 export type ResultOf<M extends Method> = Results[M];
 
 // ---------------------------------------------------------------- wire envelopes

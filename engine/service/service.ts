@@ -27,6 +27,7 @@ import { handlers as triage } from './handlers/triage.js';
 import { handlers as recovery } from './handlers/recovery.js';
 import { handlers as report } from './handlers/report.js';
 import { handlers as salvage } from './handlers/salvage.js';
+import { handlers as history } from './handlers/history.js';
 
 export type { ServiceHost } from './handler.js';
 
@@ -39,6 +40,7 @@ export const ALL_HANDLERS: HandlerTable = {
   ...recovery,
   ...report,
   ...salvage,
+  ...history,
 };
 
 /** Progress events are relayed at most this often per request (the last one always goes). */
