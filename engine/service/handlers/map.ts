@@ -5,6 +5,7 @@ import { ContractError } from '../../contract/errors.js';
 import type { HandlerTable } from '../handler.js';
 import { clusterReferences } from '../referrers.js';
 import { checkedSession } from './check.js';
+import { guestLayersOf } from './guest-layers.js';
 
 export const handlers: HandlerTable = {
   'map.host': async (args, ctx) => {
@@ -33,6 +34,7 @@ export const handlers: HandlerTable = {
       guestClusters: s.check.guestMap.length,
       states: s.check.guestMap,
       guestLegend: s.guestLegend ?? [],
+      ...(await guestLayersOf(s, ctx)),
     };
   },
   'cluster.describe': async (args, ctx) => {
