@@ -59,12 +59,14 @@ export const handlers: HandlerTable = {
       cancel: ctx.cancel,
       ...(s.references && args.cluster < s.references.length ? { checked: s.references[args.cluster]! } : {}),
     });
+    // The findings on this cluster, and the lost table whose data it is (its leak is then no mere leak).
     const anomalies: Anomaly[] = (s.check?.anomalies ?? [])
       .filter(
         (a) =>
-          a.firstCluster !== undefined &&
-          args.cluster >= a.firstCluster &&
-          args.cluster < a.firstCluster + Math.max(1, a.count),
+          (a.firstCluster !== undefined &&
+            args.cluster >= a.firstCluster &&
+            args.cluster < a.firstCluster + Math.max(1, a.count)) ||
+          mapsCluster(a, args.cluster),
       )
       .slice(0, 50);
     return {
@@ -79,3 +81,9 @@ export const handlers: HandlerTable = {
     };
   },
 };
+
+/** A lost table that still maps `cluster` as data. */
+function mapsCluster(a: Anomaly, cluster: number): boolean {
+  if (a.kind !== 'lost-table' || !a.lostTable) return false;
+  return a.lostTable.dataRanges.some((r) => cluster >= r.start && cluster < r.start + r.count);
+}
