@@ -56,7 +56,9 @@ describe('lost tables in the app', () => {
     const page = await newPage();
     await page.getByTestId('open-lost.qcow2').click();
     await page.getByTestId('overview').waitFor();
-    await expect.poll(() => page.getByTestId('verdict').getAttribute('data-verdict')).toBe('corrupt');
+    await expect
+      .poll(() => page.getByTestId('verdict').getAttribute('data-verdict'), { timeout: 30_000 })
+      .toBe('corrupt');
     expect(await page.getByTestId('verdict').innerText()).toBe('1 lost table · data at risk');
     expect(await page.getByTestId('ov-headline').innerText()).toBe('Data is at risk: do not repair leaks');
     expect(await page.getByTestId('ov-verdict').innerText()).toContain('1 lost L2 table still maps 0.2 MiB of data');
@@ -78,9 +80,11 @@ describe('lost tables in the app', () => {
     // The inspector of a data cluster the lost table maps (cluster 6): data at risk, not a mere leak.
     await card.getByRole('button', { name: '5–7' }).click();
     await page.getByTestId('inspector').waitFor();
-    await expect.poll(() => page.getByTestId('insp-offset').textContent()).toBe('0x50000');
+    await expect.poll(() => page.getByTestId('insp-offset').textContent(), { timeout: 30_000 }).toBe('0x50000');
     const insp = page.getByTestId('insp-anomalies');
-    await expect.poll(() => insp.innerText()).toContain('This cluster holds data of a lost table.');
+    await expect
+      .poll(() => insp.innerText(), { timeout: 30_000 })
+      .toContain('This cluster holds data of a lost table.');
     expect(await insp.innerText()).toContain('data at risk');
     expect(await insp.innerText()).not.toMatch(NO_LOSS);
     await audit(page, 'inspector-lost-table');
@@ -97,12 +101,19 @@ describe('lost tables in the app', () => {
     await page.getByTestId('wizard-target-inplace').check();
     await page.getByTestId('wizard-diagnose').click();
     await page.getByTestId('wizard-verdict').waitFor({ timeout: 60_000 });
-    await expect.poll(() => page.getByTestId('verdict').getAttribute('data-verdict')).toBe('corrupt');
+    await expect
+      .poll(() => page.getByTestId('verdict').getAttribute('data-verdict'), { timeout: 30_000 })
+      .toBe('corrupt');
     // The leak group is not "mark it free; no data is lost".
     expect(await page.getByTestId('wizard-kind-leaked-cluster').innerText()).not.toMatch(NO_LOSS);
     expect(await page.getByTestId('wizard-kind-lost-table').innerText()).toContain('at risk');
     await audit(page, 'wizard-4-explain-lost-tables');
     await page.getByTestId('wizard-to-action').click();
+    // The button that led here is gone: the focus is on the new step's heading, not lost to <body>.
+    await expect
+      .poll(() => page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.testid))
+      .toBe('wizard-step-heading');
+    expect(await page.getByTestId('wizard-step-heading').textContent()).toBe('Step 5 of 9: Choose a fix');
     await page.getByTestId('wizard-action-all').check();
     await audit(page, 'wizard-5-action-lost-tables');
     await page.getByTestId('wizard-to-preview').click();
@@ -111,13 +122,17 @@ describe('lost tables in the app', () => {
     await page.getByTestId('wizard-verified').waitFor({ timeout: 60_000 });
     // -r all re-links the lost L2 table (its slot is certain): the data reads back, the badge is clean.
     expect(qemuIo(file, ['read -P 0x5a 0 128k'])).not.toMatch(/Pattern verification failed/);
-    await expect.poll(() => page.getByTestId('verdict').getAttribute('data-verdict')).toBe('clean');
+    await expect
+      .poll(() => page.getByTestId('verdict').getAttribute('data-verdict'), { timeout: 30_000 })
+      .toBe('clean');
     await page.getByTestId('wizard-to-report').click();
     await page.getByTestId('wizard-undo').click();
     await page.getByTestId('wizard-undone').waitFor();
     expect(readFileSync(file).equals(original)).toBe(true);
     // Undone: checked again, the header says lost tables again.
-    await expect.poll(() => page.getByTestId('verdict').getAttribute('data-verdict')).toBe('corrupt');
+    await expect
+      .poll(() => page.getByTestId('verdict').getAttribute('data-verdict'), { timeout: 30_000 })
+      .toBe('corrupt');
     expect(await page.getByTestId('verdict').innerText()).toBe('1 lost table · data at risk');
     await page.getByTestId('tab-overview').click();
     expect(await page.getByTestId('ov-headline').innerText()).toBe('Data is at risk: do not repair leaks');
