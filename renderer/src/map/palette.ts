@@ -76,10 +76,10 @@ export const UNKNOWN_COLOR = '#c0c0c0';
  * hue of its own (ΔE ≥ 20 apart from each other and from "reads as zeros", in CVD too; checked by
  * test/renderer/palette.test.ts). Deeper chains reuse the hues from the second one on.
  */
-export const LAYER_COLORS = ['#0047fa', '#ff9f1a', '#00c2a0', '#c98fff', '#fff27a', '#a3003d'];
+export const LAYER_COLORS = ['#0047fa', '#ff9f1a', '#00c2a0', '#c98fff', '#fff27a'];
 /** Reads as zeros everywhere, and "from a backing file not opened here". */
 export const LAYER_ZERO_COLOR = '#2b2f36';
-export const LAYER_UNKNOWN_COLOR = '#8d96a3';
+export const LAYER_UNKNOWN_COLOR = '#f4f4f4';
 const ORIGIN_ZERO_CODE = 0;
 const ORIGIN_UNKNOWN_CODE = 255;
 

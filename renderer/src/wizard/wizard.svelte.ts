@@ -384,17 +384,20 @@ class WizardState {
       app.client.call('repair.verify', { handle: r.handle }, o),
     );
     if (!v) return;
+    // The header, Overview and the maps show the repaired image before its result is shown, so
+    // the badge never contradicts it.
+    await this.run('Updating the views with the repaired image', false, async () => {
+      try {
+        const [overview, check] = await Promise.all([
+          app.client.call('image.overview', { handle: r.handle }),
+          app.client.call('check.run', { handle: r.handle }),
+        ]);
+        await this.adoptIntoApp({ handle: r.handle, name: r.name, overview }, check);
+      } catch {
+        // The verification is what counts; the maps can be opened later.
+      }
+    });
     this.verify = v;
-    // The map views and the header now show the repaired image.
-    try {
-      const [overview, check] = await Promise.all([
-        app.client.call('image.overview', { handle: r.handle }),
-        app.client.call('check.run', { handle: r.handle }),
-      ]);
-      await this.adoptIntoApp({ handle: r.handle, name: r.name, overview }, check);
-    } catch {
-      // The verification above is what counts; the maps can be opened later.
-    }
   }
 
   /** 9. Save the report next to the image (or download it in a browser). */
@@ -429,16 +432,24 @@ class WizardState {
     if (!r?.journal) return;
     try {
       const u = await app.client.call('repair.undo', { handle: r.handle });
-      this.undone = u.detail;
-      if (!u.ok) return;
+      if (!u.ok) {
+        this.undone = u.detail;
+        return;
+      }
       this.applied = { ...r, journal: undefined } as RepairApplyResult;
-      // The image is back as it was: check it again so the header badge and the maps tell the truth.
-      const check = await this.run('Checking the restored image', true, (o) =>
-        app.client.call('check.run', { handle: r.handle }, o),
-      );
-      if (!check) return;
-      const overview = await app.client.call('image.overview', { handle: r.handle });
-      await this.adoptIntoApp({ handle: r.handle, name: r.name, overview }, check);
+      // The image is back as it was: check it again so the header badge and the maps tell the truth
+      // by the time the undo is reported.
+      try {
+        const check = await this.run('Checking the restored image', true, (o) =>
+          app.client.call('check.run', { handle: r.handle }, o),
+        );
+        if (check) {
+          const overview = await app.client.call('image.overview', { handle: r.handle });
+          await this.adoptIntoApp({ handle: r.handle, name: r.name, overview }, check);
+        }
+      } finally {
+        this.undone = u.detail;
+      }
     } catch (e) {
       this.fail(e);
     }
