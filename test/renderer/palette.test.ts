@@ -60,7 +60,9 @@ describe('map palettes', () => {
 
   it(`the layers of a backing chain, "reads as zeros" and "unknown" are at least ΔE ${MIN_DELTA_E} apart`, () => {
     const colors = [LAYER_ZERO_COLOR, LAYER_UNKNOWN_COLOR, ...LAYER_COLORS];
-    const names = Object.fromEntries(colors.map((c, i) => [i, i < 2 ? ['zeros', 'unknown'][i] : `layer ${i - 2}`]));
+    const names: Record<number, string> = Object.fromEntries(
+      colors.map((_c, i) => [i, i === 0 ? 'zeros' : i === 1 ? 'unknown' : `layer ${i - 2}`]),
+    );
     const worst = closestPair(colors, names);
     expect(worst.de, `${worst.pair} in ${worst.vision}`).toBeGreaterThanOrEqual(MIN_DELTA_E);
     // Every layer of a deep chain gets a colour and a name with its file.
