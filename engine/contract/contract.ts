@@ -32,6 +32,8 @@ import {
 export const CONTRACT_VERSION = 1;
 export type { SalvageAssessment, SalvageExportResult, SalvagePreview, SalvageScanResult } from './salvage-results.js';
 import type { SalvageAssessment, SalvageExportResult, SalvagePreview, SalvageScanResult } from './salvage-results.js';
+export type { ChainLayerInfo, GuestLayers } from './guest-layers.js';
+import type { GuestLayers } from './guest-layers.js';
 export type { Anomaly, QemuCounters, Referrer, Severity, ProgressEvent, WireError };
 import { ContractError } from './errors.js';
 export { ContractError };
@@ -318,6 +320,10 @@ export interface GuestMap {
   /** GuestState per guest cluster. */
   states: Uint8Array;
   guestLegend: number[];
+  /** For an image with a backing file: which layer of the chain each guest cluster is read from. */
+  layers?: GuestLayers;
+  /** The layers could not be worked out (a damaged table, an unreadable backing file): why. */
+  layersError?: string;
 }
 
 export interface AnomalyPage {

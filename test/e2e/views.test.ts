@@ -31,6 +31,12 @@ beforeAll(async () => {
   createQcow2(zeroed, '64M');
   qemuIo(zeroed, ['write -P 0x5a 0 1M']);
   writeBytes(zeroed, 0, new Uint8Array(512));
+  // A backing chain: a base with 4 MiB of data, an overlay that rewrote 64 KiB of it and added 64 KiB of its own.
+  const chainBase = join(root.dir, 'chain-base.qcow2');
+  createQcow2(chainBase, '64M');
+  qemuIo(chainBase, ['write -P 0x41 0 4M']);
+  createQcow2(join(root.dir, 'overlay.qcow2'), '64M', {}, { file: 'chain-base.qcow2', format: 'qcow2' });
+  qemuIo(join(root.dir, 'overlay.qcow2'), ['write -P 0x42 1M 64k', 'write -P 0x43 40M 64k']);
   [served, browser] = await Promise.all([startServe(root.dir), launchChromium({ width: 1440, height: 900 })]);
 });
 
@@ -120,6 +126,38 @@ describe('every view, accessible and photographed', () => {
     await page.getByTestId('wizard-to-report').click();
     await page.getByTestId('wizard-save-html').waitFor();
     await audit(page, 'wizard-9-report');
+    expect(page.errors).toEqual([]);
+    await page.close();
+  });
+});
+
+describe('the guest map of a backing chain', () => {
+  it("tells the layers apart: a track and a colour per file, the overlay's 2 clusters visible next to its base", async () => {
+    const page = await newPage();
+    await page.getByTestId('open-overlay.qcow2').click();
+    await page.getByTestId('tab-guest-map').click();
+    await page.getByTestId('layer-strips').waitFor();
+    const track = (code: number) => page.getByTestId(`layer-track-${code}`);
+    // Layer 0 (the overlay) provides 2 clusters, layer 1 (the base) the 64 - 1 it does not hide.
+    expect(await track(1).getAttribute('data-clusters')).toBe('2');
+    expect(await track(2).getAttribute('data-clusters')).toBe('63');
+    expect(await track(1).textContent()).toContain('this image: overlay.qcow2');
+    expect(await track(2).textContent()).toContain('layer 1: chain-base.qcow2');
+    expect(await page.getByTestId('guest-legend-0').getAttribute('data-count')).toBe(String(1024 - 65));
+    // The overlay's cluster at 40 MiB (0.1 % of the disk) is a mark of its own colour on its track.
+    const painted = await track(1)
+      .locator('canvas')
+      .evaluate((c: HTMLCanvasElement) => {
+        const g = c.getContext('2d')!;
+        const x = Math.floor((640 / 1024) * c.width);
+        const px = g.getImageData(x, Math.floor(c.height / 2), 2, 1).data;
+        return [...px.slice(0, 3)];
+      });
+    expect(painted).toEqual([0x00, 0x47, 0xfa]);
+    await audit(page, 'guest-map-layers');
+    await page.getByTestId('guest-by-state').click();
+    await page.getByTestId('guest-usage').waitFor();
+    await audit(page, 'guest-map-states');
     expect(page.errors).toEqual([]);
     await page.close();
   });

@@ -3,7 +3,14 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { HOST_ROLE_COUNT, HOST_ROLE_NAMES, HostRole } from '../../engine/contract/roles.js';
-import { GUEST_PALETTE, HOST_PALETTE } from '../../renderer/src/map/palette.js';
+import {
+  GUEST_PALETTE,
+  HOST_PALETTE,
+  LAYER_COLORS,
+  LAYER_UNKNOWN_COLOR,
+  LAYER_ZERO_COLOR,
+  layerPalette,
+} from '../../renderer/src/map/palette.js';
 import { contrastRatio, deltaE, VISIONS } from '../../renderer/src/map/color-vision.js';
 
 const MIN_DELTA_E = 20;
@@ -49,6 +56,22 @@ describe('map palettes', () => {
   it(`every pair of guest states is at least ΔE ${MIN_DELTA_E} apart too`, () => {
     const worst = closestPair(GUEST_PALETTE.colors, GUEST_PALETTE.names);
     expect(worst.de, `${worst.pair} in ${worst.vision}`).toBeGreaterThanOrEqual(MIN_DELTA_E);
+  });
+
+  it(`the layers of a backing chain, "reads as zeros" and "unknown" are at least ΔE ${MIN_DELTA_E} apart`, () => {
+    const colors = [LAYER_ZERO_COLOR, LAYER_UNKNOWN_COLOR, ...LAYER_COLORS];
+    const names: Record<number, string> = Object.fromEntries(
+      colors.map((_c, i) => [i, i === 0 ? 'zeros' : i === 1 ? 'unknown' : `layer ${i - 2}`]),
+    );
+    const worst = closestPair(colors, names);
+    expect(worst.de, `${worst.pair} in ${worst.vision}`).toBeGreaterThanOrEqual(MIN_DELTA_E);
+    // Every layer of a deep chain gets a colour and a name with its file.
+    const p = layerPalette(Array.from({ length: 9 }, (_, d) => ({ depth: d, name: `f${d}.qcow2` })));
+    for (let d = 0; d < 9; d++) {
+      expect(p.colors[1 + d], `layer ${d}`).toMatch(/^#[0-9a-f]{6}$/);
+      expect(p.names[1 + d]).toContain(`f${d}.qcow2`);
+    }
+    expect(p.colors[1]).not.toBe(p.colors[2]);
   });
 
   it('white text on every verdict colour of the app reaches 4.5:1 (WCAG AA)', () => {

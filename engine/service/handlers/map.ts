@@ -5,6 +5,7 @@ import { ContractError } from '../../contract/errors.js';
 import type { HandlerTable } from '../handler.js';
 import { clusterReferences } from '../referrers.js';
 import { checkedSession } from './check.js';
+import { guestLayersOf } from './guest-layers.js';
 
 export const handlers: HandlerTable = {
   'map.host': async (args, ctx) => {
@@ -33,6 +34,7 @@ export const handlers: HandlerTable = {
       guestClusters: s.check.guestMap.length,
       states: s.check.guestMap,
       guestLegend: s.guestLegend ?? [],
+      ...(await guestLayersOf(s, ctx)),
     };
   },
   'cluster.describe': async (args, ctx) => {
@@ -57,12 +59,14 @@ export const handlers: HandlerTable = {
       cancel: ctx.cancel,
       ...(s.references && args.cluster < s.references.length ? { checked: s.references[args.cluster]! } : {}),
     });
+    // The findings on this cluster, and the lost table whose data it is (its leak is then no mere leak).
     const anomalies: Anomaly[] = (s.check?.anomalies ?? [])
       .filter(
         (a) =>
-          a.firstCluster !== undefined &&
-          args.cluster >= a.firstCluster &&
-          args.cluster < a.firstCluster + Math.max(1, a.count),
+          (a.firstCluster !== undefined &&
+            args.cluster >= a.firstCluster &&
+            args.cluster < a.firstCluster + Math.max(1, a.count)) ||
+          mapsCluster(a, args.cluster),
       )
       .slice(0, 50);
     return {
@@ -77,3 +81,9 @@ export const handlers: HandlerTable = {
     };
   },
 };
+
+/** A lost table that still maps `cluster` as data. */
+function mapsCluster(a: Anomaly, cluster: number): boolean {
+  if (a.kind !== 'lost-table' || !a.lostTable) return false;
+  return a.lostTable.dataRanges.some((r) => cluster >= r.start && cluster < r.start + r.count);
+}

@@ -6,6 +6,7 @@ import type { HandlerContext, HandlerTable } from '../handler.js';
 import { triageFiles } from '../../triage/run-triage.js';
 import type { TriageRow as EngineRow } from '../../triage/types.js';
 import { locksOn } from '../../repair/refusals.js';
+import { testDelay } from './check.js';
 
 const QCOW2_NAME = /\.(qcow2|qcow2c|qcow|qcow3)$/i;
 const MAX_DEPTH = 16;
@@ -83,6 +84,7 @@ export const handlers: HandlerTable = {
     if (targets.length === 0) return [];
     let done = 0;
     ctx.progress({ fraction: 0, stage: `checking ${targets.length} images` });
+    if (ctx.host.testCheckDelayMs) await testDelay(ctx.host.testCheckDelayMs, ctx); // tests: a scan long enough to cancel
     const rows = await triageFiles(
       targets.map((t) => t.path),
       {

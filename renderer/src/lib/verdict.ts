@@ -2,13 +2,18 @@
  * The one verdict every view shows (header badge, Overview, wizard): the engine's plain verdict
  * for a check, plus the badge words and colour class derived from it, so they never disagree.
  */
-import type { CheckSummary, Overview } from '../../../engine/contract/contract.js';
+import type { Anomaly, CheckSummary, Overview } from '../../../engine/contract/contract.js';
 import { plainVerdict, type PlainVerdict } from '../../../engine/contract/verdict.js';
 
-export function verdictOf(check: CheckSummary, ov: Overview | undefined): PlainVerdict {
+/** `lostTables`: the check's 'lost-table' findings (QEMU counts them as leaks; they are data at risk). */
+export function verdictOf(
+  check: CheckSummary,
+  ov: Overview | undefined,
+  lostTables: readonly Anomaly[] = [],
+): PlainVerdict {
   return plainVerdict({
     counters: check.counters,
-    anomalies: [],
+    anomalies: lostTables,
     dirty: ov?.dirty ?? false,
     corrupt: ov?.corrupt ?? false,
     ...(check.failed !== undefined ? { failed: check.failed } : {}),
@@ -25,6 +30,11 @@ export function badgeText(v: PlainVerdict, check: CheckSummary): string {
   if (v.word === 'clean') return 'no errors';
   if (v.word === 'leaks') return plural(c.leaks, 'leaked cluster', 'leaked clusters');
   if (v.word === 'unreadable') return 'check incomplete';
+  if (v.state === 'lost-tables') {
+    const lost = v.sentences.find((s) => / lost (L2 )?tables? still /.test(s));
+    const n = Number(/^(\d+)/.exec(lost ?? '')?.[1] ?? 0);
+    return n ? `${plural(n, 'lost table', 'lost tables')} · data at risk` : 'data at risk';
+  }
   if (c.corruptions > 0) return plural(c.corruptions, 'corruption', 'corruptions');
   return v.headline;
 }

@@ -152,13 +152,16 @@ export class MapView {
     return Math.max(MAX_PX_PER_CELL * this.dpr, this.fitScale());
   }
 
-  /** Keep the map in view: centred on an axis it does not fill, never panned off into the void. */
+  /**
+   * Keep the map in view: against its rulers (top left) on an axis it does not fill, so what is
+   * left over is one margin at the end, never a frame of void; never panned off into the void.
+   */
   private clamp(): void {
     const vw = this.areaW / this.scale;
     const vh = this.areaH / this.scale;
     const { cols, rows } = this.pyramid;
-    this.ox = vw >= cols ? -(vw - cols) / 2 : Math.min(Math.max(this.ox, 0), cols - vw);
-    this.oy = vh >= rows ? -(vh - rows) / 2 : Math.min(Math.max(this.oy, 0), rows - vh);
+    this.ox = vw >= cols ? 0 : Math.min(Math.max(this.ox, 0), cols - vw);
+    this.oy = vh >= rows ? 0 : Math.min(Math.max(this.oy, 0), rows - vh);
   }
 
   /** Whole map in view. */

@@ -70,3 +70,35 @@ export function rgba32(css: string, alpha = 255): number {
 
 /** Fallback colour for codes a newer engine adds that this palette does not know. */
 export const UNKNOWN_COLOR = '#c0c0c0';
+
+/**
+ * Layers of a backing chain, by depth: the image's own data in the data blue, each backing file a
+ * hue of its own (ΔE ≥ 20 apart from each other and from "reads as zeros", in CVD too; checked by
+ * test/renderer/palette.test.ts). Deeper chains reuse the hues from the second one on.
+ */
+export const LAYER_COLORS = ['#0047fa', '#ff9f1a', '#00c2a0', '#c98fff', '#fff27a'];
+/** Reads as zeros everywhere, and "from a backing file not opened here". */
+export const LAYER_ZERO_COLOR = '#2b2f36';
+export const LAYER_UNKNOWN_COLOR = '#f4f4f4';
+const ORIGIN_ZERO_CODE = 0;
+const ORIGIN_UNKNOWN_CODE = 255;
+
+/** The palette of the guest map coloured by layer: origin code 1 + depth names its file. */
+export function layerPalette(layers: { depth: number; name: string }[]): Palette {
+  const names: Record<number, string> = {
+    [ORIGIN_ZERO_CODE]: 'reads as zeros',
+    [ORIGIN_UNKNOWN_CODE]: 'unknown (backing file not opened)',
+  };
+  const colors: string[] = [];
+  colors[ORIGIN_ZERO_CODE] = LAYER_ZERO_COLOR;
+  colors[ORIGIN_UNKNOWN_CODE] = LAYER_UNKNOWN_COLOR;
+  for (const l of layers) {
+    const code = 1 + l.depth;
+    names[code] = l.depth === 0 ? `this image: ${l.name}` : `layer ${l.depth}: ${l.name}`;
+    colors[code] =
+      LAYER_COLORS[l.depth < LAYER_COLORS.length ? l.depth : 1 + ((l.depth - 1) % (LAYER_COLORS.length - 1))]!;
+  }
+  // Zoomed out, the image's own (usually few) clusters win, then each layer below, then unknown, then zeros.
+  const priority = [...layers.map((l) => 1 + l.depth), ORIGIN_UNKNOWN_CODE, ORIGIN_ZERO_CODE];
+  return { names, colors, priority };
+}

@@ -35,11 +35,34 @@ export function rankTable(priority: number[]): { rankOf: Uint8Array; codeOfRank:
   return { rankOf, codeOfRank };
 }
 
-/** Columns for `count` cells so that the whole map fills a view of this aspect (width / height). */
+/**
+ * Columns for `count` cells so that the whole map fills a view of this aspect (width / height) with
+ * the largest cells: no island in a void. Among layouts within 8 % of the best, the roundest column
+ * count wins (row offsets on the rulers then step evenly); past 64 columns, multiples of 16 only.
+ */
 export function layoutColumns(count: number, aspect: number): number {
-  const cols = Math.max(1, Math.min(count, Math.ceil(Math.sqrt(count * Math.max(0.2, aspect)))));
-  // Rows of a round number of clusters read better on the rulers (row offsets step evenly).
-  return cols > 64 ? Math.ceil(cols / 16) * 16 : cols;
+  if (count <= 1) return 1;
+  const a = Math.max(0.2, aspect);
+  const cell = (c: number) => Math.min(a / c, 1 / Math.ceil(count / c));
+  const est = Math.ceil(Math.sqrt(count * a));
+  const step = est > 64 ? 16 : 1;
+  const lo = Math.max(step, Math.floor(est / 2 / step) * step);
+  const hi = Math.min(step === 1 ? count : Math.ceil(count / 16) * 16, est * 2 + step);
+  let bestCell = 0;
+  for (let c = lo; c <= hi; c += step) bestCell = Math.max(bestCell, cell(c));
+  let pick = lo;
+  let pickScore = -1;
+  for (let c = lo; c <= hi; c += step) {
+    const size = cell(c);
+    if (size < bestCell * 0.92) continue;
+    // Roundness: the largest power of two dividing c (capped), then the larger cell.
+    const score = Math.min(c & -c, 64) * 10 + size / bestCell;
+    if (score > pickScore) {
+      pick = c;
+      pickScore = score;
+    }
+  }
+  return pick;
 }
 
 export function buildPyramid(codes: Uint8Array, cols: number, priority: number[]): Pyramid {

@@ -3,6 +3,7 @@
  * check with progress and cancel, load the maps, report errors without leaving a broken screen.
  */
 import type {
+  Anomaly,
   AnomalyRanges,
   CheckSummary,
   FileRef,
@@ -40,6 +41,8 @@ class AppState {
   hostMap = $state.raw<HostMap | null>(null);
   guestMap = $state.raw<GuestMap | null>(null);
   anomalyRanges = $state.raw<AnomalyRanges | null>(null);
+  /** The check's lost tables (they decide the verdict: QEMU counts them as leaks, yet data is at risk). */
+  lostTables = $state.raw<Anomaly[]>([]);
   job = $state<Job | null>(null);
   error = $state<string | null>(null);
   /** The last open was refused but salvage can read the file: offered next to the error. */
@@ -119,6 +122,7 @@ class AppState {
     this.hostMap = null;
     this.guestMap = null;
     this.anomalyRanges = null;
+    this.lostTables = [];
     this.focusHostCluster = null;
     this.view = 'overview';
     if (previous && previous.handle !== opened.handle)
@@ -156,19 +160,26 @@ class AppState {
       timings.checkDone = performance.now();
       timings.engineCheck = check.elapsed;
       // The guest map is fetched when its view is first shown (loadGuestMap): the host map paints sooner.
-      const [hostMap, ranges] = await Promise.all([
+      const [hostMap, ranges, lost] = await Promise.all([
         this.client.call('map.host', { handle: image.handle }),
         this.client.call('anomalies.ranges', { handle: image.handle }),
+        this.lostTablesOf(image.handle),
       ]);
       timings.mapsLoaded = performance.now();
       this.hostMap = hostMap;
       this.anomalyRanges = ranges;
+      this.lostTables = lost;
       this.check = check;
     } catch (e) {
       this.fail(e);
     } finally {
       this.job = null;
     }
+  }
+
+  /** The 'lost-table' findings of the image's last check. */
+  async lostTablesOf(handle: string): Promise<Anomaly[]> {
+    return (await this.client.call('anomalies.list', { handle, kind: 'lost-table', limit: 1000 })).items;
   }
 
   /** Fetch the guest map once per check (the guest view calls this when shown). */
@@ -196,6 +207,7 @@ class AppState {
     this.hostMap = null;
     this.guestMap = null;
     this.anomalyRanges = null;
+    this.lostTables = [];
     this.view = 'files';
     await this.client.call('image.close', { handle: img.handle }).catch(() => undefined);
   }

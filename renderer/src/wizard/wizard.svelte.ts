@@ -21,10 +21,14 @@ import type {
   VerifyResult,
 } from '../../../engine/contract/contract.js';
 import { ContractError } from '../../../engine/contract/contract.js';
-import { plainVerdict, type PlainVerdict } from '../../../engine/contract/verdict.js';
+import { LOST_TABLES_ADVICE, plainVerdict, type PlainVerdict } from '../../../engine/contract/verdict.js';
 import { kindTitle } from '../../../engine/contract/kind-titles.js';
 import { app } from '../state/app.svelte.js';
 import { bytes } from '../lib/format.js';
+
+/** The leak group when some leaked clusters are lost tables or their data. */
+const LEAKS_WITH_LOST_TABLES =
+  'QEMU counts these clusters as leaked, but lost tables and the data they still map are among them: they are not only wasted space.';
 
 export type Step = 'choose' | 'safety' | 'diagnose' | 'explain' | 'action' | 'preview' | 'apply' | 'verify' | 'report';
 export const STEPS: Array<{ id: Step; title: string }> = [
@@ -241,6 +245,10 @@ class WizardState {
     if (!check) return; // cancelled or failed: stay on the diagnose step (Retry / Back)
     const page: AnomalyPage = await app.client.call('anomalies.list', { handle: img.handle, limit: 1000 });
     const first = new Map<string, Anomaly>();
+    // A leak over a lost table's data is reworded by the checker ("the data is at risk"): that is
+    // the example the leak group shows, never "mark it free; no data is lost".
+    const atRisk = page.items.find((a) => a.kind === 'leaked-cluster' && !/no data is lost/.test(a.fix));
+    if (atRisk) first.set(atRisk.kind, atRisk);
     for (const a of page.items) if (!first.has(a.kind)) first.set(a.kind, a);
     // Kinds whose records are not on the first page: fetch one example each.
     for (const k of page.byKind) {
@@ -249,6 +257,7 @@ class WizardState {
         if (p.items[0]) first.set(k.kind, p.items[0]);
       }
     }
+    const hasLost = page.byKind.some((k) => k.kind === 'lost-table');
     this.groups = page.byKind.map((k) => {
       const a = first.get(k.kind);
       const g: KindGroup = {
@@ -261,10 +270,21 @@ class WizardState {
         fix: a?.fix ?? '',
       };
       if (a?.firstCluster !== undefined) g.firstCluster = a.firstCluster;
+      if (k.kind === 'leaked-cluster' && hasLost && /no data is lost/.test(g.fix)) {
+        g.explanation = LEAKS_WITH_LOST_TABLES;
+        g.fix = LOST_TABLES_ADVICE;
+      }
       return g;
     });
     const ov = img.overview;
-    const pseudo = page.byKind.map((k) => ({ kind: k.kind, count: k.clusters || k.records }) as Anomaly);
+    // The lost tables themselves (with the bytes they map), the other kinds by their counts.
+    const lostTables = hasLost ? await app.lostTablesOf(img.handle) : [];
+    const pseudo = [
+      ...lostTables,
+      ...page.byKind
+        .filter((k) => k.kind !== 'lost-table')
+        .map((k) => ({ kind: k.kind, count: k.clusters || k.records }) as Anomaly),
+    ];
     this.verdict = plainVerdict({
       counters: check.counters,
       anomalies: pseudo,
@@ -289,21 +309,28 @@ class WizardState {
     this.step = 'explain';
   }
 
-  /** Let the map views show the wizard's image (findings link to the cluster map). */
+  /**
+   * Let the header, Overview and the map views show the wizard's image as its latest check found
+   * it: the verdict first (always), then the maps (a convenience: the wizard goes on without them).
+   */
   private async adoptIntoApp(img: OpenedImage, check: CheckSummary): Promise<void> {
+    const lost = await app.lostTablesOf(img.handle).catch(() => []);
+    app.image = img;
+    app.lostTables = lost;
+    app.check = check;
+    app.hostMap = null;
+    app.guestMap = null;
+    app.anomalyRanges = null;
     try {
-      const [hostMap, guestMap, ranges] = await Promise.all([
+      const [hostMap, ranges] = await Promise.all([
         app.client.call('map.host', { handle: img.handle }),
-        app.client.call('map.guest', { handle: img.handle }).catch(() => null),
         app.client.call('anomalies.ranges', { handle: img.handle }),
       ]);
-      app.image = img;
-      app.check = check;
+      if (app.image?.handle !== img.handle) return;
       app.hostMap = hostMap;
-      app.guestMap = guestMap;
       app.anomalyRanges = ranges;
     } catch {
-      // The maps are a convenience here; the wizard goes on without them.
+      // The maps can be opened later from their views.
     }
   }
 
@@ -357,17 +384,20 @@ class WizardState {
       app.client.call('repair.verify', { handle: r.handle }, o),
     );
     if (!v) return;
+    // The header, Overview and the maps show the repaired image before its result is shown, so
+    // the badge never contradicts it.
+    await this.run('Updating the views with the repaired image', false, async () => {
+      try {
+        const [overview, check] = await Promise.all([
+          app.client.call('image.overview', { handle: r.handle }),
+          app.client.call('check.run', { handle: r.handle }),
+        ]);
+        await this.adoptIntoApp({ handle: r.handle, name: r.name, overview }, check);
+      } catch {
+        // The verification is what counts; the maps can be opened later.
+      }
+    });
     this.verify = v;
-    // The map views and the header now show the repaired image.
-    try {
-      const [overview, check] = await Promise.all([
-        app.client.call('image.overview', { handle: r.handle }),
-        app.client.call('check.run', { handle: r.handle }),
-      ]);
-      await this.adoptIntoApp({ handle: r.handle, name: r.name, overview }, check);
-    } catch {
-      // The verification above is what counts; the maps can be opened later.
-    }
   }
 
   /** 9. Save the report next to the image (or download it in a browser). */
@@ -402,16 +432,24 @@ class WizardState {
     if (!r?.journal) return;
     try {
       const u = await app.client.call('repair.undo', { handle: r.handle });
-      this.undone = u.detail;
-      if (!u.ok) return;
+      if (!u.ok) {
+        this.undone = u.detail;
+        return;
+      }
       this.applied = { ...r, journal: undefined } as RepairApplyResult;
-      // The image is back as it was: check it again so the header badge and the maps tell the truth.
-      const check = await this.run('Checking the restored image', true, (o) =>
-        app.client.call('check.run', { handle: r.handle }, o),
-      );
-      if (!check) return;
-      const overview = await app.client.call('image.overview', { handle: r.handle });
-      await this.adoptIntoApp({ handle: r.handle, name: r.name, overview }, check);
+      // The image is back as it was: check it again so the header badge and the maps tell the truth
+      // by the time the undo is reported.
+      try {
+        const check = await this.run('Checking the restored image', true, (o) =>
+          app.client.call('check.run', { handle: r.handle }, o),
+        );
+        if (check) {
+          const overview = await app.client.call('image.overview', { handle: r.handle });
+          await this.adoptIntoApp({ handle: r.handle, name: r.name, overview }, check);
+        }
+      } finally {
+        this.undone = u.detail;
+      }
     } catch (e) {
       this.fail(e);
     }
