@@ -31,7 +31,7 @@ import {
 
 export const CONTRACT_VERSION = 1;
 export type { SalvageAssessment, SalvageExportResult, SalvagePreview, SalvageScanResult } from './salvage-results.js';
-import type { SalvageAssessment, SalvageExportResult, SalvagePreview, SalvageScanResult } from './salvage-results.js';
+import type { SalvageAssessment, SalvageExportResult, SalvageScanResult } from './salvage-results.js';
 export type { ChainLayerInfo, GuestLayers } from './guest-layers.js';
 import type { GuestLayers } from './guest-layers.js';
 export type { Anomaly, QemuCounters, Referrer, Severity, ProgressEvent, WireError };

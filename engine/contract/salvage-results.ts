@@ -1,6 +1,6 @@
 // The salvage results the app shows: the scan, the preview of what will be recovered, lost and guessed,
 // the export and the assessment. Re-exported by contract.ts.
-import type { FileRef, QemuCounters, SavedOutput } from './contract.js';
+import type { SavedOutput } from './contract.js';
 
 export interface SalvageScanResult {
   recoverable: number;

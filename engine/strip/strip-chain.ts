@@ -2,7 +2,7 @@
 // where the stripped overlay will look for it (same relative name next to OUT), so `qemu-img check`
 // opens the whole stripped chain as it opened the original one. A raw backing file is all guest
 // data: it becomes an empty (sparse, all-zero) file of the same length.
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { createOutputFile } from '../io/output-file.js';
 import { MAX_BACKING_CHAIN_DEPTH, QCOW2_MAGIC } from '../format/constants.js';
