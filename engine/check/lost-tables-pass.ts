@@ -6,6 +6,8 @@ import { HostRole } from '../contract/roles.js';
 import type { Anomaly } from '../contract/findings.js';
 import { u32 } from '../format/bytes.js';
 import { looksLikeRefcountBlock } from '../format/cluster-content.js';
+import { l1Offset } from '../format/l2-entry.js';
+import { readPadded } from '../io/positional-io.js';
 import { readRanges } from './batch-reader.js';
 import { BitmapError, bitmapsActive, loadBitmapDirectory } from './bitmaps.js';
 import { anyIn, examineCluster, findLostTables, type LostTable, type TableEvidence } from './lost-tables.js';
@@ -18,6 +20,7 @@ const BUDGET_WITHOUT_LEAKS = 16 * 1024 * 1024;
 
 export async function reportLostTables(state: CheckState): Promise<void> {
   const evidence = await withoutOtherTables(state, await examineUnreferenced(state));
+  evidence.push(...(await snapshotHeldTables(state)));
   if (!evidence.length) return;
   const cs = state.clusterSize;
   const span = state.image.geo.l2Entries * cs;
@@ -86,6 +89,44 @@ async function withoutOtherTables(state: CheckState, evidence: TableEvidence[]):
     kept.push(e);
   }
   return kept;
+}
+
+/**
+ * L2 tables only a snapshot still refers to, at an L1 slot the active table has empty, whose refcount
+ * still counts the active tree's share (QEMU calls that a leak): the active disk lost them.
+ */
+async function snapshotHeldTables(state: CheckState): Promise<TableEvidence[]> {
+  const cs = state.clusterSize;
+  const l1 = state.image.l1;
+  const span = state.image.geo.l2Entries * cs;
+  const activeEmpty = (i: number): boolean =>
+    i < l1.length / 8 && i * span < state.image.virtualSize && u32(l1, 8 * i) === 0 && u32(l1, 8 * i + 4) === 0;
+  const ctx = {
+    clusterSize: cs,
+    fileSize: state.fileSize,
+    extendedL2: state.extendedL2,
+    refcountOrder: state.image.geo.refcountOrder,
+  };
+  const out: TableEvidence[] = [];
+  const seen = new Set<number>();
+  for (const s of state.snapshots) {
+    if (!s.l1Size || s.l1TableOffset % cs !== 0 || s.l1TableOffset >= state.fileSize) continue;
+    const slots = Math.min(s.l1Size, l1.length / 8);
+    const table = await readPadded(state.image.io, s.l1TableOffset, slots * 8);
+    for (let i = 0; i < slots; i++) {
+      const off = l1Offset(u32(table, 8 * i), u32(table, 8 * i + 4));
+      if (!off || off % cs !== 0 || off >= state.fileSize || !activeEmpty(i)) continue;
+      const k = off / cs;
+      if (seen.has(k) || state.metaRoles.get(k) !== HostRole.SnapshotL2) continue;
+      seen.add(k);
+      if ((await state.lookup.get(k)) <= state.refAt(k)) continue;
+      const e = examineCluster(await readPadded(state.image.io, off, cs), k, ctx);
+      if (e?.shape !== 'pointer-table') continue;
+      e.snapshotSlot = i;
+      out.push(e);
+    }
+  }
+  return out;
 }
 
 function liveRole(role: number | undefined): 'l2' | 'l1' | 'metadata' | undefined {
