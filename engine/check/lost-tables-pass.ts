@@ -10,7 +10,8 @@ import { l1Offset } from '../format/l2-entry.js';
 import { readPadded } from '../io/positional-io.js';
 import { readRanges } from './batch-reader.js';
 import { BitmapError, bitmapsActive, loadBitmapDirectory } from './bitmaps.js';
-import { anyIn, examineCluster, findLostTables, type LostTable, type TableEvidence } from './lost-tables.js';
+import { reportOrphanedData } from './lost-tables-orphaned-data.js';
+import { anyIn, examineCluster, holdsData, findLostTables, type LostTable, type TableEvidence } from './lost-tables.js';
 import { BATCH_BYTES, type CheckState } from './state.js';
 
 /** Bytes of unreferenced clusters read that turn out to be neither tables nor their data, at most. */
@@ -19,7 +20,15 @@ const BUDGET_WITH_LEAKS = 256 * 1024 * 1024;
 const BUDGET_WITHOUT_LEAKS = 16 * 1024 * 1024;
 
 export async function reportLostTables(state: CheckState): Promise<void> {
-  const evidence = await withoutOtherTables(state, await examineUnreferenced(state));
+  const examined = await examineUnreferenced(state);
+  const atRisk = new Uint8Array(state.fileClusters);
+  await reportTables(state, examined.evidence, atRisk);
+  await reportOrphanedData(state, examined.nonZero, atRisk);
+}
+
+/** The lost tables among the candidates, as anomalies; marks them and the data only they map in `atRisk`. */
+async function reportTables(state: CheckState, candidates: TableEvidence[], atRisk: Uint8Array): Promise<void> {
+  const evidence = await withoutOtherTables(state, candidates);
   evidence.push(...(await snapshotHeldTables(state)));
   if (!evidence.length) return;
   const cs = state.clusterSize;
@@ -43,7 +52,6 @@ export async function reportLostTables(state: CheckState): Promise<void> {
     freeL1Slots,
   });
   if (!tables.length) return;
-  const atRisk = new Uint8Array(state.fileClusters);
   for (const t of tables) {
     atRisk[t.cluster] = 1;
     for (const r of t.dataRanges)
@@ -172,8 +180,9 @@ function rewordLeak(a: Anomaly, atRisk: Uint8Array): void {
  * Read the unreferenced clusters inside the file in order and keep what their content says. Clusters
  * mapped by a table already found are data and are not read; the rest is read within a byte budget.
  */
-async function examineUnreferenced(state: CheckState): Promise<TableEvidence[]> {
-  if (!state.imrt || state.fileClusters < 2) return [];
+async function examineUnreferenced(state: CheckState): Promise<{ evidence: TableEvidence[]; nonZero: number[] }> {
+  const nonZero: number[] = []; // read, neither zeros nor a table: data (orphaned, when leaked)
+  if (!state.imrt || state.fileClusters < 2) return { evidence: [], nonZero };
   const cs = state.clusterSize;
   const ctx = {
     clusterSize: cs,
@@ -197,8 +206,10 @@ async function examineUnreferenced(state: CheckState): Promise<TableEvidence[]> 
     let foundHere = false;
     for (const k of batch) {
       if (known[k]) continue; // a table of this batch maps it: data
-      const found = examineCluster(contents.get(k * cs)!, k, ctx);
+      const content = contents.get(k * cs)!;
+      const found = examineCluster(content, k, ctx);
       if (!found) {
+        if (holdsData(content, ctx)) nonZero.push(k);
         budget -= cs;
         continue;
       }
@@ -208,7 +219,7 @@ async function examineUnreferenced(state: CheckState): Promise<TableEvidence[]> 
     }
     perBatch = foundHere ? 1 : Math.min(maxBatch, perBatch * 2);
   }
-  return evidence;
+  return { evidence, nonZero };
 }
 
 /** Up to `max` unreferenced clusters from cursor.next on, skipping known data (and, fast, everything counted). */

@@ -13,6 +13,7 @@
 import {
   type ClassifyContext,
   isZero,
+  looksLikeRefcountBlock,
   looksLikeSnapshotTable,
   pointerTableSummary,
 } from '../format/cluster-content.js';
@@ -138,6 +139,16 @@ export function examineCluster(content: Uint8Array, cluster: number, ctx: LostTa
     };
   }
   return undefined;
+}
+
+/**
+ * Whether an unreferenced cluster's content is data: not zeros, no table (examineCluster found none)
+ * and no refcount block (a stale one is left over by QEMU's own refcount growth).
+ */
+export function holdsData(content: Uint8Array, ctx: LostTableContext): boolean {
+  const cs = ctx.clusterSize;
+  if (content.length < cs || isZero(content, 0, cs)) return false;
+  return !looksLikeRefcountBlock(content, 0, { ...ctx, targetLimit: ctx.fileSize });
 }
 
 /** Which candidates are tables still pointing at data (see the file's head). */
