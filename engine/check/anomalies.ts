@@ -24,7 +24,7 @@ export const ANOMALY_KINDS: Record<string, KindInfo> = {
     beyondQemu: true,
     explanation:
       'Nothing maps this cluster any more, yet it holds data: possibly guest data a damaged table lost. QEMU counts it as a leak and its repair frees it.',
-    fix: 'Copy the data out with `qcow2-doctor salvage` first; `qcow2-doctor check -r` keeps these clusters (`qemu-img check -r leaks` frees them).',
+    fix: 'Copy the data out with `qcow2-doctor salvage` first; `qcow2-doctor check -r leaks` keeps these clusters; `-r all` and `qemu-img check -r leaks` free them.',
   },
   'leaked-cluster': {
     severity: 'leak',

@@ -120,5 +120,5 @@ function rewordLeak(
   const which = hit === a.count ? 'These clusters' : `${hit} of these ${a.count} clusters`;
   a.explanation = `${which} still hold data that no table maps any more: possibly guest data a damaged table lost, not only wasted space.`;
   a.fix =
-    'Copy the data out with `qcow2-doctor salvage` before anything frees these clusters; `qcow2-doctor check -r` keeps them.';
+    'Copy the data out with `qcow2-doctor salvage` before anything frees these clusters; `qcow2-doctor check -r leaks` keeps them, `-r all` frees them.';
 }

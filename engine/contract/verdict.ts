@@ -149,7 +149,7 @@ export function plainVerdict(v: VerdictInput): PlainVerdict {
 
 /** What to do about leaked clusters that still hold data. */
 export const ORPHANED_DATA_ADVICE =
-  'Copy the data out with `qcow2-doctor salvage` before anything frees these clusters; `qcow2-doctor check -r` keeps them, `qemu-img check -r leaks` would free them.';
+  'Copy the data out with `qcow2-doctor salvage` before anything frees these clusters; `qcow2-doctor check -r leaks` keeps them; `-r all` and `qemu-img check -r leaks` free them.';
 
 /** What to do about lost tables, in one sentence (the CLI, the reports and the app say the same). */
 export const LOST_TABLES_ADVICE =

@@ -1,8 +1,8 @@
 /**
  * Leaked clusters that still hold data (the checker's 'orphaned-data'), in both repair modes:
  *  - a leaked cluster nothing refers to whose content is data (not zeros, no table, no refcount
- *    block) is kept, not freed: where it belonged is unknown, so freeing it could throw guest data
- *    away. The repair says so and leaves it leaked (QEMU would free it);
+ *    block): where it belonged is unknown, so freeing it could throw guest data away. -r leaks
+ *    keeps it and says so (QEMU would free it); -r all frees it as QEMU does and names it;
  *  - a data cluster a snapshot maps at guest offset g with one more use counted than referrers,
  *    while the active disk maps nothing at g: the active table lost its pointer. The cluster stays
  *    (the snapshot keeps it); the active range g reads zeros and is named in guest-ranges-lost.
@@ -52,17 +52,28 @@ async function keepLeakedData(ctx: PlanContext): Promise<void> {
     c += n - 1;
   }
   if (!kept.length) return;
+  const shown = kept.slice(0, 8).map((c) => `cluster ${c} (${at(c * cs)})`);
+  const list = kept.length > 8 ? `${shown.join(', ')} and ${kept.length - 8} more` : shown.join(', ');
+  if (ctx.all) {
+    // -r all frees them as QEMU does (a repair interrupted by a crash leaves such clusters too),
+    // and says that it did: their bytes stay in the undo journal.
+    ctx.fixes.push({
+      kind: 'orphaned-data-freed',
+      counts: 'none',
+      explain: true,
+      text: `freed ${kept.length} leaked cluster(s) that still held data no table maps any more (${list}), as QEMU does: possibly guest data a damaged table lost, whose place cannot be told — \`qcow2-doctor undo\` with this repair's journal brings them back; \`check -r leaks\` keeps them`,
+    });
+    return;
+  }
   for (const c of kept) {
     ctx.keep.add(c);
     ctx.reserved.add(c);
   }
-  const shown = kept.slice(0, 8).map((c) => `cluster ${c} (${at(c * cs)})`);
-  const list = kept.length > 8 ? `${shown.join(', ')} and ${kept.length - 8} more` : shown.join(', ');
   ctx.fixes.push({
     kind: 'orphaned-data-kept',
     counts: 'none',
     differsFromQemu: true,
-    text: `refused to free ${kept.length} leaked cluster(s) that still hold data no table maps any more (${list}): possibly guest data a damaged table lost, and where it belonged cannot be told — copy it out with \`qcow2-doctor salvage\` (its lost+found keeps what it cannot place); \`qemu-img check -r leaks\` frees them (QEMU would free them)`,
+    text: `refused to free ${kept.length} leaked cluster(s) that still hold data no table maps any more (${list}): possibly guest data a damaged table lost, and where it belonged cannot be told — copy it out with \`qcow2-doctor salvage\` first; \`check -r all\` or \`qemu-img check -r leaks\` frees them (QEMU would free them)`,
   });
 }
 
