@@ -152,6 +152,7 @@ describe('check --report', () => {
     const q = qemuCheck(f).json!;
     for (const k of ['corruptions', 'leaks', 'check-errors', 'image-end-offset', 'allocated-clusters'])
       expect(rep.check.qemuJson[k]).toBe(q[k]);
+    expect(rep.lostTables).toEqual({ tables: 0, l2Tables: 0, bytesAtRisk: 0 });
     expect(rep.findings.map((g: { kind: string }) => g.kind)).toEqual([
       'copied-l2',
       'refcount-zero-referenced',
