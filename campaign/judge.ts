@@ -201,7 +201,10 @@ export async function judgeCase(base: Base, dmg: Damage, scratch: string, index:
   const undetectable = check.status === 0 && qemuCheck.status === 0 && asIs.includes(0);
   const checkJson = parseJson(check.stdout);
   const anomalies = (checkJson?.anomalies as Array<{ kind: string; severity: string }>) ?? [];
-  const leaksOnly = check.status === 3 && !anomalies.some((a) => a.severity === 'error' || a.kind === 'lost-table');
+  // Lost tables and leaked clusters that still hold data are findings that say data is at risk.
+  const atRisk = (a: { kind: string; severity: string }): boolean =>
+    a.severity === 'error' || a.kind === 'lost-table' || a.kind === 'orphaned-data';
+  const leaksOnly = check.status === 3 && !anomalies.some(atRisk);
   if (leaksOnly && asIs.includes(0))
     claims.push('check said "leaks only, no harm to data" but guest data already differs');
 

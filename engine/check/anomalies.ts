@@ -19,6 +19,13 @@ export const ANOMALY_KINDS: Record<string, KindInfo> = {
       'Nothing refers to this table any more, but it still maps guest data: QEMU counts it and its data as leaks, yet the data is at risk.',
     fix: 'Do not run repair of leaks: it would free the table and the data it maps. Run `qcow2-doctor check -r all` (it re-links lost tables where their place is certain) or `qcow2-doctor salvage` to copy the data out.',
   },
+  'orphaned-data': {
+    severity: 'warning',
+    beyondQemu: true,
+    explanation:
+      'Nothing maps this cluster any more, yet it holds data: possibly guest data a damaged table lost. QEMU counts it as a leak and its repair frees it.',
+    fix: 'Copy the data out with `qcow2-doctor salvage` first; `qcow2-doctor check -r leaks` keeps these clusters; `-r all` and `qemu-img check -r leaks` free them.',
+  },
   'leaked-cluster': {
     severity: 'leak',
     explanation: 'This part of the file is marked as in use, but nothing refers to it: it only wastes space.',

@@ -6,9 +6,12 @@ import { HostRole } from '../contract/roles.js';
 import type { Anomaly } from '../contract/findings.js';
 import { u32 } from '../format/bytes.js';
 import { looksLikeRefcountBlock } from '../format/cluster-content.js';
+import { l1Offset } from '../format/l2-entry.js';
+import { readPadded } from '../io/positional-io.js';
 import { readRanges } from './batch-reader.js';
 import { BitmapError, bitmapsActive, loadBitmapDirectory } from './bitmaps.js';
-import { anyIn, examineCluster, findLostTables, type LostTable, type TableEvidence } from './lost-tables.js';
+import { reportOrphanedData } from './lost-tables-orphaned-data.js';
+import { anyIn, examineCluster, holdsData, findLostTables, type LostTable, type TableEvidence } from './lost-tables.js';
 import { BATCH_BYTES, type CheckState } from './state.js';
 
 /** Bytes of unreferenced clusters read that turn out to be neither tables nor their data, at most. */
@@ -17,7 +20,16 @@ const BUDGET_WITH_LEAKS = 256 * 1024 * 1024;
 const BUDGET_WITHOUT_LEAKS = 16 * 1024 * 1024;
 
 export async function reportLostTables(state: CheckState): Promise<void> {
-  const evidence = await withoutOtherTables(state, await examineUnreferenced(state));
+  const examined = await examineUnreferenced(state);
+  const atRisk = new Uint8Array(state.fileClusters);
+  await reportTables(state, examined.evidence, atRisk);
+  await reportOrphanedData(state, examined.nonZero, atRisk);
+}
+
+/** The lost tables among the candidates, as anomalies; marks them and the data only they map in `atRisk`. */
+async function reportTables(state: CheckState, candidates: TableEvidence[], atRisk: Uint8Array): Promise<void> {
+  const evidence = await withoutOtherTables(state, candidates);
+  evidence.push(...(await snapshotHeldTables(state)));
   if (!evidence.length) return;
   const cs = state.clusterSize;
   const span = state.image.geo.l2Entries * cs;
@@ -40,7 +52,6 @@ export async function reportLostTables(state: CheckState): Promise<void> {
     freeL1Slots,
   });
   if (!tables.length) return;
-  const atRisk = new Uint8Array(state.fileClusters);
   for (const t of tables) {
     atRisk[t.cluster] = 1;
     for (const r of t.dataRanges)
@@ -88,6 +99,44 @@ async function withoutOtherTables(state: CheckState, evidence: TableEvidence[]):
   return kept;
 }
 
+/**
+ * L2 tables only a snapshot still refers to, at an L1 slot the active table has empty, whose refcount
+ * still counts the active tree's share (QEMU calls that a leak): the active disk lost them.
+ */
+async function snapshotHeldTables(state: CheckState): Promise<TableEvidence[]> {
+  const cs = state.clusterSize;
+  const l1 = state.image.l1;
+  const span = state.image.geo.l2Entries * cs;
+  const activeEmpty = (i: number): boolean =>
+    i < l1.length / 8 && i * span < state.image.virtualSize && u32(l1, 8 * i) === 0 && u32(l1, 8 * i + 4) === 0;
+  const ctx = {
+    clusterSize: cs,
+    fileSize: state.fileSize,
+    extendedL2: state.extendedL2,
+    refcountOrder: state.image.geo.refcountOrder,
+  };
+  const out: TableEvidence[] = [];
+  const seen = new Set<number>();
+  for (const s of state.snapshots) {
+    if (!s.l1Size || s.l1TableOffset % cs !== 0 || s.l1TableOffset >= state.fileSize) continue;
+    const slots = Math.min(s.l1Size, l1.length / 8);
+    const table = await readPadded(state.image.io, s.l1TableOffset, slots * 8);
+    for (let i = 0; i < slots; i++) {
+      const off = l1Offset(u32(table, 8 * i), u32(table, 8 * i + 4));
+      if (!off || off % cs !== 0 || off >= state.fileSize || !activeEmpty(i)) continue;
+      const k = off / cs;
+      if (seen.has(k) || state.metaRoles.get(k) !== HostRole.SnapshotL2) continue;
+      seen.add(k);
+      if ((await state.lookup.get(k)) <= state.refAt(k)) continue;
+      const e = examineCluster(await readPadded(state.image.io, off, cs), k, ctx);
+      if (e?.shape !== 'pointer-table') continue;
+      e.snapshotSlot = i;
+      out.push(e);
+    }
+  }
+  return out;
+}
+
 function liveRole(role: number | undefined): 'l2' | 'l1' | 'metadata' | undefined {
   if (role === undefined) return undefined;
   if (role === HostRole.L2 || role === HostRole.SnapshotL2) return 'l2';
@@ -131,8 +180,9 @@ function rewordLeak(a: Anomaly, atRisk: Uint8Array): void {
  * Read the unreferenced clusters inside the file in order and keep what their content says. Clusters
  * mapped by a table already found are data and are not read; the rest is read within a byte budget.
  */
-async function examineUnreferenced(state: CheckState): Promise<TableEvidence[]> {
-  if (!state.imrt || state.fileClusters < 2) return [];
+async function examineUnreferenced(state: CheckState): Promise<{ evidence: TableEvidence[]; nonZero: number[] }> {
+  const nonZero: number[] = []; // read, neither zeros nor a table: data (orphaned, when leaked)
+  if (!state.imrt || state.fileClusters < 2) return { evidence: [], nonZero };
   const cs = state.clusterSize;
   const ctx = {
     clusterSize: cs,
@@ -156,8 +206,10 @@ async function examineUnreferenced(state: CheckState): Promise<TableEvidence[]> 
     let foundHere = false;
     for (const k of batch) {
       if (known[k]) continue; // a table of this batch maps it: data
-      const found = examineCluster(contents.get(k * cs)!, k, ctx);
+      const content = contents.get(k * cs)!;
+      const found = examineCluster(content, k, ctx);
       if (!found) {
+        if (holdsData(content, ctx)) nonZero.push(k);
         budget -= cs;
         continue;
       }
@@ -167,7 +219,7 @@ async function examineUnreferenced(state: CheckState): Promise<TableEvidence[]> 
     }
     perBatch = foundHere ? 1 : Math.min(maxBatch, perBatch * 2);
   }
-  return evidence;
+  return { evidence, nonZero };
 }
 
 /** Up to `max` unreferenced clusters from cursor.next on, skipping known data (and, fast, everything counted). */

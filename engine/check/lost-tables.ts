@@ -13,6 +13,7 @@
 import {
   type ClassifyContext,
   isZero,
+  looksLikeRefcountBlock,
   looksLikeSnapshotTable,
   pointerTableSummary,
 } from '../format/cluster-content.js';
@@ -47,6 +48,12 @@ export interface TableEvidence {
   copied: number;
   /** Snapshot tables: the first entry's L1 table (host cluster). */
   l1Cluster?: number;
+  /**
+   * Set by the caller for a live table only snapshots refer to, held by a surviving snapshot L1 at
+   * this slot while the active slot is empty and the refcount still counts the active tree's share:
+   * the active disk lost it even though nothing is unreferenced.
+   */
+  snapshotSlot?: number;
 }
 
 /** What the live metadata says about the clusters the candidates point at. */
@@ -79,8 +86,8 @@ export interface LostTable {
   l1Index?: number;
   guestStart?: number;
   guestLength?: number;
-  /** How the guest place is known: 'lost-l1' (a lost L1 holds it) or 'only-free-slot'. */
-  placedBy?: 'lost-l1' | 'only-free-slot';
+  /** How the guest place is known: a lost L1 holds it, the only free slot, or a snapshot's L1 holds it there. */
+  placedBy?: 'lost-l1' | 'only-free-slot' | 'snapshot-l1';
   /** For a table found through a lost L1: that L1 table's cluster. */
   viaL1?: number;
 }
@@ -134,6 +141,16 @@ export function examineCluster(content: Uint8Array, cluster: number, ctx: LostTa
   return undefined;
 }
 
+/**
+ * Whether an unreferenced cluster's content is data: not zeros, no table (examineCluster found none)
+ * and no refcount block (a stale one is left over by QEMU's own refcount growth).
+ */
+export function holdsData(content: Uint8Array, ctx: LostTableContext): boolean {
+  const cs = ctx.clusterSize;
+  if (content.length < cs || isZero(content, 0, cs)) return false;
+  return !looksLikeRefcountBlock(content, 0, { ...ctx, targetLimit: ctx.fileSize });
+}
+
 /** Which candidates are tables still pointing at data (see the file's head). */
 export function findLostTables(evidence: readonly TableEvidence[], world: LostTableWorld): LostTable[] {
   const candidateTables = Float64Array.from(
@@ -144,7 +161,12 @@ export function findLostTables(evidence: readonly TableEvidence[], world: LostTa
   for (const e of evidence) {
     if (e.shape !== 'pointer-table') continue;
     const table = asLostL2(e, candidateTables, world);
-    if (table) l2.set(e.cluster, table);
+    if (!table) continue;
+    l2.set(e.cluster, table);
+    if (e.snapshotSlot !== undefined) {
+      placeGuest(table, e.snapshotSlot, world);
+      table.placedBy = 'snapshot-l1';
+    }
   }
   // L1 tables: every target an L2 table (a lost one or a live one), at least one lost.
   const l1: LostTable[] = [];
@@ -188,19 +210,23 @@ function emptyTable(kind: LostTable['kind'], cluster: number): LostTable {
   return { kind, cluster, dataClusters: 0, unreferencedDataClusters: 0, compressedEntries: 0, dataRanges: [] };
 }
 
-/** An L2 table: distinct targets, none of them live metadata or another candidate table, some unreferenced. */
+/**
+ * An L2 table: distinct targets, none of them live metadata or another candidate table, some
+ * unreferenced (a table a snapshot still holds needs none: its data is shared with the snapshot).
+ */
 function asLostL2(e: TableEvidence, candidateTables: Float64Array, world: LostTableWorld): LostTable | undefined {
   if (!e.targets.length && !e.compressed) return undefined;
+  const held = e.snapshotSlot !== undefined;
   const sorted = isAscending(e.targets) ? e.targets : Float64Array.from(e.targets).sort();
   for (let i = 1; i < sorted.length; i++) if (sorted[i] === sorted[i - 1]) return undefined; // mapped twice
   const ranges = toRanges(sorted);
   let unreferenced = 0;
   for (const r of ranges) {
     if (r.start === 0 || world.liveMetadataIn(r.start, r.count)) return undefined;
-    if (anyIn(candidateTables, r.start, r.start + r.count)) return undefined;
+    if (!held && anyIn(candidateTables, r.start, r.start + r.count)) return undefined;
     unreferenced += world.unreferencedIn(r.start, r.count);
   }
-  if (unreferenced === 0) return undefined;
+  if (unreferenced === 0 && !held) return undefined;
   const table = emptyTable('l2', e.cluster);
   table.dataClusters = e.targets.length;
   table.unreferencedDataClusters = unreferenced;
@@ -238,8 +264,10 @@ function placeGuest(table: LostTable, slot: number, world: LostTableWorld): void
 /** The only lost L2 table not placed otherwise, and the only free active L1 slot: that is its place. */
 function placeOnlyFreeSlot(l2: ReadonlyMap<number, LostTable>, world: LostTableWorld): void {
   const unplaced = [...l2.values()].filter((t) => t.placedBy === undefined);
-  if (unplaced.length !== 1 || world.freeL1Slots.length !== 1) return;
-  placeGuest(unplaced[0]!, world.freeL1Slots[0]!, world);
+  const taken = new Set([...l2.values()].map((t) => t.l1Index));
+  const free = world.freeL1Slots.filter((i) => !taken.has(i));
+  if (unplaced.length !== 1 || free.length !== 1) return;
+  placeGuest(unplaced[0]!, free[0]!, world);
   unplaced[0]!.placedBy = 'only-free-slot';
 }
 

@@ -76,8 +76,8 @@ export interface LostTableInfo {
   l1Index?: number;
   guestStart?: number;
   guestLength?: number;
-  /** How that place is known: held by a lost L1 table at that slot, or the only free L1 slot. */
-  placedBy?: 'lost-l1' | 'only-free-slot';
+  /** How that place is known: held by a lost L1 table at that slot, the only free L1 slot, or a snapshot's L1. */
+  placedBy?: 'lost-l1' | 'only-free-slot' | 'snapshot-l1';
   /** The lost L1 table that holds it (host cluster). */
   viaL1?: number;
 }

@@ -1,6 +1,7 @@
 // Short headings for each kind of finding (the checker's ANOMALY_KINDS carry the explanations).
 const TITLES: Record<string, string> = {
   'lost-table': 'Lost tables that still map data',
+  'orphaned-data': 'Leaked clusters that still hold data',
   'leaked-cluster': 'Leaked clusters',
   'refcount-too-low': 'Clusters used more often than counted',
   'refcount-zero-referenced': 'Clusters in use but marked free',

@@ -70,7 +70,12 @@ export function plainVerdict(v: VerdictInput): PlainVerdict {
   }
   const lost = lostTablesSummary(v.anomalies);
   if (lost) s.push(lost.sentence);
-  if (c.leaks > 0 && !lost)
+  const orphaned = clustersOf(v.anomalies, 'orphaned-data');
+  if (c.leaks > 0 && !lost && orphaned > 0)
+    s.push(
+      `${plural(c.leaks, 'cluster is', 'clusters are')} leaked; ${plural(orphaned, 'of them still holds', 'of them still hold')} data no table maps any more: possibly guest data a damaged table lost.`,
+    );
+  else if (c.leaks > 0 && !lost)
     s.push(`${plural(c.leaks, 'cluster is', 'clusters are')} leaked: wasted space, no harm to your data.`);
   else if (c.leaks > 0)
     s.push(
@@ -116,6 +121,12 @@ export function plainVerdict(v: VerdictInput): PlainVerdict {
     headline = 'Repair is recommended';
     exitCode = 2;
     s.push('Repair is recommended before the image is used again. Repairing a copy keeps the original untouched.');
+  } else if (c.leaks > 0 && orphaned > 0) {
+    word = 'leaks';
+    state = 'data-at-risk';
+    headline = 'Leaked clusters may still hold your data';
+    exitCode = 3;
+    s.push(ORPHANED_DATA_ADVICE);
   } else if (c.leaks > 0) {
     word = 'leaks';
     state = 'leaks-only';
@@ -135,6 +146,10 @@ export function plainVerdict(v: VerdictInput): PlainVerdict {
   }
   return { word, state, title: VERDICT_STATE_TITLES[state], headline, sentences: s, exitCode };
 }
+
+/** What to do about leaked clusters that still hold data. */
+export const ORPHANED_DATA_ADVICE =
+  'Copy the data out with `qcow2-doctor salvage` before anything frees these clusters; `qcow2-doctor check -r leaks` keeps them; `-r all` and `qemu-img check -r leaks` free them.';
 
 /** What to do about lost tables, in one sentence (the CLI, the reports and the app say the same). */
 export const LOST_TABLES_ADVICE =
@@ -164,10 +179,14 @@ export function lostTablesSummary(
   return { tables, l2Tables, bytesAtRisk, sentence };
 }
 
-/** The paragraph the CLI prints after QEMU's summary when there are lost tables ('' when there are none). */
+/** The paragraph the CLI prints after QEMU's summary when there are lost tables or orphaned data ('' otherwise). */
 export function lostTablesParagraph(anomalies: readonly Anomaly[]): string {
   const lost = lostTablesSummary(anomalies);
-  return lost ? `\n${lost.sentence}\n${LOST_TABLES_ADVICE}\n` : '';
+  if (lost) return `\n${lost.sentence}\n${LOST_TABLES_ADVICE}\n`;
+  // Leaked clusters that still hold data: the same paragraph, as QEMU's "no harm to data" is not true of them.
+  const orphaned = clustersOf(anomalies, 'orphaned-data');
+  if (!orphaned) return '';
+  return `\n${plural(orphaned, 'leaked cluster still holds', 'leaked clusters still hold')} data no table maps any more: possibly guest data a damaged table lost.\n${ORPHANED_DATA_ADVICE}\n`;
 }
 
 function mib(bytes: number): string {

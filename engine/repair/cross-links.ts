@@ -3,6 +3,7 @@
  * or guest data mapped onto a metadata cluster, is copied so each referrer keeps its own data (QEMU
  * would raise the refcount and silently share it).
  */
+import { addLostRange } from './guest-ranges.js';
 import { at, type PlanContext } from './plan-context.js';
 import type { Ref } from './references.js';
 
@@ -36,6 +37,8 @@ export function planCrossLinkCopies(ctx: PlanContext): ClusterCopy[] {
       // A refcount block must then be replaced by a rebuilt structure rather than edited in place,
       // or the bytes the guest reads would change under the repair (and differ after a crash).
       if (meta === 'refcount block') ctx.forceRebuild = true;
+      // The guest reads the table's bytes there, not what it wrote: that range of the disk is lost.
+      for (const r of data) if (r.kind === 'l2') addLostRange(ctx, r.guest, ctx.clusterSize);
       for (const g of groupByGuest(data))
         copies.push({
           kind: 'data',

@@ -6,6 +6,7 @@
  *                          entries; what would need a guess is refused and reported
  *  2. relinks.ts           damaged pointers to tables re-linked to the orphaned table still there
  *     lost-table-relinks.ts  L2 tables no L1 entry points at: re-linked where certain, never freed
+ *     orphaned-data.ts     leaked clusters that still hold data are kept; lost active shares named
  *  3. cross-links.ts       clusters shared against their refcount are copied
  *  4. snapshot-table-fix.ts  incomplete snapshot entries rewritten, stale bitmaps dropped
  *  5. allocation.ts        rebuild or not; clusters for the copies and the new snapshot table
@@ -20,6 +21,7 @@ import { planCrossLinkCopies } from './cross-links.js';
 import { planEntryFixes } from './entry-fixes.js';
 import { planLostL2Tables } from './lost-table-relinks.js';
 import { rewalkWithFixes } from './overlay-rewalk.js';
+import { planOrphanedData } from './orphaned-data.js';
 import { newPlanContext, type PlanContext, type PlanOptions } from './plan-context.js';
 import { planWrites } from './plan-writes.js';
 import type { RepairPlan } from './plan.js';
@@ -40,6 +42,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   await planL1EntryRelinks(ctx, relinkNeeded);
   await planLostL1Relink(ctx, lostL1);
   await planLostL2Tables(ctx);
+  await planOrphanedData(ctx);
   const copies = planCrossLinkCopies(ctx);
   const snapshotTable = planSnapshotTable(ctx);
   const headerExt = await planStaleBitmaps(ctx);

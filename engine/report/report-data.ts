@@ -6,7 +6,7 @@ import type { Qcow2Image } from '../image/qcow2-image.js';
 import type { FixNote, Refusal, RepairPlan } from '../repair/plan.js';
 import { VERSION } from '../base/version.js';
 import { humanSummary, qemuJsonObject } from '../check/qemu-text.js';
-import { plainVerdict, type PlainVerdict } from '../contract/verdict.js';
+import { lostTablesSummary, plainVerdict, type PlainVerdict } from '../contract/verdict.js';
 import { kindTitle } from '../contract/kind-titles.js';
 
 export interface ImageSummary {
@@ -87,6 +87,8 @@ export interface ReportData {
     qemuJson: Record<string, unknown>;
   };
   findings: FindingGroup[];
+  /** Lost tables that still map data (QEMU counts them among the leaks): how many, and the bytes at risk. */
+  lostTables: { tables: number; l2Tables: number; bytesAtRisk: number };
   repair?: {
     mode: 'leaks' | 'all';
     rebuild: boolean;
@@ -168,6 +170,11 @@ export function groupFindings(anomalies: readonly Anomaly[]): FindingGroup[] {
   );
 }
 
+function lostTablesCount(anomalies: CheckResult['anomalies']): ReportData['lostTables'] {
+  const s = lostTablesSummary(anomalies);
+  return { tables: s?.tables ?? 0, l2Tables: s?.l2Tables ?? 0, bytesAtRisk: s?.bytesAtRisk ?? 0 };
+}
+
 export function buildReportData(result: CheckResult, image: Qcow2Image, extras: ReportExtras = {}): ReportData {
   const img = imageSummary(result.filename, image);
   const verdictIn = { counters: result.counters, anomalies: result.anomalies, dirty: img.dirty, corrupt: img.corrupt };
@@ -186,6 +193,7 @@ export function buildReportData(result: CheckResult, image: Qcow2Image, extras: 
       qemuJson: qemuJsonObject(result.filename, result.counters),
     },
     findings: groupFindings(result.anomalies),
+    lostTables: lostTablesCount(result.anomalies),
   };
   if (result.failed !== undefined) data.check.failed = result.failed;
   const r = extras.repair;

@@ -15,6 +15,8 @@ function how(v: GuestView, p: L2Placement): Pick<PlacedRange, 'how' | 'detail'> 
     case 'only-slot':
       return { how: 'by-elimination', detail: 'the only L2 table left for the only L1 slot left' };
     case 'snapshot-match':
+      // A snapshot's L1 holding the table at that slot, with the active share counted: read, not guessed.
+      if (p.confidence === 1 && p.evidence) return { how: 'from-snapshot-l1', detail: p.evidence };
       return { how: 'by-guess', detail: "shares data with a snapshot's L2 table at this index" };
     case 'inherited':
       return { how: 'by-guess', detail: "assumed unchanged since the newest snapshot (its L1 table's entry)" };

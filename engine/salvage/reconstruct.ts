@@ -7,6 +7,7 @@ import { readPadded, type PositionalIO } from '../io/positional-io.js';
 import type { HeaderHints } from './geometry-guess.js';
 import { findActiveL1, readL1, type ActiveL1 } from './l1-tables.js';
 import { placeOrphans } from './orphan-placement.js';
+import { adoptSnapshotHeldTables } from './reconstruct-snapshot-held.js';
 import { gptDiskSize } from './placement-evidence.js';
 import { hx, isL2, newState, type ReconstructState } from './reconstruct-state.js';
 import type { ScanFindings } from './scan.js';
@@ -43,6 +44,13 @@ export async function reconstruct(
   const active = await findActiveL1(st, snaps.list, snapL1s);
   const { view: activeView, state: activeState } = await activeDisk(st, active);
   const snapViews = await snapshotDisks(st, snaps, active, snapL1s);
+  if (active)
+    await adoptSnapshotHeldTables(
+      st,
+      active,
+      activeView,
+      snapViews.map((x) => x.view),
+    );
   const allViews = (): GuestView[] => [activeView, ...snapViews.map((x) => x.view)];
 
   const l1Trusted = !!active && activeState === 'valid' && !opts.placeOrphans;

@@ -10,11 +10,14 @@ import { SCENARIOS } from '../check/scenarios.js';
 import { patchU64, qemuCheck, qemuCheckHuman, readU64, run, sha256, tempDir } from '../helpers/qemu.js';
 import { planRepairFile, repairFile, RepairRefusedError, undoRepair } from '../../engine/repair/index.js';
 import { locksOn } from '../../engine/repair/refusals.js';
+import { emptyLeakedClusters } from './guest-data.js';
 import { readJournal } from '../../engine/repair/journal.js';
 
 const t = tempDir('q2d-repair-safety-');
 afterAll(t.cleanup);
 let n = 0;
+// The parity, journal and plan tests use leaks that hold no data (emptyLeakedClusters): leaked
+// clusters that do are kept by -r leaks, unlike QEMU (test/repair/campaign-classes.test.ts).
 const scenario = (name: string): string => {
   const dir = join(t.dir, `${name}-${n++}`);
   mkdirSync(dir);
@@ -25,7 +28,7 @@ const cli = (...args: string[]) => run('node', [CLI, ...args]);
 
 describe('refusals: one line, nothing changed', () => {
   it('refuses an image a running qemu-io holds open (OFD locks in /proc/locks), then repairs it once QEMU is gone', async () => {
-    const f = scenario('leak');
+    const f = emptyLeakedClusters(scenario('leak'));
     const before = sha256(f);
     const q = spawn('qemu-io', ['-f', 'qcow2', f], { stdio: ['pipe', 'ignore', 'ignore'] });
     try {
@@ -49,7 +52,7 @@ describe('refusals: one line, nothing changed', () => {
   });
 
   it('refuses a read-only file', async () => {
-    const f = scenario('leak');
+    const f = emptyLeakedClusters(scenario('leak'));
     chmodSync(f, 0o444);
     const before = sha256(f);
     await expect(repairFile({ image: f, mode: 'all' })).rejects.toThrow(/read-only \(mode 444\)/);
@@ -155,7 +158,7 @@ describe('dry run, copies, journal', () => {
 
 describe('QEMU-compatible output and mode logic', () => {
   it('a leak: same stderr lines, repaired block, summary and exit code as qemu-img check -r leaks', () => {
-    const f = scenario('leak');
+    const f = emptyLeakedClusters(scenario('leak'));
     const q = `${f}.qemu`;
     copyFileSync(f, q);
     const theirs = qemuCheckHuman(q, 'leaks');
@@ -181,7 +184,7 @@ describe('QEMU-compatible output and mode logic', () => {
 
   it('-r leaks leaves corruptions (exit 2) exactly where QEMU does', () => {
     for (const name of ['cross-link-data', 'refcount-too-high', 'copied-clear-l2', 'data-unaligned']) {
-      const f = scenario(name);
+      const f = emptyLeakedClusters(scenario(name));
       const q = `${f}.qemu`;
       copyFileSync(f, q);
       const theirs = qemuCheck(q, 'leaks');
@@ -194,7 +197,7 @@ describe('QEMU-compatible output and mode logic', () => {
   });
 
   it('JSON after -r all has the final counters and the fixed counts', () => {
-    const f = scenario('leak');
+    const f = emptyLeakedClusters(scenario('leak'));
     const q = `${f}.qemu`;
     copyFileSync(f, q);
     const theirs = qemuCheck(q, 'all');

@@ -125,7 +125,10 @@ describe('check --report', () => {
     const verdict = await page.locator('#verdict').innerText();
     expect(verdict).toContain('Damaged');
     expect(verdict).toContain('Repair is recommended');
-    expect(verdict).toContain('1 cluster is leaked: wasted space, no harm to your data.');
+    // The leaked cluster still holds the data the damaged entry mapped: not "no harm to your data".
+    expect(verdict).toContain(
+      '1 cluster is leaked; 1 of them still holds data no table maps any more: possibly guest data a damaged table lost.',
+    );
     expect(verdict).toContain('1 cluster is in use but marked free: the next write could overwrite your data.');
     expect(await page.locator('[data-kind="refcount-zero-referenced"] h3').innerText()).toContain(
       'Clusters in use but marked free',
@@ -149,10 +152,12 @@ describe('check --report', () => {
     const q = qemuCheck(f).json!;
     for (const k of ['corruptions', 'leaks', 'check-errors', 'image-end-offset', 'allocated-clusters'])
       expect(rep.check.qemuJson[k]).toBe(q[k]);
+    expect(rep.lostTables).toEqual({ tables: 0, l2Tables: 0, bytesAtRisk: 0 });
     expect(rep.findings.map((g: { kind: string }) => g.kind)).toEqual([
       'copied-l2',
       'refcount-zero-referenced',
       'leaked-cluster',
+      'orphaned-data',
     ]);
     expect(rep.anomalies.length).toBeGreaterThanOrEqual(2);
     expect(rep.map.legend.find((l: { name: string }) => l.name === 'leaked').clusters).toBe(1);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { run, sha256, tempDir } from '../helpers/qemu.js';
+import { createQcow2, patchU64, qemuIo, readU64, run, sha256, tempDir } from '../helpers/qemu.js';
 import { buildMixedFolder } from './mixed-folder.js';
 import { findImages } from '../../engine/triage/find-images.js';
 import { triageFiles } from '../../engine/triage/run-triage.js';
@@ -76,11 +76,11 @@ describe('triage of a folder of mixed images', () => {
   it('prints a table with flags, sizes and the backing chain, and explains unreadable images', () => {
     const r = run('node', ['bin/qcow2-doctor.cjs', 'triage', t.dir]);
     const lines = r.stdout.split('\n');
-    expect(lines[0]).toMatch(/^PATH +VERDICT +LEAKS +ERRORS +FLAGS +VIRTUAL +FILE +BACKING +TIME$/);
+    expect(lines[0]).toMatch(/^PATH +VERDICT +LEAKS +LOST +ERRORS +FLAGS +VIRTUAL +FILE +BACKING +TIME$/);
     const line = (name: string): string => lines.find((l) => l.startsWith(`${join(t.dir, name)} `))!;
-    expect(line('leak.qcow2')).toMatch(/ leaks +1 +0 +- +64 MiB /);
+    expect(line('leak.qcow2')).toMatch(/ leaks +1 +0 +0 +- +64 MiB /);
     expect(line('dirty.qcow2')).toMatch(/ dirty /);
-    expect(line('corrupt-bit.qcow2')).toMatch(/ clean +0 +0 +corrupt /);
+    expect(line('corrupt-bit.qcow2')).toMatch(/ clean +0 +0 +0 +corrupt /);
     expect(line('chain/overlay.qcow2')).toMatch(/ base\.qcow2 /);
     expect(line('chain/orphan.qcow2')).toMatch(/ unreadable .* gone\.qcow2 /);
     expect(r.stdout).toContain(
@@ -94,6 +94,20 @@ describe('triage of a folder of mixed images', () => {
       ),
     ).toBe(true);
     expect(r.status).toBe(1);
+  });
+
+  it('counts lost tables: a LOST column and "lost-tables" in each JSON line', () => {
+    const own = tempDir('q2d-triage-lost-');
+    const f = join(own.dir, 'zeroed-l1.qcow2');
+    createQcow2(f, '64M');
+    qemuIo(f, ['write -P 0x11 0 128k']);
+    patchU64(f, Number(readU64(f, 40)), 0); // the only L1 entry: its L2 table is lost
+    const json = JSON.parse(run('node', ['bin/qcow2-doctor.cjs', 'triage', '--output=json', f]).stdout);
+    expect(json['lost-tables']).toBe(1);
+    expect(json.leaks).toBe(3); // QEMU's count: the table and its two data clusters
+    const table = run('node', ['bin/qcow2-doctor.cjs', 'triage', f]).stdout.split('\n');
+    expect(table.find((l) => l.startsWith(`${f} `))).toMatch(/ leaks +3 +1 +0 /);
+    own.cleanup();
   });
 
   it('exits 0 when every image is clean and 3 when the worst is a leak', () => {

@@ -1,0 +1,141 @@
+/**
+ * Leaked clusters that still hold data (the checker's 'orphaned-data'), in both repair modes:
+ *  - a leaked cluster nothing refers to whose content is data (not zeros, no table, no refcount
+ *    block): where it belonged is unknown, so freeing it could throw guest data away. -r leaks
+ *    keeps it and says so (QEMU would free it); -r all frees it as QEMU does and names it;
+ *  - a data cluster a snapshot maps at guest offset g with one more use counted than referrers,
+ *    while the active disk maps nothing at g: the active table lost its pointer. The cluster stays
+ *    (the snapshot keeps it); the active range g reads zeros and is named in guest-ranges-lost.
+ */
+import { holdsData } from '../check/lost-tables.js';
+import { u32 } from '../format/bytes.js';
+import * as C from '../format/constants.js';
+import { l1Offset, l2Offset } from '../format/l2-entry.js';
+import { readPadded } from '../io/positional-io.js';
+import { addLostRange, describeRange } from './guest-ranges.js';
+import { at, type PlanContext } from './plan-context.js';
+
+/** Leaked clusters read per call when looking for data (bytes). */
+const READ_BYTES = 1 << 20;
+
+export async function planOrphanedData(ctx: PlanContext): Promise<void> {
+  await keepLeakedData(ctx);
+  await nameLostShares(ctx);
+}
+
+async function keepLeakedData(ctx: PlanContext): Promise<void> {
+  const w = ctx.walk;
+  const cs = ctx.clusterSize;
+  const lctx = {
+    clusterSize: cs,
+    fileSize: w.fileSize,
+    extendedL2: ctx.geo.extendedL2,
+    refcountOrder: ctx.geo.refcountOrder,
+  };
+  const leaked = (c: number): boolean =>
+    w.refs[c] === 0 &&
+    !w.onDiskUnknown[c] &&
+    w.onDisk[c]! >= 1 &&
+    !w.metadata.has(c) &&
+    !w.oldRefcountClusters.has(c) &&
+    !ctx.keep.has(c) &&
+    !ctx.reserved.has(c);
+  const kept: number[] = [];
+  const perRead = Math.max(1, Math.floor(READ_BYTES / cs));
+  const fileClusters = Math.floor(w.fileSize / cs);
+  for (let c = 1; c < fileClusters; c++) {
+    if (!leaked(c)) continue;
+    let n = 1;
+    while (n < perRead && c + n < fileClusters && leaked(c + n)) n++;
+    const bytes = await readPadded(ctx.io, c * cs, n * cs);
+    for (let i = 0; i < n; i++) if (holdsData(bytes.subarray(i * cs, (i + 1) * cs), lctx)) kept.push(c + i);
+    c += n - 1;
+  }
+  if (!kept.length) return;
+  const shown = kept.slice(0, 8).map((c) => `cluster ${c} (${at(c * cs)})`);
+  const list = kept.length > 8 ? `${shown.join(', ')} and ${kept.length - 8} more` : shown.join(', ');
+  if (ctx.all) {
+    // -r all frees them as QEMU does (a repair interrupted by a crash leaves such clusters too),
+    // and says that it did: their bytes stay in the undo journal.
+    ctx.fixes.push({
+      kind: 'orphaned-data-freed',
+      counts: 'none',
+      explain: true,
+      text: `freed ${kept.length} leaked cluster(s) that still held data no table maps any more (${list}), as QEMU does: possibly guest data a damaged table lost, whose place cannot be told — \`qcow2-doctor undo\` with this repair's journal brings them back; \`check -r leaks\` keeps them`,
+    });
+    return;
+  }
+  for (const c of kept) {
+    ctx.keep.add(c);
+    ctx.reserved.add(c);
+  }
+  ctx.fixes.push({
+    kind: 'orphaned-data-kept',
+    counts: 'none',
+    differsFromQemu: true,
+    text: `refused to free ${kept.length} leaked cluster(s) that still hold data no table maps any more (${list}): possibly guest data a damaged table lost, and where it belonged cannot be told — copy it out with \`qcow2-doctor salvage\` first; \`check -r all\` or \`qemu-img check -r leaks\` frees them (QEMU would free them)`,
+  });
+}
+
+/** Snapshot-mapped data whose active share was lost: the active guest range is named as lost. */
+async function nameLostShares(ctx: PlanContext): Promise<void> {
+  const w = ctx.walk;
+  const cs = ctx.clusterSize;
+  const candidates = new Set<number>();
+  if (w.snapshots.length)
+    for (let c = 1; c < w.hostClusters; c++)
+      if (
+        w.refs[c]! > 0 &&
+        !w.onDiskUnknown[c] &&
+        w.onDisk[c]! > w.refs[c]! &&
+        !w.metadata.has(c) &&
+        !w.allL2.has(c * cs)
+      )
+        candidates.add(c);
+  if (!candidates.size) return;
+  const step = ctx.geo.extendedL2 ? C.L2_ENTRY_SIZE_EXT : C.L2_ENTRY_SIZE_STD;
+  const span = ctx.geo.l1Coverage;
+  const named = new Set<number>();
+  const tablesRead = new Set<number>();
+  for (const s of w.snapshots) {
+    if (!s.l1Size || s.l1TableOffset % cs !== 0 || s.l1TableOffset >= w.fileSize) continue;
+    const l1 = await readPadded(ctx.io, s.l1TableOffset, Math.min(s.l1Size, ctx.header.l1Size) * 8);
+    for (let i = 0; i < l1.length / 8; i++) {
+      const off = l1Offset(u32(l1, i * 8), u32(l1, i * 8 + 4));
+      if (!off || off % cs !== 0 || off >= w.fileSize || tablesRead.has(off)) continue;
+      tablesRead.add(off);
+      const t = await readPadded(ctx.io, off, cs);
+      for (let j = 0; j < ctx.geo.l2Entries; j++) {
+        const hi = u32(t, j * step);
+        if (hi & C.OFLAG_COMPRESSED_HI) continue;
+        const data = l2Offset(hi, u32(t, j * step + 4));
+        if (!data || data % cs !== 0 || !candidates.has(data / cs)) continue;
+        const g = i * span + j * cs;
+        if (g < ctx.header.size && !named.has(g) && (await activeEmpty(ctx, g))) named.add(g);
+      }
+    }
+  }
+  if (!named.size) return;
+  const list = [...named].sort((a, b) => a - b);
+  for (const g of list) addLostRange(ctx, g, cs);
+  const ranges = list.slice(0, 8).map((g) => describeRange({ start: g, length: cs }));
+  ctx.fixes.push({
+    kind: 'active-share-lost',
+    counts: 'none',
+    explain: true,
+    text: `${list.length} guest cluster(s) of the active disk lost their mapping while a snapshot still holds the data (${ranges.join(', ')}${list.length > 8 ? ', …' : ''}): they read as zeros now; the data is still in the snapshot (\`qemu-img snapshot -a\` or \`qcow2-doctor salvage\` of the snapshot brings it back)`,
+  });
+}
+
+/** Whether the active disk maps nothing at guest offset g (its L1 slot or L2 entry is zero). */
+async function activeEmpty(ctx: PlanContext, g: number): Promise<boolean> {
+  const span = ctx.geo.l1Coverage;
+  const i = Math.floor(g / span);
+  if (i >= ctx.header.l1Size) return false;
+  const l1 = ctx.img.l1;
+  const table = ctx.walk.activeL1.find((e) => e.index === i)?.l2;
+  if (table === undefined) return u32(l1, i * 8) === 0 && u32(l1, i * 8 + 4) === 0;
+  const step = ctx.geo.extendedL2 ? C.L2_ENTRY_SIZE_EXT : C.L2_ENTRY_SIZE_STD;
+  const e = await readPadded(ctx.io, table + Math.floor((g % span) / ctx.clusterSize) * step, 8);
+  return u32(e, 0) === 0 && u32(e, 4) === 0;
+}

@@ -1,0 +1,151 @@
+// Regression tests for the false claims the differential campaign found (campaign/), one per class,
+// each on a real qemu-img image damaged at precise bytes: leaked clusters that still hold data
+// (orphaned by a zeroed or redirected L2 entry), lost tables of extended-L2 images, and images
+// with snapshots whose active L1 was zeroed. QEMU's reader judges what the guest reads.
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  createQcow2,
+  patchU64,
+  qemuCheck,
+  qemuImg,
+  qemuIo,
+  readU64,
+  run,
+  tempDir,
+  writeBytes,
+} from '../helpers/qemu.js';
+
+const t = tempDir('q2d-campaign-classes-');
+afterAll(t.cleanup);
+const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
+const cli = (...args: string[]) => run('node', [CLI, ...args]);
+let n = 0;
+const fileIn = (name: string): string => {
+  const d = join(t.dir, `${name}-${n++}`);
+  mkdirSync(d);
+  return join(d, 'disk.qcow2');
+};
+
+/** Whether the guest reads `length` bytes of `byte` at `offset` (QEMU's reader). */
+function readsBack(file: string, byte: number, offset: number, length: number): boolean {
+  const r = run('qemu-io', ['-f', 'qcow2', '-r', '-c', `read -P 0x${byte.toString(16)} ${offset} ${length}`, file]);
+  return r.status === 0 && !/fail|error/i.test(r.stdout + r.stderr) && r.stdout.includes(`read ${length}/${length}`);
+}
+
+const l1Offset = (f: string): number => Number(readU64(f, 40));
+const l1Size = (f: string): number => Number(readU64(f, 32) & 0xffffffffn);
+const tableOf = (e: bigint): number => Number(e & 0x00fffffffffffe00n);
+
+function json(args: string[]): { status: number; stderr: string; out: Record<string, unknown> } {
+  const r = cli(...args);
+  return { status: r.status, stderr: r.stderr, out: JSON.parse(r.stdout) as Record<string, unknown> };
+}
+
+const kinds = (out: Record<string, unknown>): string[] =>
+  ((out.anomalies as Array<{ kind: string }>) ?? []).map((a) => a.kind);
+
+describe('leaked clusters that still hold data are orphaned data, not harmless leaks', () => {
+  it('zeroed L2 entry: check reports orphaned data, -r leaks keeps the cluster (exit 3), -r all names what it frees', () => {
+    const f = fileIn('l2-entry-zeroed');
+    createQcow2(f, '16M', { cluster_size: 65536 });
+    qemuIo(f, ['write -P 0x11 0 64k', 'write -P 0x22 64k 64k']);
+    const l2 = tableOf(readU64(f, l1Offset(f)));
+    const entry = readU64(f, l2 + 8);
+    patchU64(f, l2 + 8, 0); // guest 64 KiB..128 KiB loses its pointer; its cluster is leaked
+    const check = json(['check', '--output=json', f]);
+    expect(check.status).toBe(3); // QEMU's exit status: leaks
+    expect(kinds(check.out)).toContain('orphaned-data');
+    const human = cli('check', f);
+    expect(human.stdout).toMatch(/1 leaked cluster still holds data no table maps any more/);
+    const leaks = cli('check', '-r', 'leaks', '--no-journal', f);
+    expect(leaks.status, leaks.stderr).toBe(3);
+    expect(leaks.stderr).toMatch(/refused to free 1 leaked cluster\(s\) that still hold data/);
+    // Nothing was freed: with the entry put back the data reads and the image is clean.
+    patchU64(f, l2 + 8, entry);
+    expect(readsBack(f, 0x22, 65536, 65536)).toBe(true);
+    expect(qemuCheck(f).status).toBe(0);
+    patchU64(f, l2 + 8, 0);
+    const all = cli('check', '-r', 'all', f);
+    expect(all.stderr).toMatch(/freed 1 leaked cluster\(s\) that still held data .* as QEMU does/);
+    expect(all.stderr).toMatch(/qcow2-doctor undo/);
+  });
+
+  it('L2 entry redirected onto the L1 table: -r all names the guest range that now reads the table', () => {
+    const f = fileIn('l2-entry-onto-l1');
+    createQcow2(f, '16M', { cluster_size: 65536 });
+    qemuIo(f, ['write -P 0x11 0 64k', 'write -P 0x22 64k 64k']);
+    const l2 = tableOf(readU64(f, l1Offset(f)));
+    patchU64(f, l2 + 8, BigInt(l1Offset(f)) | (1n << 63n));
+    const r = json(['check', '-r', 'all', '--no-journal', '--output=json', f]);
+    expect(r.out['guest-ranges-lost']).toEqual([{ start: 65536, length: 65536 }]);
+    expect(r.stderr).toMatch(/lost: guest 0x10000–0x1ffff \(64 KiB\)/);
+    expect(r.stderr).toMatch(/freed 1 leaked cluster\(s\) that still held data/);
+    expect(readsBack(f, 0x11, 0, 65536)).toBe(true);
+  });
+
+  it('snapshot-shared cluster whose active L2 entry is zeroed: check says so, -r all names the guest range', () => {
+    const f = fileIn('shared-entry-zeroed');
+    createQcow2(f, '8M', { cluster_size: 4096 });
+    qemuIo(f, ['write -P 0x11 0 8k']);
+    qemuImg('snapshot', '-c', 's1', f);
+    qemuIo(f, ['write -P 0x33 16k 4k']); // the active L2 table is copied: it is the active's own now
+    const l2 = tableOf(readU64(f, l1Offset(f)));
+    patchU64(f, l2 + 8, 0); // guest 4 KiB..8 KiB: still in the snapshot, lost to the active disk
+    const check = json(['check', '--output=json', f]);
+    expect(check.status).toBe(3);
+    const orphaned = (check.out.anomalies as Array<{ kind: string; referrers?: { guestOffset?: number }[] }>).find(
+      (a) => a.kind === 'orphaned-data',
+    );
+    expect(orphaned?.referrers?.[0]?.guestOffset).toBe(4096);
+    const r = json(['check', '-r', 'all', '--no-journal', '--output=json', f]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.out['guest-ranges-lost']).toEqual([{ start: 4096, length: 4096 }]);
+    expect(r.stderr).toMatch(/lost their mapping while a snapshot still holds the data/);
+    expect(readsBack(f, 0x11, 0, 4096)).toBe(true);
+  });
+});
+
+describe('extended L2: lost tables are found and re-linked', () => {
+  it('zeroed active L1 entry of an extended-L2 image: check finds the lost table, -r all re-links it', () => {
+    const f = fileIn('xl2-l1-zeroed');
+    createQcow2(f, '64M', { cluster_size: 65536, extended_l2: true });
+    qemuIo(f, ['write -P 0x11 0 128k', 'write -P 0x22 1M 64k']);
+    patchU64(f, l1Offset(f), 0);
+    const check = json(['check', '--output=json', f]);
+    expect(kinds(check.out)).toContain('lost-table');
+    const r = json(['check', '-r', 'all', '--no-journal', '--output=json', f]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/re-linked there because it is the only lost table/);
+    expect(r.out['guest-ranges-lost']).toEqual([]);
+    expect(readsBack(f, 0x11, 0, 128 * 1024)).toBe(true);
+    expect(readsBack(f, 0x22, 1 << 20, 65536)).toBe(true);
+    expect(qemuCheck(f).status).toBe(0);
+  });
+});
+
+describe('snapshots: a zeroed active L1 is rebuilt from the snapshot L1', () => {
+  it('check reports lost tables placed by the snapshot L1; -r leaks keeps them', () => {
+    const f = fileIn('snapshot-l1-zeroed');
+    createQcow2(f, '8M', { cluster_size: 4096 });
+    qemuIo(f, ['write -P 0x11 0 8k', 'write -P 0x22 3M 8k']);
+    qemuImg('snapshot', '-c', 's1', f);
+    writeBytes(f, l1Offset(f), new Uint8Array(l1Size(f) * 8));
+    const check = json(['check', '--output=json', f]);
+    const lost = (check.out.anomalies as Array<{ kind: string; lostTable?: { placedBy?: string; l1Index?: number } }>)
+      .filter((a) => a.kind === 'lost-table')
+      .map((a) => [a.lostTable?.l1Index, a.lostTable?.placedBy]);
+    expect(lost).toEqual([
+      [0, 'snapshot-l1'],
+      [1, 'snapshot-l1'],
+    ]);
+    const r = cli('check', '-r', 'leaks', '--no-journal', f);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/kept 2 lost L2 table\(s\)/);
+    const all = cli('check', '-r', 'all', '--no-journal', f);
+    expect(all.status, all.stderr).toBe(0);
+    expect(readsBack(f, 0x11, 0, 8192)).toBe(true);
+    expect(readsBack(f, 0x22, 3 << 20, 8192)).toBe(true);
+  });
+});
