@@ -55,8 +55,8 @@ code = `const performance = { now: () => Number(process.hrtime.bigint()) / 1e6 }
 // Every character outside ASCII sits in a comment, a string or a template, where \uXXXX means the same,
 // except in a String.raw template, which must stay ASCII.
 for (const m of code.matchAll(/String\.raw`[^`]*`/g))
-  if (/[^\x00-\x7f]/.test(m[0])) throw new Error(`a String.raw template holds non-ASCII text: ${m[0].slice(0, 60)}`);
-code = code.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  if (/[\u0080-\uffff]/.test(m[0])) throw new Error(`a String.raw template holds non-ASCII text: ${m[0].slice(0, 60)}`);
+code = code.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 code += `
 function lazyBuiltin(id) {
 \tlet mod;
