@@ -35,14 +35,28 @@ for (const id of [
   'node:fs/promises',
   'node:crypto',
 ]) {
-  const decl = new RegExp(`^let (\\w+) = require\\("${id}"\\);$`, 'm').exec(code);
-  if (!decl) continue;
-  const name = decl[1];
-  const uses = code.match(new RegExp(`\\b${name}\\b(?!\\.)`, 'g')) ?? [];
-  if (uses.length !== 1)
-    throw new Error(`${name} (${id}) is used other than as ${name}.member: cannot be loaded lazily`);
-  code = code.replace(decl[0], `let ${name} = lazyBuiltin("${id}");`);
+  // Top-level imports (`let x = require(...)`) and commander's own (`const childProcess = ...` inside
+  // its module wrapper: child_process alone pulls in streams, net and dgram, ~40 modules).
+  for (const decl of code.matchAll(new RegExp(`^(\\s*)(let|const) (\\w+) = require\\("${id}"\\);$`, 'gm'))) {
+    const [line, indent, kind, name] = decl;
+    const uses = code.match(new RegExp(`\\b${name}\\b(?!\\.)`, 'g')) ?? [];
+    if (uses.length !== 1)
+      throw new Error(`${name} (${id}) is used other than as ${name}.member: cannot be loaded lazily`);
+    code = code.replace(line, `${indent}${kind} ${name} = lazyBuiltin("${id}");`);
+  }
 }
+// The global \`performance\` loads perf_hooks and a dozen internal modules on first touch; the CLI only
+// measures intervals with performance.now(), which a monotonic clock serves as well.
+const perfUses = code.match(/\bperformance\b(?!\.now\(\))/g) ?? [];
+if (perfUses.length) throw new Error('the bundle uses performance other than as performance.now()');
+code = `const performance = { now: () => Number(process.hrtime.bigint()) / 1e6 };\n${code}`;
+// Pure ASCII: a one-byte source string that the launcher reads without decoding (a single non-ASCII
+// character makes V8 hold the whole megabyte as a two-byte string, several ms at every start).
+// Every character outside ASCII sits in a comment, a string or a template, where \uXXXX means the same,
+// except in a String.raw template, which must stay ASCII.
+for (const m of code.matchAll(/String\.raw`[^`]*`/g))
+  if (/[\u0080-\uffff]/.test(m[0])) throw new Error(`a String.raw template holds non-ASCII text: ${m[0].slice(0, 60)}`);
+code = code.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 code += `
 function lazyBuiltin(id) {
 \tlet mod;

@@ -37,7 +37,6 @@ export interface ImageSpec {
 }
 
 const K = 1024;
-const M = 1024 * 1024;
 
 export const IMAGES: ImageSpec[] = [
   {
@@ -679,41 +678,5 @@ export async function run(ctx: { dir: string; log: (l: string) => void }): Promi
   const results = await runCampaign(ctx.dir, { qcow2: true });
   for (const l of formatTable(results)) ctx.log(l);
   ctx.log(`\n${results.length} scenarios in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  await runThroughput(ctx);
-}
-
-export async function runThroughput(ctx: { dir: string; log: (l: string) => void }): Promise<void> {
-  // Throughput on a larger image (undamaged, so QEMU can read it too): the scan alone against
-  // `qemu-img check`, and the whole salvage (scan + reconstruction + export with fdatasync before
-  // the rename) against `qemu-img convert -O raw` (which does not sync).
-  const big = join(ctx.dir, 'salvage-big.qcow2');
-  sh('qemu-img', ['create', '-q', '-f', 'qcow2', big, '4G']);
-  qemuIo(big, ['write -P 0x5a 0 512M', 'write -P 0x5b 2G 256M']);
-  spawnSync('dd', [`if=${big}`, 'of=/dev/null', 'bs=8M'], { stdio: 'ignore' }); // warm the page cache for both sides
-  const out = join(ctx.dir, 'salvage-big.raw');
-  // Best of two runs each: the machine is shared.
-  const time = async (f: () => unknown): Promise<number> => {
-    let best = Infinity;
-    for (let k = 0; k < 2; k++) {
-      const t = Date.now();
-      await f();
-      best = Math.min(best, (Date.now() - t) / 1000);
-      rmSync(out, { force: true });
-    }
-    return best;
-  };
-  const scan = await time(() => salvageImage(big, undefined, {}));
-  const check = await time(() => sh('qemu-img', ['check', '-f', 'qcow2', big]));
-  const ours = await time(() => salvageImage(big, out, {}));
-  const qemu = await time(() => sh('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', big, out]));
-  ctx.log(`\n4 GiB image, 768 MiB written (${(statSync(big).size / M).toFixed(0)} MiB file):`);
-  ctx.log(`| step | qcow2-doctor | QEMU | ratio |`);
-  ctx.log(`|---|---|---|---|`);
-  ctx.log(
-    `| --dry-run (reads every cluster twice: scan, then every mapped cluster) vs qemu-img check (metadata only) | ${scan.toFixed(2)} s | ${check.toFixed(2)} s | ${(scan / check).toFixed(2)} |`,
-  );
-  ctx.log(
-    `| salvage to raw (with fdatasync) vs qemu-img convert -O raw (no sync) | ${ours.toFixed(2)} s | ${qemu.toFixed(2)} s | ${(ours / qemu).toFixed(2)} |`,
-  );
-  rmSync(big, { force: true });
+  ctx.log('(speed: see the next section, 55-salvage-speed)');
 }

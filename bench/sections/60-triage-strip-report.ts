@@ -2,8 +2,10 @@
 // `qemu-img check` on each image (one after another, and two at once), and for strip a full
 // `qemu-img convert` copy as the reference for "reading the image once".
 import { spawn, execFileSync } from 'node:child_process';
-import { rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { bestOf, ratio, timeCommand } from '../measure.js';
 import type { BenchContext } from '../main.js';
 import { findImages } from '../../engine/triage/find-images.js';
 import { triageFiles } from '../../engine/triage/run-triage.js';
@@ -58,6 +60,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     `| triage ${N} images (16 GiB, metadata preallocated), 2 at once | ${tOurs.toFixed(2)} s | ${tPar.toFixed(2)} s (check, 2 at once) | ${(tOurs / tPar).toFixed(2)} |`,
   );
   ctx.log(`| same, qemu-img one after another | | ${tSeq.toFixed(2)} s | ${(tOurs / tSeq).toFixed(2)} |`);
+  await triageSmall(ctx);
 
   // Strip a 64 GiB image with 1 GiB of guest data written and metadata preallocated.
   const big = join(ctx.dir, 'strip-src.qcow2');
@@ -88,4 +91,27 @@ export async function run(ctx: BenchContext): Promise<void> {
   } finally {
     await io.close();
   }
+}
+
+/**
+ * 300 small images (64 MiB, 1 MiB written): `qcow2-doctor triage DIR` as a user runs it, against a
+ * shell loop of `qemu-img check` over the same files (best of 3, alternating). Goal: ≤ 0.25.
+ */
+async function triageSmall(ctx: BenchContext): Promise<void> {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const bin = join(here, '..', '..', '..', 'bin', 'qcow2-doctor.cjs');
+  const dir = join(ctx.dir, 'triage-small');
+  execFileSync('mkdir', ['-p', dir]);
+  const first = join(dir, 'img-000.qcow2');
+  qemu('create', '-q', '-f', 'qcow2', first, '64M');
+  execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x11 0 1M', first], { stdio: 'ignore' });
+  for (let i = 1; i < 300; i++) copyFileSync(first, join(dir, `img-${String(i).padStart(3, '0')}.qcow2`));
+  const [ours, loop] = bestOf(3, [
+    { run: () => timeCommand(bin, ['triage', dir]) },
+    { run: () => timeCommand('/bin/sh', ['-c', 'for f in "$1"/*.qcow2; do qemu-img check -q "$f"; done', 'sh', dir]) },
+  ]);
+  ctx.log(
+    `| triage 300 images of 64 MiB (CLI, whole process) | ${(ours!.ms / 1000).toFixed(2)} s | ${(loop!.ms / 1000).toFixed(2)} s (qemu-img check loop) | ${ratio(ours!.ms, loop!.ms)} (CPU ${ratio(ours!.cpuMs, loop!.cpuMs)}) |`,
+  );
+  rmSync(dir, { recursive: true, force: true });
 }

@@ -4,6 +4,7 @@ import { u32, u64 } from '../format/bytes.js';
 import { decodeHeader, type Qcow2Header } from '../format/header.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import { isZero, pointerTableSummary } from '../format/cluster-content.js';
+import { readInto, uninitialized } from './bulk-read.js';
 
 /** Header fields the salvage may use, each present only when it passed a sanity check. */
 export interface HeaderHints {
@@ -138,8 +139,9 @@ export async function inferClusterBits(
     tableSectors: [],
     compressed: [],
   };
+  const reused = uninitialized(Math.min(chunk, Math.max(end, 512)));
   for (let pos = 0; pos < end; pos += chunk) {
-    const buf = await io.read(pos, Math.min(chunk, end - pos));
+    const buf = reused.subarray(0, await readInto(io, pos, reused, Math.min(chunk, end - pos)));
     for (let s = 0; s + 512 <= buf.length; s += 512) {
       sectorOffsets(buf, s, pos + s, targetLimit, hist, state);
       refblockSector(buf, s, pos + s, state);
@@ -227,9 +229,7 @@ function sectorOffsets(
   hist: number[],
   st: InferState,
 ): void {
-  const tz: number[] = [];
-  const comp: number[] = [];
-  let max = 0;
+  // First pass: is every entry plausible? (Most sectors are data and fail at once, allocating nothing.)
   let any = false;
   for (let p = s; p < s + 512; p += 8) {
     const hi = u32(buf, p);
@@ -240,17 +240,28 @@ function sectorOffsets(
       if (hi & C.OFLAG_COPIED_HI) return;
       // Even the narrowest offset field (2 MiB clusters: bits 0..48) must point into the file.
       if ((hi & 0x1ffff) * 0x1_0000_0000 + lo >= targetLimit) return;
-      comp.push(hi, lo); // compressed descriptors carry unaligned offsets: judged later
-      continue;
+      continue; // compressed descriptors carry unaligned offsets: judged later
     }
     if ((hi & C.L2E_STD_RESERVED_MASK_HI) !== 0 || (lo & 0x1fe) !== 0) return;
     const off = (hi & C.L2E_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & 0xfffffe00) >>> 0);
     if (off >= targetLimit) return;
+  }
+  // Second pass: record what the sector says.
+  let max = 0;
+  const comp: number[] = [];
+  for (let p = s; p < s + 512; p += 8) {
+    const hi = u32(buf, p);
+    const lo = u32(buf, p + 4);
+    if (hi === 0 && lo === 0) continue;
+    if (hi & C.OFLAG_COMPRESSED_HI) {
+      comp.push(hi, lo);
+      continue;
+    }
+    const off = (hi & C.L2E_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & 0xfffffe00) >>> 0);
     if (off === 0) continue; // zero-flag entry
-    tz.push(trailingZeros(off));
+    hist[Math.min(trailingZeros(off), 63)]!++;
     if (off > max) max = off;
   }
-  for (const t of tz) hist[Math.min(t, 63)]!++;
   if (max > st.maxOffset) st.maxOffset = max;
   if (any && st.tableSectors.length < MAX_CLUES) st.tableSectors.push(fileOffset);
   if (st.compressed.length < 2 * MAX_CLUES) st.compressed.push(...comp);
@@ -313,8 +324,9 @@ export async function inferExtendedL2(
     stdOnly = 0;
   const end = Math.min(fileSize, limit);
   const chunk = Math.max(cs, 4 * 1024 * 1024);
+  const reused = uninitialized(chunk);
   for (let pos = 0; pos < end; pos += chunk) {
-    const buf = await io.read(pos, Math.min(chunk, end - pos));
+    const buf = reused.subarray(0, await readInto(io, pos, reused, Math.min(chunk, end - pos)));
     for (let o = 0; o + cs <= buf.length; o += cs) {
       if (isZero(buf, o, cs)) continue;
       const s = pointerTableSummary(buf, o, std, pos + o) !== undefined;

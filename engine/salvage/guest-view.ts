@@ -9,6 +9,8 @@ import type { PositionalIO } from '../io/positional-io.js';
 import { CancelToken, type ProgressSink } from '../base/task-control.js';
 import { decompressCluster } from '../image/compressed.js';
 import { placedRanges } from './placement-ranges.js';
+import { readInto, uninitialized } from './bulk-read.js';
+import { isZero } from '../format/cluster-content.js';
 import type { GuestView, LostRange, Reconstruction, ViewReport } from './types.js';
 
 /** A guest disk that unallocated clusters read from. `missing`: named but not found. */
@@ -20,7 +22,8 @@ export interface BackingDisk {
 }
 
 /** Receives the guest disk cluster by cluster, in increasing order; null, or a cluster never
- * passed (long unallocated or lost ranges are skipped), reads as zeros. */
+ * passed (long unallocated or lost ranges are skipped), reads as zeros. `data` is the reader's
+ * buffer, valid until the returned promise resolves: a sink that keeps it copies it. */
 export type ClusterSink = (guestCluster: number, data: Uint8Array | null) => Promise<void>;
 
 const MAX_RUN = 8 * 1024 * 1024;
@@ -32,6 +35,9 @@ export class ViewReader {
   private readonly step: number;
   private readonly geo: Geometry;
   private l2Cache = new Map<number, Uint8Array>();
+  /** Runs of data clusters are read into these in turn: one is read ahead while the other is sunk. */
+  private readonly ring: Uint8Array[] = [];
+  private turn = 0;
 
   constructor(
     private readonly io: PositionalIO,
@@ -137,91 +143,130 @@ export class ViewReader {
     const guessed = place.confidence < 1;
     const l2 = await this.readL2(place.host);
     let j = jFrom;
-    while (j < n) {
-      const g = g0 + j;
+    // The read of the next run of data clusters, started while this one goes to the sink.
+    let ahead: { j: number; data: Promise<Uint8Array> } | undefined;
+    try {
+      while (j < n) {
+        const g = g0 + j;
+        const hi = u32(l2, j * this.step);
+        const lo = u32(l2, j * this.step + 4);
+        const type = classifyL2(hi, lo, this.recon.extendedL2, false);
+        if (this.recon.extendedL2 && type !== ClusterType.Compressed) {
+          await this.emitExtended(g, l2, j, clusterBytes(g), sink, acc, guessed);
+          j++;
+          continue;
+        }
+        if (type === ClusterType.Unallocated) {
+          let k = j + 1;
+          while (k < n && u32(l2, k * this.step) === 0 && u32(l2, k * this.step + 4) === 0) k++;
+          await this.emitUnallocated(g, k - j, sink, acc);
+          j = k;
+          continue;
+        }
+        if (type === ClusterType.ZeroPlain || type === ClusterType.ZeroAlloc) {
+          await sink(g, null);
+          bytes.zero += clusterBytes(g);
+          j++;
+          continue;
+        }
+        if (type === ClusterType.Compressed) {
+          const d = decodeCompressed(hi, lo, this.geo);
+          const data =
+            d.offset < this.fileSize
+              ? decompressOrLost(
+                  await this.io.read(d.offset, Math.min(d.size, this.fileSize - d.offset)),
+                  cs,
+                  this.recon.compressionType,
+                )
+              : undefined;
+          if (data) {
+            await sink(g, isAllZero(data) ? null : data);
+            bytes.recovered += clusterBytes(g);
+            bytes.compressed += clusterBytes(g);
+            if (guessed) bytes.guessed += clusterBytes(g);
+          } else {
+            await sink(g, null);
+            acc.addLost(
+              g * cs,
+              g * cs + cs,
+              d.offset + d.size > this.fileSize
+                ? 'compressed cluster beyond end of file (truncated)'
+                : `compressed cluster at 0x${d.offset.toString(16)} does not decompress`,
+            );
+          }
+          j++;
+          continue;
+        }
+        // Normal: coalesce host-contiguous clusters into one read.
+        const host = l2Offset(hi, lo);
+        const k = this.runEnd(l2, j, n, host);
+        const data = await (ahead?.j === j ? ahead.data : this.readRun(host, k - j));
+        ahead = this.readAhead(l2, k, n);
+        for (let r = 0; r < k - j; r++) {
+          const gg = g + r;
+          const piece = data.subarray(r * cs, r * cs + cs);
+          const want = clusterBytes(gg);
+          if (host % cs !== 0) {
+            await sink(gg, null);
+            acc.addLost(gg * cs, gg * cs + cs, 'L2 entry has a misaligned offset');
+          } else if (piece.length >= want) {
+            await sink(gg, isAllZero(piece) ? null : piece);
+            bytes.recovered += want;
+            if (guessed) bytes.guessed += want;
+          } else {
+            // Cut by the end of the file: what precedes the cut is real, the rest is lost.
+            await sink(gg, piece.length && !isAllZero(piece) ? padCluster(piece, cs) : null);
+            bytes.recovered += piece.length;
+            if (guessed) bytes.guessed += piece.length;
+            acc.addLost(gg * cs + piece.length, gg * cs + cs, 'data cluster beyond end of file (truncated)');
+          }
+        }
+        j = k;
+      }
+    } finally {
+      // Nothing left reading when the caller closes the file.
+      await ahead?.data.catch(() => undefined);
+    }
+  }
+
+  /** End (exclusive) of the run of host-contiguous normal clusters that starts at entry j. */
+  private runEnd(l2: Uint8Array, j: number, n: number, host: number): number {
+    const cs = this.cs;
+    let k = j + 1;
+    while (k < n && (k - j) * cs < MAX_RUN) {
+      const hi = u32(l2, k * this.step);
+      const lo = u32(l2, k * this.step + 4);
+      if (classifyL2(hi, lo, false, false) !== ClusterType.Normal || l2Offset(hi, lo) !== host + (k - j) * cs) break;
+      k++;
+    }
+    return k;
+  }
+
+  /** What the file holds of `clusters` clusters at `host` (nothing for a misaligned offset). */
+  private async readRun(host: number, clusters: number): Promise<Uint8Array> {
+    const avail = Math.max(0, Math.min(clusters * this.cs, this.fileSize - host));
+    if (avail === 0 || host % this.cs !== 0) return new Uint8Array(0);
+    // Reused buffers: a fresh one per read costs more in page faults than the read itself.
+    const k = this.turn++ % 2;
+    this.ring[k] ??= uninitialized(Math.ceil(MAX_RUN / this.cs) * this.cs);
+    const buf = this.ring[k]!;
+    return buf.subarray(0, await readInto(this.io, host, buf, avail));
+  }
+
+  /** Start reading the first run of normal clusters at or after entry `from` (standard L2 only). */
+  private readAhead(l2: Uint8Array, from: number, n: number): { j: number; data: Promise<Uint8Array> } | undefined {
+    if (this.recon.extendedL2) return undefined;
+    for (let j = from; j < n; j++) {
       const hi = u32(l2, j * this.step);
       const lo = u32(l2, j * this.step + 4);
-      const type = classifyL2(hi, lo, this.recon.extendedL2, false);
-      if (this.recon.extendedL2 && type !== ClusterType.Compressed) {
-        await this.emitExtended(g, l2, j, clusterBytes(g), sink, acc, guessed);
-        j++;
-        continue;
-      }
-      if (type === ClusterType.Unallocated) {
-        let k = j + 1;
-        while (k < n && u32(l2, k * this.step) === 0 && u32(l2, k * this.step + 4) === 0) k++;
-        await this.emitUnallocated(g, k - j, sink, acc);
-        j = k;
-        continue;
-      }
-      if (type === ClusterType.ZeroPlain || type === ClusterType.ZeroAlloc) {
-        await sink(g, null);
-        bytes.zero += clusterBytes(g);
-        j++;
-        continue;
-      }
-      if (type === ClusterType.Compressed) {
-        const d = decodeCompressed(hi, lo, this.geo);
-        const data =
-          d.offset < this.fileSize
-            ? decompressOrLost(
-                await this.io.read(d.offset, Math.min(d.size, this.fileSize - d.offset)),
-                cs,
-                this.recon.compressionType,
-              )
-            : undefined;
-        if (data) {
-          await sink(g, isAllZero(data) ? null : data);
-          bytes.recovered += clusterBytes(g);
-          bytes.compressed += clusterBytes(g);
-          if (guessed) bytes.guessed += clusterBytes(g);
-        } else {
-          await sink(g, null);
-          acc.addLost(
-            g * cs,
-            g * cs + cs,
-            d.offset + d.size > this.fileSize
-              ? 'compressed cluster beyond end of file (truncated)'
-              : `compressed cluster at 0x${d.offset.toString(16)} does not decompress`,
-          );
-        }
-        j++;
-        continue;
-      }
-      // Normal: coalesce host-contiguous clusters into one read.
+      if (classifyL2(hi, lo, false, false) !== ClusterType.Normal) continue;
       const host = l2Offset(hi, lo);
-      let k = j + 1;
-      while (k < n && (k - j) * cs < MAX_RUN) {
-        const h2 = u32(l2, k * this.step);
-        const l22 = u32(l2, k * this.step + 4);
-        if (classifyL2(h2, l22, false, false) !== ClusterType.Normal || l2Offset(h2, l22) !== host + (k - j) * cs)
-          break;
-        k++;
-      }
-      const runBytes = (k - j) * cs;
-      const avail = Math.max(0, Math.min(runBytes, this.fileSize - host));
-      const data = avail > 0 && host % cs === 0 ? await this.io.read(host, avail) : new Uint8Array(0);
-      for (let r = 0; r < k - j; r++) {
-        const gg = g + r;
-        const piece = data.subarray(r * cs, r * cs + cs);
-        const want = clusterBytes(gg);
-        if (host % cs !== 0) {
-          await sink(gg, null);
-          acc.addLost(gg * cs, gg * cs + cs, 'L2 entry has a misaligned offset');
-        } else if (piece.length >= want) {
-          await sink(gg, isAllZero(piece) ? null : piece);
-          bytes.recovered += want;
-          if (guessed) bytes.guessed += want;
-        } else {
-          // Cut by the end of the file: what precedes the cut is real, the rest is lost.
-          await sink(gg, piece.length && !isAllZero(piece) ? padCluster(piece, cs) : null);
-          bytes.recovered += piece.length;
-          if (guessed) bytes.guessed += piece.length;
-          acc.addLost(gg * cs + piece.length, gg * cs + cs, 'data cluster beyond end of file (truncated)');
-        }
-      }
-      j = k;
+      const data = this.readRun(host, this.runEnd(l2, j, n, host) - j);
+      // Awaited when its run comes (or in emitIndex's finally); this only keeps a failure from going unheard.
+      data.catch(() => undefined);
+      return { j, data };
     }
+    return undefined;
   }
 
   /** Unallocated clusters: the backing disk's content, or zeros. */
@@ -337,8 +382,7 @@ class Accounting {
 }
 
 export function isAllZero(b: Uint8Array): boolean {
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
+  return isZero(b, 0, b.length);
 }
 
 function padCluster(piece: Uint8Array, cs: number): Uint8Array {

@@ -7,6 +7,8 @@ import * as C from '../format/constants.js';
 import { putU32, putU64 } from '../format/bytes.js';
 import { setRefcount } from '../format/refcount.js';
 import type { PositionalIO } from '../io/positional-io.js';
+import { WriteBehind } from './write-behind.js';
+import { uninitialized } from './bulk-read.js';
 
 const REFCOUNT_ORDER = 4;
 const FLUSH_AT = 8 * 1024 * 1024;
@@ -20,24 +22,28 @@ export class Qcow2SequentialWriter {
   private l2Used = false;
   /** Next free host cluster index (cluster 0 is the header). */
   private next = 1;
-  private pending: Uint8Array[] = [];
-  private pendingSize = 0;
+  /** Appended clusters not yet written: `staged` bytes in a staging buffer, from cluster pendingStart. */
+  private readonly staging: Uint8Array[] = [];
+  private turn = 0;
+  private staged = 0;
   private pendingStart = 1;
   private lastGuest = -1;
   dataClusters = 0;
+  private readonly out: WriteBehind;
 
   constructor(
     private readonly io: PositionalIO,
     private readonly clusterBits: number,
     private readonly virtualSize: number,
   ) {
+    this.out = new WriteBehind(io);
     this.cs = 2 ** clusterBits;
     this.l2Entries = this.cs / 8;
     this.l1 = new Array<number>(Math.max(1, Math.ceil(virtualSize / (this.cs * this.l2Entries)))).fill(0);
     this.l2 = new Uint8Array(this.cs);
   }
 
-  /** One guest cluster; null (or never called) = unallocated, reads as zeros. */
+  /** One guest cluster; null (or never called) = unallocated, reads as zeros. `data` is copied. */
   async put(guestCluster: number, data: Uint8Array | null): Promise<void> {
     if (guestCluster <= this.lastGuest) throw new Error(`qcow2 output: guest cluster ${guestCluster} out of order`);
     this.lastGuest = guestCluster;
@@ -48,11 +54,10 @@ export class Qcow2SequentialWriter {
       await this.closeL2();
       this.l2Index = i;
     }
-    const host = this.append(data.length === this.cs ? data : pad(data, this.cs));
+    const host = await this.append(data.length === this.cs ? data : pad(data, this.cs));
     putU64(this.l2, (guestCluster % this.l2Entries) * 8, BigInt(host) | (1n << 63n)); // COPIED: refcount 1
     this.l2Used = true;
     this.dataClusters++;
-    if (this.pendingBytes() >= FLUSH_AT) await this.flushPending();
   }
 
   /** Write the L1 table, refcounts and header; returns the file size. */
@@ -64,7 +69,7 @@ export class Qcow2SequentialWriter {
     this.l1.forEach((off, i) => {
       if (off) putU64(l1Buf, i * 8, BigInt(off) | (1n << 63n));
     });
-    const l1Offset = this.append(l1Buf);
+    const l1Offset = await this.append(l1Buf);
     // Refcount table + blocks after everything, covering themselves too.
     const used = this.next;
     const perBlock = (cs * 8) >> REFCOUNT_ORDER;
@@ -82,14 +87,15 @@ export class Qcow2SequentialWriter {
     const table = new Uint8Array(tableClusters * cs);
     const tableOffset = this.next * cs;
     for (let k = 0; k < blocks; k++) putU64(table, k * 8, (this.next + tableClusters + k) * cs);
-    this.append(table);
+    await this.append(table);
     for (let k = 0; k < blocks; k++) {
       const blk = new Uint8Array(cs);
       for (let c = k * perBlock; c < Math.min(total, (k + 1) * perBlock); c++)
         setRefcount(blk, c - k * perBlock, REFCOUNT_ORDER, 1);
-      this.append(blk);
+      await this.append(blk);
     }
     await this.flushPending();
+    await this.out.drain();
     await this.io.flush();
     // Header last.
     const h = new Uint8Array(cs);
@@ -109,39 +115,44 @@ export class Qcow2SequentialWriter {
     return total * cs;
   }
 
+  /** Wait for writes in flight (before the output is closed or removed on an error). */
+  async abandon(): Promise<void> {
+    await this.out.drain().catch(() => undefined);
+  }
+
   private async closeL2(): Promise<void> {
     if (this.l2Index < 0 || !this.l2Used) return;
-    this.l1[this.l2Index] = this.append(this.l2);
+    this.l1[this.l2Index] = await this.append(this.l2);
     this.l2 = new Uint8Array(this.cs);
     this.l2Used = false;
   }
 
-  /** Reserve the next clusters for `data` (whole clusters) and queue it; returns its host offset. */
-  private append(data: Uint8Array): number {
+  /** Reserve the next clusters for `data` (whole clusters) and queue a copy; returns its host offset. */
+  private async append(data: Uint8Array): Promise<number> {
     const off = this.next * this.cs;
-    this.pending.push(data.slice());
-    this.pendingSize += data.length;
+    if (this.staged + data.length > FLUSH_AT) await this.flushPending();
     this.next += data.length / this.cs;
+    if (data.length > FLUSH_AT) {
+      // A large table of the writer's own (never changed again): written as it is.
+      await this.out.write(off, data);
+      this.pendingStart = this.next;
+      return off;
+    }
+    const k = this.turn % 2;
+    this.staging[k] ??= uninitialized(FLUSH_AT);
+    this.staging[k]!.set(data, this.staged);
+    this.staged += data.length;
     return off;
   }
 
-  private pendingBytes(): number {
-    return this.pendingSize;
-  }
-
   private async flushPending(): Promise<void> {
-    if (!this.pending.length) return;
-    const n = this.pendingBytes();
-    const buf = new Uint8Array(n);
-    let o = 0;
-    for (const p of this.pending) {
-      buf.set(p, o);
-      o += p.length;
-    }
-    await this.io.write(this.pendingStart * this.cs, buf);
-    this.pendingStart += n / this.cs;
-    this.pending = [];
-    this.pendingSize = 0;
+    if (!this.staged) return;
+    const buf = this.staging[this.turn++ % 2]!.subarray(0, this.staged);
+    const at = this.pendingStart * this.cs;
+    this.pendingStart += this.staged / this.cs;
+    this.staged = 0;
+    // Returns once the previous write is done: the other staging buffer is free again.
+    await this.out.write(at, buf);
   }
 }
 

@@ -15,6 +15,7 @@ import { scanImage, type ScanFindings, type ScanGeometry } from './scan.js';
 import { reconstruct } from './reconstruct.js';
 import { ViewReader, type BackingDisk } from './guest-view.js';
 import { Qcow2SequentialWriter } from './qcow2-output.js';
+import { RawSparseWriter } from './raw-output.js';
 import { ensureFreeSpace, outputBytes, outputDataClusters } from './output-space.js';
 import { exportLostAndFound } from './lost-found.js';
 import { salvageOutcome } from './salvage-outcome.js';
@@ -234,72 +235,21 @@ async function writeView(reader: ViewReader, target: string, opts: SalvageOption
   // Written under a hidden temporary name, given the output's name only when complete.
   const file = await createOutputFile(target, { root: opts.outputRoot, replace: opts.overwrite });
   const out = opts.wrapOutput ? await opts.wrapOutput(file.io) : file.io;
+  const w =
+    (opts.format ?? 'raw') === 'qcow2'
+      ? new Qcow2SequentialWriter(out, Math.log2(reader.cs), reader.size)
+      : new RawSparseWriter(out, reader.cs, reader.size);
   try {
-    const cs = reader.cs;
-    const size = reader.size;
-    let report: ViewReport;
-    if ((opts.format ?? 'raw') === 'qcow2') {
-      const w = new Qcow2SequentialWriter(out, Math.log2(cs), size);
-      report = await reader.export((g, d) => w.put(g, d), opts.progress, opts.cancel);
-      await w.finish();
-    } else {
-      // Raw: sparse; contiguous clusters are gathered into large writes. Clusters that are
-      // neighbours in the reader's buffer are joined without copying (the reader never reuses one).
-      let runStart = -1;
-      let clusters = 0;
-      let segs: Uint8Array[] = [];
-      const flush = async (): Promise<void> => {
-        if (!clusters) return;
-        let buf: Uint8Array;
-        if (segs.length === 1) buf = segs[0]!;
-        else {
-          buf = new Uint8Array(clusters * cs);
-          let o = 0;
-          for (const sgm of segs) {
-            buf.set(sgm, o);
-            o += sgm.length;
-          }
-        }
-        const off = runStart * cs;
-        await out.write(off, buf.subarray(0, Math.min(buf.length, size - off)));
-        segs = [];
-        clusters = 0;
-      };
-      report = await reader.export(
-        async (g, d) => {
-          if (!d) {
-            await flush();
-            return;
-          }
-          if (clusters && (runStart + clusters !== g || clusters * cs >= 8 * 1024 * 1024)) await flush();
-          if (!clusters) runStart = g;
-          const c = d.length === cs ? d : padTo(d, cs);
-          const last = segs[segs.length - 1];
-          if (last && last.buffer === c.buffer && last.byteOffset + last.length === c.byteOffset)
-            segs[segs.length - 1] = new Uint8Array(c.buffer, last.byteOffset, last.length + c.length);
-          else segs.push(c);
-          clusters++;
-        },
-        opts.progress,
-        opts.cancel,
-      );
-      await flush();
-      await out.truncate(size);
-      // Durable before it takes its final name: a crash never leaves a half-written OUT.
-      await out.flush();
-    }
+    const report = await reader.export((g, d) => w.put(g, d), opts.progress, opts.cancel);
+    // Durable before it takes its final name: a crash never leaves a half-written OUT.
+    await w.finish();
     await file.commit();
     return report;
   } catch (e) {
+    await w.abandon();
     await file.discard();
     throw e;
   }
-}
-
-function padTo(d: Uint8Array, n: number): Uint8Array {
-  const o = new Uint8Array(n);
-  o.set(d);
-  return o;
 }
 
 interface OpenedBacking {

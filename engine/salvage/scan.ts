@@ -3,6 +3,7 @@
 // snapshot-table positions, counts). Memory grows with the amount of metadata found, not with the
 // file size. The scan can stop (cancel) and resume from a saved position.
 import type { PositionalIO } from '../io/positional-io.js';
+import { readInto, uninitialized } from './bulk-read.js';
 import { CancelToken, type ProgressSink } from '../base/task-control.js';
 import { CancelledError } from '../base/errors.js';
 import {
@@ -88,33 +89,54 @@ export async function scanImage(
   const cancel = opts.cancel ?? CancelToken.none;
   const every = opts.checkpointEvery ?? 256 * 1024 * 1024;
   let sinceCheckpoint = 0;
-  while (f.position < fileSize) {
-    if (cancel.isCancelled) {
-      if (opts.checkpoint) await opts.checkpoint(f);
-      throw new CancelledError();
+  // Two buffers, reused: the next read runs while this one is classified.
+  const bufSize = Math.min(readSize, Math.max(cs, Math.ceil(fileSize / cs) * cs));
+  const bufs = [uninitialized(bufSize), uninitialized(bufSize)];
+  let turn = 0;
+  const start = (pos: number): Promise<number> | undefined =>
+    pos < fileSize ? readInto(io, pos, bufs[turn++ % 2]!, Math.min(bufSize, fileSize - pos)) : undefined;
+  let ahead = start(f.position);
+  try {
+    while (ahead) {
+      const buf = bufs[(turn - 1) % 2]!;
+      const got = await ahead;
+      ahead = undefined;
+      if (got === 0) break;
+      if (cancel.isCancelled) {
+        if (opts.checkpoint) await opts.checkpoint(f);
+        throw new CancelledError();
+      }
+      ahead = start(f.position + got);
+      classifyChunk(f, buf, got, ctx);
+      f.position += got;
+      sinceCheckpoint += got;
+      opts.progress?.({ fraction: f.position / fileSize, stage: 'scanning clusters' });
+      if (opts.checkpoint && sinceCheckpoint >= every) {
+        sinceCheckpoint = 0;
+        await opts.checkpoint(f);
+      }
     }
-    const buf = await io.read(f.position, Math.min(readSize, fileSize - f.position));
-    if (buf.length === 0) break;
-    // A file that ends mid-cluster: the tail is classified zero-padded, as readers see it.
-    const whole = buf.length % cs === 0 ? buf : padTo(buf, Math.ceil(buf.length / cs) * cs);
-    for (let o = 0; o < whole.length; o += cs) {
-      const c = classifyCluster(whole, o, f.position + o, ctx);
-      f.counts[c.cls]!++;
-      if (c.cls === ClusterClass.PointerTable && c.table) push(f, f.tables, c.table);
-      else if (c.cls === ClusterClass.RefcountBlock) push(f, f.refcountBlocks, f.position + o);
-      else if (c.cls === ClusterClass.SnapshotTable) push(f, f.snapshotTables, f.position + o);
-    }
-    f.position += buf.length;
-    sinceCheckpoint += buf.length;
-    opts.progress?.({ fraction: f.position / fileSize, stage: 'scanning clusters' });
-    if (opts.checkpoint && sinceCheckpoint >= every) {
-      sinceCheckpoint = 0;
-      await opts.checkpoint(f);
-    }
+  } finally {
+    // Never leave a read running into a buffer (or on a descriptor) the caller may close.
+    await ahead?.catch(() => 0);
   }
   f.position = fileSize;
   f.complete = true;
   return f;
+}
+
+/** Classify the clusters of buf[0, got), which starts at host offset f.position. */
+function classifyChunk(f: ScanFindings, buf: Uint8Array, got: number, ctx: ClassifyContext): void {
+  const cs = ctx.clusterSize;
+  // A file that ends mid-cluster: the tail is classified zero-padded, as readers see it.
+  const whole = got % cs === 0 ? buf.subarray(0, got) : padTo(buf.subarray(0, got), Math.ceil(got / cs) * cs);
+  for (let o = 0; o < whole.length; o += cs) {
+    const c = classifyCluster(whole, o, f.position + o, ctx);
+    f.counts[c.cls]!++;
+    if (c.cls === ClusterClass.PointerTable && c.table) push(f, f.tables, c.table);
+    else if (c.cls === ClusterClass.RefcountBlock) push(f, f.refcountBlocks, f.position + o);
+    else if (c.cls === ClusterClass.SnapshotTable) push(f, f.snapshotTables, f.position + o);
+  }
 }
 
 function push<T>(f: ScanFindings, list: T[], v: T): void {
