@@ -1,7 +1,7 @@
 // The wizard's salvage path through the service, as the renderer calls it: an image whose header
 // is destroyed is refused by image.open with a salvage source; salvage.scan previews and
 // salvage.export writes a qcow2 that repair.verify (our check + qemu-img check) finds clean; a
-// zeroed L1 table makes salvage.assess warn that "repair leaks" would lose the data.
+// zeroed L1 table makes salvage.assess advise salvage before any repair.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -95,7 +95,7 @@ describe('wizard salvage path (service)', () => {
     const a = await service.call('salvage.assess', { handle: o.handle });
     expect(a.orphanTables).toBe(1);
     expect(a.orphanData).toBe(3);
-    expect(a.advice).toContain('repair leaks');
+    expect(a.advice).toContain('"Repair leaks" keeps these clusters');
     const out = await service.call('salvage.export', { handle: o.handle, save: { kind: 'sibling' } });
     expect(out.preview?.bytes.recovered).toBe(192 * 1024);
     assertPatterns(join(t.dir, out.name));

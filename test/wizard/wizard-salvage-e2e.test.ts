@@ -116,7 +116,7 @@ describe('recovery wizard: salvage', () => {
     await verdict.waitFor({ timeout: 60_000 });
     expect(await verdict.getAttribute('data-salvage')).toBe('advised');
     expect(await page.getByTestId('wizard-salvage-advice').innerText()).toContain(
-      '"repair leaks" would mark it free and lose it',
+      '"Repair leaks" keeps these clusters',
     );
     await shot(page, 'l1-explain');
     await page.getByTestId('wizard-to-action').click();
