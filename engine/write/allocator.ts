@@ -105,11 +105,13 @@ export class Allocator {
     this.quarantine.clear();
   }
 
-  /** Forget in-memory state after a reload from disk. */
+  /**
+   * Forget in-memory state after a reload from disk. The quarantine stays: a removal written but not
+   * yet flushed is no more durable after a failure than before it.
+   */
   reset(reftable: Uint8Array, reftableOffset: number, fileSize: number): void {
     this.reftable = reftable;
     this.reftableOffset = reftableOffset;
-    this.quarantine.clear();
     this.hint = 1;
     this.allocEnd = Math.ceil(fileSize / this.cs);
   }

@@ -4,7 +4,8 @@
 //   allocate before reference · fill before link · data before mapping · unreference before free ·
 //   reuse a freed cluster only after the removal is durable.
 // On any I/O error the writer drops its in-memory state and reloads it from disk (which, by the
-// rules above, is consistent: at worst leaks), then reports the error as a WriteError.
+// rules above, is consistent: at worst leaks; under lazy refcounts the refcounts are recounted from
+// the references on disk), then reports the error as a WriteError.
 import * as C from '../format/constants.js';
 import { putU32, putU64, u32 } from '../format/bytes.js';
 import type { Geometry, Qcow2Header } from '../format/header.js';
@@ -19,7 +20,7 @@ import { writeCompressedCluster } from './compressed-write.js';
 import { growL1Table, growVirtualSize } from './resize.js';
 import type { WriterOptions, WriterStats } from './writer-options.js';
 import { WriteError } from './write-error.js';
-import { rebuildRefcountsInPlace } from './dirty-repair.js';
+import { rebuildRefcountsInPlace, recountRefcountBlocks } from './dirty-repair.js';
 import { OverlapError, OverlapGuard, type MetadataKind } from './overlap.js';
 
 export type { GuestReader, WriterOptions, WriterStats } from './writer-options.js';
@@ -221,6 +222,11 @@ export class Qcow2Writer implements AllocatorHost {
     this.l1 = img.l1.slice();
     this.alloc.reset(img.reftable.slice(), img.header.refcountTableOffset, img.fileSize);
     this.dirtyOnDisk = img.isDirty;
+    // Dirty (lazy refcounts): the refcounts on disk lag behind the references on disk, so clusters
+    // that earlier writes mapped may read as free there. Recount from the references into the
+    // cache (dirty; written by close, as the dirty bit already covers them) before anything allocates.
+    if (this.dirtyOnDisk)
+      for (const [off, block] of await recountRefcountBlocks(this)) await this.refCache.put(off, block);
   }
 
   // ---- L1 / L2 helpers ----
