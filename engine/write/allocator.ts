@@ -88,7 +88,10 @@ export class Allocator {
     if (delta < 0) this.host.event('cluster_free');
     if (v === 0) {
       // Unordered (negative control): reuse at once, as a writer without this rule would.
-      if (this.host.ordering !== 'unordered') this.quarantine.add(cluster);
+      if (this.host.ordering !== 'unordered' && !this.quarantine.has(cluster)) {
+        this.quarantine.add(cluster);
+        this.quarantinedNow?.push(cluster);
+      }
       this.host.onClusterFreed(cluster);
     }
     await this.host.refCache.markDirty(off);
@@ -99,17 +102,37 @@ export class Allocator {
     for (let c = first; c < first + count; c++) await this.change(c, -1);
   }
 
+  /** Clusters quarantined during the current operation (null: no operation journaled). */
+  private quarantinedNow: number[] | null = null;
+
+  /** The allocation state before an operation (see op-undo.ts); quarantining is journaled from now on. */
+  saveState(): { hint: number; allocEnd: number; allocated: number } {
+    this.quarantinedNow = [];
+    return { hint: this.hint, allocEnd: this.allocEnd, allocated: this.allocated };
+  }
+
+  /** Back to the state saved before a failed operation that changed nothing on disk but data. */
+  restoreState(s: { hint: number; allocEnd: number; allocated: number }): void {
+    for (const c of this.quarantinedNow ?? []) this.quarantine.delete(c);
+    this.quarantinedNow = null;
+    this.hint = s.hint;
+    this.allocEnd = s.allocEnd;
+    this.allocated = s.allocated;
+  }
+
   /** The removals are durable now: quarantined clusters may be reused. */
   releaseQuarantine(): void {
     for (const c of this.quarantine) if (c < this.hint) this.hint = Math.max(1, c);
     this.quarantine.clear();
   }
 
-  /** Forget in-memory state after a reload from disk. */
+  /**
+   * Forget in-memory state after a reload from disk. The quarantine stays: a removal written but not
+   * yet flushed is no more durable after a failure than before it.
+   */
   reset(reftable: Uint8Array, reftableOffset: number, fileSize: number): void {
     this.reftable = reftable;
     this.reftableOffset = reftableOffset;
-    this.quarantine.clear();
     this.hint = 1;
     this.allocEnd = Math.ceil(fileSize / this.cs);
   }

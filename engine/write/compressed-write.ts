@@ -37,7 +37,7 @@ export async function writeCompressedCluster(w: Qcow2Writer, offset: number, dat
   const padded = new Uint8Array(bytes);
   padded.set(z);
   w.event('write_compressed');
-  await w.io.write(host, padded);
+  await w.io.writeData(host, padded);
   const l2 = await w.l2Cache.get(l2off);
   const oldHi = u32(l2, index * 8);
   const oldLo = u32(l2, index * 8 + 4);

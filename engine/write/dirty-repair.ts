@@ -19,16 +19,21 @@ export interface RefcountRebuildHost {
   event(name: string): void;
 }
 
-export async function rebuildRefcountsInPlace(w: RefcountRebuildHost): Promise<void> {
+/**
+ * The refcount blocks whose recounted contents differ from the disk (offset -> new block). Throws
+ * when the metadata is damaged, a count overflows, or a referenced cluster has no refcount block.
+ */
+export async function recountRefcountBlocks(w: RefcountRebuildHost): Promise<Map<number, Uint8Array>> {
   const img = await Qcow2Image.open(w.io, { checkMode: true });
   const walk = await countReferences(img);
   if (walk.problems.length > 0)
-    throw new WriteError('repairing the dirty image', `metadata is damaged, run a check first: ${walk.problems[0]}`);
+    throw new WriteError('recounting the refcounts', `metadata is damaged, run a check first: ${walk.problems[0]}`);
   const E = w.geo.refcountBlockEntries;
   const cs = w.clusterSize;
   const order = w.geo.refcountOrder;
   const max = maxRefcount(order);
   const covered = new Set<number>();
+  const changed = new Map<number, Uint8Array>();
   for (let i = 0; i < w.alloc.reftableEntries; i++) {
     const off = w.alloc.refblockOffset(i);
     if (off === 0) continue;
@@ -39,20 +44,32 @@ export async function rebuildRefcountsInPlace(w: RefcountRebuildHost): Promise<v
       const r = walk.refs.get(i * E + k) ?? 0;
       if (r > max)
         throw new WriteError(
-          'repairing the dirty image',
+          'recounting the refcounts',
           `cluster ${i * E + k} has ${r} references, more than refcount_bits allows`,
         );
       if (r) setRefcount(next, k, order, r);
     }
     let same = true;
     for (let k = 0; k < E && same; k++) if (getRefcount(old, k, order) !== getRefcount(next, k, order)) same = false;
-    if (!same) {
-      w.event('refblock_update_part');
-      await w.io.write(off, next);
-    }
+    if (!same) changed.set(off, next);
   }
   for (const c of walk.refs.keys()) {
     if (!covered.has(Math.floor(c / E)))
-      throw new WriteError('repairing the dirty image', `cluster ${c} is referenced but no refcount block covers it`);
+      throw new WriteError('recounting the refcounts', `cluster ${c} is referenced but no refcount block covers it`);
+  }
+  return changed;
+}
+
+export async function rebuildRefcountsInPlace(w: RefcountRebuildHost): Promise<void> {
+  let changed: Map<number, Uint8Array>;
+  try {
+    changed = await recountRefcountBlocks(w);
+  } catch (e) {
+    if (e instanceof WriteError) throw new WriteError('repairing the dirty image', e.reason, { cause: e });
+    throw e;
+  }
+  for (const [off, block] of changed) {
+    w.event('refblock_update_part');
+    await w.io.write(off, block);
   }
 }

@@ -39,6 +39,14 @@ export class TableCache {
   dependsOnFlush = false;
   /** host.barriers at the time of the last write-back (-1: none since the last barrier). */
   private writtenAt = -1;
+  /**
+   * During an operation: each table it touched, as it was before (null: not cached), and the
+   * dependency flags, so that a failed operation can be backed out (op-undo.ts). Bounded by the
+   * capacity: past it the journal gives up and the writer reloads from disk instead.
+   */
+  private journal: { tables: Map<number, Entry | null>; depends: TableCache | null; dependsOnFlush: boolean } | null =
+    null;
+  private journalOverflow = false;
 
   constructor(
     readonly name: string,
@@ -66,6 +74,7 @@ export class TableCache {
 
   /** The table at `offset`, read from disk on a miss. The buffer stays valid until the next await. */
   async get(offset: number): Promise<Uint8Array> {
+    this.note(offset);
     const hit = this.entries.get(offset);
     if (hit) {
       this.entries.delete(offset);
@@ -83,6 +92,7 @@ export class TableCache {
 
   /** Install a new table (e.g. a freshly allocated L2 table), dirty. */
   async put(offset: number, buf: Uint8Array): Promise<void> {
+    this.note(offset);
     await this.makeRoom();
     this.entries.set(offset, { buf, dirty: true });
     if (this.host.ordering === 'writethrough') await this.flush();
@@ -91,12 +101,14 @@ export class TableCache {
   async markDirty(offset: number): Promise<void> {
     const e = this.entries.get(offset);
     if (!e) throw new Error(`${this.name} cache: table 0x${offset.toString(16)} is not cached`);
+    this.note(offset);
     e.dirty = true;
     if (this.host.ordering === 'writethrough') await this.flush();
   }
 
   /** Forget a table without writing it (its cluster was freed). */
   discard(offset: number): void {
+    this.note(offset);
     this.entries.delete(offset);
   }
 
@@ -105,6 +117,55 @@ export class TableCache {
     this.entries.clear();
     this.depends = null;
     this.dependsOnFlush = false;
+  }
+
+  beginJournal(): void {
+    this.journal = { tables: new Map(), depends: this.depends, dependsOnFlush: this.dependsOnFlush };
+    this.journalOverflow = false;
+  }
+
+  endJournal(): void {
+    this.journal = null;
+    this.journalOverflow = false;
+  }
+
+  /** Every table the operation touched has its earlier state in the journal. */
+  get journalComplete(): boolean {
+    return this.journal !== null && !this.journalOverflow;
+  }
+
+  /** Put back every table the operation touched as it was before, and the dependency flags. */
+  rollbackJournal(): void {
+    const j = this.journal;
+    if (!j) return;
+    for (const [off, was] of j.tables) {
+      if (!was) {
+        this.entries.delete(off);
+        continue;
+      }
+      const e = this.entries.get(off);
+      if (e) {
+        e.buf.set(was.buf);
+        e.dirty = was.dirty;
+      } else {
+        this.entries.set(off, was);
+      }
+    }
+    this.depends = j.depends;
+    this.dependsOnFlush = j.dependsOnFlush;
+    this.endJournal();
+  }
+
+  /** Before a table changes (or is loaded, installed, dropped) during an operation: keep its earlier state. */
+  private note(offset: number): void {
+    const j = this.journal;
+    if (!j || this.journalOverflow || j.tables.has(offset)) return;
+    if (j.tables.size >= this.capacity) {
+      this.journalOverflow = true;
+      return;
+    }
+    const e = this.entries.get(offset);
+    j.tables.set(offset, e ? { buf: e.buf.slice(), dirty: e.dirty } : null);
   }
 
   /**

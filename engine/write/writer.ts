@@ -3,15 +3,16 @@
 // dependencies and a few explicit barriers, never by a flush per update:
 //   allocate before reference · fill before link · data before mapping · unreference before free ·
 //   reuse a freed cluster only after the removal is durable.
-// On any I/O error the writer drops its in-memory state and reloads it from disk (which, by the
-// rules above, is consistent: at worst leaks), then reports the error as a WriteError.
+// On any I/O error the operation is backed out: in memory alone when it had written no metadata to
+// the disk (op-undo.ts); otherwise the writer drops its in-memory state and reloads it from disk
+// (which, by the rules above, is consistent: at worst leaks; under lazy refcounts the refcounts are
+// recounted from the references on disk). Then it reports the error as a WriteError.
 import * as C from '../format/constants.js';
 import { putU32, putU64, u32 } from '../format/bytes.js';
 import type { Geometry, Qcow2Header } from '../format/header.js';
 import { ClusterType, classifyL2, decodeCompressed, l1Offset, l2Offset } from '../format/l2-entry.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
 import type { PositionalIO } from '../io/positional-io.js';
-import { Qcow2FormatError } from '../base/errors.js';
 import { Allocator, type AllocatorHost } from './allocator.js';
 import { TableCache, type WriteOrdering } from './table-cache.js';
 import { clusterContents, readGuest } from './guest-read.js';
@@ -19,8 +20,11 @@ import { writeCompressedCluster } from './compressed-write.js';
 import { growL1Table, growVirtualSize } from './resize.js';
 import type { WriterOptions, WriterStats } from './writer-options.js';
 import { WriteError } from './write-error.js';
-import { rebuildRefcountsInPlace } from './dirty-repair.js';
+import { rebuildRefcountsInPlace, recountRefcountBlocks } from './dirty-repair.js';
 import { OverlapError, OverlapGuard, type MetadataKind } from './overlap.js';
+import { WriteCountingIO } from './write-counting-io.js';
+import { OpUndo } from './op-undo.js';
+import { refuseUnwritable } from './writable.js';
 
 export type { GuestReader, WriterOptions, WriterStats } from './writer-options.js';
 
@@ -44,9 +48,12 @@ export class Qcow2Writer implements AllocatorHost {
   lastDecompressed: { off: number; data: Uint8Array } | null = null;
   /** Refuses writes onto metadata (images whose refcounts or entries are wrong). */
   readonly overlap: OverlapGuard;
+  readonly io: WriteCountingIO;
+  /** The running operation's undo state (null between operations and for reads). */
+  private undo: OpUndo | null = null;
 
   private constructor(
-    readonly io: PositionalIO,
+    io: PositionalIO,
     public header: Qcow2Header,
     readonly geo: Geometry,
     l1: Uint8Array,
@@ -54,6 +61,7 @@ export class Qcow2Writer implements AllocatorHost {
     fileSize: number,
     private readonly opts: WriterOptions,
   ) {
+    this.io = new WriteCountingIO(io);
     this.ordering = opts.ordering ?? 'ordered';
     this.l1 = l1;
     const cap = Math.max(4, opts.cacheTables ?? 256);
@@ -83,42 +91,7 @@ export class Qcow2Writer implements AllocatorHost {
   static async open(io: PositionalIO, opts: WriterOptions = {}): Promise<Qcow2Writer> {
     const img = await Qcow2Image.open(io);
     const h = img.header;
-    const refuse = (what: string, field: string, value: string | number | bigint): never => {
-      throw new Qcow2FormatError(`cannot write: ${what}`, field, value);
-    };
-    if (!opts.readOnly) {
-      if (io.readOnly) refuse('the file is opened read-only', 'io', io.name);
-      if (h.cryptMethod !== C.CRYPT_NONE)
-        refuse('encrypted images are not supported', 'header.crypt_method', h.cryptMethod);
-      if (img.geo.extendedL2)
-        refuse(
-          'extended L2 entries are not supported',
-          'header.incompatible_features',
-          `0x${h.incompatibleFeatures.toString(16)}`,
-        );
-      if (img.hasExternalData)
-        refuse(
-          'external data files are not supported',
-          'header.incompatible_features',
-          `0x${h.incompatibleFeatures.toString(16)}`,
-        );
-      if (img.isCorrupt)
-        refuse(
-          'the image is marked corrupt; check and repair it first',
-          'header.incompatible_features',
-          `0x${h.incompatibleFeatures.toString(16)}`,
-        );
-      if ((h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) !== 0n)
-        refuse(
-          'images with persistent bitmaps are not supported',
-          'header.autoclear_features',
-          `0x${h.autoclearFeatures.toString(16)}`,
-        );
-      if ((h.autoclearFeatures & ~C.AUTOCLEAR_KNOWN_MASK) !== 0n)
-        refuse('unknown autoclear features', 'header.autoclear_features', `0x${h.autoclearFeatures.toString(16)}`);
-      if (h.backingFile && !opts.backing)
-        refuse(`the backing file must be supplied (${h.backingFile})`, 'header.backing_file', h.backingFile);
-    }
+    if (!opts.readOnly) refuseUnwritable(img, io, opts);
     const w = new Qcow2Writer(io, h, img.geo, img.l1.slice(), img.reftable.slice(), img.fileSize, opts);
     if (!opts.readOnly && w.dirtyOnDisk) await w.repairDirty();
     return w;
@@ -171,32 +144,46 @@ export class Qcow2Writer implements AllocatorHost {
 
   // ---- serialisation and error handling ----
 
-  /** Run one operation at a time; on failure reload from disk and report. */
+  /** Run one operation at a time; on failure back it out (in memory, or by a reload from disk) and report. */
   async run<T>(operation: string, fn: () => Promise<T>, writes = true): Promise<T> {
     const job = this.queue.then(async () => {
       if (this.broken) throw new WriteError(operation, `the writer is unusable: ${this.broken}`, { usage: true });
       if (writes && this.opts.readOnly) throw new WriteError(operation, 'opened read-only', { usage: true });
+      const undo = this.opts.readOnly ? null : new OpUndo(this, this.io);
+      this.undo = undo;
       try {
         return await fn();
       } catch (e) {
-        if (e instanceof WriteError && e.usage) throw e;
-        if (e instanceof OverlapError) {
-          // As QEMU: mark the image corrupt so nothing writes to it before a check and repair.
-          this.broken = e.message;
-          await this.markCorrupt().catch(() => undefined);
-          throw new WriteError(operation, `${e.message}; image marked corrupt, check and repair it`, { cause: e });
-        }
-        try {
-          await this.reload();
-        } catch (e2) {
-          this.broken = `reload after failure failed: ${e2 instanceof Error ? e2.message : String(e2)}`;
-        }
-        if (e instanceof WriteError) throw new WriteError(operation, e.message, { cause: e });
-        throw new WriteError(operation, e instanceof Error ? e.message : String(e), { cause: e });
+        const exact = undo?.exact ?? false;
+        if (exact) undo!.rollback();
+        return await this.failed(operation, e, exact);
+      } finally {
+        this.undo = null;
+        undo?.end();
       }
     });
     this.queue = job.catch(() => undefined);
     return job;
+  }
+
+  /** After a failed operation (already backed out in memory when it could be): reload if needed, report. */
+  private async failed(operation: string, e: unknown, backedOut: boolean): Promise<never> {
+    if (e instanceof WriteError && e.usage) throw e;
+    if (e instanceof OverlapError) {
+      // As QEMU: mark the image corrupt so nothing writes to it before a check and repair.
+      this.broken = e.message;
+      await this.markCorrupt().catch(() => undefined);
+      throw new WriteError(operation, `${e.message}; image marked corrupt, check and repair it`, { cause: e });
+    }
+    if (!backedOut) {
+      try {
+        await this.reload();
+      } catch (e2) {
+        this.broken = `reload after failure failed: ${e2 instanceof Error ? e2.message : String(e2)}`;
+      }
+    }
+    if (e instanceof WriteError) throw new WriteError(operation, e.message, { cause: e });
+    throw new WriteError(operation, e instanceof Error ? e.message : String(e), { cause: e });
   }
 
   private async markCorrupt(): Promise<void> {
@@ -221,6 +208,11 @@ export class Qcow2Writer implements AllocatorHost {
     this.l1 = img.l1.slice();
     this.alloc.reset(img.reftable.slice(), img.header.refcountTableOffset, img.fileSize);
     this.dirtyOnDisk = img.isDirty;
+    // Dirty (lazy refcounts): the refcounts on disk lag behind the references on disk, so clusters
+    // that earlier writes mapped may read as free there. Recount from the references into the
+    // cache (dirty; written by close, as the dirty bit already covers them) before anything allocates.
+    if (this.dirtyOnDisk)
+      for (const [off, block] of await recountRefcountBlocks(this)) await this.refCache.put(off, block);
   }
 
   // ---- L1 / L2 helpers ----
@@ -230,6 +222,7 @@ export class Qcow2Writer implements AllocatorHost {
   }
 
   setL1Entry(i: number, hi: number, lo: number): void {
+    this.undo?.noteL1();
     putU32(this.l1, i * 8, hi);
     putU32(this.l1, i * 8 + 4, lo);
   }
@@ -372,7 +365,7 @@ export class Qcow2Writer implements AllocatorHost {
       // Ours alone: overwrite in place, no metadata change.
       await this.overlap.check(l2Offset(hi, lo) + inC, data.length);
       this.event('write_aio');
-      await this.io.write(l2Offset(hi, lo) + inC, data);
+      await this.io.writeData(l2Offset(hi, lo) + inC, data);
       return;
     }
     // Allocate a new cluster, fill it completely (COW of the old contents), then map it.
@@ -388,7 +381,7 @@ export class Qcow2Writer implements AllocatorHost {
       this.event('cow_write');
     }
     this.event('write_aio');
-    await this.io.write(nc * cs, buf);
+    await this.io.writeData(nc * cs, buf);
     await this.linkCluster(
       l2off,
       index,
