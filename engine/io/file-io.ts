@@ -32,6 +32,11 @@ export class FileIO implements PositionalIO {
     return new FileIO(path, fh, fh.fd, readOnly);
   }
 
+  /** Wrap a descriptor opened elsewhere, read-only, read with synchronous calls (see `syncReads`). */
+  static fromSyncFd(name: string, fd: number): FileIO {
+    return new FileIO(name, undefined, fd, true);
+  }
+
   /** Wrap a handle opened elsewhere (a confined input or a new output file); closing it closes the handle. */
   static fromHandle(name: string, fh: FileHandle, opts: { write?: boolean } = {}): FileIO {
     return new FileIO(name, fh, fh.fd, !opts.write);

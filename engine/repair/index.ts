@@ -12,7 +12,7 @@
 import { type CheckAnalysis, runCheckPasses } from '../check/analyze.js';
 import type { RepairMode } from '../check/types.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
-import { FileIO } from '../io/file-io.js';
+import { openInputFile } from '../io/input-file.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import type { CancelToken, ProgressSink } from '../base/task-control.js';
 import { applyPlan, StaleImageError } from './apply.js';
@@ -114,7 +114,7 @@ async function analyze(
 
 /** Dry run: the plan for `path` in `mode`. Opens read-only; writes nothing. */
 export async function planRepairFile(path: string, mode: RepairMode, choices: RepairChoices = {}): Promise<RepairPlan> {
-  const io = await FileIO.open(path);
+  const io = await openInputFile(path);
   try {
     const before = await analyze(io);
     return await planFor(io, path, mode, before, choices);
@@ -145,7 +145,7 @@ async function planFor(
 
 /** Check a file read-only (the wizard's "verify" step). */
 export async function verifyFile(path: string): Promise<CheckAnalysis> {
-  const io = await FileIO.open(path);
+  const io = await openInputFile(path);
   try {
     return await analyze(io);
   } finally {
@@ -184,7 +184,7 @@ export async function repairFile(req: RepairRequest): Promise<RepairOutcome> {
     target = req.outputImage;
   }
 
-  const file = await FileIO.open(target, { write: !req.dryRun });
+  const file = await openInputFile(target, { write: !req.dryRun });
   let io: PositionalIO = file;
   try {
     if (req.wrapIO) io = await req.wrapIO(file);

@@ -5,7 +5,6 @@ import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import * as C from '../format/constants.js';
-import { FileIO } from '../io/file-io.js';
 import { openInputFile } from '../io/input-file.js';
 import { createOutputFile, writeOutputFile } from '../io/output-file.js';
 import type { PositionalIO } from '../io/positional-io.js';
@@ -137,7 +136,7 @@ export async function salvageImage(
     throw new Error(`refusing to write the salvaged disk over the image itself (${resolve(outPath)})`);
   if (outPath && existsSync(outPath) && !opts.overwrite)
     throw new Error(`${resolve(outPath)} already exists (use --force to replace it)`);
-  const io = await FileIO.open(imagePath);
+  const io = await openInputFile(imagePath);
   let backing: OpenedBacking | undefined;
   try {
     const a = await scanAndReconstruct(io, opts);

@@ -2,7 +2,7 @@
 // offsets and drops all guest data (never written: the copy is sparse and reads as zeros there), so
 // a customer can send it to support and the same findings reproduce on it.
 import { realpath, stat } from 'node:fs/promises';
-import { FileIO } from '../io/file-io.js';
+import { openInputFile } from '../io/input-file.js';
 import { createOutputFile, type OutputFile } from '../io/output-file.js';
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
 import type { CancelToken, ProgressSink } from '../base/task-control.js';
@@ -177,7 +177,7 @@ export async function stripFile(
       throw new Error(`strip: the output ${outPath} is the input image itself`);
     if (!opts.force) throw new Error(`strip: ${outPath} already exists (use --force to replace it)`);
   }
-  const src = await FileIO.open(srcPath);
+  const src = await openInputFile(srcPath);
   let dst: OutputFile | undefined;
   try {
     dst = await createOutputFile(outPath, { root: opts.outputRoot, replace: opts.force });

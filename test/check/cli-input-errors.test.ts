@@ -2,6 +2,7 @@
 // <reason>` in words (a directory, a missing file), never a raw EISDIR/ENOENT; a file whose qcow2
 // header is destroyed gets the salvage command that recovers its data.
 import { afterAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createQcow2, qemuIo, run, tempDir, writeBytes } from '../helpers/qemu.js';
@@ -12,6 +13,8 @@ afterAll(t.cleanup);
 const dir = join(t.dir, 'a folder');
 mkdirSync(dir);
 const missing = join(t.dir, 'nope.qcow2');
+const fifo = join(t.dir, 'pipe.qcow2');
+spawnSync('mkfifo', [fifo]);
 const zeroed = join(t.dir, 'zeroed.qcow2');
 createQcow2(zeroed, '16M');
 qemuIo(zeroed, ['write -P 0x5a 0 1M']);
@@ -34,6 +37,19 @@ describe('CLI errors about an input', () => {
     expect(r.stderr).toBe(`qcow2-doctor: Could not open '${dir}': Is a directory\n`);
     expect(r.status).toBe(1);
   });
+
+  it.each(COMMANDS)(
+    '%s FIFO: refused at once as "Not a regular file", never read (a FIFO nobody writes would block)',
+    (_, args) => {
+      // A hang would be the failure: the child is killed after 30 s instead of waiting on the pipe.
+      const r = spawnSync('node', ['bin/qcow2-doctor.cjs', ...args(fifo)], { encoding: 'utf8', timeout: 30_000 });
+      expect(r.signal).toBeNull();
+      expect(r.stderr).toMatch(
+        /^qcow2-doctor: Could not open '.*pipe\.qcow2': (Could not open '.*': )?not a regular file\n$/i,
+      );
+      expect(r.status).toBe(1);
+    },
+  );
 
   it.each(COMMANDS)('%s MISSING: "No such file or directory", in words', (name, args) => {
     const r = doctor(...args(missing));

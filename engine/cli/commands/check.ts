@@ -2,7 +2,8 @@
 // in the JSON output. Repairs (-r and friends) are handed to the repair engine.
 import { reasonOf, salvageHint } from '../input-errors.js';
 import type { Command } from 'commander';
-import { FileIO } from '../../io/file-io.js';
+import type { FileIO } from '../../io/file-io.js';
+import { openInputFile } from '../../io/input-file.js';
 import { Qcow2FormatError } from '../../base/errors.js';
 import { checkImage, openForCheck } from '../../check/run.js';
 import { BITMAPS_LEAK_HINT } from '../../check/analyze.js';
@@ -106,10 +107,12 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
   }
   let io: FileIO;
   try {
-    io = await FileIO.open(file, { syncReads: true });
+    io = await openInputFile(file, { syncReads: true });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const reason = reasonOf(err) ?? err.message;
+    // A folder is said once, as every other command says it; qemu-img's doubled text otherwise.
+    if (err.code === 'EISDIR') return fail(`Could not open '${given}': ${reason}`);
     return fail(`Could not open '${given}': Could not open '${file}': ${reason}`);
   }
   try {

@@ -6,7 +6,7 @@
 import type { RepairMode } from '../../check/types.js';
 import { toCheckResult } from '../../check/index.js';
 import { Qcow2FormatError } from '../../base/errors.js';
-import { FileIO } from '../../io/file-io.js';
+import { openInputFile } from '../../io/input-file.js';
 import { Qcow2Image } from '../../image/qcow2-image.js';
 import { humanSummary, qemuJsonObject, repairedBlock } from '../../check/qemu-text.js';
 import { writeReportFile } from '../../report/write-report.js';
@@ -164,7 +164,7 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     out(humanSummary(counters));
   }
   if (args.report !== undefined) {
-    const io = await FileIO.open(outcome.target);
+    const io = await openInputFile(outcome.target);
     try {
       const img = await Qcow2Image.open(io, { checkMode: true, zeroFillPastEof: true });
       await writeReportFile(args.report, toCheckResult(filename, { ...after, counters }, 0), img);
