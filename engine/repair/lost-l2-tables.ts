@@ -39,7 +39,10 @@ export async function findLostL2Tables(img: Qcow2Image, walk: RefWalk): Promise<
   };
   const evidence: TableEvidence[] = [];
   const content = new Map<number, Uint8Array>();
+  const { refs, onDisk } = walk;
   for (let c = 1; c < walk.hostClusters; c++) {
+    // Both kinds of candidate count more on disk than the walk found: the cheap test goes first.
+    if (!(onDisk[c]! > refs[c]!)) continue;
     if (walk.onDiskUnknown[c] || walk.metadata.has(c) || walk.oldRefcountClusters.has(c) || l1Clusters.has(c)) continue;
     const leaked = walk.refs[c] === 0 && walk.onDisk[c]! >= 1;
     const snapshotOnly = walk.allL2.has(c * cs) && !walk.activeL2.has(c * cs) && walk.onDisk[c]! > walk.refs[c]!;

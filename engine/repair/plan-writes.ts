@@ -16,7 +16,7 @@ import { lowerRebuiltBlocks, planRebuild, type RefcountStages } from './refcount
 import { noteRefcountChanges } from './refcount-notes.js';
 import type { RepairPlan } from './plan.js';
 import type { RefWalk } from './references.js';
-import { onDiskCount, type TargetRefcounts } from './target-refcounts.js';
+import type { TargetRefcounts } from './target-refcounts.js';
 
 export interface WriteInputs {
   alloc: Allocation;
@@ -36,7 +36,6 @@ export async function planWrites(ctx: PlanContext, x: WriteInputs): Promise<Repa
   const { alloc, targets, willBe } = x;
   const rebuild = alloc.rebuild;
   const target = targets.target;
-  const onDisk = onDiskCount(w);
   const pb = new PlanBuilder(ctx.io, ctx.originalLength);
   const v3 = h.version === 3;
   const expectClean =
@@ -66,9 +65,7 @@ export async function planWrites(ctx: PlanContext, x: WriteInputs): Promise<Repa
 
   let stages: RefcountStages;
   if (!rebuild) {
-    const inForce = new Float64Array(target.length);
-    for (let c = 0; c < target.length; c++) inForce[c] = Math.max(onDisk(c), target[c]!);
-    stages = { final: target, inForce, rebuiltBlocks: new Map() };
+    stages = { final: target, inForce: countsInForce(target, w.onDisk), rebuiltBlocks: new Map() };
   } else stages = await planRebuild(ctx, pb, target, alloc.allocated);
   const { final, inForce } = stages;
 
@@ -80,8 +77,7 @@ export async function planWrites(ctx: PlanContext, x: WriteInputs): Promise<Repa
     willBe.repointed ||
     anomalies === undefined ||
     anomalies.some((a) => a.kind === 'copied-l1' || a.kind === 'copied-l2');
-  for (let c = 0; c < final.length && !copiedScan; c++)
-    if ((final[c] === 1) !== (onDisk(c) === 1) && (willBe.walk.refs[c] ?? 0) > 0) copiedScan = true;
+  if (!copiedScan) copiedScan = crossesOne(final, w.onDisk, willBe.walk.refs);
   const copied = copiedScan
     ? await planCopied(
         willBe.img,
@@ -98,7 +94,7 @@ export async function planWrites(ctx: PlanContext, x: WriteInputs): Promise<Repa
 
   // Phase by phase.
   for (const e of copied.clear) await pb.write('clear-copied', e.entry, entryBytes(e.hi, e.lo), e.structure, e.why);
-  if (!rebuild) await refcountBlockChanges(ctx, pb, 'raise', target.length, onDisk, (c) => inForce[c]!);
+  if (!rebuild) await refcountBlockChanges(ctx, pb, 'raise', target.length, w.onDisk, inForce);
   for (const cp of alloc.copies)
     await pb.write(
       'data',
@@ -119,15 +115,7 @@ export async function planWrites(ctx: PlanContext, x: WriteInputs): Promise<Repa
     );
   }
   await relinkWrites(ctx, pb, copied.relinkValue, x);
-  if (!rebuild)
-    await refcountBlockChanges(
-      ctx,
-      pb,
-      'lower',
-      target.length,
-      (c) => inForce[c]!,
-      (c) => final[c]!,
-    );
+  if (!rebuild) await refcountBlockChanges(ctx, pb, 'lower', target.length, inForce, final);
   else await lowerRebuiltBlocks(ctx, pb, stages);
   for (const e of copied.set) await pb.write('set-copied', e.entry, entryBytes(e.hi, e.lo), e.structure, e.why);
   for (const l of copied.notes) {
@@ -158,7 +146,7 @@ export async function planWrites(ctx: PlanContext, x: WriteInputs): Promise<Repa
     refusals: ctx.refusals,
     rebuild,
     expected: {
-      remainingCorruptions: ctx.refusals.length + (ctx.all ? 0 : countLow(w, target, onDisk)),
+      remainingCorruptions: ctx.refusals.length + (ctx.all ? 0 : countLow(w, target)),
       remainingLeaks: targets.keptLeaks,
       fileLength: await pb.finalLength(),
     },
@@ -208,8 +196,8 @@ async function refcountBlockChanges(
   pb: PlanBuilder,
   phase: 'raise' | 'lower',
   n: number,
-  from: (c: number) => number,
-  to: (c: number) => number,
+  from: Float64Array,
+  to: Float64Array,
 ): Promise<void> {
   const cs = ctx.clusterSize;
   const entries = ctx.geo.refcountBlockEntries;
@@ -217,20 +205,55 @@ async function refcountBlockChanges(
     if (rb.status !== 'ok') continue;
     const first = rb.index * entries;
     if (first >= n) continue;
+    const end = Math.min(first + entries, n);
+    // Most blocks change nothing: compare the counts before reading the block.
+    let j0 = first;
+    while (j0 < end && count(from, j0) === count(to, j0)) j0++;
+    if (j0 === end) continue;
     const before = await pb.read(rb.offset, cs);
     const after = before.slice();
-    let changed = false;
-    for (let j = 0; j < entries && first + j < n; j++) {
-      const a = from(first + j);
-      const b = to(first + j);
-      if (a !== b) {
-        setRefcount(after, j, ctx.geo.refcountOrder, b);
-        changed = true;
-      }
+    for (let c = j0; c < end; c++) {
+      const b = count(to, c);
+      if (count(from, c) !== b) setRefcount(after, c - first, ctx.geo.refcountOrder, b);
     }
-    if (changed)
-      await pb.writeDiff(phase, rb.offset, before, after, 'refcount-block', `${phase} refcounts in block ${rb.index}`);
+    await pb.writeDiff(phase, rb.offset, before, after, 'refcount-block', `${phase} refcounts in block ${rb.index}`);
   }
+}
+
+/**
+ * The higher of the on-disk and target count per cluster (read only from here on). Usually one of
+ * the two already is that (-r leaks never raises; a clean image never lowers): then it is shared,
+ * not copied, as each copy is a large array.
+ */
+function countsInForce(target: Float64Array, onDisk: Float64Array): Float64Array {
+  const n = target.length;
+  let targetHigher = false;
+  let onDiskHigher = false;
+  for (let c = 0; c < n; c++) {
+    const d = c < onDisk.length ? onDisk[c]! : 0;
+    const t = target[c]!;
+    if (d > t) onDiskHigher = true;
+    else if (t > d) targetHigher = true;
+    if (onDiskHigher && targetHigher) break;
+  }
+  if (!onDiskHigher) return target;
+  if (!targetHigher && onDisk.length >= n) return onDisk.subarray(0, n);
+  const inForce = target.slice();
+  for (let c = 0; c < n && c < onDisk.length; c++) if (onDisk[c]! > inForce[c]!) inForce[c] = onDisk[c]!;
+  return inForce;
+}
+
+/** A count from a per-cluster array, 0 past its end (as the on-disk counts read past the walk). */
+const count = (a: Float64Array, c: number): number => (c < a.length ? a[c]! : 0);
+
+/** Whether some cluster the final tables reference moves onto or off refcount 1. */
+function crossesOne(final: Float64Array, onDisk: Float64Array, refs: Uint32Array): boolean {
+  for (let c = 0; c < final.length; c++) {
+    const f = final[c]!;
+    const d = c < onDisk.length ? onDisk[c]! : 0;
+    if (f !== d && (f === 1) !== (d === 1) && c < refs.length && refs[c]! > 0) return true;
+  }
+  return false;
 }
 
 function hasLowRefcounts(w: RefWalk): boolean {
@@ -238,8 +261,10 @@ function hasLowRefcounts(w: RefWalk): boolean {
   return false;
 }
 
-function countLow(w: RefWalk, target: Float64Array, onDisk: (c: number) => number): number {
+function countLow(w: RefWalk, target: Float64Array): number {
   let n = w.bad.length;
-  for (let c = 0; c < target.length; c++) if (onDisk(c) < (w.refs[c] ?? 0)) n++;
+  const { refs, onDisk } = w;
+  const end = Math.min(target.length, refs.length);
+  for (let c = 0; c < end; c++) if ((c < onDisk.length ? onDisk[c]! : 0) < refs[c]!) n++;
   return n;
 }

@@ -3,6 +3,9 @@
 import type { Qcow2Image } from '../image/qcow2-image.js';
 import type { BadEntry, Ref, RefWalk } from './references.js';
 
+/** Clusters past the end of file whose on-disk refcount is read, so allocations there can be checked. */
+export const ALLOC_MARGIN = 64;
+
 export class RefCounter {
   readonly cs: number;
   readonly fileSize: number;
@@ -24,18 +27,38 @@ export class RefCounter {
   /** Pass 2: clusters referenced more than once (metadata excluded). */
   shared: Uint8Array = new Uint8Array(0);
 
+  /** Metadata clusters below hostClusters as flags (the map stays the record; this is the fast test). */
+  private readonly metaFlags: Uint8Array;
+  /** Room behind `refs`: it grows over the margin the on-disk refcounts add without a copy. */
+  private store: Uint32Array;
+
   constructor(img: Qcow2Image) {
     this.cs = img.clusterSize;
     this.fileSize = img.fileSize;
     this.hostClusters = Math.ceil(this.fileSize / this.cs);
-    this.refs = new Uint32Array(Math.max(this.hostClusters, 1));
+    const E = img.geo.refcountBlockEntries;
+    const n = Math.max(this.hostClusters, 1);
+    this.store = new Uint32Array(n + Math.max(ALLOC_MARGIN, Math.min(E, 1 << 20)));
+    this.refs = this.store.subarray(0, n);
+    this.metaFlags = new Uint8Array(this.hostClusters);
   }
 
   growTo(n: number): void {
     if (n <= this.refs.length) return;
+    // Past refs.length the store is still zero: nothing is ever written beyond the view.
+    if (n <= this.store.length) {
+      this.refs = this.store.subarray(0, n);
+      return;
+    }
     const next = new Uint32Array(n);
     next.set(this.refs);
+    this.store = next;
     this.refs = next;
+  }
+
+  /** Whether cluster c holds metadata (see markMeta). */
+  isMeta(c: number): boolean {
+    return c < this.metaFlags.length ? this.metaFlags[c] === 1 : this.metadata.has(c);
   }
 
   /** Count [off, off+len) as QEMU does, with its EOF guard. Returns false when refused (≥1 cluster past EOF). */
@@ -73,13 +96,16 @@ export class RefCounter {
 
   /** Whether a data reference to cluster `c` is worth remembering in this pass. */
   wanted(c: number): boolean {
-    return this.pass === 1 ? this.metadata.has(c) : this.shared[c] === 1;
+    return this.pass === 1 ? this.isMeta(c) : this.shared[c] === 1;
   }
 
   markMeta(off: number, len: number, what: string): void {
     if (len <= 0) return;
     for (let c = Math.floor(off / this.cs); c <= Math.floor((off + len - 1) / this.cs); c++)
-      if (!this.metadata.has(c)) this.metadata.set(c, what);
+      if (!this.metadata.has(c)) {
+        this.metadata.set(c, what);
+        if (c < this.metaFlags.length) this.metaFlags[c] = 1;
+      }
   }
 
   /** After pass 1: mark clusters referenced more than once; true when there is any (pass 2 needed). */
@@ -88,7 +114,7 @@ export class RefCounter {
     this.shared = new Uint8Array(n);
     let any = false;
     for (let c = 0; c < n; c++)
-      if (this.refs[c]! > 1 && !this.metadata.has(c)) {
+      if (this.refs[c]! > 1 && !this.isMeta(c)) {
         this.shared[c] = 1;
         any = true;
       }

@@ -57,7 +57,7 @@ export function l2EntryVisitor(img: Qcow2Image, k: RefCounter): (e: L2Entry) => 
       k.flag({ kind: 'l2-beyond-eof', ...base(), qemuClusters: [] });
       return;
     }
-    if (k.pass === 1 ? k.metadata.size > 0 && k.metadata.has(c) : k.shared[c] === 1)
+    if (k.pass === 1 ? k.isMeta(c) : k.shared[c] === 1)
       k.track(c, { entry, kind: active ? 'l2' : 'snap-l2', guest: e.guestOffset });
   };
 }

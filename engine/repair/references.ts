@@ -9,13 +9,13 @@
  * pointers are valid, what QEMU would count for the others, and which referrers to remember.
  */
 import * as C from '../format/constants.js';
-import { getRefcount } from '../format/refcount.js';
+import { getRefcounts } from '../format/refcount.js';
 import type { SnapshotEntry } from '../format/snapshot.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
 import { readTables, refblockReference, sourceOf, traverse } from '../image/traversal/index.js';
 import type { Layer, Reference, TraversalVisitor } from '../image/traversal/index.js';
 import { readSnapshotsForRepair } from './snapshots.js';
-import { RefCounter } from './references-counter.js';
+import { ALLOC_MARGIN, RefCounter } from './references-counter.js';
 import { l2EntryVisitor } from './references-l2.js';
 
 /** A reference to a host cluster from a table entry (or a structure). */
@@ -106,8 +106,7 @@ export interface RefWalk {
   staleBitmaps: boolean;
 }
 
-/** Clusters past the end of file whose on-disk refcount is read, so allocations there can be checked. */
-export const ALLOC_MARGIN = 64;
+export { ALLOC_MARGIN } from './references-counter.js';
 
 /**
  * Walk every structure of `img` and count references. Reads each table once per pass; memory is a
@@ -373,7 +372,8 @@ async function readOnDisk(img: Qcow2Image, k: RefCounter, refblocks: RefWalk['re
     for (const rb of batch) {
       const block = blocks.get(rb.offset)!;
       const first0 = rb.index * E;
-      for (let j = 0; j < E && first0 + j < L; j++) onDisk[first0 + j] = getRefcount(block, j, img.geo.refcountOrder);
+      const n = Math.min(E, L - first0);
+      getRefcounts(block, img.geo.refcountOrder, onDisk.subarray(first0, first0 + n), n);
     }
   }
   k.growTo(L);

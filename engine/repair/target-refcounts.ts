@@ -45,17 +45,34 @@ export function targetRefcounts(ctx: PlanContext, final: RefWalk): TargetRefcoun
   // Anything refused may still need clusters we cannot see: then nothing is freed or lowered at all.
   const protectAll = ctx.refusals.length > 0 || ctx.keepAllLeaks;
   const clusterCount = Math.max(final.refs.length, w.refs.length);
+  const maxRc = maxRefcount(ctx.geo.refcountOrder);
+  const { refs, onDisk } = w;
+  const known = Math.min(clusterCount, onDisk.length);
+  const fin = final.refs;
+  // Start from the on-disk counts (a plain copy) and change only the clusters whose count moves.
   const target = new Float64Array(clusterCount);
-  for (let c = 0; c < clusterCount; c++) target[c] = final.refs[c] ?? 0;
-  const onDisk = onDiskCount(w);
+  target.set(onDisk.subarray(0, known));
   let keptLeaks = 0;
+  // One pass, cluster by cluster in the order the steps were once separate loops: protect, cap, -r leaks.
   for (let c = 0; c < clusterCount; c++) {
-    const d = onDisk(c);
-    const origLeak = d > 0 && (w.refs[c] ?? 0) === 0;
-    if ((ctx.keep.has(c) || protectAll) && d > target[c]!) {
-      target[c] = d;
-      if (origLeak) keptLeaks++;
+    const d = c < known ? onDisk[c]! : 0;
+    let t = c < fin.length ? fin[c]! : 0;
+    if (d === t) continue;
+    if (d > t && (protectAll || ctx.keep.has(c))) {
+      t = d;
+      if (d > 0 && (c < refs.length ? refs[c]! : 0) === 0) keptLeaks++;
     }
+    if (t > maxRc) {
+      ctx.refusals.push({
+        kind: 'refcount-overflow',
+        what: `cluster ${c} needs refcount ${t}, more than ${ctx.geo.refcountBits}-bit refcounts hold`,
+        decide: 'widen the refcounts (qemu-img amend -o refcount_bits=16) and repair again',
+      });
+      t = d;
+    }
+    // -r leaks only lowers.
+    if (!ctx.all && d < t) t = d;
+    target[c] = t;
   }
   // (Clusters kept as evidence without a refusal are named by the phase that kept them.)
   if (keptLeaks && protectAll)
@@ -65,17 +82,5 @@ export function targetRefcounts(ctx: PlanContext, final: RefWalk): TargetRefcoun
       differsFromQemu: true,
       text: `${keptLeaks} leaked cluster(s) kept and no refcount lowered, because an unresolved problem may still need them (QEMU would free them)`,
     });
-  const maxRc = maxRefcount(ctx.geo.refcountOrder);
-  for (let c = 0; c < clusterCount; c++) {
-    if (target[c]! <= maxRc) continue;
-    ctx.refusals.push({
-      kind: 'refcount-overflow',
-      what: `cluster ${c} needs refcount ${target[c]}, more than ${ctx.geo.refcountBits}-bit refcounts hold`,
-      decide: 'widen the refcounts (qemu-img amend -o refcount_bits=16) and repair again',
-    });
-    target[c] = onDisk(c);
-  }
-  // -r leaks only lowers.
-  if (!ctx.all) for (let c = 0; c < clusterCount; c++) if (onDisk(c) < target[c]!) target[c] = onDisk(c);
   return { target, keptLeaks, protectAll };
 }
