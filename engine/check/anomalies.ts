@@ -17,7 +17,7 @@ export const ANOMALY_KINDS: Record<string, KindInfo> = {
     beyondQemu: true,
     explanation:
       'Nothing refers to this table any more, but it still maps guest data: QEMU counts it and its data as leaks, yet the data is at risk.',
-    fix: 'Do not run repair of leaks: it would free the table and the data it maps. Run `qcow2-doctor check -r all` (it re-links lost tables where their place is certain) or `qcow2-doctor salvage` to copy the data out.',
+    fix: 'Do not repair leaks with `qemu-img check -r leaks`: it would free the table and the data it maps (`qcow2-doctor check -r leaks` keeps them). Run `qcow2-doctor check -r all` (it re-links lost tables where their place is certain) or `qcow2-doctor salvage` to copy the data out.',
   },
   'orphaned-data': {
     severity: 'warning',

@@ -153,7 +153,7 @@ export const ORPHANED_DATA_ADVICE =
 
 /** What to do about lost tables, in one sentence (the CLI, the reports and the app say the same). */
 export const LOST_TABLES_ADVICE =
-  'Do not repair leaks: that would free the lost tables and the data they map. Run `qcow2-doctor check -r all` (it re-links lost tables where their place is certain) or `qcow2-doctor salvage` to copy the data out; work on a copy.';
+  'Do not repair leaks with `qemu-img check -r leaks`: it would free the lost tables and the data they map (`qcow2-doctor check -r leaks` keeps them, but brings nothing back). Run `qcow2-doctor check -r all` (it re-links lost tables where their place is certain) or `qcow2-doctor salvage` to copy the data out; work on a copy.';
 
 /** Lost tables in the anomalies: how many, the bytes only they still map, and a sentence saying so. */
 export function lostTablesSummary(
