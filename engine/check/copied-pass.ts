@@ -3,7 +3,7 @@
 // entry can disagree; only then is the re-walk of the active tables skipped.
 import * as C from '../format/constants.js';
 import { hex64, u32 } from '../format/bytes.js';
-import { readRanges } from './batch-reader.js';
+import { readRanges } from '../image/traversal/batch-reads.js';
 import { type EntryFinding, referrerOf } from './entry-finding.js';
 import { msg } from './messages.js';
 import { LOOKUP_FAILED } from './refcount-lookup.js';

@@ -8,7 +8,7 @@ import { u32 } from '../format/bytes.js';
 import { looksLikeRefcountBlock } from '../format/cluster-content.js';
 import { l1Offset } from '../format/l2-entry.js';
 import { readPadded } from '../io/positional-io.js';
-import { readRanges } from './batch-reader.js';
+import { readRanges } from '../image/traversal/batch-reads.js';
 import { BitmapError, bitmapsActive, loadBitmapDirectory } from './bitmaps.js';
 import { reportOrphanedData } from './lost-tables-orphaned-data.js';
 import { anyIn, examineCluster, holdsData, findLostTables, type LostTable, type TableEvidence } from './lost-tables.js';
