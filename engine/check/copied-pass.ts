@@ -1,9 +1,10 @@
 // QEMU's check_oflag_copied: an active L1 or L2 entry's COPIED flag must be set exactly when its
 // cluster's on-disk refcount is 1. The walk and the compare pass remember enough to know when no
-// entry can disagree; only then is the re-walk of the active tables skipped.
+// entry can disagree; only then is the second walk of the active layer (on the traversal) skipped.
 import * as C from '../format/constants.js';
 import { hex64, u32 } from '../format/bytes.js';
-import { readRanges } from '../image/traversal/batch-reads.js';
+import { sourceOf, traverse } from '../image/traversal/index.js';
+import type { TableRead, TraversalVisitor } from '../image/traversal/index.js';
 import { type EntryFinding, referrerOf } from './entry-finding.js';
 import { msg } from './messages.js';
 import { LOOKUP_FAILED } from './refcount-lookup.js';
@@ -26,42 +27,39 @@ export function scanCopiedClear(state: CheckState): void {
   }
 }
 
-/** The re-walk of the active tables, when a disagreement is possible. */
+/**
+ * The walk of the active layer, when a disagreement is possible: the traversal hands over each
+ * non-empty L1 entry's table in L1 order, in place (as the checker's walk), and waits while its
+ * entries' on-disk refcounts are looked up.
+ */
 export async function checkOflagCopied(state: CheckState): Promise<void> {
   if (!state.copiedReplay) return;
-  const l1 = state.image.l1;
-  const n = l1.length / 8;
-  const perBatch = Math.max(1, Math.floor(BATCH_BYTES / state.clusterSize));
-  for (let i = 0; i < n; ) {
-    state.checkCancel();
-    const batch: number[] = [];
-    const offsets: number[] = [];
-    let j = i;
-    for (; j < n && batch.length < perBatch; j++) {
-      const hi = u32(l1, 8 * j);
-      const lo = u32(l1, 8 * j + 4);
-      const off = (hi & C.L1E_OFFSET_MASK_HI) * TWO32 + ((lo & C.L1E_OFFSET_MASK_LO) >>> 0);
-      if (off === 0) continue;
-      batch.push(j);
-      offsets.push(off);
-    }
-    const tables = await readRanges(state.image.io, state.fileSize, offsets, state.clusterSize, state.zeros);
-    for (let b = 0; b < batch.length; b++) {
-      const idx = batch[b]!;
-      await copiedL1Entry(state, idx, offsets[b]!);
-      await copiedL2Entries(state, idx, offsets[b]!, tables.get(offsets[b]!)!);
-    }
-    i = j;
-  }
+  const visitor: TraversalVisitor = { l2TableEnd: (t, bytes) => copiedTable(state, t, bytes) };
+  await traverse(sourceOf(state.image), visitor, {
+    asQemuCheck: true,
+    activeLayerOnly: true,
+    buffers: state.pools,
+    batchBytes: BATCH_BYTES,
+    yieldTurns: state.listened,
+    ...(state.opts.cancel ? { cancel: state.opts.cancel } : {}),
+  });
 }
 
-/** The L1 entry's COPIED flag against its L2 table's refcount. */
-async function copiedL1Entry(state: CheckState, idx: number, l2Off: number): Promise<void> {
+/** One active L1 entry and its L2 table (QEMU skips the table when the L2 cluster's refcount is unreadable). */
+async function copiedTable(state: CheckState, t: TableRead, bytes: Uint8Array): Promise<void> {
+  if (t.offset === 0) return;
+  if (!(await copiedL1Entry(state, t.index!, t.offset))) return;
+  await copiedL2Entries(state, t.index!, t.offset, bytes);
+}
+
+/** The L1 entry's COPIED flag against its L2 table's refcount; false when that refcount is unreadable. */
+async function copiedL1Entry(state: CheckState, idx: number, l2Off: number): Promise<boolean> {
   const l1 = state.image.l1;
   const hi = u32(l1, 8 * idx);
   const lo = u32(l1, 8 * idx + 4);
   const rc = await state.lookup.get(Math.floor(l2Off / state.clusterSize));
-  if (rc === LOOKUP_FAILED || (rc === 1) === ((hi & C.OFLAG_COPIED_HI) !== 0)) return;
+  if (rc === LOOKUP_FAILED) return false;
+  if ((rc === 1) === ((hi & C.OFLAG_COPIED_HI) !== 0)) return true;
   const line = msg.copiedL2(idx, hex64(hi, lo), rc);
   state.say(line);
   state.counters.corruptions++;
@@ -81,6 +79,7 @@ async function copiedL1Entry(state: CheckState, idx: number, l2Off: number): Pro
     referrer: referrerOf(w),
   });
   state.anomalies.cut();
+  return true;
 }
 
 /** Every allocated entry of the L2 table: its COPIED flag against its data cluster's refcount. */

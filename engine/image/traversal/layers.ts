@@ -8,7 +8,7 @@ import { pipeline } from './batch-reads.js';
 import type { TraversalContext } from './context.js';
 import { visitL2Entries } from './l2-entries.js';
 import { readable, tableProblem } from './pointer.js';
-import type { Holder, Layer, PointerProblem, Reference } from './types.js';
+import type { Holder, Layer, PointerProblem, Reference, TableRead } from './types.js';
 
 /** The reference to a layer's L1 table: from the header (active) or from the snapshot table. */
 export function l1TableReference(ctx: TraversalContext, layer: Layer): Reference {
@@ -106,8 +106,8 @@ function l1Entries(ctx: TraversalContext, layer: Layer, l1: Uint8Array): Array<[
 
 /** Read the tables batch by batch (sorted reads) and hand them over in the given order. */
 async function walkL2Tables(ctx: TraversalContext, pending: Array<[number, number, Layer]>, repeat: boolean) {
-  const wantBytes = ctx.visitor.table !== undefined || ctx.visitor.l2Entry !== undefined;
-  if (!wantBytes) return;
+  const { table, l2Entry, l2TableEnd } = ctx.visitor;
+  if (!table && !l2Entry && !l2TableEnd) return;
   let k = 0;
   const nextBatch = () => {
     if (k >= pending.length) return undefined;
@@ -115,11 +115,13 @@ async function walkL2Tables(ctx: TraversalContext, pending: Array<[number, numbe
     k += batch.length;
     return { batch, offsets: batch.map((b) => b[0]) };
   };
-  await readBatches(ctx, nextBatch, ({ batch }, tables) => {
+  await readBatches(ctx, nextBatch, async ({ batch }, tables) => {
     for (const [offset, l1Index, layer] of batch) {
       const t = tables.get(offset)!;
-      ctx.visitor.table?.({ kind: 'l2', offset, layer, index: l1Index, repeat }, t);
+      const read: TableRead = { kind: 'l2', offset, layer, index: l1Index, repeat };
+      ctx.visitor.table?.(read, t);
       visitL2Entries(ctx, t, offset, l1Index, layer, repeat);
+      if (l2TableEnd) await l2TableEnd(read, t);
     }
     ctx.visitor.batchDone?.('l2', batch.length);
   });
@@ -129,7 +131,7 @@ async function walkL2Tables(ctx: TraversalContext, pending: Array<[number, numbe
 function readBatches<B extends { offsets: number[] }>(
   ctx: TraversalContext,
   nextBatch: () => B | undefined,
-  handle: (batch: B, tables: Map<number, Uint8Array>) => void,
+  handle: (batch: B, tables: Map<number, Uint8Array>) => void | Promise<void>,
 ): Promise<void> {
   const { io, fileSize } = ctx.src;
   return pipeline(
@@ -141,7 +143,7 @@ function readBatches<B extends { offsets: number[] }>(
     nextBatch,
     (batch, tables) => {
       ctx.checkCancel();
-      handle(batch, tables);
+      return handle(batch, tables);
     },
     ctx.opts.yieldTurns ?? true,
   );
@@ -154,6 +156,7 @@ function readBatches<B extends { offsets: number[] }>(
  */
 async function walkL1AsQemuCheck(ctx: TraversalContext, layer: Layer, l1: Uint8Array): Promise<void> {
   const visitor = ctx.visitor;
+  const end = visitor.l2TableEnd;
   let i = 0;
   const nextBatch = (): { entries: number[]; offsets: number[] } | undefined => {
     const entries: number[] = [];
@@ -167,15 +170,17 @@ async function walkL1AsQemuCheck(ctx: TraversalContext, layer: Layer, l1: Uint8A
     }
     return entries.length > 0 ? { entries, offsets } : undefined;
   };
-  await readBatches(ctx, nextBatch, ({ entries, offsets }, tables) => {
+  await readBatches(ctx, nextBatch, async ({ entries, offsets }, tables) => {
     for (let b = 0; b < entries.length; b++) {
       const idx = entries[b]!;
       const r = l2Reference(ctx, layer, idx, u32(l1, 8 * idx), u32(l1, 8 * idx + 4));
       if (visitor.reference?.(r) === false) continue;
       const offset = offsets[b]!;
       const t = tables.get(offset)!;
-      visitor.table?.({ kind: 'l2', offset, layer, index: idx, repeat: false }, t);
+      const read: TableRead = { kind: 'l2', offset, layer, index: idx, repeat: false };
+      visitor.table?.(read, t);
       visitL2Entries(ctx, t, offset, idx, layer, false);
+      if (end) await end(read, t);
     }
     visitor.batchDone?.('l2', entries.length);
   });

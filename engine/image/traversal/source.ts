@@ -51,6 +51,8 @@ export interface TraversalOptions {
    * `sharedL2` does not apply.
    */
   asQemuCheck?: boolean;
+  /** Walk the active layer only (its L1 and L2 tables): no header fields, refcounts, snapshots or bitmaps. */
+  activeLayerOnly?: boolean;
   /** Arenas the tables are read into (reused across the caller's own reads); else the traversal's own. */
   buffers?: BufferPool[];
   /** Give the event loop a turn every few milliseconds of synchronous reading (default true). */

@@ -17,8 +17,9 @@ export async function traverse(
   opts: TraversalOptions = {},
 ): Promise<void> {
   const ctx = newContext(src, visitor, opts);
-  if (opts.asQemuCheck) return traverseAsQemuCheck(ctx);
   const h = src.header;
+  if (opts.activeLayerOnly) return walkLayer(ctx, { l1Offset: h.l1TableOffset, l1Size: h.l1Size });
+  if (opts.asQemuCheck) return traverseAsQemuCheck(ctx);
   const cs = ctx.clusterSize;
   headerField(ctx, 'header', 0, cs);
   await walkLayer(ctx, { l1Offset: h.l1TableOffset, l1Size: h.l1Size });

@@ -143,4 +143,9 @@ export interface TraversalVisitor {
    * read what the table points at before the walk goes on.
    */
   bitmapTableEnd?(t: TableRead, bytes: Uint8Array): void | Promise<void>;
+  /**
+   * After an L2 table and its entries were handed over; awaited, so a consumer may look up what the
+   * entries point at (their on-disk refcounts, say) before the walk goes on. `bytes` stays valid until then.
+   */
+  l2TableEnd?(t: TableRead, bytes: Uint8Array): void | Promise<void>;
 }
