@@ -3,7 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { CancelledError, Qcow2FormatError } from '../base/errors.js';
 import { CancelToken } from '../base/task-control.js';
-import { FileIO } from '../io/file-io.js';
+import { openInputFile } from '../io/input-file.js';
 import { runCheckPasses } from './analyze.js';
 import { openForCheck, toCheckResult } from './run.js';
 import type { CheckOptions, CheckResult } from './types.js';
@@ -29,7 +29,7 @@ async function checkWithReferences(
   path: string,
   opts: CheckOptions,
 ): Promise<{ result: CheckResult; references?: Uint8Array }> {
-  const io = await FileIO.open(path, { syncReads: true });
+  const io = await openInputFile(path, { syncReads: true });
   try {
     const image = await openForCheck(io);
     const t0 = performance.now();

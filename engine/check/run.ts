@@ -1,6 +1,7 @@
 // Checking an opened image or a file (the worker-free core of the checker's entry points: the CLI
 // imports this directly, so a plain `qcow2-doctor check` never loads node:worker_threads).
-import { FileIO } from '../io/file-io.js';
+import type { FileIO } from '../io/file-io.js';
+import { openInputFile } from '../io/input-file.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
 import { type CheckAnalysis, runCheckPasses } from './analyze.js';
 import type { CheckOptions, CheckResult } from './types.js';
@@ -34,7 +35,7 @@ export async function checkImage(image: Qcow2Image, opts: CheckOptions = {}): Pr
 
 /** Open `path` read-only in check mode (as qemu-img check opens it) and check it. */
 export async function checkFile(path: string, opts: CheckOptions = {}): Promise<CheckResult> {
-  const io = await FileIO.open(path, { syncReads: true });
+  const io = await openInputFile(path, { syncReads: true });
   try {
     const image = await openForCheck(io);
     return await checkImage(image, opts);

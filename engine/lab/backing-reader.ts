@@ -1,7 +1,8 @@
 // Guest contents of a backing file, for reading crash states of an overlay: the backing file is
 // not part of the log (QEMU writes only to the image being logged), so it is read as it is now.
 import { readPadded } from '../io/positional-io.js';
-import { FileIO } from '../io/file-io.js';
+import type { FileIO } from '../io/file-io.js';
+import { openInputFile } from '../io/input-file.js';
 import { resolveRelativeTo } from '../image/paths.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
 import { type GuestReader, Qcow2Writer } from '../write/writer.js';
@@ -30,7 +31,7 @@ export class BackingReaders {
 
   private async openChain(path: string, format: string | undefined, depth: number): Promise<GuestReader | undefined> {
     if (depth >= this.maxDepth) throw new Error(`backing chain deeper than ${this.maxDepth} at '${path}'`);
-    const io = await FileIO.open(path);
+    const io = await openInputFile(path);
     this.files.push(io);
     const magic = await readPadded(io, 0, 4);
     const isQcow2 = format === 'qcow2' || (format === undefined && Buffer.from(magic).toString('latin1') === 'QFI\xfb');

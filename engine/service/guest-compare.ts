@@ -2,7 +2,7 @@
 // repair — the original file for a repaired copy, or the repaired file with the undo journal's
 // saved bytes laid back over it for an in-place repair — and the repaired image) and compares them.
 import { formatBytes } from '../contract/units.js';
-import { FileIO } from '../io/file-io.js';
+import { openInputFile } from '../io/input-file.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import { openChain } from '../image/backing-chain.js';
 import { GuestReader } from '../image/guest-reader.js';
@@ -26,7 +26,7 @@ async function beforeView(
   journalPath: string,
 ): Promise<{ io: PositionalIO; close: () => Promise<void> }> {
   const j = await readJournal(journalPath);
-  const base = await FileIO.open(path);
+  const base = await openInputFile(path);
   const overlay = new OverlayIO(base, j.meta.originalLength);
   for (const r of j.meta.regions) {
     if (r.savedLength > 0) await overlay.write(r.offset, j.data.subarray(r.dataOffset, r.dataOffset + r.savedLength));
@@ -43,7 +43,7 @@ export async function compareGuest(
   const view = before.journalPath ? await beforeView(before.path, before.journalPath) : undefined;
   const a = await openChain(
     before.path,
-    view ? { openFile: async (p) => (p === before.path ? view.io : FileIO.open(p)) } : {},
+    view ? { openFile: async (p) => (p === before.path ? view.io : openInputFile(p)) } : {},
   );
   try {
     const b = await openChain(afterPath, {});

@@ -2,7 +2,7 @@
 // (partition table or file system), or a qcow2 image whose header is destroyed (its tables are still
 // there: salvage can read it). Read-only, bounded: at most the first 4 MiB.
 import { ClusterClass, classifyCluster } from '../format/cluster-content.js';
-import { FileIO } from '../io/file-io.js';
+import { openInputFile } from '../io/input-file.js';
 
 export type ContentKind = 'not-disk' | 'raw-disk' | 'damaged-header';
 
@@ -63,7 +63,7 @@ export function contentSentence(g: ContentGuess): string {
 }
 
 export async function guessContent(path: string): Promise<ContentGuess> {
-  const io = await FileIO.open(path, { syncReads: true });
+  const io = await openInputFile(path, { syncReads: true });
   let b: Uint8Array;
   let size: number;
   try {

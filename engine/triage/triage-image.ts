@@ -4,7 +4,7 @@ import { stat } from 'node:fs/promises';
 import * as C from '../format/constants.js';
 import { u32 } from '../format/bytes.js';
 import { decodeHeader } from '../format/header.js';
-import { FileIO } from '../io/file-io.js';
+import { openInputFile } from '../io/input-file.js';
 import { checkFile } from '../check/index.js';
 import type { CheckResult } from '../check/types.js';
 import { CancelledError, Qcow2FormatError } from '../base/errors.js';
@@ -91,13 +91,16 @@ export async function triageImage(path: string, cancel?: CancelToken, mayRead?: 
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'ENOENT') return done('unreadable', `Could not open '${path}': No such file or directory`);
     if (e.code === 'EACCES') return done('unreadable', `Could not open '${path}': Permission denied`);
+    // Swapped for a pipe, device or folder since the look-up: refused unread.
+    if (e.code === 'EFTYPE' || e.code === 'EISDIR')
+      return done('unreadable', `Could not open '${path}': not a regular file`);
     return done('unreadable', `internal error while checking: ${e.message}`);
   }
 }
 
 /** The first cluster (at most 2 MiB, the largest cluster size), or less at end of file. */
 async function readStart(path: string): Promise<Uint8Array> {
-  const io = await FileIO.open(path, { syncReads: true });
+  const io = await openInputFile(path, { syncReads: true });
   try {
     const head = await io.read(0, 32);
     const bits = head.length >= 24 ? u32(head, C.HDR.clusterBits) : 0;

@@ -1,7 +1,6 @@
 // `qcow2-doctor lab --replay LOG --base BASE`: crash-test a write log recorded from any writer
 // (dm-log-writes format, e.g. QEMU's blklogwrites) against the image as it was when logging began.
-import { readFileSync, statSync } from 'node:fs';
-import { FileIO } from '../../io/file-io.js';
+import { openInputFile } from '../../io/input-file.js';
 import { BackingReaders } from '../../lab/backing-reader.js';
 import { readDmLog } from '../../lab/dm-log.js';
 import { type ReplayReport, replayLog } from '../../lab/replay.js';
@@ -58,15 +57,25 @@ export function replayFailures(r: ReplayReport): string {
   return out.join('\n');
 }
 
+/** The base image, whole (the lab replays in memory); a regular file only. */
+async function readBase(path: string): Promise<Uint8Array> {
+  const io = await openInputFile(path);
+  try {
+    const size = await io.size();
+    if (size > MAX_BASE) throw new Error(`--base ${path}: ${size} bytes, more than the lab holds (1 GiB)`);
+    return await io.read(0, size);
+  } finally {
+    await io.close();
+  }
+}
+
 export async function runReplay(o: ReplayFlags): Promise<number> {
   if (!o.base) throw new Error('--replay needs --base BASE (the image file as it was when logging began)');
   const budget = o.budget === undefined ? 60 : Number(o.budget);
   if (!Number.isFinite(budget) || budget <= 0)
     throw new Error(`--budget must be a positive number of seconds (got '${o.budget}')`);
-  const baseSize = statSync(o.base).size;
-  if (baseSize > MAX_BASE) throw new Error(`--base ${o.base}: ${baseSize} bytes, more than the lab holds (1 GiB)`);
-  const base = new Uint8Array(readFileSync(o.base));
-  const logIo = await FileIO.open(o.replay);
+  const base = await readBase(o.base);
+  const logIo = await openInputFile(o.replay);
   const dm = await readDmLog(logIo).finally(() => logIo.close());
   const backing = new BackingReaders(o.base);
   try {
