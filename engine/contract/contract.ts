@@ -30,7 +30,13 @@ import {
 } from './validate.js';
 
 export const CONTRACT_VERSION = 1;
-export type { SalvageAssessment, SalvageExportResult, SalvagePreview, SalvageScanResult } from './salvage-results.js';
+export type {
+  SalvageAssessment,
+  SalvagedBytes,
+  SalvageExportResult,
+  SalvagePreview,
+  SalvageScanResult,
+} from './salvage-results.js';
 import type { SalvageAssessment, SalvageExportResult, SalvageScanResult } from './salvage-results.js';
 export type { ChainLayerInfo, GuestLayers } from './guest-layers.js';
 import type { GuestLayers } from './guest-layers.js';

@@ -9,6 +9,24 @@ export interface SalvageScanResult {
   /** The active disk's numbers for the wizard's preview. */
   preview?: SalvagePreview;
 }
+/** A salvaged disk's guest bytes by where they came from (the salvage report and the wizard's preview). */
+export interface SalvagedBytes {
+  /** Guest bytes read from data clusters of this image. */
+  recovered: number;
+  /** Of which through compressed clusters. */
+  compressed: number;
+  /** Guest bytes that are zero by the metadata (unallocated without backing, zero flag). */
+  zero: number;
+  /** Guest bytes taken from the backing file. */
+  backing: number;
+  /** Guest bytes that should come from a backing file that is missing (written as zeros). */
+  backingMissing: number;
+  /** Guest bytes lost (written as zeros). */
+  lost: number;
+  /** Recovered bytes whose position was guessed (placements with confidence < 1). */
+  guessed: number;
+}
+
 export interface SalvagePreview {
   header: 'intact' | 'damaged' | 'missing';
   headerDamage?: string;
@@ -16,16 +34,7 @@ export interface SalvagePreview {
   clusterSizeSource: string;
   virtualSize: number;
   virtualSizeSource: string;
-  /** Guest bytes: read from data clusters, zero by the metadata, from a backing file, lost, placed by a guess. */
-  bytes: {
-    recovered: number;
-    compressed: number;
-    zero: number;
-    backing: number;
-    backingMissing: number;
-    lost: number;
-    guessed: number;
-  };
+  bytes: SalvagedBytes;
   /** Fraction of recovered bytes placed from surviving metadata (1 = nothing guessed). */
   confidence: number;
   /** How sure the least sure guessed table placement is (0..1), when any was guessed. */

@@ -1,4 +1,5 @@
 // The salvage's data model: what reconstruction found and what the report says.
+import type { SalvagedBytes } from '../contract/salvage-results.js';
 
 /** Where one L2 table sits in the guest disk, and how sure we are. */
 export interface L2Placement {
@@ -85,22 +86,7 @@ export interface ViewReport {
   output?: string;
   format?: 'raw' | 'qcow2';
   l2Tables: L2Placement[];
-  bytes: {
-    /** Guest bytes read from data clusters of this image. */
-    recovered: number;
-    /** Of which through compressed clusters. */
-    compressed: number;
-    /** Guest bytes that are zero by the metadata (unallocated without backing, zero flag). */
-    zero: number;
-    /** Guest bytes taken from the backing file. */
-    backing: number;
-    /** Guest bytes that should come from a backing file that is missing (written as zeros). */
-    backingMissing: number;
-    /** Guest bytes lost (written as zeros). */
-    lost: number;
-    /** Recovered bytes whose position was guessed (placements with confidence < 1). */
-    guessed: number;
-  };
+  bytes: SalvagedBytes;
   lost: LostRange[];
   /** Fraction of recovered bytes placed from surviving metadata. */
   confidence: number;
