@@ -6,12 +6,12 @@ import type { WriteLogEntry } from '../io/recording-io.js';
 import type { MemoryIO } from '../io/memory-io.js';
 import type { PositionalIO } from '../io/positional-io.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
-import { type GuestReader, Qcow2Writer } from '../write/writer.js';
+import { type BackingGuest, Qcow2Writer } from '../write/writer.js';
 import type { CrashState, CrashStateBuilder } from './crash-states.js';
 
 const SECTOR = 512;
 
-export type OpenBacking = (name: string, format?: string) => Promise<GuestReader | undefined>;
+export type OpenBacking = (name: string, format?: string) => Promise<BackingGuest | undefined>;
 
 const READ_CHUNK = 1 << 20;
 

@@ -1,16 +1,16 @@
 // Triage output: the table a support engineer reads, and one JSON object per image for scripts.
 import { qemuJsonObject } from '../check/qemu-text.js';
 import { formatBytes, formatSeconds } from '../contract/units.js';
-import { VERDICT_WORDS, type TriageRow, type Verdict } from './types.js';
+import { VERDICT_WORDS, type ImageTriage, type Verdict } from './types.js';
 
 // LOST: lost tables that still map data (QEMU counts them among the leaks): data at risk.
 const HEADINGS = ['PATH', 'VERDICT', 'LEAKS', 'LOST', 'ERRORS', 'FLAGS', 'VIRTUAL', 'FILE', 'BACKING', 'TIME'];
 const RIGHT = new Set([2, 3, 4, 6, 7, 9]);
 
 /** Lost tables found (one finding each). */
-const lostTables = (r: TriageRow): number => r.findings['lost-table'] ?? 0;
+const lostTables = (r: ImageTriage): number => r.findings['lost-table'] ?? 0;
 
-export function triageCells(r: TriageRow): string[] {
+export function triageCells(r: ImageTriage): string[] {
   const flags = [r.dirty ? 'dirty' : '', r.corrupt ? 'corrupt' : ''].filter(Boolean).join(',') || '-';
   return [
     r.path,
@@ -27,7 +27,7 @@ export function triageCells(r: TriageRow): string[] {
 }
 
 /** The table, a line per problem that needs words, and a closing count per verdict. */
-export function triageTable(rows: readonly TriageRow[], skipped = 0): string {
+export function triageTable(rows: readonly ImageTriage[], skipped = 0): string {
   const cells = [HEADINGS, ...rows.map(triageCells)];
   const widths = HEADINGS.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
   const line = (c: string[]): string =>
@@ -45,7 +45,7 @@ export function triageTable(rows: readonly TriageRow[], skipped = 0): string {
   return `${out.join('\n')}\n`;
 }
 
-export function summaryLine(rows: readonly TriageRow[], skipped = 0): string {
+export function summaryLine(rows: readonly ImageTriage[], skipped = 0): string {
   const order: Verdict[] = ['clean', 'leaks', 'corrupt', 'unreadable', 'not-qcow2'];
   const parts = order
     .map((v) => [v, rows.filter((r) => r.verdict === v).length] as const)
@@ -56,7 +56,7 @@ export function summaryLine(rows: readonly TriageRow[], skipped = 0): string {
 }
 
 /** One line of JSON: QEMU's check fields (same names as `qemu-img check --output=json`) + ours. */
-export function triageJson(r: TriageRow): string {
+export function triageJson(r: ImageTriage): string {
   const o: Record<string, unknown> = r.counters ? qemuJsonObject(r.path, r.counters) : { filename: r.path };
   Object.assign(o, {
     path: r.path,
@@ -80,7 +80,7 @@ export function triageJson(r: TriageRow): string {
 
 /** The triage's exit code: 1 if any image is unreadable or not qcow2, else 2 if any is corrupt,
  * else 3 if any leaks, else 0 (the precedence qemu-img check uses for one image). */
-export function triageExitCode(rows: readonly TriageRow[]): number {
+export function triageExitCode(rows: readonly ImageTriage[]): number {
   if (rows.some((r) => r.verdict === 'unreadable' || r.verdict === 'not-qcow2')) return 1;
   if (rows.some((r) => r.verdict === 'corrupt')) return 2;
   if (rows.some((r) => r.verdict === 'leaks')) return 3;

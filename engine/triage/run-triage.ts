@@ -6,8 +6,8 @@ import { Worker } from 'node:worker_threads';
 import { CancelledError } from '../base/errors.js';
 import type { CancelToken } from '../base/task-control.js';
 import { triageImage } from './triage-image.js';
-import { VERDICT_EXIT, type TriageRow } from './types.js';
-import type { MayReadAnswer, MayReadQuestion, WorkerReply } from './worker.js';
+import { VERDICT_EXIT, type ImageTriage } from './types.js';
+import type { MayReadAnswer, MayReadQuestion, TriageWorkerReply } from './worker.js';
 import type { MayRead } from '../image/backing-chain.js';
 
 export interface TriageOptions {
@@ -16,7 +16,7 @@ export interface TriageOptions {
   /** Give up on one image after this many seconds (0 or absent: no limit). */
   timeoutSeconds?: number;
   /** Called as each image finishes, with its position in `files`. */
-  onRow?: (row: TriageRow, index: number) => void;
+  onRow?: (row: ImageTriage, index: number) => void;
   cancel?: CancelToken;
   /** Check in this thread instead of worker threads. */
   inProcess?: boolean;
@@ -26,8 +26,8 @@ export interface TriageOptions {
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
-export async function triageFiles(files: readonly string[], opts: TriageOptions = {}): Promise<TriageRow[]> {
-  const rows: TriageRow[] = new Array(files.length);
+export async function triageFiles(files: readonly string[], opts: TriageOptions = {}): Promise<ImageTriage[]> {
+  const rows: ImageTriage[] = new Array(files.length);
   // Worker threads need the compiled worker next to this module (dist/); from sources (tests
   // through a TS loader) checks run in this thread instead.
   const useWorkers = !opts.inProcess && existsSync(fileURLToPath(WORKER_URL));
@@ -42,7 +42,7 @@ export async function triageFiles(files: readonly string[], opts: TriageOptions 
         opts.cancel?.throwIfCancelled();
         const index = next++;
         const path = files[index]!;
-        let row: TriageRow;
+        let row: ImageTriage;
         if (!useWorkers) {
           row = await triageImage(path, opts.cancel, opts.mayRead);
         } else {
@@ -66,7 +66,7 @@ export async function triageFiles(files: readonly string[], opts: TriageOptions 
   return rows;
 }
 
-function failedRow(path: string, error: string, elapsed: number): TriageRow {
+function failedRow(path: string, error: string, elapsed: number): ImageTriage {
   return {
     path,
     verdict: 'unreadable',
@@ -85,7 +85,7 @@ function runInWorker(
   id: number,
   path: string,
   opts: TriageOptions,
-): Promise<{ row: TriageRow; discard: boolean }> {
+): Promise<{ row: ImageTriage; discard: boolean }> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
@@ -95,7 +95,7 @@ function runInWorker(
       worker.off('error', onError);
       worker.off('exit', onExit);
     };
-    const onMessage = (m: WorkerReply | MayReadQuestion): void => {
+    const onMessage = (m: TriageWorkerReply | MayReadQuestion): void => {
       if ('mayReadId' in m) {
         void Promise.resolve(opts.mayRead?.(m.path) ?? true)
           .catch(() => false)

@@ -11,11 +11,11 @@ import { CancelledError, Qcow2FormatError } from '../base/errors.js';
 import type { CancelToken } from '../base/task-control.js';
 import { openChain, type MayRead } from '../image/backing-chain.js';
 import { contentSentence, guessContent } from './content-kind.js';
-import { VERDICT_EXIT, type TriageRow, type Verdict } from './types.js';
+import { VERDICT_EXIT, type ImageTriage, type Verdict } from './types.js';
 
-export async function triageImage(path: string, cancel?: CancelToken, mayRead?: MayRead): Promise<TriageRow> {
+export async function triageImage(path: string, cancel?: CancelToken, mayRead?: MayRead): Promise<ImageTriage> {
   const t0 = performance.now();
-  const row: TriageRow = {
+  const row: ImageTriage = {
     path,
     verdict: 'unreadable',
     exitCode: 1,
@@ -24,7 +24,7 @@ export async function triageImage(path: string, cancel?: CancelToken, mayRead?: 
     findings: {},
     elapsed: 0,
   };
-  const done = (verdict: Verdict, error?: string): TriageRow => {
+  const done = (verdict: Verdict, error?: string): ImageTriage => {
     row.verdict = verdict;
     row.exitCode = VERDICT_EXIT[verdict];
     if (error !== undefined) row.error = error;

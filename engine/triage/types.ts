@@ -21,7 +21,7 @@ export const VERDICT_WORDS: Record<Verdict, string> = {
 };
 
 /** What triage learned about one image. Plain data: it crosses worker and process boundaries. */
-export interface TriageRow {
+export interface ImageTriage {
   path: string;
   verdict: Verdict;
   /** What `qemu-img check` would exit with. */

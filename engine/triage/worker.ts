@@ -2,7 +2,7 @@
 import { parentPort } from 'node:worker_threads';
 import { triageImage } from './triage-image.js';
 
-export interface WorkerRequest {
+export interface TriageWorkerRequest {
   id: number;
   path: string;
   /** Ask the parent before opening a backing file (it holds the confinement rules). */
@@ -20,7 +20,7 @@ export interface MayReadQuestion {
   path: string;
 }
 
-export interface WorkerReply {
+export interface TriageWorkerReply {
   id: number;
   row: Awaited<ReturnType<typeof triageImage>>;
 }
@@ -36,13 +36,13 @@ function askParent(path: string): Promise<boolean> {
   });
 }
 
-parentPort?.on('message', (msg: WorkerRequest | MayReadAnswer) => {
+parentPort?.on('message', (msg: TriageWorkerRequest | MayReadAnswer) => {
   if ('mayReadId' in msg) {
     pending.get(msg.mayReadId)?.(msg.allowed);
     pending.delete(msg.mayReadId);
     return;
   }
   void triageImage(msg.path, undefined, msg.confined ? askParent : undefined).then((row) =>
-    parentPort!.postMessage({ id: msg.id, row } satisfies WorkerReply),
+    parentPort!.postMessage({ id: msg.id, row } satisfies TriageWorkerReply),
   );
 });

@@ -2,7 +2,7 @@
 import type { WriteOrdering } from './table-cache.js';
 
 /** Guest contents of a backing image (read-only), for unallocated clusters and copy-on-write. */
-export interface GuestReader {
+export interface BackingGuest {
   readonly virtualSize: number;
   read(offset: number, length: number): Promise<Uint8Array>;
 }
@@ -12,7 +12,7 @@ export interface WriterOptions {
   /** Only read guest data; every write method refuses. */
   readOnly?: boolean;
   /** The backing image's guest contents (when the image has a backing file). */
-  backing?: GuestReader;
+  backing?: BackingGuest;
   /** Tables kept per cache (L2 tables, refcount blocks). Default 256. */
   cacheTables?: number;
   /**

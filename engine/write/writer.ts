@@ -26,7 +26,7 @@ import { WriteCountingIO } from './write-counting-io.js';
 import { OpUndo } from './op-undo.js';
 import { refuseUnwritable } from './writable.js';
 
-export type { GuestReader, WriterOptions, WriterStats } from './writer-options.js';
+export type { BackingGuest, WriterOptions, WriterStats } from './writer-options.js';
 
 export class Qcow2Writer implements AllocatorHost {
   readonly refCache: TableCache;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { FileIO } from '../../engine/io/file-io.js';
 import { createImage, type CreateOptions } from '../../engine/write/create.js';
-import { Qcow2Writer, type GuestReader } from '../../engine/write/writer.js';
+import { Qcow2Writer, type BackingGuest } from '../../engine/write/writer.js';
 import { createSnapshot, deleteSnapshot, revertSnapshot } from '../../engine/write/snapshots.js';
 import { prng } from '../../engine/lab/crash-states.js';
 import { patternBytes } from '../../engine/lab/workloads.js';
@@ -173,7 +173,7 @@ describe('images written by the engine, judged by QEMU', () => {
     const f = join(t.dir, 'overlay.qcow2');
     createQcow2(f, '1M', { cluster_size: 65536 }, { file: back, format: 'raw' });
     const bio = await FileIO.open(back);
-    const backing: GuestReader = { virtualSize: 1 << 20, read: (o, n) => bio.read(o, n) };
+    const backing: BackingGuest = { virtualSize: 1 << 20, read: (o, n) => bio.read(o, n) };
     const io = await FileIO.open(f, { write: true });
     const w = await Qcow2Writer.open(io, { backing });
     await w.write(1000, patternBytes(1, 1000, 3000));

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { findImages } from '../../triage/find-images.js';
 import { triageFiles } from '../../triage/run-triage.js';
 import { triageExitCode, triageJson, triageTable } from '../../triage/render.js';
-import type { TriageRow } from '../../triage/types.js';
+import type { ImageTriage } from '../../triage/types.js';
 
 export function register(program: Command): void {
   program
@@ -23,7 +23,7 @@ export function register(program: Command): void {
         throw new Error(`--timeout must be a number of seconds, not '${o.timeout}'`);
 
       const found = await findImages(paths);
-      const done: Array<TriageRow | undefined> = new Array(found.files.length);
+      const done: Array<ImageTriage | undefined> = new Array(found.files.length);
       let printed = 0;
       let finished = 0;
       const progress = process.stderr.isTTY && o.output === 'human';

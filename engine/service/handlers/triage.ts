@@ -4,7 +4,7 @@ import type { FileList, FileRef, TriageRow } from '../../contract/contract.js';
 import { ContractError } from '../../contract/errors.js';
 import type { HandlerContext, HandlerTable } from '../handler.js';
 import { triageFiles } from '../../triage/run-triage.js';
-import type { TriageRow as EngineRow } from '../../triage/types.js';
+import type { ImageTriage } from '../../triage/types.js';
 import { locksOn } from '../../repair/refusals.js';
 import { testDelay } from './check.js';
 
@@ -50,7 +50,7 @@ function plural(n: number, one: string, many: string): string {
 }
 
 /** One line about the image for the table. */
-function summaryOf(r: EngineRow): string {
+function summaryOf(r: ImageTriage): string {
   const c = r.counters;
   switch (r.verdict) {
     case 'clean':
