@@ -65,9 +65,6 @@ export interface CheckAnalysis {
   messages: string[];
 }
 
-/** The former name of CheckAnalysis, kept while describe.ts still imports it. */
-export type Analysis = CheckAnalysis;
-
 /** Run the checker's passes over an opened image (never writes). */
 export async function runCheckPasses(image: Qcow2Image, opts: CheckOptions = {}): Promise<CheckAnalysis> {
   const state = new CheckState(image, opts);

@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { decodes } from './compressed-sample.js';
-import { findReferrers } from './describe.js';
+import { findClusterReferrers, sourceOf } from '../image/traversal/index.js';
 import type { CheckState } from './state.js';
 import type { Referrer } from './types.js';
 
@@ -62,7 +62,7 @@ export async function nameReferrers(state: CheckState): Promise<void> {
   }
   if (targets.size === 0) return;
   state.checkCancel();
-  const found = await findReferrers(state.image, targets, 16);
+  const { found } = await findClusterReferrers(sourceOf(state.image), targets, { maxPerCluster: 16 });
   for (const a of runs) {
     const refs: Referrer[] = [];
     for (let c = a.firstCluster!; c < a.firstCluster! + a.count && refs.length < 32; c++)
