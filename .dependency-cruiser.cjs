@@ -36,6 +36,13 @@ forbidden.push(
     to: { path: '^engine/', pathNot: '^engine/(contract|base)/' },
   },
   {
+    name: 'electron-through-service',
+    comment: 'the Electron shell reaches the engine through engine/service/ (and the contract and base types)',
+    severity: 'error',
+    from: { path: '^electron/' },
+    to: { path: '^engine/', pathNot: '^engine/(service|contract|base)/' },
+  },
+  {
     name: 'engine-is-pure',
     comment: 'the engine runs without Electron and without a DOM',
     severity: 'error',
