@@ -6,7 +6,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { CancelledError } from '../../engine/base/errors.js';
 import { CancelToken } from '../../engine/base/task-control.js';
-import { ClusterType } from '../../engine/format/l2-entry.js';
+import { u32 } from '../../engine/format/bytes.js';
+import { ClusterType, l1Offset } from '../../engine/format/l2-entry.js';
 import { Qcow2Image } from '../../engine/image/qcow2-image.js';
 import { findClusterReferrers, sourceOf, traverse } from '../../engine/image/traversal/index.js';
 import type { L2Entry, Reference, TableRead } from '../../engine/image/traversal/index.js';
@@ -189,6 +190,43 @@ describe('traversal on clean images made by QEMU', () => {
       for (const t of l2) if (t.repeat) expect(first).toContain(t.offset);
       const once = await walk(img, { sharedL2: 'once' });
       expect(once.tables.filter((t) => t.kind === 'l2').length).toBe(new Set(first).size);
+    });
+  });
+});
+
+describe('the active layer alone', () => {
+  it('hands over each active L2 table in L1 order and waits on each (activeLayerOnly, l2TableEnd)', async () => {
+    const f = IMAGES[2]![1](); // 512 B clusters: an L2 table maps 32 KiB, so several L1 entries; and a snapshot
+    await withImage(f, async (img) => {
+      const expected: Array<[number, number]> = [];
+      for (let i = 0; i < img.header.l1Size; i++) {
+        const off = l1Offset(u32(img.l1, 8 * i), u32(img.l1, 8 * i + 4));
+        if (off) expected.push([i, off]);
+      }
+      expect(expected.length, 'premise: several L2 tables').toBeGreaterThan(2);
+      const refs: Reference[] = [];
+      const seen: Array<[number, number]> = [];
+      let inside = 0;
+      await traverse(
+        sourceOf(img),
+        {
+          reference: (r) => {
+            refs.push(r);
+          },
+          l2TableEnd: async (t, bytes) => {
+            expect(inside, 'one table at a time').toBe(0);
+            inside++;
+            await new Promise((resolve) => setTimeout(resolve, 1));
+            expect(bytes.length).toBe(img.clusterSize);
+            seen.push([t.index!, t.offset]);
+            inside--;
+          },
+        },
+        { activeLayerOnly: true, asQemuCheck: true, batchBytes: 2 * img.clusterSize },
+      );
+      expect(seen).toEqual(expected);
+      expect(new Set(refs.map((r) => r.target))).toEqual(new Set(['l1', 'l2']));
+      expect(refs.every((r) => r.from.snapshotId === undefined)).toBe(true);
     });
   });
 });
