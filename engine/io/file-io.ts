@@ -1,11 +1,11 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ReadOnlyError, type PositionalIO } from './positional-io.js';
 
 /**
  * A PositionalIO over a regular file, using positional reads/writes and fdatasync as the barrier.
- * Opened with `syncReads` (read-only), it reads, sizes and closes with synchronous calls: for a
- * caller that yields to the event loop on its own (the checker, every few milliseconds), each
+ * Opened by `openInputFile` with `syncReads` (read-only), it reads, sizes and closes with synchronous
+ * calls: for a caller that yields to the event loop on its own (the checker, every few milliseconds), each
  * thread-pool round trip saved is up to a millisecond on a virtual machine.
  */
 export class FileIO implements PositionalIO {
@@ -21,13 +21,9 @@ export class FileIO implements PositionalIO {
    * input chosen by a user or named in a header goes through `openInputFile` (io/input-file.ts),
    * which refuses what is not a regular file before reading it.
    */
-  static async open(
-    path: string,
-    opts: { write?: boolean; create?: boolean; syncReads?: boolean } = {},
-  ): Promise<FileIO> {
+  static async open(path: string, opts: { write?: boolean; create?: boolean } = {}): Promise<FileIO> {
     const readOnly = !opts.write && !opts.create;
     const flags = opts.create ? 'w+' : opts.write ? 'r+' : 'r';
-    if (opts.syncReads && readOnly) return new FileIO(path, undefined, openSync(path, flags), true);
     const fh = await open(path, flags);
     return new FileIO(path, fh, fh.fd, readOnly);
   }
