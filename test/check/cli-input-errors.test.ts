@@ -7,6 +7,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createQcow2, qemuIo, run, tempDir, writeBytes } from '../helpers/qemu.js';
 import { describeCliError, reasonOf } from '../../engine/cli/input-errors.js';
+import { checkFile } from '../../engine/check/index.js';
+import { guessContent } from '../../engine/triage/content-kind.js';
 
 const t = tempDir('q2d-cli-input-');
 afterAll(t.cleanup);
@@ -89,5 +91,15 @@ describe('CLI errors about an input', () => {
     const s = doctor('strip', zeroed, out);
     expect(s.stderr).toContain(`qcow2-doctor: Could not open '${zeroed}': Image is not in qcow2 format`);
     expect(s.stderr).toContain('qcow2-doctor salvage');
+  });
+
+  it("the engine's own entries (checkFile, the triage's content probe) refuse a FIFO and a folder before reading", async () => {
+    for (const [path, code] of [
+      [fifo, 'EFTYPE'],
+      [dir, 'EISDIR'],
+    ] as const) {
+      await expect(checkFile(path)).rejects.toMatchObject({ code });
+      await expect(guessContent(path)).rejects.toMatchObject({ code });
+    }
   });
 });
