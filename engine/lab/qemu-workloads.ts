@@ -44,16 +44,23 @@ export interface QemuWorkload {
 const io = (...args: string[]): QemuStep => ({ tool: 'qemu-io', args });
 const img = (args: string[], after: string[] = []): QemuStep => ({ tool: 'qemu-img', args, after });
 // Compressed clusters of a 0x5? pattern take a few dozen bytes: several share one host cluster.
+// One cluster per command: QEMU writes the clusters of one compressed request in parallel, and the
+// error paths (lab --inject) compare runs, which must then repeat themselves.
 const COMPRESSED = [
-  'write -c -P 0x5a 0 16k',
-  'write -c -P 0x5b 2044k 8k',
+  'write -c -P 0x5a 0 4k',
+  'write -c -P 0x5a 4k 4k',
+  'write -c -P 0x5a 8k 4k',
+  'write -c -P 0x5a 12k 4k',
+  'write -c -P 0x5b 2044k 4k',
+  'write -c -P 0x5b 2048k 4k',
   'flush',
   'write -c -P 0x5c 64k 4k',
   'write -P 0x5d 4k 4k',
   'write -P 0x5e 8704 512',
   'flush',
   'discard 12k 4k',
-  'write -c -P 0x5f 128k 8k',
+  'write -c -P 0x5f 128k 4k',
+  'write -c -P 0x5f 132k 4k',
 ];
 
 export function qemuWorkloads(): QemuWorkload[] {
