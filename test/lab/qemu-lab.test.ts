@@ -117,7 +117,7 @@ describe('lab --qemu', () => {
       const row = tableRow(r.stdout, name);
       expect(row, `${name}\n${r.stdout}`).toBeDefined();
       expect(row![1], name).toBe(0);
-      expect(row![4] + row![5], `${name}\n${r.stdout}`).toBeGreaterThan(0);
+      expect(row![4]! + row![5]!, `${name}\n${r.stdout}`).toBeGreaterThan(0);
     }
   });
 
