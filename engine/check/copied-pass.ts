@@ -9,7 +9,7 @@ import { msg } from './messages.js';
 import { LOOKUP_FAILED } from './refcount-lookup.js';
 import { BATCH_BYTES, type CheckState, TWO32 } from './state.js';
 import { l2Where } from './walk-l2.js';
-import { nextNonZeroEntry } from './words.js';
+import { isZero, nextNonZeroEntry } from './words.js';
 
 /** After the compare: entries without COPIED are right only if the cluster is shared (refcount != 1). */
 export function scanCopiedClear(state: CheckState): void {
@@ -86,7 +86,8 @@ async function copiedL1Entry(state: CheckState, idx: number, l2Off: number): Pro
 
 /** Every allocated entry of the L2 table: its COPIED flag against its data cluster's refcount. */
 async function copiedL2Entries(state: CheckState, idx: number, l2Off: number, buf: Uint8Array): Promise<void> {
-  if (buf === state.zeros) return; // past the end of the file
+  // An all-zero table (or one past the end of the file) has nothing to compare.
+  if (buf === state.zeros || (buf.length <= state.zeros.length && isZero(buf, state.zeros))) return;
   const geo = state.image.geo;
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const place = { l2Offset: l2Off, active: true, l1Index: idx, snapshot: undefined, copiedCheck: true };
