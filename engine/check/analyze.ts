@@ -63,6 +63,8 @@ export interface CheckAnalysis {
   guestMap?: Uint8Array;
   /** Messages in QEMU's order, as printed (also streamed through opts.onMessage). Capped. */
   messages: string[];
+  /** L2 entries the walks handled one at a time: the checker's per-entry work, bounded by what the file holds. */
+  entriesVisited: number;
 }
 
 /** Run the checker's passes over an opened image (never writes). */
@@ -135,6 +137,7 @@ function toAnalysis(state: CheckState, failed: string | undefined, failedAtOpen:
     highestCluster: state.highest,
     anomalies: state.anomalies.finish(),
     messages: state.messages,
+    entriesVisited: state.entriesVisited,
   };
   if (state.bitmapDir) a.bitmaps = state.bitmapDir;
   if (failed !== undefined) a.failed = failed;

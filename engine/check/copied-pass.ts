@@ -10,6 +10,7 @@ import { msg } from './messages.js';
 import { LOOKUP_FAILED } from './refcount-lookup.js';
 import { BATCH_BYTES, type CheckState, TWO32 } from './state.js';
 import { l2Where } from './walk-l2.js';
+import { isZero, nextNonZeroEntry } from './words.js';
 
 /** After the compare: entries without COPIED are right only if the cluster is shared (refcount != 1). */
 export function scanCopiedClear(state: CheckState): void {
@@ -84,14 +85,23 @@ async function copiedL1Entry(state: CheckState, idx: number, l2Off: number): Pro
 
 /** Every allocated entry of the L2 table: its COPIED flag against its data cluster's refcount. */
 async function copiedL2Entries(state: CheckState, idx: number, l2Off: number, buf: Uint8Array): Promise<void> {
+  // An all-zero table (or one past the end of the file) has nothing to compare.
+  if (buf === state.zeros || (buf.length <= state.zeros.length && isZero(buf, state.zeros))) return;
   const geo = state.image.geo;
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const place = { l2Offset: l2Off, active: true, l1Index: idx, snapshot: undefined, copiedCheck: true };
+  const halves = geo.l2EntrySize / 8;
   for (let e = 0; e < geo.l2Entries; e++) {
     const p = e * geo.l2EntrySize;
     const ehi = dv.getUint32(p);
     const elo = dv.getUint32(p + 4);
-    if ((ehi | elo) === 0 || ehi & C.OFLAG_COMPRESSED_HI) continue;
+    if ((ehi | elo) === 0) {
+      // Skip the zero stretch (a word at a time, not an entry at a time).
+      e = Math.floor(nextNonZeroEntry(buf, (e + 1) * halves, geo.l2Entries * halves) / halves) - 1;
+      continue;
+    }
+    state.entriesVisited++;
+    if (ehi & C.OFLAG_COMPRESSED_HI) continue;
     const hasOff = (ehi & C.L2E_OFFSET_MASK_HI) !== 0 || (elo & C.L2E_OFFSET_MASK_LO) !== 0;
     const normal =
       !state.extendedL2 && elo & C.OFLAG_ZERO_LO

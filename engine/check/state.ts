@@ -91,6 +91,8 @@ export class CheckState {
   bitmapDir?: BitmapDirectory;
   workTotal = 1;
   workDone = 0;
+  /** L2 entries handled one at a time (zero stretches and runs of plain data entries are skipped in bulk). */
+  entriesVisited = 0;
   readonly lookup: RefcountLookup;
   private signalled = false;
   /** Metadata clusters claimed so far (for the metadata-overlap warning): cluster → role. */

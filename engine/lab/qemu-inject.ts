@@ -6,9 +6,10 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { FileIO } from '../io/file-io.js';
 import { MemoryIO } from '../io/memory-io.js';
+import type { PositionalIO } from '../io/positional-io.js';
 import type { WriteLogEntry } from '../io/recording-io.js';
 import { BackingReaders } from './backing-reader.js';
 import { readDmLog } from './dm-log.js';
@@ -16,6 +17,7 @@ import { judgeMetadata } from './judge.js';
 import { prepareQemuWorkload, runQemuStep } from './qemu-lab.js';
 import { type QemuWorkload, qemuWorkloads } from './qemu-workloads.js';
 import { type ReplayOptions, type ReplayReport, replayLog } from './replay.js';
+import { type OpenBacking, readGuest } from './replay-expect.js';
 
 /**
  * blkdebug events of QEMU 7.2's qcow2 driver (block/qcow2*.c) on the write side, plus the table
@@ -65,6 +67,8 @@ export interface FinalVerdict {
   qemuFailed: boolean;
   corrupt: boolean;
   leaky: boolean;
+  /** Why the guest disk does not read back whole (e.g. a compressed cluster that does not decompress). */
+  unreadable?: string;
   details: string[];
 }
 
@@ -113,6 +117,7 @@ async function readLog(dir: string): Promise<{ log: WriteLogEntry[]; source: num
 
 /** The workload without faults, twice: each step's log shape, or undefined when QEMU does not repeat itself. */
 async function baselineShapes(wl: QemuWorkload, root: string): Promise<string[] | undefined> {
+  if (wl.overlapping) return undefined;
   const runs: string[][] = [];
   for (let r = 0; r < 2; r++) {
     const dir = join(root, `baseline-${r}`);
@@ -167,16 +172,35 @@ export function qemuCheckCounts(dir: string, file: string): { corruptions: numbe
   }
 }
 
+/** Larger than any workload's disk: the whole guest is read. */
+const FINAL_READ_LIMIT = 256 * 1024 * 1024;
+
+/** Why the guest disk of the image in `io` does not read back whole, or undefined when it does. */
+export async function guestReadError(io: PositionalIO, openBacking?: OpenBacking): Promise<string | undefined> {
+  try {
+    await readGuest(io, openBacking, FINAL_READ_LIMIT);
+    return undefined;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
 async function judgeFinal(dir: string): Promise<FinalVerdict> {
   const q = qemuCheckCounts(dir, 'disk.qcow2');
-  const m = await judgeMetadata(new MemoryIO(new Uint8Array(readFileSync(join(dir, 'disk.qcow2')))));
+  const bytes = new Uint8Array(readFileSync(join(dir, 'disk.qcow2')));
+  const m = await judgeMetadata(new MemoryIO(bytes));
+  const backing = new BackingReaders(join(dir, 'disk.qcow2'));
+  const unreadable = await guestReadError(new MemoryIO(bytes), (n, f) => backing.reader(n, f)).finally(() =>
+    backing.close(),
+  );
   return {
     qemuCorruptions: q.corruptions,
     qemuLeaks: q.leaks,
     qemuFailed: q.failed,
     corrupt: m.corruptions > 0,
     leaky: m.leaks > 0,
-    details: m.details.slice(0, 4),
+    ...(unreadable ? { unreadable } : {}),
+    details: [...(unreadable ? [`guest data does not read back: ${unreadable}`] : []), ...m.details].slice(0, 4),
   };
 }
 
@@ -208,7 +232,7 @@ async function discover(opts: InjectOptions, root: string): Promise<Hit[]> {
 
 /** The inject matrix: every workload once per event it reaches; the final image and every crash state judged. */
 export async function runQemuInject(opts: InjectOptions = {}): Promise<InjectReport[]> {
-  const root = opts.keepDir ?? mkdtempSync(join(tmpdir(), 'q2d-qemu-inject-'));
+  const root = resolve(opts.keepDir ?? mkdtempSync(join(tmpdir(), 'q2d-qemu-inject-')));
   try {
     const hits = await discover(opts, root);
     // The budget covers the replays; what discovery took is not charged.

@@ -5,15 +5,16 @@
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { FileIO } from '../io/file-io.js';
 import type { WriteLogEntry } from '../io/recording-io.js';
 import { BackingReaders } from './backing-reader.js';
 import { readDmLog } from './dm-log.js';
+import { type QemuControl, imageOptsString, jsonFilename, loggedNode } from './qemu-image-opts.js';
 import { type QemuStep, type QemuWorkload, qemuWorkloads } from './qemu-workloads.js';
 import { type ReplayOptions, type ReplayReport, replayLog } from './replay.js';
 
-export type QemuControl = 'none' | 'drop-flushes' | 'no-flush';
+export type { QemuControl };
 
 export interface QemuLabOptions extends Omit<ReplayOptions, 'dumpDir' | 'onProgress'> {
   workloads?: string[];
@@ -47,31 +48,6 @@ function sh(cmd: string, args: string[], cwd: string): string {
   return r.out;
 }
 
-/**
- * The --image-opts of one step: qcow2 over blklogwrites over the image file, or with `blkdebugConfig`
- * QEMU's fault injector stacked between qcow2 and blklogwrites (what blkdebug fails never reaches
- * the log, nor the disk).
- */
-function imageOpts(step: QemuStep, first: boolean, control: QemuControl, blkdebugConfig?: string): string {
-  const o = ['driver=qcow2'];
-  if (step.opts) o.push(step.opts);
-  if (control === 'no-flush') o.push('cache.no-flush=on');
-  let log = 'file.';
-  if (blkdebugConfig) {
-    o.push('file.driver=blkdebug', `file.config=${blkdebugConfig}`);
-    log = 'file.image.';
-  }
-  // The superblock after every entry: without flushes (cache.no-flush) it would never be written.
-  o.push(
-    `${log}driver=blklogwrites`,
-    `${log}file.filename=disk.qcow2`,
-    `${log}log.filename=log.bin`,
-    `${log}log-super-update-interval=1`,
-  );
-  if (!first) o.push(`${log}log-append=on`);
-  return o.join(',');
-}
-
 /** Run step `k` of a workload (after prepareQemuWorkload); with `blkdebugConfig`, under QEMU's fault injector. */
 export function runQemuStep(
   step: QemuStep,
@@ -80,9 +56,17 @@ export function runQemuStep(
   control: QemuControl = 'none',
   blkdebugConfig?: string,
 ): { ok: boolean; out: string } {
-  const opts = imageOpts(step, k === 0, control, blkdebugConfig);
+  const logged = { first: k === 0, control, ...(blkdebugConfig ? { blkdebugConfig } : {}) };
+  let opts = imageOptsString(loggedNode({ ...logged, ...(step.opts ? { opts: step.opts } : {}) }));
   if (step.tool === 'qemu-io')
     return runQemuTool('qemu-io', ['--image-opts', ...step.args.flatMap((c) => ['-c', c]), opts], dir);
+  if (step.overlay) {
+    // The overlay's backing name becomes the logged image's node tree (-u: nothing else is opened).
+    const backing = jsonFilename(loggedNode(logged, dir));
+    const r = runQemuTool('qemu-img', ['rebase', '-u', '-b', backing, '-F', 'qcow2', 'top.qcow2'], dir);
+    if (!r.ok) return r;
+    opts = ['driver=qcow2', 'file.filename=top.qcow2', ...(step.opts ? [step.opts] : [])].join(',');
+  }
   return runQemuTool(
     'qemu-img',
     [step.args[0]!, ...step.args.slice(1), '--image-opts', opts, ...(step.after ?? [])],
@@ -101,6 +85,12 @@ export function prepareQemuWorkload(wl: QemuWorkload, dir: string): void {
   if (wl.backing) create.push('-b', 'backing.qcow2', '-F', 'qcow2');
   sh('qemu-img', [...create, 'disk.qcow2', wl.create.size], dir);
   if (wl.setup?.length) sh('qemu-io', ['-f', 'qcow2', ...wl.setup.flatMap((c) => ['-c', c]), 'disk.qcow2'], dir);
+  if (wl.overlay) {
+    const top = ['create', '-q', '-f', 'qcow2', '-o', wl.overlay.options, '-b', 'disk.qcow2', '-F', 'qcow2'];
+    sh('qemu-img', [...top, 'top.qcow2', wl.create.size], dir);
+    if (wl.overlay.io.length)
+      sh('qemu-io', ['-f', 'qcow2', ...wl.overlay.io.flatMap((c) => ['-c', c]), 'top.qcow2'], dir);
+  }
   copyFileSync(join(dir, 'disk.qcow2'), join(dir, 'base.qcow2'));
   sh('qemu-img', ['create', '-q', '-f', 'raw', 'log.bin', LOG_SIZE], dir);
 }
@@ -124,7 +114,7 @@ export async function runQemuLab(opts: QemuLabOptions = {}): Promise<QemuWorkloa
   const deadline = opts.budgetSeconds ? Date.now() + opts.budgetSeconds * 1000 : Infinity;
   const reports: QemuWorkloadReport[] = [];
   for (const [k, wl] of all.entries()) {
-    const dir = opts.keepDir ? join(opts.keepDir, wl.name) : mkdtempSync(join(tmpdir(), `q2d-qemulab-${wl.name}-`));
+    const dir = opts.keepDir ? resolve(opts.keepDir, wl.name) : mkdtempSync(join(tmpdir(), `q2d-qemulab-${wl.name}-`));
     if (opts.keepDir) {
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true });

@@ -3,9 +3,10 @@
 // under QEMU's blklogwrites driver, so every write, flush, discard and write-zeroes QEMU's qcow2
 // code sends to the file is logged (engine/lab/qemu-lab.ts runs them, engine/lab/replay.ts judges).
 // Images stay small (the lab compares the whole guest disk of every crash state).
-// Not here: compressed writes. QEMU 7.2's blklogwrites fails them with EIO (a compressed cluster
-// is written at byte granularity, the log takes whole sectors), so they cannot be logged. Nor can
-// `qemu-img commit`: it reopens the backing file read-write, and blklogwrites cannot be reopened.
+// Compressed writes go only to clusters not yet allocated: QEMU 7.2 refuses a compressed write over
+// an allocated cluster with EIO, with or without blklogwrites. `commit` logs the image committed
+// into: it is the overlay's backing file, opened through a json: backing name that stacks
+// blklogwrites under it (engine/lab/qemu-image-opts.ts).
 
 export interface QemuStep {
   tool: 'qemu-io' | 'qemu-img';
@@ -14,6 +15,11 @@ export interface QemuStep {
   after?: string[];
   /** Extra qcow2 options on this step's --image-opts (e.g. discard=unmap). */
   opts?: string;
+  /**
+   * qemu-img only: run on the overlay (top.qcow2, with `opts`), whose backing name is set first
+   * to the logged image under blklogwrites.
+   */
+  overlay?: boolean;
 }
 
 export interface QemuWorkload {
@@ -25,11 +31,37 @@ export interface QemuWorkload {
   backing?: { size: string; options: string; io: string[] };
   /** qemu-io commands run on the image before logging starts. */
   setup?: string[];
+  /**
+   * QEMU's requests overlap, so the log's order and allocations vary from run to run: an injected
+   * fault counts as reached only where a step reports it (engine/lab/qemu-inject.ts).
+   */
+  overlapping?: boolean;
+  /** After setup, an overlay top.qcow2 over the image, written with these qemu-io commands (not logged). */
+  overlay?: { options: string; io: string[] };
   steps: QemuStep[];
 }
 
 const io = (...args: string[]): QemuStep => ({ tool: 'qemu-io', args });
 const img = (args: string[], after: string[] = []): QemuStep => ({ tool: 'qemu-img', args, after });
+// Compressed clusters of a 0x5? pattern take a few dozen bytes: several share one host cluster.
+// One cluster per command: QEMU writes the clusters of one compressed request in parallel, and the
+// error paths (lab --inject) compare runs, which must then repeat themselves.
+const COMPRESSED = [
+  'write -c -P 0x5a 0 4k',
+  'write -c -P 0x5a 4k 4k',
+  'write -c -P 0x5a 8k 4k',
+  'write -c -P 0x5a 12k 4k',
+  'write -c -P 0x5b 2044k 4k',
+  'write -c -P 0x5b 2048k 4k',
+  'flush',
+  'write -c -P 0x5c 64k 4k',
+  'write -P 0x5d 4k 4k',
+  'write -P 0x5e 8704 512',
+  'flush',
+  'discard 12k 4k',
+  'write -c -P 0x5f 128k 4k',
+  'write -c -P 0x5f 132k 4k',
+];
 
 export function qemuWorkloads(): QemuWorkload[] {
   return [
@@ -86,6 +118,13 @@ export function qemuWorkloads(): QemuWorkload[] {
       ],
     },
     {
+      name: 'compressed-writes',
+      what: 'compressed writes sharing host clusters, across an L2 boundary; overwritten, COW, discarded',
+      create: { size: '8M', options: 'cluster_size=4096' },
+      setup: ['write -P 0x61 1M 8k'],
+      steps: [io(...COMPRESSED)],
+    },
+    {
       name: 'resize-l1',
       what: 'L1 table growth (qemu-img resize), then writes in the new range',
       create: { size: '1M', options: 'cluster_size=512' },
@@ -139,6 +178,22 @@ export function qemuWorkloads(): QemuWorkload[] {
       create: { size: '8M', options: 'cluster_size=4096' },
       setup: ['write -P 0xc2 8k 4k'],
       steps: [img(['rebase', '-b', '']), io('write -P 0xc3 512k 8k')],
+    },
+    {
+      name: 'commit',
+      what: 'qemu-img commit of an overlay into the image (its backing file), then a write to it',
+      create: { size: '8M', options: 'cluster_size=4096' },
+      setup: ['write -P 0xe1 0 256k'],
+      // qemu-img commit runs an active commit (QEMU's mirror job): several copies in flight.
+      overlapping: true,
+      overlay: {
+        options: 'cluster_size=65536',
+        io: ['write -P 0xe2 4k 8k', 'write -P 0xe3 1M 192k', 'write -P 0xe4 4092k 8k', 'write -z 128k 64k'],
+      },
+      steps: [
+        { tool: 'qemu-img', args: ['commit'], overlay: true, opts: 'backing.read-only=off' },
+        io('write -P 0xe5 8k 4k'),
+      ],
     },
     {
       name: 'lazy-refcounts',

@@ -11,7 +11,7 @@ import { WRITE_EVENTS } from '../write/events.js';
 import { Qcow2Writer } from '../write/writer.js';
 import { applyOp } from './campaign.js';
 import { judgeMetadata } from './judge.js';
-import type { FinalVerdict, InjectReport, InjectOptions } from './qemu-inject.js';
+import { type FinalVerdict, guestReadError, type InjectOptions, type InjectReport } from './qemu-inject.js';
 import { replayLog } from './replay.js';
 import { type LabOp, labWorkloads, type Workload } from './workloads.js';
 
@@ -75,13 +75,15 @@ async function runInjected(wl: Workload, base: Uint8Array, event: string): Promi
 
 async function judgeFinal(io: MemoryIO): Promise<FinalVerdict> {
   const m = await judgeMetadata(new MemoryIO(io.snapshot()));
+  const unreadable = await guestReadError(new MemoryIO(io.snapshot()));
   return {
     qemuCorruptions: m.qemuCorruptions,
     qemuLeaks: m.leaks,
     qemuFailed: m.checkErrors > 0,
     corrupt: m.corruptions > 0,
     leaky: m.leaks > 0,
-    details: m.details.slice(0, 4),
+    ...(unreadable ? { unreadable } : {}),
+    details: [...(unreadable ? [`guest data does not read back: ${unreadable}`] : []), ...m.details].slice(0, 4),
   };
 }
 

@@ -2,11 +2,21 @@
 // real run judges clean; both negative controls (the log without flushes, QEMU with
 // cache.no-flush=on) must be caught, with a failing state printed.
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { run } from '../helpers/qemu.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { qemuCheckHuman, run, tempDir } from '../helpers/qemu.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'qcow2-doctor.cjs');
 const lab = (...args: string[]) => run('node', [BIN, 'lab', '--qemu', '--workload', 'alloc-l2', ...args]);
+const t = tempDir('q2d-qemulab-test-');
+afterAll(t.cleanup);
+
+/** The table row of `name`: log entries, flushes, states tried, planned, corrupt, mismatches, leaky. */
+const tableRow = (out: string, name: string): number[] | undefined => {
+  const m = new RegExp(`^${name}\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)(?:/(\\d+))?\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)\\s`, 'm').exec(
+    out,
+  );
+  return m ? [m[1], m[2], m[3], m[4] ?? m[3], m[5], m[6], m[7]].map(Number) : undefined;
+};
 
 describe('lab --qemu', () => {
   it('allocating writes across L2 tables: no crash state fails', () => {
@@ -34,6 +44,82 @@ describe('lab --qemu', () => {
       );
     });
   }
+
+  it('compressed writes and qemu-img commit (into the logged base) are logged and judged: no crash state fails', () => {
+    const r = run('node', [
+      BIN,
+      'lab',
+      '--qemu',
+      '--workload',
+      'compressed-writes',
+      'commit',
+      '--budget',
+      '20',
+      '--subsets',
+      '6',
+      '--torn',
+      '2',
+      '--work-dir',
+      t.dir,
+    ]);
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    for (const name of ['compressed-writes', 'commit']) {
+      const row = tableRow(r.stdout, name);
+      expect(row, `${name}\n${r.stdout}`).toBeDefined();
+      const [entries, flushes, tried, planned, corrupt, mismatches] = row!;
+      expect(entries, name).toBeGreaterThan(15);
+      expect(flushes, name).toBeGreaterThan(3);
+      expect(planned, name).toBeGreaterThan(40);
+      expect(tried, name).toBeGreaterThan(0);
+      expect([corrupt, mismatches], name).toEqual([0, 0]);
+    }
+    // What QEMU made: compressed clusters in the first image, the overlay's data committed into the base.
+    const c = qemuCheckHuman(join(t.dir, 'compressed-writes', 'disk.qcow2'));
+    expect(c.status, c.stdout).toBe(0);
+    expect(c.stdout).toMatch(/[1-9]\d*\.\d+% compressed clusters/);
+    const base = join(t.dir, 'commit', 'disk.qcow2');
+    const read = run('qemu-io', [
+      '-f',
+      'qcow2',
+      '-c',
+      'read -P 0xe3 1M 192k',
+      '-c',
+      'read -P 0xe2 4k 4k',
+      '-c',
+      'read -P 0xe5 8k 4k',
+      '-c',
+      'read -P 0xe4 4092k 8k',
+      base,
+    ]);
+    expect(read.stdout).not.toMatch(/fail|mismatch/i);
+    expect(qemuCheckHuman(base).status).toBe(0);
+  });
+
+  it('negative control drop-flushes catches compressed writes and commit too', () => {
+    const r = run('node', [
+      BIN,
+      'lab',
+      '--qemu',
+      '--workload',
+      'compressed-writes',
+      'commit',
+      '--control',
+      'drop-flushes',
+      '--budget',
+      '20',
+      '--subsets',
+      '30',
+      '--torn',
+      '2',
+    ]);
+    expect(r.status, r.stdout + r.stderr).toBe(1);
+    for (const name of ['compressed-writes', 'commit']) {
+      const row = tableRow(r.stdout, name);
+      expect(row, `${name}\n${r.stdout}`).toBeDefined();
+      expect(row![1], name).toBe(0);
+      expect(row![4]! + row![5]!, `${name}\n${r.stdout}`).toBeGreaterThan(0);
+    }
+  });
 
   it('refuses an unknown workload or control in one line', () => {
     const r = run('node', [BIN, 'lab', '--qemu', '--workload', 'nope']);

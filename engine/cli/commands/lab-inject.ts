@@ -21,6 +21,11 @@ export interface InjectFlags {
 }
 
 const finalText = (r: InjectReport): string =>
+  r.final.unreadable !== undefined
+    ? `UNREADABLE${r.final.corrupt || r.final.qemuCorruptions ? ', CORRUPT' : ''}`
+    : metadataText(r);
+
+const metadataText = (r: InjectReport): string =>
   r.final.qemuFailed
     ? 'check failed'
     : r.final.corrupt || r.final.qemuCorruptions
@@ -56,7 +61,12 @@ const count = (s: string | undefined, name: string, dflt: number): number => {
 };
 
 export const injectFailed = (r: InjectReport): boolean =>
-  r.corrupt > 0 || r.dataMismatches > 0 || r.continueFailures > 0 || r.final.corrupt || r.final.qemuCorruptions > 0;
+  r.corrupt > 0 ||
+  r.dataMismatches > 0 ||
+  r.continueFailures > 0 ||
+  r.final.corrupt ||
+  r.final.qemuCorruptions > 0 ||
+  r.final.unreadable !== undefined;
 
 export async function runInject(o: InjectFlags): Promise<number> {
   const known = o.qemu ? knownQemuWorkloads() : labWorkloads().map((w) => w.name);
