@@ -3,7 +3,7 @@
 import * as C from '../format/constants.js';
 import { ClusterType } from '../format/l2-entry.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
-import type { L2Entry } from '../image/traversal/index.js';
+import type { L2Entry, TableRead } from '../image/traversal/index.js';
 import type { RefCounter } from './references-counter.js';
 import type { BadEntry } from './references.js';
 
@@ -63,6 +63,65 @@ export function l2EntryVisitor(img: Qcow2Image, k: RefCounter): (e: L2Entry) => 
 }
 
 /**
+ * The common L2 table, read from its bytes in one tight loop: when every entry is empty, unallocated,
+ * or a valid aligned pointer inside the file to a cluster that is neither metadata nor (second
+ * pass) shared, each data cluster is counted here and true is returned — exactly what the entry
+ * visitor would do for such entries. Anything else, and the counts taken are given back (false: the
+ * entry visitor takes the table).
+ */
+export function l2TableVisitor(img: Qcow2Image, k: RefCounter): (t: TableRead, bytes: Uint8Array) => boolean {
+  const plainWalk = !img.geo.extendedL2 && !img.hasExternalData;
+  const cs = k.cs;
+  const fileSize = k.fileSize;
+  return (t, bytes) => {
+    if (!plainWalk || t.repeat) return false;
+    const n = img.geo.l2Entries;
+    let refs = k.refs;
+    const pass1 = k.pass === 1;
+    for (let j = 0; j < n; j++) {
+      const c = plainCluster(bytes, j, cs, fileSize);
+      if (c === 0) continue;
+      if (c < 0 || (pass1 ? k.isMeta(c) : k.shared[c] === 1)) {
+        if (pass1)
+          for (let i = 0; i < j; i++) {
+            const x = plainCluster(bytes, i, cs, fileSize);
+            if (x > 0) refs[x]!--;
+          }
+        return false;
+      }
+      if (!pass1) continue;
+      const v = refs[c]! + 1;
+      if (v > k.limit) {
+        k.widen();
+        refs = k.refs;
+      }
+      refs[c] = v;
+    }
+    return true;
+  };
+}
+
+/**
+ * The host cluster a standard L2 entry (at index j) maps when it is a valid pointer inside the file;
+ * 0 when it maps nothing (empty, unallocated, plain zero); -1 for anything the entry visitor must
+ * judge (compressed, reserved bits, unaligned, past the end of the file, cluster 0).
+ */
+function plainCluster(t: Uint8Array, j: number, cs: number, fileSize: number): number {
+  const p = 8 * j;
+  const hi = ((t[p]! << 24) | (t[p + 1]! << 16) | (t[p + 2]! << 8) | t[p + 3]!) >>> 0;
+  const lo = ((t[p + 4]! << 24) | (t[p + 5]! << 16) | (t[p + 6]! << 8) | t[p + 7]!) >>> 0;
+  if ((hi | lo) === 0) return 0;
+  if (hi & C.OFLAG_COMPRESSED_HI) return -1;
+  const offHi = hi & C.L2E_OFFSET_MASK_HI;
+  const offLo = (lo & C.L2E_OFFSET_MASK_LO) >>> 0;
+  if ((offHi | offLo) === 0) return 0;
+  if (hi & C.L2E_STD_RESERVED_MASK_HI || lo & C.L2E_STD_RESERVED_MASK_LO) return -1;
+  const off = offHi * 0x1_0000_0000 + offLo;
+  if (off % cs !== 0 || off >= fileSize) return -1;
+  return off / cs;
+}
+
+/**
  * A further walk of an L2 table shared by several L1 entries: QEMU counts its data once per L1
  * reference, so each further reference adds its counts (no flags: the first walk raised them).
  */
@@ -76,7 +135,7 @@ function repeated(k: RefCounter, e: L2Entry, ext: boolean, step: number): void {
   const off = e.offset;
   if (off % k.cs !== 0 || off >= k.fileSize) return;
   const x = off / k.cs;
-  if (k.pass === 1) k.refs[x]!++;
+  if (k.pass === 1) k.add(x);
   if (!k.wanted(x)) return;
   const active = e.layer.snapshotId === undefined;
   k.track(x, { entry: e.table + e.index * step, kind: active ? 'l2' : 'snap-l2', guest: e.guestOffset });

@@ -8,7 +8,7 @@ import { pipeline } from './batch-reads.js';
 import type { TraversalContext } from './context.js';
 import { visitL2Entries } from './l2-entries.js';
 import { readable, tableProblem } from './pointer.js';
-import type { Holder, Layer, PointerProblem, Reference } from './types.js';
+import type { Holder, Layer, PointerProblem, Reference, TableRead } from './types.js';
 
 /** The reference to a layer's L1 table: from the header (active) or from the snapshot table. */
 export function l1TableReference(ctx: TraversalContext, layer: Layer): Reference {
@@ -118,8 +118,9 @@ async function walkL2Tables(ctx: TraversalContext, pending: Array<[number, numbe
   await readBatches(ctx, nextBatch, ({ batch }, tables) => {
     for (const [offset, l1Index, layer] of batch) {
       const t = tables.get(offset)!;
-      ctx.visitor.table?.({ kind: 'l2', offset, layer, index: l1Index, repeat }, t);
-      visitL2Entries(ctx, t, offset, l1Index, layer, repeat);
+      const read: TableRead = { kind: 'l2', offset, layer, index: l1Index, repeat };
+      ctx.visitor.table?.(read, t);
+      if (ctx.visitor.l2Table?.(read, t) !== true) visitL2Entries(ctx, t, offset, l1Index, layer, repeat);
     }
     ctx.visitor.batchDone?.('l2', batch.length);
   });
