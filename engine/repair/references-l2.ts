@@ -63,33 +63,30 @@ export function l2EntryVisitor(img: Qcow2Image, k: RefCounter): (e: L2Entry) => 
 }
 
 /**
- * The common L2 table, read from its bytes in one tight loop: when every entry is empty, unallocated,
+ * The common L2 table, read from its bytes in tight loops: when every entry is empty, unallocated,
  * or a valid aligned pointer inside the file to a cluster that is neither metadata nor (second
  * pass) shared, each data cluster is counted here and true is returned — exactly what the entry
- * visitor would do for such entries. Anything else, and the counts taken are given back (false: the
- * entry visitor takes the table).
+ * visitor would do for such entries. Anything else: false, nothing counted, the entry visitor
+ * takes the table.
  */
 export function l2TableVisitor(img: Qcow2Image, k: RefCounter): (t: TableRead, bytes: Uint8Array) => boolean {
   const plainWalk = !img.geo.extendedL2 && !img.hasExternalData;
-  const cs = k.cs;
-  const fileSize = k.fileSize;
+  const n = img.geo.l2Entries;
+  const bits = img.geo.clusterBits;
+  const hosts = k.hostClusters;
+  const clusters = new Float64Array(plainWalk ? n : 0);
   return (t, bytes) => {
-    if (!plainWalk || t.repeat) return false;
-    const n = img.geo.l2Entries;
-    let refs = k.refs;
+    if (!plainWalk || t.repeat || !plainClusters(bytes, n, bits, hosts, clusters)) return false;
     const pass1 = k.pass === 1;
     for (let j = 0; j < n; j++) {
-      const c = plainCluster(bytes, j, cs, fileSize);
+      const c = clusters[j]!;
+      if (c !== 0 && (pass1 ? k.isMeta(c) : k.shared[c] === 1)) return false;
+    }
+    if (!pass1) return true;
+    let refs = k.refs;
+    for (let j = 0; j < n; j++) {
+      const c = clusters[j]!;
       if (c === 0) continue;
-      if (c < 0 || (pass1 ? k.isMeta(c) : k.shared[c] === 1)) {
-        if (pass1)
-          for (let i = 0; i < j; i++) {
-            const x = plainCluster(bytes, i, cs, fileSize);
-            if (x > 0) refs[x]!--;
-          }
-        return false;
-      }
-      if (!pass1) continue;
       const v = refs[c]! + 1;
       if (v > k.limit) {
         k.widen();
@@ -101,24 +98,40 @@ export function l2TableVisitor(img: Qcow2Image, k: RefCounter): (t: TableRead, b
   };
 }
 
+const COMPRESSED = C.OFLAG_COMPRESSED_HI;
+const OFFSET_HI = C.L2E_OFFSET_MASK_HI;
+const OFFSET_LO = C.L2E_OFFSET_MASK_LO;
+const RESERVED_HI = C.L2E_STD_RESERVED_MASK_HI;
+const RESERVED_LO = C.L2E_STD_RESERVED_MASK_LO;
+
 /**
- * The host cluster a standard L2 entry (at index j) maps when it is a valid pointer inside the file;
- * 0 when it maps nothing (empty, unallocated, plain zero); -1 for anything the entry visitor must
- * judge (compressed, reserved bits, unaligned, past the end of the file, cluster 0).
+ * The host cluster each standard L2 entry maps into `out` (0 where it maps nothing: empty,
+ * unallocated, plain zero). False as soon as one entry is anything the entry visitor must judge
+ * (compressed, reserved bits, unaligned, past the end of the file).
  */
-function plainCluster(t: Uint8Array, j: number, cs: number, fileSize: number): number {
-  const p = 8 * j;
-  const hi = ((t[p]! << 24) | (t[p + 1]! << 16) | (t[p + 2]! << 8) | t[p + 3]!) >>> 0;
-  const lo = ((t[p + 4]! << 24) | (t[p + 5]! << 16) | (t[p + 6]! << 8) | t[p + 7]!) >>> 0;
-  if ((hi | lo) === 0) return 0;
-  if (hi & C.OFLAG_COMPRESSED_HI) return -1;
-  const offHi = hi & C.L2E_OFFSET_MASK_HI;
-  const offLo = (lo & C.L2E_OFFSET_MASK_LO) >>> 0;
-  if ((offHi | offLo) === 0) return 0;
-  if (hi & C.L2E_STD_RESERVED_MASK_HI || lo & C.L2E_STD_RESERVED_MASK_LO) return -1;
-  const off = offHi * 0x1_0000_0000 + offLo;
-  if (off % cs !== 0 || off >= fileSize) return -1;
-  return off / cs;
+function plainClusters(t: Uint8Array, n: number, bits: number, hosts: number, out: Float64Array): boolean {
+  const dv = new DataView(t.buffer, t.byteOffset, t.byteLength);
+  // Integer arithmetic: clusters are at most 2 MiB, so alignment shows in the low word alone, and
+  // an aligned offset lies inside the file exactly when its cluster is below the file's count.
+  const align = (1 << bits) - 1;
+  const hiClusters = 2 ** (32 - bits);
+  for (let j = 0; j < n; j++) {
+    const hi = dv.getUint32(8 * j);
+    const lo = dv.getUint32(8 * j + 4);
+    let c = 0;
+    if ((hi | lo) !== 0) {
+      if (hi & COMPRESSED) return false;
+      const offHi = hi & OFFSET_HI;
+      const offLo = (lo & OFFSET_LO) >>> 0;
+      if ((offHi | offLo) !== 0) {
+        if ((hi & RESERVED_HI) !== 0 || (lo & RESERVED_LO) !== 0 || (offLo & align) !== 0) return false;
+        c = offHi * hiClusters + (offLo >>> bits);
+        if (c >= hosts) return false;
+      }
+    }
+    out[j] = c;
+  }
+  return true;
 }
 
 /**

@@ -398,26 +398,22 @@ async function readOnDisk(img: Qcow2Image, k: RefCounter, refblocks: RefWalk['re
 /** The clusters whose on-disk refcount differs from its references or is unknown (see RefWalk.mismatched). */
 export function findMismatched(w: Pick<RefWalk, 'refs' | 'onDisk' | 'onDiskUnknown'>): Uint32Array {
   const { refs, onDisk, onDiskUnknown: unknown } = w;
-  const n = Math.max(refs.length, onDisk.length);
-  const common = Math.min(refs.length, onDisk.length);
-  const differs = (c: number): boolean =>
-    c < common
-      ? refs[c] !== onDisk[c] || unknown[c] === 1
-      : (c < refs.length ? refs[c]! : 0) !== (c < onDisk.length ? onDisk[c]! : 0) || unknown[c] === 1;
-  let count = 0;
-  for (let c = 0; c < common; c++) if (refs[c] !== onDisk[c]) count++;
-  let out = new Uint32Array(Math.min(n, count + 64));
+  let out = new Uint32Array(64);
   let m = 0;
-  for (let c = 0; c < n; c++) {
-    if (c < common && refs[c] === onDisk[c] && unknown.length === 0) continue;
-    if (!differs(c)) continue;
+  const push = (c: number): void => {
     if (m === out.length) {
-      const grown = new Uint32Array(Math.min(n, 2 * out.length + 64));
+      const grown = new Uint32Array(2 * out.length);
       grown.set(out);
       out = grown;
     }
     out[m++] = c;
-  }
+  };
+  const common = Math.min(refs.length, onDisk.length);
+  if (unknown.length === 0) {
+    for (let c = 0; c < common; c++) if (refs[c] !== onDisk[c]) push(c);
+  } else for (let c = 0; c < common; c++) if (refs[c] !== onDisk[c] || unknown[c] === 1) push(c);
+  for (let c = common; c < Math.max(refs.length, onDisk.length); c++)
+    if ((c < refs.length ? refs[c]! : 0) !== (c < onDisk.length ? onDisk[c]! : 0) || unknown[c] === 1) push(c);
   return out.subarray(0, m);
 }
 
