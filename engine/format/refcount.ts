@@ -75,7 +75,12 @@ export function maxRefcount(order: number): number {
 }
 
 /** Decode the first `count` refcounts of a block into `out` (one pass over the block, any width). */
-export function getRefcounts(block: Uint8Array, order: number, out: Float64Array, count: number): void {
+export function getRefcounts(
+  block: Uint8Array,
+  order: number,
+  out: Float64Array | Uint32Array | Uint16Array | Uint8Array,
+  count: number,
+): void {
   switch (order) {
     case 4:
       for (let j = 0; j < count; j++) out[j] = (block[2 * j]! << 8) | block[2 * j + 1]!;

@@ -26,7 +26,7 @@ export function needsRebuild(ctx: PlanContext): boolean {
   const bad = w.refblocks.filter((r) => r.status !== 'ok');
   // The walk is authoritative, so a dirty (lazy-refcount) image is rebuilt only if its counts need it.
   if ((ctx.all ? bad.length > 0 : bad.some((r) => r.status !== 'beyond-eof')) || ctx.forceRebuild) return true;
-  for (let c = 0; c < w.refs.length; c++) if (w.refs[c]! > 0 && w.onDisk[c] === 0) return true;
+  for (const c of w.mismatched) if (c < w.refs.length && w.refs[c]! > 0 && w.onDisk[c] === 0) return true;
   return false;
 }
 

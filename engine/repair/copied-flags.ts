@@ -7,6 +7,7 @@ import { hex64, u32 } from '../format/bytes.js';
 import { ClusterType, classifyL2, l2Offset } from '../format/l2-entry.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
 import { readPadded } from '../io/positional-io.js';
+import type { CountsView } from './cluster-counts.js';
 import type { EntryFix } from './plan-context.js';
 import type { FixNote } from './plan.js';
 import type { RefWalk } from './references.js';
@@ -27,8 +28,8 @@ export interface EntryWrite {
 export async function planCopied(
   img: Qcow2Image,
   w: RefWalk,
-  final: Float64Array,
-  inForce: Float64Array,
+  final: CountsView,
+  inForce: CountsView,
   entryFix: Map<number, EntryFix>,
   allowed: boolean,
   maySet: boolean,
@@ -43,8 +44,8 @@ export async function planCopied(
   const set: EntryWrite[] = [];
   const notes: FixNote[] = [];
   const relinkValue = new Map<number, EntryFix>();
-  const fc = (c: number): number => (c < final.length ? final[c]! : 0);
-  const rc = (c: number): number => (c < inForce.length ? inForce[c]! : 0);
+  const fc = (c: number): number => (c < final.length ? final.at(c)! : 0);
+  const rc = (c: number): number => (c < inForce.length ? inForce.at(c)! : 0);
   const consider = (
     entry: number,
     hi: number,

@@ -40,7 +40,9 @@ export async function findLostL2Tables(img: Qcow2Image, walk: RefWalk): Promise<
   const evidence: TableEvidence[] = [];
   const content = new Map<number, Uint8Array>();
   const { refs, onDisk } = walk;
-  for (let c = 1; c < walk.hostClusters; c++) {
+  for (const c of walk.mismatched) {
+    if (c < 1) continue;
+    if (c >= walk.hostClusters) break;
     // Both kinds of candidate count more on disk than the walk found: the cheap test goes first.
     if (!(onDisk[c]! > refs[c]!)) continue;
     if (walk.onDiskUnknown[c] || walk.metadata.has(c) || walk.oldRefcountClusters.has(c) || l1Clusters.has(c)) continue;

@@ -20,6 +20,13 @@ function leakedUnknown(w: RefWalk, c: number): boolean {
   );
 }
 
+/** Clusters 1 .. hostClusters-1 whose refcount differs from their references (every leak is one). */
+function leakedCandidates(w: RefWalk): number[] {
+  const out: number[] = [];
+  for (const c of w.mismatched) if (c >= 1 && c < w.hostClusters) out.push(c);
+  return out;
+}
+
 /**
  * Leaked clusters that still look like an L2 table of this image: every entry is empty or a valid
  * descriptor inside the file, at least one maps data, and every data cluster it maps is itself
@@ -30,7 +37,7 @@ export async function findOrphanL2(img: Qcow2Image, w: RefWalk): Promise<number[
   const out: number[] = [];
   if (img.geo.extendedL2) return out;
   const cs = img.clusterSize;
-  for (let c = 1; c < w.hostClusters; c++) {
+  for (const c of leakedCandidates(w)) {
     if (!leakedUnknown(w, c)) continue;
     const t = await readPadded(img.io, c * cs, cs);
     if (looksLikeL2(t, img, w, c)) out.push(c);
@@ -67,7 +74,7 @@ export async function findOrphanL1(img: Qcow2Image, w: RefWalk, l2s: Set<number>
   const out: number[] = [];
   const cs = img.clusterSize;
   const n = img.header.l1Size;
-  for (let c = 1; c < w.hostClusters; c++) {
+  for (const c of leakedCandidates(w)) {
     // (An L1 table also passes the L2 test — its entries have the same shape — so l2s may contain it.)
     if (!leakedUnknown(w, c)) continue;
     const t = await readPadded(img.io, c * cs, cs);

@@ -43,13 +43,16 @@ async function keepLeakedData(ctx: PlanContext): Promise<void> {
   const kept: number[] = [];
   const perRead = Math.max(1, Math.floor(READ_BYTES / cs));
   const fileClusters = Math.floor(w.fileSize / cs);
-  for (let c = 1; c < fileClusters; c++) {
-    if (!leaked(c)) continue;
+  // Every leaked cluster is a mismatched one: runs of them are read together.
+  const cand = w.mismatched;
+  for (let i = 0; i < cand.length; i++) {
+    const c = cand[i]!;
+    if (c < 1 || c >= fileClusters || !leaked(c)) continue;
     let n = 1;
-    while (n < perRead && c + n < fileClusters && leaked(c + n)) n++;
+    while (n < perRead && c + n < fileClusters && cand[i + n] === c + n && leaked(c + n)) n++;
     const bytes = await readPadded(ctx.io, c * cs, n * cs);
-    for (let i = 0; i < n; i++) if (holdsData(bytes.subarray(i * cs, (i + 1) * cs), lctx)) kept.push(c + i);
-    c += n - 1;
+    for (let j = 0; j < n; j++) if (holdsData(bytes.subarray(j * cs, (j + 1) * cs), lctx)) kept.push(c + j);
+    i += n - 1;
   }
   if (!kept.length) return;
   const shown = kept.slice(0, 8).map((c) => `cluster ${c} (${at(c * cs)})`);
@@ -83,8 +86,10 @@ async function nameLostShares(ctx: PlanContext): Promise<void> {
   const cs = ctx.clusterSize;
   const candidates = new Set<number>();
   if (w.snapshots.length)
-    for (let c = 1; c < w.hostClusters; c++)
+    for (const c of w.mismatched)
       if (
+        c >= 1 &&
+        c < w.hostClusters &&
         w.refs[c]! > 0 &&
         !w.onDiskUnknown[c] &&
         w.onDisk[c]! > w.refs[c]! &&

@@ -7,6 +7,7 @@ import * as C from '../format/constants.js';
 import { putU64 } from '../format/bytes.js';
 import { setRefcount } from '../format/refcount.js';
 import type { Allocation } from './allocation.js';
+import type { ClusterCounts, CountsOverlay, CountsView } from './cluster-counts.js';
 import { planCopied } from './copied-flags.js';
 import { mergedRanges } from './guest-ranges.js';
 import type { ImageAsItWillBe } from './overlay-rewalk.js';
@@ -65,7 +66,7 @@ export async function planWrites(ctx: PlanContext, x: WriteInputs): Promise<Repa
 
   let stages: RefcountStages;
   if (!rebuild) {
-    stages = { final: target, inForce: countsInForce(target, w.onDisk), rebuiltBlocks: new Map() };
+    stages = { final: target, inForce: countsInForce(target, w.onDisk, targets.changed), rebuiltBlocks: new Map() };
   } else stages = await planRebuild(ctx, pb, target, alloc.allocated);
   const { final, inForce } = stages;
 
@@ -77,7 +78,8 @@ export async function planWrites(ctx: PlanContext, x: WriteInputs): Promise<Repa
     willBe.repointed ||
     anomalies === undefined ||
     anomalies.some((a) => a.kind === 'copied-l1' || a.kind === 'copied-l2');
-  if (!copiedScan) copiedScan = crossesOne(final, w.onDisk, willBe.walk.refs);
+  if (!copiedScan)
+    copiedScan = crossesOne(final, w.onDisk, willBe.walk.refs, final === target ? targets.changed : undefined);
   const copied = copiedScan
     ? await planCopied(
         willBe.img,
@@ -94,7 +96,7 @@ export async function planWrites(ctx: PlanContext, x: WriteInputs): Promise<Repa
 
   // Phase by phase.
   for (const e of copied.clear) await pb.write('clear-copied', e.entry, entryBytes(e.hi, e.lo), e.structure, e.why);
-  if (!rebuild) await refcountBlockChanges(ctx, pb, 'raise', target.length, w.onDisk, inForce);
+  if (!rebuild) await refcountBlockChanges(ctx, pb, 'raise', targets.changed, w.onDisk, inForce);
   for (const cp of alloc.copies)
     await pb.write(
       'data',
@@ -115,7 +117,7 @@ export async function planWrites(ctx: PlanContext, x: WriteInputs): Promise<Repa
     );
   }
   await relinkWrites(ctx, pb, copied.relinkValue, x);
-  if (!rebuild) await refcountBlockChanges(ctx, pb, 'lower', target.length, inForce, final);
+  if (!rebuild) await refcountBlockChanges(ctx, pb, 'lower', targets.changed, inForce, final);
   else await lowerRebuiltBlocks(ctx, pb, stages);
   for (const e of copied.set) await pb.write('set-copied', e.entry, entryBytes(e.hi, e.lo), e.structure, e.why);
   for (const l of copied.notes) {
@@ -190,32 +192,38 @@ async function relinkWrites(
     );
 }
 
-/** In-place refcount changes, per refcount block, from one count to another. */
+/**
+ * In-place refcount changes, per refcount block, from one count to another. The two differ only
+ * where the target differs from the on-disk count (`changed`, ascending): the in-force counts lie
+ * between them.
+ */
 async function refcountBlockChanges(
   ctx: PlanContext,
   pb: PlanBuilder,
   phase: 'raise' | 'lower',
-  n: number,
-  from: Float64Array,
-  to: Float64Array,
+  changed: number[],
+  from: CountsView,
+  to: CountsView,
 ): Promise<void> {
   const cs = ctx.clusterSize;
   const entries = ctx.geo.refcountBlockEntries;
+  const byGroup = new Map<number, number[]>();
+  for (const c of changed) {
+    if (count(from, c) === count(to, c)) continue;
+    const g = Math.floor(c / entries);
+    const list = byGroup.get(g);
+    if (list) list.push(c);
+    else byGroup.set(g, [c]);
+  }
+  if (!byGroup.size) return;
   for (const rb of ctx.walk.refblocks) {
     if (rb.status !== 'ok') continue;
+    const moved = byGroup.get(rb.index);
+    if (!moved) continue;
     const first = rb.index * entries;
-    if (first >= n) continue;
-    const end = Math.min(first + entries, n);
-    // Most blocks change nothing: compare the counts before reading the block.
-    let j0 = first;
-    while (j0 < end && count(from, j0) === count(to, j0)) j0++;
-    if (j0 === end) continue;
     const before = await pb.read(rb.offset, cs);
     const after = before.slice();
-    for (let c = j0; c < end; c++) {
-      const b = count(to, c);
-      if (count(from, c) !== b) setRefcount(after, c - first, ctx.geo.refcountOrder, b);
-    }
+    for (const c of moved) setRefcount(after, c - first, ctx.geo.refcountOrder, count(to, c));
     await pb.writeDiff(phase, rb.offset, before, after, 'refcount-block', `${phase} refcounts in block ${rb.index}`);
   }
 }
@@ -225,46 +233,48 @@ async function refcountBlockChanges(
  * the two already is that (-r leaks never raises; a clean image never lowers): then it is shared,
  * not copied, as each copy is a large array.
  */
-function countsInForce(target: Float64Array, onDisk: Float64Array): Float64Array {
+function countsInForce(target: CountsOverlay, onDisk: ClusterCounts, changed: number[]): CountsView {
   const n = target.length;
   let targetHigher = false;
   let onDiskHigher = false;
-  for (let c = 0; c < n; c++) {
+  for (const c of changed) {
     const d = c < onDisk.length ? onDisk[c]! : 0;
-    const t = target[c]!;
+    const t = target.at(c)!;
     if (d > t) onDiskHigher = true;
     else if (t > d) targetHigher = true;
     if (onDiskHigher && targetHigher) break;
   }
   if (!onDiskHigher) return target;
   if (!targetHigher && onDisk.length >= n) return onDisk.subarray(0, n);
-  const inForce = target.slice();
-  for (let c = 0; c < n && c < onDisk.length; c++) if (onDisk[c]! > inForce[c]!) inForce[c] = onDisk[c]!;
+  const inForce = target.copy();
+  for (const c of changed) if (c < onDisk.length && onDisk[c]! > inForce.at(c)!) inForce.set(c, onDisk[c]!);
   return inForce;
 }
 
 /** A count from a per-cluster array, 0 past its end (as the on-disk counts read past the walk). */
-const count = (a: Float64Array, c: number): number => (c < a.length ? a[c]! : 0);
+const count = (a: CountsView, c: number): number => (c < a.length ? a.at(c)! : 0);
 
 /** Whether some cluster the final tables reference moves onto or off refcount 1. */
-function crossesOne(final: Float64Array, onDisk: Float64Array, refs: Uint32Array): boolean {
-  for (let c = 0; c < final.length; c++) {
-    const f = final[c]!;
+function crossesOne(final: CountsView, onDisk: ClusterCounts, refs: RefWalk['refs'], changed?: number[]): boolean {
+  const crosses = (c: number): boolean => {
+    const f = final.at(c)!;
     const d = c < onDisk.length ? onDisk[c]! : 0;
-    if (f !== d && (f === 1) !== (d === 1) && c < refs.length && refs[c]! > 0) return true;
-  }
+    return f !== d && (f === 1) !== (d === 1) && c < refs.length && refs[c]! > 0;
+  };
+  if (changed) return changed.some((c) => c < final.length && crosses(c));
+  for (let c = 0; c < final.length; c++) if (crosses(c)) return true;
   return false;
 }
 
 function hasLowRefcounts(w: RefWalk): boolean {
-  for (let c = 0; c < w.refs.length; c++) if (!w.onDiskUnknown[c] && w.onDisk[c]! < w.refs[c]!) return true;
+  for (const c of w.mismatched) if (c < w.refs.length && !w.onDiskUnknown[c] && w.onDisk[c]! < w.refs[c]!) return true;
   return false;
 }
 
-function countLow(w: RefWalk, target: Float64Array): number {
+function countLow(w: RefWalk, target: CountsView): number {
   let n = w.bad.length;
   const { refs, onDisk } = w;
   const end = Math.min(target.length, refs.length);
-  for (let c = 0; c < end; c++) if ((c < onDisk.length ? onDisk[c]! : 0) < refs[c]!) n++;
+  for (const c of w.mismatched) if (c < end && (c < onDisk.length ? onDisk[c]! : 0) < refs[c]!) n++;
   return n;
 }

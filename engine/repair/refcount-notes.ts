@@ -2,22 +2,19 @@
  * The refcount comparison's message lines and counters, in QEMU's wording. After a rebuild every
  * mismatch QEMU's first pass saw is gone (its counters count them all); in place, the ones we change.
  */
+import type { CountsView } from './cluster-counts.js';
 import type { PlanContext } from './plan-context.js';
 import { onDiskCount } from './target-refcounts.js';
 
-export function noteRefcountChanges(
-  ctx: PlanContext,
-  rebuild: boolean,
-  target: Float64Array,
-  final: Float64Array,
-): void {
+export function noteRefcountChanges(ctx: PlanContext, rebuild: boolean, target: CountsView, final: CountsView): void {
   const w = ctx.walk;
   const onDisk = onDiskCount(w);
-  for (let c = 0; c < w.refs.length; c++) {
+  for (const c of w.mismatched) {
+    if (c >= w.refs.length) break;
     const d = onDisk(c);
     const r = w.refs[c] ?? 0;
     if (w.onDiskUnknown[c] || d === r) continue;
-    const after = rebuild ? (final[c] ?? 0) : target[c]!;
+    const after = rebuild ? (final.at(c) ?? 0) : target.at(c)!;
     if (!rebuild && after === d) continue;
     const leak = d > r;
     if (c >= w.hostClusters && r === 0) {

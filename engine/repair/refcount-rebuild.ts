@@ -5,13 +5,14 @@
 import * as C from '../format/constants.js';
 import { putU32, putU64 } from '../format/bytes.js';
 import { setRefcount } from '../format/refcount.js';
+import type { CountsView } from './cluster-counts.js';
 import type { PlanBuilder } from './plan-builder.js';
 import type { PlanContext } from './plan-context.js';
 
 /** Refcounts of a plan: final ones, and those in force between the raise and lower phases. */
 export interface RefcountStages {
-  final: Float64Array;
-  inForce: Float64Array;
+  final: CountsView;
+  inForce: CountsView;
   /** Refcount group → cluster of its new refcount block (rebuild only). */
   rebuiltBlocks: Map<number, number>;
 }
@@ -24,7 +25,7 @@ export interface RefcountStages {
 export async function planRebuild(
   ctx: PlanContext,
   pb: PlanBuilder,
-  target: Float64Array,
+  target: CountsView,
   allocated: Set<number>,
 ): Promise<RefcountStages> {
   const { walk: w, header: h, clusterSize: cs, geo } = ctx;
@@ -37,7 +38,7 @@ export async function planRebuild(
   const base = new Float64Array(n);
   const fin = new Float64Array(n);
   for (let c = 0; c < n; c++) {
-    fin[c] = Math.max(0, target[c]! - oldContrib[c]!);
+    fin[c] = Math.max(0, target.at(c)! - oldContrib[c]!);
     base[c] = Math.max(fin[c]!, Math.max(0, (w.refs[c] ?? 0) - oldContrib[c]!));
   }
   const isFree = (c: number): boolean => {
@@ -100,7 +101,7 @@ export async function lowerRebuiltBlocks(ctx: PlanContext, pb: PlanBuilder, stag
     const before = await pb.read(c * cs, cs);
     const after = new Uint8Array(cs);
     for (let j = 0; j < entries && g * entries + j < final.length; j++)
-      if (final[g * entries + j]) setRefcount(after, j, ctx.geo.refcountOrder, final[g * entries + j]!);
+      if (final.at(g * entries + j)) setRefcount(after, j, ctx.geo.refcountOrder, final.at(g * entries + j)!);
     await pb.writeDiff('lower', c * cs, before, after, 'refcount-block', `lower refcounts in rebuilt block ${g}`);
   }
 }

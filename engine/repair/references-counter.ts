@@ -6,12 +6,20 @@ import type { BadEntry, Ref, RefWalk } from './references.js';
 /** Clusters past the end of file whose on-disk refcount is read, so allocations there can be checked. */
 export const ALLOC_MARGIN = 64;
 
+/**
+ * References per host cluster: one byte each while every count fits (a clean image has few above
+ * 2), widened to two and then four bytes the first time one does not.
+ */
+export type RefCounts = Uint8Array | Uint16Array | Uint32Array;
+
 export class RefCounter {
   readonly cs: number;
   readonly fileSize: number;
   /** ceil(fileSize / clusterSize). */
   readonly hostClusters: number;
-  refs: Uint32Array;
+  refs: RefCounts;
+  /** The largest count `refs` holds before it must be widened. */
+  limit = 0xff;
   readonly metadata = new Map<number, string>();
   readonly multi = new Map<number, Ref[]>();
   readonly first = new Map<number, Ref>();
@@ -27,10 +35,10 @@ export class RefCounter {
   /** Pass 2: clusters referenced more than once (metadata excluded). */
   shared: Uint8Array = new Uint8Array(0);
 
-  /** Metadata clusters below hostClusters as flags (the map stays the record; this is the fast test). */
-  private readonly metaFlags: Uint8Array;
+  /** Metadata clusters below hostClusters as bits (the map stays the record; this is the fast test). */
+  private readonly metaBits: Uint8Array;
   /** Room behind `refs`: it grows over the margin the on-disk refcounts add without a copy. */
-  private store: Uint32Array;
+  private store: RefCounts;
 
   constructor(img: Qcow2Image) {
     this.cs = img.clusterSize;
@@ -38,9 +46,9 @@ export class RefCounter {
     this.hostClusters = Math.ceil(this.fileSize / this.cs);
     const E = img.geo.refcountBlockEntries;
     const n = Math.max(this.hostClusters, 1);
-    this.store = new Uint32Array(n + Math.max(ALLOC_MARGIN, Math.min(E, 1 << 20)));
+    this.store = new Uint8Array(n + Math.max(ALLOC_MARGIN, Math.min(E, 1 << 20)));
     this.refs = this.store.subarray(0, n);
-    this.metaFlags = new Uint8Array(this.hostClusters);
+    this.metaBits = new Uint8Array((this.hostClusters + 7) >>> 3);
   }
 
   growTo(n: number): void {
@@ -50,15 +58,33 @@ export class RefCounter {
       this.refs = this.store.subarray(0, n);
       return;
     }
-    const next = new Uint32Array(n);
+    const next = new (this.store.constructor as new (n: number) => RefCounts)(n);
     next.set(this.refs);
     this.store = next;
     this.refs = next;
   }
 
+  /** One more reference to cluster c. */
+  add(c: number): void {
+    const v = this.refs[c]! + 1;
+    if (v > this.limit) this.widen();
+    this.refs[c] = v;
+  }
+
+  /** Move the counts to the next wider array (a count is about to outgrow this one). */
+  widen(): void {
+    const n = this.refs.length;
+    const wider =
+      this.store instanceof Uint8Array ? new Uint16Array(this.store.length) : new Uint32Array(this.store.length);
+    wider.set(this.store);
+    this.store = wider;
+    this.refs = wider.subarray(0, n);
+    this.limit = wider instanceof Uint16Array ? 0xffff : 0xffffffff;
+  }
+
   /** Whether cluster c holds metadata (see markMeta). */
   isMeta(c: number): boolean {
-    return c < this.metaFlags.length ? this.metaFlags[c] === 1 : this.metadata.has(c);
+    return c < this.hostClusters ? (this.metaBits[c >>> 3]! & (1 << (c & 7))) !== 0 : this.metadata.has(c);
   }
 
   /** Count [off, off+len) as QEMU does, with its EOF guard. Returns false when refused (≥1 cluster past EOF). */
@@ -69,7 +95,7 @@ export class RefCounter {
     const a = Math.floor(off / this.cs);
     const b = Math.floor((off + len - 1) / this.cs);
     if (b >= this.refs.length) this.growTo(Math.max(b + 1, this.refs.length * 2));
-    for (let c = a; c <= b; c++) this.refs[c]!++;
+    for (let c = a; c <= b; c++) this.add(c);
     return true;
   }
 
@@ -104,7 +130,7 @@ export class RefCounter {
     for (let c = Math.floor(off / this.cs); c <= Math.floor((off + len - 1) / this.cs); c++)
       if (!this.metadata.has(c)) {
         this.metadata.set(c, what);
-        if (c < this.metaFlags.length) this.metaFlags[c] = 1;
+        if (c < this.hostClusters) this.metaBits[c >>> 3] = this.metaBits[c >>> 3]! | (1 << (c & 7));
       }
   }
 

@@ -3,7 +3,7 @@
 import * as C from '../format/constants.js';
 import { ClusterType } from '../format/l2-entry.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
-import type { L2Entry } from '../image/traversal/index.js';
+import type { L2Entry, TableRead } from '../image/traversal/index.js';
 import type { RefCounter } from './references-counter.js';
 import type { BadEntry } from './references.js';
 
@@ -63,6 +63,78 @@ export function l2EntryVisitor(img: Qcow2Image, k: RefCounter): (e: L2Entry) => 
 }
 
 /**
+ * The common L2 table, read from its bytes in tight loops: when every entry is empty, unallocated,
+ * or a valid aligned pointer inside the file to a cluster that is neither metadata nor (second
+ * pass) shared, each data cluster is counted here and true is returned — exactly what the entry
+ * visitor would do for such entries. Anything else: false, nothing counted, the entry visitor
+ * takes the table.
+ */
+export function l2TableVisitor(img: Qcow2Image, k: RefCounter): (t: TableRead, bytes: Uint8Array) => boolean {
+  const plainWalk = !img.geo.extendedL2 && !img.hasExternalData;
+  const n = img.geo.l2Entries;
+  const bits = img.geo.clusterBits;
+  const hosts = k.hostClusters;
+  const clusters = new Float64Array(plainWalk ? n : 0);
+  return (t, bytes) => {
+    if (!plainWalk || t.repeat || !plainClusters(bytes, n, bits, hosts, clusters)) return false;
+    const pass1 = k.pass === 1;
+    for (let j = 0; j < n; j++) {
+      const c = clusters[j]!;
+      if (c !== 0 && (pass1 ? k.isMeta(c) : k.shared[c] === 1)) return false;
+    }
+    if (!pass1) return true;
+    let refs = k.refs;
+    for (let j = 0; j < n; j++) {
+      const c = clusters[j]!;
+      if (c === 0) continue;
+      const v = refs[c]! + 1;
+      if (v > k.limit) {
+        k.widen();
+        refs = k.refs;
+      }
+      refs[c] = v;
+    }
+    return true;
+  };
+}
+
+const COMPRESSED = C.OFLAG_COMPRESSED_HI;
+const OFFSET_HI = C.L2E_OFFSET_MASK_HI;
+const OFFSET_LO = C.L2E_OFFSET_MASK_LO;
+const RESERVED_HI = C.L2E_STD_RESERVED_MASK_HI;
+const RESERVED_LO = C.L2E_STD_RESERVED_MASK_LO;
+
+/**
+ * The host cluster each standard L2 entry maps into `out` (0 where it maps nothing: empty,
+ * unallocated, plain zero). False as soon as one entry is anything the entry visitor must judge
+ * (compressed, reserved bits, unaligned, past the end of the file).
+ */
+function plainClusters(t: Uint8Array, n: number, bits: number, hosts: number, out: Float64Array): boolean {
+  const dv = new DataView(t.buffer, t.byteOffset, t.byteLength);
+  // Integer arithmetic: clusters are at most 2 MiB, so alignment shows in the low word alone, and
+  // an aligned offset lies inside the file exactly when its cluster is below the file's count.
+  const align = (1 << bits) - 1;
+  const hiClusters = 2 ** (32 - bits);
+  for (let j = 0; j < n; j++) {
+    const hi = dv.getUint32(8 * j);
+    const lo = dv.getUint32(8 * j + 4);
+    let c = 0;
+    if ((hi | lo) !== 0) {
+      if (hi & COMPRESSED) return false;
+      const offHi = hi & OFFSET_HI;
+      const offLo = (lo & OFFSET_LO) >>> 0;
+      if ((offHi | offLo) !== 0) {
+        if ((hi & RESERVED_HI) !== 0 || (lo & RESERVED_LO) !== 0 || (offLo & align) !== 0) return false;
+        c = offHi * hiClusters + (offLo >>> bits);
+        if (c >= hosts) return false;
+      }
+    }
+    out[j] = c;
+  }
+  return true;
+}
+
+/**
  * A further walk of an L2 table shared by several L1 entries: QEMU counts its data once per L1
  * reference, so each further reference adds its counts (no flags: the first walk raised them).
  */
@@ -76,7 +148,7 @@ function repeated(k: RefCounter, e: L2Entry, ext: boolean, step: number): void {
   const off = e.offset;
   if (off % k.cs !== 0 || off >= k.fileSize) return;
   const x = off / k.cs;
-  if (k.pass === 1) k.refs[x]!++;
+  if (k.pass === 1) k.add(x);
   if (!k.wanted(x)) return;
   const active = e.layer.snapshotId === undefined;
   k.track(x, { entry: e.table + e.index * step, kind: active ? 'l2' : 'snap-l2', guest: e.guestOffset });

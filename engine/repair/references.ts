@@ -12,11 +12,12 @@ import * as C from '../format/constants.js';
 import { getRefcounts } from '../format/refcount.js';
 import type { SnapshotEntry } from '../format/snapshot.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
-import { readTables, refblockReference, sourceOf, traverse } from '../image/traversal/index.js';
+import { BufferPool, readTables, refblockReference, sourceOf, traverse } from '../image/traversal/index.js';
 import type { Layer, Reference, TraversalVisitor } from '../image/traversal/index.js';
 import { readSnapshotsForRepair } from './snapshots.js';
-import { ALLOC_MARGIN, RefCounter } from './references-counter.js';
-import { l2EntryVisitor } from './references-l2.js';
+import { type ClusterCounts, countsArray } from './cluster-counts.js';
+import { ALLOC_MARGIN, RefCounter, type RefCounts } from './references-counter.js';
+import { l2EntryVisitor, l2TableVisitor } from './references-l2.js';
 
 /** A reference to a host cluster from a table entry (or a structure). */
 export interface Ref {
@@ -72,11 +73,19 @@ export interface RefWalk {
   /** ceil(fileSize / clusterSize). */
   hostClusters: number;
   /** References found per host cluster (valid pointers only). Length ≥ hostClusters. */
-  refs: Uint32Array;
-  /** On-disk refcount per host cluster (0 where no valid refblock covers it). */
-  onDisk: Float64Array;
-  /** True where the on-disk refcount could not be read (its refblock pointer is invalid). */
+  refs: RefCounts;
+  /** On-disk refcount per host cluster (0 where no valid refblock covers it), at the refcount width. */
+  onDisk: ClusterCounts;
+  /**
+   * 1 where the on-disk refcount could not be read (its refblock pointer is invalid). Allocated only
+   * when some count is unknown: shorter than onDisk (usually empty), and known past its end.
+   */
   onDiskUnknown: Uint8Array;
+  /**
+   * The clusters whose on-disk refcount differs from the references found, or is unknown, in
+   * ascending order: the few a repair looks at, so no phase scans every cluster of the image.
+   */
+  mismatched: Uint32Array;
   /** Status of every refcount table entry. */
   refblocks: Array<{ index: number; offset: number; status: RefblockStatus }>;
   /** Clusters occupied by the refcount structure as it is on disk (reftable + refblock pointers, valid or not). */
@@ -147,6 +156,7 @@ export async function walkReferences(img: Qcow2Image): Promise<RefWalk> {
   for (const rb of refblocks) if (rb.status === 'ok') k.count(rb.offset, k.cs);
   const { onDisk, onDiskUnknown } = await readOnDisk(img, k, refblocks);
   return {
+    mismatched: findMismatched({ refs: k.refs, onDisk, onDiskUnknown }),
     clusterSize: k.cs,
     fileSize: k.fileSize,
     hostClusters: k.hostClusters,
@@ -245,6 +255,7 @@ function passVisitor(
       }
     },
     l2Entry: l2EntryVisitor(img, k),
+    l2Table: l2TableVisitor(img, k),
   };
 }
 
@@ -351,23 +362,27 @@ async function readOnDisk(img: Qcow2Image, k: RefCounter, refblocks: RefWalk['re
   const E = img.geo.refcountBlockEntries;
   // One refcount block's worth past the end, so copies can be appended where an existing block counts them.
   const L = Math.max(k.hostClusters, k.refs.length) + Math.max(ALLOC_MARGIN, Math.min(E, 1 << 20));
-  const onDisk = new Float64Array(L);
-  const onDiskUnknown = new Uint8Array(L);
+  const onDisk = countsArray(img.geo.refcountOrder, L);
+  const unknown = { onDiskUnknown: new Uint8Array(0), onDisk };
   const wanted: Array<{ index: number; offset: number }> = [];
   for (const rb of refblocks) {
     const first0 = rb.index * E;
     if (first0 >= L) continue;
-    if (rb.status !== 'ok') onDiskUnknown.fill(1, first0, Math.min(L, first0 + E));
+    if (rb.status !== 'ok') markOnDiskUnknown(unknown, first0, first0 + E);
     else wanted.push(rb);
   }
-  const perBatch = Math.max(1, Math.floor((8 << 20) / k.cs));
+  // Batches read into one reused arena: fresh memory costs a page fault per 4 KiB.
+  const pool = new BufferPool(1 << 20);
+  const perBatch = Math.max(1, Math.floor((1 << 20) / k.cs));
   for (let b = 0; b < wanted.length; b += perBatch) {
     const batch = wanted.slice(b, b + perBatch);
+    pool.release();
     const blocks = await readTables(
       img.io,
       k.fileSize,
       batch.map((x) => x.offset),
       k.cs,
+      pool,
     );
     for (const rb of batch) {
       const block = blocks.get(rb.offset)!;
@@ -377,5 +392,38 @@ async function readOnDisk(img: Qcow2Image, k: RefCounter, refblocks: RefWalk['re
     }
   }
   k.growTo(L);
-  return { onDisk, onDiskUnknown };
+  return { onDisk, onDiskUnknown: unknown.onDiskUnknown };
+}
+
+/** The clusters whose on-disk refcount differs from its references or is unknown (see RefWalk.mismatched). */
+export function findMismatched(w: Pick<RefWalk, 'refs' | 'onDisk' | 'onDiskUnknown'>): Uint32Array {
+  const { refs, onDisk, onDiskUnknown: unknown } = w;
+  let out = new Uint32Array(64);
+  let m = 0;
+  const push = (c: number): void => {
+    if (m === out.length) {
+      const grown = new Uint32Array(2 * out.length);
+      grown.set(out);
+      out = grown;
+    }
+    out[m++] = c;
+  };
+  const common = Math.min(refs.length, onDisk.length);
+  if (unknown.length === 0) {
+    for (let c = 0; c < common; c++) if (refs[c] !== onDisk[c]) push(c);
+  } else for (let c = 0; c < common; c++) if (refs[c] !== onDisk[c] || unknown[c] === 1) push(c);
+  for (let c = common; c < Math.max(refs.length, onDisk.length); c++)
+    if ((c < refs.length ? refs[c]! : 0) !== (c < onDisk.length ? onDisk[c]! : 0) || unknown[c] === 1) push(c);
+  return out.subarray(0, m);
+}
+
+/** Mark the on-disk refcounts of clusters [from, to) unknown (the flags are allocated on the first). */
+export function markOnDiskUnknown(w: Pick<RefWalk, 'onDisk' | 'onDiskUnknown'>, from: number, to: number): void {
+  const L = w.onDisk.length;
+  if (w.onDiskUnknown.length < L) {
+    const all = new Uint8Array(L);
+    all.set(w.onDiskUnknown);
+    w.onDiskUnknown = all;
+  }
+  w.onDiskUnknown.fill(1, Math.min(from, L), Math.min(to, L));
 }

@@ -4,6 +4,7 @@
  * while a part is refused), nothing overflows the refcount width, and -r leaks only lowers.
  */
 import { maxRefcount } from '../format/refcount.js';
+import { CountsOverlay } from './cluster-counts.js';
 import type { PlanContext } from './plan-context.js';
 import type { RefWalk } from './references.js';
 
@@ -19,7 +20,9 @@ const UNREPAIRABLE_KINDS = new Set([
 
 export interface TargetRefcounts {
   /** Target refcount per host cluster. */
-  target: Float64Array;
+  target: CountsOverlay;
+  /** The clusters whose target differs from their on-disk refcount, ascending. */
+  changed: number[];
   /** Leaked clusters (in the original image) left allocated on purpose. */
   keptLeaks: number;
   /** Whether nothing may be freed or lowered (a part is refused). */
@@ -49,15 +52,15 @@ export function targetRefcounts(ctx: PlanContext, final: RefWalk): TargetRefcoun
   const { refs, onDisk } = w;
   const known = Math.min(clusterCount, onDisk.length);
   const fin = final.refs;
-  // Start from the on-disk counts (a plain copy) and change only the clusters whose count moves.
-  const target = new Float64Array(clusterCount);
-  target.set(onDisk.subarray(0, known));
+  // The on-disk counts, changed only at the clusters whose count moves.
+  const target = new CountsOverlay(onDisk, clusterCount);
   let keptLeaks = 0;
+  const changed: number[] = [];
   // One pass, cluster by cluster in the order the steps were once separate loops: protect, cap, -r leaks.
-  for (let c = 0; c < clusterCount; c++) {
+  const settle = (c: number): void => {
     const d = c < known ? onDisk[c]! : 0;
     let t = c < fin.length ? fin[c]! : 0;
-    if (d === t) continue;
+    if (d === t) return;
     if (d > t && (protectAll || ctx.keep.has(c))) {
       t = d;
       if (d > 0 && (c < refs.length ? refs[c]! : 0) === 0) keptLeaks++;
@@ -72,8 +75,14 @@ export function targetRefcounts(ctx: PlanContext, final: RefWalk): TargetRefcoun
     }
     // -r leaks only lowers.
     if (!ctx.all && d < t) t = d;
-    target[c] = t;
-  }
+    if (t === d) return;
+    target.set(c, t);
+    changed.push(c);
+  };
+  // Nothing re-pointed: the final references are the walk's, so only its mismatched clusters can move.
+  if (final === w) {
+    for (const c of w.mismatched) if (c < clusterCount) settle(c);
+  } else for (let c = 0; c < clusterCount; c++) settle(c);
   // (Clusters kept as evidence without a refusal are named by the phase that kept them.)
   if (keptLeaks && protectAll)
     ctx.fixes.push({
@@ -82,5 +91,5 @@ export function targetRefcounts(ctx: PlanContext, final: RefWalk): TargetRefcoun
       differsFromQemu: true,
       text: `${keptLeaks} leaked cluster(s) kept and no refcount lowered, because an unresolved problem may still need them (QEMU would free them)`,
     });
-  return { target, keptLeaks, protectAll };
+  return { target, changed, keptLeaks, protectAll };
 }

@@ -8,7 +8,7 @@ import type { PositionalIO } from '../io/positional-io.js';
 import { findMisplacedRefblocks, type MisplacedRefblock } from './evidence.js';
 import { OverlayIO } from './overlay-io.js';
 import { at, type PlanContext } from './plan-context.js';
-import { type RefWalk, walkReferences } from './references.js';
+import { findMismatched, markOnDiskUnknown, type RefWalk, walkReferences } from './references.js';
 
 export interface TrustedView {
   img: Qcow2Image;
@@ -28,8 +28,8 @@ export async function openTrusted(io: PositionalIO, length: number): Promise<Tru
   const walk = await walkReferences(img);
   // Those groups' on-disk refcounts are unknown (their block is lost), not zero: nothing there is free.
   const entries = img.geo.refcountBlockEntries;
-  for (const m of misplaced)
-    walk.onDiskUnknown.fill(1, m.index * entries, Math.min(walk.onDiskUnknown.length, (m.index + 1) * entries));
+  for (const m of misplaced) markOnDiskUnknown(walk, m.index * entries, (m.index + 1) * entries);
+  walk.mismatched = findMismatched(walk);
   return { img, walk, misplaced };
 }
 

@@ -5,6 +5,7 @@ export type { SnapshotLayers, TraversalOptions, TraversalSource } from './source
 export { endsBeyondEof } from './pointer.js';
 export { refblockReference } from './refcounts.js';
 export { readTables } from './read-tables.js';
+export { BufferPool } from './batch-reads.js';
 export type {
   Holder,
   HolderKind,

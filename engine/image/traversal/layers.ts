@@ -120,7 +120,7 @@ async function walkL2Tables(ctx: TraversalContext, pending: Array<[number, numbe
       const t = tables.get(offset)!;
       const read: TableRead = { kind: 'l2', offset, layer, index: l1Index, repeat };
       ctx.visitor.table?.(read, t);
-      visitL2Entries(ctx, t, offset, l1Index, layer, repeat);
+      if (ctx.visitor.l2Table?.(read, t) !== true) visitL2Entries(ctx, t, offset, l1Index, layer, repeat);
       if (l2TableEnd) await l2TableEnd(read, t);
     }
     ctx.visitor.batchDone?.('l2', batch.length);

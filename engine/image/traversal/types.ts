@@ -135,6 +135,11 @@ export interface TraversalVisitor {
   /** Raw bytes of each table read. `bytes` is only valid during the call. */
   table?(t: TableRead, bytes: Uint8Array): void;
   l2Entry?(e: L2Entry): void;
+  /**
+   * An L2 table as read (walks with `l2Entry`, outside QEMU-check order): return true when the
+   * consumer took every entry from the bytes itself, and `l2Entry` is not called for them.
+   */
+  l2Table?(t: TableRead, bytes: Uint8Array): boolean;
   snapshotTableProblem?(p: SnapshotTableProblem): void;
   /** A batch of `tables` L2 tables or refcount blocks was handed over (for progress). */
   batchDone?(kind: 'l2' | 'refcount-block', tables: number): void;
