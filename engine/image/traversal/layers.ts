@@ -106,8 +106,8 @@ function l1Entries(ctx: TraversalContext, layer: Layer, l1: Uint8Array): Array<[
 
 /** Read the tables batch by batch (sorted reads) and hand them over in the given order. */
 async function walkL2Tables(ctx: TraversalContext, pending: Array<[number, number, Layer]>, repeat: boolean) {
-  const { table, l2Entry, l2TableEnd } = ctx.visitor;
-  if (!table && !l2Entry && !l2TableEnd) return;
+  const { table, l2Table, l2Entry, l2TableEnd } = ctx.visitor;
+  if (!table && !l2Table && !l2Entry && !l2TableEnd) return;
   let k = 0;
   const nextBatch = () => {
     if (k >= pending.length) return undefined;
