@@ -1,4 +1,5 @@
-// The programs the campaign runs: QEMU's (the judge) and ours (through the launcher, as users run it).
+// The programs the campaign runs: QEMU's (the judge) and ours (through the launcher, as users run it;
+// in-process.ts runs the launcher's entry point inside the worker instead).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -11,7 +12,7 @@ export interface Ran {
 }
 
 /** The repository's root: the first folder up from here that holds package.json (from source or dist/). */
-function repoRoot(): string {
+export function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, 'package.json'))) {
     const up = dirname(dir);
@@ -21,7 +22,7 @@ function repoRoot(): string {
   return dir;
 }
 
-const LAUNCHER = join(repoRoot(), 'bin', 'qcow2-doctor.cjs');
+export const LAUNCHER = join(repoRoot(), 'bin', 'qcow2-doctor.cjs');
 
 function run(cmd: string, args: string[], timeoutMs = 60_000): Ran {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 28, timeout: timeoutMs });
@@ -72,6 +73,9 @@ export function runAsync(cmd: string, args: string[], timeoutMs = 120_000): Prom
     });
   });
 }
+
+/** Runs our CLI with these arguments: a process per command (`ours`) or in-process (in-process.ts). */
+export type OurCli = (args: string[]) => Promise<Ran>;
 
 /** Our CLI, through the launcher, as users run it. */
 export function ours(args: string[]): Promise<Ran> {
