@@ -6,7 +6,7 @@
 // This process builds the bases, then hands out case numbers to --jobs worker processes
 // (worker.ts), each of which makes its cases from the seed and judges them with our CLI run
 // in-process. A case whose worker crashes or hangs is judged again with a process per command.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeBases } from './bases.js';
@@ -67,6 +67,17 @@ export function parseArgs(argv: string[]): CampaignOptions {
   return o;
 }
 
+/** A memory file system with room for the raw readings (2 × 128 MiB, sparse, per job), if any. */
+function memoryRoot(): string | undefined {
+  try {
+    const s = statfsSync('/dev/shm');
+    if (s.bavail * s.bsize >= 2 ** 30) return '/dev/shm';
+  } catch {
+    // none here
+  }
+  return undefined;
+}
+
 /** Limits on one case: in-process it takes seconds; the spawned runner bounds each of its commands. */
 const IN_PROCESS_LIMIT_MS = 600_000;
 const SPAWNED_LIMIT_MS = 1_800_000;
@@ -104,9 +115,11 @@ export async function runCampaign(
   log: (line: string) => void,
   signal?: AbortSignal,
 ): Promise<CaseResult[]> {
-  // Not a memory file system (/dev/shm): QEMU's repair of a refcount table that points past 16 TiB
-  // gets "File too large" from ext4 and goes on, but "Cannot allocate memory" on tmpfs, and stops.
+  // Images on a disk file system, not in memory (/dev/shm): QEMU's repair of a refcount table that
+  // points past 16 TiB gets "File too large" from ext4 and goes on, but "Cannot allocate memory" on
+  // tmpfs, and stops. QEMU's raw readings of them go to memory when there is room.
   const dir = mkdtempSync(join(tmpdir(), 'q2d-campaign-'));
+  const readsDir = mkdtempSync(join(memoryRoot() ?? tmpdir(), 'q2d-campaign-reads-'));
   const workers = new Set<CampaignWorker>();
   const stop = (): void => {
     for (const w of workers) w.kill();
@@ -140,7 +153,7 @@ export async function runCampaign(
       seed: o.seed,
       bases: manifest,
       // Case files sit beside the bases, so a relative backing name still resolves.
-      scratch: join(dir, `case-${w}`),
+      scratch: { images: join(dir, `case-${w}`), reads: join(readsDir, `case-${w}`) },
       keep: o.keep,
     });
     const job = async (w: number): Promise<void> => {
@@ -153,7 +166,7 @@ export async function runCampaign(
       };
       const drop = (): void => {
         if (worker) workers.delete(worker);
-        worker?.kill();
+        worker?.close();
         worker = undefined;
       };
       try {
@@ -178,5 +191,6 @@ export async function runCampaign(
     signal?.removeEventListener('abort', stop);
     stop();
     rmSync(dir, { recursive: true, force: true });
+    rmSync(readsDir, { recursive: true, force: true });
   }
 }

@@ -46,6 +46,16 @@ function inRanges(ranges: Range[], sector: number): boolean {
   return ranges.some((r) => s + SECTOR > r.start && s < r.start + r.length);
 }
 
+/**
+ * Where the case's files go: `images` (a path prefix on a disk file system: QEMU's repair and ours
+ * behave there as on users' disks), and `reads` (a prefix for QEMU's raw readings, best in memory:
+ * a 64 MiB reading is mostly holes, which a disk file system fills with zeroed page-cache pages).
+ */
+export interface Scratch {
+  images: string;
+  reads: string;
+}
+
 /** What the guest reads on `image`, as QEMU reads it, matched sector by sector against the truth. */
 async function readAsRaw(truth: Truth, image: string, raw: string): Promise<Uint8Array> {
   const r = await qemuImgAsync(['convert', '-U', '-O', 'raw', image, raw]);
@@ -133,6 +143,7 @@ interface Repaired {
 async function runOurRepair(
   ours: OurCli,
   file: string,
+  raw: string,
   mode: 'leaks' | 'all',
   truth: Truth,
   bytes: Uint8Array,
@@ -140,7 +151,7 @@ async function runOurRepair(
   writeFileSync(file, bytes);
   const r = await ours(['check', '-r', mode, '--no-journal', '--output=json', file]);
   const q = await qemuImgAsync(['check', '-U', file]);
-  const mask = await readAsRaw(truth, file, `${file}.raw`);
+  const mask = await readAsRaw(truth, file, raw);
   const output = `${r.stdout}\n${r.stderr}`;
   return {
     exit: r.status,
@@ -157,7 +168,7 @@ export async function judgeCase(
   ours: OurCli,
   base: Base,
   dmg: Damage,
-  scratch: string,
+  { images: scratch, reads }: Scratch,
   index: number,
 ): Promise<CaseResult> {
   const truth = base.truth;
@@ -171,7 +182,7 @@ export async function judgeCase(
   const qemuCheck = await qemuImgAsync(['check', '-U', damaged]);
   const after = readFileSync(damaged);
   if (Buffer.compare(after, Buffer.from(dmg.bytes)) !== 0) claims.push('check changed bytes of the image it inspected');
-  const asIs = await readAsRaw(truth, damaged, `${scratch}.asis.raw`);
+  const asIs = await readAsRaw(truth, damaged, `${reads}.asis.raw`);
   const undetectable = check.status === 0 && qemuCheck.status === 0 && asIs.includes(0);
   const checkJson = parseJson(check.stdout);
   const anomalies = (checkJson?.anomalies as Array<{ kind: string; severity: string }>) ?? [];
@@ -186,10 +197,10 @@ export async function judgeCase(
   const qemuFile = `${scratch}.qemu.qcow2`;
   writeFileSync(qemuFile, dmg.bytes);
   const qemuRepair = await qemuImgAsync(['check', '-r', 'all', qemuFile]);
-  const qemuMask = await readAsRaw(truth, qemuFile, `${qemuFile}.raw`);
+  const qemuMask = await readAsRaw(truth, qemuFile, `${reads}.qemu.raw`);
 
-  const leaks = await runOurRepair(ours, `${scratch}.leaks.qcow2`, 'leaks', truth, dmg.bytes);
-  const all = await runOurRepair(ours, `${scratch}.all.qcow2`, 'all', truth, dmg.bytes);
+  const leaks = await runOurRepair(ours, `${scratch}.leaks.qcow2`, `${reads}.leaks.raw`, 'leaks', truth, dmg.bytes);
+  const all = await runOurRepair(ours, `${scratch}.all.qcow2`, `${reads}.all.raw`, 'all', truth, dmg.bytes);
   const salvage = await runSalvage(ours, damaged, truth);
 
   let lostVsQemu = 0;

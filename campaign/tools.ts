@@ -50,8 +50,8 @@ export function qemuIo(file: string, cmds: string[]): void {
     throw new Error(`qemu-io on ${file}: ${r.stderr}${r.stdout}`);
 }
 
-/** A program run without blocking, so that cases can run side by side. */
-export function runAsync(cmd: string, args: string[], timeoutMs = 120_000): Promise<Ran> {
+/** A program run without blocking, from this process. */
+export function startHere(cmd: string, args: string[], timeoutMs: number): Promise<Ran> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -72,6 +72,19 @@ export function runAsync(cmd: string, args: string[], timeoutMs = 120_000): Prom
       resolve({ status: code ?? (signal === 'SIGKILL' ? -2 : -1), stdout, stderr });
     });
   });
+}
+
+export type Starter = (cmd: string, args: string[], timeoutMs: number) => Promise<Ran>;
+let starter: Starter = startHere;
+
+/** Start programs through `s` from now on (a worker hands them to its small spawner: spawner.ts). */
+export function startProgramsWith(s: Starter): void {
+  starter = s;
+}
+
+/** A program run without blocking, so that cases can run side by side. */
+export function runAsync(cmd: string, args: string[], timeoutMs = 120_000): Promise<Ran> {
+  return starter(cmd, args, timeoutMs);
 }
 
 /** Runs our CLI with these arguments: a process per command (`ours`) or in-process (in-process.ts). */

@@ -70,7 +70,8 @@ export function readTruth(raw: string): Truth {
 
 /**
  * 1 for each sector of the truth that `file` (a raw reading) holds byte for byte; a sector past the
- * file's end matches when the truth reads zeros there (a short file reads as zeros past its end).
+ * file's end matches when the truth reads zeros there (a short file reads as zeros past its end);
+ * bytes past the truth's end (a damaged header that says the disk is larger) are not compared.
  * No file (the reading failed): nothing matches.
  */
 export function matchFile(truth: Truth, file: string | undefined): Uint8Array {

@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import type { Base } from './bases.js';
 import { type Case, makeCase } from './cases.js';
 import { inProcessCli } from './in-process.js';
-import { type CaseResult, judgeCase } from './judge.js';
+import { type CaseResult, type Scratch, judgeCase } from './judge.js';
 import type { FromWorker, ToWorker } from './protocol.js';
-import { type OurCli, ours } from './tools.js';
+import { spawnerStarter } from './spawner-client.js';
+import { type OurCli, ours, startProgramsWith } from './tools.js';
 import { readTruth } from './truth.js';
 
 /** A command the spawned runner would have killed (runAsync's limit): the case is judged again that way. */
@@ -18,7 +19,7 @@ interface State {
   seed: number;
   bases: Base[];
   files: Map<Base, Uint8Array>;
-  scratch: string;
+  scratch: Scratch;
   keep?: string;
   cli: OurCli;
 }
@@ -55,6 +56,10 @@ async function runCase(s: State, index: number, inProcess: boolean): Promise<Cas
 
 async function onMessage(m: ToWorker): Promise<void> {
   if (m.type === 'init') {
+    // Started first, while this process is small (every program is started through it).
+    const spawner = spawnerStarter();
+    startProgramsWith(spawner.start);
+    process.once('disconnect', spawner.close);
     const bases = m.bases.map((b) => ({ ...b, truth: readTruth(b.truthFile) }));
     state = {
       seed: m.seed,

@@ -84,6 +84,16 @@ export class CampaignWorker {
     if (this.exited === undefined && this.child.exitCode === null) this.child.kill('SIGKILL');
   }
 
+  /** Let an idle worker end on its own (closing its channel ends it), or kill it if it lingers. */
+  close(): void {
+    if (this.exited !== undefined || !this.child.connected) {
+      this.kill();
+      return;
+    }
+    this.child.disconnect();
+    setTimeout(() => this.kill(), 5000).unref();
+  }
+
   private ask(m: ToWorker, limitMs: number): Promise<FromWorker | { type: 'exit'; why: string }> {
     return new Promise((resolve) => {
       if (this.exited !== undefined) return resolve({ type: 'exit', why: this.exited });
