@@ -14,5 +14,8 @@ interface Request {
 
 process.on('SIGINT', () => {});
 process.on('message', (m: Request) => {
-  void startHere(m.cmd, m.args, m.timeoutMs).then((r: Ran) => process.send?.({ id: m.id, r }));
+  void startHere(m.cmd, m.args, m.timeoutMs).then((r: Ran) => {
+    // The worker may be gone (stopped mid-case): then nobody wants the answer.
+    if (process.connected) process.send?.({ id: m.id, r });
+  });
 });

@@ -27,7 +27,7 @@ interface State {
 let state: State | undefined;
 
 const send = (m: FromWorker): void => {
-  process.send?.(m);
+  if (process.connected) process.send?.(m);
 };
 
 function keepCase(s: State, c: Case, index: number, r: CaseResult): void {
