@@ -1,11 +1,12 @@
 // Base images with known guest content, made by real QEMU: qemu-img creates them, qemu-io writes
 // seeded patterns at seeded guest offsets (so layouts come out fragmented the way QEMU allocates),
 // and the ground truth is QEMU's own reading of the intact image (`qemu-img convert -O raw`).
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkFile } from '../engine/check/index.js';
 import type { Prng } from './prng.js';
 import { qemuImg, qemuIo } from './tools.js';
+import { type Truth, readTruth } from './truth.js';
 
 export interface BaseConfig {
   clusterSize: number;
@@ -25,7 +26,9 @@ export interface Base {
   /** Its backing file, when it has one (never damaged). */
   backingFile?: string;
   /** What the guest reads on the intact image, byte for byte (QEMU's reading, through the chain). */
-  truth: Uint8Array;
+  truth: Truth;
+  /** The same as a raw file (for the campaign's workers to read). */
+  truthFile: string;
   /** HostRole per host cluster of the intact image (from our checker; only used to aim the damage). */
   roles: Uint8Array;
   fileSize: number;
@@ -60,6 +63,35 @@ function configName(c: BaseConfig): string {
   if (c.compressed) parts.push('comp');
   if (c.backing) parts.push('back');
   return parts.join('-');
+}
+
+/**
+ * Give every snapshot of `image` the same creation time. QEMU stamps the wall clock into the
+ * snapshot table, and damage that copies or flips the table's bytes would otherwise make another
+ * case on every run: a seed and case number must name one case.
+ */
+function pinSnapshotTimes(image: string): void {
+  const fd = openSync(image, 'r+');
+  try {
+    const at = (n: number, pos: number): Buffer => {
+      const b = Buffer.alloc(n);
+      readSync(fd, b, 0, n, pos);
+      return b;
+    };
+    const header = at(72, 0);
+    const count = header.readUInt32BE(60);
+    let pos = Number(header.readBigUInt64BE(64));
+    const when = Buffer.alloc(8);
+    for (let i = 0; i < count; i++) {
+      const e = at(40, pos);
+      when.writeUInt32BE(1_700_000_000 + i, 0);
+      writeSync(fd, when, 0, 8, pos + 16);
+      const size = 40 + e.readUInt32BE(36) + e.readUInt16BE(12) + e.readUInt16BE(14);
+      pos += Math.ceil(size / 8) * 8;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Seeded guest writes: patterns at aligned offsets, in a random order (so tables interleave with data). */
@@ -116,17 +148,21 @@ export async function makeBase(dir: string, c: BaseConfig, rng: Prng): Promise<B
   qemuIo(image, writeCommands(rng, c, 10 + Math.floor(rng() * 20), touched));
   if (c.snapshot) {
     qemuImg(['snapshot', '-c', 'before', image]);
+    pinSnapshotTimes(image);
     // After a snapshot every cluster is shared, so no compressed write may land on a written one either.
     qemuIo(image, writeCommands(rng, c, 6 + Math.floor(rng() * 10), touched));
-    if (rng() < 0.3) qemuImg(['snapshot', '-c', 'after', image]);
+    if (rng() < 0.3) {
+      qemuImg(['snapshot', '-c', 'after', image]);
+      pinSnapshotTimes(image);
+    }
   }
   const rawPath = join(dir, `${name}.truth.raw`);
   qemuImg(['convert', '-U', '-O', 'raw', image, rawPath]);
-  const truth = new Uint8Array(readFileSync(rawPath));
+  const truth = readTruth(rawPath);
   const check = await checkFile(image, { roleMap: true, explainReferrers: false });
   if (!check.roleMap) throw new Error(`no role map for base ${name}`);
-  const fileSize = readFileSync(image).length;
-  return { name, config: c, image, backingFile, truth, roles: check.roleMap, fileSize };
+  const fileSize = statSync(image).size;
+  return { name, config: c, image, backingFile, truth, truthFile: rawPath, roles: check.roleMap, fileSize };
 }
 
 /** Every base of the campaign, built once per run (a few seconds). */

@@ -12,13 +12,11 @@
 //   refused      our repair refused a part (printed why) and left it for a person
 //   undetectable the damage leaves metadata both tools call clean but changes what the guest reads
 //                (e.g. a zero flag set on an allocated entry): no claim can be judged on it
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { isZero } from '../engine/format/cluster-content.js';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Base } from './bases.js';
 import type { Damage } from './damage.js';
-import { ours, qemuImgAsync } from './tools.js';
-
-const SECTOR = 512;
+import { type OurCli, qemuImgAsync } from './tools.js';
+import { SECTOR, type Truth, matchFile } from './truth.js';
 
 export interface CaseResult {
   /** The case's number in its seed's sequence (the same seed and number give the same damage). */
@@ -43,49 +41,26 @@ interface Range {
   length: number;
 }
 
-/** Sector-by-sector equality mask of `got` against `truth` (missing = nothing matches). */
-function matchMask(truth: Uint8Array, got: Uint8Array | undefined): Uint8Array {
-  const n = Math.ceil(truth.length / SECTOR);
-  const mask = new Uint8Array(n);
-  if (!got) return mask;
-  const a = Buffer.from(truth.buffer, truth.byteOffset, truth.length);
-  const b = Buffer.from(got.buffer, got.byteOffset, got.length);
-  const BLOCK = 64 * 1024;
-  for (let i = 0; i < n; i++) {
-    const s = i * SECTOR;
-    // Whole 64 KiB blocks first: most of a disk matches, and one compare beats 128.
-    if (
-      s % BLOCK === 0 &&
-      s + BLOCK <= truth.length &&
-      s + BLOCK <= b.length &&
-      a.compare(b, s, s + BLOCK, s, s + BLOCK) === 0
-    ) {
-      mask.fill(1, i, i + BLOCK / SECTOR);
-      i += BLOCK / SECTOR - 1;
-      continue;
-    }
-    const e = Math.min(truth.length, s + SECTOR);
-    if (e <= b.length && a.compare(b, s, e, s, e) === 0) mask[i] = 1;
-    else if (e > b.length && zeroBetween(truth, s, e)) mask[i] = 1; // a short file reads as zeros past its end
-  }
-  return mask;
-}
-
-/** Bytes [s, e) of `b` are all zero (a range past its end is not). */
-function zeroBetween(b: Uint8Array, s: number, e: number): boolean {
-  return e <= b.length && isZero(b, s, e - s);
-}
-
 function inRanges(ranges: Range[], sector: number): boolean {
   const s = sector * SECTOR;
   return ranges.some((r) => s + SECTOR > r.start && s < r.start + r.length);
 }
 
-async function readAsRaw(image: string, raw: string): Promise<Uint8Array | undefined> {
+/**
+ * Where the case's files go: `images` (a path prefix on a disk file system: QEMU's repair and ours
+ * behave there as on users' disks), and `reads` (a prefix for QEMU's raw readings, best in memory:
+ * a 64 MiB reading is mostly holes, which a disk file system fills with zeroed page-cache pages).
+ */
+export interface Scratch {
+  images: string;
+  reads: string;
+}
+
+/** What the guest reads on `image`, as QEMU reads it, matched sector by sector against the truth. */
+async function readAsRaw(truth: Truth, image: string, raw: string): Promise<Uint8Array> {
   const r = await qemuImgAsync(['convert', '-U', '-O', 'raw', image, raw]);
-  if (r.status !== 0) return undefined;
   try {
-    return new Uint8Array(readFileSync(raw));
+    return matchFile(truth, r.status === 0 ? raw : undefined);
   } finally {
     rmSync(raw, { force: true });
   }
@@ -106,10 +81,9 @@ function rangesLost(json: Record<string, unknown> | undefined): Range[] {
   return Array.isArray(v) ? (v as Range[]).filter((r) => typeof r.start === 'number') : [];
 }
 
-function countKept(mask: Uint8Array, truth: Uint8Array): number {
+function countKept(mask: Uint8Array, truth: Truth): number {
   let kept = 0;
-  for (let i = 0; i < mask.length; i++)
-    if (mask[i] && !zeroBetween(truth, i * SECTOR, (i + 1) * SECTOR)) kept += SECTOR;
+  for (let i = 0; i < mask.length; i++) if (mask[i] && truth.nonZero[i]) kept += SECTOR;
   return kept;
 }
 
@@ -134,25 +108,27 @@ interface Salvaged {
   lost: Range[];
 }
 
-async function runSalvage(file: string, truth: Uint8Array): Promise<Salvaged> {
+async function runSalvage(ours: OurCli, file: string, truth: Truth): Promise<Salvaged> {
   const out = `${file}.salvaged.raw`;
   const report = `${file}.salvage.json`;
   rmSync(out, { force: true });
   rmSync(report, { force: true });
   const r = await ours(['salvage', file, out, '--report', report]);
-  let got: Uint8Array | undefined;
+  // No output: salvage refused or failed (its exit code says which), and nothing matches.
+  const got = existsSync(out) ? out : undefined;
   let lost: Range[] = [];
   try {
-    got = new Uint8Array(readFileSync(out));
+    if (got === undefined) throw new Error('no output');
     const rep = parseJson(readFileSync(report, 'utf8'));
     const views = (rep?.views as Array<{ lost?: Array<{ start: number; end: number }> }>) ?? [];
     lost = (views[0]?.lost ?? []).map((l) => ({ start: l.start, length: l.end - l.start }));
   } catch {
-    // no output: salvage refused or failed; its exit code says which
+    // no report: no lost ranges named
   }
+  const mask = matchFile(truth, got);
   rmSync(out, { force: true });
   rmSync(report, { force: true });
-  return { exit: r.status, mask: matchMask(truth, got), lost };
+  return { exit: r.status, mask, lost };
 }
 
 interface Repaired {
@@ -165,27 +141,36 @@ interface Repaired {
 }
 
 async function runOurRepair(
+  ours: OurCli,
   file: string,
+  raw: string,
   mode: 'leaks' | 'all',
-  truth: Uint8Array,
+  truth: Truth,
   bytes: Uint8Array,
 ): Promise<Repaired> {
   writeFileSync(file, bytes);
   const r = await ours(['check', '-r', mode, '--no-journal', '--output=json', file]);
   const q = await qemuImgAsync(['check', '-U', file]);
-  const got = await readAsRaw(file, `${file}.raw`);
+  const mask = await readAsRaw(truth, file, raw);
   const output = `${r.stdout}\n${r.stderr}`;
   return {
     exit: r.status,
     qemuVerdict: q.status,
-    mask: matchMask(truth, got),
+    mask,
     lost: rangesLost(parseJson(r.stdout)),
     refused: /refus/i.test(output),
     output,
   };
 }
 
-export async function judgeCase(base: Base, dmg: Damage, scratch: string, index: number): Promise<CaseResult> {
+/** Judge one damaged image; `ours` runs our CLI (a process per command, or in-process: the same entry point). */
+export async function judgeCase(
+  ours: OurCli,
+  base: Base,
+  dmg: Damage,
+  { images: scratch, reads }: Scratch,
+  index: number,
+): Promise<CaseResult> {
   const truth = base.truth;
   const claims: string[] = [];
   const notes: string[] = [];
@@ -197,7 +182,7 @@ export async function judgeCase(base: Base, dmg: Damage, scratch: string, index:
   const qemuCheck = await qemuImgAsync(['check', '-U', damaged]);
   const after = readFileSync(damaged);
   if (Buffer.compare(after, Buffer.from(dmg.bytes)) !== 0) claims.push('check changed bytes of the image it inspected');
-  const asIs = matchMask(truth, await readAsRaw(damaged, `${scratch}.asis.raw`));
+  const asIs = await readAsRaw(truth, damaged, `${reads}.asis.raw`);
   const undetectable = check.status === 0 && qemuCheck.status === 0 && asIs.includes(0);
   const checkJson = parseJson(check.stdout);
   const anomalies = (checkJson?.anomalies as Array<{ kind: string; severity: string }>) ?? [];
@@ -212,15 +197,14 @@ export async function judgeCase(base: Base, dmg: Damage, scratch: string, index:
   const qemuFile = `${scratch}.qemu.qcow2`;
   writeFileSync(qemuFile, dmg.bytes);
   const qemuRepair = await qemuImgAsync(['check', '-r', 'all', qemuFile]);
-  const qemuMask = matchMask(truth, await readAsRaw(qemuFile, `${qemuFile}.raw`));
+  const qemuMask = await readAsRaw(truth, qemuFile, `${reads}.qemu.raw`);
 
-  const leaks = await runOurRepair(`${scratch}.leaks.qcow2`, 'leaks', truth, dmg.bytes);
-  const all = await runOurRepair(`${scratch}.all.qcow2`, 'all', truth, dmg.bytes);
-  const salvage = await runSalvage(damaged, truth);
+  const leaks = await runOurRepair(ours, `${scratch}.leaks.qcow2`, `${reads}.leaks.raw`, 'leaks', truth, dmg.bytes);
+  const all = await runOurRepair(ours, `${scratch}.all.qcow2`, `${reads}.all.raw`, 'all', truth, dmg.bytes);
+  const salvage = await runSalvage(ours, damaged, truth);
 
   let lostVsQemu = 0;
-  for (let i = 0; i < qemuMask.length; i++)
-    if (qemuMask[i] && !all.mask[i] && !zeroBetween(truth, i * SECTOR, (i + 1) * SECTOR)) lostVsQemu += SECTOR;
+  for (let i = 0; i < qemuMask.length; i++) if (qemuMask[i] && !all.mask[i] && truth.nonZero[i]) lostVsQemu += SECTOR;
 
   if (!undetectable) {
     claimsOfRepair('check -r leaks', leaks.exit, leaks.qemuVerdict, leaks.mask, leaks.lost, claims);

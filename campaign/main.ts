@@ -1,6 +1,6 @@
 // `npm run campaign -- [--budget SECONDS] [--seed N] [--cases N] [--jobs N] [--bases A,B] [--keep DIR]
-// [--json]`: the
-// differential campaign (campaign.ts), its table, and the failing cases.
+// [--out FILE] [--progress N] [--json]`: the differential campaign (campaign.ts), its table, and the
+// failing cases. Ctrl-C ends the run early and still prints the table of the cases judged so far.
 import { type CampaignOptions, parseArgs, runCampaign } from './campaign.js';
 import { formatTable, summarise } from './table.js';
 
@@ -13,7 +13,13 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const started = Date.now();
-  const results = await runCampaign(o, (l) => console.error(l));
+  const interrupt = new AbortController();
+  process.once('SIGINT', () => {
+    console.error('campaign: interrupted; the cases in flight are dropped');
+    interrupt.abort();
+  });
+  const results = await runCampaign(o, (l) => console.error(l), interrupt.signal);
+  results.sort((a, b) => a.index - b.index);
   const summary = summarise(results);
   if (o.json) console.log(JSON.stringify({ seed: o.seed, seconds: (Date.now() - started) / 1000, summary, results }));
   else {
@@ -25,7 +31,11 @@ async function main(): Promise<void> {
       );
     console.log(`\n${results.length} cases in ${Math.round((Date.now() - started) / 1000)} s, seed ${o.seed}`);
   }
-  process.exitCode = summary.total.lostVsQemuCases > 0 || summary.total.falseClaimCases > 0 ? 1 : 0;
+  if (interrupt.signal.aborted) process.exitCode = 130;
+  else process.exitCode = summary.total.lostVsQemuCases > 0 || summary.total.falseClaimCases > 0 ? 1 : 0;
 }
 
-void main();
+main().catch((e: unknown) => {
+  console.error(`campaign: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+});

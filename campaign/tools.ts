@@ -1,4 +1,5 @@
-// The programs the campaign runs: QEMU's (the judge) and ours (through the launcher, as users run it).
+// The programs the campaign runs: QEMU's (the judge) and ours (through the launcher, as users run it;
+// in-process.ts runs the launcher's entry point inside the worker instead).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -11,7 +12,7 @@ export interface Ran {
 }
 
 /** The repository's root: the first folder up from here that holds package.json (from source or dist/). */
-function repoRoot(): string {
+export function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, 'package.json'))) {
     const up = dirname(dir);
@@ -21,7 +22,7 @@ function repoRoot(): string {
   return dir;
 }
 
-const LAUNCHER = join(repoRoot(), 'bin', 'qcow2-doctor.cjs');
+export const LAUNCHER = join(repoRoot(), 'bin', 'qcow2-doctor.cjs');
 
 function run(cmd: string, args: string[], timeoutMs = 60_000): Ran {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 28, timeout: timeoutMs });
@@ -49,8 +50,8 @@ export function qemuIo(file: string, cmds: string[]): void {
     throw new Error(`qemu-io on ${file}: ${r.stderr}${r.stdout}`);
 }
 
-/** A program run without blocking, so that cases can run side by side. */
-export function runAsync(cmd: string, args: string[], timeoutMs = 120_000): Promise<Ran> {
+/** A program run without blocking, from this process. */
+export function startHere(cmd: string, args: string[], timeoutMs: number): Promise<Ran> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -72,6 +73,22 @@ export function runAsync(cmd: string, args: string[], timeoutMs = 120_000): Prom
     });
   });
 }
+
+export type Starter = (cmd: string, args: string[], timeoutMs: number) => Promise<Ran>;
+let starter: Starter = startHere;
+
+/** Start programs through `s` from now on (a worker hands them to its small spawner: spawner.ts). */
+export function startProgramsWith(s: Starter): void {
+  starter = s;
+}
+
+/** A program run without blocking, so that cases can run side by side. */
+export function runAsync(cmd: string, args: string[], timeoutMs = 120_000): Promise<Ran> {
+  return starter(cmd, args, timeoutMs);
+}
+
+/** Runs our CLI with these arguments: a process per command (`ours`) or in-process (in-process.ts). */
+export type OurCli = (args: string[]) => Promise<Ran>;
 
 /** Our CLI, through the launcher, as users run it. */
 export function ours(args: string[]): Promise<Ran> {
