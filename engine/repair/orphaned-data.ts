@@ -14,6 +14,7 @@ import { l1Offset, l2Offset } from '../format/l2-entry.js';
 import { readPadded } from '../io/positional-io.js';
 import { addLostRange, describeRange } from './guest-ranges.js';
 import { at, type PlanContext } from './plan-context.js';
+import { nameEmptiedEntries } from './unplaced-data.js';
 
 /** Leaked clusters read per call when looking for data (bytes). */
 const READ_BYTES = 1 << 20;
@@ -56,12 +57,15 @@ async function keepLeakedData(ctx: PlanContext): Promise<void> {
   const list = kept.length > 8 ? `${shown.join(', ')} and ${kept.length - 8} more` : shown.join(', ');
   if (ctx.all) {
     // -r all frees them as QEMU does (a repair interrupted by a crash leaves such clusters too),
-    // and says that it did: their bytes stay in the undo journal.
+    // and says that it did: their bytes stay in the undo journal. The guest ranges they came from
+    // are named where an entry shows it lost its pointer; the rest is data lost at unknown places.
+    ctx.orphanedDataFreed.push(...kept);
+    await nameEmptiedEntries(ctx);
     ctx.fixes.push({
       kind: 'orphaned-data-freed',
       counts: 'none',
       explain: true,
-      text: `freed ${kept.length} leaked cluster(s) that still held data no table maps any more (${list}), as QEMU does: possibly guest data a damaged table lost, whose place cannot be told — \`qcow2-doctor undo\` with this repair's journal brings them back; \`check -r leaks\` keeps them`,
+      text: `freed ${kept.length} leaked cluster(s) that still held data no table maps any more (${list}), as QEMU does: possibly guest data a damaged table lost (where an entry shows which guest range, it is named lost) — \`qcow2-doctor undo\` with this repair's journal brings them back; \`check -r leaks\` keeps them`,
     });
     return;
   }
