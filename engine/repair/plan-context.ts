@@ -79,8 +79,8 @@ export interface PlanContext {
    * unreadable, cleared to no offset): each may have orphaned the data cluster it pointed at.
    */
   pointersLost: number;
-  /** Leaked clusters still holding data that -r all frees (their guest position is not known). */
-  orphanedDataFreed: number[];
+  /** Leaked clusters still holding data, which -r all frees unless a later phase re-links them. */
+  orphanedData: number[];
 }
 
 export function newPlanContext(
@@ -113,7 +113,7 @@ export function newPlanContext(
     leaksFixed: 0,
     guestRangesLost: [],
     pointersLost: 0,
-    orphanedDataFreed: [],
+    orphanedData: [],
   };
 }
 

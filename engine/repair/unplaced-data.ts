@@ -13,7 +13,7 @@ import { u32 } from '../format/bytes.js';
 import * as C from '../format/constants.js';
 import { readPadded } from '../io/positional-io.js';
 import { addLostRange, describeRange } from './guest-ranges.js';
-import type { PlanContext } from './plan-context.js';
+import { at, type PlanContext } from './plan-context.js';
 
 /** Data freed whose place in the guest disk is unknown (absent when every freed cluster is accounted). */
 export interface UnplacedDataLoss {
@@ -64,14 +64,28 @@ export async function nameEmptiedEntries(ctx: PlanContext): Promise<void> {
   });
 }
 
+/** "cluster 5 (0x50000), …" for people, at most eight named. */
+export function clusterList(clusters: number[], cs: number): string {
+  const shown = clusters.slice(0, 8).map((c) => `cluster ${c} (${at(c * cs)})`);
+  return clusters.length > 8 ? `${shown.join(', ')} and ${clusters.length - 8} more` : shown.join(', ');
+}
+
 /**
- * What -r all freed beyond what the lost pointers account for. `protectAll` = nothing is freed at all
- * (a refused part): then nothing is lost either.
+ * The leaked clusters with data that -r all really frees (`target`: the refcount each cluster ends
+ * with; a re-linked table's data ends referenced), named; and what of them the lost pointers do
+ * not account for: guest data lost at positions nobody can tell.
  */
-export function unplacedDataLoss(ctx: PlanContext, protectAll: boolean): UnplacedDataLoss | undefined {
-  const freed = ctx.orphanedDataFreed;
-  if (!ctx.all || protectAll || !freed.length || freed.length <= ctx.pointersLost) return undefined;
+export function settleFreedData(ctx: PlanContext, target: Float64Array): UnplacedDataLoss | undefined {
   const cs = ctx.clusterSize;
+  const freed = ctx.orphanedData.filter((c) => c < target.length && target[c] === 0);
+  if (!ctx.all || !freed.length) return undefined;
+  ctx.fixes.push({
+    kind: 'orphaned-data-freed',
+    counts: 'none',
+    explain: true,
+    text: `freed ${freed.length} leaked cluster(s) that still held data no table maps any more (${clusterList(freed, cs)}), as QEMU does: possibly guest data a damaged table lost (where an entry shows which guest range, it is named lost) — \`qcow2-doctor undo\` with this repair's journal brings them back; \`check -r leaks\` keeps them`,
+  });
+  if (freed.length <= ctx.pointersLost) return undefined;
   ctx.fixes.push({
     kind: 'orphaned-data-unplaced',
     counts: 'none',

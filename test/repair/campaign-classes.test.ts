@@ -101,6 +101,24 @@ describe('leaked clusters that still hold data are orphaned data, not harmless l
   });
 });
 
+describe('data a re-link brings back is neither freed nor called lost', () => {
+  it('L1 entry made unaligned: the L2 table is re-linked, its data stays, -r all exits 0 naming nothing', () => {
+    const f = fileIn('l1-entry-unaligned-relinked');
+    createQcow2(f, '16M', { cluster_size: 65536 });
+    qemuIo(f, ['write -P 0x11 0 64k', 'write -P 0x22 64k 64k']);
+    const l2 = tableOf(readU64(f, l1Offset(f)));
+    patchU64(f, l1Offset(f), BigInt(l2 + 0x2a00) | (1n << 63n));
+    const r = json(['check', '-r', 'all', '--no-journal', '--output=json', f]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/re-linked to the orphaned L2 table/);
+    expect(r.stderr).not.toMatch(/freed \d+ leaked cluster/);
+    expect(r.out['guest-ranges-lost']).toEqual([]);
+    expect(r.out['guest-data-lost-unplaced']).toBeUndefined();
+    expect(readsBack(f, 0x11, 0, 65536)).toBe(true);
+    expect(readsBack(f, 0x22, 65536, 65536)).toBe(true);
+  });
+});
+
 describe('a destroyed L2 table: -r all frees its data as QEMU does and says the data is lost at unknown places', () => {
   it('L2 table of an extended-L2 image overwritten by the L1 table: exit 4, freed data counted, copied range named', () => {
     const f = fileIn('xl2-l2-overwritten-by-l1');
