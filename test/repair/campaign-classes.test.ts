@@ -137,6 +137,22 @@ describe('a destroyed L2 table: -r all frees its data as QEMU does and says the 
     expect(qemuCheck(f).status).toBe(0);
   });
 
+  it('L2 entry pointed at another data cluster (a damaged offset): -r all copies, frees the lost cluster, exits 4', () => {
+    const f = fileIn('l2-entry-onto-data');
+    createQcow2(f, '16M', { cluster_size: 65536 });
+    qemuIo(f, ['write -P 0x11 0 64k', 'write -P 0x22 64k 64k']);
+    const l2 = tableOf(readU64(f, l1Offset(f)));
+    const first = readU64(f, l2);
+    expect(readU64(f, l2 + 8)).not.toBe(first);
+    patchU64(f, l2 + 8, first); // guest 64 KiB now reads guest 0's data; its own cluster is leaked
+    const r = json(['check', '-r', 'all', '--no-journal', '--output=json', f]);
+    expect(r.status, r.stderr).toBe(4);
+    expect(r.out['guest-data-lost-unplaced']).toEqual({ clusters: 1, bytes: 65536 });
+    expect(r.stderr).toMatch(/cross-linked/);
+    expect(readsBack(f, 0x11, 0, 65536)).toBe(true);
+    expect(qemuCheck(f).status).toBe(0);
+  });
+
   it('zeroed L2 table: -r leaks keeps its data (exit 3), -r all frees it and exits 4', () => {
     const f = fileIn('l2-zeroed');
     createQcow2(f, '16M', { cluster_size: 65536, refcount_bits: 1 });
