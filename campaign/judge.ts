@@ -158,7 +158,8 @@ async function runOurRepair(
     qemuVerdict: q.status,
     mask,
     lost: rangesLost(parseJson(r.stdout)),
-    refused: /refus/i.test(output),
+    // The CLI prints each refused part as "not repaired: …" (and some notes say "refused to …").
+    refused: /refus|not repaired: /i.test(output),
     output,
   };
 }

@@ -39,6 +39,8 @@ export function planCrossLinkCopies(ctx: PlanContext): ClusterCopy[] {
       if (meta === 'refcount block') ctx.forceRebuild = true;
       // The guest reads the table's bytes there, not what it wrote: that range of the disk is lost.
       for (const r of data) if (r.kind === 'l2') addLostRange(ctx, r.guest, ctx.clusterSize);
+      // Each such entry's own data cluster, if nothing else maps it, is now leaked.
+      ctx.pointersLost += data.length;
       for (const g of groupByGuest(data))
         copies.push({
           kind: 'data',

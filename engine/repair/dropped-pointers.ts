@@ -28,6 +28,7 @@ export function planDroppedPointer(ctx: PlanContext, b: BadEntry): void {
       : `host offset ${at(l2Offset(b.hi, b.lo))}, past the end of the file`;
   const guests = guestOffsetsOfL2Entry(ctx, b);
   for (const g of guests) addLostRange(ctx, g, ctx.clusterSize);
+  ctx.pointersLost++;
   const reads = v3 ? 'zeros' : 'zeros (or the backing file)';
   ctx.entryFix.set(b.entry, {
     hi: 0,

@@ -2,7 +2,8 @@
  * Leaked clusters that still hold data (the checker's 'orphaned-data'), in both repair modes:
  *  - a leaked cluster nothing refers to whose content is data (not zeros, no table, no refcount
  *    block): where it belonged is unknown, so freeing it could throw guest data away. -r leaks
- *    keeps it and says so (QEMU would free it); -r all frees it as QEMU does and names it;
+ *    keeps it and says so (QEMU would free it); -r all frees it as QEMU does and names it
+ *    (unplaced-data.ts: what it frees, and the guest data lost with it);
  *  - a data cluster a snapshot maps at guest offset g with one more use counted than referrers,
  *    while the active disk maps nothing at g: the active table lost its pointer. The cluster stays
  *    (the snapshot keeps it); the active range g reads zeros and is named in guest-ranges-lost.
@@ -13,7 +14,8 @@ import * as C from '../format/constants.js';
 import { l1Offset, l2Offset } from '../format/l2-entry.js';
 import { readPadded } from '../io/positional-io.js';
 import { addLostRange, describeRange } from './guest-ranges.js';
-import { at, type PlanContext } from './plan-context.js';
+import type { PlanContext } from './plan-context.js';
+import { clusterList, nameEmptiedEntries } from './unplaced-data.js';
 
 /** Leaked clusters read per call when looking for data (bytes). */
 const READ_BYTES = 1 << 20;
@@ -55,19 +57,14 @@ async function keepLeakedData(ctx: PlanContext): Promise<void> {
     i += n - 1;
   }
   if (!kept.length) return;
-  const shown = kept.slice(0, 8).map((c) => `cluster ${c} (${at(c * cs)})`);
-  const list = kept.length > 8 ? `${shown.join(', ')} and ${kept.length - 8} more` : shown.join(', ');
   if (ctx.all) {
     // -r all frees them as QEMU does (a repair interrupted by a crash leaves such clusters too),
-    // and says that it did: their bytes stay in the undo journal.
-    ctx.fixes.push({
-      kind: 'orphaned-data-freed',
-      counts: 'none',
-      explain: true,
-      text: `freed ${kept.length} leaked cluster(s) that still held data no table maps any more (${list}), as QEMU does: possibly guest data a damaged table lost, whose place cannot be told — \`qcow2-doctor undo\` with this repair's journal brings them back; \`check -r leaks\` keeps them`,
-    });
+    // unless a later phase re-links them; unplaced-data.ts says what was freed and what was lost.
+    ctx.orphanedData.push(...kept);
+    await nameEmptiedEntries(ctx);
     return;
   }
+  const list = clusterList(kept, cs);
   for (const c of kept) {
     ctx.keep.add(c);
     ctx.reserved.add(c);

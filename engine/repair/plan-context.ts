@@ -74,6 +74,13 @@ export interface PlanContext {
   leaksFixed: number;
   /** Guest ranges whose data the damage destroyed (read as zeros or backing after the repair). */
   guestRangesLost: GuestRange[];
+  /**
+   * Guest clusters whose data pointer the damage took (redirected onto metadata, dropped as
+   * unreadable, cleared to no offset): each may have orphaned the data cluster it pointed at.
+   */
+  pointersLost: number;
+  /** Leaked clusters still holding data, which -r all frees unless a later phase re-links them. */
+  orphanedData: number[];
 }
 
 export function newPlanContext(
@@ -105,6 +112,8 @@ export function newPlanContext(
     corruptionsFixed: 0,
     leaksFixed: 0,
     guestRangesLost: [],
+    pointersLost: 0,
+    orphanedData: [],
   };
 }
 

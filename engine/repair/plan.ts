@@ -119,6 +119,11 @@ export interface RepairPlan {
    */
   guestRangesLost?: GuestRange[];
   /**
+   * Leaked clusters that held data, freed by -r all, whose place in the guest disk nobody can tell:
+   * guest data is lost somewhere `guestRangesLost` cannot name. Absent when there is none.
+   */
+  dataLostUnplaced?: { clusters: number; bytes: number; hostOffsets: number[] };
+  /**
    * Set when the repair cannot run at all in this mode, with QEMU's wording (e.g. `-r leaks` on an
    * image whose refcount structure must be rebuilt: "need to rebuild refcount structures"). Nothing
    * is written.

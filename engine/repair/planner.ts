@@ -29,6 +29,7 @@ import { planL1EntryRelinks, planLostL1Relink } from './relinks.js';
 import { planSnapshotTable, planStaleBitmaps } from './snapshot-table-fix.js';
 import { targetRefcounts } from './target-refcounts.js';
 import { noteMisplacedRefblocks, openTrusted } from './trusted-view.js';
+import { settleFreedData } from './unplaced-data.js';
 
 export type { PlanOptions } from './plan-context.js';
 
@@ -55,7 +56,9 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
 
   const willBe = await rewalkWithFixes(ctx, alloc, headerExt);
   const targets = targetRefcounts(ctx, willBe.walk);
-  return planWrites(ctx, { alloc, targets, willBe, headerExt });
+  const unplaced = settleFreedData(ctx, targets.target);
+  const plan = await planWrites(ctx, { alloc, targets, willBe, headerExt });
+  return unplaced ? { ...plan, dataLostUnplaced: unplaced } : plan;
 }
 
 /** A plan that writes nothing because the repair cannot run in this mode (QEMU's wording in `failed`). */

@@ -11,6 +11,7 @@ import {
   qemuCheck,
   qemuImg,
   qemuIo,
+  readBytes,
   readU64,
   run,
   tempDir,
@@ -67,9 +68,105 @@ describe('leaked clusters that still hold data are orphaned data, not harmless l
     expect(readsBack(f, 0x22, 65536, 65536)).toBe(true);
     expect(qemuCheck(f).status).toBe(0);
     patchU64(f, l2 + 8, 0);
-    const all = cli('check', '-r', 'all', f);
+    const all = cli('check', '-r', 'all', '--output=json', f);
     expect(all.stderr).toMatch(/freed 1 leaked cluster\(s\) that still held data .* as QEMU does/);
     expect(all.stderr).toMatch(/qcow2-doctor undo/);
+    // Nothing says where the data belonged: not the exit 0 that claims nothing was lost.
+    expect(all.status, all.stderr).toBe(4);
+    const out = JSON.parse(all.stdout) as Record<string, unknown>;
+    expect(out['guest-ranges-lost']).toEqual([]);
+    expect(out['guest-data-lost-unplaced']).toEqual({ clusters: 1, bytes: 65536 });
+    expect(all.stderr).toMatch(/guest data lost at positions nobody can tell: 1 freed cluster/);
+    expect(qemuCheck(f).status).toBe(0);
+  });
+
+  it('L2 entry redirected onto the header (offset 0, COPIED kept): -r all names its guest range and exits 0', () => {
+    const f = fileIn('l2-entry-onto-header');
+    createQcow2(f, '16M', { cluster_size: 65536, refcount_bits: 8 });
+    qemuIo(f, ['write -P 0x11 0 64k', 'write -P 0x22 64k 64k', 'write -P 0x33 15M 64k']);
+    const l2 = tableOf(readU64(f, l1Offset(f)));
+    const entry = readU64(f, l2 + 8);
+    expect(entry >> 63n).toBe(1n);
+    patchU64(f, l2 + 8, entry & ~0x00fffffffffffe00n); // QEMU now reads guest 64 KiB..128 KiB as unallocated
+    expect(qemuCheck(f).status).toBe(3); // only the data cluster shows, as a leak
+    const r = json(['check', '-r', 'all', '--no-journal', '--output=json', f]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.out['guest-ranges-lost']).toEqual([{ start: 65536, length: 65536 }]);
+    expect(r.out['guest-data-lost-unplaced']).toBeUndefined();
+    expect(r.stderr).toMatch(/1 active L2 entry has lost the host offset .* kept the COPIED flag/);
+    expect(readsBack(f, 0x11, 0, 65536)).toBe(true);
+    expect(readsBack(f, 0, 65536, 65536)).toBe(true);
+    expect(readsBack(f, 0x33, 15 << 20, 65536)).toBe(true);
+    expect(qemuCheck(f).status).toBe(0);
+  });
+});
+
+describe('data a re-link brings back is neither freed nor called lost', () => {
+  it('L1 entry made unaligned: the L2 table is re-linked, its data stays, -r all exits 0 naming nothing', () => {
+    const f = fileIn('l1-entry-unaligned-relinked');
+    createQcow2(f, '16M', { cluster_size: 65536 });
+    qemuIo(f, ['write -P 0x11 0 64k', 'write -P 0x22 64k 64k']);
+    const l2 = tableOf(readU64(f, l1Offset(f)));
+    patchU64(f, l1Offset(f), BigInt(l2 + 0x2a00) | (1n << 63n));
+    const r = json(['check', '-r', 'all', '--no-journal', '--output=json', f]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/re-linked to the orphaned L2 table/);
+    expect(r.stderr).not.toMatch(/freed \d+ leaked cluster/);
+    expect(r.out['guest-ranges-lost']).toEqual([]);
+    expect(r.out['guest-data-lost-unplaced']).toBeUndefined();
+    expect(readsBack(f, 0x11, 0, 65536)).toBe(true);
+    expect(readsBack(f, 0x22, 65536, 65536)).toBe(true);
+  });
+});
+
+describe('a destroyed L2 table: -r all frees its data as QEMU does and says the data is lost at unknown places', () => {
+  it('L2 table of an extended-L2 image overwritten by the L1 table: exit 4, freed data counted, copied range named', () => {
+    const f = fileIn('xl2-l2-overwritten-by-l1');
+    createQcow2(f, '64M', { cluster_size: 65536, extended_l2: true });
+    qemuIo(f, ['write -P 0x11 0 128k', 'write -P 0x22 1M 64k', 'write -P 0x33 5M 192k']);
+    const l1 = l1Offset(f);
+    const l2 = tableOf(readU64(f, l1));
+    writeBytes(f, l2, readBytes(f, l1, 65536)); // the L2 table now holds the L1's bytes
+    const r = json(['check', '-r', 'all', '--no-journal', '--output=json', f]);
+    expect(r.status, r.stderr).toBe(4);
+    // The L1's one entry now maps guest 0 onto the L2 table itself: that range is named lost.
+    expect(r.out['guest-ranges-lost']).toEqual([{ start: 0, length: 65536 }]);
+    // The six data clusters no entry maps any more are freed, and said to be lost at unknown places.
+    expect(r.out['guest-data-lost-unplaced']).toEqual({ clusters: 6, bytes: 6 * 65536 });
+    expect(r.stderr).toMatch(/6 freed cluster\(s\) held data whose place in the guest disk cannot be told/);
+    expect(qemuCheck(f).status).toBe(0);
+  });
+
+  it('L2 entry pointed at another data cluster (a damaged offset): -r all copies, frees the lost cluster, exits 4', () => {
+    const f = fileIn('l2-entry-onto-data');
+    createQcow2(f, '16M', { cluster_size: 65536 });
+    qemuIo(f, ['write -P 0x11 0 64k', 'write -P 0x22 64k 64k']);
+    const l2 = tableOf(readU64(f, l1Offset(f)));
+    const first = readU64(f, l2);
+    expect(readU64(f, l2 + 8)).not.toBe(first);
+    patchU64(f, l2 + 8, first); // guest 64 KiB now reads guest 0's data; its own cluster is leaked
+    const r = json(['check', '-r', 'all', '--no-journal', '--output=json', f]);
+    expect(r.status, r.stderr).toBe(4);
+    expect(r.out['guest-data-lost-unplaced']).toEqual({ clusters: 1, bytes: 65536 });
+    expect(r.stderr).toMatch(/cross-linked/);
+    expect(readsBack(f, 0x11, 0, 65536)).toBe(true);
+    expect(qemuCheck(f).status).toBe(0);
+  });
+
+  it('zeroed L2 table: -r leaks keeps its data (exit 3), -r all frees it and exits 4', () => {
+    const f = fileIn('l2-zeroed');
+    createQcow2(f, '16M', { cluster_size: 65536, refcount_bits: 1 });
+    qemuIo(f, ['write -P 0x11 0 128k', 'write -P 0x22 3M 64k']);
+    const l2 = tableOf(readU64(f, l1Offset(f)));
+    writeBytes(f, l2, new Uint8Array(65536));
+    const leaks = cli('check', '-r', 'leaks', '--no-journal', f);
+    expect(leaks.status, leaks.stderr).toBe(3);
+    expect(leaks.stderr).toMatch(/refused to free 3 leaked cluster\(s\)/);
+    const r = json(['check', '-r', 'all', '--no-journal', '--output=json', f]);
+    expect(r.status, r.stderr).toBe(4);
+    expect(r.out['guest-ranges-lost']).toEqual([]);
+    expect(r.out['guest-data-lost-unplaced']).toEqual({ clusters: 3, bytes: 3 * 65536 });
+    expect(qemuCheck(f).status).toBe(0);
   });
 
   it('L2 entry redirected onto the L1 table: -r all names the guest range that now reads the table', () => {

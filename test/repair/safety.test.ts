@@ -146,7 +146,8 @@ describe('dry run, copies, journal', () => {
     const f = scenario('cross-link-data');
     const before = sha256(f);
     const r = cli('check', '-r', 'all', f);
-    expect(r.status, r.stderr).toBe(0);
+    // One of the two cross-linked guest clusters lost its own cluster, freed: lost, at a place unknown (4).
+    expect(r.status, r.stderr).toBe(4);
     const m = /undo journal: (\S+)/.exec(r.stderr);
     expect(m).not.toBeNull();
     expect(sha256(f)).not.toBe(before);

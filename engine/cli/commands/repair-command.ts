@@ -44,11 +44,20 @@ export interface RepairCommandArgs {
   recordLog?: string;
 }
 
+/**
+ * The image is clean after the repair, but it freed data whose guest position is unknown: not the
+ * 0 that says nothing was lost (QEMU's codes 1-3 describe what is left in the image, and nothing is).
+ */
+export const UNPLACED_LOSS_EXIT = 4;
+
 const say = (s: string): void => {
   process.stderr.write(`qcow2-doctor: ${s}\n`);
 };
 
-/** Run the repair and return the process exit code (QEMU's: 0 clean, 1 failed, 2 corruptions left, 3 leaks left). */
+/**
+ * Run the repair and return the process exit code (QEMU's: 0 clean, 1 failed, 2 corruptions left,
+ * 3 leaks left; ours: 4 clean, but data freed whose guest position is unknown).
+ */
 export async function runRepairCommand(args: RepairCommandArgs): Promise<number> {
   const out = (s: string): void => {
     if (!args.quiet) process.stdout.write(s);
@@ -144,6 +153,11 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     say(`guest data lost to the damage (now reads as zeros or from the backing file): ${lost.length} range(s)`);
     for (const r of lost) say(`  lost: guest ${describeRange(r)}`);
   }
+  const unplaced = plan.dataLostUnplaced;
+  if (unplaced)
+    say(
+      `guest data lost at positions nobody can tell: ${unplaced.clusters} freed cluster(s) (${unplaced.bytes} bytes) held data no entry places — exit code ${UNPLACED_LOSS_EXIT}`,
+    );
   if (plan.fixes.some((f) => f.kind === 'pointer-dropped') && !outcome.journalPath)
     say('no undo journal was kept (--no-journal / --output-image): the dropped pointers are gone from this image');
   if (outcome.copyMethod)
@@ -157,7 +171,15 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
   const counters = { ...after.counters, leaksFixed: plan.leaksFixed, corruptionsFixed: plan.corruptionsFixed };
   if (args.output === 'json')
     out(
-      `${JSON.stringify({ ...qemuJsonObject(filename, counters, after.anomalies), 'guest-ranges-lost': lost }, null, 4)}\n`,
+      `${JSON.stringify(
+        {
+          ...qemuJsonObject(filename, counters, after.anomalies),
+          'guest-ranges-lost': lost,
+          ...(unplaced ? { 'guest-data-lost-unplaced': { clusters: unplaced.clusters, bytes: unplaced.bytes } } : {}),
+        },
+        null,
+        4,
+      )}\n`,
     );
   else {
     if (counters.leaksFixed || counters.corruptionsFixed) out(repairedBlock(counters));
@@ -176,5 +198,5 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     say('Check failed');
     return 1;
   }
-  return counters.corruptions ? 2 : counters.leaks ? 3 : 0;
+  return counters.corruptions ? 2 : counters.leaks ? 3 : unplaced ? UNPLACED_LOSS_EXIT : 0;
 }

@@ -1,0 +1,96 @@
+/**
+ * Leaked clusters that still hold data and that -r all frees (orphaned-data.ts finds them): each was
+ * most likely guest data an entry lost. Where the damage left evidence of which entry, that guest
+ * range is named lost:
+ *  - an active L2 entry that still carries OFLAG_COPIED but no offset (its pointer was cleared, or
+ *    redirected onto the header at offset 0): QEMU never writes such an entry, and QEMU's check
+ *    reads it as unallocated, so only the leaked cluster shows;
+ *  - a data pointer redirected onto metadata, or dropped as unreadable (counted where they are named).
+ * Freed clusters beyond what the evidence accounts for held data whose guest position nobody can
+ * tell: the plan says so, and the repair does not end with a clean claim.
+ */
+import { u32 } from '../format/bytes.js';
+import * as C from '../format/constants.js';
+import { readPadded } from '../io/positional-io.js';
+import { addLostRange, describeRange } from './guest-ranges.js';
+import { at, type PlanContext } from './plan-context.js';
+
+/** Data freed whose place in the guest disk is unknown (absent when every freed cluster is accounted). */
+export interface UnplacedDataLoss {
+  clusters: number;
+  bytes: number;
+  /** Host offsets of the freed clusters (the undo journal keeps their bytes). */
+  hostOffsets: number[];
+}
+
+/**
+ * Active L2 entries whose pointer was taken but whose COPIED flag survived: their guest ranges are
+ * named lost (they read as zeros or the backing file), and each may account for one freed cluster.
+ * Only looked for when leaked clusters with data exist (a read of every active L2 table).
+ */
+export async function nameEmptiedEntries(ctx: PlanContext): Promise<void> {
+  const cs = ctx.clusterSize;
+  const step = ctx.geo.l2EntrySize;
+  const span = ctx.geo.l1Coverage;
+  const named: number[] = [];
+  for (const [table, l1Entries] of ctx.walk.activeL2) {
+    if (!l1Entries.length) continue;
+    const t = await readPadded(ctx.io, table, cs);
+    for (let j = 0; j < ctx.geo.l2Entries; j++) {
+      const hi = u32(t, j * step);
+      const lo = u32(t, j * step + 4);
+      if (!(hi & C.OFLAG_COPIED_HI) || hi & C.OFLAG_COMPRESSED_HI) continue;
+      if ((hi & C.L2E_OFFSET_MASK_HI) !== 0 || (lo & C.L2E_OFFSET_MASK_LO) !== 0) continue;
+      ctx.pointersLost++;
+      // A zero flag (or, in extended L2, any subcluster bitmap) says what the guest read before: zeros
+      // stay zeros; an allocated bitmap without an offset is refused elsewhere.
+      if (ctx.geo.extendedL2 || lo & C.OFLAG_ZERO_LO) continue;
+      for (const e of ctx.walk.activeL1)
+        if (e.l2 === table) {
+          const g = e.index * span + j * cs;
+          if (g < ctx.header.size) named.push(g);
+        }
+    }
+  }
+  if (!named.length) return;
+  named.sort((a, b) => a - b);
+  for (const g of named) addLostRange(ctx, g, cs);
+  const ranges = named.slice(0, 8).map((g) => describeRange({ start: g, length: Math.min(cs, ctx.header.size - g) }));
+  ctx.fixes.push({
+    kind: 'pointer-emptied',
+    counts: 'none',
+    explain: true,
+    text: `${named.length} active L2 entr${named.length === 1 ? 'y has' : 'ies have'} lost the host offset of the data mapped there but kept the COPIED flag (${ranges.join(', ')}${named.length > 8 ? ', …' : ''}): ${named.length === 1 ? 'that guest range reads' : 'those guest ranges read'} as zeros (or from the backing file) now — the data is most likely among the leaked clusters`,
+  });
+}
+
+/** "cluster 5 (0x50000), …" for people, at most eight named. */
+export function clusterList(clusters: number[], cs: number): string {
+  const shown = clusters.slice(0, 8).map((c) => `cluster ${c} (${at(c * cs)})`);
+  return clusters.length > 8 ? `${shown.join(', ')} and ${clusters.length - 8} more` : shown.join(', ');
+}
+
+/**
+ * The leaked clusters with data that -r all really frees (`target`: the refcount each cluster ends
+ * with; a re-linked table's data ends referenced), named; and what of them the lost pointers do
+ * not account for: guest data lost at positions nobody can tell.
+ */
+export function settleFreedData(ctx: PlanContext, target: Float64Array): UnplacedDataLoss | undefined {
+  const cs = ctx.clusterSize;
+  const freed = ctx.orphanedData.filter((c) => c < target.length && target[c] === 0);
+  if (!ctx.all || !freed.length) return undefined;
+  ctx.fixes.push({
+    kind: 'orphaned-data-freed',
+    counts: 'none',
+    explain: true,
+    text: `freed ${freed.length} leaked cluster(s) that still held data no table maps any more (${clusterList(freed, cs)}), as QEMU does: possibly guest data a damaged table lost (where an entry shows which guest range, it is named lost) — \`qcow2-doctor undo\` with this repair's journal brings them back; \`check -r leaks\` keeps them`,
+  });
+  if (freed.length <= ctx.pointersLost) return undefined;
+  ctx.fixes.push({
+    kind: 'orphaned-data-unplaced',
+    counts: 'none',
+    explain: true,
+    text: `${freed.length} freed cluster(s) held data whose place in the guest disk cannot be told (${ctx.pointersLost ? `only ${ctx.pointersLost} lost pointer(s) account for them` : 'no surviving entry says where they belonged'}): some guest data is lost at unknown positions — copy it out with \`qcow2-doctor salvage\` of the original or \`qcow2-doctor undo\` this repair; the repair does not call the image's data intact`,
+  });
+  return { clusters: freed.length, bytes: freed.length * cs, hostOffsets: freed.map((c) => c * cs) };
+}
