@@ -12,6 +12,7 @@
 import { u32 } from '../format/bytes.js';
 import * as C from '../format/constants.js';
 import { readPadded } from '../io/positional-io.js';
+import type { CountsView } from './cluster-counts.js';
 import { addLostRange, describeRange } from './guest-ranges.js';
 import { at, type PlanContext } from './plan-context.js';
 
@@ -75,9 +76,9 @@ export function clusterList(clusters: number[], cs: number): string {
  * with; a re-linked table's data ends referenced), named; and what of them the lost pointers do
  * not account for: guest data lost at positions nobody can tell.
  */
-export function settleFreedData(ctx: PlanContext, target: Float64Array): UnplacedDataLoss | undefined {
+export function settleFreedData(ctx: PlanContext, target: CountsView): UnplacedDataLoss | undefined {
   const cs = ctx.clusterSize;
-  const freed = ctx.orphanedData.filter((c) => c < target.length && target[c] === 0);
+  const freed = ctx.orphanedData.filter((c) => c < target.length && target.at(c) === 0);
   if (!ctx.all || !freed.length) return undefined;
   ctx.fixes.push({
     kind: 'orphaned-data-freed',
