@@ -31,6 +31,10 @@ export interface HeaderHints {
   cryptMethod?: number;
   /** Guest data in an external data file, from an intact header. */
   externalDataFile?: boolean;
+  /** The dirty bit (lazy refcounts): the refcounts may lag behind the tables. */
+  dirty?: boolean;
+  /** The bitmaps extension, from an intact header. */
+  bitmaps?: { nbBitmaps: number; directoryOffset: number; directorySize: number };
 }
 
 const MAX_VIRTUAL_SIZE = 2 ** 53;
@@ -58,6 +62,9 @@ export function readHeaderHints(buf: Uint8Array, fileSize: number): HeaderHints 
       backingFormat: h.backingFormat,
       cryptMethod: h.cryptMethod,
       externalDataFile: (h.incompatibleFeatures & C.INCOMPAT_DATA_FILE) !== 0n,
+      dirty: (h.incompatibleFeatures & C.INCOMPAT_DIRTY) !== 0n,
+      // Without the autoclear bit the extension is stale: its clusters may hold data by now.
+      bitmaps: (h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) !== 0n ? h.bitmaps : undefined,
     };
   } catch (e) {
     const hints: HeaderHints = { intact: false, magicOk: false, damage: e instanceof Error ? e.message : String(e) };

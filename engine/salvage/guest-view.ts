@@ -11,7 +11,7 @@ import { decompressCluster } from '../image/compressed.js';
 import { placedRanges } from './placement-ranges.js';
 import { readInto, uninitialized } from './bulk-read.js';
 import { isZero } from '../format/cluster-content.js';
-import type { GuestView, LostRange, Reconstruction, ViewReport } from './types.js';
+import type { GuestView, LostRange, Reconstruction, SharedEntry, ViewReport } from './types.js';
 
 /** A guest disk that unallocated clusters read from. `missing`: named but not found. */
 export interface BackingDisk {
@@ -151,6 +151,12 @@ export class ViewReader {
         const hi = u32(l2, j * this.step);
         const lo = u32(l2, j * this.step + 4);
         const type = classifyL2(hi, lo, this.recon.extendedL2, false);
+        const shared = type === ClusterType.Unallocated ? v.shared?.get(g) : undefined;
+        if (shared && (!this.recon.extendedL2 || u32(l2, j * this.step + 12) === 0)) {
+          await this.emitShared(g, shared, clusterBytes(g), sink, acc);
+          j++;
+          continue;
+        }
         if (this.recon.extendedL2 && type !== ClusterType.Compressed) {
           await this.emitExtended(g, l2, j, clusterBytes(g), sink, acc, guessed);
           j++;
@@ -158,7 +164,8 @@ export class ViewReader {
         }
         if (type === ClusterType.Unallocated) {
           let k = j + 1;
-          while (k < n && u32(l2, k * this.step) === 0 && u32(l2, k * this.step + 4) === 0) k++;
+          while (k < n && u32(l2, k * this.step) === 0 && u32(l2, k * this.step + 4) === 0 && !v.shared?.has(g0 + k))
+            k++;
           await this.emitUnallocated(g, k - j, sink, acc);
           j = k;
           continue;
@@ -171,8 +178,9 @@ export class ViewReader {
         }
         if (type === ClusterType.Compressed) {
           const d = decodeCompressed(hi, lo, this.geo);
+          const onMeta = this.metadataIn(d.offset, d.size);
           const data =
-            d.offset < this.fileSize
+            d.offset < this.fileSize && !onMeta
               ? decompressOrLost(
                   await this.io.read(d.offset, Math.min(d.size, this.fileSize - d.offset)),
                   cs,
@@ -189,9 +197,11 @@ export class ViewReader {
             acc.addLost(
               g * cs,
               g * cs + cs,
-              d.offset + d.size > this.fileSize
-                ? 'compressed cluster beyond end of file (truncated)'
-                : `compressed cluster at 0x${d.offset.toString(16)} does not decompress`,
+              onMeta
+                ? `the compressed cluster's entry points into the ${onMeta}: not guest data`
+                : d.offset + d.size > this.fileSize
+                  ? 'compressed cluster beyond end of file (truncated)'
+                  : `compressed cluster at 0x${d.offset.toString(16)} does not decompress`,
             );
           }
           j++;
@@ -206,9 +216,13 @@ export class ViewReader {
           const gg = g + r;
           const piece = data.subarray(r * cs, r * cs + cs);
           const want = clusterBytes(gg);
+          const onMeta = this.metadataIn(host + r * cs, cs);
           if (host % cs !== 0) {
             await sink(gg, null);
             acc.addLost(gg * cs, gg * cs + cs, 'L2 entry has a misaligned offset');
+          } else if (onMeta) {
+            await sink(gg, null);
+            acc.addLost(gg * cs, gg * cs + cs, `the L2 entry points at the ${onMeta}: not guest data`);
           } else if (piece.length >= want) {
             await sink(gg, isAllZero(piece) ? null : piece);
             bytes.recovered += want;
@@ -269,6 +283,20 @@ export class ViewReader {
     return undefined;
   }
 
+  /** An empty entry that held a cluster another disk still maps: read it back, or report the range lost. */
+  private async emitShared(g: number, e: SharedEntry, want: number, sink: ClusterSink, acc: Accounting): Promise<void> {
+    const cs = this.cs;
+    const onMeta = this.metadataIn(e.host, cs);
+    const data = e.certain && !onMeta && e.host + cs <= this.fileSize ? await this.io.read(e.host, cs) : undefined;
+    if (data && data.length >= want) {
+      await sink(g, isAllZero(data) ? null : data);
+      acc.bytes.recovered += want;
+    } else {
+      await sink(g, null);
+      acc.addLost(g * cs, g * cs + cs, e.evidence);
+    }
+  }
+
   /** Unallocated clusters: the backing disk's content, or zeros. */
   private async emitUnallocated(g0: number, n: number, sink: ClusterSink, acc: Accounting): Promise<void> {
     const cs = this.cs;
@@ -310,7 +338,8 @@ export class ViewReader {
     const host = l2Offset(hi, lo);
     const sub = cs / C.SUBCLUSTERS_PER_CLUSTER;
     const out = new Uint8Array(cs);
-    const data = host > 0 && host < this.fileSize ? await this.io.read(host, cs) : new Uint8Array(0);
+    const onMeta = allocBits !== 0 ? this.metadataIn(host, cs) : undefined;
+    const data = host > 0 && host < this.fileSize && !onMeta ? await this.io.read(host, cs) : new Uint8Array(0);
     const backing = this.backing && !this.backing.missing ? await this.backing.read(g * cs, cs) : undefined;
     for (let s = 0; s < C.SUBCLUSTERS_PER_CLUSTER; s++) {
       const a = s * sub;
@@ -321,7 +350,14 @@ export class ViewReader {
           out.set(data.subarray(a, b), a);
           bytes.recovered += b - a;
           if (guessed) bytes.guessed += b - a;
-        } else acc.addLost(g * cs + a, g * cs + b, 'data cluster beyond end of file (truncated)');
+        } else
+          acc.addLost(
+            g * cs + a,
+            g * cs + b,
+            onMeta
+              ? `the L2 entry points at the ${onMeta}: not guest data`
+              : 'data cluster beyond end of file (truncated)',
+          );
       } else if ((zeroBits >>> s) & 1) bytes.zero += b - a;
       else if (backing) {
         out.set(backing.subarray(a, b), a);
@@ -330,6 +366,18 @@ export class ViewReader {
       else bytes.zero += b - a;
     }
     await sink(g, isAllZero(out) ? null : out);
+  }
+
+  /** What metadata the host bytes [offset, offset + length) fall on, if surviving structures prove any. */
+  private metadataIn(offset: number, length: number): string | undefined {
+    const m = this.recon.metadata;
+    if (!m?.size) return undefined;
+    const last = Math.floor((offset + Math.max(length, 1) - 1) / this.cs);
+    for (let c = Math.floor(offset / this.cs); c <= last; c++) {
+      const what = m.get(c);
+      if (what) return what;
+    }
+    return undefined;
   }
 
   private async readL2(host: number): Promise<Uint8Array> {

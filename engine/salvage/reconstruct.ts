@@ -8,6 +8,8 @@ import type { HeaderHints } from './geometry-guess.js';
 import { findActiveL1, readL1, type ActiveL1 } from './l1-tables.js';
 import { placeOrphans } from './orphan-placement.js';
 import { adoptSnapshotHeldTables } from './reconstruct-snapshot-held.js';
+import { provenMetadata } from './metadata-clusters.js';
+import { recoverSharedEntries } from './shared-entries.js';
 import { gptDiskSize } from './placement-evidence.js';
 import { hx, isL2, newState, type ReconstructState } from './reconstruct-state.js';
 import type { ScanFindings } from './scan.js';
@@ -94,7 +96,9 @@ export async function reconstruct(
     for (const i of [...v.l2.keys()]) if (i >= needed) v.l2.delete(i); // VM state area, not disk
     v.lostL2 = v.lostL2.filter((l) => l.l1Index < needed);
   }
+  await recoverSharedEntries(st, views, !!active && activeState !== 'lost');
   const roles = [...st.role.entries()];
+  const metadata = await provenMetadata(st, views, snaps);
   return {
     clusterBits: st.clusterBits,
     clusterSize: cs,
@@ -122,6 +126,7 @@ export async function reconstruct(
     },
     guesses: st.guesses,
     warnings: st.warnings,
+    metadata,
   };
 }
 

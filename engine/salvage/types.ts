@@ -24,6 +24,14 @@ export interface LostL2 {
   reason: string;
 }
 
+/** What an empty entry of one disk is taken to have held. */
+export interface SharedEntry {
+  host: number;
+  /** true: read it back; false: the range is reported lost (it may have held `host`). */
+  certain: boolean;
+  evidence: string;
+}
+
 /** One disk that can be exported: the active disk or one internal snapshot. */
 export interface GuestView {
   kind: 'active' | 'snapshot';
@@ -37,6 +45,8 @@ export interface GuestView {
   /** Placements by L1 index (sparse). */
   l2: Map<number, L2Placement>;
   lostL2: LostL2[];
+  /** Guest cluster → the cluster its empty entry held, by another disk's mapping and the refcounts. */
+  shared?: Map<number, SharedEntry>;
 }
 
 export interface Reconstruction {
@@ -65,6 +75,8 @@ export interface Reconstruction {
   };
   guesses: string[];
   warnings: string[];
+  /** Host cluster index → the metadata surviving structures prove it holds (never guest data). */
+  metadata?: Map<number, string>;
   /** Present once the disks were exported (or measured with --dry-run). */
   outcome?: SalvageOutcome;
 }
