@@ -27,6 +27,8 @@ export interface BackingDisk {
 export type ClusterSink = (guestCluster: number, data: Uint8Array | null) => Promise<void>;
 
 const MAX_RUN = 8 * 1024 * 1024;
+const BACKING_UNKNOWN =
+  'unallocated: the header is lost, and with it the name of any backing file this range would read from (written as zeros; pass --backing FILE, or --no-backing if the image had none)';
 const MAX_LOST_RANGES = 10_000;
 
 export class ViewReader {
@@ -312,10 +314,16 @@ export class ViewReader {
           await sink(g0 + k + r, isAllZero(piece) ? null : padCluster(piece, cs));
         }
         acc.bytes.backing += len;
-      } else {
-        if (this.backing?.missing) acc.bytes.backingMissing += len;
-        else acc.bytes.zero += len;
-      }
+      } else if (this.backing?.missing) {
+        acc.bytes.backingMissing += len;
+        acc.addLost(
+          start,
+          start + len,
+          `unallocated: reads from the backing file ${this.backing.name}, missing`,
+          false,
+        );
+      } else if (this.recon.backingUnknown) acc.addLost(start, start + len, BACKING_UNKNOWN);
+      else acc.bytes.zero += len;
       k += run;
     }
   }
@@ -362,7 +370,15 @@ export class ViewReader {
       else if (backing) {
         out.set(backing.subarray(a, b), a);
         bytes.backing += b - a;
-      } else if (this.backing?.missing) bytes.backingMissing += b - a;
+      } else if (this.backing?.missing) {
+        bytes.backingMissing += b - a;
+        acc.addLost(
+          g * cs + a,
+          g * cs + b,
+          `unallocated: reads from the backing file ${this.backing.name}, missing`,
+          false,
+        );
+      } else if (this.recon.backingUnknown) acc.addLost(g * cs + a, g * cs + b, BACKING_UNKNOWN);
       else bytes.zero += b - a;
     }
     await sink(g, isAllZero(out) ? null : out);
@@ -419,10 +435,11 @@ class Accounting {
   lost: LostRange[] = [];
   constructor(private readonly size: number) {}
 
-  addLost(start: number, end: number, reason: string): void {
+  /** A lost guest range; `counted`: its bytes are lost from this file (not a missing backing file's). */
+  addLost(start: number, end: number, reason: string, counted = true): void {
     end = Math.min(end, this.size);
     if (end <= start) return;
-    this.bytes.lost += end - start;
+    if (counted) this.bytes.lost += end - start;
     const last = this.lost[this.lost.length - 1];
     if (last && last.end === start && last.reason === reason) last.end = end;
     else if (this.lost.length < MAX_LOST_RANGES) this.lost.push({ start, end, reason });

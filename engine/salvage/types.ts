@@ -60,6 +60,8 @@ export interface Reconstruction {
   virtualSizeSource: 'header' | 'header-damaged' | 'snapshot-table' | 'guest-gpt' | 'guessed' | 'user';
   backingFile?: string;
   backingFormat?: string;
+  /** The header is too damaged to say whether the image had a backing file (and none was given). */
+  backingUnknown?: boolean;
   views: GuestView[];
   structures: {
     header: 'intact' | 'damaged' | 'missing';
