@@ -322,8 +322,10 @@ export class ViewReader {
           `unallocated: reads from the backing file ${this.backing.name}, missing`,
           false,
         );
-      } else if (this.recon.backingUnknown) acc.addLost(start, start + len, BACKING_UNKNOWN);
-      else acc.bytes.zero += len;
+      } else if (this.recon.backingUnknown) {
+        acc.bytes.backingMissing += len;
+        acc.addLost(start, start + len, BACKING_UNKNOWN, false);
+      } else acc.bytes.zero += len;
       k += run;
     }
   }
@@ -378,8 +380,10 @@ export class ViewReader {
           `unallocated: reads from the backing file ${this.backing.name}, missing`,
           false,
         );
-      } else if (this.recon.backingUnknown) acc.addLost(g * cs + a, g * cs + b, BACKING_UNKNOWN);
-      else bytes.zero += b - a;
+      } else if (this.recon.backingUnknown) {
+        bytes.backingMissing += b - a;
+        acc.addLost(g * cs + a, g * cs + b, BACKING_UNKNOWN, false);
+      } else bytes.zero += b - a;
     }
     await sink(g, isAllZero(out) ? null : out);
   }

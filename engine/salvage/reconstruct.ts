@@ -8,6 +8,7 @@ import type { HeaderHints } from './geometry-guess.js';
 import { findActiveL1, readL1, type ActiveL1 } from './l1-tables.js';
 import { placeOrphans } from './orphan-placement.js';
 import { adoptSnapshotHeldTables } from './reconstruct-snapshot-held.js';
+import { doubtDuplicateMappings } from './duplicate-mappings.js';
 import { provenMetadata } from './metadata-clusters.js';
 import { recoverSharedEntries } from './shared-entries.js';
 import { gptDiskSize } from './placement-evidence.js';
@@ -96,6 +97,7 @@ export async function reconstruct(
     for (const i of [...v.l2.keys()]) if (i >= needed) v.l2.delete(i); // VM state area, not disk
     v.lostL2 = v.lostL2.filter((l) => l.l1Index < needed);
   }
+  await doubtDuplicateMappings(st, views);
   await recoverSharedEntries(st, views, !!active && activeState !== 'lost');
   const roles = [...st.role.entries()];
   const metadata = await provenMetadata(st, views, snaps);

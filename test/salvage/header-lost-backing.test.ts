@@ -1,7 +1,7 @@
 // Salvage of an overlay whose header cluster was zeroed: the name of its backing file went with the
-// header, so what its unallocated ranges read is unknown. Salvage writes them as zeros, reports them
-// lost (never "nothing lost"), and says how to settle it: --backing FILE brings them back from the
-// base, exit 0; --no-backing says there is none.
+// header, so what its unallocated ranges read is unknown. Salvage writes them as zeros, names them
+// (as a missing backing file's ranges, never "nothing lost"), exits 2, and says how to settle it:
+// --backing FILE brings them back from the base, exit 0; --no-backing says there is none.
 import { afterAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -48,6 +48,9 @@ describe('salvage of an overlay whose header (and backing file name) is lost', (
     expect(s.status, s.stdout).toBe(2);
     expect(s.lost.map((l) => [l.start, l.end])).toEqual(unallocated);
     expect(s.lost[0]!.reason).toMatch(/name of any backing file .* pass --backing FILE, or --no-backing/);
+    expect(s.stdout).toMatch(
+      /Outcome: recovered with losses; .* of unallocated ranges read from a backing file that is missing or whose name was lost/,
+    );
     expect(filled(s.out, MIB, MIB + 65536, 0x11)).toBe(true);
     expect(filled(s.out, 0, MIB, 0)).toBe(true);
   });
