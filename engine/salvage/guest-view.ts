@@ -27,6 +27,8 @@ export interface BackingDisk {
 export type ClusterSink = (guestCluster: number, data: Uint8Array | null) => Promise<void>;
 
 const MAX_RUN = 8 * 1024 * 1024;
+const UNPLACED =
+  'possibly lost: the L1 says unallocated, but live L2 tables referenced by no L1 map data that belongs in one of these ranges (see the warnings; --place-orphans places them by guess)';
 const BACKING_UNKNOWN =
   'unallocated: the header is lost, and with it the name of any backing file this range would read from (written as zeros; pass --backing FILE, or --no-backing if the image had none)';
 const MAX_LOST_RANGES = 10_000;
@@ -101,6 +103,8 @@ export class ViewReader {
       await this.emitIndex(i, progress ? tracked : sink, acc);
     }
     progress?.({ fraction: 1, stage: 'done' });
+    // The left-out tables' data is lost from this disk, wherever it belonged.
+    acc.bytes.lost += v.unplaced?.bytes ?? 0;
     const placedL2 = [...v.l2.values()].sort((a, b) => a.l1Index - b.l1Index);
     const bytes = acc.bytes;
     return {
@@ -139,7 +143,10 @@ export class ViewReader {
       const l = v.lostL2.find((x) => x.l1Index === i);
       if (l) {
         acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, l.reason);
-      } else await this.emitUnallocated(g0 + jFrom, n - jFrom, sink, acc);
+      } else {
+        await this.emitUnallocated(g0 + jFrom, n - jFrom, sink, acc);
+        if (v.unplaced) acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, UNPLACED, false);
+      }
       return;
     }
     const guessed = place.confidence < 1;

@@ -47,6 +47,8 @@ export interface GuestView {
   lostL2: LostL2[];
   /** Guest cluster → the cluster its empty entry held, by another disk's mapping and the refcounts. */
   shared?: Map<number, SharedEntry>;
+  /** Live L2 tables whose L1 entry was lost, left out: their data (bytes) belongs in some free L1 slot. */
+  unplaced?: { tables: number[]; bytes: number };
 }
 
 export interface Reconstruction {
