@@ -29,6 +29,17 @@ export async function markUnplacedTables(st: ReconstructState, views: GuestView[
     for (const x of mine) own.add(x);
   }
   if (!tables.length) return;
+  // A snapshot whose L1 is damaged, or missing from the table, may own them: not the active disk's loss.
+  const snaps = views.filter((v) => v.kind === 'snapshot');
+  const snapDamaged =
+    snaps.some((v) => v.lostL2.length > 0 || v.l2.size === 0) ||
+    (st.hints.nbSnapshots ?? 0) > snaps.filter((v) => v.l1Source === 'snapshot-table').length;
+  if (snapDamaged) {
+    st.warnings.push(
+      `${tables.length} L2 table(s) referenced by no L1 (${tables.slice(0, 8).map(hx).join(', ')}${tables.length > 8 ? ', …' : ''}) are live by their refcount and map ${own.size} data cluster(s) no disk maps: they may belong to a snapshot whose L1 table is damaged or lost, or to the active disk (--place-orphans places them in the active disk by guess, --lost-found copies the data out)`,
+    );
+    return;
+  }
   active.unplaced = { tables, bytes: own.size * st.cs };
   st.warnings.push(
     `${tables.length} L2 table(s) referenced by no L1 (${tables.slice(0, 8).map(hx).join(', ')}${tables.length > 8 ? ', …' : ''}) are live by their refcount and map ${own.size} data cluster(s) no disk maps: the L1 entries that placed them were lost, and where their data belongs is unknown (one of the free L1 slots, reported as possibly lost); --place-orphans places them by guess, --lost-found copies the data out`,
