@@ -10,7 +10,11 @@ import type { GuestView, L2Placement } from './types.js';
 
 const CONFIDENCE = 0.5;
 
-export async function doubtDuplicateMappings(st: ReconstructState, views: GuestView[]): Promise<void> {
+export async function doubtDuplicateMappings(
+  st: ReconstructState,
+  views: GuestView[],
+  metadata: Map<number, string>,
+): Promise<void> {
   const probe = st.probe;
   if (!probe || st.hints.dirty) return;
   // Per data cluster: how many L1 paths reach it, and through which placements.
@@ -34,7 +38,8 @@ export async function doubtDuplicateMappings(st: ReconstructState, views: GuestV
   const doubted = new Set<L2Placement>();
   let clusters = 0;
   for (const [x, r] of refs) {
-    if (r.n < 2) continue;
+    // An entry on metadata is damage already reported as a lost range, whichever disk reads it.
+    if (r.n < 2 || metadata.has(x / st.cs)) continue;
     const rc = await probe.refcount(x / st.cs);
     if (rc === undefined || rc >= r.n) continue;
     clusters++;

@@ -98,11 +98,11 @@ export async function reconstruct(
     for (const i of [...v.l2.keys()]) if (i >= needed) v.l2.delete(i); // VM state area, not disk
     v.lostL2 = v.lostL2.filter((l) => l.l1Index < needed);
   }
-  await doubtDuplicateMappings(st, views);
+  const metadata = await provenMetadata(st, views, snaps);
+  await doubtDuplicateMappings(st, views, metadata);
   await markUnplacedTables(st, views, activeView);
   await recoverSharedEntries(st, views, !!active && activeState !== 'lost');
   const roles = [...st.role.entries()];
-  const metadata = await provenMetadata(st, views, snaps);
   return {
     clusterBits: st.clusterBits,
     clusterSize: cs,

@@ -73,4 +73,19 @@ describe('salvage of data entries redirected onto metadata', () => {
     expect(filled(s.out, 65536, 131072, 0)).toBe(true);
     expect(filled(s.out, 5 << 20, (5 << 20) + 65536, 0x44)).toBe(true);
   });
+
+  it('a table shared with a snapshot: an entry onto the snapshot table is lost, not a guess (exit 2)', () => {
+    const f = join(t.dir, 'snap.qcow2');
+    createQcow2(f, '8M', { cluster_size: 4096 });
+    qemuIo(f, ['write -P 0x11 0 8k']);
+    run('qemu-img', ['snapshot', '-c', 's1', f]);
+    const l1 = Number(readU64(f, 40));
+    const l2 = readU64(f, l1) & 0x00ff_ffff_ffff_fe00n;
+    patchU64(f, Number(l2) + 8, readU64(f, 64)); // the snapshot table; the table is shared: no COPIED
+    const s = salvage(f, 'snap');
+    expect(s.status).toBe(2);
+    expect(s.lost.map((l) => [l.start, l.end])).toEqual([[4096, 8192]]);
+    expect(s.lost[0]!.reason).toMatch(/points at the snapshot table/);
+    expect(filled(s.out, 0, 4096, 0x11)).toBe(true);
+  });
 });
