@@ -31,6 +31,12 @@ export interface HeaderHints {
   cryptMethod?: number;
   /** Guest data in an external data file, from an intact header. */
   externalDataFile?: boolean;
+  /** A damaged header whose backing-file fields still read "none" (offset and length 0). */
+  noBackingRecorded?: boolean;
+  /** The dirty bit (lazy refcounts): the refcounts may lag behind the tables. */
+  dirty?: boolean;
+  /** The bitmaps extension, from an intact header. */
+  bitmaps?: { nbBitmaps: number; directoryOffset: number; directorySize: number };
 }
 
 const MAX_VIRTUAL_SIZE = 2 ** 53;
@@ -58,6 +64,9 @@ export function readHeaderHints(buf: Uint8Array, fileSize: number): HeaderHints 
       backingFormat: h.backingFormat,
       cryptMethod: h.cryptMethod,
       externalDataFile: (h.incompatibleFeatures & C.INCOMPAT_DATA_FILE) !== 0n,
+      dirty: (h.incompatibleFeatures & C.INCOMPAT_DIRTY) !== 0n,
+      // Without the autoclear bit the extension is stale: its clusters may hold data by now.
+      bitmaps: (h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) !== 0n ? h.bitmaps : undefined,
     };
   } catch (e) {
     const hints: HeaderHints = { intact: false, magicOk: false, damage: e instanceof Error ? e.message : String(e) };
@@ -104,6 +113,8 @@ export function readHeaderHints(buf: Uint8Array, fileSize: number): HeaderHints 
     } else if (version === 2) hints.refcountOrder = 4;
     const bfo = u64(buf, C.HDR.backingFileOffset);
     const bfs = u32(buf, C.HDR.backingFileSize);
+    // Believed only where the magic and version survive: a zeroed header also reads "none".
+    if (hints.magicOk && hints.version !== undefined && bfo === 0 && bfs === 0) hints.noBackingRecorded = true;
     if (bfo > 0 && bfs > 0 && bfs <= C.MAX_BACKING_FILE_NAME && bfo + bfs <= Math.min(cs, buf.length)) {
       const name = new TextDecoder('utf-8', { fatal: false }).decode(buf.subarray(bfo, bfo + bfs));
       if (/^[\x20-\x7e\u00a0-\uffff]+$/.test(name)) hints.backingFile = name;

@@ -11,7 +11,7 @@ import { decompressCluster } from '../image/compressed.js';
 import { placedRanges } from './placement-ranges.js';
 import { readInto, uninitialized } from './bulk-read.js';
 import { isZero } from '../format/cluster-content.js';
-import type { GuestView, LostRange, Reconstruction, ViewReport } from './types.js';
+import type { GuestView, LostRange, Reconstruction, SharedEntry, ViewReport } from './types.js';
 
 /** A guest disk that unallocated clusters read from. `missing`: named but not found. */
 export interface BackingDisk {
@@ -27,6 +27,10 @@ export interface BackingDisk {
 export type ClusterSink = (guestCluster: number, data: Uint8Array | null) => Promise<void>;
 
 const MAX_RUN = 8 * 1024 * 1024;
+const UNPLACED =
+  'possibly lost: the L1 says unallocated, but live L2 tables referenced by no L1 map data that belongs in one of these ranges (see the warnings; --place-orphans places them by guess)';
+const BACKING_UNKNOWN =
+  'unallocated: the header is lost, and with it the name of any backing file this range would read from (written as zeros; pass --backing FILE, or --no-backing if the image had none)';
 const MAX_LOST_RANGES = 10_000;
 
 export class ViewReader {
@@ -99,6 +103,8 @@ export class ViewReader {
       await this.emitIndex(i, progress ? tracked : sink, acc);
     }
     progress?.({ fraction: 1, stage: 'done' });
+    // The left-out tables' data is lost from this disk, wherever it belonged.
+    acc.bytes.lost += v.unplaced?.bytes ?? 0;
     const placedL2 = [...v.l2.values()].sort((a, b) => a.l1Index - b.l1Index);
     const bytes = acc.bytes;
     return {
@@ -137,7 +143,10 @@ export class ViewReader {
       const l = v.lostL2.find((x) => x.l1Index === i);
       if (l) {
         acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, l.reason);
-      } else await this.emitUnallocated(g0 + jFrom, n - jFrom, sink, acc);
+      } else {
+        await this.emitUnallocated(g0 + jFrom, n - jFrom, sink, acc);
+        if (v.unplaced) acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, UNPLACED, false);
+      }
       return;
     }
     const guessed = place.confidence < 1;
@@ -151,6 +160,12 @@ export class ViewReader {
         const hi = u32(l2, j * this.step);
         const lo = u32(l2, j * this.step + 4);
         const type = classifyL2(hi, lo, this.recon.extendedL2, false);
+        const shared = type === ClusterType.Unallocated ? v.shared?.get(g) : undefined;
+        if (shared && (!this.recon.extendedL2 || u32(l2, j * this.step + 12) === 0)) {
+          await this.emitShared(g, shared, clusterBytes(g), sink, acc);
+          j++;
+          continue;
+        }
         if (this.recon.extendedL2 && type !== ClusterType.Compressed) {
           await this.emitExtended(g, l2, j, clusterBytes(g), sink, acc, guessed);
           j++;
@@ -158,7 +173,8 @@ export class ViewReader {
         }
         if (type === ClusterType.Unallocated) {
           let k = j + 1;
-          while (k < n && u32(l2, k * this.step) === 0 && u32(l2, k * this.step + 4) === 0) k++;
+          while (k < n && u32(l2, k * this.step) === 0 && u32(l2, k * this.step + 4) === 0 && !v.shared?.has(g0 + k))
+            k++;
           await this.emitUnallocated(g, k - j, sink, acc);
           j = k;
           continue;
@@ -171,8 +187,9 @@ export class ViewReader {
         }
         if (type === ClusterType.Compressed) {
           const d = decodeCompressed(hi, lo, this.geo);
+          const onMeta = this.metadataIn(d.offset, d.size);
           const data =
-            d.offset < this.fileSize
+            d.offset < this.fileSize && !onMeta
               ? decompressOrLost(
                   await this.io.read(d.offset, Math.min(d.size, this.fileSize - d.offset)),
                   cs,
@@ -189,9 +206,11 @@ export class ViewReader {
             acc.addLost(
               g * cs,
               g * cs + cs,
-              d.offset + d.size > this.fileSize
-                ? 'compressed cluster beyond end of file (truncated)'
-                : `compressed cluster at 0x${d.offset.toString(16)} does not decompress`,
+              onMeta
+                ? `the compressed cluster's entry points into the ${onMeta}: not guest data`
+                : d.offset + d.size > this.fileSize
+                  ? 'compressed cluster beyond end of file (truncated)'
+                  : `compressed cluster at 0x${d.offset.toString(16)} does not decompress`,
             );
           }
           j++;
@@ -206,9 +225,13 @@ export class ViewReader {
           const gg = g + r;
           const piece = data.subarray(r * cs, r * cs + cs);
           const want = clusterBytes(gg);
+          const onMeta = this.metadataIn(host + r * cs, cs);
           if (host % cs !== 0) {
             await sink(gg, null);
             acc.addLost(gg * cs, gg * cs + cs, 'L2 entry has a misaligned offset');
+          } else if (onMeta) {
+            await sink(gg, null);
+            acc.addLost(gg * cs, gg * cs + cs, `the L2 entry points at the ${onMeta}: not guest data`);
           } else if (piece.length >= want) {
             await sink(gg, isAllZero(piece) ? null : piece);
             bytes.recovered += want;
@@ -269,6 +292,20 @@ export class ViewReader {
     return undefined;
   }
 
+  /** An empty entry that held a cluster another disk still maps: read it back, or report the range lost. */
+  private async emitShared(g: number, e: SharedEntry, want: number, sink: ClusterSink, acc: Accounting): Promise<void> {
+    const cs = this.cs;
+    const onMeta = this.metadataIn(e.host, cs);
+    const data = e.certain && !onMeta && e.host + cs <= this.fileSize ? await this.io.read(e.host, cs) : undefined;
+    if (data && data.length >= want) {
+      await sink(g, isAllZero(data) ? null : data);
+      acc.bytes.recovered += want;
+    } else {
+      await sink(g, null);
+      acc.addLost(g * cs, g * cs + cs, e.evidence);
+    }
+  }
+
   /** Unallocated clusters: the backing disk's content, or zeros. */
   private async emitUnallocated(g0: number, n: number, sink: ClusterSink, acc: Accounting): Promise<void> {
     const cs = this.cs;
@@ -284,10 +321,18 @@ export class ViewReader {
           await sink(g0 + k + r, isAllZero(piece) ? null : padCluster(piece, cs));
         }
         acc.bytes.backing += len;
-      } else {
-        if (this.backing?.missing) acc.bytes.backingMissing += len;
-        else acc.bytes.zero += len;
-      }
+      } else if (this.backing?.missing) {
+        acc.bytes.backingMissing += len;
+        acc.addLost(
+          start,
+          start + len,
+          `unallocated: reads from the backing file ${this.backing.name}, missing`,
+          false,
+        );
+      } else if (this.recon.backingUnknown) {
+        acc.bytes.backingMissing += len;
+        acc.addLost(start, start + len, BACKING_UNKNOWN, false);
+      } else acc.bytes.zero += len;
       k += run;
     }
   }
@@ -310,7 +355,8 @@ export class ViewReader {
     const host = l2Offset(hi, lo);
     const sub = cs / C.SUBCLUSTERS_PER_CLUSTER;
     const out = new Uint8Array(cs);
-    const data = host > 0 && host < this.fileSize ? await this.io.read(host, cs) : new Uint8Array(0);
+    const onMeta = allocBits !== 0 ? this.metadataIn(host, cs) : undefined;
+    const data = host > 0 && host < this.fileSize && !onMeta ? await this.io.read(host, cs) : new Uint8Array(0);
     const backing = this.backing && !this.backing.missing ? await this.backing.read(g * cs, cs) : undefined;
     for (let s = 0; s < C.SUBCLUSTERS_PER_CLUSTER; s++) {
       const a = s * sub;
@@ -321,15 +367,44 @@ export class ViewReader {
           out.set(data.subarray(a, b), a);
           bytes.recovered += b - a;
           if (guessed) bytes.guessed += b - a;
-        } else acc.addLost(g * cs + a, g * cs + b, 'data cluster beyond end of file (truncated)');
+        } else
+          acc.addLost(
+            g * cs + a,
+            g * cs + b,
+            onMeta
+              ? `the L2 entry points at the ${onMeta}: not guest data`
+              : 'data cluster beyond end of file (truncated)',
+          );
       } else if ((zeroBits >>> s) & 1) bytes.zero += b - a;
       else if (backing) {
         out.set(backing.subarray(a, b), a);
         bytes.backing += b - a;
-      } else if (this.backing?.missing) bytes.backingMissing += b - a;
-      else bytes.zero += b - a;
+      } else if (this.backing?.missing) {
+        bytes.backingMissing += b - a;
+        acc.addLost(
+          g * cs + a,
+          g * cs + b,
+          `unallocated: reads from the backing file ${this.backing.name}, missing`,
+          false,
+        );
+      } else if (this.recon.backingUnknown) {
+        bytes.backingMissing += b - a;
+        acc.addLost(g * cs + a, g * cs + b, BACKING_UNKNOWN, false);
+      } else bytes.zero += b - a;
     }
     await sink(g, isAllZero(out) ? null : out);
+  }
+
+  /** What metadata the host bytes [offset, offset + length) fall on, if surviving structures prove any. */
+  private metadataIn(offset: number, length: number): string | undefined {
+    const m = this.recon.metadata;
+    if (!m?.size) return undefined;
+    const last = Math.floor((offset + Math.max(length, 1) - 1) / this.cs);
+    for (let c = Math.floor(offset / this.cs); c <= last; c++) {
+      const what = m.get(c);
+      if (what) return what;
+    }
+    return undefined;
   }
 
   private async readL2(host: number): Promise<Uint8Array> {
@@ -371,10 +446,11 @@ class Accounting {
   lost: LostRange[] = [];
   constructor(private readonly size: number) {}
 
-  addLost(start: number, end: number, reason: string): void {
+  /** A lost guest range; `counted`: its bytes are lost from this file (not a missing backing file's). */
+  addLost(start: number, end: number, reason: string, counted = true): void {
     end = Math.min(end, this.size);
     if (end <= start) return;
-    this.bytes.lost += end - start;
+    if (counted) this.bytes.lost += end - start;
     const last = this.lost[this.lost.length - 1];
     if (last && last.end === start && last.reason === reason) last.end = end;
     else if (this.lost.length < MAX_LOST_RANGES) this.lost.push({ start, end, reason });

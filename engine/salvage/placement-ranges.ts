@@ -6,7 +6,10 @@ function how(v: GuestView, p: L2Placement): Pick<PlacedRange, 'how' | 'detail'> 
   switch (p.source) {
     case 'l1':
       if (p.confidence < 1)
-        return { how: 'by-guess', detail: 'L1 table found by scanning; its start in the file is uncertain' };
+        return {
+          how: 'by-guess',
+          detail: p.evidence ?? 'L1 table found by scanning; its start in the file is uncertain',
+        };
       return v.kind === 'snapshot'
         ? { how: 'from-snapshot-l1', detail: `L1 table of snapshot ${v.id}` }
         : { how: 'from-l1', detail: 'active L1 table' };

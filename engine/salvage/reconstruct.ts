@@ -8,6 +8,10 @@ import type { HeaderHints } from './geometry-guess.js';
 import { findActiveL1, readL1, type ActiveL1 } from './l1-tables.js';
 import { placeOrphans } from './orphan-placement.js';
 import { adoptSnapshotHeldTables } from './reconstruct-snapshot-held.js';
+import { doubtDuplicateMappings } from './duplicate-mappings.js';
+import { provenMetadata } from './metadata-clusters.js';
+import { recoverSharedEntries } from './shared-entries.js';
+import { markUnplacedTables } from './unplaced-tables.js';
 import { gptDiskSize } from './placement-evidence.js';
 import { hx, isL2, newState, type ReconstructState } from './reconstruct-state.js';
 import type { ScanFindings } from './scan.js';
@@ -94,6 +98,10 @@ export async function reconstruct(
     for (const i of [...v.l2.keys()]) if (i >= needed) v.l2.delete(i); // VM state area, not disk
     v.lostL2 = v.lostL2.filter((l) => l.l1Index < needed);
   }
+  const metadata = await provenMetadata(st, views, snaps);
+  await doubtDuplicateMappings(st, views, metadata);
+  await markUnplacedTables(st, views, activeView);
+  await recoverSharedEntries(st, views, !!active && activeState !== 'lost');
   const roles = [...st.role.entries()];
   return {
     clusterBits: st.clusterBits,
@@ -122,6 +130,7 @@ export async function reconstruct(
     },
     guesses: st.guesses,
     warnings: st.warnings,
+    metadata,
   };
 }
 
@@ -244,7 +253,7 @@ async function orphanTables(st: ReconstructState, views: GuestView[], l1Trusted:
   const unused = st.unusedL2;
   if (unused.length)
     st.guesses.push(
-      `${unused.length} L2-like table(s) referenced by no L1 were left out (${l1Trusted ? 'the active L1 is intact: leaked or stale; --place-orphans uses them' : 'refcount 0: stale copies'}): ${unused.slice(0, 8).map(hx).join(', ')}${unused.length > 8 ? ', …' : ''}`,
+      `${unused.length} L2-like table(s) referenced by no L1 were left out (${l1Trusted ? 'the active L1 looks intact: leaked, stale, or placed by an L1 entry that was lost; --place-orphans uses them' : 'refcount 0: stale copies'}): ${unused.slice(0, 8).map(hx).join(', ')}${unused.length > 8 ? ', …' : ''}`,
     );
   return placeable;
 }

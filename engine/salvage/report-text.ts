@@ -93,7 +93,9 @@ function formatView(v: ViewReport): string[] {
       `${humanSize(b.zero)} zero/unallocated; ${humanSize(b.backing)} from the backing file`,
   );
   if (b.backingMissing)
-    out.push(`  ${humanSize(b.backingMissing)} belong to the missing backing file (written as zeros)`);
+    out.push(
+      `  ${humanSize(b.backingMissing)} unallocated: they read from a backing file that is missing, or whose name was lost with the header (written as zeros)`,
+    );
   if (b.guessed)
     out.push(
       `  ${humanSize(b.guessed)} placed by guess (${(v.confidence * 100).toFixed(1)}% of the recovered bytes are at a certain position)`,
@@ -114,9 +116,11 @@ function formatView(v: ViewReport): string[] {
     out.push(`  LOST ${humanSize(b.lost)} (written as zeros):`);
     for (const l of v.lost.slice(0, 20)) out.push(`    guest ${hx(l.start)}..${hx(l.end)}: ${l.reason}`);
     if (v.lost.length > 20) out.push(`    … ${v.lost.length - 20} more ranges`);
-  } else if (b.backingMissing)
-    out.push("  nothing lost from this file; the missing backing file's data is not in the output");
-  else if (b.guessed) out.push('  no range known lost, but the data placed by guess may be at the wrong offset');
+  } else if (b.backingMissing) {
+    out.push("  nothing lost from this file; the backing file's data is not in the output:");
+    for (const l of v.lost.slice(0, 20)) out.push(`    guest ${hx(l.start)}..${hx(l.end)}: ${l.reason}`);
+    if (v.lost.length > 20) out.push(`    … ${v.lost.length - 20} more ranges`);
+  } else if (b.guessed) out.push('  no range known lost, but the data placed by guess may be at the wrong offset');
   else out.push('  nothing lost');
   return out;
 }

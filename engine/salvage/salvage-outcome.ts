@@ -9,18 +9,25 @@ export const EXIT_GUESSED = 4;
 
 export function salvageOutcome(views: ViewReport[]): SalvageOutcome {
   let lost = 0,
-    guessed = 0;
+    guessed = 0,
+    backing = 0;
   let conf: number | undefined;
   for (const v of views) {
-    // Data of a backing file that is missing is not in the output either.
+    // Data of a backing file that is missing (or whose name is lost) is not in the output either.
     lost += v.bytes.lost + v.bytes.backingMissing;
+    backing += v.bytes.backingMissing;
     guessed += v.bytes.guessed;
     if (!v.bytes.guessed) continue;
     for (const p of v.l2Tables) if (p.confidence < 1) conf = Math.min(conf ?? 1, p.confidence);
   }
   const exitCode = ((lost > 0 ? EXIT_LOST : 0) | (guessed > 0 ? EXIT_GUESSED : 0)) as SalvageOutcome['exitCode'];
   const guess = `${humanSize(guessed)} placed by guess, confidence ${conf ?? 0}: that data may sit at the wrong offset in the disk`;
-  const loss = `${humanSize(lost)} lost (written as zeros)`;
+  const loss =
+    backing === 0
+      ? `${humanSize(lost)} lost (written as zeros)`
+      : backing === lost
+        ? `${humanSize(lost)} of unallocated ranges read from a backing file that is missing or whose name was lost (written as zeros)`
+        : `${humanSize(lost)} lost (written as zeros), ${humanSize(backing)} of it unallocated ranges of a backing file that is missing or whose name was lost`;
   const words =
     exitCode === 0
       ? "recovered; every recovered byte's position is certain; nothing lost"

@@ -118,10 +118,12 @@ export async function scanAndReconstruct(io: PositionalIO, opts: SalvageOptions 
     virtualSize: opts.virtualSize,
     placeOrphans: opts.placeOrphans,
   });
-  if (!hints.intact && !hints.backingFile && !opts.backing && !opts.noBacking)
+  if (!hints.intact && !hints.backingFile && !hints.noBackingRecorded && !opts.backing && !opts.noBacking) {
+    recon.backingUnknown = true;
     recon.warnings.push(
-      'the header is damaged: if this image had a backing file, its name is lost; pass --backing FILE (unallocated clusters were written as zeros)',
+      'the header is damaged: if this image had a backing file, its name is lost; pass --backing FILE, or --no-backing if it had none (unallocated ranges were written as zeros and are reported lost until then)',
     );
+  }
   return { hints, findings, recon, fileSize };
 }
 

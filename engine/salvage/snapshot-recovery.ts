@@ -20,16 +20,22 @@ export interface SnapshotInfo {
 export interface FoundSnapshots {
   list: SnapshotInfo[];
   table?: Reconstruction['structures']['snapshotTable'];
+  /** Bytes the readable entries of that table span. */
+  tableBytes?: number;
 }
 
 export async function findSnapshots(st: ReconstructState): Promise<FoundSnapshots> {
   const { hints, cs } = st;
   if (hints.snapshotsOffset !== undefined && hints.nbSnapshots) {
-    const list = await decodeSnapshotTable(st, hints.snapshotsOffset, hints.nbSnapshots);
+    const { list, bytes } = await decodeSnapshotTable(st, hints.snapshotsOffset, hints.nbSnapshots);
     if (list.length) {
       if (list.length < hints.nbSnapshots)
         st.warnings.push(`snapshot table: only ${list.length} of ${hints.nbSnapshots} entries readable`);
-      return { list, table: { offset: hints.snapshotsOffset, source: 'header', entries: list.length } };
+      return {
+        list,
+        table: { offset: hints.snapshotsOffset, source: 'header', entries: list.length },
+        tableBytes: bytes,
+      };
     }
     st.warnings.push(
       `snapshot table at 0x${hints.snapshotsOffset.toString(16)} is unreadable; looking for another copy`,
@@ -38,24 +44,33 @@ export async function findSnapshots(st: ReconstructState): Promise<FoundSnapshot
     return { list: [] }; // an intact header says there are no snapshots
   }
   // Prefer a live copy, then the one with the most entries, then the newest.
-  let best: { off: number; list: SnapshotInfo[]; live: boolean } | undefined;
+  let best: { off: number; list: SnapshotInfo[]; bytes: number; live: boolean } | undefined;
   for (const off of st.findings.snapshotTables) {
-    const list = await decodeSnapshotTable(st, off, C.QCOW_MAX_SNAPSHOTS);
+    const { list, bytes } = await decodeSnapshotTable(st, off, C.QCOW_MAX_SNAPSHOTS);
     if (!list.length) continue;
     const rc = st.probe ? await st.probe.refcount(off / cs) : undefined;
     const live = rc !== undefined && rc > 0;
     if (!best || (live && !best.live) || (live === best.live && list.length >= best.list.length))
-      best = { off, list, live };
+      best = { off, list, bytes, live };
   }
   if (!best) return { list: [] };
   if (st.findings.snapshotTables.length > 1)
     st.guesses.push(
       `snapshot table chosen among ${st.findings.snapshotTables.length} candidates: 0x${best.off.toString(16)}`,
     );
-  return { list: best.list, table: { offset: best.off, source: 'scan', entries: best.list.length } };
+  return {
+    list: best.list,
+    table: { offset: best.off, source: 'scan', entries: best.list.length },
+    // A copy found by scanning is only as live as its refcount says.
+    tableBytes: best.live ? best.bytes : undefined,
+  };
 }
 
-async function decodeSnapshotTable(st: ReconstructState, offset: number, max: number): Promise<SnapshotInfo[]> {
+async function decodeSnapshotTable(
+  st: ReconstructState,
+  offset: number,
+  max: number,
+): Promise<{ list: SnapshotInfo[]; bytes: number }> {
   const { cs, fileSize } = st;
   const list: SnapshotInfo[] = [];
   let pos = offset;
@@ -89,5 +104,5 @@ async function decodeSnapshotTable(st: ReconstructState, offset: number, max: nu
     });
     pos += len;
   }
-  return list;
+  return { list, bytes: pos - offset };
 }

@@ -5,7 +5,7 @@ import type { PointerTableSummary } from '../format/cluster-content.js';
 import { isZero } from '../format/cluster-content.js';
 import { readPadded } from '../io/positional-io.js';
 import type { ReconstructState, TableRole } from './reconstruct-state.js';
-import { RefcountProbe, standardTarget } from './table-reader.js';
+import { l1Target, RefcountProbe, standardTarget } from './table-reader.js';
 
 /** Decide every table's role; tables that surviving metadata names keep the role it gives them. */
 export async function assignRoles(st: ReconstructState): Promise<void> {
@@ -17,6 +17,16 @@ export async function assignRoles(st: ReconstructState): Promise<void> {
   if (hints.intact && hints.refcountTableOffset !== undefined)
     for (let k = 0; k < (hints.refcountTableClusters ?? 1); k++)
       named.set(hints.refcountTableOffset + k * cs, 'reftable');
+  // What the intact header's L1 points at is read as an L2 table, whatever a damaged entry in it
+  // now points at (a data entry redirected onto a table must not turn the table into an L1).
+  if (hints.intact && hints.l1Offset !== undefined && hints.l1Size !== undefined) {
+    const l1 = await readPadded(st.io, hints.l1Offset, Math.min(hints.l1Size, C.QCOW_MAX_L1_SIZE / 8) * 8);
+    const tables = new Set(st.findings.tables.map((t) => t.offset));
+    for (let p = 0; p < l1.length; p += 8) {
+      const t = l1Target(l1, p);
+      if (t && tables.has(t) && !named.has(t)) named.set(t, 'l2');
+    }
+  }
   for (const t of st.findings.tables) st.role.set(t.offset, named.get(t.offset) ?? (await tableRole(st, t)));
 }
 

@@ -25,6 +25,14 @@ export interface LostL2 {
   reason: string;
 }
 
+/** What an empty entry of one disk is taken to have held. */
+export interface SharedEntry {
+  host: number;
+  /** true: read it back; false: the range is reported lost (it may have held `host`). */
+  certain: boolean;
+  evidence: string;
+}
+
 /** One disk that can be exported: the active disk or one internal snapshot. */
 export interface GuestView {
   kind: 'active' | 'snapshot';
@@ -38,6 +46,10 @@ export interface GuestView {
   /** Placements by L1 index (sparse). */
   l2: Map<number, L2Placement>;
   lostL2: LostL2[];
+  /** Guest cluster → the cluster its empty entry held, by another disk's mapping and the refcounts. */
+  shared?: Map<number, SharedEntry>;
+  /** Live L2 tables whose L1 entry was lost, left out: their data (bytes) belongs in some free L1 slot. */
+  unplaced?: { tables: number[]; bytes: number };
 }
 
 export interface Reconstruction {
@@ -51,6 +63,8 @@ export interface Reconstruction {
   virtualSizeSource: 'header' | 'header-damaged' | 'snapshot-table' | 'guest-gpt' | 'guessed' | 'user';
   backingFile?: string;
   backingFormat?: string;
+  /** The header is too damaged to say whether the image had a backing file (and none was given). */
+  backingUnknown?: boolean;
   views: GuestView[];
   structures: {
     header: 'intact' | 'damaged' | 'missing';
@@ -66,6 +80,8 @@ export interface Reconstruction {
   };
   guesses: string[];
   warnings: string[];
+  /** Host cluster index → the metadata surviving structures prove it holds (never guest data). */
+  metadata?: Map<number, string>;
   /** Present once the disks were exported (or measured with --dry-run). */
   outcome?: SalvageOutcome;
 }

@@ -7,10 +7,10 @@ import { describe, expect, it } from 'vitest';
 import { runCampaign } from '../../campaign/campaign.js';
 
 /**
- * Cases of seed 20261207 that still make a false claim. Open: salvage reads a data entry redirected
- * onto metadata as data (3); salvage does not see a snapshot-shared cluster the active L2 lost (4).
+ * Cases of seed 20261207 that still make a false claim: none. A case that makes one fails this test
+ * (fix it or pin it here with the reason).
  */
-const OPEN_FALSE_CLAIMS = [3, 4];
+const OPEN_FALSE_CLAIMS: number[] = [];
 
 describe('differential campaign, fixed slice', () => {
   it('loses no byte qemu-img keeps; false claims only in the known open cases (seed 20261207, 24 cases)', async () => {

@@ -247,7 +247,7 @@ describe('placement guesses are reported as guesses', () => {
     );
   });
 
-  it('leaves out an unreferenced L2 table when the active L1 is intact (a leak is not data)', async () => {
+  it('leaves out an unreferenced L2 table when the active L1 is intact, and says its data is lost', async () => {
     const f = p('leak.qcow2');
     createQcow2(f, '1M', { cluster_size: 512 });
     qemuIo(f, ['write -P 0x11 0 1k', 'write -P 0x12 160k 1k']);
@@ -257,6 +257,11 @@ describe('placement guesses are reported as guesses', () => {
     const r = await salvageImage(f, p('leak.out'));
     expect(r.structures.unusedL2Tables).toHaveLength(1);
     expect(readFileSync(p('leak.out')).equals(want)).toBe(true);
+    // Live by its refcount and mapping data no disk maps: a lost L1 entry, not a leak. Where it
+    // belonged is one of the free slots: the 1 KiB is lost, never "nothing lost".
+    expect(r.outcome?.exitCode).toBe(2);
+    expect(r.views[0]!.bytes.lost).toBe(1024);
+    expect(r.views[0]!.lost.some((l) => l.start <= 160 * 1024 && l.end >= 161 * 1024)).toBe(true);
     // Asked to use it: it goes in the first free slot after its predecessor in the file, as a guess
     // (31 free slots: the report says the position is uncertain).
     const r2 = await salvageImage(f, p('leak2.out'), { placeOrphans: true });
