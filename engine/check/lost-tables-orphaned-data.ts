@@ -9,7 +9,9 @@ import { u32 } from '../format/bytes.js';
 import * as C from '../format/constants.js';
 import { l1Offset, l2Offset } from '../format/l2-entry.js';
 import { readPadded } from '../io/positional-io.js';
-import type { CheckState } from './state.js';
+import { sourceOf, traverse } from '../image/traversal/index.js';
+import type { Layer, TraversalVisitor } from '../image/traversal/index.js';
+import { BATCH_BYTES, type CheckState } from './state.js';
 
 /** Snapshot L2 tables read, at most, looking for the lost shares (bytes). */
 const SNAPSHOT_TABLE_BUDGET = 64 * 1024 * 1024;
@@ -56,14 +58,72 @@ interface LostShare {
   snapshotId: string;
 }
 
-/** Data clusters with a leaked share that a snapshot maps where the active disk maps nothing. */
+/**
+ * Data clusters with a leaked share that a snapshot maps where the active disk maps nothing: the
+ * snapshot layers walked on the traversal, each L2 table once, within SNAPSHOT_TABLE_BUDGET bytes of
+ * tables (the reference visitor refuses every table past it, so none is read).
+ */
 async function lostShares(state: CheckState, leaked: Uint8Array): Promise<LostShare[]> {
+  const cs = state.clusterSize;
+  const activeEntries = state.image.l1.length / 8;
+  const layers: Layer[] = state.snapshots.map((s) => ({
+    l1Offset: s.l1TableOffset,
+    l1Size: Math.min(s.l1Size, activeEntries),
+    snapshotId: s.id,
+  }));
+  const activeEmpty = activeLookup(state);
+  const out: LostShare[] = [];
+  const found = new Set<number>();
+  const budgeted = new Set<number>();
+  let budget = SNAPSHOT_TABLE_BUDGET;
+  /** This table's entries mapping a leaked share: cluster, guest offset, cluster, … */
+  const shares: number[] = [];
+  const visitor: TraversalVisitor = {
+    reference: (r) => {
+      if (r.target !== 'l2' || r.problem || budgeted.has(r.offset)) return true;
+      if (budget <= 0) return false;
+      budget -= cs;
+      budgeted.add(r.offset);
+      return true;
+    },
+    l2Entry: (e) => {
+      if (e.hi & C.OFLAG_COMPRESSED_HI) return;
+      const data = l2Offset(e.hi, e.lo);
+      const k = data / cs;
+      if (!data || data % cs !== 0 || k >= leaked.length || !leaked[k]) return;
+      if (state.refAt(k) === 0 || state.metaRoles.has(k)) return;
+      shares.push(k, e.guestOffset);
+    },
+    // In entry order, as each share is judged against the ones found before it.
+    l2TableEnd: async (t) => {
+      for (let n = 0; n < shares.length; n += 2) {
+        const k = shares[n]!;
+        const guest = shares[n + 1]!;
+        if (found.has(k) || !(await activeEmpty(guest))) continue;
+        found.add(k);
+        out.push({ cluster: k, guest, snapshotId: t.layer!.snapshotId! });
+      }
+      shares.length = 0;
+    },
+  };
+  await traverse(sourceOf(state.image), visitor, {
+    layersOnly: layers,
+    buffers: state.pools,
+    batchBytes: BATCH_BYTES,
+    yieldTurns: state.listened,
+    ...(state.opts.cancel ? { cancel: state.opts.cancel } : {}),
+  });
+  return out;
+}
+
+/** Whether the active disk maps nothing at a guest offset (its L1 slot or L2 entry is zero). */
+function activeLookup(state: CheckState): (guest: number) => Promise<boolean> {
   const cs = state.clusterSize;
   const img = state.image;
   const step = state.extendedL2 ? C.L2_ENTRY_SIZE_EXT : C.L2_ENTRY_SIZE_STD;
   const span = img.geo.l2Entries * cs;
   const activeL2 = new Map<number, Uint8Array>();
-  const activeEmpty = async (guest: number): Promise<boolean> => {
+  return async (guest: number): Promise<boolean> => {
     const i = Math.floor(guest / span);
     if (guest >= img.virtualSize || i * 8 >= img.l1.length) return false;
     const off = l1Offset(u32(img.l1, 8 * i), u32(img.l1, 8 * i + 4));
@@ -77,35 +137,6 @@ async function lostShares(state: CheckState, leaked: Uint8Array): Promise<LostSh
     const j = Math.floor((guest % span) / cs) * step;
     return u32(t, j) === 0 && u32(t, j + 4) === 0;
   };
-  const out: LostShare[] = [];
-  const found = new Set<number>();
-  const readTables = new Set<number>();
-  let budget = SNAPSHOT_TABLE_BUDGET;
-  for (const s of state.snapshots) {
-    if (!s.l1Size || s.l1TableOffset % cs !== 0 || s.l1TableOffset >= state.fileSize) continue;
-    const l1 = await readPadded(img.io, s.l1TableOffset, Math.min(s.l1Size, img.l1.length / 8) * 8);
-    for (let i = 0; i < l1.length / 8 && budget > 0; i++) {
-      const off = l1Offset(u32(l1, 8 * i), u32(l1, 8 * i + 4));
-      if (!off || off % cs !== 0 || off >= state.fileSize || readTables.has(off)) continue;
-      readTables.add(off);
-      budget -= cs;
-      state.checkCancel();
-      const t = await readPadded(img.io, off, cs);
-      for (let j = 0; j < img.geo.l2Entries; j++) {
-        const hi = u32(t, j * step);
-        if (hi & C.OFLAG_COMPRESSED_HI) continue;
-        const data = l2Offset(hi, u32(t, j * step + 4));
-        const k = data / cs;
-        if (!data || data % cs !== 0 || k >= leaked.length || !leaked[k] || found.has(k)) continue;
-        if (state.refAt(k) === 0 || state.metaRoles.has(k)) continue;
-        const guest = i * span + j * cs;
-        if (!(await activeEmpty(guest))) continue;
-        found.add(k);
-        out.push({ cluster: k, guest, snapshotId: s.id });
-      }
-    }
-  }
-  return out;
 }
 
 /** A leak run over orphaned data is not "only wasted space". */

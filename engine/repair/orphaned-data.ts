@@ -11,7 +11,9 @@
 import { holdsData } from '../check/lost-tables.js';
 import { u32 } from '../format/bytes.js';
 import * as C from '../format/constants.js';
-import { l1Offset, l2Offset } from '../format/l2-entry.js';
+import { l2Offset } from '../format/l2-entry.js';
+import { sourceOf, traverse } from '../image/traversal/index.js';
+import type { Layer, TraversalVisitor } from '../image/traversal/index.js';
 import { readPadded } from '../io/positional-io.js';
 import { addLostRange, describeRange } from './guest-ranges.js';
 import type { PlanContext } from './plan-context.js';
@@ -95,28 +97,28 @@ async function nameLostShares(ctx: PlanContext): Promise<void> {
       )
         candidates.add(c);
   if (!candidates.size) return;
-  const step = ctx.geo.extendedL2 ? C.L2_ENTRY_SIZE_EXT : C.L2_ENTRY_SIZE_STD;
-  const span = ctx.geo.l1Coverage;
+  const layers: Layer[] = w.snapshots.map((s) => ({
+    l1Offset: s.l1TableOffset,
+    l1Size: Math.min(s.l1Size, ctx.header.l1Size),
+    snapshotId: s.id,
+  }));
   const named = new Set<number>();
-  const tablesRead = new Set<number>();
-  for (const s of w.snapshots) {
-    if (!s.l1Size || s.l1TableOffset % cs !== 0 || s.l1TableOffset >= w.fileSize) continue;
-    const l1 = await readPadded(ctx.io, s.l1TableOffset, Math.min(s.l1Size, ctx.header.l1Size) * 8);
-    for (let i = 0; i < l1.length / 8; i++) {
-      const off = l1Offset(u32(l1, i * 8), u32(l1, i * 8 + 4));
-      if (!off || off % cs !== 0 || off >= w.fileSize || tablesRead.has(off)) continue;
-      tablesRead.add(off);
-      const t = await readPadded(ctx.io, off, cs);
-      for (let j = 0; j < ctx.geo.l2Entries; j++) {
-        const hi = u32(t, j * step);
-        if (hi & C.OFLAG_COMPRESSED_HI) continue;
-        const data = l2Offset(hi, u32(t, j * step + 4));
-        if (!data || data % cs !== 0 || !candidates.has(data / cs)) continue;
-        const g = i * span + j * cs;
-        if (g < ctx.header.size && !named.has(g) && (await activeEmpty(ctx, g))) named.add(g);
-      }
-    }
-  }
+  /** Guest offsets where this table maps a candidate. */
+  const mapped: number[] = [];
+  const visitor: TraversalVisitor = {
+    l2Entry: (e) => {
+      if (e.hi & C.OFLAG_COMPRESSED_HI) return;
+      const data = l2Offset(e.hi, e.lo);
+      if (!data || data % cs !== 0 || !candidates.has(data / cs)) return;
+      mapped.push(e.guestOffset);
+    },
+    l2TableEnd: async () => {
+      for (const g of mapped) if (g < ctx.header.size && !named.has(g) && (await activeEmpty(ctx, g))) named.add(g);
+      mapped.length = 0;
+    },
+  };
+  // Each snapshot L2 table once, read where it lies (the planner's own file, as every phase).
+  await traverse({ ...sourceOf(ctx.img), io: ctx.io, fileSize: w.fileSize }, visitor, { layersOnly: layers });
   if (!named.size) return;
   const list = [...named].sort((a, b) => a - b);
   for (const g of list) addLostRange(ctx, g, cs);

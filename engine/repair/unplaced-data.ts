@@ -9,9 +9,9 @@
  * Freed clusters beyond what the evidence accounts for held data whose guest position nobody can
  * tell: the plan says so, and the repair does not end with a clean claim.
  */
-import { u32 } from '../format/bytes.js';
 import * as C from '../format/constants.js';
-import { readPadded } from '../io/positional-io.js';
+import { sourceOf, traverse } from '../image/traversal/index.js';
+import type { TraversalVisitor } from '../image/traversal/index.js';
 import type { CountsView } from './cluster-counts.js';
 import { addLostRange, describeRange } from './guest-ranges.js';
 import { at, type PlanContext } from './plan-context.js';
@@ -31,28 +31,27 @@ export interface UnplacedDataLoss {
  */
 export async function nameEmptiedEntries(ctx: PlanContext): Promise<void> {
   const cs = ctx.clusterSize;
-  const step = ctx.geo.l2EntrySize;
   const span = ctx.geo.l1Coverage;
+  const walked = ctx.walk.activeL2;
   const named: number[] = [];
-  for (const [table, l1Entries] of ctx.walk.activeL2) {
-    if (!l1Entries.length) continue;
-    const t = await readPadded(ctx.io, table, cs);
-    for (let j = 0; j < ctx.geo.l2Entries; j++) {
-      const hi = u32(t, j * step);
-      const lo = u32(t, j * step + 4);
-      if (!(hi & C.OFLAG_COPIED_HI) || hi & C.OFLAG_COMPRESSED_HI) continue;
-      if ((hi & C.L2E_OFFSET_MASK_HI) !== 0 || (lo & C.L2E_OFFSET_MASK_LO) !== 0) continue;
+  const visitor: TraversalVisitor = {
+    // Only the tables the repair's walk accepted as active L2 tables.
+    reference: (r) => r.target !== 'l2' || (walked.get(r.offset)?.length ?? 0) > 0,
+    l2Entry: (e) => {
+      if (!(e.hi & C.OFLAG_COPIED_HI) || e.hi & C.OFLAG_COMPRESSED_HI) return;
+      if ((e.hi & C.L2E_OFFSET_MASK_HI) !== 0 || (e.lo & C.L2E_OFFSET_MASK_LO) !== 0) return;
       ctx.pointersLost++;
       // A zero flag (or, in extended L2, any subcluster bitmap) says what the guest read before: zeros
       // stay zeros; an allocated bitmap without an offset is refused elsewhere.
-      if (ctx.geo.extendedL2 || lo & C.OFLAG_ZERO_LO) continue;
-      for (const e of ctx.walk.activeL1)
-        if (e.l2 === table) {
-          const g = e.index * span + j * cs;
+      if (ctx.geo.extendedL2 || e.lo & C.OFLAG_ZERO_LO) return;
+      for (const l1 of ctx.walk.activeL1)
+        if (l1.l2 === e.table) {
+          const g = l1.index * span + e.index * cs;
           if (g < ctx.header.size) named.push(g);
         }
-    }
-  }
+    },
+  };
+  await traverse({ ...sourceOf(ctx.img), io: ctx.io, fileSize: ctx.walk.fileSize }, visitor, { activeLayerOnly: true });
   if (!named.length) return;
   named.sort((a, b) => a - b);
   for (const g of named) addLostRange(ctx, g, cs);

@@ -53,6 +53,11 @@ export interface TraversalOptions {
   asQemuCheck?: boolean;
   /** Walk the active layer only (its L1 and L2 tables): no header fields, refcounts, snapshots or bitmaps. */
   activeLayerOnly?: boolean;
+  /**
+   * Walk these layers only, in this order (their L1 and L2 tables): no active layer unless given, no
+   * header fields, refcounts, snapshot table or bitmaps. Each L2 table is walked once over all of them.
+   */
+  layersOnly?: Layer[];
   /** Arenas the tables are read into (reused across the caller's own reads); else the traversal's own. */
   buffers?: BufferPool[];
   /** Give the event loop a turn every few milliseconds of synchronous reading (default true). */

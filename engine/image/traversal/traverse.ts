@@ -19,6 +19,10 @@ export async function traverse(
   const ctx = newContext(src, visitor, opts);
   const h = src.header;
   if (opts.activeLayerOnly) return walkLayer(ctx, { l1Offset: h.l1TableOffset, l1Size: h.l1Size });
+  if (opts.layersOnly) {
+    for (const layer of opts.layersOnly) await walkLayer(ctx, layer);
+    return;
+  }
   if (opts.asQemuCheck) return traverseAsQemuCheck(ctx);
   const cs = ctx.clusterSize;
   headerField(ctx, 'header', 0, cs);
