@@ -231,6 +231,57 @@ describe('the active layer alone', () => {
   });
 });
 
+describe('chosen layers alone', () => {
+  it('walks only the layers given, in their order, each L2 table once over all of them (layersOnly)', async () => {
+    const f = build('two-snaps.qcow2', '8M', { cluster_size: 512 }, [
+      ['write -P 1 0 64k'],
+      ['snap', 's1'],
+      ['write -P 2 0 512'],
+      ['snap', 's2'],
+      ['write -P 3 32k 512'],
+    ]);
+    await withImage(f, async (img) => {
+      const snapL1: Reference[] = [];
+      const snapTables = new Set<number>();
+      await traverse(sourceOf(img), {
+        reference: (r) => {
+          if (r.target === 'snapshot-l1') snapL1.push(r);
+          if (r.target === 'l2' && r.from.snapshotId !== undefined) snapTables.add(r.offset);
+        },
+      });
+      expect(snapL1.map((r) => r.from.snapshotId)).toEqual(['1', '2']);
+      // Chosen in reverse order: snapshot 2's tables first, then those of snapshot 1 not walked yet.
+      const layers = [...snapL1].reverse().map((r) => ({
+        l1Offset: r.offset,
+        l1Size: r.length / 8,
+        snapshotId: r.from.snapshotId!,
+      }));
+      const targets = new Set<string>();
+      const walked: Array<[string, number]> = [];
+      await traverse(
+        sourceOf(img),
+        {
+          reference: (r) => {
+            targets.add(r.target);
+          },
+          l2TableEnd: (t) => {
+            walked.push([t.layer!.snapshotId!, t.offset]);
+          },
+        },
+        { layersOnly: layers, batchBytes: 2 * img.clusterSize },
+      );
+      expect(targets).toEqual(new Set(['snapshot-l1', 'l2']));
+      const offsets = walked.map((w) => w[1]);
+      expect(new Set(offsets).size, 'each table once').toBe(offsets.length);
+      expect(new Set(offsets)).toEqual(snapTables);
+      const firstOfS1 = walked.findIndex((w) => w[0] === '1');
+      expect(firstOfS1, 'premise: snapshot 1 has a table of its own').toBeGreaterThan(0);
+      expect(walked.slice(0, firstOfS1).every((w) => w[0] === '2')).toBe(true);
+      expect(walked.slice(firstOfS1).every((w) => w[0] === '1')).toBe(true);
+    });
+  });
+});
+
 describe('referrers', () => {
   it('names the table, entry, guest offset and snapshot of every reference to a cluster', async () => {
     const f = build('refs.qcow2', '64M', {}, [['write -P 1 0 128k'], ['snap', 's1'], ['write -P 2 0 64k']]);
