@@ -359,16 +359,17 @@ function bitmapStructure(
 
 /** On-disk refcounts, for every cluster counted plus a margin past the end for allocations. */
 async function readOnDisk(img: Qcow2Image, k: RefCounter, refblocks: RefWalk['refblocks']) {
-  const E = img.geo.refcountBlockEntries;
+  const entriesPerBlock = img.geo.refcountBlockEntries;
   // One refcount block's worth past the end, so copies can be appended where an existing block counts them.
-  const L = Math.max(k.hostClusters, k.refs.length) + Math.max(ALLOC_MARGIN, Math.min(E, 1 << 20));
-  const onDisk = countsArray(img.geo.refcountOrder, L);
+  const countedClusters =
+    Math.max(k.hostClusters, k.refs.length) + Math.max(ALLOC_MARGIN, Math.min(entriesPerBlock, 1 << 20));
+  const onDisk = countsArray(img.geo.refcountOrder, countedClusters);
   const unknown = { onDiskUnknown: new Uint8Array(0), onDisk };
   const wanted: Array<{ index: number; offset: number }> = [];
   for (const rb of refblocks) {
-    const first0 = rb.index * E;
-    if (first0 >= L) continue;
-    if (rb.status !== 'ok') markOnDiskUnknown(unknown, first0, first0 + E);
+    const first0 = rb.index * entriesPerBlock;
+    if (first0 >= countedClusters) continue;
+    if (rb.status !== 'ok') markOnDiskUnknown(unknown, first0, first0 + entriesPerBlock);
     else wanted.push(rb);
   }
   // Batches read into one reused arena: fresh memory costs a page fault per 4 KiB.
@@ -386,12 +387,12 @@ async function readOnDisk(img: Qcow2Image, k: RefCounter, refblocks: RefWalk['re
     );
     for (const rb of batch) {
       const block = blocks.get(rb.offset)!;
-      const first0 = rb.index * E;
-      const n = Math.min(E, L - first0);
+      const first0 = rb.index * entriesPerBlock;
+      const n = Math.min(entriesPerBlock, countedClusters - first0);
       getRefcounts(block, img.geo.refcountOrder, onDisk.subarray(first0, first0 + n), n);
     }
   }
-  k.growTo(L);
+  k.growTo(countedClusters);
   return { onDisk, onDiskUnknown: unknown.onDiskUnknown };
 }
 
@@ -419,11 +420,11 @@ export function findMismatched(w: Pick<RefWalk, 'refs' | 'onDisk' | 'onDiskUnkno
 
 /** Mark the on-disk refcounts of clusters [from, to) unknown (the flags are allocated on the first). */
 export function markOnDiskUnknown(w: Pick<RefWalk, 'onDisk' | 'onDiskUnknown'>, from: number, to: number): void {
-  const L = w.onDisk.length;
-  if (w.onDiskUnknown.length < L) {
-    const all = new Uint8Array(L);
+  const clusters = w.onDisk.length;
+  if (w.onDiskUnknown.length < clusters) {
+    const all = new Uint8Array(clusters);
     all.set(w.onDiskUnknown);
     w.onDiskUnknown = all;
   }
-  w.onDiskUnknown.fill(1, Math.min(from, L), Math.min(to, L));
+  w.onDiskUnknown.fill(1, Math.min(from, clusters), Math.min(to, clusters));
 }
