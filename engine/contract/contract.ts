@@ -419,6 +419,9 @@ export interface RepairPlanResult {
   steps: Array<{ title: string; detail: string; risk: 'none' | 'low' | 'high' }>;
   fixes: number;
   leaves: string[];
+  /** Guest data the repair loses: the ranges it names (they read as zeros or from the backing file afterwards) and
+   *  the bytes it frees whose guest position nobody can tell. Empty ranges and 0 bytes when it loses nothing. */
+  loses: { ranges: Array<{ start: number; length: number }>; rangesMore: number; unplacedBytes: number };
 }
 export interface RepairApplyResult {
   handle: string;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Service } from '../../engine/service/service.js';
 import { createServeHost } from '../../engine/service/serve-host.js';
 import { ContractError } from '../../engine/contract/errors.js';
-import { patchU64, qemuCheck, sha256, tempDir } from '../helpers/qemu.js';
+import { createQcow2, patchU64, qemuCheck, qemuIo, readU64, sha256, tempDir } from '../helpers/qemu.js';
 import { assertPatterns, makeDirty, makeLeaks, makeNeedsRebuild, makeRefcountErrors } from './images.js';
 
 const t = tempDir('q2d-wizard-svc-');
@@ -150,6 +150,26 @@ describe('repair through the service', () => {
     const u = await service.call('repair.undo', { handle: h });
     expect(u.ok).toBe(true);
     expect(readFileSync(f).equals(original)).toBe(true);
+  });
+
+  it('a plan that loses guest data says which range: an L2 entry that lost its offset (COPIED kept)', async () => {
+    const f = join(t.dir, 'lost-entry.qcow2');
+    createQcow2(f, '16M', { cluster_size: 65536 });
+    qemuIo(f, ['write -P 0x11 0 64k', 'write -P 0x22 64k 64k']);
+    const l2 = Number(readU64(f, Number(readU64(f, 40))) & 0x00fffffffffffe00n);
+    const entry = readU64(f, l2 + 8);
+    patchU64(f, l2 + 8, entry & ~0x00fffffffffffe00n); // guest 64 KiB..128 KiB now reads as unallocated
+    const h = await open('lost-entry.qcow2');
+    const plan = await service.call('repair.plan', { handle: h, mode: 'all' });
+    expect(plan.loses).toEqual({ ranges: [{ start: 65536, length: 65536 }], rangesMore: 0, unplacedBytes: 0 });
+    // An entry redirected onto another data cluster: the cluster it pointed at is leaked and freed, and which
+    // guest range held it nobody can tell.
+    makeRefcountErrors(t.dir, 'loses-unplaced.qcow2');
+    const p2 = await service.call('repair.plan', { handle: await open('loses-unplaced.qcow2'), mode: 'all' });
+    expect(p2.loses).toEqual({ ranges: [], rangesMore: 0, unplacedBytes: 65536 });
+    makeLeaks(t.dir, 'loses-nothing.qcow2');
+    const p3 = await service.call('repair.plan', { handle: await open('loses-nothing.qcow2'), mode: 'all' });
+    expect(p3.loses).toEqual({ ranges: [], rangesMore: 0, unplacedBytes: 0 });
   });
 
   it('refuses a plan made before the image changed', async () => {

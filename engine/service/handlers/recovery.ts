@@ -135,8 +135,17 @@ function planResult(planId: string, p: RepairPlan): RepairPlanResult {
     });
   const leaves = p.refusals.map((r) => `${r.what} — ${r.decide}`);
   if (p.failed !== undefined) leaves.unshift(`the repair cannot run in this mode: ${p.failed}`);
-  return { planId, steps, fixes: p.leaksFixed + p.corruptionsFixed, leaves };
+  const lost = p.guestRangesLost ?? [];
+  const loses = {
+    ranges: lost.slice(0, MAX_LOST_RANGES).map((r) => ({ start: r.start, length: r.length })),
+    rangesMore: Math.max(0, lost.length - MAX_LOST_RANGES),
+    unplacedBytes: p.dataLostUnplaced?.bytes ?? 0,
+  };
+  return { planId, steps, fixes: p.leaksFixed + p.corruptionsFixed, leaves, loses };
 }
+
+/** Lost guest ranges listed in the plan (the JSON report and the CLI list them all). */
+const MAX_LOST_RANGES = 50;
 
 const hexOf = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 
