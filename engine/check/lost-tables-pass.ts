@@ -173,7 +173,7 @@ function rewordLeak(a: Anomaly, atRisk: Uint8Array): void {
   const all = hit === a.count;
   a.explanation = `Nothing refers to ${all ? 'these clusters' : `${hit} of these ${a.count} clusters`} any more, but they belong to a lost table or hold the data one still maps: the data is at risk.`;
   a.fix =
-    'Do not run repair of leaks: it would free this data. Run `qcow2-doctor check -r all` (it re-links lost tables where their place is certain) or `qcow2-doctor salvage`.';
+    'Do not repair leaks with `qemu-img check -r leaks`: it would free this data (`qcow2-doctor check -r leaks` keeps it). Run `qcow2-doctor check -r all` (it re-links lost tables where their place is certain) or `qcow2-doctor salvage`.';
 }
 
 /**
