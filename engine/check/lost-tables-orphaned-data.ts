@@ -7,7 +7,7 @@
 // QEMU's counters and messages stay QEMU's.
 import { u32 } from '../format/bytes.js';
 import * as C from '../format/constants.js';
-import { l1Offset, l2Offset } from '../format/l2-entry.js';
+import { dataClusters, l1Offset } from '../format/l2-entry.js';
 import { readPadded } from '../io/positional-io.js';
 import { sourceOf, traverse } from '../image/traversal/index.js';
 import type { Layer, TraversalVisitor } from '../image/traversal/index.js';
@@ -86,13 +86,13 @@ async function lostShares(state: CheckState, leaked: Uint8Array): Promise<LostSh
       budgeted.add(r.offset);
       return true;
     },
+    // A compressed stream counts one use in every host cluster it touches: any of them leaked is a share.
     l2Entry: (e) => {
-      if (e.hi & C.OFLAG_COMPRESSED_HI) return;
-      const data = l2Offset(e.hi, e.lo);
-      const k = data / cs;
-      if (!data || data % cs !== 0 || k >= leaked.length || !leaked[k]) return;
-      if (state.refAt(k) === 0 || state.metaRoles.has(k)) return;
-      shares.push(k, e.guestOffset);
+      for (const k of dataClusters(e.hi, e.lo, state.image.geo, cs)) {
+        if (k >= leaked.length || !leaked[k] || state.refAt(k) === 0 || state.metaRoles.has(k)) continue;
+        shares.push(k, e.guestOffset);
+        return;
+      }
     },
     // In entry order, as each share is judged against the ones found before it.
     l2TableEnd: async (t) => {

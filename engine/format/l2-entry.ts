@@ -51,6 +51,25 @@ export function decodeCompressed(hi: number, lo: number, geo: Geometry): Compres
   return { offset, sectors, size: sectors * C.SECTOR_SIZE - (offset % C.SECTOR_SIZE) };
 }
 
+/**
+ * Host clusters holding an L2 entry's data: the one cluster of a standard entry (aligned, non-zero),
+ * or every cluster a compressed stream touches (each counts one use per stream, as QEMU refcounts
+ * them). Empty when the entry maps no host data or its offset is not cluster-aligned.
+ */
+export function dataClusters(hi: number, lo: number, geo: Geometry, clusterSize: number): number[] {
+  if (hi & C.OFLAG_COMPRESSED_HI) {
+    const d = decodeCompressed(hi, lo, geo);
+    if (!d.offset) return [];
+    const first = Math.floor(d.offset / clusterSize);
+    const last = Math.floor((d.offset + d.size - 1) / clusterSize);
+    const out: number[] = [];
+    for (let k = first; k <= last; k++) out.push(k);
+    return out;
+  }
+  const data = l2Offset(hi, lo);
+  return data && data % clusterSize === 0 ? [data / clusterSize] : [];
+}
+
 /** Encode a compressed descriptor into (hi, lo), flags not included except bit 62. */
 export function encodeCompressed(offset: number, sectors: number, geo: Geometry): [number, number] {
   const hiBits = geo.csizeShift - 32;

@@ -11,7 +11,7 @@
 import { holdsData } from '../check/lost-tables.js';
 import { u32 } from '../format/bytes.js';
 import * as C from '../format/constants.js';
-import { l2Offset } from '../format/l2-entry.js';
+import { dataClusters } from '../format/l2-entry.js';
 import { sourceOf, traverse } from '../image/traversal/index.js';
 import type { Layer, TraversalVisitor } from '../image/traversal/index.js';
 import { readPadded } from '../io/positional-io.js';
@@ -106,11 +106,9 @@ async function nameLostShares(ctx: PlanContext): Promise<void> {
   /** Guest offsets where this table maps a candidate. */
   const mapped: number[] = [];
   const visitor: TraversalVisitor = {
+    // A compressed stream counts one use in every host cluster it touches: any of them a candidate.
     l2Entry: (e) => {
-      if (e.hi & C.OFLAG_COMPRESSED_HI) return;
-      const data = l2Offset(e.hi, e.lo);
-      if (!data || data % cs !== 0 || !candidates.has(data / cs)) return;
-      mapped.push(e.guestOffset);
+      if (dataClusters(e.hi, e.lo, ctx.geo, cs).some((k) => candidates.has(k))) mapped.push(e.guestOffset);
     },
     l2TableEnd: async () => {
       for (const g of mapped) if (g < ctx.header.size && !named.has(g) && (await activeEmpty(ctx, g))) named.add(g);

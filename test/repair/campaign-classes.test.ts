@@ -9,6 +9,7 @@ import {
   createQcow2,
   patchU64,
   qemuCheck,
+  qemuCheckHuman,
   qemuImg,
   qemuIo,
   readBytes,
@@ -201,6 +202,39 @@ describe('a destroyed L2 table: -r all frees its data as QEMU does and says the 
     expect(r.out['guest-ranges-lost']).toEqual([{ start: 4096, length: 4096 }]);
     expect(r.stderr).toMatch(/lost their mapping while a snapshot still holds the data/);
     expect(readsBack(f, 0x11, 0, 4096)).toBe(true);
+  });
+});
+
+describe('compressed clusters shared with a snapshot', () => {
+  it('zeroed active L2 entries of compressed clusters: orphaned data, -r leaks and -r all name the ranges', () => {
+    const f = fileIn('compressed-share-zeroed');
+    createQcow2(f, '1M', { cluster_size: 4096 });
+    qemuIo(f, ['write -P 0x11 0 16k', 'write -c -P 0x22 16k 4k', 'write -c -P 0x33 20k 4k', 'write -c -P 0x44 24k 4k']);
+    qemuImg('snapshot', '-c', 's1', f);
+    qemuIo(f, ['write -P 0x55 64k 4k']); // the active L2 table is copied: it is the active's own now
+    const l2 = tableOf(readU64(f, l1Offset(f)));
+    for (const i of [4, 5, 6]) expect(readU64(f, l2 + 8 * i) >> 62n).toBe(1n); // compressed descriptors
+    writeBytes(f, l2 + 32, Buffer.alloc(24)); // guest 16 KiB..28 KiB: three streams sharing one host cluster
+    expect(qemuCheckHuman(f).stderr).toMatch(/Leaked cluster \d+ refcount=6 reference=3/);
+    const check = json(['check', '--output=json', f]);
+    expect(check.status).toBe(3);
+    const orphaned = (check.out.anomalies as Array<{ kind: string; referrers?: { guestOffset?: number }[] }>).find(
+      (a) => a.kind === 'orphaned-data',
+    );
+    expect(orphaned?.referrers?.[0]?.guestOffset).toBe(16384);
+    expect(cli('check', f).stdout).toMatch(/1 leaked cluster still holds data no table maps any more/);
+    const copy = join(t.dir, 'compressed-share-copy.qcow2');
+    run('cp', [f, copy]);
+    const leaks = json(['check', '-r', 'leaks', '--no-journal', '--output=json', copy]);
+    expect(leaks.out['guest-ranges-lost']).toEqual([{ start: 16384, length: 12288 }]);
+    const r = json(['check', '-r', 'all', '--no-journal', '--output=json', f]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.out['guest-ranges-lost']).toEqual([{ start: 16384, length: 12288 }]);
+    expect(r.stderr).toMatch(/lost their mapping while a snapshot still holds the data/);
+    expect(readsBack(f, 0x11, 0, 16384)).toBe(true);
+    expect(readsBack(f, 0x00, 16384, 12288)).toBe(true); // the named range reads zeros, as said
+    expect(readsBack(f, 0x55, 65536, 4096)).toBe(true);
+    expect(qemuCheck(f).status).toBe(0);
   });
 });
 
