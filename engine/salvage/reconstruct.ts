@@ -9,6 +9,7 @@ import { findActiveL1, readL1, type ActiveL1 } from './l1-tables.js';
 import { placeOrphans } from './orphan-placement.js';
 import { adoptSnapshotHeldTables } from './reconstruct-snapshot-held.js';
 import { doubtDuplicateMappings } from './duplicate-mappings.js';
+import { dropCounterfeitL2 } from './counterfeit-l2.js';
 import { provenMetadata } from './metadata-clusters.js';
 import { recoverSharedEntries } from './shared-entries.js';
 import { markUnplacedTables } from './unplaced-tables.js';
@@ -99,6 +100,7 @@ export async function reconstruct(
     v.lostL2 = v.lostL2.filter((l) => l.l1Index < needed);
   }
   const metadata = await provenMetadata(st, views, snaps);
+  await dropCounterfeitL2(st, views);
   await doubtDuplicateMappings(st, views, metadata);
   await markUnplacedTables(st, views, activeView);
   await recoverSharedEntries(st, views, !!active && activeState !== 'lost');
