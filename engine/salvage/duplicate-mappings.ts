@@ -3,8 +3,7 @@
 // counts every sharer; so one of the mappings is damage (an L2 table overwritten with another's
 // content, an entry redirected onto another's data), and which one cannot be told from the tables.
 // Both tables stay in the disk, but no longer as certain: their data is "placed by guess".
-import { u32 } from '../format/bytes.js';
-import { ClusterType, classifyL2, l2Offset } from '../format/l2-entry.js';
+import { dataHosts } from './l2-data-hosts.js';
 import { hx, type ReconstructState } from './reconstruct-state.js';
 import type { GuestView, L2Placement } from './types.js';
 
@@ -25,7 +24,7 @@ export async function doubtDuplicateMappings(
       if (p.confidence < 1) continue;
       let hosts = read.get(p.host);
       if (!hosts) {
-        hosts = dataHosts(st, await st.cache.get(p.host));
+        hosts = dataHosts(st, await st.cache.get(p.host), { zeroAlloc: true });
         read.set(p.host, hosts);
       }
       for (const x of hosts) {
@@ -54,18 +53,4 @@ export async function doubtDuplicateMappings(
   st.warnings.push(
     `${clusters} data cluster(s) are mapped by more entries than their refcount counts (L2 tables ${tables.slice(0, 8).map(hx).join(', ')}${tables.length > 8 ? ', …' : ''}): one mapping of each is damage, and which one cannot be told; their data is placed by guess`,
   );
-}
-
-/** The data clusters one L2 table maps (one per entry: a cluster mapped twice counts twice). */
-function dataHosts(st: ReconstructState, buf: Uint8Array): number[] {
-  const out: number[] = [];
-  for (let j = 0; j < st.l2Entries; j++) {
-    const hi = u32(buf, j * st.step);
-    const lo = u32(buf, j * st.step + 4);
-    const type = classifyL2(hi, lo, st.extendedL2, false);
-    if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) continue;
-    const x = l2Offset(hi, lo);
-    if (x % st.cs === 0 && x > 0 && x < st.fileSize) out.push(x);
-  }
-  return out;
 }

@@ -2,8 +2,7 @@
 // still count live and that map data no disk maps: the L1 entries that placed them were lost (QEMU
 // only leaves a live L2 table unreferenced when it is empty, or a copy of a snapshot's table). Their
 // data is not in the disk, and where it belonged is unknown: one of the free L1 slots.
-import { u32 } from '../format/bytes.js';
-import { ClusterType, classifyL2, l2Offset } from '../format/l2-entry.js';
+import { dataHosts } from './l2-data-hosts.js';
 import { hx, type ReconstructState } from './reconstruct-state.js';
 import type { GuestView } from './types.js';
 
@@ -16,14 +15,14 @@ export async function markUnplacedTables(st: ReconstructState, views: GuestView[
     for (const p of v.l2.values()) {
       if (seen.has(p.host)) continue;
       seen.add(p.host);
-      for (const x of dataHosts(st, await st.cache.get(p.host))) mapped.add(x);
+      for (const x of dataHosts(st, await st.cache.get(p.host), { zeroAlloc: false })) mapped.add(x);
     }
   const tables: number[] = [];
   const own = new Set<number>();
   for (const o of st.unusedL2) {
     const rc = await probe.refcount(o / st.cs);
     if (!rc) continue;
-    const mine = dataHosts(st, await st.cache.get(o)).filter((x) => !mapped.has(x));
+    const mine = dataHosts(st, await st.cache.get(o), { zeroAlloc: false }).filter((x) => !mapped.has(x));
     if (!mine.length) continue;
     tables.push(o);
     for (const x of mine) own.add(x);
@@ -44,17 +43,4 @@ export async function markUnplacedTables(st: ReconstructState, views: GuestView[
   st.warnings.push(
     `${tables.length} L2 table(s) referenced by no L1 (${tables.slice(0, 8).map(hx).join(', ')}${tables.length > 8 ? ', …' : ''}) are live by their refcount and map ${own.size} data cluster(s) no disk maps: the L1 entries that placed them were lost, and where their data belongs is unknown (one of the free L1 slots, reported as possibly lost); --place-orphans places them by guess, --lost-found copies the data out`,
   );
-}
-
-function dataHosts(st: ReconstructState, buf: Uint8Array): number[] {
-  const out: number[] = [];
-  for (let j = 0; j < st.l2Entries; j++) {
-    const hi = u32(buf, j * st.step);
-    const lo = u32(buf, j * st.step + 4);
-    const type = classifyL2(hi, lo, st.extendedL2, false);
-    if (type !== ClusterType.Normal && type !== ClusterType.Compressed) continue;
-    const x = type === ClusterType.Normal ? l2Offset(hi, lo) : 0;
-    if (x > 0 && x % st.cs === 0 && x < st.fileSize) out.push(x);
-  }
-  return out;
 }
