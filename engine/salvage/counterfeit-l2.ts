@@ -3,10 +3,9 @@
 // refcount table's offsets point at refcount blocks and a 64-bit refcount block's small counts look
 // like "zero" flags, so the guest range would silently read as zeros or as metadata. The table's
 // whole span is lost instead.
-import { u32 } from '../format/bytes.js';
 import { isZero } from '../format/cluster-content.js';
-import * as C from '../format/constants.js';
-import { hx, readInFile, type ReconstructState } from './reconstruct-state.js';
+import { hx, type ReconstructState } from './reconstruct-state.js';
+import { headerRefcountTable } from './metadata-clusters.js';
 import type { GuestView } from './types.js';
 
 /** Bytes compared first, as a cheap key, before the whole cluster. */
@@ -48,18 +47,14 @@ export async function dropCounterfeitL2(st: ReconstructState, views: GuestView[]
  * trusted here; an entry naming a cluster an L1 reads as an L2 table proves nothing about it.
  */
 async function refcountClusters(st: ReconstructState, l2Hosts: Set<number>): Promise<Map<number, string>> {
-  const { cs, hints, fileSize } = st;
+  const { cs, fileSize } = st;
   const out = new Map<number, string>();
-  if (!hints.intact || hints.refcountTableOffset === undefined || hints.refcountTableOffset % cs !== 0) return out;
-  const rtBytes = Math.min((hints.refcountTableClusters ?? 1) * cs, C.QCOW_MAX_REFTABLE_SIZE);
-  for (let o = hints.refcountTableOffset; o < hints.refcountTableOffset + rtBytes && o < fileSize; o += cs)
-    out.set(o, `refcount table at ${hx(o)}`);
-  const rt = await readInFile(st, hints.refcountTableOffset, rtBytes);
-  for (let p = 0; p + 8 <= rt.length; p += 8) {
-    const off = u32(rt, p) * 0x1_0000_0000 + (u32(rt, p + 4) >>> 0);
+  const rt = await headerRefcountTable(st);
+  if (!rt || rt.offset % cs !== 0) return out;
+  for (let o = rt.offset; o < rt.offset + rt.bytes && o < fileSize; o += cs) out.set(o, `refcount table at ${hx(o)}`);
+  for (const off of rt.entries)
     if (off > 0 && off % cs === 0 && off < fileSize && !l2Hosts.has(off) && !out.has(off))
       out.set(off, `refcount block at ${hx(off)}`);
-  }
   return out;
 }
 

@@ -38,15 +38,11 @@ export async function provenMetadata(
     for (const p of v.l2.values()) if (p.confidence === 1) mark(p.host, cs, 'L2 table');
   }
   if (snaps.table && snaps.tableBytes) mark(snaps.table.offset, snaps.tableBytes, 'snapshot table');
-  if (hints.intact && hints.refcountTableOffset !== undefined) {
-    const rtBytes = Math.min((hints.refcountTableClusters ?? 1) * cs, C.QCOW_MAX_REFTABLE_SIZE);
-    mark(hints.refcountTableOffset, rtBytes, 'refcount table');
-    const rt = await readInFile(st, hints.refcountTableOffset, rtBytes);
-    for (let p = 0; p + 8 <= rt.length; p += 8) {
-      const off = u32(rt, p) * 0x1_0000_0000 + (u32(rt, p + 4) >>> 0);
-      // Only a block the scan also recognises by its content: a damaged entry proves nothing.
-      if (off % cs === 0 && st.refblocks.has(off)) mark(off, cs, 'refcount block');
-    }
+  const rt = await headerRefcountTable(st);
+  if (rt) {
+    mark(rt.offset, rt.bytes, 'refcount table');
+    // Only a block the scan also recognises by its content: a damaged entry proves nothing.
+    for (const off of rt.entries) if (off % cs === 0 && st.refblocks.has(off)) mark(off, cs, 'refcount block');
   }
   if (hints.intact && hints.bitmaps) await markBitmaps(st, hints.bitmaps, mark);
   return out;
@@ -78,4 +74,17 @@ async function markBitmaps(
     }
     if (budget <= 0) return;
   }
+}
+
+/** The refcount table the intact header names (its offset, its length in bytes) and the offsets its entries hold. */
+export async function headerRefcountTable(
+  st: ReconstructState,
+): Promise<{ offset: number; bytes: number; entries: number[] } | undefined> {
+  const { hints, cs } = st;
+  if (!hints.intact || hints.refcountTableOffset === undefined) return undefined;
+  const bytes = Math.min((hints.refcountTableClusters ?? 1) * cs, C.QCOW_MAX_REFTABLE_SIZE);
+  const rt = await readInFile(st, hints.refcountTableOffset, bytes);
+  const entries: number[] = [];
+  for (let p = 0; p + 8 <= rt.length; p += 8) entries.push(u32(rt, p) * 0x1_0000_0000 + (u32(rt, p + 4) >>> 0));
+  return { offset: hints.refcountTableOffset, bytes, entries };
 }
