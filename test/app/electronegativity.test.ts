@@ -24,6 +24,8 @@ const ACCEPTED: Record<string, string> = {
   'ELECTRON_VERSION_JSON_CHECK package.json': 'reports the pinned Electron version',
 };
 
+type Loc = { artifactLocation: { uri: string }; region: { startLine: number; startColumn: number } };
+
 function scan(): Array<{ id: string; file: string; where: string }> {
   const work = mkdtempSync(join(tmpdir(), 'q2d-eng-'));
   try {
@@ -32,11 +34,13 @@ function scan(): Array<{ id: string; file: string; where: string }> {
     cpSync('electron', join(app, 'electron'), { recursive: true });
     cpSync('package.json', join(app, 'package.json'));
     cpSync('renderer/index.html', join(app, 'renderer', 'index.html'));
-    const out = join(work, 'findings.csv');
+    // SARIF, not CSV: the tool writes the CSV header and rows in two unordered writes (the header's
+    // truncation can land after the rows, as it did on CI); SARIF is one write.
+    const out = join(work, 'findings.sarif');
     const options = {
       input: app,
       output: out,
-      isSarif: false,
+      isSarif: true,
       customScan: [],
       excludeFromScan: ['AvailableSecurityFixesGlobalCheck'],
       isRelative: true,
@@ -58,11 +62,19 @@ function scan(): Array<{ id: string; file: string; where: string }> {
     );
     expect(r.status, r.stderr).toBe(0);
     expect(existsSync(out)).toBe(true);
-    const lines = readFileSync(out, 'utf8').trim().split('\n').slice(1);
-    return lines.map((l) => {
-      const [id, , , file, where] = l.split(',');
-      return { id: id!, file: file!.replace(/"/g, ''), where: where!.replace(/"/g, '') };
-    });
+    const sarif = JSON.parse(readFileSync(out, 'utf8')) as {
+      runs: Array<{ results: Array<{ ruleId: string; locations: Array<{ physicalLocation: Loc }> }> }>;
+    };
+    return sarif.runs.flatMap((run) =>
+      run.results.map((res) => {
+        const loc = res.locations[0]!.physicalLocation;
+        return {
+          id: res.ruleId,
+          file: loc.artifactLocation.uri,
+          where: `${loc.region.startLine}:${loc.region.startColumn}`,
+        };
+      }),
+    );
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
