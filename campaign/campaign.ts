@@ -29,6 +29,8 @@ export interface CampaignOptions {
   out?: string;
   /** Log a line every this many cases (never when 0 or absent). */
   progress?: number;
+  /** Judge only these case numbers (a seed and number always name the same image). */
+  only?: number[];
 }
 
 export function parseArgs(argv: string[]): CampaignOptions {
@@ -62,6 +64,11 @@ export function parseArgs(argv: string[]): CampaignOptions {
     else if (a === '--bases') o.bases = next().split(',').filter(Boolean);
     else if (a === '--out') o.out = next();
     else if (a === '--progress') o.progress = Math.floor(num(next()));
+    else if (a === '--only')
+      o.only = next()
+        .split(',')
+        .filter(Boolean)
+        .map((v) => Math.floor(num(v)));
     else throw new Error(`unknown option '${a}'`);
   }
   return o;
@@ -137,7 +144,9 @@ export async function runCampaign(
     const deadline = started + o.budget * 1000;
     let next = 0;
     let fresh = 0;
+    const only = o.only ? [...new Set(o.only)].filter((i) => !done.has(i)).sort((a, b) => a - b) : undefined;
     const take = (): number | undefined => {
+      if (only) return signal?.aborted || Date.now() >= deadline ? undefined : only.shift();
       while (done.has(next)) next++;
       if (signal?.aborted || Date.now() >= deadline || next >= o.cases) return undefined;
       return next++;

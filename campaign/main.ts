@@ -1,5 +1,5 @@
 // `npm run campaign -- [--budget SECONDS] [--seed N] [--cases N] [--jobs N] [--bases A,B] [--keep DIR]
-// [--out FILE] [--progress N] [--json]`: the differential campaign (campaign.ts), its table, and the
+// [--out FILE] [--progress N] [--only I,J] [--json]`: the differential campaign (campaign.ts), its table, and the
 // failing cases. Ctrl-C ends the run early and still prints the table of the cases judged so far.
 import { type CampaignOptions, parseArgs, runCampaign } from './campaign.js';
 import { formatTable, summarise } from './table.js';
