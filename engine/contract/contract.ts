@@ -135,9 +135,10 @@ export const REQUESTS = {
     what: array(oneOf('bitmaps', 'snapshots', 'backing', 'unknown-extensions'), 8),
     save: saveRef,
   }),
-  /** `handle`: an opened image, or the salvageSource of an image.open that failed. */
-  'salvage.scan': obj({ handle }),
-  'salvage.export': obj({ handle, save: saveRef, format: optional(oneOf('raw', 'qcow2')) }),
+  /** `handle`: an opened image, or the salvageSource of an image.open that failed. `noBacking`: the user
+   * says the image had no backing file (when the header that would say so is lost; `--no-backing`). */
+  'salvage.scan': obj({ handle, noBacking: optional(bool) }),
+  'salvage.export': obj({ handle, save: saveRef, format: optional(oneOf('raw', 'qcow2')), noBacking: optional(bool) }),
   /** After a check: do leaked clusters look like lost tables still pointing at data (a zeroed L1)? */
   'salvage.assess': obj({ handle }),
   // --- write history (handlers/history.ts)

@@ -48,6 +48,9 @@ export interface SalvagePreview {
   warnings: string[];
   /** Internal snapshots found (only the active disk is exported here). */
   snapshots: number;
+  /** The header is lost, and with it whether the image had a backing file: `bytes.backingMissing` are
+   * the unallocated bytes that would read from it, if there was one (ask the user; `noBacking`). */
+  backingUnknown: boolean;
   /** The verdict, as `qcow2-doctor salvage` words it: status 0 (every position certain, nothing
    * lost), 2 (ranges lost), 4 (some data placed by guess), 6 (both). */
   outcome: { exitCode: 0 | 2 | 4 | 6; words: string };

@@ -24,6 +24,9 @@ export function salvagePreview(r: SalvageReport): SalvagePreview | undefined {
     guesses: r.guesses.slice(0, 50),
     warnings: r.warnings.slice(0, 50),
     snapshots: r.disks.filter((d) => d.kind === 'snapshot').length,
+    // No backing was opened or named, yet unallocated bytes are not counted as zeros: the header that
+    // would have said whether there is a backing file is lost.
+    backingUnknown: r.header !== 'intact' && r.backing === undefined && v.bytes.backingMissing > 0,
     outcome: outcomeOf(salvageOutcome([v])),
     placement: v.placement.slice(0, MAX_RANGES).map((x) => ({ ...x })),
     placementMore: Math.max(0, v.placement.length - MAX_RANGES),

@@ -59,11 +59,28 @@ async function openInWizard(name: string, s: Served = served): Promise<{ page: P
   return { page, errors };
 }
 
-/** From step 5 (salvage chosen): scan, check the preview, write, verify; returns the output's name. */
-async function salvage(page: Page, name: string): Promise<string> {
+/** From step 5 (salvage chosen): scan, check the preview, write, verify; returns the output's name.
+ * `headerLost`: the header that names a backing file is gone, so the preview first asks whether there
+ * was one (never "nothing lost" while unallocated ranges may belong to a backing file); the test answers none. */
+async function salvage(page: Page, name: string, headerLost = false): Promise<string> {
   await page.getByTestId('wizard-to-preview').click();
   const facts = page.getByTestId('wizard-salvage-facts');
   await facts.waitFor({ timeout: 60_000 });
+  const question = page.getByTestId('wizard-salvage-backing-unknown');
+  if (headerLost) {
+    expect(await question.innerText()).toContain('Did this disk have a backing file?');
+    const verdict = page.getByTestId('wizard-salvage-verdict');
+    expect(await verdict.innerText()).toContain('whether your disk had a backing file is unknown');
+    expect(await verdict.getAttribute('class')).not.toContain('ok');
+    expect(await facts.innerText()).toContain('would come from a backing file, if the disk had one');
+    await shot(page, `${name}-backing-question`);
+    await page.getByTestId('wizard-salvage-no-backing').click();
+    await question.waitFor({ state: 'detached', timeout: 60_000 });
+    await facts.waitFor({ timeout: 60_000 });
+    expect(await page.getByTestId('wizard-salvage-lost').count()).toBe(0); // no range left unaccounted for
+    expect(await facts.innerText()).not.toContain('Backing file');
+  }
+  expect(await question.count()).toBe(0);
   expect(await page.getByTestId('salvage-recovered').innerText()).toBe('192 KiB');
   expect(await page.getByTestId('salvage-lost').innerText()).toBe('0 B');
   expect(await page.getByTestId('wizard-salvage-verdict').getAttribute('data-lost')).toBe('0');
@@ -97,7 +114,7 @@ describe('recovery wizard: salvage', () => {
     expect(await page.getByTestId('wizard-action-salvage').isChecked()).toBe(true);
     expect(await page.getByTestId('wizard-action-leaks').count()).toBe(0); // nothing to repair in a file that cannot be opened
     await shot(page, 'header-action');
-    const out = await salvage(page, 'header');
+    const out = await salvage(page, 'header', true);
     expect(out).toBe('header-zeroed.salvaged.qcow2');
     const salvaged = join(root.dir, out);
     expect(qemuCheck(salvaged).status).toBe(0);

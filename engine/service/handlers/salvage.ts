@@ -18,9 +18,9 @@ import { salvagePreview } from '../salvage-preview.js';
 import { assessLeaks } from '../salvage-assess.js';
 import { testDelay } from './check.js';
 
-function options(ctx: HandlerContext): SalvageOptions {
+function options(ctx: HandlerContext, noBacking: boolean | undefined): SalvageOptions {
   const may = ctx.host.mayRead ? ctx.host.mayRead.bind(ctx.host) : undefined;
-  return { progress: ctx.progress, cancel: ctx.cancel, mayReadBacking: may };
+  return { progress: ctx.progress, cancel: ctx.cancel, mayReadBacking: may, ...(noBacking ? { noBacking } : {}) };
 }
 
 async function run<T>(f: () => Promise<T>): Promise<T> {
@@ -42,7 +42,7 @@ export const handlers: HandlerTable = {
   'salvage.scan': async (args, ctx) => {
     const src = ctx.sessions.fileOf(args.handle);
     if (ctx.host.testCheckDelayMs) await testDelay(ctx.host.testCheckDelayMs, ctx); // tests: a scan long enough to cancel
-    const r = await run(() => salvageImage(src.path, undefined, options(ctx)));
+    const r = await run(() => salvageImage(src.path, undefined, options(ctx, args.noBacking)));
     const v = r.views.find((x) => x.kind === 'active');
     const report = { ...r, image: basename(src.name) };
     const result: Awaited<ReturnType<NonNullable<HandlerTable['salvage.scan']>>> = {
@@ -71,7 +71,9 @@ export const handlers: HandlerTable = {
         value: args.save.kind,
       });
     const root = confinementOf(ctx.host, path);
-    const r = await run(() => salvageImage(src.path, path, { ...options(ctx), format, outputRoot: root }));
+    const r = await run(() =>
+      salvageImage(src.path, path, { ...options(ctx, args.noBacking), format, outputRoot: root }),
+    );
     const report = { ...r, image: basename(src.name) };
     for (const v of report.views) if (v.output) v.output = shown(ctx, src, v.output);
     const reportPath = `${path}.report.txt`;

@@ -97,6 +97,8 @@ class WizardState {
   assessment = $state<SalvageAssessment | null>(null);
   salvageScan = $state<SalvageScanResult | null>(null);
   salvageFormat = $state<'qcow2' | 'raw'>('qcow2');
+  /** The user said the image had no backing file (its header, which would say so, is lost). */
+  salvageNoBacking = $state(false);
   salvaged = $state<SalvageExportResult | null>(null);
   /** What "repair everything" would leave undecided (made during the diagnosis of a corrupt image). */
   refusals = $state<string[]>([]);
@@ -127,6 +129,7 @@ class WizardState {
     this.assessment = null;
     this.salvageScan = null;
     this.salvageFormat = 'qcow2';
+    this.salvageNoBacking = false;
     this.salvaged = null;
     this.refusals = [];
     this.job = null;
@@ -460,14 +463,21 @@ class WizardState {
     return this.unopenable?.handle ?? this.image?.handle;
   }
 
+  /** The user says the image had no backing file: scan again, counting unallocated ranges as empty. */
+  async salvageWithoutBacking(): Promise<void> {
+    this.salvageNoBacking = true;
+    await this.scanForSalvage();
+  }
+
   /** 6 (salvage). Scan the file: what will be recovered, lost and guessed. Nothing is written. */
   async scanForSalvage(): Promise<void> {
     const handle = this.salvageHandle;
     if (!handle) return;
     this.step = 'preview';
     this.salvageScan = null;
+    const noBacking = this.salvageNoBacking;
     const scan = await this.run('Scanning the file for your data', true, (o) =>
-      app.client.call('salvage.scan', { handle }, o),
+      app.client.call('salvage.scan', { handle, ...(noBacking ? { noBacking } : {}) }, o),
     );
     if (scan) this.salvageScan = scan;
   }
@@ -478,8 +488,13 @@ class WizardState {
     if (!handle) return;
     this.step = 'apply';
     const format = this.salvageFormat;
+    const noBacking = this.salvageNoBacking;
     const out = await this.run('Writing the recovered disk', true, (o) =>
-      app.client.call('salvage.export', { handle, save: { kind: 'sibling' }, format }, o),
+      app.client.call(
+        'salvage.export',
+        { handle, save: { kind: 'sibling' }, format, ...(noBacking ? { noBacking } : {}) },
+        o,
+      ),
     );
     if (!out) {
       this.step = 'preview';
