@@ -112,7 +112,8 @@ async function bitmapTailBits(
   const bits = Math.ceil(state.image.virtualSize / 2 ** bm.granularityBits);
   const bytes = Math.ceil(bits / 8);
   const last = Math.floor(Math.max(0, bytes - 1) / cs);
-  if (last >= bm.tableSize) return;
+  // The traversal reads a table only up to the end of the file; entries past it are empty.
+  if (last >= bm.tableSize || 8 * last + 8 > t.length) return;
   const off = (u32(t, 8 * last) & C.BME_OFFSET_MASK_HI) * TWO32 + ((u32(t, 8 * last + 4) & C.BME_OFFSET_MASK_LO) >>> 0);
   if (off === 0 || off >= state.fileSize) return;
   const data = await readPadded(state.image.io, off, cs);

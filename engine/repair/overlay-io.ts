@@ -6,8 +6,10 @@ import type { PositionalIO } from '../io/positional-io.js';
 
 export class OverlayIO implements PositionalIO {
   readonly readOnly = false;
-  /** Non-overlapping patches, by start offset. */
-  private patches = new Map<number, Uint8Array>();
+  /** Non-overlapping patches sorted by start offset (so also by end): a repair of a hostile image
+   * can plan tens of thousands of small writes, and each read or write finds its own by binary search. */
+  private readonly starts: number[] = [];
+  private readonly datas: Uint8Array[] = [];
   private length: number;
 
   constructor(
@@ -18,13 +20,27 @@ export class OverlayIO implements PositionalIO {
     this.length = baseLength;
   }
 
+  /** The first patch that ends after `offset`. */
+  private firstEndingAfter(offset: number): number {
+    let lo = 0;
+    let hi = this.starts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.starts[mid]! + this.datas[mid]!.length <= offset) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
   async read(offset: number, length: number): Promise<Uint8Array> {
     const end = Math.min(offset + length, this.length);
     if (end <= offset) return new Uint8Array(0);
     const out = new Uint8Array(end - offset);
     const got = await this.base.read(offset, end - offset);
     out.set(got.subarray(0, Math.min(got.length, out.length)));
-    for (const [p, data] of this.patches) {
+    for (let i = this.firstEndingAfter(offset); i < this.starts.length && this.starts[i]! < end; i++) {
+      const p = this.starts[i]!;
+      const data = this.datas[i]!;
       const a = Math.max(p, offset);
       const b = Math.min(p + data.length, end);
       if (a < b) out.set(data.subarray(a - p, b - p), a - offset);
@@ -33,16 +49,31 @@ export class OverlayIO implements PositionalIO {
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
-    // Split existing patches that overlap, then add this one (kept simple: few patches).
-    for (const [p, d] of [...this.patches]) {
-      const pe = p + d.length;
-      if (pe <= offset || p >= offset + data.length) continue;
-      this.patches.delete(p);
-      if (p < offset) this.patches.set(p, d.subarray(0, offset - p));
-      if (pe > offset + data.length) this.patches.set(offset + data.length, d.subarray(offset + data.length - p));
+    if (data.length === 0) return;
+    const end = offset + data.length;
+    const i = this.firstEndingAfter(offset);
+    let j = i;
+    while (j < this.starts.length && this.starts[j]! < end) j++;
+    // The overlapped patches are replaced by what sticks out of them on either side, and the new one.
+    const starts: number[] = [];
+    const datas: Uint8Array[] = [];
+    if (i < j && this.starts[i]! < offset) {
+      starts.push(this.starts[i]!);
+      datas.push(this.datas[i]!.subarray(0, offset - this.starts[i]!));
     }
-    this.patches.set(offset, data.slice());
-    this.length = Math.max(this.length, offset + data.length);
+    starts.push(offset);
+    datas.push(data.slice());
+    if (i < j) {
+      const p = this.starts[j - 1]!;
+      const d = this.datas[j - 1]!;
+      if (p + d.length > end) {
+        starts.push(end);
+        datas.push(d.subarray(end - p));
+      }
+    }
+    this.starts.splice(i, j - i, ...starts);
+    this.datas.splice(i, j - i, ...datas);
+    this.length = Math.max(this.length, end);
   }
 
   async flush(): Promise<void> {}

@@ -68,11 +68,14 @@ export async function walkBitmaps(ctx: TraversalContext): Promise<void> {
 async function walkBitmapTable(ctx: TraversalContext, table: Reference, read: TableRead): Promise<Uint8Array> {
   ctx.checkCancel();
   const cs = ctx.clusterSize;
-  const t = await readPadded(ctx.src.io, table.offset, table.length);
+  // Only the part inside the file is read: past its end every entry reads as zero (empty), and a
+  // table at QEMU's size limit is 1 GiB — a hostile directory entry must not cost that much.
+  const inFile = Math.min(table.length, Math.ceil((ctx.src.fileSize - table.offset) / 8) * 8);
+  const t = await readPadded(ctx.src.io, table.offset, inFile);
   ctx.visitor.table?.(read, t);
   const visit = ctx.visitor.reference;
   if (!visit) return t;
-  for (let k = 0; k < table.length / 8; k++) {
+  for (let k = 0; k < t.length / 8; k++) {
     const hi = u32(t, k * 8);
     const lo = u32(t, k * 8 + 4);
     const offset = (hi & C.BME_OFFSET_MASK_HI) * 0x1_0000_0000 + ((lo & C.BME_OFFSET_MASK_LO) >>> 0);
