@@ -11,6 +11,7 @@ import { decompressCluster } from '../image/compressed.js';
 import { placedRanges } from './placement-ranges.js';
 import { readInto, uninitialized } from './bulk-read.js';
 import { isZero } from '../format/cluster-content.js';
+import { entryEmpty, UNPLACED_DATA_REASON } from './unplaced-data.js';
 import type { GuestView, LostRange, Reconstruction, SharedEntry, ViewReport } from './types.js';
 
 /** A guest disk that unallocated clusters read from. `missing`: named but not found. */
@@ -104,7 +105,7 @@ export class ViewReader {
     }
     progress?.({ fraction: 1, stage: 'done' });
     // The left-out tables' data is lost from this disk, wherever it belonged.
-    acc.bytes.lost += v.unplaced?.bytes ?? 0;
+    acc.bytes.lost += (v.unplaced?.bytes ?? 0) + (v.unplacedData?.bytes ?? 0);
     const placedL2 = [...v.l2.values()].sort((a, b) => a.l1Index - b.l1Index);
     const bytes = acc.bytes;
     return {
@@ -146,6 +147,7 @@ export class ViewReader {
       } else {
         await this.emitUnallocated(g0 + jFrom, n - jFrom, sink, acc);
         if (v.unplaced) acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, UNPLACED, false);
+        else if (v.unplacedData) acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, UNPLACED_DATA_REASON, false);
       }
       return;
     }
@@ -176,6 +178,7 @@ export class ViewReader {
           while (k < n && u32(l2, k * this.step) === 0 && u32(l2, k * this.step + 4) === 0 && !v.shared?.has(g0 + k))
             k++;
           await this.emitUnallocated(g, k - j, sink, acc);
+          if (v.unplacedData) acc.addLost(g * cs, (g0 + k) * cs, UNPLACED_DATA_REASON, false);
           j = k;
           continue;
         }
@@ -393,6 +396,8 @@ export class ViewReader {
       } else bytes.zero += b - a;
     }
     await sink(g, isAllZero(out) ? null : out);
+    if (this.view.unplacedData && entryEmpty(l2, j, this.step))
+      acc.addLost(g * cs, g * cs + cs, UNPLACED_DATA_REASON, false);
   }
 
   /** What metadata the host bytes [offset, offset + length) fall on, if surviving structures prove any. */

@@ -13,6 +13,7 @@ import { dropCounterfeitL2 } from './counterfeit-l2.js';
 import { provenMetadata } from './metadata-clusters.js';
 import { recoverSharedEntries } from './shared-entries.js';
 import { markUnplacedTables } from './unplaced-tables.js';
+import { markUnplacedData } from './unplaced-data.js';
 import { gptDiskSize } from './placement-evidence.js';
 import { hx, isL2, newState, type ReconstructState } from './reconstruct-state.js';
 import type { ScanFindings } from './scan.js';
@@ -103,6 +104,7 @@ export async function reconstruct(
   await dropCounterfeitL2(st, views);
   await doubtDuplicateMappings(st, views, metadata);
   await markUnplacedTables(st, views, activeView);
+  await markUnplacedData(st, views, metadata, !!hints.backingFile);
   await recoverSharedEntries(st, views, !!active && activeState !== 'lost');
   const roles = [...st.role.entries()];
   return {

@@ -50,6 +50,8 @@ export interface GuestView {
   shared?: Map<number, SharedEntry>;
   /** Live L2 tables whose L1 entry was lost, left out: their data (bytes) belongs in some free L1 slot. */
   unplaced?: { tables: number[]; bytes: number };
+  /** Live data clusters no table maps (their L2 entries were lost): their guest place is unknown. */
+  unplacedData?: { clusters: number; bytes: number };
 }
 
 export interface Reconstruction {
