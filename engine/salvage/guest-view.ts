@@ -298,11 +298,17 @@ export class ViewReader {
   /** An empty entry that held a cluster another disk still maps: read it back, or report the range lost. */
   private async emitShared(g: number, e: SharedEntry, want: number, sink: ClusterSink, acc: Accounting): Promise<void> {
     const cs = this.cs;
-    const onMeta = this.metadataIn(e.host, cs);
-    const data = e.certain && !onMeta && e.host + cs <= this.fileSize ? await this.io.read(e.host, cs) : undefined;
+    let data: Uint8Array | undefined;
+    if (e.compressed) {
+      const d = decodeCompressed(e.compressed.hi, e.compressed.lo, this.geo);
+      const ok = e.certain && !this.metadataIn(d.offset, d.size) && d.offset + d.size <= this.fileSize;
+      data = ok ? decompressOrLost(await this.io.read(d.offset, d.size), cs, this.recon.compressionType) : undefined;
+    } else if (e.certain && !this.metadataIn(e.host, cs) && e.host + cs <= this.fileSize)
+      data = await this.io.read(e.host, cs);
     if (data && data.length >= want) {
       await sink(g, isAllZero(data) ? null : data);
       acc.bytes.recovered += want;
+      if (e.compressed) acc.bytes.compressed += want;
     } else {
       await sink(g, null);
       acc.addLost(g * cs, g * cs + cs, e.evidence);

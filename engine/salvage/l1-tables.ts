@@ -20,7 +20,8 @@ export async function findActiveL1(
   snapL1s: Set<number>,
 ): Promise<ActiveL1 | undefined> {
   const { hints, cs, fileSize } = st;
-  if (hints.l1Offset !== undefined && hints.l1Size !== undefined && hints.l1Offset < fileSize)
+  // An intact header's L1 is the active one even past the end of a truncated file: its slots are lost.
+  if (hints.l1Offset !== undefined && hints.l1Size !== undefined && (hints.l1Offset < fileSize || hints.intact))
     return { offset: hints.l1Offset, size: hints.l1Size, source: 'header' };
   // Header lost: L1-like tables that no snapshot claims; contiguous clusters form one table.
   const starts = [...st.role.entries()]
@@ -77,10 +78,16 @@ export interface L1Reading {
   state: 'valid' | 'damaged' | 'lost';
 }
 
+export const L1_TRUNCATED = 'L1 entry beyond end of file (truncated): whether this range held data is unknown';
+
 export async function readL1(st: ReconstructState, offset: number, size: number): Promise<L1Reading> {
   const { cs, fileSize, limit } = st;
   const bytes = Math.min(size, C.QCOW_MAX_L1_SIZE / 8) * 8;
   const buf = await readInFile(st, offset, bytes);
+  // Entries the file no longer holds: each may have named an L2 table (only up to the disk's size).
+  const wanted = st.hints.size ? Math.min(bytes / 8, Math.ceil(st.hints.size / st.coverage)) : bytes / 8;
+  const cut: LostL2[] = [];
+  for (let i = buf.length / 8; i < wanted; i++) cut.push({ l1Index: i, host: 0, reason: L1_TRUNCATED });
   const placed: L2Placement[] = [];
   const lost: LostL2[] = [];
   let bad = 0,
@@ -95,7 +102,16 @@ export async function readL1(st: ReconstructState, offset: number, size: number)
       continue;
     }
     const t = l1Target(buf, p);
-    if (t === 0) continue;
+    // Flags with no offset, or an offset into the header: QEMU never writes either, the entry is damaged.
+    if (t < cs) {
+      bad++;
+      lost.push({
+        l1Index: i,
+        host: 0,
+        reason: `L1 entry damaged (it points at ${t === 0 ? 'no table' : 'the header'})`,
+      });
+      continue;
+    }
     if (isL2(st, t)) placed.push({ l1Index: i, host: t, source: 'l1', confidence: 1 });
     else if (t >= fileSize) lost.push({ l1Index: i, host: t, reason: 'L2 table beyond end of file (truncated)' });
     else
@@ -106,6 +122,11 @@ export async function readL1(st: ReconstructState, offset: number, size: number)
       });
   }
   // All zero, or mostly unreadable: nothing in it can be trusted to say "unallocated".
-  const state = nonZero === 0 || bad * 2 > nonZero ? 'lost' : bad > 0 || lost.length > 0 ? 'damaged' : 'valid';
-  return { placed, lost, state };
+  const state =
+    (nonZero === 0 && !cut.length) || (bad + cut.length) * 2 > nonZero + cut.length
+      ? 'lost'
+      : bad > 0 || lost.length > 0 || cut.length > 0
+        ? 'damaged'
+        : 'valid';
+  return { placed, lost: [...lost, ...cut], state };
 }

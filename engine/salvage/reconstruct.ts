@@ -5,7 +5,7 @@
 import { u32 } from '../format/bytes.js';
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
 import type { HeaderHints } from './geometry-guess.js';
-import { findActiveL1, readL1, type ActiveL1 } from './l1-tables.js';
+import { findActiveL1, L1_TRUNCATED, readL1, type ActiveL1 } from './l1-tables.js';
 import { placeOrphans } from './orphan-placement.js';
 import { adoptSnapshotHeldTables } from './reconstruct-snapshot-held.js';
 import { doubtDuplicateMappings } from './duplicate-mappings.js';
@@ -166,7 +166,11 @@ async function activeDisk(
   }
   for (const p of r.placed) view.l2.set(p.l1Index, p);
   if (r.state !== 'lost') view.lostL2.push(...r.lost);
-  else if (active.source === 'header')
+  // The file ends inside (or before) the L1: those slots are lost, whatever else placed elsewhere.
+  else view.lostL2.push(...r.lost.filter((l) => l.reason === L1_TRUNCATED));
+  if (r.state === 'lost' && active.source === 'header' && r.lost.some((l) => l.reason === L1_TRUNCATED))
+    st.warnings.push(`active L1 table at ${hx(active.offset)} lies beyond the end of the file (truncated)`);
+  else if (r.state === 'lost' && active.source === 'header')
     st.warnings.push(
       `active L1 table at ${hx(active.offset)} is unreadable (zeroed or overwritten): its L2 tables were placed from other evidence`,
     );

@@ -33,9 +33,10 @@ export async function assignRoles(st: ReconstructState): Promise<void> {
 }
 
 /**
- * Refcount blocks the intact header's refcount table names and whose content validates as one, but
- * that the scan took for a pointer table: with 64-bit refcounts a block of ones reads as L2 entries
- * with the zero flag. A table the header's L1 names stays what the L1 says.
+ * Refcount blocks the intact header's refcount table names: those the scan took for a pointer table
+ * when their content validates as a block (with 64-bit refcounts a block of ones reads as L2 entries
+ * with the zero flag), and with refcounts under 8 bits, whose content proves nothing, any cluster
+ * that is no table. A table the header's L1 names stays what the L1 says.
  */
 async function adoptNamedRefcountBlocks(st: ReconstructState, named: Map<number, TableRole>): Promise<void> {
   const { hints, cs, fileSize } = st;
@@ -54,8 +55,11 @@ async function adoptNamedRefcountBlocks(st: ReconstructState, named: Map<number,
   };
   for (let p = 0; p < rt.length; p += 8) {
     const off = standardTarget(rt, p);
-    if (!off || off % cs !== 0 || named.has(off) || !st.tables.has(off)) continue;
-    if (!looksLikeRefcountBlock(await st.cache.get(off), 0, ctx)) continue;
+    if (!off || off % cs !== 0 || off >= fileSize || named.has(off) || st.refblocks.has(off)) continue;
+    // Refcounts of 1, 2 or 4 bits: any content is valid, so the header's word is all there is
+    // (findRefcountProbe still demands that the table count its own cluster).
+    if (hints.refcountOrder < 3 && !st.tables.has(off)) st.refblocks.add(off);
+    if (!st.tables.has(off) || !looksLikeRefcountBlock(await st.cache.get(off), 0, ctx)) continue;
     st.tables.delete(off);
     st.refblocks.add(off);
   }

@@ -31,6 +31,8 @@ export interface SharedEntry {
   /** true: read it back; false: the range is reported lost (it may have held `host`). */
   certain: boolean;
   evidence: string;
+  /** The entry held a compressed stream at `host` (this descriptor), not a whole cluster. */
+  compressed?: { hi: number; lo: number };
 }
 
 /** One disk that can be exported: the active disk or one internal snapshot. */

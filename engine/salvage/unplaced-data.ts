@@ -5,6 +5,7 @@
 import { u32 } from '../format/bytes.js';
 import { isZero } from '../format/cluster-content.js';
 import { ClusterType, classifyL2, decodeCompressed, l2Offset } from '../format/l2-entry.js';
+import { headerRefcountTable } from './metadata-clusters.js';
 import { hx, type ReconstructState } from './reconstruct-state.js';
 import type { GuestView } from './types.js';
 
@@ -37,7 +38,11 @@ async function accountedClusters(st: ReconstructState, views: GuestView[], metad
   used.mark(0, cs);
   for (const c of metadata.keys()) used.mark(c * cs, cs);
   for (const t of st.findings.tables) used.mark(t.offset, cs);
-  for (const o of st.findings.refcountBlocks) used.mark(o, cs);
+  // With the header's refcount table, the blocks it names are the refcount blocks (in `metadata`):
+  // another cluster that reads like one (small 16-bit numbers) may be guest data.
+  const named = await headerRefcountTable(st);
+  if (named) for (const o of named.entries) if (st.refblocks.has(o)) used.mark(o, cs);
+  if (!named) for (const o of st.refblocks) used.mark(o, cs);
   for (const o of st.findings.snapshotTables) used.mark(o, cs);
   if (hints.l1Offset !== undefined) used.mark(hints.l1Offset, Math.max(1, (hints.l1Size ?? 0) * 8));
   if (hints.refcountTableOffset !== undefined)
