@@ -102,14 +102,19 @@ export async function readL1(st: ReconstructState, offset: number, size: number)
       continue;
     }
     const t = l1Target(buf, p);
-    // Flags with no offset, or an offset into the header: QEMU never writes either, the entry is damaged.
-    if (t < cs) {
+    // Flags with no offset, or an offset into the header or a refcount structure: QEMU never writes
+    // such an entry, so it is damaged, and the table it named may be found elsewhere.
+    const onto =
+      t < cs
+        ? 'the header'
+        : st.refblocks.has(t)
+          ? 'a refcount block'
+          : st.role.get(t) === 'reftable'
+            ? 'the refcount table'
+            : undefined;
+    if (t === 0 || onto) {
       bad++;
-      lost.push({
-        l1Index: i,
-        host: 0,
-        reason: `L1 entry damaged (it points at ${t === 0 ? 'no table' : 'the header'})`,
-      });
+      lost.push({ l1Index: i, host: 0, reason: `L1 entry damaged (it points at ${onto ?? 'no table'})` });
       continue;
     }
     if (isL2(st, t)) placed.push({ l1Index: i, host: t, source: 'l1', confidence: 1 });
@@ -122,8 +127,9 @@ export async function readL1(st: ReconstructState, offset: number, size: number)
       });
   }
   // All zero, or mostly unreadable: nothing in it can be trusted to say "unallocated".
+  // Judged on the entries the file still holds: a cut-off L1 is damaged, not lost.
   const state =
-    (nonZero === 0 && !cut.length) || (bad + cut.length) * 2 > nonZero + cut.length
+    (nonZero === 0 && !cut.length) || bad * 2 > nonZero
       ? 'lost'
       : bad > 0 || lost.length > 0 || cut.length > 0
         ? 'damaged'

@@ -55,14 +55,27 @@ async function adoptNamedRefcountBlocks(st: ReconstructState, named: Map<number,
   };
   for (let p = 0; p < rt.length; p += 8) {
     const off = standardTarget(rt, p);
-    if (!off || off % cs !== 0 || off >= fileSize || named.has(off) || st.refblocks.has(off)) continue;
+    if (!off || off % cs !== 0 || off >= fileSize || st.refblocks.has(off)) continue;
+    // Also named by the L1: a refcount block by its content, unless as an L2 it would map data.
+    if (named.has(off) && (named.get(off) !== 'l2' || (await mapsData(st, off)))) continue;
     // Refcounts of 1, 2 or 4 bits: any content is valid, so the header's word is all there is
     // (findRefcountProbe still demands that the table count its own cluster).
     if (hints.refcountOrder < 3 && !st.tables.has(off)) st.refblocks.add(off);
     if (!st.tables.has(off) || !looksLikeRefcountBlock(await st.cache.get(off), 0, ctx)) continue;
     st.tables.delete(off);
     st.refblocks.add(off);
+    named.delete(off);
   }
+}
+
+/** Read as an L2 table, does the cluster map any cluster-aligned offset inside the file? */
+async function mapsData(st: ReconstructState, off: number): Promise<boolean> {
+  const buf = await st.cache.get(off);
+  for (let p = 0; p < st.cs; p += 8) {
+    const t = standardTarget(buf, p);
+    if (t && t % st.cs === 0 && t < st.fileSize) return true;
+  }
+  return false;
 }
 
 async function tableRole(st: ReconstructState, t: PointerTableSummary): Promise<TableRole> {
