@@ -105,7 +105,9 @@ export class ViewReader {
     }
     progress?.({ fraction: 1, stage: 'done' });
     // The left-out tables' data is lost from this disk, wherever it belonged.
-    acc.bytes.lost += (v.unplaced?.bytes ?? 0) + (v.unplacedData?.bytes ?? 0);
+    acc.bytes.lost += v.unplaced?.bytes ?? 0;
+    // Unmapped live data may be what the ranges already counted lost held: counted once, at least.
+    if (v.unplacedData) acc.bytes.lost = Math.max(acc.bytes.lost, v.unplacedData.bytes);
     const placedL2 = [...v.l2.values()].sort((a, b) => a.l1Index - b.l1Index);
     const bytes = acc.bytes;
     return {
