@@ -168,8 +168,11 @@ async function activeDisk(
   if (r.state !== 'lost') view.lostL2.push(...r.lost);
   // The file ends inside (or before) the L1: those slots are lost, whatever else placed elsewhere.
   else view.lostL2.push(...r.lost.filter((l) => l.reason === L1_TRUNCATED));
-  if (r.state === 'lost' && active.source === 'header' && r.lost.some((l) => l.reason === L1_TRUNCATED))
-    st.warnings.push(`active L1 table at ${hx(active.offset)} lies beyond the end of the file (truncated)`);
+  const cut = r.lost.filter((l) => l.reason === L1_TRUNCATED).length;
+  if (cut)
+    st.warnings.push(
+      `the file ends ${active.offset >= st.fileSize ? 'before' : 'inside'} the active L1 table at ${hx(active.offset)} (truncated): the guest ranges of its ${cut} missing entr${cut === 1 ? 'y are' : 'ies are'} lost`,
+    );
   else if (r.state === 'lost' && active.source === 'header')
     st.warnings.push(
       `active L1 table at ${hx(active.offset)} is unreadable (zeroed or overwritten): its L2 tables were placed from other evidence`,
