@@ -49,7 +49,7 @@ describe('salvage of an L2 table with entries zeroed whose data clusters stay al
     const l2 = Number(readU64(f, Number(readU64(f, 40))) & OFFSET_MASK);
     // Guest 1 MiB .. 1 MiB + 16 KiB: entries 256..259 of the first L2 table.
     writeBytes(f, l2 + 256 * 8, new Uint8Array(4 * 8));
-    expect(qemuCheck(f).json?.['leaks']).toBe(4);
+    expect(qemuCheck(f).json?.leaks).toBe(4);
     const s = salvage(f, 'zeroed', ['--lost-found', join(t.dir, 'found.bin')]);
     expect(s.status).toBe(2);
     const v = s.report.views[0]!;
