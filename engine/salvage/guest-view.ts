@@ -30,6 +30,8 @@ export type ClusterSink = (guestCluster: number, data: Uint8Array | null) => Pro
 const MAX_RUN = 8 * 1024 * 1024;
 const UNPLACED =
   'possibly lost: the L1 says unallocated, but live L2 tables referenced by no L1 map data that belongs in one of these ranges (see the warnings; --place-orphans places them by guess)';
+const GUESS_HOME =
+  'possibly lost: L2 tables were placed into the free L1 slots by guess, and one of them may belong here instead';
 const BACKING_UNKNOWN =
   'unallocated: the header is lost, and with it the name of any backing file this range would read from (written as zeros; pass --backing FILE, or --no-backing if the image had none)';
 const MAX_LOST_RANGES = 10_000;
@@ -148,7 +150,8 @@ export class ViewReader {
         acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, l.reason);
       } else {
         await this.emitUnallocated(g0 + jFrom, n - jFrom, sink, acc);
-        if (v.unplaced) acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, UNPLACED, false);
+        if (v.guessHomes?.has(i)) acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, GUESS_HOME, false);
+        else if (v.unplaced) acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, UNPLACED, false);
         else if (v.unplacedData) acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, UNPLACED_DATA_REASON, false);
       }
       return;

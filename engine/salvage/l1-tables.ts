@@ -19,11 +19,29 @@ export async function findActiveL1(
   snaps: SnapshotInfo[],
   snapL1s: Set<number>,
 ): Promise<ActiveL1 | undefined> {
-  const { hints, cs, fileSize } = st;
-  // An intact header's L1 is the active one even past the end of a truncated file: its slots are lost.
-  if (hints.l1Offset !== undefined && hints.l1Size !== undefined && (hints.l1Offset < fileSize || hints.intact))
-    return { offset: hints.l1Offset, size: hints.l1Size, source: 'header' };
-  // Header lost: L1-like tables that no snapshot claims; contiguous clusters form one table.
+  const { hints, fileSize } = st;
+  const named = hints.l1Offset !== undefined && hints.l1Size !== undefined;
+  if (named && hints.l1Offset! < fileSize) return { offset: hints.l1Offset!, size: hints.l1Size!, source: 'header' };
+  const found = await scanForActiveL1(st, snaps, snapL1s);
+  // An intact header naming an L1 past the end of the file: the file was cut short, and the L1's
+  // slots are lost; unless a live L1 survives in the file (then the header's offset is what is damaged).
+  if (named && hints.intact && !found?.live) return { offset: hints.l1Offset!, size: hints.l1Size!, source: 'header' };
+  if (!found) return undefined;
+  st.guesses.push(
+    named
+      ? `${found.note} (the header's L1 offset 0x${hints.l1Offset!.toString(16)} lies beyond the end of the file)`
+      : found.note,
+  );
+  return found.l1;
+}
+
+/** Header lost: L1-like tables that no snapshot claims; contiguous clusters form one table. */
+async function scanForActiveL1(
+  st: ReconstructState,
+  snaps: SnapshotInfo[],
+  snapL1s: Set<number>,
+): Promise<{ l1: ActiveL1; live: boolean; note: string } | undefined> {
+  const { cs } = st;
   const starts = [...st.role.entries()]
     .filter(([o, r]) => r === 'l1' && !snapL1s.has(o))
     .map(([o]) => o)
@@ -64,12 +82,11 @@ export async function findActiveL1(
     if (better) best = { run, own, total, live };
   }
   if (!best) return undefined;
-  if (runs.length > 1)
-    st.guesses.push(
-      `active L1 table chosen among ${runs.length} L1-like tables: 0x${best.run.offset.toString(16)} (owns ${best.own} L2 table(s) no snapshot uses)`,
-    );
-  else st.guesses.push(`active L1 table found by scanning at 0x${best.run.offset.toString(16)}`);
-  return { offset: best.run.offset, size: best.run.clusters * (cs / 8), source: 'scan' };
+  const note =
+    runs.length > 1
+      ? `active L1 table chosen among ${runs.length} L1-like tables: 0x${best.run.offset.toString(16)} (owns ${best.own} L2 table(s) no snapshot uses)`
+      : `active L1 table found by scanning at 0x${best.run.offset.toString(16)}`;
+  return { l1: { offset: best.run.offset, size: best.run.clusters * (cs / 8), source: 'scan' }, live: best.live, note };
 }
 
 export interface L1Reading {

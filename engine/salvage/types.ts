@@ -52,6 +52,8 @@ export interface GuestView {
   shared?: Map<number, SharedEntry>;
   /** Live L2 tables whose L1 entry was lost, left out: their data (bytes) belongs in some free L1 slot. */
   unplaced?: { tables: number[]; bytes: number };
+  /** The free L1 slots tables were placed into by guess: the ones left empty may be where one belongs. */
+  guessHomes?: Set<number>;
   /** Live data clusters no table maps (their L2 entries were lost): their guest place is unknown. */
   unplacedData?: { clusters: number; bytes: number };
 }
