@@ -7,8 +7,9 @@
 //   falseClaims  a claim that does not hold against the ground truth: an exit 0 repair whose image
 //                differs outside the guest ranges it says are lost, or that qemu-img does not call
 //                clean; a "leaks only" check of an image whose data already differs; a salvage that
-//                says nothing is lost (or names what is lost) and is wrong elsewhere; a repair that
-//                exits 0 yet loses bytes that salvage of the same damaged file recovers with certainty
+//                says nothing is lost (or names what is lost, and with exit 4/6 what it placed by
+//                guess) and is wrong elsewhere; a repair that exits 0 yet loses bytes that salvage
+//                of the same damaged file recovers with certainty (neither lost nor guessed)
 //   refused      our repair refused a part (printed why) and left it for a person
 //   undetectable the damage leaves metadata both tools call clean but changes what the guest reads
 //                (e.g. a zero flag set on an allocated entry): no claim can be judged on it
@@ -106,7 +107,14 @@ interface Salvaged {
   exit: number;
   mask: Uint8Array;
   lost: Range[];
+  /** Guest ranges the report says were placed by guess (exit 4 or 6): their bytes may sit elsewhere. */
+  guessed: Range[];
 }
+
+type ReportView = {
+  lost?: Array<{ start: number; end: number }>;
+  placement?: Array<{ start: number; end: number; how: string; confidence: number }>;
+};
 
 async function runSalvage(ours: OurCli, file: string, truth: Truth): Promise<Salvaged> {
   const out = `${file}.salvaged.raw`;
@@ -117,18 +125,22 @@ async function runSalvage(ours: OurCli, file: string, truth: Truth): Promise<Sal
   // No output: salvage refused or failed (its exit code says which), and nothing matches.
   const got = existsSync(out) ? out : undefined;
   let lost: Range[] = [];
+  let guessed: Range[] = [];
   try {
     if (got === undefined) throw new Error('no output');
     const rep = parseJson(readFileSync(report, 'utf8'));
-    const views = (rep?.views as Array<{ lost?: Array<{ start: number; end: number }> }>) ?? [];
-    lost = (views[0]?.lost ?? []).map((l) => ({ start: l.start, length: l.end - l.start }));
+    const view = ((rep?.views as ReportView[]) ?? [])[0];
+    lost = (view?.lost ?? []).map((l) => ({ start: l.start, length: l.end - l.start }));
+    guessed = (view?.placement ?? [])
+      .filter((p) => p.how === 'by-guess' || p.confidence < 1)
+      .map((p) => ({ start: p.start, length: p.end - p.start }));
   } catch {
     // no report: no lost ranges named
   }
   const mask = matchFile(truth, got);
   rmSync(out, { force: true });
   rmSync(report, { force: true });
-  return { exit: r.status, mask, lost };
+  return { exit: r.status, mask, lost, guessed };
 }
 
 interface Repaired {
@@ -212,15 +224,29 @@ export async function judgeCase(
     claimsOfRepair('check -r all', all.exit, all.qemuVerdict, all.mask, all.lost, claims);
     if (salvage.exit === 0 && salvage.mask.includes(0))
       claims.push('salvage said nothing is lost but guest data differs');
-    if (salvage.exit === 2) {
+    if (salvage.exit === 2 || salvage.exit === 4 || salvage.exit === 6) {
+      // Lost ranges are named; with 4 and 6 the ranges placed by guess are too: every other byte must hold.
+      const named = salvage.exit === 2 ? salvage.lost : [...salvage.lost, ...salvage.guessed];
       let wrong = 0;
-      for (let i = 0; i < salvage.mask.length; i++) if (!salvage.mask[i] && !inRanges(salvage.lost, i)) wrong++;
-      if (wrong > 0) claims.push(`salvage named its lost ranges but ${wrong * SECTOR} other guest bytes differ`);
+      for (let i = 0; i < salvage.mask.length; i++) if (!salvage.mask[i] && !inRanges(named, i)) wrong++;
+      if (wrong > 0)
+        claims.push(
+          salvage.exit === 2
+            ? `salvage named its lost ranges but ${wrong * SECTOR} other guest bytes differ`
+            : `salvage named its lost and guessed ranges (exit ${salvage.exit}) but ${wrong * SECTOR} other guest bytes differ`,
+        );
     }
-    if (all.exit === 0 && (salvage.exit === 0 || salvage.exit === 2)) {
+    if (all.exit === 0 && [0, 2, 4, 6].includes(salvage.exit)) {
       let below = 0;
       for (let i = 0; i < salvage.mask.length; i++)
-        if (salvage.mask[i] && !inRanges(salvage.lost, i) && !all.mask[i] && !inRanges(all.lost, i)) below++;
+        if (
+          salvage.mask[i] &&
+          !inRanges(salvage.lost, i) &&
+          !inRanges(salvage.guessed, i) &&
+          !all.mask[i] &&
+          !inRanges(all.lost, i)
+        )
+          below++;
       if (below > 0)
         claims.push(`check -r all exited 0 but loses ${below * SECTOR} bytes salvage recovers with certainty`);
     }

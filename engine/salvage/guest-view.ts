@@ -11,6 +11,7 @@ import { decompressCluster } from '../image/compressed.js';
 import { placedRanges } from './placement-ranges.js';
 import { readInto, uninitialized } from './bulk-read.js';
 import { isZero } from '../format/cluster-content.js';
+import { entryEmpty, UNPLACED_DATA_REASON } from './unplaced-data.js';
 import type { GuestView, LostRange, Reconstruction, SharedEntry, ViewReport } from './types.js';
 
 /** A guest disk that unallocated clusters read from. `missing`: named but not found. */
@@ -29,6 +30,8 @@ export type ClusterSink = (guestCluster: number, data: Uint8Array | null) => Pro
 const MAX_RUN = 8 * 1024 * 1024;
 const UNPLACED =
   'possibly lost: the L1 says unallocated, but live L2 tables referenced by no L1 map data that belongs in one of these ranges (see the warnings; --place-orphans places them by guess)';
+const GUESS_HOME =
+  'possibly lost: L2 tables were placed into the free L1 slots by guess, and one of them may belong here instead';
 const BACKING_UNKNOWN =
   'unallocated: the header is lost, and with it the name of any backing file this range would read from (written as zeros; pass --backing FILE, or --no-backing if the image had none)';
 const MAX_LOST_RANGES = 10_000;
@@ -105,6 +108,8 @@ export class ViewReader {
     progress?.({ fraction: 1, stage: 'done' });
     // The left-out tables' data is lost from this disk, wherever it belonged.
     acc.bytes.lost += v.unplaced?.bytes ?? 0;
+    // Unmapped live data may be what the ranges already counted lost held: counted once, at least.
+    if (v.unplacedData) acc.bytes.lost = Math.max(acc.bytes.lost, v.unplacedData.bytes);
     const placedL2 = [...v.l2.values()].sort((a, b) => a.l1Index - b.l1Index);
     const bytes = acc.bytes;
     return {
@@ -145,7 +150,9 @@ export class ViewReader {
         acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, l.reason);
       } else {
         await this.emitUnallocated(g0 + jFrom, n - jFrom, sink, acc);
-        if (v.unplaced) acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, UNPLACED, false);
+        if (v.guessHomes?.has(i)) acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, GUESS_HOME, false);
+        else if (v.unplaced) acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, UNPLACED, false);
+        else if (v.unplacedData) acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, UNPLACED_DATA_REASON, false);
       }
       return;
     }
@@ -176,6 +183,7 @@ export class ViewReader {
           while (k < n && u32(l2, k * this.step) === 0 && u32(l2, k * this.step + 4) === 0 && !v.shared?.has(g0 + k))
             k++;
           await this.emitUnallocated(g, k - j, sink, acc);
+          if (v.unplacedData) acc.addLost(g * cs, (g0 + k) * cs, UNPLACED_DATA_REASON, false);
           j = k;
           continue;
         }
@@ -295,11 +303,17 @@ export class ViewReader {
   /** An empty entry that held a cluster another disk still maps: read it back, or report the range lost. */
   private async emitShared(g: number, e: SharedEntry, want: number, sink: ClusterSink, acc: Accounting): Promise<void> {
     const cs = this.cs;
-    const onMeta = this.metadataIn(e.host, cs);
-    const data = e.certain && !onMeta && e.host + cs <= this.fileSize ? await this.io.read(e.host, cs) : undefined;
+    let data: Uint8Array | undefined;
+    if (e.compressed) {
+      const d = decodeCompressed(e.compressed.hi, e.compressed.lo, this.geo);
+      const ok = e.certain && !this.metadataIn(d.offset, d.size) && d.offset + d.size <= this.fileSize;
+      data = ok ? decompressOrLost(await this.io.read(d.offset, d.size), cs, this.recon.compressionType) : undefined;
+    } else if (e.certain && !this.metadataIn(e.host, cs) && e.host + cs <= this.fileSize)
+      data = await this.io.read(e.host, cs);
     if (data && data.length >= want) {
       await sink(g, isAllZero(data) ? null : data);
       acc.bytes.recovered += want;
+      if (e.compressed) acc.bytes.compressed += want;
     } else {
       await sink(g, null);
       acc.addLost(g * cs, g * cs + cs, e.evidence);
@@ -393,6 +407,8 @@ export class ViewReader {
       } else bytes.zero += b - a;
     }
     await sink(g, isAllZero(out) ? null : out);
+    if (this.view.unplacedData && entryEmpty(l2, j, this.step))
+      acc.addLost(g * cs, g * cs + cs, UNPLACED_DATA_REASON, false);
   }
 
   /** What metadata the host bytes [offset, offset + length) fall on, if surviving structures prove any. */

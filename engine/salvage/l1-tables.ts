@@ -19,10 +19,29 @@ export async function findActiveL1(
   snaps: SnapshotInfo[],
   snapL1s: Set<number>,
 ): Promise<ActiveL1 | undefined> {
-  const { hints, cs, fileSize } = st;
-  if (hints.l1Offset !== undefined && hints.l1Size !== undefined && hints.l1Offset < fileSize)
-    return { offset: hints.l1Offset, size: hints.l1Size, source: 'header' };
-  // Header lost: L1-like tables that no snapshot claims; contiguous clusters form one table.
+  const { hints, fileSize } = st;
+  const named = hints.l1Offset !== undefined && hints.l1Size !== undefined;
+  if (named && hints.l1Offset! < fileSize) return { offset: hints.l1Offset!, size: hints.l1Size!, source: 'header' };
+  const found = await scanForActiveL1(st, snaps, snapL1s);
+  // An intact header naming an L1 past the end of the file: the file was cut short, and the L1's
+  // slots are lost; unless a live L1 survives in the file (then the header's offset is what is damaged).
+  if (named && hints.intact && !found?.live) return { offset: hints.l1Offset!, size: hints.l1Size!, source: 'header' };
+  if (!found) return undefined;
+  st.guesses.push(
+    named
+      ? `${found.note} (the header's L1 offset 0x${hints.l1Offset!.toString(16)} lies beyond the end of the file)`
+      : found.note,
+  );
+  return found.l1;
+}
+
+/** Header lost: L1-like tables that no snapshot claims; contiguous clusters form one table. */
+async function scanForActiveL1(
+  st: ReconstructState,
+  snaps: SnapshotInfo[],
+  snapL1s: Set<number>,
+): Promise<{ l1: ActiveL1; live: boolean; note: string } | undefined> {
+  const { cs } = st;
   const starts = [...st.role.entries()]
     .filter(([o, r]) => r === 'l1' && !snapL1s.has(o))
     .map(([o]) => o)
@@ -63,12 +82,11 @@ export async function findActiveL1(
     if (better) best = { run, own, total, live };
   }
   if (!best) return undefined;
-  if (runs.length > 1)
-    st.guesses.push(
-      `active L1 table chosen among ${runs.length} L1-like tables: 0x${best.run.offset.toString(16)} (owns ${best.own} L2 table(s) no snapshot uses)`,
-    );
-  else st.guesses.push(`active L1 table found by scanning at 0x${best.run.offset.toString(16)}`);
-  return { offset: best.run.offset, size: best.run.clusters * (cs / 8), source: 'scan' };
+  const note =
+    runs.length > 1
+      ? `active L1 table chosen among ${runs.length} L1-like tables: 0x${best.run.offset.toString(16)} (owns ${best.own} L2 table(s) no snapshot uses)`
+      : `active L1 table found by scanning at 0x${best.run.offset.toString(16)}`;
+  return { l1: { offset: best.run.offset, size: best.run.clusters * (cs / 8), source: 'scan' }, live: best.live, note };
 }
 
 export interface L1Reading {
@@ -77,10 +95,16 @@ export interface L1Reading {
   state: 'valid' | 'damaged' | 'lost';
 }
 
+export const L1_TRUNCATED = 'L1 entry beyond end of file (truncated): whether this range held data is unknown';
+
 export async function readL1(st: ReconstructState, offset: number, size: number): Promise<L1Reading> {
   const { cs, fileSize, limit } = st;
   const bytes = Math.min(size, C.QCOW_MAX_L1_SIZE / 8) * 8;
   const buf = await readInFile(st, offset, bytes);
+  // Entries the file no longer holds: each may have named an L2 table (only up to the disk's size).
+  const wanted = st.hints.size ? Math.min(bytes / 8, Math.ceil(st.hints.size / st.coverage)) : bytes / 8;
+  const cut: LostL2[] = [];
+  for (let i = buf.length / 8; i < wanted; i++) cut.push({ l1Index: i, host: 0, reason: L1_TRUNCATED });
   const placed: L2Placement[] = [];
   const lost: LostL2[] = [];
   let bad = 0,
@@ -95,7 +119,21 @@ export async function readL1(st: ReconstructState, offset: number, size: number)
       continue;
     }
     const t = l1Target(buf, p);
-    if (t === 0) continue;
+    // Flags with no offset, or an offset into the header or a refcount structure: QEMU never writes
+    // such an entry, so it is damaged, and the table it named may be found elsewhere.
+    const onto =
+      t < cs
+        ? 'the header'
+        : st.refblocks.has(t)
+          ? 'a refcount block'
+          : st.role.get(t) === 'reftable'
+            ? 'the refcount table'
+            : undefined;
+    if (t === 0 || onto) {
+      bad++;
+      lost.push({ l1Index: i, host: 0, reason: `L1 entry damaged (it points at ${onto ?? 'no table'})` });
+      continue;
+    }
     if (isL2(st, t)) placed.push({ l1Index: i, host: t, source: 'l1', confidence: 1 });
     else if (t >= fileSize) lost.push({ l1Index: i, host: t, reason: 'L2 table beyond end of file (truncated)' });
     else
@@ -106,6 +144,12 @@ export async function readL1(st: ReconstructState, offset: number, size: number)
       });
   }
   // All zero, or mostly unreadable: nothing in it can be trusted to say "unallocated".
-  const state = nonZero === 0 || bad * 2 > nonZero ? 'lost' : bad > 0 || lost.length > 0 ? 'damaged' : 'valid';
-  return { placed, lost, state };
+  // Judged on the entries the file still holds: a cut-off L1 is damaged, not lost.
+  const state =
+    (nonZero === 0 && !cut.length) || bad * 2 > nonZero
+      ? 'lost'
+      : bad > 0 || lost.length > 0 || cut.length > 0
+        ? 'damaged'
+        : 'valid';
+  return { placed, lost: [...lost, ...cut], state };
 }

@@ -51,7 +51,10 @@ export async function exportLostAndFound(
   // Metadata: cluster 0, every table-like cluster, refcount blocks, snapshot tables, L1 tables.
   mark(0);
   for (const t of findings.tables) mark(t.offset);
-  for (const o of findings.refcountBlocks) mark(o);
+  for (const c of recon.metadata?.keys() ?? []) mark(c * cs);
+  // With an intact header its refcount table names the blocks (in `metadata`): another cluster that
+  // reads like one (small 16-bit numbers) may be guest data, and is copied.
+  if (recon.structures.header !== 'intact') for (const o of findings.refcountBlocks) mark(o);
   for (const o of findings.snapshotTables) mark(o);
   for (const v of recon.views)
     if (v.l1Offset !== undefined) mark(v.l1Offset, Math.max(cs, Math.ceil(v.virtualSize / (cs * (cs / 8))) * 8));

@@ -183,6 +183,8 @@ function byOrder(st: ReconstructState, remaining: Set<number>, ctx: OrphanContex
     }
   }
   dropPlacedFromLost(active);
+  // A table placed by guess may belong in any of the free slots: those left empty may have held it.
+  if (n && !forced) active.guessHomes = new Set(free);
   if (n && forced)
     st.warnings.push(
       `1 L2 table with no surviving L1 entry placed in the only free L1 slot (${free[0]}) of a disk of known size`,

@@ -5,7 +5,7 @@
 import { u32 } from '../format/bytes.js';
 import { readPadded, type PositionalIO } from '../io/positional-io.js';
 import type { HeaderHints } from './geometry-guess.js';
-import { findActiveL1, readL1, type ActiveL1 } from './l1-tables.js';
+import { findActiveL1, L1_TRUNCATED, readL1, type ActiveL1 } from './l1-tables.js';
 import { placeOrphans } from './orphan-placement.js';
 import { adoptSnapshotHeldTables } from './reconstruct-snapshot-held.js';
 import { doubtDuplicateMappings } from './duplicate-mappings.js';
@@ -13,6 +13,7 @@ import { dropCounterfeitL2 } from './counterfeit-l2.js';
 import { provenMetadata } from './metadata-clusters.js';
 import { recoverSharedEntries } from './shared-entries.js';
 import { markUnplacedTables } from './unplaced-tables.js';
+import { markUnplacedData } from './unplaced-data.js';
 import { gptDiskSize } from './placement-evidence.js';
 import { hx, isL2, newState, type ReconstructState } from './reconstruct-state.js';
 import type { ScanFindings } from './scan.js';
@@ -103,6 +104,7 @@ export async function reconstruct(
   await dropCounterfeitL2(st, views);
   await doubtDuplicateMappings(st, views, metadata);
   await markUnplacedTables(st, views, activeView);
+  await markUnplacedData(st, views, metadata, !!hints.backingFile);
   await recoverSharedEntries(st, views, !!active && activeState !== 'lost');
   const roles = [...st.role.entries()];
   return {
@@ -164,7 +166,14 @@ async function activeDisk(
   }
   for (const p of r.placed) view.l2.set(p.l1Index, p);
   if (r.state !== 'lost') view.lostL2.push(...r.lost);
-  else if (active.source === 'header')
+  // The file ends inside (or before) the L1: those slots are lost, whatever else placed elsewhere.
+  else view.lostL2.push(...r.lost.filter((l) => l.reason === L1_TRUNCATED));
+  const cut = r.lost.filter((l) => l.reason === L1_TRUNCATED).length;
+  if (cut)
+    st.warnings.push(
+      `the file ends ${active.offset >= st.fileSize ? 'before' : 'inside'} the active L1 table at ${hx(active.offset)} (truncated): the guest ranges of its ${cut} missing entr${cut === 1 ? 'y are' : 'ies are'} lost`,
+    );
+  else if (r.state === 'lost' && active.source === 'header')
     st.warnings.push(
       `active L1 table at ${hx(active.offset)} is unreadable (zeroed or overwritten): its L2 tables were placed from other evidence`,
     );

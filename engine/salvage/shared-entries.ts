@@ -6,7 +6,8 @@
 // entries held X: it is read back from there, with certainty. Any other excess says only that some
 // reference to X was lost: the empty range may have held X, so it is reported lost, naming X.
 import { u32 } from '../format/bytes.js';
-import { ClusterType, classifyL2, l2Offset } from '../format/l2-entry.js';
+import type { Geometry } from '../format/header.js';
+import { ClusterType, classifyL2, dataClusters, decodeCompressed, l2Offset } from '../format/l2-entry.js';
 import { hx, type ReconstructState } from './reconstruct-state.js';
 import type { GuestView } from './types.js';
 
@@ -30,12 +31,11 @@ export async function recoverSharedEntries(
   if (!probe || views.length < 2 || st.hints.dirty || !activeL1Readable) return;
   const { tables, doubtful } = await certainTables(st, views);
   const elsewhere = await mappedElsewhere(st, tables);
+  // References per host cluster index: a compressed stream counts one on each cluster it touches.
   const known = new Map<number, number>();
   for (const t of tables.values())
-    for (let j = 0; j < st.l2Entries; j++) {
-      const x = dataHost(st, t.buf, j);
-      if (x) known.set(x, (known.get(x) ?? 0) + t.views.length);
-    }
+    for (let j = 0; j < st.l2Entries; j++)
+      for (const c of entryRef(st, t.buf, j)?.clusters ?? []) known.set(c, (known.get(c) ?? 0) + t.views.length);
   const byIndex = new Map<number, Table[]>();
   for (const t of tables.values()) byIndex.set(t.l1Index, [...(byIndex.get(t.l1Index) ?? []), t]);
   const found: string[] = [];
@@ -44,15 +44,31 @@ export async function recoverSharedEntries(
     for (let j = 0; j < st.l2Entries; j++) {
       const empty = ts.filter((t) => isEmpty(st, t.buf, j));
       if (!empty.length || empty.length === ts.length) continue;
-      const holders = [...new Set(ts.map((t) => dataHost(st, t.buf, j)).filter((x) => x > 0))];
+      const refs = new Map<string, EntryRef>();
+      for (const t of ts) {
+        const r = entryRef(st, t.buf, j);
+        if (r) refs.set(r.key, r);
+      }
       // Two different clusters at one guest offset: the disks diverged here; nothing to conclude.
-      if (holders.length !== 1) continue;
-      const x = holders[0]!;
-      const rc = await probe.refcount(x / st.cs);
-      const excess = rc === undefined ? 0 : rc - (known.get(x) ?? 0);
-      if (excess <= 0) continue;
+      if (refs.size !== 1) continue;
+      const ref = [...refs.values()][0]!;
+      const x = ref.host;
+      // Each cluster the entry reaches must count references no table holds; the least says how many.
+      let excess = Number.POSITIVE_INFINITY;
+      let rc: number | undefined;
+      let exact = true;
+      for (const c of ref.clusters) {
+        const r = await probe.refcount(c);
+        const e = r === undefined ? 0 : r - (known.get(c) ?? 0);
+        if (excess !== Number.POSITIVE_INFINITY && e !== excess) exact = false;
+        if (e < excess) {
+          excess = e;
+          rc = r;
+        }
+      }
+      if (!(excess > 0)) continue;
       const paths = empty.reduce((n, t) => n + t.views.length, 0);
-      const certain = excess === paths && !elsewhere.has(x);
+      const certain = excess === paths && exact && !ref.clusters.some((c) => elsewhere.has(c));
       const g = i * st.l2Entries + j;
       const evidence = certain
         ? `the entry was empty, but another disk maps cluster ${hx(x)} here and its refcount ${rc} counts ${excess} reference(s) no table holds: exactly the disks whose entry is empty`
@@ -60,7 +76,7 @@ export async function recoverSharedEntries(
       for (const t of empty)
         for (const v of t.views) {
           v.shared ??= new Map();
-          v.shared.set(g, { host: x, certain, evidence });
+          v.shared.set(g, { host: x, certain, evidence, ...(ref.compressed ? { compressed: ref.compressed } : {}) });
           found.push(`${v.kind === 'active' ? 'active disk' : `snapshot ${v.id}`} guest ${hx(g * st.cs)}`);
         }
     }
@@ -103,22 +119,36 @@ async function mappedElsewhere(st: ReconstructState, tables: Map<number, Table>)
     const rc = await st.probe!.refcount(o / st.cs);
     if (rc === 0) continue;
     const buf = await st.cache.get(o);
-    for (let j = 0; j < st.l2Entries; j++) {
-      const x = dataHost(st, buf, j);
-      if (x) out.add(x);
-    }
+    for (let j = 0; j < st.l2Entries; j++) for (const c of entryRef(st, buf, j)?.clusters ?? []) out.add(c);
   }
   return out;
 }
 
-/** The host cluster a standard or extended entry holds (normal or preallocated zero), or 0. */
-function dataHost(st: ReconstructState, buf: Uint8Array, j: number): number {
+interface EntryRef {
+  /** Tells entries apart: the same key is the same data. */
+  key: string;
+  /** The host offset of its cluster, or of its compressed stream. */
+  host: number;
+  /** Host cluster indices it holds a reference to. */
+  clusters: number[];
+  compressed?: { hi: number; lo: number };
+}
+
+/** What a standard or extended entry holds: a cluster (normal or preallocated zero), or a compressed stream. */
+function entryRef(st: ReconstructState, buf: Uint8Array, j: number): EntryRef | undefined {
   const hi = u32(buf, j * st.step);
   const lo = u32(buf, j * st.step + 4);
   const type = classifyL2(hi, lo, st.extendedL2, false);
-  if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) return 0;
+  if (type === ClusterType.Compressed) {
+    const geo = { csizeShift: 62 - (st.clusterBits - 8), csizeMask: 2 ** (st.clusterBits - 8) - 1 } as Geometry;
+    const d = decodeCompressed(hi, lo, geo);
+    if (!d.offset || d.offset + d.size > st.fileSize) return undefined;
+    const clusters = dataClusters(hi, lo, geo, st.cs);
+    return { key: `c${hi}:${lo}`, host: d.offset, clusters, compressed: { hi, lo } };
+  }
+  if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) return undefined;
   const x = l2Offset(hi, lo);
-  return x % st.cs === 0 && x < st.fileSize ? x : 0;
+  return x % st.cs === 0 && x < st.fileSize ? { key: `n${x}`, host: x, clusters: [x / st.cs] } : undefined;
 }
 
 function isEmpty(st: ReconstructState, buf: Uint8Array, j: number): boolean {

@@ -2,7 +2,7 @@
 // refcount structure, when it survives, to tell live tables from stale copies.
 import * as C from '../format/constants.js';
 import type { PointerTableSummary } from '../format/cluster-content.js';
-import { isZero } from '../format/cluster-content.js';
+import { isZero, looksLikeRefcountBlock } from '../format/cluster-content.js';
 import { readPadded } from '../io/positional-io.js';
 import type { ReconstructState, TableRole } from './reconstruct-state.js';
 import { l1Target, RefcountProbe, standardTarget } from './table-reader.js';
@@ -27,7 +27,55 @@ export async function assignRoles(st: ReconstructState): Promise<void> {
       if (t && tables.has(t) && !named.has(t)) named.set(t, 'l2');
     }
   }
-  for (const t of st.findings.tables) st.role.set(t.offset, named.get(t.offset) ?? (await tableRole(st, t)));
+  await adoptNamedRefcountBlocks(st, named);
+  for (const t of st.findings.tables)
+    if (!st.refblocks.has(t.offset)) st.role.set(t.offset, named.get(t.offset) ?? (await tableRole(st, t)));
+}
+
+/**
+ * Refcount blocks the intact header's refcount table names: those the scan took for a pointer table
+ * when their content validates as a block (with 64-bit refcounts a block of ones reads as L2 entries
+ * with the zero flag), and with refcounts under 8 bits, whose content proves nothing, any cluster
+ * that is no table. A table the header's L1 names stays what the L1 says.
+ */
+async function adoptNamedRefcountBlocks(st: ReconstructState, named: Map<number, TableRole>): Promise<void> {
+  const { hints, cs, fileSize } = st;
+  if (!hints.intact || hints.refcountTableOffset === undefined || hints.refcountOrder === undefined) return;
+  const rt = await readPadded(
+    st.io,
+    hints.refcountTableOffset,
+    Math.min((hints.refcountTableClusters ?? 1) * cs, C.QCOW_MAX_REFTABLE_SIZE),
+  );
+  const ctx = {
+    clusterSize: cs,
+    fileSize,
+    targetLimit: st.limit,
+    refcountOrder: hints.refcountOrder,
+    extendedL2: false,
+  };
+  for (let p = 0; p < rt.length; p += 8) {
+    const off = standardTarget(rt, p);
+    if (!off || off % cs !== 0 || off >= fileSize || st.refblocks.has(off)) continue;
+    // Also named by the L1: a refcount block by its content, unless as an L2 it would map data.
+    if (named.has(off) && (named.get(off) !== 'l2' || (await mapsData(st, off)))) continue;
+    // Refcounts of 1, 2 or 4 bits: any content is valid, so the header's word is all there is
+    // (findRefcountProbe still demands that the table count its own cluster).
+    if (hints.refcountOrder < 3 && !st.tables.has(off)) st.refblocks.add(off);
+    if (!st.tables.has(off) || !looksLikeRefcountBlock(await st.cache.get(off), 0, ctx)) continue;
+    st.tables.delete(off);
+    st.refblocks.add(off);
+    named.delete(off);
+  }
+}
+
+/** Read as an L2 table, does the cluster map any cluster-aligned offset inside the file? */
+async function mapsData(st: ReconstructState, off: number): Promise<boolean> {
+  const buf = await st.cache.get(off);
+  for (let p = 0; p < st.cs; p += 8) {
+    const t = standardTarget(buf, p);
+    if (t && t % st.cs === 0 && t < st.fileSize) return true;
+  }
+  return false;
 }
 
 async function tableRole(st: ReconstructState, t: PointerTableSummary): Promise<TableRole> {

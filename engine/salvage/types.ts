@@ -31,6 +31,8 @@ export interface SharedEntry {
   /** true: read it back; false: the range is reported lost (it may have held `host`). */
   certain: boolean;
   evidence: string;
+  /** The entry held a compressed stream at `host` (this descriptor), not a whole cluster. */
+  compressed?: { hi: number; lo: number };
 }
 
 /** One disk that can be exported: the active disk or one internal snapshot. */
@@ -50,6 +52,10 @@ export interface GuestView {
   shared?: Map<number, SharedEntry>;
   /** Live L2 tables whose L1 entry was lost, left out: their data (bytes) belongs in some free L1 slot. */
   unplaced?: { tables: number[]; bytes: number };
+  /** The free L1 slots tables were placed into by guess: the ones left empty may be where one belongs. */
+  guessHomes?: Set<number>;
+  /** Live data clusters no table maps (their L2 entries were lost): their guest place is unknown. */
+  unplacedData?: { clusters: number; bytes: number };
 }
 
 export interface Reconstruction {

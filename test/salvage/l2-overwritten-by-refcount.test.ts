@@ -34,6 +34,12 @@ function salvageDamaged(name: string, f: string, copy: 'table' | 'block', span: 
   return { r, report, got: readFileSync(out), want: readFileSync(intact), l2, source };
 }
 
+/** The view with only its certain losses: the data the destroyed table mapped is still in the file,
+ * live and unmapped, so the unallocated ranges are also named as where it may belong. */
+function certain<V extends { lost: Array<{ reason: string }> }>(v: V): V {
+  return { ...v, lost: v.lost.filter((l) => !/^possibly lost/.test(l.reason)) };
+}
+
 /** Every byte outside the lost ranges reads as in the intact image. */
 function expectRecoveredRight(got: Buffer, want: Buffer, lost: Array<{ start: number; end: number }>): void {
   expect(got.length).toBe(want.length);
@@ -53,7 +59,7 @@ describe('salvage of an L2 table overwritten by refcount metadata', () => {
     expect(r.status, r.stdout + r.stderr).toBe(2);
     expect(r.stdout).not.toMatch(/nothing lost/);
     expect(report.outcome.exitCode).toBe(2);
-    const v = report.views[0]!;
+    const v = certain(report.views[0]!);
     expect(v.lost).toEqual([
       {
         start: 0,
@@ -72,7 +78,7 @@ describe('salvage of an L2 table overwritten by refcount metadata', () => {
     qemuIo(f, ['write -P 0x44 0 64k', 'write -P 0x55 1M 52k', 'write -P 0x66 5M 8k']);
     const { r, report, got, want } = salvageDamaged('rt16', f, 'table', 4096);
     expect(r.status, r.stdout + r.stderr).toBe(2);
-    const v = report.views[0]!;
+    const v = certain(report.views[0]!);
     expect(v.lost.map((l) => [l.start, l.end])).toEqual([[0, 2 * MIB]]);
     expect(v.lost[0]!.reason).toMatch(/holds a copy of the refcount table at 0x/);
     expect(got.subarray(5 * MIB, 5 * MIB + 8192).every((b) => b === 0x66)).toBe(true);
@@ -88,7 +94,7 @@ describe('salvage of an L2 table overwritten by refcount metadata', () => {
     qemuIo(f, ['write -P 0x88 64k 128k', 'write -P 0x99 3M 64k', 'write -P 0xaa 516M 64k']);
     const { r, report, got, want } = salvageDamaged('overlay', f, 'table', 65536);
     expect(r.status, r.stdout + r.stderr).toBe(2);
-    const v = report.views[0]!;
+    const v = certain(report.views[0]!);
     expect(v.lost.map((l) => [l.start, l.end])).toEqual([[0, 512 * MIB]]);
     expect(got.subarray(516 * MIB, 516 * MIB + 65536).every((b) => b === 0xaa)).toBe(true);
     expect(got.subarray(514 * MIB, 514 * MIB + 65536).every((b) => b === 0x78)).toBe(true);
