@@ -4,6 +4,7 @@
  *  0. trusted-view.ts      which claim to a cluster is true, from its content (evidence.ts)
  *  1. entry-fixes.ts       entries with reserved bits, unaligned preallocated zero clusters, snapshot
  *                          entries; what would need a guess is refused and reported
+ *     foreign-l2-tables.ts active L2 tables overwritten by another structure: their whole span is lost
  *  2. relinks.ts           damaged pointers to tables re-linked to the orphaned table still there
  *     lost-table-relinks.ts  L2 tables no L1 entry points at: re-linked where certain, never freed
  *     orphaned-data.ts     leaked clusters that still hold data are kept; lost active shares named
@@ -19,6 +20,7 @@ import type { PositionalIO } from '../io/positional-io.js';
 import { allocateClusters } from './allocation.js';
 import { planCrossLinkCopies } from './cross-links.js';
 import { planEntryFixes } from './entry-fixes.js';
+import { planForeignL2Tables } from './foreign-l2-tables.js';
 import { planLostL2Tables } from './lost-table-relinks.js';
 import { rewalkWithFixes } from './overlay-rewalk.js';
 import { planOrphanedData } from './orphaned-data.js';
@@ -40,6 +42,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   noteMisplacedRefblocks(ctx, trusted.misplaced);
 
   const { relinkNeeded, lostL1 } = await planEntryFixes(ctx);
+  await planForeignL2Tables(ctx);
   await planL1EntryRelinks(ctx, relinkNeeded);
   await planLostL1Relink(ctx, lostL1);
   await planLostL2Tables(ctx);

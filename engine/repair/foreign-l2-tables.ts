@@ -1,0 +1,135 @@
+/**
+ * Active L2 tables whose content is not this span's mapping any more: the cluster was overwritten
+ * with another structure (a refcount block, an L1 or refcount table, another L2 table). Its entries
+ * are then garbage (past the end of the file, pointing into tables, or mapping another span's data)
+ * and what the table mapped before is gone: every entry that mapped data may now read zeros or other
+ * data, and which entries held data cannot be told. So the whole guest span is named lost, not only
+ * the entries the other phases drop or copy. The evidence, from the content and the other structures:
+ *  - it reads as a refcount block (small counts in every entry) and has entries no L2 table holds;
+ *  - most of its mappings point into metadata or at L2 tables (an L1 or refcount table's content);
+ *  - it holds exactly the entries of another L2 table it shares data clusters with (a copy: which
+ *    of the two was written over cannot be told, so both spans are named).
+ */
+import { looksLikeRefcountBlock } from '../format/cluster-content.js';
+import { ClusterType, classifyL2, l2Offset } from '../format/l2-entry.js';
+import { readPadded } from '../io/positional-io.js';
+import { addLostRange, describeRange } from './guest-ranges.js';
+import { at, type PlanContext } from './plan-context.js';
+import type { Ref } from './references.js';
+
+interface Foreign {
+  table: number;
+  what: string;
+}
+
+const isData = (r: Ref): boolean => r.kind === 'l2' || r.kind === 'snap-l2';
+
+export async function planForeignL2Tables(ctx: PlanContext): Promise<void> {
+  if (!ctx.all) return;
+  const w = ctx.walk;
+  const cs = ctx.clusterSize;
+  const tableOf = (entry: number): number => entry - (entry % cs);
+  const badIn = new Map<number, number>();
+  for (const b of w.bad) if (b.active && b.kind.startsWith('l2-')) badIn.set(b.table, (badIn.get(b.table) ?? 0) + 1);
+  const candidates = new Set<number>(badIn.keys());
+  const pairs = new Map<number, Set<number>>();
+  const pair = (a: number, b: number): void => {
+    const s = pairs.get(a) ?? new Set<number>();
+    s.add(b);
+    pairs.set(a, s);
+  };
+  for (const [c, r] of w.first) if (r.kind === 'l2' && w.metadata.has(c)) candidates.add(tableOf(r.entry));
+  for (const [c, list] of w.multi) {
+    const data = list.filter(isData);
+    const intoTable = w.metadata.has(c) || list.some((r) => !isData(r));
+    for (const r of data) if (r.kind === 'l2' && intoTable) candidates.add(tableOf(r.entry));
+    // Data clusters two tables map at different guest offsets: one table may be a copy of the other.
+    for (const r of data)
+      for (const s of data)
+        if (r.guest !== s.guest && tableOf(r.entry) !== tableOf(s.entry)) pair(tableOf(r.entry), tableOf(s.entry));
+  }
+  for (const t of pairs.keys()) candidates.add(t);
+
+  const content = new Map<number, Uint8Array>();
+  const read = async (t: number): Promise<Uint8Array> => {
+    let b = content.get(t);
+    if (!b) content.set(t, (b = await readPadded(ctx.io, t, cs)));
+    return b;
+  };
+  const foreign = new Map<number, Foreign>();
+  for (const t of [...candidates].sort((a, b) => a - b)) {
+    if (!w.activeL2.has(t) || foreign.has(t)) continue;
+    const buf = await read(t);
+    const what = await foreignContent(ctx, buf, badIn.get(t) ?? 0, pairs.get(t), read);
+    if (!what) continue;
+    foreign.set(t, { table: t, what: what.what });
+    if (what.copyOf !== undefined && w.activeL2.has(what.copyOf) && !foreign.has(what.copyOf))
+      foreign.set(what.copyOf, { table: what.copyOf, what: `the same entries as the L2 table at ${at(t)}` });
+  }
+  for (const f of foreign.values()) nameSpan(ctx, f);
+}
+
+/** What the table's content really is, when it is not an L2 table of its own span. */
+async function foreignContent(
+  ctx: PlanContext,
+  buf: Uint8Array,
+  bad: number,
+  sharesWith: Set<number> | undefined,
+  read: (t: number) => Promise<Uint8Array>,
+): Promise<{ what: string; copyOf?: number } | undefined> {
+  const w = ctx.walk;
+  const cs = ctx.clusterSize;
+  const cctx = {
+    clusterSize: cs,
+    fileSize: w.fileSize,
+    targetLimit: w.fileSize,
+    refcountOrder: ctx.geo.refcountOrder,
+    extendedL2: ctx.geo.extendedL2,
+  };
+  if (bad > 0 && looksLikeRefcountBlock(buf, 0, cctx)) return { what: 'the content of a refcount block' };
+  const step = ctx.geo.l2EntrySize;
+  let mapped = 0;
+  let intoTables = 0;
+  for (let p = 0; p + 8 <= cs; p += step) {
+    const hi = (buf[p]! << 24) | (buf[p + 1]! << 16) | (buf[p + 2]! << 8) | buf[p + 3]!;
+    const lo = ((buf[p + 4]! << 24) | (buf[p + 5]! << 16) | (buf[p + 6]! << 8) | buf[p + 7]!) >>> 0;
+    const type = classifyL2(hi >>> 0, lo, ctx.geo.extendedL2, ctx.img.hasExternalData);
+    if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) continue;
+    const off = l2Offset(hi >>> 0, lo);
+    if (off === 0) continue;
+    mapped++;
+    const c = Math.floor(off / cs);
+    if (off % cs === 0 && (w.metadata.has(c) || w.allL2.has(off))) intoTables++;
+  }
+  if (intoTables >= 2 && intoTables * 2 > mapped)
+    return { what: `pointers into other tables (${intoTables} of its ${mapped} mappings): an L1 or refcount table` };
+  for (const u of sharesWith ?? []) {
+    const other = await read(u);
+    if (equalBytes(buf, other)) return { what: `the same entries as the L2 table at ${at(u)}`, copyOf: u };
+  }
+  return undefined;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Name every guest span the table maps (one per active L1 entry pointing at it) as lost. */
+function nameSpan(ctx: PlanContext, f: Foreign): void {
+  const span = ctx.geo.l1Coverage;
+  const ranges = ctx.walk.activeL1
+    .filter((e) => e.l2 === f.table && e.index * span < ctx.header.size)
+    .map((e) => ({ start: e.index * span, length: Math.min(span, ctx.header.size - e.index * span) }));
+  if (!ranges.length) return;
+  for (const r of ranges) addLostRange(ctx, r.start, r.length);
+  // Any leaked data cluster the table mapped before belongs somewhere in these spans.
+  ctx.pointersLost += ranges.length * ctx.geo.l2Entries;
+  ctx.fixes.push({
+    kind: 'l2-table-foreign',
+    counts: 'none',
+    explain: true,
+    text: `the L2 table at ${at(f.table)} holds ${f.what}, not the mapping of guest ${ranges.map(describeRange).join(', ')}: what it mapped before cannot be told, so the whole span is named lost (it reads as zeros, the backing file or other data now) — \`qcow2-doctor salvage\` of the original may find its data among the leaked clusters`,
+  });
+}
