@@ -4,11 +4,16 @@
  * referenced once more than its refcount allows, while a snapshot L1 holds another table at the same
  * slot whose refcount counts one more user than its references — the active tree's share, which the
  * damaged entry lost. When exactly one table at that slot carries such a share, the entry is
- * re-linked to it and every byte of the span is kept; when none or several do, the span reads a
- * snapshot's data and is named lost.
+ * re-linked to it and every byte of the span is kept. When no snapshot holds the share, the active
+ * tree's own table is a lost one (leaked, still an L2 table): the one lost table that maps some of the
+ * snapshot table's data clusters at the same entries (a copy-on-write descendant) is re-linked there.
+ * Otherwise the span reads a snapshot's data and is named lost.
  */
 import { addLostRange, describeRange } from './guest-ranges.js';
-import { snapshotL1s } from './lost-l2-tables.js';
+import * as C from '../format/constants.js';
+import { u32 } from '../format/bytes.js';
+import { readPadded } from '../io/positional-io.js';
+import { findLostL2Tables, snapshotL1s } from './lost-l2-tables.js';
 import { at, type PlanContext } from './plan-context.js';
 
 export async function planSwappedL1Relinks(ctx: PlanContext): Promise<void> {
@@ -36,6 +41,11 @@ export async function planSwappedL1Relinks(ctx: PlanContext): Promise<void> {
     }
     const span = ctx.geo.l1Coverage;
     const start = e.index * span;
+    const descendant = shares.length ? undefined : await lostDescendant(ctx, e.l2);
+    if (descendant !== undefined) {
+      relinkLost(ctx, e, descendant);
+      continue;
+    }
     if (shares.length === 1) {
       const to = shares[0]!;
       // Shared with the snapshot from now on: no COPIED flag (the final counts set it if right).
@@ -63,4 +73,46 @@ export async function planSwappedL1Relinks(ctx: PlanContext): Promise<void> {
       text: `active L1 table entry ${e.index} points at a snapshot's L2 table at ${at(e.l2)} (refcount ${count(e.l2)!.onDisk}, ${count(e.l2)!.refs} references): guest ${describeRange(range)} reads that snapshot's data, and ${shares.length ? `${shares.length} snapshot tables could hold the active tree's own version` : 'no table holds the active tree’s own version'}, so the span is named lost — \`qcow2-doctor salvage\` may recover it`,
     });
   }
+}
+
+/**
+ * The one lost L2 table that shares a data cluster with `snapshotTable` at the same entry (copy on
+ * write keeps every entry the active disk did not rewrite), or undefined when none or several do.
+ */
+async function lostDescendant(ctx: PlanContext, snapshotTable: number): Promise<number | undefined> {
+  const cs = ctx.clusterSize;
+  const lost = (await findLostL2Tables(ctx.img, ctx.walk)).filter((t) => !ctx.reserved.has(t.cluster));
+  if (!lost.length) return undefined;
+  const mine = await readPadded(ctx.io, snapshotTable, cs);
+  const step = ctx.geo.l2EntrySize;
+  const found: number[] = [];
+  for (const t of lost) {
+    const theirs = await readPadded(ctx.io, t.cluster * cs, cs);
+    for (let p = 0; p < cs; p += step) {
+      const hi = u32(mine, p) & C.L2E_OFFSET_MASK_HI;
+      const lo = u32(mine, p + 4) & C.L2E_OFFSET_MASK_LO;
+      if ((u32(mine, p) & C.OFLAG_COMPRESSED_HI) !== 0 || (hi === 0 && lo === 0)) continue;
+      if ((u32(theirs, p) & C.L2E_OFFSET_MASK_HI) === hi && (u32(theirs, p + 4) & C.L2E_OFFSET_MASK_LO) === lo) {
+        found.push(t.cluster * cs);
+        break;
+      }
+    }
+  }
+  return found.length === 1 ? found[0] : undefined;
+}
+
+function relinkLost(ctx: PlanContext, e: { entry: number; index: number; l2: number }, to: number): void {
+  ctx.reserved.add(to / ctx.clusterSize);
+  ctx.entryFix.set(e.entry, {
+    hi: (Math.floor(to / 0x1_0000_0000) | C.OFLAG_COPIED_HI) >>> 0,
+    lo: to >>> 0,
+    why: `active L1 table entry ${e.index}: re-link the lost L2 table at ${at(to)}`,
+  });
+  ctx.fixes.push({
+    kind: 're-link-swapped-l2',
+    counts: 'corruption',
+    differsFromQemu: true,
+    text: `active L1 table entry ${e.index} pointed at a snapshot's L2 table at ${at(e.l2)} (referenced once more than its refcount allows), while the lost L2 table at ${at(to)} — linked from nothing, still mapping data — shares that table's data clusters at the same entries (the active tree's copy-on-write of it); re-linked there, every byte of the span is kept — QEMU would free the lost table and its data`,
+  });
+  ctx.corruptionsFixed++;
 }

@@ -2,11 +2,22 @@
 // snapshot's L1): the active disk reads the snapshot's old data. That table is referenced once more
 // than its refcount allows, while the newer snapshot's table at the same slot counts one user more
 // than its references — the active tree's share. `-r all` re-links the entry there and keeps every
-// byte; with no such share the span is named lost. QEMU's reader judges what the guest reads.
+// byte; with no such share, the active tree's own lost table that shares the snapshot table's data
+// is re-linked; with neither, the span is named lost. QEMU's reader judges what the guest reads.
 import { afterAll, describe, expect, it } from 'vitest';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createQcow2, patchU64, qemuCheck, qemuImg, qemuIo, readU64, run, tempDir } from '../helpers/qemu.js';
+import {
+  createQcow2,
+  patchU64,
+  qemuCheck,
+  qemuImg,
+  qemuIo,
+  readU64,
+  run,
+  tempDir,
+  writeBytes,
+} from '../helpers/qemu.js';
 
 const t = tempDir('q2d-swapped-snapshot-l2-');
 afterAll(t.cleanup);
@@ -65,13 +76,31 @@ describe("an active L1 entry on a snapshot's L2 table", () => {
     expect(readsBack(raw, 0x33, 1 << 20, CS, 'raw')).toBe(true);
   });
 
-  it('no table holds the active share: the span reads the snapshot and is named lost', () => {
-    const { f, old } = snapshotted('no-share', false);
+  it("no newer snapshot: the active tree's own table is lost, and the one that shares the snapshot table's data is re-linked", () => {
+    const { f, old } = snapshotted('lost-own', false);
     const e = readU64(f, l1Entry(f));
     patchU64(f, l1Entry(f), (e & ~OFFSET) | old);
     const r = repairAll(f);
+    expect(r.stderr).toMatch(
+      /while the lost L2 table at 0x[0-9a-f]+ .* shares that table's data clusters at the same entries/,
+    );
+    expect(r.out['guest-ranges-lost']).toEqual([]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(readsBack(f, 0x22, 0, CS)).toBe(true);
+    expect(readsBack(f, 0x33, 1 << 20, CS)).toBe(true);
+    expect(qemuCheck(f).status).toBe(0);
+  });
+
+  it("the active tree's own table is gone too: the span reads the snapshot's data and is named lost", () => {
+    const { f, old } = snapshotted('none', false);
+    const e = readU64(f, l1Entry(f));
+    writeBytes(f, Number(e & OFFSET), new Uint8Array(CS)); // the active tree's own table, zeroed
+    patchU64(f, l1Entry(f), (e & ~OFFSET) | old);
+    const r = repairAll(f);
     expect(r.stderr).toMatch(/reads that snapshot's data, and no table holds the active tree.s own version/);
-    expect(r.out['guest-ranges-lost']).toContainEqual({ start: 0, length: 16 << 20 });
-    expect(r.status).not.toBe(0); // the active tree's own table is kept for a person (lost table refused)
+    expect(r.out['guest-ranges-lost']).toEqual([{ start: 0, length: 16 << 20 }]);
+    expect(r.status, r.stderr).toBe(4); // the own table's data cluster is freed with no entry placing it
+    expect(readsBack(f, 0x11, 0, CS)).toBe(true);
+    expect(qemuCheck(f).status).toBe(0);
   });
 });
