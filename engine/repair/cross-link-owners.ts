@@ -27,7 +27,11 @@ export async function nameCrossLinkedRanges(ctx: PlanContext): Promise<void> {
     if (refsOnDisk >= w.refs[c]!) continue;
     const data = list.filter((r) => isDataRef(r) && !ctx.entryFix.has(r.entry));
     const groups = new Map<number, Ref[]>();
-    for (const r of data) groups.set(r.guest, [...(groups.get(r.guest) ?? []), r]);
+    for (const r of data) {
+      const g = groups.get(r.guest);
+      if (g) g.push(r);
+      else groups.set(r.guest, [r]);
+    }
     if (groups.size < 2) continue;
     const owners: number[] = [];
     for (const [g, refs] of groups)

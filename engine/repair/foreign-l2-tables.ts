@@ -22,6 +22,9 @@ interface Foreign {
   what: string;
 }
 
+/** Tables claiming one data cluster that are compared as possible copies of each other. */
+const MAX_CLAIMANTS = 4;
+
 const isData = (r: Ref): boolean => r.kind === 'l2' || r.kind === 'snap-l2';
 
 export async function planForeignL2Tables(ctx: PlanContext): Promise<void> {
@@ -42,20 +45,18 @@ export async function planForeignL2Tables(ctx: PlanContext): Promise<void> {
   for (const [c, list] of w.multi) {
     const data = list.filter(isData);
     const intoTable = w.metadata.has(c) || list.some((r) => !isData(r));
-    for (const r of data) if (r.kind === 'l2' && intoTable) candidates.add(tableOf(r.entry));
+    if (intoTable) for (const r of data) if (r.kind === 'l2') candidates.add(tableOf(r.entry));
     // Data clusters two tables map at different guest offsets: one table may be a copy of the other.
-    for (const r of data)
-      for (const s of data)
-        if (r.guest !== s.guest && tableOf(r.entry) !== tableOf(s.entry)) pair(tableOf(r.entry), tableOf(s.entry));
+    // (A copy makes two claimants; a cluster dozens of tables claim is no copy, and is not paired.)
+    const byTable = new Map<number, number>();
+    for (const r of data) if (!byTable.has(tableOf(r.entry))) byTable.set(tableOf(r.entry), r.guest);
+    if (byTable.size < 2 || byTable.size > MAX_CLAIMANTS) continue;
+    for (const [t, g] of byTable) for (const [u, h] of byTable) if (t !== u && g !== h) pair(t, u);
   }
   for (const t of pairs.keys()) candidates.add(t);
 
-  const content = new Map<number, Uint8Array>();
-  const read = async (t: number): Promise<Uint8Array> => {
-    let b = content.get(t);
-    if (!b) content.set(t, (b = await readPadded(ctx.io, t, cs)));
-    return b;
-  };
+  // Read on demand, never all kept: an image may have many candidate tables.
+  const read = (t: number): Promise<Uint8Array> => readPadded(ctx.io, t, cs);
   const foreign = new Map<number, Foreign>();
   for (const t of [...candidates].sort((a, b) => a - b)) {
     if (!w.activeL2.has(t) || foreign.has(t)) continue;

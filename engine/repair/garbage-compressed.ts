@@ -19,7 +19,7 @@ export async function planGarbageCompressed(ctx: PlanContext, b: BadEntry): Prom
   const where = `${whereIs(b)} holds a compressed descriptor (${hex64(b.hi, b.lo)}) whose stream at ${at(d.offset)} lies in the ${meta}`;
   // Subcluster bitmaps must be zero on a compressed entry; when they are not, a person decides.
   const unsupported = ctx.walk.bad.some((x) => x.entry === b.entry && x.kind === 'l2-unsupported');
-  const readable = await decodes(ctx.img, d.offset, d.size);
+  const readable = await decodesOnce(ctx, d.offset, d.size);
   if (!ctx.all || ctx.opts.cautious || unsupported || readable) {
     ctx.refusals.push({
       kind: b.kind,
@@ -46,4 +46,16 @@ export async function planGarbageCompressed(ctx: PlanContext, b: BadEntry): Prom
     text: `${where}${guests.length ? ` (guest offset ${guests.map(at).join(', ')})` : b.snapshotId !== undefined ? ` (snapshot ${b.snapshotId})` : ''}, and it does not decode: every read of that cluster fails; pointer dropped, the range now reads as ${zeroFlag ? 'zeros' : 'zeros (or the backing file)'} — the undo journal keeps the original entry (qcow2-doctor undo JOURNAL puts it back); QEMU's check raises the refcount of the ${meta} instead`,
   });
   ctx.corruptionsFixed++;
+}
+
+/** Streams already decoded per plan (damage often repeats one descriptor in many entries). */
+const decoded = new WeakMap<PlanContext, Map<string, boolean>>();
+
+async function decodesOnce(ctx: PlanContext, offset: number, size: number): Promise<boolean> {
+  let m = decoded.get(ctx);
+  if (!m) decoded.set(ctx, (m = new Map()));
+  const key = `${offset}:${size}`;
+  let v = m.get(key);
+  if (v === undefined) m.set(key, (v = await decodes(ctx.img, offset, size)));
+  return v;
 }

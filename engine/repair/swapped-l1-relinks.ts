@@ -13,7 +13,7 @@ import { addLostRange, describeRange } from './guest-ranges.js';
 import * as C from '../format/constants.js';
 import { u32 } from '../format/bytes.js';
 import { readPadded } from '../io/positional-io.js';
-import { findLostL2Tables, snapshotL1s } from './lost-l2-tables.js';
+import { findLostL2Tables, type LostL2Table, snapshotL1s } from './lost-l2-tables.js';
 import { at, type PlanContext } from './plan-context.js';
 
 export async function planSwappedL1Relinks(ctx: PlanContext): Promise<void> {
@@ -30,18 +30,29 @@ export async function planSwappedL1Relinks(ctx: PlanContext): Promise<void> {
   });
   if (!over.length) return;
   const { slots } = await snapshotL1s(ctx.img, w);
+  // Slot → the snapshot tables held there.
+  const atSlot = new Map<number, number[]>();
+  for (const [off, heldAt] of slots)
+    for (const i of heldAt) {
+      const l = atSlot.get(i);
+      if (l) l.push(off);
+      else atSlot.set(i, [off]);
+    }
+  let lost: LostL2Table[] | undefined;
   for (const e of over) {
     // Only a snapshot's table at this very slot: the active entry holds a snapshot's version of the span.
-    if (!(slots.get(e.l2) ?? []).includes(e.index)) continue;
+    const here = atSlot.get(e.index) ?? [];
+    if (!here.includes(e.l2)) continue;
     const shares: number[] = [];
-    for (const [off, heldAt] of slots) {
-      if (off === e.l2 || !heldAt.includes(e.index) || w.activeL2.has(off) || !w.allL2.has(off)) continue;
+    for (const off of here) {
+      if (off === e.l2 || w.activeL2.has(off) || !w.allL2.has(off)) continue;
       const n = count(off);
       if (n !== undefined && n.onDisk > n.refs) shares.push(off);
     }
     const span = ctx.geo.l1Coverage;
     const start = e.index * span;
-    const descendant = shares.length ? undefined : await lostDescendant(ctx, e.l2);
+    if (!shares.length) lost ??= await findLostL2Tables(ctx.img, w);
+    const descendant = shares.length ? undefined : await lostDescendant(ctx, e.l2, lost!);
     if (descendant !== undefined) {
       relinkLost(ctx, e, descendant);
       continue;
@@ -79,9 +90,13 @@ export async function planSwappedL1Relinks(ctx: PlanContext): Promise<void> {
  * The one lost L2 table that shares a data cluster with `snapshotTable` at the same entry (copy on
  * write keeps every entry the active disk did not rewrite), or undefined when none or several do.
  */
-async function lostDescendant(ctx: PlanContext, snapshotTable: number): Promise<number | undefined> {
+async function lostDescendant(
+  ctx: PlanContext,
+  snapshotTable: number,
+  all: LostL2Table[],
+): Promise<number | undefined> {
   const cs = ctx.clusterSize;
-  const lost = (await findLostL2Tables(ctx.img, ctx.walk)).filter((t) => !ctx.reserved.has(t.cluster));
+  const lost = all.filter((t) => !ctx.reserved.has(t.cluster));
   if (!lost.length) return undefined;
   const mine = await readPadded(ctx.io, snapshotTable, cs);
   const step = ctx.geo.l2EntrySize;
