@@ -8,12 +8,14 @@
  *  - it reads as a refcount block (small counts in every entry) and has entries no L2 table holds;
  *  - most of its mappings point into metadata or at L2 tables (an L1 or refcount table's content);
  *  - it holds exactly the entries of another L2 table it shares data clusters with (a copy: which
- *    of the two was written over cannot be told, so both spans are named).
+ *    of the two was written over cannot be told, so both spans are named), or of a snapshot's table
+ *    at the same slot (copy on write never leaves the two equal).
  */
 import { looksLikeRefcountBlock } from '../format/cluster-content.js';
 import { ClusterType, classifyL2, l2Offset } from '../format/l2-entry.js';
 import { readPadded } from '../io/positional-io.js';
 import { addLostRange, describeRange } from './guest-ranges.js';
+import { snapshotL1s } from './lost-l2-tables.js';
 import { at, type PlanContext } from './plan-context.js';
 import type { Ref } from './references.js';
 
@@ -67,7 +69,55 @@ export async function planForeignL2Tables(ctx: PlanContext): Promise<void> {
     if (what.copyOf !== undefined && w.activeL2.has(what.copyOf) && !foreign.has(what.copyOf))
       foreign.set(what.copyOf, { table: what.copyOf, what: `the same entries as the L2 table at ${at(t)}` });
   }
+  await snapshotTableCopies(ctx, foreign);
   for (const f of foreign.values()) nameSpan(ctx, f);
+}
+
+/**
+ * Active tables holding exactly the entries of a snapshot's table at the same slot. Copy on write
+ * never makes one (the copy is made to change an entry), so the active table was written over with
+ * the snapshot's: the span reads the snapshot's data, and the active disk's own changes are lost.
+ * Looked for only when some cluster is leaked (the active disk's own data then is).
+ */
+async function snapshotTableCopies(ctx: PlanContext, foreign: Map<number, Foreign>): Promise<void> {
+  const w = ctx.walk;
+  if (!w.snapshots.length) return;
+  let leaked = false;
+  for (const c of w.mismatched)
+    if (c >= 1 && c < w.hostClusters && w.refs[c] === 0 && !w.onDiskUnknown[c] && w.onDisk[c]! >= 1) {
+      leaked = true;
+      break;
+    }
+  if (!leaked) return;
+  const cs = ctx.clusterSize;
+  const { slots } = await snapshotL1s(ctx.img, w);
+  const atSlot = new Map<number, number[]>();
+  for (const [off, heldAt] of slots)
+    for (const i of heldAt) {
+      const l = atSlot.get(i);
+      if (l) l.push(off);
+      else atSlot.set(i, [off]);
+    }
+  for (const e of w.activeL1) {
+    if (foreign.has(e.l2)) continue;
+    const others = (atSlot.get(e.index) ?? []).filter((u) => u !== e.l2);
+    if (!others.length) continue;
+    const mine = await readPadded(ctx.io, e.l2, cs);
+    if (isZeroTable(mine)) continue;
+    for (const u of others)
+      if (equalBytes(mine, await readPadded(ctx.io, u, cs))) {
+        foreign.set(e.l2, {
+          table: e.l2,
+          what: `the same entries as the snapshot L2 table at ${at(u)} at the same slot`,
+        });
+        break;
+      }
+  }
+}
+
+function isZeroTable(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
 }
 
 /** What the table's content really is, when it is not an L2 table of its own span. */

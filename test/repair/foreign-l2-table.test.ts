@@ -3,9 +3,20 @@
 // guest-ranges-lost — never an exit 0 that leaves data differing outside the ranges it names. Real
 // qemu-img images damaged at precise bytes; QEMU's reader judges what the guest reads.
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { createQcow2, qemuCheck, qemuIo, readBytes, readU64, run, tempDir, writeBytes } from '../helpers/qemu.js';
+import {
+  createQcow2,
+  patchU16,
+  qemuCheck,
+  qemuImg,
+  qemuIo,
+  readBytes,
+  readU64,
+  run,
+  tempDir,
+  writeBytes,
+} from '../helpers/qemu.js';
 
 const t = tempDir('q2d-foreign-l2-');
 afterAll(t.cleanup);
@@ -86,10 +97,37 @@ describe('an L2 table overwritten by another structure: its whole span is named 
     expect(qemuCheck(f).status).toBe(0);
   });
 
-  it('an intact image with several L2 tables names nothing', () => {
+  it("by the snapshot's table at the same slot: the active disk's own changes are lost, its span is named", () => {
+    const f = fileIn('by-snapshot-l2');
+    createQcow2(f, '16M', { cluster_size: CS, refcount_bits: 16 });
+    qemuIo(f, ['write -P 0x11 0 64k', `write -P 0x33 ${2 * SPAN} 16k`]);
+    qemuImg('snapshot', '-c', 's1', f);
+    const snapshotTable = l2Of(f, 0);
+    qemuIo(f, ['write -P 0x22 128k 8k']); // copy on write: the active disk gets a table of its own
+    expect(l2Of(f, 0)).not.toBe(snapshotTable);
+    writeBytes(f, l2Of(f, 0), readBytes(f, snapshotTable, CS));
+    expect(qemuCheck(f).status).toBe(3); // QEMU sees only the leaked cluster of the active disk's write
+    const r = repairAll(f);
+    expect(r.stderr).toMatch(/holds the same entries as the snapshot L2 table at 0x[0-9a-f]+ at the same slot/);
+    expect(r.lost).toEqual([{ start: 0, length: SPAN }]);
+    expect(readsBack(f, 0x11, 0, 65536)).toBe(true);
+    expect(readsBack(f, 0x33, 2 * SPAN, 16384)).toBe(true);
+    expect(qemuCheck(f).status).toBe(0);
+  });
+
+  it('an intact image with several L2 tables, or with a snapshot and a leak, names nothing', () => {
     const f = threeSlots('intact');
     const r = repairAll(f);
     expect(r.status).toBe(0);
     expect(r.lost).toEqual([]);
+    qemuImg('snapshot', '-c', 's1', f);
+    qemuIo(f, ['write -P 0x44 128k 8k']);
+    // A leaked cluster that holds data, at the end of the file.
+    const size = statSync(f).size;
+    writeBytes(f, size, new Uint8Array(CS).fill(0x55));
+    patchU16(f, Number(readU64(f, Number(readU64(f, 48)))) + 2 * (size / CS), 1);
+    expect(qemuCheck(f).status).toBe(3);
+    expect(repairAll(f).lost).toEqual([]);
+    expect(readsBack(f, 0x44, 128 * 1024, 8192)).toBe(true);
   });
 });
