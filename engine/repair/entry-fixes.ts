@@ -9,6 +9,7 @@ import * as C from '../format/constants.js';
 import { hex64 } from '../format/bytes.js';
 import { l2Offset } from '../format/l2-entry.js';
 import { planDroppedPointer } from './dropped-pointers.js';
+import { planGarbageCompressed } from './garbage-compressed.js';
 import { looksLikeSnapshotL1 } from './orphan-tables.js';
 import { at, type PlanContext, whereIs } from './plan-context.js';
 import type { FixNote } from './plan.js';
@@ -62,6 +63,9 @@ export async function planEntryFixes(ctx: PlanContext): Promise<EntryFixOutcome>
       case 'l2-beyond-eof':
       case 'l2-compressed-beyond-eof':
         planDroppedPointer(ctx, b);
+        break;
+      case 'l2-compressed-into-metadata':
+        await planGarbageCompressed(ctx, b);
         break;
       case 'l2-unsupported':
         ctx.refusals.push({

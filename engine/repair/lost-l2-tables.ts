@@ -123,7 +123,7 @@ export function activeSlotEmpty(img: Qcow2Image, i: number): boolean {
  * hold it. A damaged entry's table is read where it most likely is (the cluster an unaligned offset
  * falls in, one cluster of an absurd size): its tables are the snapshot's, not lost ones.
  */
-async function snapshotL1s(
+export async function snapshotL1s(
   img: Qcow2Image,
   walk: RefWalk,
 ): Promise<{ slots: Map<number, number[]>; l1Clusters: Set<number> }> {

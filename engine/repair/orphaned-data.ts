@@ -135,6 +135,8 @@ async function activeEmpty(ctx: PlanContext, g: number): Promise<boolean> {
   const i = Math.floor(g / span);
   if (i >= ctx.header.l1Size) return false;
   const l1 = ctx.img.l1;
+  // A slot the plan re-links reads its own table again: nothing there is lost.
+  if (ctx.entryFix.has(ctx.header.l1TableOffset + i * 8)) return false;
   const table = ctx.walk.activeL1.find((e) => e.index === i)?.l2;
   if (table === undefined) return u32(l1, i * 8) === 0 && u32(l1, i * 8 + 4) === 0;
   const step = ctx.geo.extendedL2 ? C.L2_ENTRY_SIZE_EXT : C.L2_ENTRY_SIZE_STD;

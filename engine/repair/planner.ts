@@ -4,10 +4,13 @@
  *  0. trusted-view.ts      which claim to a cluster is true, from its content (evidence.ts)
  *  1. entry-fixes.ts       entries with reserved bits, unaligned preallocated zero clusters, snapshot
  *                          entries; what would need a guess is refused and reported
+ *     foreign-l2-tables.ts active L2 tables overwritten by another structure: their whole span is lost
  *  2. relinks.ts           damaged pointers to tables re-linked to the orphaned table still there
+ *     swapped-l1-relinks.ts an active L1 entry on a snapshot's table: back to the active tree's share
  *     lost-table-relinks.ts  L2 tables no L1 entry points at: re-linked where certain, never freed
  *     orphaned-data.ts     leaked clusters that still hold data are kept; lost active shares named
  *  3. cross-links.ts       clusters shared against their refcount are copied
+ *     cross-link-owners.ts the ranges that mapped another range's cluster are named lost
  *  4. snapshot-table-fix.ts  incomplete snapshot entries rewritten, stale bitmaps dropped
  *  5. allocation.ts        rebuild or not; clusters for the copies and the new snapshot table
  *  6. overlay-rewalk.ts    the fixes laid over the image, walked again: the final reference counts
@@ -17,8 +20,10 @@
  */
 import type { PositionalIO } from '../io/positional-io.js';
 import { allocateClusters } from './allocation.js';
+import { nameCrossLinkedRanges } from './cross-link-owners.js';
 import { planCrossLinkCopies } from './cross-links.js';
 import { planEntryFixes } from './entry-fixes.js';
+import { planForeignL2Tables } from './foreign-l2-tables.js';
 import { planLostL2Tables } from './lost-table-relinks.js';
 import { rewalkWithFixes } from './overlay-rewalk.js';
 import { planOrphanedData } from './orphaned-data.js';
@@ -26,6 +31,7 @@ import { newPlanContext, type PlanContext, type PlanOptions } from './plan-conte
 import { planWrites } from './plan-writes.js';
 import type { RepairPlan } from './plan.js';
 import { planL1EntryRelinks, planLostL1Relink } from './relinks.js';
+import { planSwappedL1Relinks } from './swapped-l1-relinks.js';
 import { planSnapshotTable, planStaleBitmaps } from './snapshot-table-fix.js';
 import { targetRefcounts } from './target-refcounts.js';
 import { noteMisplacedRefblocks, openTrusted } from './trusted-view.js';
@@ -40,10 +46,13 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   noteMisplacedRefblocks(ctx, trusted.misplaced);
 
   const { relinkNeeded, lostL1 } = await planEntryFixes(ctx);
+  await planForeignL2Tables(ctx);
   await planL1EntryRelinks(ctx, relinkNeeded);
   await planLostL1Relink(ctx, lostL1);
+  await planSwappedL1Relinks(ctx);
   await planLostL2Tables(ctx);
   await planOrphanedData(ctx);
+  await nameCrossLinkedRanges(ctx);
   const copies = planCrossLinkCopies(ctx);
   const snapshotTable = planSnapshotTable(ctx);
   const headerExt = await planStaleBitmaps(ctx);

@@ -40,6 +40,12 @@ export function l2EntryVisitor(img: Qcow2Image, k: RefCounter): (e: L2Entry) => 
       if (e.hi & C.OFLAG_COPIED_HI) k.flag({ kind: 'l2-compressed-copied', ...base(), qemuClusters: [] });
       if (!ext && !k.count(e.offset, e.length))
         k.flag({ kind: 'l2-compressed-beyond-eof', ...base(), qemuClusters: [] });
+      else if (!ext && k.pass === 1) {
+        // A stream inside the header or another table is no compressed data: a garbage descriptor
+        // (a flipped compressed bit on an empty entry points at offset 0). The planner decodes it to be sure.
+        const touched = streamInMetadata(k, e.offset, e.length);
+        if (touched.length) k.flag({ kind: 'l2-compressed-into-metadata', ...base(), qemuClusters: touched });
+      }
       return;
     }
     if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) return;
@@ -60,6 +66,19 @@ export function l2EntryVisitor(img: Qcow2Image, k: RefCounter): (e: L2Entry) => 
     if (k.pass === 1 ? k.isMeta(c) : k.shared[c] === 1)
       k.track(c, { entry, kind: active ? 'l2' : 'snap-l2', guest: e.guestOffset });
   };
+}
+
+/** The clusters of [off, off+len) when one of them holds metadata (header, L1, refcount structure, snapshot table). */
+function streamInMetadata(k: RefCounter, off: number, len: number): number[] {
+  const first = Math.floor(off / k.cs);
+  const last = Math.floor((off + Math.max(len, 1) - 1) / k.cs);
+  const out: number[] = [];
+  let meta = false;
+  for (let c = first; c <= last; c++) {
+    out.push(c);
+    if (k.isMeta(c)) meta = true;
+  }
+  return meta ? out : [];
 }
 
 /**

@@ -44,6 +44,7 @@ export type BadKind =
   | 'l2-beyond-eof'
   | 'l2-compressed-copied'
   | 'l2-compressed-beyond-eof'
+  | 'l2-compressed-into-metadata'
   | 'l2-unsupported'
   | 'snapshot-l1-unaligned'
   | 'snapshot-l1-too-large'
