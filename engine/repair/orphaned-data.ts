@@ -35,6 +35,7 @@ async function keepLeakedData(ctx: PlanContext): Promise<void> {
     fileSize: w.fileSize,
     extendedL2: ctx.geo.extendedL2,
     refcountOrder: ctx.geo.refcountOrder,
+    snapshots: w.snapshots.length,
   };
   const leaked = (c: number): boolean =>
     w.refs[c] === 0 &&
