@@ -51,8 +51,18 @@ export interface RepairCommandArgs {
  */
 export const DATA_LOST_EXIT = 4;
 
+/** Control bytes from the image (a damaged snapshot ID, say) are shown escaped, never sent to the terminal. */
+function printable(s: string): string {
+  let out = '';
+  for (const c of s) {
+    const code = c.charCodeAt(0);
+    out += (code < 0x20 && c !== '\t' && c !== '\n') || code === 0x7f ? `\\x${code.toString(16).padStart(2, '0')}` : c;
+  }
+  return out;
+}
+
 const say = (s: string): void => {
-  process.stderr.write(`qcow2-doctor: ${s}\n`);
+  process.stderr.write(`qcow2-doctor: ${printable(s)}\n`);
 };
 
 /**
