@@ -1,13 +1,15 @@
 /**
  * Evidence before trust, for an L1 entry and an L2 entry that claim the same cluster: the L1 entry
- * says it is an L2 table, the L2 entry says it is guest data. When the cluster's content does not
- * validate as an L2 table and the L2 entry's own table does, the L1 entry is the wrong claimant (an
- * L1 table overwritten with another table's content points at that table's data). Walking the
- * cluster as a table would "fix" its entries by writing into the guest data, so -r all sets the L1
- * entry aside before the walk, then clears it: its guest range, whose real table the damage lost
- * anyway, reads as unallocated and is named lost; the data cluster keeps its bytes and its place.
- * QEMU counts both claims and leaves the cluster shared.
+ * says it is an L2 table, the L2 entry says it is guest data. When the cluster's content cannot be
+ * any L2 table (an entry with reserved bits, unaligned or past the end; an empty table or one of
+ * zero flags still could be one) and the L2 entry's own table validates as one mapping data, the L1
+ * entry is the wrong claimant (an L1 table overwritten with another table's content points at that
+ * table's data). Walking the cluster as a table would "fix" its entries by writing into the guest
+ * data, so -r all sets the L1 entry aside before the walk, then clears it: its guest range, whose
+ * real table the damage lost anyway, reads as unallocated and is named lost; the data cluster keeps
+ * its bytes and its place. QEMU counts both claims and leaves the cluster shared.
  */
+import { isZero, pointerTableSummary } from '../format/cluster-content.js';
 import { readPadded } from '../io/positional-io.js';
 import type { Qcow2Image } from '../image/qcow2-image.js';
 import { l2TableEvidence } from './evidence.js';
@@ -31,7 +33,15 @@ export interface L1IntoData {
 export async function findL1EntriesIntoData(img: Qcow2Image, walk: RefWalk): Promise<L1IntoData[]> {
   const cs = img.clusterSize;
   const out: L1IntoData[] = [];
+  const ctx = {
+    clusterSize: cs,
+    fileSize: walk.fileSize,
+    targetLimit: walk.fileSize,
+    refcountOrder: img.geo.refcountOrder,
+    extendedL2: img.geo.extendedL2,
+  };
   const validates = new Map<number, boolean>();
+  /** Whether the cluster validates as an L2 table mapping data (the data claim's own table must). */
   const isL2Table = async (c: number): Promise<boolean> => {
     let v = validates.get(c);
     if (v === undefined) {
@@ -40,11 +50,18 @@ export async function findL1EntriesIntoData(img: Qcow2Image, walk: RefWalk): Pro
     }
     return v;
   };
+  /** Whether the cluster could be an L2 table at all: empty, or every entry plausible (zero flags only, too). */
+  const couldBeL2Table = async (c: number): Promise<boolean> => {
+    const buf = await readPadded(img.io, c * cs, cs);
+    if (isZero(buf, 0, cs)) return true;
+    const summary = pointerTableSummary(buf, 0, ctx, c * cs);
+    return summary !== undefined && summary.beyondEof === 0;
+  };
   for (const [c, list] of walk.multi) {
     if (walk.metadata.has(c)) continue;
     const l1s = list.filter((r) => r.kind === 'l1');
-    const data = list.filter((r) => r.kind === 'l2');
-    if (!l1s.length || !data.length || (await isL2Table(c))) continue;
+    const data = list.filter((r) => r.kind === 'l2' || r.kind === 'snap-l2');
+    if (!l1s.length || !data.length || (await couldBeL2Table(c))) continue;
     // The data claim must come from a table that is itself a valid L2 table (not another misread).
     let owner: number | undefined;
     for (const r of data) {
