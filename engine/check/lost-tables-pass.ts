@@ -189,6 +189,7 @@ async function examineUnreferenced(state: CheckState): Promise<{ evidence: Table
     fileSize: state.fileSize,
     extendedL2: state.extendedL2,
     refcountOrder: state.image.geo.refcountOrder,
+    snapshots: state.snapshots.length,
   };
   const known = new Uint8Array(state.fileClusters); // targets of tables found: data, not read
   const evidence: TableEvidence[] = [];

@@ -13,17 +13,19 @@
 import {
   type ClassifyContext,
   isZero,
-  looksLikeRefcountBlock,
   looksLikeSnapshotTable,
   pointerTableSummary,
 } from '../format/cluster-content.js';
 import * as C from '../format/constants.js';
+import { isStaleRefcountBlock } from './stale-refcount-block.js';
 
 export interface LostTableContext {
   clusterSize: number;
   fileSize: number;
   extendedL2: boolean;
   refcountOrder: number;
+  /** Internal snapshots (bounds the refcounts a stale refcount block of this image can hold). */
+  snapshots?: number;
 }
 
 /** A run of consecutive host clusters. */
@@ -143,12 +145,12 @@ export function examineCluster(content: Uint8Array, cluster: number, ctx: LostTa
 
 /**
  * Whether an unreferenced cluster's content is data: not zeros, no table (examineCluster found none)
- * and no refcount block (a stale one is left over by QEMU's own refcount growth).
+ * and no stale refcount block that could count this file (stale-refcount-block.ts).
  */
 export function holdsData(content: Uint8Array, ctx: LostTableContext): boolean {
   const cs = ctx.clusterSize;
   if (content.length < cs || isZero(content, 0, cs)) return false;
-  return !looksLikeRefcountBlock(content, 0, { ...ctx, targetLimit: ctx.fileSize });
+  return !isStaleRefcountBlock(content, ctx);
 }
 
 /** Which candidates are tables still pointing at data (see the file's head). */

@@ -246,7 +246,8 @@ export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Om
             () => undefined,
           )
         : undefined;
-    if (!p?.fixes.some((f) => f.kind === 'snapshot-extra-truncated') || p.refusals.length > 0) {
+    // Its other refusals are printed as on any image: the rewritten table lets the image open again.
+    if (!p?.fixes.some((f) => f.kind === 'snapshot-extra-truncated')) {
       return { plan: await failedPlan(io, o.name, o.mode, before.failed), before, applied: false, skippedPhases: [] };
     }
     plan = p;

@@ -11,7 +11,7 @@
 import { holdsData } from '../check/lost-tables.js';
 import { u32 } from '../format/bytes.js';
 import * as C from '../format/constants.js';
-import { dataClusters } from '../format/l2-entry.js';
+import { dataClusters, l1Offset } from '../format/l2-entry.js';
 import { sourceOf, traverse } from '../image/traversal/index.js';
 import type { Layer, TraversalVisitor } from '../image/traversal/index.js';
 import { readPadded } from '../io/positional-io.js';
@@ -35,6 +35,7 @@ async function keepLeakedData(ctx: PlanContext): Promise<void> {
     fileSize: w.fileSize,
     extendedL2: ctx.geo.extendedL2,
     refcountOrder: ctx.geo.refcountOrder,
+    snapshots: w.snapshots.length,
   };
   const leaked = (c: number): boolean =>
     w.refs[c] === 0 &&
@@ -129,15 +130,18 @@ async function nameLostShares(ctx: PlanContext): Promise<void> {
   });
 }
 
-/** Whether the active disk maps nothing at guest offset g (its L1 slot or L2 entry is zero). */
+/**
+ * Whether the active disk maps nothing at guest offset g (its L1 slot or L2 entry is zero), as it
+ * will be: an L1 entry an earlier phase re-links (a lost table put back) maps again.
+ */
 async function activeEmpty(ctx: PlanContext, g: number): Promise<boolean> {
   const span = ctx.geo.l1Coverage;
   const i = Math.floor(g / span);
   if (i >= ctx.header.l1Size) return false;
   const l1 = ctx.img.l1;
-  // A slot the plan re-links reads its own table again: nothing there is lost.
-  if (ctx.entryFix.has(ctx.header.l1TableOffset + i * 8)) return false;
-  const table = ctx.walk.activeL1.find((e) => e.index === i)?.l2;
+  const fixed = ctx.entryFix.get(ctx.header.l1TableOffset + i * 8);
+  const table = fixed ? l1Offset(fixed.hi, fixed.lo) || undefined : ctx.walk.activeL1.find((e) => e.index === i)?.l2;
+  if (fixed && table === undefined) return true;
   if (table === undefined) return u32(l1, i * 8) === 0 && u32(l1, i * 8 + 4) === 0;
   const step = ctx.geo.extendedL2 ? C.L2_ENTRY_SIZE_EXT : C.L2_ENTRY_SIZE_STD;
   const e = await readPadded(ctx.io, table + Math.floor((g % span) / ctx.clusterSize) * step, 8);

@@ -1,7 +1,8 @@
 /**
  * Make the repair plan (pure with respect to the image: reads only, writes nothing). Phase by phase:
  *
- *  0. trusted-view.ts      which claim to a cluster is true, from its content (evidence.ts)
+ *  0. trusted-view.ts      which claim to a cluster is true, from its content (evidence.ts,
+ *                          l1-into-data.ts)
  *  1. entry-fixes.ts       entries with reserved bits, unaligned preallocated zero clusters, snapshot
  *                          entries; what would need a guess is refused and reported
  *     foreign-l2-tables.ts active L2 tables overwritten by another structure: their whole span is lost
@@ -34,6 +35,7 @@ import { planL1EntryRelinks, planLostL1Relink } from './relinks.js';
 import { planSwappedL1Relinks } from './swapped-l1-relinks.js';
 import { planSnapshotTable, planStaleBitmaps } from './snapshot-table-fix.js';
 import { targetRefcounts } from './target-refcounts.js';
+import { noteL1EntriesIntoData } from './l1-into-data.js';
 import { noteMisplacedRefblocks, openTrusted } from './trusted-view.js';
 import { settleFreedData } from './unplaced-data.js';
 
@@ -41,9 +43,10 @@ export type { PlanOptions } from './plan-context.js';
 
 export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<RepairPlan> {
   const originalLength = await io.size();
-  const trusted = await openTrusted(io, originalLength);
+  const trusted = await openTrusted(io, originalLength, opts.mode === 'all');
   const ctx = newPlanContext(io, opts, originalLength, trusted.img, trusted.walk);
   noteMisplacedRefblocks(ctx, trusted.misplaced);
+  noteL1EntriesIntoData(ctx, trusted.intoData);
 
   const { relinkNeeded, lostL1 } = await planEntryFixes(ctx);
   await planForeignL2Tables(ctx);

@@ -30,7 +30,10 @@ export async function readSnapshotsForRepair(img: Qcow2Image): Promise<RepairSna
   let pos = 0;
   for (let i = 0; i < h.nbSnapshots; i++) {
     const at = h.snapshotsOffset + pos;
-    if (at + C.SNAPSHOT_ENTRY_FIXED_SIZE > img.fileSize)
+    // QEMU reads past the end as zeros. After an entry whose oversized extra data was discarded, that is
+    // the only reading: the entry's place came from garbage (an empty, incomplete entry is rewritten, as
+    // QEMU does). Otherwise the table was cut short and where its entries went is unknown: refused.
+    if (at + C.SNAPSHOT_ENTRY_FIXED_SIZE > img.fileSize && !out.oversize.length)
       return { ...out, error: `snapshot table entry ${i} lies past the end of the file (0x${at.toString(16)})` };
     const fixed = await readPadded(img.io, at, C.SNAPSHOT_ENTRY_FIXED_SIZE);
     const extra = u32(fixed, 36);

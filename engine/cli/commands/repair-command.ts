@@ -45,18 +45,29 @@ export interface RepairCommandArgs {
 }
 
 /**
- * The image is clean after the repair, but it freed data whose guest position is unknown: not the
- * 0 that says nothing was lost (QEMU's codes 1-3 describe what is left in the image, and nothing is).
+ * The image is clean after the repair, but guest data is lost: ranges it names (they read as zeros
+ * or from the backing file now), or data it freed whose guest position is unknown. Not the 0 that
+ * says nothing was lost (QEMU's codes 1-3 describe what is left in the image, and nothing is).
  */
-export const UNPLACED_LOSS_EXIT = 4;
+export const DATA_LOST_EXIT = 4;
+
+/** Control bytes from the image (a damaged snapshot ID, say) are shown escaped, never sent to the terminal. */
+function printable(s: string): string {
+  let out = '';
+  for (const c of s) {
+    const code = c.charCodeAt(0);
+    out += (code < 0x20 && c !== '\t' && c !== '\n') || code === 0x7f ? `\\x${code.toString(16).padStart(2, '0')}` : c;
+  }
+  return out;
+}
 
 const say = (s: string): void => {
-  process.stderr.write(`qcow2-doctor: ${s}\n`);
+  process.stderr.write(`qcow2-doctor: ${printable(s)}\n`);
 };
 
 /**
  * Run the repair and return the process exit code (QEMU's: 0 clean, 1 failed, 2 corruptions left,
- * 3 leaks left; ours: 4 clean, but data freed whose guest position is unknown).
+ * 3 leaks left; ours: 4 clean, but guest data lost: named ranges, or freed at unknown positions).
  */
 export async function runRepairCommand(args: RepairCommandArgs): Promise<number> {
   const out = (s: string): void => {
@@ -156,7 +167,7 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
   const unplaced = plan.dataLostUnplaced;
   if (unplaced)
     say(
-      `guest data lost at positions nobody can tell: ${unplaced.clusters} freed cluster(s) (${unplaced.bytes} bytes) held data no entry places — exit code ${UNPLACED_LOSS_EXIT}`,
+      `guest data lost at positions nobody can tell: ${unplaced.clusters} freed cluster(s) (${unplaced.bytes} bytes) held data no entry places — exit code ${DATA_LOST_EXIT}`,
     );
   if (plan.fixes.some((f) => f.kind === 'pointer-dropped') && !outcome.journalPath)
     say('no undo journal was kept (--no-journal / --output-image): the dropped pointers are gone from this image');
@@ -198,5 +209,5 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     say('Check failed');
     return 1;
   }
-  return counters.corruptions ? 2 : counters.leaks ? 3 : unplaced ? UNPLACED_LOSS_EXIT : 0;
+  return counters.corruptions ? 2 : counters.leaks ? 3 : unplaced || lost.length ? DATA_LOST_EXIT : 0;
 }
