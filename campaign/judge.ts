@@ -4,9 +4,9 @@
 //
 // The verdicts:
 //   lostVsQemu   bytes QEMU's repair keeps readable that ours does not
-//   falseClaims  a claim that does not hold against the ground truth: an exit 0 repair whose image
-//                differs outside the guest ranges it says are lost, or that qemu-img does not call
-//                clean; a "leaks only" check of an image whose data already differs; a salvage that
+//   falseClaims  a claim that does not hold against the ground truth: an exit 0 or 4 repair whose
+//                image differs outside the guest ranges it says are lost (unless, with 4, it says it
+//                freed data whose place it does not know), or that qemu-img does not call clean; a "leaks only" check of an image whose data already differs; a salvage that
 //                says nothing is lost (or names what is lost, and with exit 4/6 what it placed by
 //                guess) and is wrong elsewhere; a repair that exits 0 yet loses bytes that salvage
 //                of the same damaged file recovers with certainty (neither lost nor guessed)
@@ -88,19 +88,23 @@ function countKept(mask: Uint8Array, truth: Truth): number {
   return kept;
 }
 
-function claimsOfRepair(
-  label: string,
-  exit: number,
-  qemuVerdict: number,
-  mask: Uint8Array,
-  lost: Range[],
-  claims: string[],
-): void {
-  if (exit !== 0) return;
-  if (qemuVerdict !== 0) claims.push(`${label} exited 0 but qemu-img check of its result exits ${qemuVerdict}`);
+/** Bytes of data the repair freed without knowing their guest place (`guest-data-lost-unplaced`). */
+function unplacedBytes(json: Record<string, unknown> | undefined): number {
+  const v = json?.['guest-data-lost-unplaced'] as { bytes?: unknown } | undefined;
+  return typeof v?.bytes === 'number' ? v.bytes : 0;
+}
+
+/** Exit 0 says clean and nothing lost; exit 4 says clean, with the data lost named (ranges), or
+ * freed at places unknown (`unplaced`, when only then may bytes differ outside the ranges). */
+function claimsOfRepair(label: string, r: Repaired, claims: string[]): void {
+  const { exit, qemuVerdict, mask, lost } = r;
+  if (exit !== 0 && exit !== 4) return;
+  if (qemuVerdict !== 0) claims.push(`${label} exited ${exit} but qemu-img check of its result exits ${qemuVerdict}`);
+  if (exit === 4 && r.unplaced > 0) return;
   let wrong = 0;
   for (let i = 0; i < mask.length; i++) if (!mask[i] && !inRanges(lost, i)) wrong++;
-  if (wrong > 0) claims.push(`${label} exited 0 but ${wrong * SECTOR} guest bytes differ outside the ranges it names`);
+  if (wrong > 0)
+    claims.push(`${label} exited ${exit} but ${wrong * SECTOR} guest bytes differ outside the ranges it names`);
 }
 
 interface Salvaged {
@@ -148,6 +152,8 @@ interface Repaired {
   qemuVerdict: number;
   mask: Uint8Array;
   lost: Range[];
+  /** Bytes freed whose guest place the repair says it does not know. */
+  unplaced: number;
   refused: boolean;
   output: string;
 }
@@ -170,6 +176,7 @@ async function runOurRepair(
     qemuVerdict: q.status,
     mask,
     lost: rangesLost(parseJson(r.stdout)),
+    unplaced: unplacedBytes(parseJson(r.stdout)),
     // The CLI prints each refused part as "not repaired: …" (and some notes say "refused to …").
     refused: /refus|not repaired: /i.test(output),
     output,
@@ -220,8 +227,8 @@ export async function judgeCase(
   for (let i = 0; i < qemuMask.length; i++) if (qemuMask[i] && !all.mask[i] && truth.nonZero[i]) lostVsQemu += SECTOR;
 
   if (!undetectable) {
-    claimsOfRepair('check -r leaks', leaks.exit, leaks.qemuVerdict, leaks.mask, leaks.lost, claims);
-    claimsOfRepair('check -r all', all.exit, all.qemuVerdict, all.mask, all.lost, claims);
+    claimsOfRepair('check -r leaks', leaks, claims);
+    claimsOfRepair('check -r all', all, claims);
     if (salvage.exit === 0 && salvage.mask.includes(0))
       claims.push('salvage said nothing is lost but guest data differs');
     if (salvage.exit === 2 || salvage.exit === 4 || salvage.exit === 6) {
