@@ -90,14 +90,7 @@ async function snapshotTableCopies(ctx: PlanContext, foreign: Map<number, Foreig
     }
   if (!leaked) return;
   const cs = ctx.clusterSize;
-  const { slots } = await snapshotL1s(ctx.img, w);
-  const atSlot = new Map<number, number[]>();
-  for (const [off, heldAt] of slots)
-    for (const i of heldAt) {
-      const l = atSlot.get(i);
-      if (l) l.push(off);
-      else atSlot.set(i, [off]);
-    }
+  const { bySlot: atSlot } = await snapshotL1s(ctx.img, w);
   for (const e of w.activeL1) {
     if (foreign.has(e.l2)) continue;
     const others = (atSlot.get(e.index) ?? []).filter((u) => u !== e.l2);

@@ -119,14 +119,14 @@ export function activeSlotEmpty(img: Qcow2Image, i: number): boolean {
 }
 
 /**
- * The snapshots' L1 tables: their clusters, and for each L2 table offset the L1 slots at which they
- * hold it. A damaged entry's table is read where it most likely is (the cluster an unaligned offset
+ * The snapshots' L1 tables: their clusters, for each L2 table offset the L1 slots at which they
+ * hold it, and for each slot the tables held there. A damaged entry's table is read where it most likely is (the cluster an unaligned offset
  * falls in, one cluster of an absurd size): its tables are the snapshot's, not lost ones.
  */
 export async function snapshotL1s(
   img: Qcow2Image,
   walk: RefWalk,
-): Promise<{ slots: Map<number, number[]>; l1Clusters: Set<number> }> {
+): Promise<{ slots: Map<number, number[]>; bySlot: Map<number, number[]>; l1Clusters: Set<number> }> {
   const slots = new Map<number, number[]>();
   const l1Clusters = new Set<number>();
   const cs = img.clusterSize;
@@ -145,7 +145,14 @@ export async function snapshotL1s(
       slots.set(off, l);
     }
   }
-  return { slots, l1Clusters };
+  const bySlot = new Map<number, number[]>();
+  for (const [off, heldAt] of slots)
+    for (const i of heldAt) {
+      const l = bySlot.get(i);
+      if (l) l.push(off);
+      else bySlot.set(i, [off]);
+    }
+  return { slots, bySlot, l1Clusters };
 }
 
 /** Host clusters the table maps: standard data and the clusters compressed streams touch. */

@@ -29,15 +29,8 @@ export async function planSwappedL1Relinks(ctx: PlanContext): Promise<void> {
     return n !== undefined && n.refs > n.onDisk && !ctx.entryFix.has(e.entry);
   });
   if (!over.length) return;
-  const { slots } = await snapshotL1s(ctx.img, w);
   // Slot → the snapshot tables held there.
-  const atSlot = new Map<number, number[]>();
-  for (const [off, heldAt] of slots)
-    for (const i of heldAt) {
-      const l = atSlot.get(i);
-      if (l) l.push(off);
-      else atSlot.set(i, [off]);
-    }
+  const { bySlot: atSlot } = await snapshotL1s(ctx.img, w);
   let lost: LostL2Table[] | undefined;
   for (const e of over) {
     // Only a snapshot's table at this very slot: the active entry holds a snapshot's version of the span.

@@ -3,7 +3,6 @@
 // (orphaned by a zeroed or redirected L2 entry), lost tables of extended-L2 images, and images
 // with snapshots whose active L1 was zeroed. QEMU's reader judges what the guest reads.
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   createQcow2,
@@ -18,23 +17,13 @@ import {
   tempDir,
   writeBytes,
 } from '../helpers/qemu.js';
+import { readsBack, caseFiles } from '../helpers/guest-reads.js';
 
 const t = tempDir('q2d-campaign-classes-');
 afterAll(t.cleanup);
 const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
 const cli = (...args: string[]) => run('node', [CLI, ...args]);
-let n = 0;
-const fileIn = (name: string): string => {
-  const d = join(t.dir, `${name}-${n++}`);
-  mkdirSync(d);
-  return join(d, 'disk.qcow2');
-};
-
-/** Whether the guest reads `length` bytes of `byte` at `offset` (QEMU's reader). */
-function readsBack(file: string, byte: number, offset: number, length: number): boolean {
-  const r = run('qemu-io', ['-f', 'qcow2', '-r', '-c', `read -P 0x${byte.toString(16)} ${offset} ${length}`, file]);
-  return r.status === 0 && !/fail|error/i.test(r.stdout + r.stderr) && r.stdout.includes(`read ${length}/${length}`);
-}
+const fileIn = caseFiles(t.dir);
 
 const l1Offset = (f: string): number => Number(readU64(f, 40));
 const l1Size = (f: string): number => Number(readU64(f, 32) & 0xffffffffn);

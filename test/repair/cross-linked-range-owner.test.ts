@@ -3,28 +3,18 @@
 // bytes: that guest range is named lost. The owner is the entry with OFLAG_COPIED (QEMU sets it on
 // every refcount-1 cluster) and is not named; where the entries cannot tell, both ranges are named.
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createQcow2, patchU64, qemuCheck, qemuIo, readU64, run, tempDir } from '../helpers/qemu.js';
+import { readsBack, caseFiles } from '../helpers/guest-reads.js';
 
 const t = tempDir('q2d-cross-link-owner-');
 afterAll(t.cleanup);
 const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
-let n = 0;
-const fileIn = (name: string): string => {
-  const d = join(t.dir, `${name}-${n++}`);
-  mkdirSync(d);
-  return join(d, 'disk.qcow2');
-};
+const fileIn = caseFiles(t.dir);
 
 const CS = 65536;
 const OFFSET = 0x00fffffffffffe00n;
 const l2Of = (f: string): number => Number(readU64(f, Number(readU64(f, 40))) & OFFSET);
-
-function readsBack(file: string, byte: number, offset: number, length: number): boolean {
-  const r = run('qemu-io', ['-f', 'qcow2', '-r', '-c', `read -P 0x${byte.toString(16)} ${offset} ${length}`, file]);
-  return r.status === 0 && !/fail|error/i.test(r.stdout + r.stderr) && r.stdout.includes(`read ${length}/${length}`);
-}
 
 function repairAll(f: string): { status: number; stderr: string; out: Record<string, unknown> } {
   const r = run('node', [CLI, 'check', '-r', 'all', '--no-journal', '--output=json', f]);

@@ -3,7 +3,7 @@
 // guest-ranges-lost — never an exit 0 that leaves data differing outside the ranges it names. Real
 // qemu-img images damaged at precise bytes; QEMU's reader judges what the guest reads.
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   createQcow2,
@@ -17,26 +17,17 @@ import {
   tempDir,
   writeBytes,
 } from '../helpers/qemu.js';
+import { readsBack, caseFiles } from '../helpers/guest-reads.js';
 
 const t = tempDir('q2d-foreign-l2-');
 afterAll(t.cleanup);
 const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
-let n = 0;
-const fileIn = (name: string): string => {
-  const d = join(t.dir, `${name}-${n++}`);
-  mkdirSync(d);
-  return join(d, 'disk.qcow2');
-};
+const fileIn = caseFiles(t.dir);
 
 const CS = 4096;
 const SPAN = (CS / 8) * CS; // guest bytes one L2 table maps: 2 MiB
 const l1Offset = (f: string): number => Number(readU64(f, 40));
 const l2Of = (f: string, slot: number): number => Number(readU64(f, l1Offset(f) + slot * 8) & 0x00fffffffffffe00n);
-
-function readsBack(file: string, byte: number, offset: number, length: number): boolean {
-  const r = run('qemu-io', ['-f', 'qcow2', '-r', '-c', `read -P 0x${byte.toString(16)} ${offset} ${length}`, file]);
-  return r.status === 0 && !/fail|error/i.test(r.stdout + r.stderr) && r.stdout.includes(`read ${length}/${length}`);
-}
 
 function repairAll(f: string): { status: number; stderr: string; lost: Array<{ start: number; length: number }> } {
   const r = run('node', [CLI, 'check', '-r', 'all', '--no-journal', '--output=json', f]);

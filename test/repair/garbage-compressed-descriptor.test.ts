@@ -3,28 +3,18 @@
 // image clean), but every read of that guest cluster fails. `-r all` drops the garbage descriptor
 // (the stream does not decode), names the guest range, and leaves an image QEMU reads whole.
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createQcow2, patchU64, qemuCheck, qemuIo, readU64, run, tempDir } from '../helpers/qemu.js';
+import { readsBack, caseFiles } from '../helpers/guest-reads.js';
 
 const t = tempDir('q2d-garbage-compressed-');
 afterAll(t.cleanup);
 const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
-let n = 0;
-const fileIn = (name: string): string => {
-  const d = join(t.dir, `${name}-${n++}`);
-  mkdirSync(d);
-  return join(d, 'disk.qcow2');
-};
+const fileIn = caseFiles(t.dir);
 
 const CS = 65536;
 const COMPRESSED_AT_0 = 0x4000000000000000n;
 const l2Of = (f: string): number => Number(readU64(f, Number(readU64(f, 40))) & 0x00fffffffffffe00n);
-
-function readsBack(file: string, byte: number, offset: number, length: number): boolean {
-  const r = run('qemu-io', ['-f', 'qcow2', '-r', '-c', `read -P 0x${byte.toString(16)} ${offset} ${length}`, file]);
-  return r.status === 0 && !/fail|error/i.test(r.stdout + r.stderr) && r.stdout.includes(`read ${length}/${length}`);
-}
 
 /** Reads the whole guest disk through QEMU; false when any read fails. */
 const convertible = (f: string): boolean => run('qemu-img', ['convert', '-U', '-O', 'raw', f, `${f}.raw`]).status === 0;

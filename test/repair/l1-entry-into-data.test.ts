@@ -4,25 +4,16 @@
 // writing into the guest data, then copy the damaged bytes: it lost data `qemu-img check -r all`
 // keeps. The L1 entry is the wrong claimant: it is cleared, its range named, the data kept in place.
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createQcow2, qemuCheck, qemuIo, readU64, run, tempDir } from '../helpers/qemu.js';
+import { readsBack, caseFiles } from '../helpers/guest-reads.js';
 
 const t = tempDir('q2d-l1-into-data-');
 afterAll(t.cleanup);
 const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
 const cli = (...args: string[]) => run('node', [CLI, ...args]);
-let n = 0;
-const fileIn = (name: string): string => {
-  const d = join(t.dir, `${name}-${n++}`);
-  mkdirSync(d);
-  return join(d, 'disk.qcow2');
-};
-
-function readsBack(file: string, byte: number, offset: number, length: number): boolean {
-  const r = run('qemu-io', ['-f', 'qcow2', '-r', '-c', `read -P 0x${byte.toString(16)} ${offset} ${length}`, file]);
-  return r.status === 0 && !/fail|error/i.test(r.stdout + r.stderr) && r.stdout.includes(`read ${length}/${length}`);
-}
+const fileIn = caseFiles(t.dir);
 
 const tableOf = (e: bigint): number => Number(e & 0x00fffffffffffe00n);
 

@@ -4,26 +4,17 @@
 // `-r leaks` / `-r all` freed it and exited 0. A refcount block of the image must be able to count
 // the file: no entry past its end, no count above what the image's users can reach.
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isStaleRefcountBlock } from '../../engine/check/stale-refcount-block.js';
 import { createQcow2, qemuCheck, qemuImg, qemuIo, readU64, run, tempDir, writeBytes } from '../helpers/qemu.js';
+import { readsBack, caseFiles } from '../helpers/guest-reads.js';
 
 const t = tempDir('q2d-small-byte-data-');
 afterAll(t.cleanup);
 const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
 const cli = (...args: string[]) => run('node', [CLI, ...args]);
-let n = 0;
-const fileIn = (name: string): string => {
-  const d = join(t.dir, `${name}-${n++}`);
-  mkdirSync(d);
-  return join(d, 'disk.qcow2');
-};
-
-function readsBack(file: string, byte: number, offset: number, length: number): boolean {
-  const r = run('qemu-io', ['-f', 'qcow2', '-r', '-c', `read -P 0x${byte.toString(16)} ${offset} ${length}`, file]);
-  return r.status === 0 && !/fail|error/i.test(r.stdout + r.stderr) && r.stdout.includes(`read ${length}/${length}`);
-}
+const fileIn = caseFiles(t.dir);
 
 const tableOf = (e: bigint): number => Number(e & 0x00fffffffffffe00n);
 

@@ -7,16 +7,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createQcow2, qemuCheck, qemuImg, qemuIo, readU64, run, tempDir } from '../helpers/qemu.js';
+import { readsBack } from '../helpers/guest-reads.js';
 
 const t = tempDir('q2d-snapshot-table-overwritten-');
 afterAll(t.cleanup);
 const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
 const cli = (...args: string[]) => run('node', [CLI, ...args]);
-
-function readsBack(file: string, byte: number, offset: number, length: number): boolean {
-  const r = run('qemu-io', ['-f', 'qcow2', '-r', '-c', `read -P 0x${byte.toString(16)} ${offset} ${length}`, file]);
-  return r.status === 0 && !/fail|error/i.test(r.stdout + r.stderr) && r.stdout.includes(`read ${length}/${length}`);
-}
 
 const CS = 65536;
 const DATA = 1280 * 1024;

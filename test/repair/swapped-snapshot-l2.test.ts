@@ -5,7 +5,6 @@
 // byte; with no such share, the active tree's own lost table that shares the snapshot table's data
 // is re-linked; with neither, the span is named lost. QEMU's reader judges what the guest reads.
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   createQcow2,
@@ -18,25 +17,16 @@ import {
   tempDir,
   writeBytes,
 } from '../helpers/qemu.js';
+import { readsBack, caseFiles } from '../helpers/guest-reads.js';
 
 const t = tempDir('q2d-swapped-snapshot-l2-');
 afterAll(t.cleanup);
 const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
-let n = 0;
-const fileIn = (name: string): string => {
-  const d = join(t.dir, `${name}-${n++}`);
-  mkdirSync(d);
-  return join(d, 'disk.qcow2');
-};
+const fileIn = caseFiles(t.dir);
 
 const CS = 65536;
 const OFFSET = 0x00fffffffffffe00n;
 const l1Entry = (f: string): number => Number(readU64(f, 40));
-
-function readsBack(file: string, byte: number, offset: number, length: number, format = 'qcow2'): boolean {
-  const r = run('qemu-io', ['-f', format, '-r', '-c', `read -P 0x${byte.toString(16)} ${offset} ${length}`, file]);
-  return r.status === 0 && !/fail|error/i.test(r.stdout + r.stderr) && r.stdout.includes(`read ${length}/${length}`);
-}
 
 function repairAll(f: string): { status: number; stderr: string; out: Record<string, unknown> } {
   const r = run('node', [CLI, 'check', '-r', 'all', '--no-journal', '--output=json', f]);
