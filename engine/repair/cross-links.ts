@@ -1,7 +1,8 @@
 /**
  * Phase 3 of the plan: cross-links. A cluster referenced by more referrers than its refcount allows,
  * or guest data mapped onto a metadata cluster, is copied so each referrer keeps its own data (QEMU
- * would raise the refcount and silently share it).
+ * would raise the refcount and silently share it). An L2 table shared by two L1 slots is copied too,
+ * and the spans of both are named lost: only one of them can be the table's own.
  */
 import { addLostRange } from './guest-ranges.js';
 import { at, type PlanContext } from './plan-context.js';
@@ -58,6 +59,13 @@ export function planCrossLinkCopies(ctx: PlanContext): ClusterCopy[] {
     ] as const) {
       const groups = groupByGuest(referrers);
       if (groups.length < 2 || refsOnDisk >= w.refs[c]!) continue;
+      // One L2 table under two L1 slots: each slot keeps a copy, but a table maps one span of the disk,
+      // so at most one of them reads its own data — which one, the table cannot say: every span is named.
+      if (kind === 'l2')
+        for (const g of groups) {
+          const start = g[0]!.guest;
+          if (start < ctx.header.size) addLostRange(ctx, start, Math.min(ctx.geo.l1Coverage, ctx.header.size - start));
+        }
       for (const g of groups.slice(1))
         copies.push({
           kind,

@@ -8,6 +8,12 @@
  * tree's own table is a lost one (leaked, still an L2 table): the one lost table that maps some of the
  * snapshot table's data clusters at the same entries (a copy-on-write descendant) is re-linked there.
  * Otherwise the span reads a snapshot's data and is named lost.
+ *
+ * Which side was damaged is decided by the tables, not by which pointer the walk met first: taking a
+ * snapshot clears COPIED on every entry of the tables it shares, so a snapshot's own table carries
+ * none, while the active tree's copy-on-write table has COPIED on what it wrote since. When the table
+ * the active entry points at carries COPIED entries, it is the active tree's own, the snapshot's
+ * entry is the damaged one, and the active entry is left alone.
  */
 import { addLostRange, describeRange } from './guest-ranges.js';
 import * as C from '../format/constants.js';
@@ -36,6 +42,7 @@ export async function planSwappedL1Relinks(ctx: PlanContext): Promise<void> {
     // Only a snapshot's table at this very slot: the active entry holds a snapshot's version of the span.
     const here = atSlot.get(e.index) ?? [];
     if (!here.includes(e.l2)) continue;
+    if (await hasCopiedEntries(ctx, e.l2)) continue;
     const shares: number[] = [];
     for (const off of here) {
       if (off === e.l2 || w.activeL2.has(off) || !w.allL2.has(off)) continue;
@@ -107,6 +114,16 @@ async function lostDescendant(
     }
   }
   return found.length === 1 ? found[0] : undefined;
+}
+
+/** Whether any uncompressed entry of the L2 table at `table` carries the COPIED flag. */
+async function hasCopiedEntries(ctx: PlanContext, table: number): Promise<boolean> {
+  const t = await readPadded(ctx.io, table, ctx.clusterSize);
+  for (let p = 0; p < t.length; p += ctx.geo.l2EntrySize) {
+    const hi = u32(t, p);
+    if ((hi & C.OFLAG_COPIED_HI) !== 0 && (hi & C.OFLAG_COMPRESSED_HI) === 0) return true;
+  }
+  return false;
 }
 
 function relinkLost(ctx: PlanContext, e: { entry: number; index: number; l2: number }, to: number): void {
