@@ -13,6 +13,7 @@ import { readInto, uninitialized } from './bulk-read.js';
 import { isZero } from '../format/cluster-content.js';
 import { entryEmpty, UNPLACED_DATA_REASON } from './unplaced-data.js';
 import type { GuestView, LostRange, Reconstruction, SharedEntry, ViewReport } from './types.js';
+import { lostByIndex } from './lost-index.js';
 
 /** A guest disk that unallocated clusters read from. `missing`: named but not found. */
 export interface BackingDisk {
@@ -145,7 +146,7 @@ export class ViewReader {
     if (n <= jFrom) return;
     const place = v.l2.get(i);
     if (!place) {
-      const l = v.lostL2.find((x) => x.l1Index === i);
+      const l = lostByIndex(v.lostL2).get(i);
       if (l) {
         acc.addLost((g0 + jFrom) * cs, (g0 + n) * cs, l.reason);
       } else {

@@ -7,6 +7,7 @@ import type { ReconstructState } from './reconstruct-state.js';
 import type { SnapshotInfo } from './snapshot-recovery.js';
 import { standardTarget } from './table-reader.js';
 import type { GuestView } from './types.js';
+import { lostWithHost } from './lost-index.js';
 
 export interface OrphanContext {
   active: GuestView;
@@ -29,7 +30,7 @@ export async function placeOrphans(st: ReconstructState, list: number[], ctx: Or
 }
 
 const taken = (ctx: OrphanContext, i: number): boolean =>
-  ctx.active.l2.has(i) || ctx.active.lostL2.some((l) => l.l1Index === i && l.host !== 0);
+  ctx.active.l2.has(i) || lostWithHost(ctx.active.lostL2).has(i);
 
 function dropPlacedFromLost(v: GuestView): void {
   v.lostL2 = v.lostL2.filter((l) => !v.l2.has(l.l1Index));

@@ -5,6 +5,7 @@
 import type { ActiveL1 } from './l1-tables.js';
 import { hx, type ReconstructState } from './reconstruct-state.js';
 import type { GuestView } from './types.js';
+import { lostByIndex } from './lost-index.js';
 
 export async function adoptSnapshotHeldTables(
   st: ReconstructState,
@@ -20,7 +21,7 @@ export async function adoptSnapshotHeldTables(
   const adopted: string[] = [];
   for (const v of snapViews)
     for (const [i, p] of v.l2) {
-      if (i >= active.size || activeView.l2.has(i) || activeView.lostL2.some((l) => l.l1Index === i)) continue;
+      if (i >= active.size || activeView.l2.has(i) || lostByIndex(activeView.lostL2).has(i)) continue;
       if (p.confidence < 1 || p.source !== 'l1') continue;
       const rc = await st.probe.refcount(p.host / st.cs);
       if (rc === undefined || rc <= pointers.get(p.host)!) continue;

@@ -21,6 +21,7 @@ import { findSnapshots, type FoundSnapshots, type SnapshotInfo } from './snapsho
 import { assignRoles, findRefcountProbe } from './table-roles.js';
 import { l1Target, standardTarget } from './table-reader.js';
 import type { GuestView, Reconstruction } from './types.js';
+import { appendLost } from './lost-index.js';
 
 export interface ReconstructOptions {
   clusterBitsSource: 'header' | 'inferred' | 'user';
@@ -165,9 +166,13 @@ async function activeDisk(
     for (const q of r.placed) q.confidence = 0.8;
   }
   for (const p of r.placed) view.l2.set(p.l1Index, p);
-  if (r.state !== 'lost') view.lostL2.push(...r.lost);
+  if (r.state !== 'lost') appendLost(view.lostL2, r.lost);
   // The file ends inside (or before) the L1: those slots are lost, whatever else placed elsewhere.
-  else view.lostL2.push(...r.lost.filter((l) => l.reason === L1_TRUNCATED));
+  else
+    appendLost(
+      view.lostL2,
+      r.lost.filter((l) => l.reason === L1_TRUNCATED),
+    );
   const cut = r.lost.filter((l) => l.reason === L1_TRUNCATED).length;
   if (cut)
     st.warnings.push(
