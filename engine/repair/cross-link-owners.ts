@@ -9,7 +9,7 @@
 import { u32 } from '../format/bytes.js';
 import * as C from '../format/constants.js';
 import { readPadded } from '../io/positional-io.js';
-import { addLostRange, describeRange } from './guest-ranges.js';
+import { nameLostClusters } from './guest-ranges.js';
 import type { PlanContext } from './plan-context.js';
 import type { Ref } from './references.js';
 
@@ -45,14 +45,12 @@ export async function nameCrossLinkedRanges(ctx: PlanContext): Promise<void> {
     for (const [g, refs] of groups) if (g !== owner && refs.some((r) => r.kind === 'l2')) named.add(g);
   }
   if (!named.size) return;
-  const cs = ctx.clusterSize;
-  const list = [...named].sort((a, b) => a - b);
-  for (const g of list) addLostRange(ctx, g, cs);
-  const ranges = list.slice(0, 8).map((g) => describeRange({ start: g, length: Math.min(cs, ctx.header.size - g) }));
+  const list = [...named];
+  const ranges = nameLostClusters(ctx, list);
   ctx.fixes.push({
     kind: 'cross-linked-range-lost',
     counts: 'none',
     explain: true,
-    text: `${list.length} guest cluster(s) map a data cluster another guest range owns (${ranges.join(', ')}${list.length > 8 ? ', …' : ''}): they read that range's data, not their own, and are named lost${undecided ? ` — for ${undecided} cluster(s) the entries cannot tell which range owns it, so every range that maps it is named (one of them may still read right)` : ''}`,
+    text: `${list.length} guest cluster(s) map a data cluster another guest range owns (${ranges}): they read that range's data, not their own, and are named lost${undecided ? ` — for ${undecided} cluster(s) the entries cannot tell which range owns it, so every range that maps it is named (one of them may still read right)` : ''}`,
   });
 }

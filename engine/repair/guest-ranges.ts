@@ -39,3 +39,12 @@ export function describeRange(r: GuestRange): string {
   const size = kib >= 1024 ? `${+(kib / 1024).toFixed(2)} MiB` : `${+kib.toFixed(2)} KiB`;
   return `0x${r.start.toString(16)}–0x${(r.start + r.length - 1).toString(16)} (${size})`;
 }
+
+/** Name each guest cluster at `starts` lost (sorted in place) and describe the first eight, with "…" past them. */
+export function nameLostClusters(ctx: PlanContext, starts: number[]): string {
+  const cs = ctx.clusterSize;
+  starts.sort((a, b) => a - b);
+  for (const g of starts) addLostRange(ctx, g, cs);
+  const shown = starts.slice(0, 8).map((g) => describeRange({ start: g, length: Math.min(cs, ctx.header.size - g) }));
+  return `${shown.join(', ')}${starts.length > 8 ? ', …' : ''}`;
+}

@@ -13,7 +13,7 @@ import * as C from '../format/constants.js';
 import { sourceOf, traverse } from '../image/traversal/index.js';
 import type { TraversalVisitor } from '../image/traversal/index.js';
 import type { CountsView } from './cluster-counts.js';
-import { addLostRange, describeRange } from './guest-ranges.js';
+import { nameLostClusters } from './guest-ranges.js';
 import { at, type PlanContext } from './plan-context.js';
 
 /** Data freed whose place in the guest disk is unknown (absent when every freed cluster is accounted). */
@@ -53,14 +53,12 @@ export async function nameEmptiedEntries(ctx: PlanContext): Promise<void> {
   };
   await traverse({ ...sourceOf(ctx.img), io: ctx.io, fileSize: ctx.walk.fileSize }, visitor, { activeLayerOnly: true });
   if (!named.length) return;
-  named.sort((a, b) => a - b);
-  for (const g of named) addLostRange(ctx, g, cs);
-  const ranges = named.slice(0, 8).map((g) => describeRange({ start: g, length: Math.min(cs, ctx.header.size - g) }));
+  const ranges = nameLostClusters(ctx, named);
   ctx.fixes.push({
     kind: 'pointer-emptied',
     counts: 'none',
     explain: true,
-    text: `${named.length} active L2 entr${named.length === 1 ? 'y has' : 'ies have'} lost the host offset of the data mapped there but kept the COPIED flag (${ranges.join(', ')}${named.length > 8 ? ', …' : ''}): ${named.length === 1 ? 'that guest range reads' : 'those guest ranges read'} as zeros (or from the backing file) now — the data is most likely among the leaked clusters`,
+    text: `${named.length} active L2 entr${named.length === 1 ? 'y has' : 'ies have'} lost the host offset of the data mapped there but kept the COPIED flag (${ranges}): ${named.length === 1 ? 'that guest range reads' : 'those guest ranges read'} as zeros (or from the backing file) now — the data is most likely among the leaked clusters`,
   });
 }
 
