@@ -22,6 +22,7 @@ import { assignRoles, findRefcountProbe } from './table-roles.js';
 import { l1Target, standardTarget } from './table-reader.js';
 import type { GuestView, Reconstruction } from './types.js';
 import { appendLost } from './lost-index.js';
+import { QCOW_MAX_L1_SIZE } from '../format/constants.js';
 
 export interface ReconstructOptions {
   clusterBitsSource: 'header' | 'inferred' | 'user';
@@ -73,9 +74,12 @@ export async function reconstruct(
       st.guesses.push(`virtual size ${virtualSize} bytes from the guest's GPT header (last LBA ${g / 512 - 1})`);
     }
   }
-  const l1Slots = virtualSize
-    ? Math.ceil(virtualSize / coverage)
-    : Math.max(placeable.length + maxIndex(activeView) + 1, 1);
+  // No qcow2 disk has more L1 slots than QEMU's largest L1 table holds: a hostile size (2^55 bytes in a
+  // 5 KiB file) must not make every slot loop below walk billions of them.
+  const l1Slots = Math.min(
+    QCOW_MAX_L1_SIZE / 8,
+    virtualSize ? Math.ceil(virtualSize / coverage) : Math.max(placeable.length + maxIndex(activeView) + 1, 1),
+  );
   await placeOrphans(st, placeable, {
     active: activeView,
     activeState,

@@ -75,11 +75,12 @@ describe('structure-aware fuzzing (fast-check, coverage-steered)', () => {
     }, 300_000);
   }
 
-  // What the long runs found, replayed: each case was killed by the watchdog (a bitmap table_size at
-  // QEMU's limit read as 1 GiB; thousands of planned entry fixes in a quadratic overlay). Now each
-  // ends with a typed result.
+  // What the long runs found, replayed: seven repair-plan cases killed by the watchdog (a bitmap
+  // table_size at QEMU's limit read as 1 GiB; thousands of planned entry fixes in a quadratic overlay),
+  // and two salvage-scan cases that killed V8 (a hostile disk size made salvage list billions of free
+  // L1 slots). Now each ends with a typed result.
   it('the cases the long runs found end with typed results', async () => {
-    expect(longRunFindings.length).toBe(7);
+    expect(longRunFindings.length).toBe(9);
     for (const f of longRunFindings as Array<{ target: TargetName; case: FuzzCase }>) {
       const r = await runCase(f.target, f.case, seeds, CASE_TIME_MS);
       expect('finding' in r ? r.finding : undefined, JSON.stringify(f.case)).toBeUndefined();
