@@ -18,3 +18,11 @@ export function caseFiles(root: string): (name: string) => string {
     return join(d, 'disk.qcow2');
   };
 }
+
+const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
+
+/** `qcow2-doctor check -r all --no-journal --output=json FILE`: its exit status, stderr and JSON. */
+export function repairAll(file: string): { status: number; stderr: string; out: Record<string, unknown> } {
+  const r = run('node', [CLI, 'check', '-r', 'all', '--no-journal', '--output=json', file]);
+  return { status: r.status, stderr: r.stderr, out: JSON.parse(r.stdout) as Record<string, unknown> };
+}

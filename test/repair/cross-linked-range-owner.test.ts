@@ -3,23 +3,16 @@
 // bytes: that guest range is named lost. The owner is the entry with OFLAG_COPIED (QEMU sets it on
 // every refcount-1 cluster) and is not named; where the entries cannot tell, both ranges are named.
 import { afterAll, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
-import { createQcow2, patchU64, qemuCheck, qemuIo, readU64, run, tempDir } from '../helpers/qemu.js';
-import { readsBack, caseFiles } from '../helpers/guest-reads.js';
+import { createQcow2, patchU64, qemuCheck, qemuIo, readU64, tempDir } from '../helpers/qemu.js';
+import { readsBack, caseFiles, repairAll } from '../helpers/guest-reads.js';
 
 const t = tempDir('q2d-cross-link-owner-');
 afterAll(t.cleanup);
-const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
 const fileIn = caseFiles(t.dir);
 
 const CS = 65536;
 const OFFSET = 0x00fffffffffffe00n;
 const l2Of = (f: string): number => Number(readU64(f, Number(readU64(f, 40))) & OFFSET);
-
-function repairAll(f: string): { status: number; stderr: string; out: Record<string, unknown> } {
-  const r = run('node', [CLI, 'check', '-r', 'all', '--no-journal', '--output=json', f]);
-  return { status: r.status, stderr: r.stderr, out: JSON.parse(r.stdout) as Record<string, unknown> };
-}
 
 function image(name: string): { f: string; l2: number } {
   const f = fileIn(name);

@@ -8,20 +8,13 @@
 //   both spans are named lost (only one can be the table's own) — before, -r all exited 0 or 4
 //   with the redirected span reading the other slot's data, unnamed.
 import { afterAll, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
 import { createQcow2, patchU64, qemuIo, readU64, run, tempDir } from '../helpers/qemu.js';
-import { caseFiles, readsBack } from '../helpers/guest-reads.js';
+import { caseFiles, readsBack, repairAll } from '../helpers/guest-reads.js';
 
 const t = tempDir('q2d-l1-slot-evidence-');
 afterAll(t.cleanup);
-const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
 const fileIn = caseFiles(t.dir);
 const OFFSET = 0x00fffffffffffe00n;
-
-function repairAll(f: string): { status: number; text: string; json: Record<string, unknown> } {
-  const r = run('node', [CLI, 'check', '-r', 'all', '--no-journal', '--output=json', f]);
-  return { status: r.status, text: r.stderr, json: JSON.parse(r.stdout) as Record<string, unknown> };
-}
 
 describe('which of two pointers to one L2 table is damaged', () => {
   it("a snapshot's L1 entry redirected onto the active L2 table: the active disk keeps reading its own data", () => {
@@ -39,7 +32,7 @@ describe('which of two pointers to one L2 table is damaged', () => {
     patchU64(f, snapL1, (snapEntry & ~OFFSET) | activeTable);
 
     const r = repairAll(f);
-    expect(r.text).not.toContain('re-link the lost L2 table');
+    expect(r.stderr).not.toContain('re-link the lost L2 table');
     expect(readsBack(f, 0x22, 0, 256 * 1024)).toBe(true);
     expect(readsBack(f, 0x11, 256 * 1024, 768 * 1024)).toBe(true);
   });
@@ -55,7 +48,7 @@ describe('which of two pointers to one L2 table is damaged', () => {
 
     const r = repairAll(f);
     expect(r.status).toBe(4);
-    const lost = r.json['guest-ranges-lost'] as Array<{ start: number; length: number }>;
+    const lost = r.out['guest-ranges-lost'] as Array<{ start: number; length: number }>;
     const covers = (a: number, b: number) => lost.some((x) => x.start <= a && x.start + x.length >= b);
     expect(covers(4 << 20, 6 << 20)).toBe(true);
     expect(covers(6 << 20, 8 << 20)).toBe(true);

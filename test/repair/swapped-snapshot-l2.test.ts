@@ -5,7 +5,6 @@
 // byte; with no such share, the active tree's own lost table that shares the snapshot table's data
 // is re-linked; with neither, the span is named lost. QEMU's reader judges what the guest reads.
 import { afterAll, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
 import {
   createQcow2,
   patchU64,
@@ -17,21 +16,15 @@ import {
   tempDir,
   writeBytes,
 } from '../helpers/qemu.js';
-import { readsBack, caseFiles } from '../helpers/guest-reads.js';
+import { readsBack, caseFiles, repairAll } from '../helpers/guest-reads.js';
 
 const t = tempDir('q2d-swapped-snapshot-l2-');
 afterAll(t.cleanup);
-const CLI = join(process.cwd(), 'bin', 'qcow2-doctor.cjs');
 const fileIn = caseFiles(t.dir);
 
 const CS = 65536;
 const OFFSET = 0x00fffffffffffe00n;
 const l1Entry = (f: string): number => Number(readU64(f, 40));
-
-function repairAll(f: string): { status: number; stderr: string; out: Record<string, unknown> } {
-  const r = run('node', [CLI, 'check', '-r', 'all', '--no-journal', '--output=json', f]);
-  return { status: r.status, stderr: r.stderr, out: JSON.parse(r.stdout) as Record<string, unknown> };
-}
 
 /** Snapshot s1 holds 0x11 at 0 in its table; the active disk wrote 0x22 there (a table of its own). */
 function snapshotted(name: string, newer: boolean): { f: string; old: bigint } {
