@@ -31,7 +31,7 @@ const send = (m: FromWorker): void => {
 };
 
 function keepCase(s: State, c: Case, index: number, r: CaseResult): void {
-  if (!s.keep || (r.falseClaims.length === 0 && r.lostVsQemu === 0)) return;
+  if (!s.keep || (r.falseClaims.length === 0 && r.lostVsQemu === 0 && r.notes.length === 0)) return;
   mkdirSync(s.keep, { recursive: true });
   const stem = join(s.keep, `seed${s.seed}-case${index}`);
   writeFileSync(`${stem}.qcow2`, c.bytes, { flag: 'wx' });

@@ -46,7 +46,7 @@ export const ANOMALY_KINDS: Record<string, KindInfo> = {
   'l1-reserved-bits': {
     severity: 'error',
     explanation: 'An entry of the top-level table has bits set that must be zero, so the table may be damaged.',
-    fix: 'No automatic fix: inspect the entry; clearing the bits keeps the mapping if the rest is sound.',
+    fix: '`check -r all` clears the bits (the mapping QEMU reads stays; qemu-img leaves the error); an entry with another fault too is for inspection by hand.',
   },
   'l2-table-unaligned': {
     severity: 'error',
@@ -57,7 +57,7 @@ export const ANOMALY_KINDS: Record<string, KindInfo> = {
   'l2-reserved-bits': {
     severity: 'error',
     explanation: 'A mapping entry has bits set that must be zero, so it may be damaged.',
-    fix: 'No automatic fix: inspect the entry.',
+    fix: '`check -r all` clears the bits (the mapping QEMU reads stays; qemu-img leaves the error); an entry with another fault too is for inspection by hand.',
   },
   'compressed-copied': {
     severity: 'error',

@@ -48,8 +48,9 @@ export function l2EntryVisitor(img: Qcow2Image, k: RefCounter): (e: L2Entry) => 
       }
       return;
     }
-    if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) return;
+    // QEMU's check judges reserved bits on every standard entry, an unallocated one included.
     if (e.reserved) k.flag({ kind: 'l2-reserved-bits', ...base(), qemuClusters: [] });
+    if (type !== ClusterType.Normal && type !== ClusterType.ZeroAlloc) return;
     const off = e.offset;
     const c = Math.floor(off / k.cs);
     if (off % k.cs !== 0) {
@@ -139,11 +140,11 @@ function plainClusters(t: Uint8Array, n: number, bits: number, hosts: number, ou
     const lo = dv.getUint32(8 * j + 4);
     let c = 0;
     if ((hi | lo) !== 0) {
-      if (hi & COMPRESSED) return false;
+      if (hi & COMPRESSED || (hi & RESERVED_HI) !== 0 || (lo & RESERVED_LO) !== 0) return false;
       const offHi = hi & OFFSET_HI;
       const offLo = (lo & OFFSET_LO) >>> 0;
       if ((offHi | offLo) !== 0) {
-        if ((hi & RESERVED_HI) !== 0 || (lo & RESERVED_LO) !== 0 || (offLo & align) !== 0) return false;
+        if ((offLo & align) !== 0) return false;
         c = offHi * hiClusters + (offLo >>> bits);
         if (c >= hosts) return false;
       }

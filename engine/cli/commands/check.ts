@@ -83,6 +83,10 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
     o.journal !== undefined ||
     o.outputImage !== undefined ||
     o.recordLog !== undefined;
+  if (o.format !== undefined && o.format !== 'qcow2') {
+    if (o.format === 'raw') return fail('This image format does not support checks', 63);
+    return fail(`Could not open '${given}': Unknown driver '${o.format}'`);
+  }
   if (wantsRepair) {
     const args: RepairCommandArgs = {
       image: file,
@@ -92,6 +96,7 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
       dryRun: !!o.dryRun,
       cautious: !!o.cautious,
     };
+    if (o.format === 'qcow2') args.format = 'qcow2';
     if (o.repair) args.mode = o.repair as RepairMode;
     if (o.journal !== undefined && o.journal !== true) args.journal = o.journal;
     if (o.outputImage !== undefined) args.outputImage = o.outputImage;
@@ -100,10 +105,6 @@ export async function runCheck(given: string, o: CheckFlags): Promise<number> {
     // Loaded on demand: a plain check stays free of the repair engine's start-up cost.
     const { runRepairCommand } = await import('./repair-command.js');
     return runRepairCommand(args);
-  }
-  if (o.format !== undefined && o.format !== 'qcow2') {
-    if (o.format === 'raw') return fail('This image format does not support checks', 63);
-    return fail(`Could not open '${given}': Unknown driver '${o.format}'`);
   }
   let io: FileIO;
   try {

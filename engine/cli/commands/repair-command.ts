@@ -12,6 +12,8 @@ import { humanSummary, qemuJsonObject, repairedBlock } from '../../check/qemu-te
 import { writeReportFile } from '../../report/write-report.js';
 import { LogRecording } from '../../lab/dm-log-recorder.js';
 import { describeRange, planToJson, planToText, repairFile, RepairRefusedError } from '../../repair/index.js';
+import { refuseUnopenable, refuseWithoutHeader } from './repair-not-qcow2.js';
+import { residueLines } from './repair-residue.js';
 
 /**
  * Everything `qcow2-doctor check` was given when a repair was requested. The check command calls
@@ -24,6 +26,8 @@ export interface RepairCommandArgs {
   /** -r/--repair: 'leaks' or 'all' (validated by the check command); undefined when only
    * --dry-run / --journal / --output-image were given. */
   mode?: RepairMode;
+  /** -f: 'qcow2' skips the format probe (a file without a qcow2 header then fails to open, as in QEMU). */
+  format?: 'qcow2';
   /** --output: 'human' (QEMU's summary text) or 'json' (QEMU's JSON + our anomalies). */
   output: 'human' | 'json';
   /** -q/--quiet: suppress stdout (QEMU still prints the per-problem lines on stderr). */
@@ -86,6 +90,11 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     say('--record-log goes with a repair that writes, not with --dry-run');
     return 1;
   }
+  if (args.format === undefined) {
+    // Before anything is created (a copy, a journal, a write log): a file QEMU does not take for qcow2.
+    const refused = await refuseWithoutHeader(args.image, say);
+    if (refused !== undefined) return refused;
+  }
   const rec = args.recordLog !== undefined ? new LogRecording(args.recordLog, true) : undefined;
   if (rec) {
     try {
@@ -125,6 +134,7 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     }
     if (e instanceof Qcow2FormatError) {
       say(`Could not open '${args.image}': ${e.message}`);
+      await refuseUnopenable(args.image, e.message, say);
       return 1;
     }
     const code = (e as NodeJS.ErrnoException).code;
@@ -180,6 +190,7 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
     say('the re-check still finds errors: the dirty/corrupt bits were left as they were');
   const after = outcome.after ?? before;
   const counters = { ...after.counters, leaksFixed: plan.leaksFixed, corruptionsFixed: plan.corruptionsFixed };
+  for (const line of residueLines(counters, after.anomalies, mode, filename, outcome.journalPath)) say(line);
   if (args.output === 'json')
     out(
       `${JSON.stringify(
