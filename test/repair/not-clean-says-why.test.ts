@@ -143,6 +143,23 @@ describe('reserved bits flipped in an L2 entry that maps nothing are cleared (QE
 });
 
 describe('what a repair leaves is named, entry by entry, with the way forward', () => {
+  it('-r leaks on a refcount table that needs a rebuild: exit 1 as qemu-img, nothing written, -r all named', () => {
+    const { f } = imageWithData('leaks-needs-rebuild');
+    const reftable = Number(readU64(f, 48));
+    patchU64(f, reftable, readU64(f, reftable) | 1n); // a reserved bit in refcount-table entry 0
+    const original = readFileSync(f);
+    const q = join(dirname(f), 'qemu.qcow2');
+    run('cp', [f, q]);
+    expect(run('qemu-img', ['check', '-r', 'leaks', q]).status).toBe(1);
+    const r = cli('check', '-r', 'leaks', '--no-journal', f);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('ERROR need to rebuild refcount structures');
+    expect(r.stderr).toMatch(
+      /not repaired: need to rebuild refcount structures; nothing was written — `qcow2-doctor check -r all \S+` rebuilds/,
+    );
+    expect(readFileSync(f).equals(original)).toBe(true);
+  });
+
   it('--cautious keeps a pointer past the end of the file: exit 2, a refusal and a "left:" line per error', () => {
     const { f, l2 } = imageWithData('cautious-residue');
     patchU64(f, l2 + 3 * 8, 0x8000000040000000n); // entry 3 → 1 GiB, far past the end of the file

@@ -12,7 +12,7 @@ import { humanSummary, qemuJsonObject, repairedBlock } from '../../check/qemu-te
 import { writeReportFile } from '../../report/write-report.js';
 import { LogRecording } from '../../lab/dm-log-recorder.js';
 import { describeRange, planToJson, planToText, repairFile, RepairRefusedError } from '../../repair/index.js';
-import { refuseUnopenable, refuseWithoutHeader } from './repair-not-qcow2.js';
+import { refuseFailed, refuseUnopenable, refuseWithoutHeader } from './repair-not-qcow2.js';
 import { residueLines } from './repair-residue.js';
 
 /**
@@ -149,6 +149,7 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
   const filename = args.outputImage ?? args.image;
   if (before.failed !== undefined && (plan.failed !== undefined || args.dryRun)) {
     say(before.failedAtOpen ? `Could not open '${filename}': ${before.failed}` : `Check failed: ${before.failed}`);
+    if (!args.dryRun) refuseFailed(filename, mode, `the check could not complete (${before.failed})`, say);
     return 1;
   }
   if (args.dryRun) {
@@ -162,6 +163,7 @@ export async function runRepairCommand(args: RepairCommandArgs): Promise<number>
   if (plan.failed !== undefined) {
     process.stderr.write(`ERROR ${plan.failed}\n`);
     say('Check failed: Input/output error');
+    refuseFailed(filename, mode, plan.failed, say);
     return 1;
   }
   for (const f of plan.fixes) if (f.qemuLine) process.stderr.write(`${f.qemuLine}\n`);

@@ -60,3 +60,13 @@ export async function refuseWithoutHeader(path: string, say: (s: string) => void
 export async function refuseUnopenable(path: string, reason: string, say: (s: string) => void): Promise<void> {
   say(`not repaired: the qcow2 header cannot be used (${reason}); nothing was written — ${await wayForward(path)}`);
 }
+
+/** The refusal for a repair that stopped before its first write (the check could not complete, or the plan failed). */
+export function refuseFailed(path: string, mode: 'leaks' | 'all', reason: string, say: (s: string) => void): void {
+  const q = /^[\w./-]+$/.test(path) ? path : `'${path.replace(/'/g, "'\\''")}'`;
+  const forward =
+    mode === 'leaks' && /rebuild refcount/.test(reason)
+      ? `\`qcow2-doctor check -r all ${q}\` rebuilds the refcount structures`
+      : `copy the data out with: qcow2-doctor salvage ${q} recovered.raw`;
+  say(`not repaired: ${reason}; nothing was written — ${forward}`);
+}
