@@ -74,6 +74,19 @@ describe('a zeroed qcow2 header: the repair refuses in words and writes nothing'
     expect(readFileSync(f).equals(original)).toBe(true);
   });
 
+  it('a header QEMU cannot open (version 7): exit 1 as qemu-img, the field named, a refusal, nothing written', () => {
+    const { f } = imageWithData('header-version');
+    writeBytes(f, 4, new Uint8Array([0, 0, 0, 7]));
+    const original = readFileSync(f);
+    expect(run('qemu-img', ['check', '-r', 'all', f]).status).toBe(1);
+    const r = cli('check', '-r', 'all', f);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('Unsupported qcow2 version 7 (header.version = 7)');
+    expect(r.stderr).toMatch(/not repaired: the qcow2 header cannot be used \(.*\); nothing was written — .*salvage/);
+    expect(readFileSync(f).equals(original)).toBe(true);
+    expect(readdirSync(dirname(f))).toEqual(['disk.qcow2']);
+  });
+
   it('a plain file that never was qcow2: 63, no claim that tables are there', () => {
     const f = join(fileIn('raw-file').replace(/disk\.qcow2$/, ''), 'disk.raw');
     qemuImg('create', '-f', 'raw', f, '1M');
