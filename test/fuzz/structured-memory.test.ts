@@ -1,9 +1,8 @@
 // The repair-plan fuzz run's memory finding: a one-hour run flagged 19,861 cases as over its memory
-// bound and its summary line grew too long to parse. Nothing was held: the harness measured heap +
-// array buffers without collecting garbage, in a loop that never let the event loop turn (V8 releases
-// freed ArrayBuffer memory in tasks), and recorded one finding per case. These tests hold the engine
-// and the harness to it: the cases keep nothing after a plan, memory is judged after GC, and one
-// cause is one finding.
+// bound and its summary line grew too long to parse. The engine held nothing across cases; the harness
+// measured heap + array buffers without collecting garbage (counting garbage and freed buffers V8 had
+// not yet released) and recorded one finding per case. These tests hold the engine and the harness to
+// it: the cases keep nothing after a plan, memory is judged after GC, and one cause is one finding.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/qemu.js';
