@@ -4,6 +4,9 @@
 // case runs past the hang limit (a synchronous loop cannot be stopped from inside), after the case
 // was saved to DIR/current-NAME.json, and leaves DIR/watchdog-NAME behind, so the parent records it
 // as a hang (a message on stderr would never be written: the main thread is the one stuck).
+// One file per cause (kind, message without numbers, first engine frame): a later run that reaches
+// the same cause adds to its count instead of writing another file.
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -73,8 +76,14 @@ writeFileSync(
     .filter((x) => x !== UNSAVEABLE)
     .join(',')}]`,
 );
-for (const [i, f] of stats.findings.entries())
-  writeFileSync(join(out, 'findings', `${target}-${seed}-${i}.json`), saveable(f));
+for (const f of stats.findings) {
+  const file = join(
+    out,
+    'findings',
+    `${target}-${createHash('sha256').update(f.cause).digest('hex').slice(0, 12)}.json`,
+  );
+  writeFileSync(file, saveable({ ...f, count: f.count + countIn(file) }));
+}
 console.log(
   JSON.stringify({
     target,
@@ -84,7 +93,9 @@ console.log(
     refused: stats.refused,
     corpus: stats.corpus.length,
     features: stats.features,
-    findings: stats.findings.map((f) => `${f.kind}: ${f.message.split('\n')[0]}`),
+    // Causes, not cases: the line stays short however many cases a bug is reached by.
+    findings: stats.findings.slice(0, 20).map((f) => `${f.cause} (${f.count} cases)`),
+    held: stats.held.map((h) => h.mib),
     ms: stats.ms,
     coverageMs: stats.coverageMs,
     slowest: stats.slowest,
@@ -98,6 +109,16 @@ function saveable(v: unknown): string {
     return JSON.stringify(v, replace);
   } catch {
     return UNSAVEABLE;
+  }
+}
+
+/** Cases an earlier run counted under a finding file (0 when there is none or it does not parse). */
+function countIn(file: string): number {
+  try {
+    const n = (JSON.parse(readFileSync(file, 'utf8')) as { count?: unknown }).count;
+    return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : 0;
+  } catch {
+    return 0;
   }
 }
 
