@@ -11,6 +11,7 @@
  */
 import type { CheckAnalysis } from '../check/analyze.js';
 import { u32 } from '../format/bytes.js';
+import { isZero } from '../format/cluster-content.js';
 import * as C from '../format/constants.js';
 import { getRefcount, setRefcount } from '../format/refcount.js';
 import { Qcow2Image } from '../image/qcow2-image.js';
@@ -66,7 +67,7 @@ async function allZero(io: PositionalIO, leaked: number[], cs: number): Promise<
     let n = 1;
     while (n < perRead && i + n < leaked.length && leaked[i + n] === leaked[i]! + n) n++;
     const bytes = await readPadded(io, leaked[i]! * cs, n * cs);
-    for (let j = 0; j < bytes.length; j++) if (bytes[j] !== 0) return false;
+    if (!isZero(bytes, 0, bytes.length)) return false;
     i += n;
   }
   return true;

@@ -43,9 +43,18 @@ export async function recheckLeakRepair(
       if (s.phase !== 'lower' || w.structure !== 'refcount-block' || !inBlock) return undefined;
     }
   const nb = before.nbClusters;
-  const counts = new Float64Array(entries);
+  // At the refcount width (a 2 MiB block holds a million entries: fresh memory costs page faults).
+  const order = img.geo.refcountOrder;
+  const counts =
+    order <= 3
+      ? new Uint8Array(entries)
+      : order === 4
+        ? new Uint16Array(entries)
+        : order === 5
+          ? new Uint32Array(entries)
+          : new Float64Array(entries);
   for (const [r, off] of blocks) {
-    getRefcounts(await img.readStructure(off, cs, 'refcount block'), img.geo.refcountOrder, counts, entries);
+    getRefcounts(await img.readStructure(off, cs, 'refcount block'), order, counts, entries);
     for (let j = 0; j < entries; j++) {
       const k = r * entries + j;
       // Past the compared range nothing is referenced: the checker would report a non-zero count there.
