@@ -161,7 +161,7 @@ export async function run(ctx: BenchContext): Promise<void> {
           await repairFile({ image: work, mode, journal: false });
           const engine = performance.now() - e0;
           ctx.log(
-            `| ${img.label} (${(statSync(base).size / 2 ** 30).toFixed(1)} GiB file) | ${damage} | -r ${mode} | ${q!.ms.toFixed(0)} ms | ${o!.ms.toFixed(0)} ms | ${ratio(o!.ms, q!.ms)} | ${ratio(o!.cpuMs, q!.cpuMs)} | ${engine.toFixed(0)} ms | ${bothClean ? 'yes' : 'NO'} |`,
+            `| ${img.label} (${(statSync(base).size / 2 ** 30).toFixed(1)} GiB file) | ${damage} | -r ${mode} | ${q!.ms.toFixed(0)} ms (${q!.cpuMs.toFixed(0)} ms CPU) | ${o!.ms.toFixed(0)} ms (${o!.cpuMs.toFixed(0)} ms CPU) | ${ratio(o!.ms, q!.ms)} | ${ratio(o!.cpuMs, q!.cpuMs)} | ${engine.toFixed(0)} ms | ${bothClean ? 'yes' : 'NO'} |`,
           );
         }
       }

@@ -28,6 +28,8 @@ import {
   type UndoResult,
 } from './journal.js';
 import { allWrites, isEmptyPlan, type RepairPlan } from './plan.js';
+import { planLeaksFromCheck } from './leak-plan.js';
+import { recheckLeakRepair } from './leak-recheck.js';
 import { planRepair } from './planner.js';
 import { inUseReason, journalUnwritableReason, notWritableReason } from './refusals.js';
 
@@ -130,6 +132,9 @@ async function planFor(
   before: CheckAnalysis,
   choices: RepairChoices,
 ): Promise<RepairPlan> {
+  // Leaks alone (unreferenced, zero-filled): the checker's walk is all the plan needs.
+  const fast = await planLeaksFromCheck(io, before, mode, name);
+  if (fast) return fast;
   const plan = await planRepair(io, {
     mode,
     name,
@@ -284,7 +289,8 @@ export async function repairIO(io: PositionalIO, o: RepairIOOptions): Promise<Om
   if (after && !res.skipped.includes('header') && plan.steps.some((s) => s.phase === 'header' && s.writes.length))
     // The re-check ran before the last phase cleared the dirty and corrupt bits: they are gone now.
     after = { ...after, anomalies: after.anomalies.filter((a) => a.kind !== 'dirty-bit' && a.kind !== 'corrupt-bit') };
-  after ??= await analyze(io);
+  // After a leak-only repair, only the refcount blocks it wrote are read again.
+  after ??= (await recheckLeakRepair(io, before, plan)) ?? (await analyze(io));
   return {
     plan,
     before,
