@@ -33,6 +33,8 @@ const UNPLACED =
   'possibly lost: the L1 says unallocated, but live L2 tables referenced by no L1 map data that belongs in one of these ranges (see the warnings; --place-orphans places them by guess)';
 const GUESS_HOME =
   'possibly lost: L2 tables were placed into the free L1 slots by guess, and one of them may belong here instead';
+const STALE =
+  "possibly lost: a live L2 table referenced by no L1 is a copy-on-write copy of this range's table and maps other data here — the disk's newer data is likely there (recovered here: the older table's content; see the warnings, --lost-found copies it out)";
 const BACKING_UNKNOWN =
   'unallocated: the header is lost, and with it the name of any backing file this range would read from (written as zeros; pass --backing FILE, or --no-backing if the image had none)';
 const MAX_LOST_RANGES = 10_000;
@@ -259,6 +261,8 @@ export class ViewReader {
       // Nothing left reading when the caller closes the file.
       await ahead?.data.catch(() => undefined);
     }
+    for (const k of v.stale?.get(i) ?? [])
+      if (k >= jFrom && k < n) acc.addLost((g0 + k) * cs, (g0 + k + 1) * cs, STALE, false);
   }
 
   /** End (exclusive) of the run of host-contiguous normal clusters that starts at entry j. */
