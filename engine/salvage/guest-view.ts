@@ -160,6 +160,7 @@ export class ViewReader {
       return;
     }
     const guessed = place.confidence < 1;
+    const l1Copy = v.l1Copies?.get(i);
     const l2 = await this.readL2(place.host);
     let j = jFrom;
     // The read of the next run of data clusters, started while this one goes to the sink.
@@ -173,6 +174,12 @@ export class ViewReader {
         const shared = type === ClusterType.Unallocated ? v.shared?.get(g) : undefined;
         if (shared && (!this.recon.extendedL2 || u32(l2, j * this.step + 12) === 0)) {
           await this.emitShared(g, shared, clusterBytes(g), sink, acc);
+          j++;
+          continue;
+        }
+        if (l1Copy && entryEmpty(l2, j, this.step)) {
+          await sink(g, null);
+          acc.addLost(g * cs, g * cs + clusterBytes(g), l1Copy);
           j++;
           continue;
         }
