@@ -37,6 +37,8 @@ const STALE =
   "possibly lost: a live L2 table referenced by no L1 is a copy-on-write copy of this range's table and maps other data here — the disk's newer data is likely there (recovered here: the older table's content; see the warnings, --lost-found copies it out)";
 const BACKING_UNKNOWN =
   'unallocated: the header is lost, and with it the name of any backing file this range would read from (written as zeros; pass --backing FILE, or --no-backing if the image had none)';
+const GUESSED_END =
+  'beyond the guessed end of the disk: its size was lost with the header; if the disk was larger, what it held past here (from a backing file, if it had one) is not in the output (pass --virtual-size, and --backing FILE)';
 const MAX_LOST_RANGES = 10_000;
 
 export class ViewReader {
@@ -109,6 +111,7 @@ export class ViewReader {
       await this.emitIndex(i, progress ? tracked : sink, acc);
     }
     progress?.({ fraction: 1, stage: 'done' });
+    this.noteGuessedEnd(acc);
     // The left-out tables' data is lost from this disk, wherever it belonged.
     acc.bytes.lost += v.unplaced?.bytes ?? 0;
     // Unmapped live data may be what the ranges already counted lost held: counted once, at least.
@@ -128,6 +131,21 @@ export class ViewReader {
       confidence: bytes.recovered === 0 ? 1 : 1 - bytes.guessed / bytes.recovered,
       placement: placedRanges(v, this.cs * this.l2Entries),
     };
+  }
+
+  /**
+   * The header, and with it the disk's size and any backing file's name, is lost: the size is a
+   * guess from the last mapped cluster. Past it the disk may go on, reading from a backing file
+   * nobody can name: that tail is named (not counted: its size is unknown), up to the most a qcow2
+   * L1 table can address.
+   */
+  private noteGuessedEnd(acc: Accounting): void {
+    const v = this.view;
+    if (v.kind !== 'active' || this.recon.virtualSizeSource !== 'guessed' || !this.recon.backingUnknown) return;
+    const reach = Math.min((C.QCOW_MAX_L1_SIZE / 8) * this.geo.l1Coverage, Number.MAX_SAFE_INTEGER);
+    const end = Math.floor(reach / this.cs) * this.cs;
+    if (end > v.virtualSize && acc.lost.length < MAX_LOST_RANGES)
+      acc.lost.push({ start: v.virtualSize, end, reason: GUESSED_END });
   }
 
   /** The guest clusters under L1 index i, in order. */
