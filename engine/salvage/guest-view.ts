@@ -34,7 +34,7 @@ const UNPLACED =
 const GUESS_HOME =
   'possibly lost: L2 tables were placed into the free L1 slots by guess, and one of them may belong here instead';
 const STALE =
-  "possibly lost: a live L2 table referenced by no L1 is a copy-on-write copy of this range's table and maps other data here — the disk's newer data is likely there (recovered here: the older table's content; see the warnings, --lost-found copies it out)";
+  "possibly lost: a live L2 table referenced by no L1 is a copy-on-write copy of this range's table and maps other data here — the disk's newer data is likely there, not the older table's content (see the warnings; --lost-found copies it out)";
 const BACKING_UNKNOWN =
   'unallocated: the header is lost, and with it the name of any backing file this range would read from (written as zeros; pass --backing FILE, or --no-backing if the image had none)';
 const GUESSED_END =
@@ -179,6 +179,7 @@ export class ViewReader {
     }
     const guessed = place.confidence < 1;
     const l1Copy = v.l1Copies?.get(i);
+    const stale = v.stale?.get(i);
     const l2 = await this.readL2(place.host);
     let j = jFrom;
     // The read of the next run of data clusters, started while this one goes to the sink.
@@ -195,6 +196,12 @@ export class ViewReader {
           j++;
           continue;
         }
+        if (stale?.has(j)) {
+          await sink(g, null);
+          acc.addLost(g * cs, g * cs + clusterBytes(g), STALE, false);
+          j++;
+          continue;
+        }
         if (l1Copy && entryEmpty(l2, j, this.step)) {
           await sink(g, null);
           acc.addLost(g * cs, g * cs + clusterBytes(g), l1Copy);
@@ -208,7 +215,13 @@ export class ViewReader {
         }
         if (type === ClusterType.Unallocated) {
           let k = j + 1;
-          while (k < n && u32(l2, k * this.step) === 0 && u32(l2, k * this.step + 4) === 0 && !v.shared?.has(g0 + k))
+          while (
+            k < n &&
+            u32(l2, k * this.step) === 0 &&
+            u32(l2, k * this.step + 4) === 0 &&
+            !v.shared?.has(g0 + k) &&
+            !stale?.has(k)
+          )
             k++;
           await this.emitUnallocated(g, k - j, sink, acc);
           if (v.unplacedData) acc.addLost(g * cs, (g0 + k) * cs, UNPLACED_DATA_REASON, false);
@@ -286,8 +299,6 @@ export class ViewReader {
       // Nothing left reading when the caller closes the file.
       await ahead?.data.catch(() => undefined);
     }
-    for (const k of v.stale?.get(i) ?? [])
-      if (k >= jFrom && k < n) acc.addLost((g0 + k) * cs, (g0 + k + 1) * cs, STALE, false);
   }
 
   /** End (exclusive) of the run of host-contiguous normal clusters that starts at entry j. */

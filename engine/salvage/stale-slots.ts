@@ -2,8 +2,8 @@
 // names, entry for entry at the same index, is a copy-on-write copy of that table: QEMU copies an
 // L2 table whole when a snapshot shares it and the disk writes under it. The slot then names the
 // older table (an L1 overwritten with a snapshot's L1 does exactly that), and the disk's newer data
-// for the entries the copy changed is in the copy: those guest clusters are named possibly lost,
-// since what the slot's table holds there is the snapshot's older content.
+// for the entries the copy changed is in the copy: those guest clusters are named possibly lost and
+// written as zeros, since what the slot's table holds there is the snapshot's older content.
 import { u32 } from '../format/bytes.js';
 import { ClusterType, classifyL2, l2Offset } from '../format/l2-entry.js';
 import type { ReconstructState } from './reconstruct-state.js';
@@ -18,7 +18,7 @@ function dataAt(st: ReconstructState, buf: Uint8Array, j: number): number {
 
 /** Set `active.stale`: per placed L1 slot, the entries a copy-on-write copy among `orphans` changed. */
 export async function markStaleSlots(st: ReconstructState, active: GuestView, orphans: number[]): Promise<void> {
-  const stale = new Map<number, number[]>();
+  const stale = new Map<number, Set<number>>();
   for (const [slot, p] of active.l2) {
     const mine = await st.cache.get(p.host);
     for (const o of orphans) {
@@ -33,11 +33,9 @@ export async function markStaleSlots(st: ReconstructState, active: GuestView, or
         else if (b !== 0) changed.push(j);
       }
       if (!same || !changed.length) continue;
-      const list = stale.get(slot) ?? [];
-      stale.set(
-        slot,
-        [...new Set([...list, ...changed])].sort((x, y) => x - y),
-      );
+      const set = stale.get(slot) ?? new Set<number>();
+      for (const j of changed) set.add(j);
+      stale.set(slot, set);
     }
   }
   if (stale.size) active.stale = stale;

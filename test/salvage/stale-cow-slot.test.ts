@@ -44,8 +44,10 @@ describe('salvage of a disk whose active L1 was overwritten by a snapshot L1', (
     const lost = (JSON.parse(readFileSync(rep, 'utf8')) as { views: Array<{ lost: Lost[] }> }).views[0]!.lost;
     const named = (g: number): Lost | undefined => lost.find((l) => l.start <= g && g + CS <= l.end);
     for (const g of [MIB, 2 * MIB]) expect(named(g)?.reason).toMatch(/copy-on-write copy of this range's table/);
-    // Data the snapshot and the disk share is read back.
+    // The older content is not passed off as the disk's: those clusters are written as zeros.
     const raw = readFileSync(out);
+    for (const g of [MIB, 2 * MIB]) expect(raw.subarray(g, g + CS).every((x) => x === 0)).toBe(true);
+    // Data the snapshot and the disk share is read back.
     expect(raw.subarray(0, CS).every((x) => x === 0x11)).toBe(true);
     expect(r.stdout).not.toMatch(/nothing lost/);
   });
