@@ -597,13 +597,14 @@ function hashFile(f: string): string {
   return createHash('sha256').update(readFileSync(f)).digest('hex');
 }
 
-/** Every exported disk has the reported size and reads as zeros over each reported lost range. */
+/** Every exported disk has the reported size and reads as zeros over each reported lost range (the part of it
+ * in the disk: past a guessed size, the range of what the disk may have held beyond it is named too). */
 function claimsHold(r: SalvageReport): boolean {
   for (const v of r.views) {
     if (!v.output) continue;
     const b = readFileSync(v.output);
     if (b.length !== v.virtualSize) return false;
-    for (const l of v.lost) for (let o = l.start; o < l.end; o++) if (b[o] !== 0) return false;
+    for (const l of v.lost) for (let o = l.start; o < Math.min(l.end, b.length); o++) if (b[o] !== 0) return false;
   }
   return true;
 }

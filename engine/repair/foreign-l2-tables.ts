@@ -6,7 +6,8 @@
  * data, and which entries held data cannot be told. So the whole guest span is named lost, not only
  * the entries the other phases drop or copy. The evidence, from the content and the other structures:
  *  - it reads as a refcount block (small counts in every entry) and has entries no L2 table holds;
- *  - most of its mappings point into metadata or at L2 tables (an L1 or refcount table's content);
+ *  - most of its mappings point into metadata or at L2 tables (an L1 or refcount table's content), or
+ *    it holds exactly the bytes of the refcount table or an L1 table (a small one maps one pointer);
  *  - it holds exactly the entries of another L2 table it shares data clusters with (a copy: which
  *    of the two was written over cannot be told, so both spans are named), or of a snapshot's table
  *    at the same slot (copy on write never leaves the two equal).
@@ -147,9 +148,33 @@ async function foreignContent(
   }
   if (intoTables >= 2 && intoTables * 2 > mapped)
     return { what: `pointers into other tables (${intoTables} of its ${mapped} mappings): an L1 or refcount table` };
+  // One pointer into a table may be a single redirected entry; a byte-for-byte copy of a table is not.
+  if (intoTables > 0) {
+    const twin = await copiedTable(ctx, buf, read);
+    if (twin) return { what: twin };
+  }
   for (const u of sharesWith ?? []) {
     const other = await read(u);
     if (equalBytes(buf, other)) return { what: `the same entries as the L2 table at ${at(u)}`, copyOf: u };
+  }
+  return undefined;
+}
+
+/** Tables whose whole cluster another table may have been overwritten with (few, and read only then). */
+const COPYABLE = new Set(['refcount table', 'active L1 table', 'inactive L1 table']);
+const MAX_COMPARED = 64;
+
+/** "a copy of the refcount table at 0x…" when the cluster holds exactly the bytes of such a table's cluster. */
+async function copiedTable(
+  ctx: PlanContext,
+  buf: Uint8Array,
+  read: (t: number) => Promise<Uint8Array>,
+): Promise<string | undefined> {
+  let compared = 0;
+  for (const [c, what] of ctx.walk.metadata) {
+    if (!COPYABLE.has(what)) continue;
+    if (++compared > MAX_COMPARED) return undefined;
+    if (equalBytes(buf, await read(c * ctx.clusterSize))) return `a copy of the ${what} at ${at(c * ctx.clusterSize)}`;
   }
   return undefined;
 }

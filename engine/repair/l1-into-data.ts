@@ -8,6 +8,8 @@
  * data, so -r all sets the L1 entry aside before the walk, then clears it: its guest range, whose
  * real table the damage lost anyway, reads as unallocated and is named lost; the data cluster keeps
  * its bytes and its place. QEMU counts both claims and leaves the cluster shared.
+ * A snapshot's L1 entry is judged the same way (a snapshot L1 overwritten by an active L2 table
+ * names the active data as the snapshot's tables): it is cleared, the active data stays where it is.
  */
 import { isZero, pointerTableSummary } from '../format/cluster-content.js';
 import { readPadded } from '../io/positional-io.js';
@@ -17,19 +19,21 @@ import { addLostRange, describeRange } from './guest-ranges.js';
 import { at, type PlanContext } from './plan-context.js';
 import type { RefWalk } from './references.js';
 
-/** An active L1 entry pointing at a guest data cluster as if it were an L2 table. */
+/** An L1 entry (active or a snapshot's) pointing at a guest data cluster as if it were an L2 table. */
 export interface L1IntoData {
   /** Byte address of the L1 entry. */
   entry: number;
-  /** Its index in the active L1 table. */
+  /** Its index in its L1 table. */
   index: number;
+  /** Whether the entry is in a snapshot's L1 table (its range is the snapshot's, not the disk's). */
+  snapshot: boolean;
   /** The data cluster it names. */
   cluster: number;
   /** The guest offset the L2 entry maps that cluster at. */
   dataGuest: number;
 }
 
-/** The active L1 entries that name a data cluster whose content is no L2 table (see the file's head). */
+/** The L1 entries that name a data cluster whose content is no L2 table (see the file's head). */
 export async function findL1EntriesIntoData(img: Qcow2Image, walk: RefWalk): Promise<L1IntoData[]> {
   const cs = img.clusterSize;
   const out: L1IntoData[] = [];
@@ -59,7 +63,7 @@ export async function findL1EntriesIntoData(img: Qcow2Image, walk: RefWalk): Pro
   };
   for (const [c, list] of walk.multi) {
     if (walk.metadata.has(c)) continue;
-    const l1s = list.filter((r) => r.kind === 'l1');
+    const l1s = list.filter((r) => r.kind === 'l1' || r.kind === 'snap-l1');
     const data = list.filter((r) => r.kind === 'l2' || r.kind === 'snap-l2');
     if (!l1s.length || !data.length || (await couldBeL2Table(c))) continue;
     // The data claim must come from a table that is itself a valid L2 table (not another misread).
@@ -73,7 +77,13 @@ export async function findL1EntriesIntoData(img: Qcow2Image, walk: RefWalk): Pro
     }
     if (owner === undefined) continue;
     for (const r of l1s)
-      out.push({ entry: r.entry, index: Math.round(r.guest / img.geo.l1Coverage), cluster: c, dataGuest: owner });
+      out.push({
+        entry: r.entry,
+        index: Math.round(r.guest / img.geo.l1Coverage),
+        snapshot: r.kind === 'snap-l1',
+        cluster: c,
+        dataGuest: owner,
+      });
   }
   return out;
 }
@@ -82,6 +92,10 @@ export async function findL1EntriesIntoData(img: Qcow2Image, walk: RefWalk): Pro
 export function noteL1EntriesIntoData(ctx: PlanContext, found: L1IntoData[]): void {
   const cs = ctx.clusterSize;
   for (const f of found) {
+    if (f.snapshot) {
+      noteSnapshotEntry(ctx, f);
+      continue;
+    }
     const start = f.index * ctx.geo.l1Coverage;
     addLostRange(ctx, start, ctx.geo.l1Coverage);
     const range = describeRange({ start, length: Math.min(ctx.geo.l1Coverage, Math.max(0, ctx.header.size - start)) });
@@ -98,4 +112,20 @@ export function noteL1EntriesIntoData(ctx: PlanContext, found: L1IntoData[]): vo
     });
     ctx.corruptionsFixed++;
   }
+}
+
+/** A snapshot's L1 entry onto active data: the snapshot loses that range (it lost its real table); the disk keeps it. */
+function noteSnapshotEntry(ctx: PlanContext, f: L1IntoData): void {
+  ctx.entryFix.set(f.entry, {
+    hi: 0,
+    lo: 0,
+    why: `snapshot L1 entry ${f.index}: pointed at guest data (cluster ${f.cluster}) as an L2 table; cleared`,
+  });
+  ctx.fixes.push({
+    kind: 'l1-cleared',
+    counts: 'corruption',
+    differsFromQemu: true,
+    text: `the snapshot L1 entry at ${at(f.entry)} (index ${f.index}) pointed at ${at(f.cluster * ctx.clusterSize)} as its L2 table, but that cluster is the disk's guest data (an L2 table that validates maps it at guest ${at(f.dataGuest)}) and its content is not an L2 table; the snapshot entry was cleared and the data kept in place: that snapshot's range ${at(f.index * ctx.geo.l1Coverage)} now reads as unallocated in it (the undo journal keeps the entry) — QEMU would leave the cluster shared`,
+  });
+  ctx.corruptionsFixed++;
 }

@@ -2,7 +2,7 @@
  * The image as the planner trusts it. Where the evidence says a refcount table entry names a live
  * L2 table (evidence.ts), that entry is set aside in memory and the image is walked without it, so
  * the L1 entry that is right keeps its table and data; the refcount structure is then rebuilt.
- * For -r all, an active L1 entry naming guest data as its L2 table (l1-into-data.ts) is set aside
+ * For -r all, an L1 entry (active or a snapshot's) naming guest data as its L2 table (l1-into-data.ts) is set aside
  * the same way, so no phase edits the data as a table; the plan then clears it.
  */
 import { Qcow2Image } from '../image/qcow2-image.js';
@@ -18,7 +18,7 @@ export interface TrustedView {
   walk: RefWalk;
   /** Refcount table entries set aside because their cluster is a live L2 table. */
   misplaced: MisplacedRefblock[];
-  /** Active L1 entries set aside because they name guest data as their L2 table (-r all only). */
+  /** L1 entries set aside because they name guest data as their L2 table (-r all only). */
   intoData: L1IntoData[];
 }
 

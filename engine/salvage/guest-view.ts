@@ -33,8 +33,12 @@ const UNPLACED =
   'possibly lost: the L1 says unallocated, but live L2 tables referenced by no L1 map data that belongs in one of these ranges (see the warnings; --place-orphans places them by guess)';
 const GUESS_HOME =
   'possibly lost: L2 tables were placed into the free L1 slots by guess, and one of them may belong here instead';
+const STALE =
+  "possibly lost: a live L2 table referenced by no L1 is a copy-on-write copy of this range's table and maps other data here — the disk's newer data is likely there, not the older table's content (see the warnings; --lost-found copies it out)";
 const BACKING_UNKNOWN =
   'unallocated: the header is lost, and with it the name of any backing file this range would read from (written as zeros; pass --backing FILE, or --no-backing if the image had none)';
+const GUESSED_END =
+  'beyond the guessed end of the disk: its size was lost with the header; if the disk was larger, what it held past here (from a backing file, if it had one) is not in the output (pass --virtual-size, and --backing FILE)';
 const MAX_LOST_RANGES = 10_000;
 
 export class ViewReader {
@@ -107,6 +111,7 @@ export class ViewReader {
       await this.emitIndex(i, progress ? tracked : sink, acc);
     }
     progress?.({ fraction: 1, stage: 'done' });
+    this.noteGuessedEnd(acc);
     // The left-out tables' data is lost from this disk, wherever it belonged.
     acc.bytes.lost += v.unplaced?.bytes ?? 0;
     // Unmapped live data may be what the ranges already counted lost held: counted once, at least.
@@ -126,6 +131,21 @@ export class ViewReader {
       confidence: bytes.recovered === 0 ? 1 : 1 - bytes.guessed / bytes.recovered,
       placement: placedRanges(v, this.cs * this.l2Entries),
     };
+  }
+
+  /**
+   * The header, and with it the disk's size and any backing file's name, is lost: the size is a
+   * guess from the last mapped cluster. Past it the disk may go on, reading from a backing file
+   * nobody can name: that tail is named (not counted: its size is unknown), up to the most a qcow2
+   * L1 table can address.
+   */
+  private noteGuessedEnd(acc: Accounting): void {
+    const v = this.view;
+    if (v.kind !== 'active' || this.recon.virtualSizeSource !== 'guessed' || !this.recon.backingUnknown) return;
+    const reach = Math.min((C.QCOW_MAX_L1_SIZE / 8) * this.geo.l1Coverage, Number.MAX_SAFE_INTEGER);
+    const end = Math.floor(reach / this.cs) * this.cs;
+    if (end > v.virtualSize && acc.lost.length < MAX_LOST_RANGES)
+      acc.lost.push({ start: v.virtualSize, end, reason: GUESSED_END });
   }
 
   /** The guest clusters under L1 index i, in order. */
@@ -158,6 +178,8 @@ export class ViewReader {
       return;
     }
     const guessed = place.confidence < 1;
+    const l1Copy = v.l1Copies?.get(i);
+    const stale = v.stale?.get(i);
     const l2 = await this.readL2(place.host);
     let j = jFrom;
     // The read of the next run of data clusters, started while this one goes to the sink.
@@ -174,6 +196,18 @@ export class ViewReader {
           j++;
           continue;
         }
+        if (stale?.has(j)) {
+          await sink(g, null);
+          acc.addLost(g * cs, g * cs + clusterBytes(g), STALE, false);
+          j++;
+          continue;
+        }
+        if (l1Copy && entryEmpty(l2, j, this.step)) {
+          await sink(g, null);
+          acc.addLost(g * cs, g * cs + clusterBytes(g), l1Copy);
+          j++;
+          continue;
+        }
         if (this.recon.extendedL2 && type !== ClusterType.Compressed) {
           await this.emitExtended(g, l2, j, clusterBytes(g), sink, acc, guessed);
           j++;
@@ -181,7 +215,13 @@ export class ViewReader {
         }
         if (type === ClusterType.Unallocated) {
           let k = j + 1;
-          while (k < n && u32(l2, k * this.step) === 0 && u32(l2, k * this.step + 4) === 0 && !v.shared?.has(g0 + k))
+          while (
+            k < n &&
+            u32(l2, k * this.step) === 0 &&
+            u32(l2, k * this.step + 4) === 0 &&
+            !v.shared?.has(g0 + k) &&
+            !stale?.has(k)
+          )
             k++;
           await this.emitUnallocated(g, k - j, sink, acc);
           if (v.unplacedData) acc.addLost(g * cs, (g0 + k) * cs, UNPLACED_DATA_REASON, false);

@@ -10,6 +10,7 @@ import { placeOrphans } from './orphan-placement.js';
 import { adoptSnapshotHeldTables } from './reconstruct-snapshot-held.js';
 import { doubtDuplicateMappings } from './duplicate-mappings.js';
 import { dropCounterfeitL2 } from './counterfeit-l2.js';
+import { markL1CopyTables } from './l1-copy-tables.js';
 import { provenMetadata } from './metadata-clusters.js';
 import { recoverSharedEntries } from './shared-entries.js';
 import { markUnplacedTables } from './unplaced-tables.js';
@@ -107,6 +108,7 @@ export async function reconstruct(
   }
   const metadata = await provenMetadata(st, views, snaps);
   await dropCounterfeitL2(st, views);
+  await markL1CopyTables(st, views);
   await doubtDuplicateMappings(st, views, metadata);
   await markUnplacedTables(st, views, activeView);
   await markUnplacedData(st, views, metadata, !!hints.backingFile);

@@ -52,6 +52,11 @@ export interface GuestView {
   shared?: Map<number, SharedEntry>;
   /** Live L2 tables whose L1 entry was lost, left out: their data (bytes) belongs in some free L1 slot. */
   unplaced?: { tables: number[]; bytes: number };
+  /** Placed L1 slots whose table holds an L1 table's content: each empty entry there is lost (l1-copy-tables.ts). */
+  l1Copies?: Map<number, string>;
+  /** Per placed L1 slot, the entries a live copy-on-write copy of its table (referenced by no L1) changed:
+   * the disk's newer data there is in that copy, not in the slot's table (see stale-slots.ts). */
+  stale?: Map<number, Set<number>>;
   /** The free L1 slots tables were placed into by guess: the ones left empty may be where one belongs. */
   guessHomes?: Set<number>;
   /** Live data clusters no table maps (their L2 entries were lost): their guest place is unknown. */

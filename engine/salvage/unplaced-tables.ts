@@ -3,6 +3,7 @@
 // only leaves a live L2 table unreferenced when it is empty, or a copy of a snapshot's table). Their
 // data is not in the disk, and where it belonged is unknown: one of the free L1 slots.
 import { dataHosts } from './l2-data-hosts.js';
+import { markStaleSlots } from './stale-slots.js';
 import { hx, type ReconstructState } from './reconstruct-state.js';
 import type { GuestView } from './types.js';
 
@@ -40,6 +41,7 @@ export async function markUnplacedTables(st: ReconstructState, views: GuestView[
     return;
   }
   active.unplaced = { tables, bytes: own.size * st.cs };
+  await markStaleSlots(st, active, tables);
   st.warnings.push(
     `${tables.length} L2 table(s) referenced by no L1 (${tables.slice(0, 8).map(hx).join(', ')}${tables.length > 8 ? ', …' : ''}) are live by their refcount and map ${own.size} data cluster(s) no disk maps: the L1 entries that placed them were lost, and where their data belongs is unknown (one of the free L1 slots, reported as possibly lost); --place-orphans places them by guess, --lost-found copies the data out`,
   );
