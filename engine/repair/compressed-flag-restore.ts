@@ -9,7 +9,9 @@
 import { decodes } from '../check/compressed-sample.js';
 import { hex64 } from '../format/bytes.js';
 import * as C from '../format/constants.js';
-import { decodeCompressed } from '../format/l2-entry.js';
+import { dataClusters, decodeCompressed, entryAt, l2Offset } from '../format/l2-entry.js';
+import { readPadded } from '../io/positional-io.js';
+import { addLostRange, guestOffsetsOfL2Entry } from './guest-ranges.js';
 import { at, type PlanContext, whereIs } from './plan-context.js';
 import type { BadEntry } from './references.js';
 
@@ -33,7 +35,10 @@ export async function planCompressedFlagRestores(
     if (b.hi & (C.OFLAG_COPIED_HI | C.OFLAG_COMPRESSED_HI)) continue;
     const hi = (b.hi | C.OFLAG_COMPRESSED_HI) >>> 0;
     const d = decodeCompressed(hi, b.lo, ctx.geo);
-    if (!(await plausibleStream(ctx, d.offset, d.size))) continue;
+    if (!(await plausibleStream(ctx, d.offset, d.size))) {
+      await nameRawReadOfStreams(ctx, b);
+      continue;
+    }
     done.add(entry);
     ctx.entryFix.set(entry, {
       hi,
@@ -49,6 +54,47 @@ export async function planCompressedFlagRestores(
     ctx.corruptionsFixed++;
   }
   return done;
+}
+
+/**
+ * A flag-lost entry whose stream does not inflate still maps, as raw data, a cluster that holds other
+ * entries' compressed streams (or reads it as zeros, when the stream offset's low bit set the zero flag): whatever the guest wrote there is not what it reads. Clearing the
+ * reserved bits keeps QEMU's mapping, but the range is named lost rather than called fine.
+ */
+async function nameRawReadOfStreams(ctx: PlanContext, b: BadEntry): Promise<void> {
+  const off = l2Offset(b.hi, b.lo);
+  const cs = ctx.clusterSize;
+  if (off === 0 || off % cs !== 0 || off >= ctx.walk.fileSize) return;
+  if (!(await compressedStreamClusters(ctx)).has(off / cs)) return;
+  const guests = guestOffsetsOfL2Entry(ctx, b);
+  for (const g of guests) addLostRange(ctx, g, cs);
+  const reads = b.lo & C.OFLAG_ZERO_LO ? 'as zeros' : 'as raw data';
+  ctx.fixes.push({
+    kind: 'raw-read-of-compressed',
+    counts: 'none',
+    differsFromQemu: true,
+    text: `${whereIs(b)}${guests.length ? ` (guest offset ${guests.map(at).join(', ')})` : ''}: ${hex64(b.hi, b.lo)} maps cluster ${at(off)}, which holds other entries' compressed streams, ${reads} — likely a compressed entry that lost its flag, and its stream does not inflate; the range is named lost`,
+  });
+}
+
+/** Host clusters touched by the compressed streams of the active L2 tables (read once per plan). */
+const streamClusters = new WeakMap<PlanContext, Set<number>>();
+
+async function compressedStreamClusters(ctx: PlanContext): Promise<Set<number>> {
+  const known = streamClusters.get(ctx);
+  if (known) return known;
+  const out = new Set<number>();
+  streamClusters.set(ctx, out);
+  const cs = ctx.clusterSize;
+  const tables = new Set(ctx.walk.activeL1.map((e) => e.l2).filter((t) => t && t % cs === 0 && t < ctx.walk.fileSize));
+  for (const t of tables) {
+    const bytes = await readPadded(ctx.img.io, t, cs);
+    for (let i = 0; i < ctx.geo.l2Entries; i++) {
+      const [hi, lo] = entryAt(bytes, i * 8);
+      if (hi & C.OFLAG_COMPRESSED_HI) for (const c of dataClusters(hi, lo, ctx.geo, cs)) out.add(c);
+    }
+  }
+  return out;
 }
 
 async function plausibleStream(ctx: PlanContext, offset: number, size: number): Promise<boolean> {

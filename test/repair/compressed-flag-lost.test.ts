@@ -4,7 +4,7 @@
 // the range fine; -r all sets the flag back when the stream there inflates to a whole cluster, and
 // the guest reads its own data again. A standard entry with a flipped reserved bit is still only cleared.
 import { afterAll, describe, expect, it } from 'vitest';
-import { createQcow2, patchU64, qemuCheck, qemuIo, readU64, tempDir } from '../helpers/qemu.js';
+import { createQcow2, patchU64, qemuCheck, qemuIo, readU64, tempDir, writeBytes } from '../helpers/qemu.js';
 import { caseFiles, readsBack, repairAll } from '../helpers/guest-reads.js';
 
 const t = tempDir('q2d-compressed-flag-lost-');
@@ -47,6 +47,24 @@ describe('a compressed L2 entry that lost its compressed flag', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(readU64(f, l2 + 8 * i)).toBe(entry);
     for (const [k, p] of PATTERNS.entries()) expect(readsBack(f, p, k * CS, CS), `cluster ${k}`).toBe(true);
+    expect(qemuCheck(f).status).toBe(0);
+  });
+
+  it('when its stream no longer inflates, the range it reads from a cluster of streams (raw, or as zeros) is named lost (exit 4)', () => {
+    const f = compressedImage('flag-lost-stream-broken');
+    const l2 = l2Of(f);
+    const i = PATTERNS.findIndex((_, k) => (readU64(f, l2 + 8 * k) & ~COMPRESSED & STD_RESERVED) !== 0n);
+    expect(i).toBeGreaterThanOrEqual(0);
+    const entry = readU64(f, l2 + 8 * i);
+    const stream = Number(entry & ((1n << 54n) - 1n)); // 64 KiB clusters: the stream offset is bits 0..53
+    writeBytes(f, stream, new Uint8Array(16).fill(0xff)); // a deflate block of reserved type: nothing inflates
+    patchU64(f, l2 + 8 * i, entry & ~COMPRESSED);
+    const r = repairAll(f);
+    expect(r.stderr).toMatch(/holds other entries' compressed streams, as (raw data|zeros) .* named lost/);
+    expect(r.out['guest-ranges-lost']).toEqual([{ start: i * CS, length: CS }]);
+    expect(r.status, r.stderr).toBe(4);
+    for (const [k, p] of PATTERNS.entries())
+      if (k !== i) expect(readsBack(f, p, k * CS, CS), `cluster ${k}`).toBe(true);
     expect(qemuCheck(f).status).toBe(0);
   });
 
