@@ -5,6 +5,7 @@
  */
 import type { ClusterCopy } from './cross-links.js';
 import type { PlanContext } from './plan-context.js';
+import { refblockOverlapsRefcountStructure } from './refblock-overlap.js';
 
 export interface Allocation {
   rebuild: boolean;
@@ -26,6 +27,7 @@ export function needsRebuild(ctx: PlanContext): boolean {
   const bad = w.refblocks.filter((r) => r.status !== 'ok');
   // The walk is authoritative, so a dirty (lazy-refcount) image is rebuilt only if its counts need it.
   if ((ctx.all ? bad.length > 0 : bad.some((r) => r.status !== 'beyond-eof')) || ctx.forceRebuild) return true;
+  if (refblockOverlapsRefcountStructure(ctx)) return true;
   for (const c of w.mismatched) if (c < w.refs.length && w.refs[c]! > 0 && w.onDisk[c] === 0) return true;
   return false;
 }

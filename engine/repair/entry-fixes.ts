@@ -8,6 +8,7 @@
 import * as C from '../format/constants.js';
 import { hex64 } from '../format/bytes.js';
 import { l2Offset } from '../format/l2-entry.js';
+import { planCompressedFlagRestores } from './compressed-flag-restore.js';
 import { planDroppedPointer } from './dropped-pointers.js';
 import { planGarbageCompressed } from './garbage-compressed.js';
 import { looksLikeSnapshotL1 } from './orphan-tables.js';
@@ -32,7 +33,9 @@ export async function planEntryFixes(ctx: PlanContext): Promise<EntryFixOutcome>
     for (const c of b.qemuClusters) ctx.reserved.add(c);
   }
   const out: EntryFixOutcome = { relinkNeeded: [] };
+  const restored = await planCompressedFlagRestores(ctx, badByEntry);
   for (const b of w.bad) {
+    if (restored.has(b.entry)) continue;
     const alone = (badByEntry.get(b.entry) ?? []).length === 1;
     switch (b.kind) {
       case 'l1-reserved-bits':
