@@ -4,7 +4,7 @@
 // over with the other's content, and its span would read the other span's data at a "certain" place.
 // Which one was written over is told by a third table at the same slot sharing data clusters with the
 // content at the same entries (the other disk's copy-on-write relative); otherwise by nothing, and
-// every span holding the content is named lost.
+// every span holding the content is named lost (copies within one disk are left to duplicate-mappings.ts).
 import { u32 } from '../format/bytes.js';
 import { ClusterType, classifyL2, l2Offset } from '../format/l2-entry.js';
 import { QCOW_MAX_L1_SIZE } from '../format/constants.js';
@@ -79,6 +79,8 @@ function dropClass(
     refs.some((p) => p.slot === s && !twins.has(p.host) && sharesEntry(content, entries.get(p.host))),
   );
   const owner = owners.length === 1 ? owners[0] : undefined;
+  // Copies inside one disk with nothing to tell them apart: duplicate-mappings.ts places both by guess.
+  if (owner === undefined && new Set(holders.map((p) => p.view)).size < 2) return;
   const tables = [...twins].map(hx).join(', ');
   for (const p of holders) {
     if (p.slot === owner || p.view.l2.get(p.slot)?.host !== p.host) continue;
