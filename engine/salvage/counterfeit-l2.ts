@@ -2,8 +2,9 @@
 // its blocks): the L1 entry is right but the table's content was overwritten. Read as L2 entries, a
 // refcount table's offsets point at refcount blocks and a 64-bit refcount block's small counts look
 // like "zero" flags, so the guest range would silently read as zeros or as metadata. The table's
-// whole span is lost instead.
+// whole span is lost instead. Tables holding another slot's table are dropped too (copied-l2.ts).
 import { isZero } from '../format/cluster-content.js';
+import { dropCrossSlotCopies } from './copied-l2.js';
 import { hx, type ReconstructState } from './reconstruct-state.js';
 import { headerRefcountTable } from './metadata-clusters.js';
 import type { GuestView } from './types.js';
@@ -12,6 +13,11 @@ import type { GuestView } from './types.js';
 const KEY_BYTES = 64;
 
 export async function dropCounterfeitL2(st: ReconstructState, views: GuestView[]): Promise<void> {
+  await dropRefcountCopies(st, views);
+  await dropCrossSlotCopies(st, views);
+}
+
+async function dropRefcountCopies(st: ReconstructState, views: GuestView[]): Promise<void> {
   const byKey = new Map<string, { host: number; what: string }[]>();
   const l2Hosts = new Set<number>();
   for (const v of views) for (const p of v.l2.values()) l2Hosts.add(p.host);
