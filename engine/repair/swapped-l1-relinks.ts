@@ -6,7 +6,9 @@
  * damaged entry lost. When exactly one table at that slot carries such a share, the entry is
  * re-linked to it and every byte of the span is kept. When no snapshot holds the share, the active
  * tree's own table is a lost one (leaked, still an L2 table): the one lost table that maps some of the
- * snapshot table's data clusters at the same entries (a copy-on-write descendant) is re-linked there.
+ * snapshot table's data clusters at the same entries (a copy-on-write descendant) is re-linked there,
+ * but only when the entries it maps differently carry COPIED; when none do, it is an older snapshot's
+ * frozen table (that snapshot's L1 is the damaged one) and the active entry is left alone.
  * Otherwise the span reads a snapshot's data and is named lost.
  *
  * Which side was damaged is decided by the tables, not by which pointer the walk met first: taking a
@@ -54,8 +56,13 @@ export async function planSwappedL1Relinks(ctx: PlanContext): Promise<void> {
     if (!shares.length) lost ??= await findLostL2Tables(ctx.img, w);
     const descendant = shares.length ? undefined : await lostDescendant(ctx, e.l2, lost!);
     if (descendant !== undefined) {
-      relinkLost(ctx, e, descendant);
-      continue;
+      const own = await writtenSince(ctx, e.l2, descendant);
+      // The lost table is a snapshot's frozen ancestor: the active entry is right, a snapshot's is damaged.
+      if (own === 'snapshot') continue;
+      if (own === 'active') {
+        relinkLost(ctx, e, descendant);
+        continue;
+      }
     }
     if (shares.length === 1) {
       const to = shares[0]!;
@@ -114,6 +121,36 @@ async function lostDescendant(
     }
   }
   return found.length === 1 ? found[0] : undefined;
+}
+
+/**
+ * Whose table the lost one is, judged by the entries it maps differently from `snapshotTable`: the
+ * active tree's copy-on-write table wrote them after the snapshot, so each carries COPIED; a snapshot's
+ * own older table had COPIED cleared on every entry when the snapshot was taken. Mixed or no such
+ * entries prove neither.
+ */
+async function writtenSince(
+  ctx: PlanContext,
+  snapshotTable: number,
+  lostTable: number,
+): Promise<'active' | 'snapshot' | 'unknown'> {
+  const mine = await readPadded(ctx.io, snapshotTable, ctx.clusterSize);
+  const theirs = await readPadded(ctx.io, lostTable, ctx.clusterSize);
+  let copied = 0;
+  let frozen = 0;
+  for (let p = 0; p < theirs.length; p += ctx.geo.l2EntrySize) {
+    const hi = u32(theirs, p);
+    const offHi = hi & C.L2E_OFFSET_MASK_HI;
+    const offLo = u32(theirs, p + 4) & C.L2E_OFFSET_MASK_LO;
+    if ((hi & C.OFLAG_COMPRESSED_HI) !== 0 || (offHi === 0 && offLo === 0)) continue;
+    if ((u32(mine, p) & C.L2E_OFFSET_MASK_HI) === offHi && (u32(mine, p + 4) & C.L2E_OFFSET_MASK_LO) === offLo)
+      continue;
+    if ((hi & C.OFLAG_COPIED_HI) !== 0) copied++;
+    else frozen++;
+  }
+  if (copied && !frozen) return 'active';
+  if (frozen && !copied) return 'snapshot';
+  return 'unknown';
 }
 
 /** Whether any uncompressed entry of the L2 table at `table` carries the COPIED flag. */
