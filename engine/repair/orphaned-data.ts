@@ -104,15 +104,21 @@ async function nameLostShares(ctx: PlanContext): Promise<void> {
     snapshotId: s.id,
   }));
   const named = new Set<number>();
-  /** Guest offsets where this table maps a candidate. */
-  const mapped: number[] = [];
+  /** Guest offsets where this table maps a candidate, with the host clusters mapped there. */
+  const mapped: [number, number[]][] = [];
   const visitor: TraversalVisitor = {
     // A compressed stream counts one use in every host cluster it touches: any of them a candidate.
     l2Entry: (e) => {
-      if (dataClusters(e.hi, e.lo, ctx.geo, cs).some((k) => candidates.has(k))) mapped.push(e.guestOffset);
+      const ks = dataClusters(e.hi, e.lo, ctx.geo, cs);
+      if (ks.some((k) => candidates.has(k))) mapped.push([e.guestOffset, ks]);
     },
     l2TableEnd: async () => {
-      for (const g of mapped) if (g < ctx.header.size && !named.has(g) && (await activeEmpty(ctx, g))) named.add(g);
+      for (const [g, ks] of mapped)
+        if (g < ctx.header.size && !named.has(g) && (await activeEmpty(ctx, g))) {
+          named.add(g);
+          // The active use each named share lost: lost-streams.ts counts the rest as unexplained.
+          for (const k of ks) ctx.lostShareUses.set(k, (ctx.lostShareUses.get(k) ?? 0) + 1);
+        }
       mapped.length = 0;
     },
   };

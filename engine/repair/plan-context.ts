@@ -81,6 +81,10 @@ export interface PlanContext {
   pointersLost: number;
   /** Leaked clusters still holding data, which -r all frees unless a later phase re-links them. */
   orphanedData: number[];
+  /** Compressed streams whose L2 entry is gone (lost-streams.ts): guest data lost at unknown places. */
+  /** Per host cluster, the active uses the snapshot-share case names lost (orphaned-data.ts). */
+  lostShareUses: Map<number, number>;
+  lostStreams?: { clusters: number; bytes: number; hostOffsets: number[] };
 }
 
 export function newPlanContext(
@@ -114,6 +118,7 @@ export function newPlanContext(
     guestRangesLost: [],
     pointersLost: 0,
     orphanedData: [],
+    lostShareUses: new Map(),
   };
 }
 

@@ -37,6 +37,7 @@ import { planSnapshotTable, planStaleBitmaps } from './snapshot-table-fix.js';
 import { targetRefcounts } from './target-refcounts.js';
 import { noteL1EntriesIntoData } from './l1-into-data.js';
 import { noteMisplacedRefblocks, openTrusted } from './trusted-view.js';
+import { planLostStreams, withLostStreams } from './lost-streams.js';
 import { settleFreedData } from './unplaced-data.js';
 
 export type { PlanOptions } from './plan-context.js';
@@ -55,6 +56,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
   await planSwappedL1Relinks(ctx);
   await planLostL2Tables(ctx);
   await planOrphanedData(ctx);
+  await planLostStreams(ctx);
   await nameCrossLinkedRanges(ctx);
   const copies = planCrossLinkCopies(ctx);
   const snapshotTable = planSnapshotTable(ctx);
@@ -68,7 +70,7 @@ export async function planRepair(io: PositionalIO, opts: PlanOptions): Promise<R
 
   const willBe = await rewalkWithFixes(ctx, alloc, headerExt);
   const targets = targetRefcounts(ctx, willBe.walk);
-  const unplaced = settleFreedData(ctx, targets.target);
+  const unplaced = withLostStreams(ctx, settleFreedData(ctx, targets.target));
   const plan = await planWrites(ctx, { alloc, targets, willBe, headerExt });
   return unplaced ? { ...plan, dataLostUnplaced: unplaced } : plan;
 }
