@@ -13,31 +13,14 @@ import { sourceOf, traverse } from '../image/traversal/index.js';
 import type { Layer, TraversalVisitor } from '../image/traversal/index.js';
 import { readPadded } from '../io/positional-io.js';
 import type { PlanContext } from './plan-context.js';
+import { overCountedData } from './orphaned-data.js';
 import { clusterList, type UnplacedDataLoss } from './unplaced-data.js';
-
-/** Host clusters over-counted by compressed streams (compressed-stream candidates), if any. */
-function overCounted(ctx: PlanContext): Set<number> {
-  const w = ctx.walk;
-  const out = new Set<number>();
-  for (const c of w.mismatched)
-    if (
-      c >= 1 &&
-      c < w.hostClusters &&
-      w.refs[c]! > 0 &&
-      !w.onDiskUnknown[c] &&
-      w.onDisk[c]! > w.refs[c]! &&
-      !w.metadata.has(c) &&
-      !w.allL2.has(c * ctx.clusterSize)
-    )
-      out.add(c);
-  return out;
-}
 
 export async function planLostStreams(ctx: PlanContext): Promise<void> {
   const cs = ctx.clusterSize;
   const w = ctx.walk;
   const unexplained = (k: number): number => w.onDisk[k]! - w.refs[k]! - (ctx.lostShareUses.get(k) ?? 0);
-  const cand = new Set([...overCounted(ctx)].filter((k) => unexplained(k) > 0));
+  const cand = new Set([...overCountedData(ctx)].filter((k) => unexplained(k) > 0));
   if (!cand.size) return;
   // Only clusters some surviving entry maps compressed: a plain data cluster over-counted is another finding.
   const compressed = new Set<number>();

@@ -80,23 +80,32 @@ async function keepLeakedData(ctx: PlanContext): Promise<void> {
   });
 }
 
+/**
+ * Data clusters the image counts more uses of than entries refer to (a lost share, a lost compressed
+ * stream): referenced, on-disk count known and higher, not metadata and no L2 table.
+ */
+export function overCountedData(ctx: PlanContext): Set<number> {
+  const w = ctx.walk;
+  const out = new Set<number>();
+  for (const c of w.mismatched)
+    if (
+      c >= 1 &&
+      c < w.hostClusters &&
+      w.refs[c]! > 0 &&
+      !w.onDiskUnknown[c] &&
+      w.onDisk[c]! > w.refs[c]! &&
+      !w.metadata.has(c) &&
+      !w.allL2.has(c * ctx.clusterSize)
+    )
+      out.add(c);
+  return out;
+}
+
 /** Snapshot-mapped data whose active share was lost: the active guest range is named as lost. */
 async function nameLostShares(ctx: PlanContext): Promise<void> {
   const w = ctx.walk;
   const cs = ctx.clusterSize;
-  const candidates = new Set<number>();
-  if (w.snapshots.length)
-    for (const c of w.mismatched)
-      if (
-        c >= 1 &&
-        c < w.hostClusters &&
-        w.refs[c]! > 0 &&
-        !w.onDiskUnknown[c] &&
-        w.onDisk[c]! > w.refs[c]! &&
-        !w.metadata.has(c) &&
-        !w.allL2.has(c * cs)
-      )
-        candidates.add(c);
+  const candidates = w.snapshots.length ? overCountedData(ctx) : new Set<number>();
   if (!candidates.size) return;
   const layers: Layer[] = w.snapshots.map((s) => ({
     l1Offset: s.l1TableOffset,
